@@ -1,0 +1,421 @@
+"""S3Client: HEAD, GET, PUT and DELETE of one key, signed, pooled, retried.
+
+One connection pool per process: it is created lazily and keyed by PID, so a prefork child
+never writes on its parent's sockets, and it is shared by every thread of the process. Each
+attempt is signed again, so the date is fresh, refreshed credentials are used, and a clock
+skew or a wrong region learnt from the store's answer is corrected before the next try.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from . import sigv4
+from .credentials import CredentialSource, EnvProvider, StaticProvider
+from .errors import (
+    AccessDenied,
+    CorruptResponse,
+    InvalidKey,
+    NotFound,
+    ResultTooLarge,
+    S3Error,
+    TransportError,
+    error_from_response,
+)
+from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
+from .transport import HttpcoreTransport, RawResponse, Transport, make_ssl_context
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["GetResult", "HeadResult", "S3Client"]
+
+logger = logging.getLogger(__name__)
+
+MAX_KEY_BYTES = 1024
+_PLAIN_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
+# Codes that mean "your clock is off", not "your key is wrong" (botocore's list, for S3).
+_SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
+_SKEW_THRESHOLD = 240.0
+_LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
+_warned_plain_http: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """A whole object and its ETag."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeadResult:
+    """What HEAD tells: ETag, size and the response headers."""
+
+    etag: str
+    size: int
+    headers: Mapping[str, str]
+
+
+@dataclass(slots=True)
+class _Slot:
+    """The per-process resources: the pool and the executor for concurrent reads."""
+
+    pid: int
+    transport: Transport
+    executor: ThreadPoolExecutor | None = None
+
+
+def default_credentials(settings: Settings) -> CredentialSource:
+    """Explicit settings first, then the environment (the AWS SDK order)."""
+    return CredentialSource(
+        [StaticProvider(settings.access_key, settings.secret_key, settings.session_token), EnvProvider()]
+    )
+
+
+class S3Client:
+    """A small S3 client for one bucket: exactly HEAD, GET, PUT and DELETE of keys."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: CredentialSource | None = None,
+        transport_factory: Callable[[], Transport] | None = None,
+        retry: RetryConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._credentials = credentials or default_credentials(settings)
+        self._transport_factory = transport_factory or self._default_transport
+        self._retry = retry or RetryConfig(max_attempts=settings.max_attempts)
+        self._backoff = Backoff(self._retry, sleep=sleep)
+        self._quota = RetryQuota(self._retry)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._slot: _Slot | None = None
+        #: Seconds to add to the local clock, learnt from a RequestTimeTooSkewed answer.
+        self.clock_offset = 0.0
+        #: Retries performed by this client since it was made (for reports and tests).
+        self.retries = 0
+        self._set_region(settings.region)
+        self._warn_plain_http()
+
+    def __repr__(self) -> str:
+        return f"S3Client(endpoint={self._base!r}, bucket={self.settings.bucket!r}, region={self.region!r})"
+
+    # -- addressing -------------------------------------------------------------------------
+
+    def _set_region(self, region: str) -> None:
+        """(Re)compute everything that depends on the region: base URL, host, path prefix."""
+        from dataclasses import replace
+
+        self.region = region
+        settings = replace(self.settings, region=region) if region != self.settings.region else self.settings
+        base = settings.base_url
+        parts = urlsplit(base)
+        self._base = base
+        self._host = parts.netloc
+        self._path_prefix = f"/{sigv4.canonical_uri(settings.bucket)}/" if settings.path_style else "/"
+        self._bucket_path = self._path_prefix.rstrip("/") or "/"
+
+    def _warn_plain_http(self) -> None:
+        parts = urlsplit(self._base)
+        host = parts.hostname or ""
+        if parts.scheme == "http" and not _LOOPBACK.match(host):
+            with _warned_lock:
+                if host not in _warned_plain_http:
+                    _warned_plain_http.add(host)
+                    logger.warning(
+                        "s3result: plain http:// to %s sends results unencrypted over the network; use https://", host
+                    )
+
+    # -- per-process resources --------------------------------------------------------------
+
+    def _default_transport(self) -> Transport:
+        context = make_ssl_context(self.settings.ca_bundle) if self._base.startswith("https:") else None
+        return HttpcoreTransport(
+            max_connections=self.settings.max_connections,
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+            ssl_context=context,
+        )
+
+    def _get_slot(self) -> _Slot:
+        pid = os.getpid()
+        slot = self._slot
+        if slot is not None and slot.pid == pid:
+            return slot
+        with self._lock:
+            slot = self._slot
+            if slot is None or slot.pid != pid:
+                # After a fork the parent's pool is abandoned, never closed: closing would
+                # shut sockets the parent is still using.
+                slot = _Slot(pid, self._transport_factory())
+                self._slot = slot
+            return slot
+
+    def close(self) -> None:
+        """Close this process's pool and executor; the next request opens new ones."""
+        with self._lock:
+            slot, self._slot = self._slot, None
+        if slot is not None and slot.pid == os.getpid():
+            if slot.executor is not None:
+                slot.executor.shutdown(wait=False)
+            slot.transport.close()
+
+    # -- the four verbs ---------------------------------------------------------------------
+
+    def get(self, key: str) -> GetResult:
+        """GET a whole object; ``NotFound`` when it is missing."""
+        resp = self._send("GET", key)
+        etag = resp.headers.get("etag", "")
+        self._check_md5(key, etag, resp)
+        return GetResult(resp.body, etag)
+
+    def get_or_none(self, key: str) -> GetResult | None:
+        """GET, with a missing key as None: one request, no HEAD first."""
+        try:
+            return self.get(key)
+        except NotFound:
+            return None
+
+    def get_many(self, keys: Sequence[str]) -> list[GetResult | None]:
+        """GET every key concurrently over the pool; None where missing, order kept."""
+        if len(keys) <= 1:
+            return [self.get_or_none(k) for k in keys]
+        slot = self._get_slot()
+        if slot.executor is None:
+            with self._lock:
+                if slot.executor is None:
+                    workers = min(self.settings.max_connections, 16)
+                    slot.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3result")
+        return list(slot.executor.map(self.get_or_none, keys))
+
+    def head(self, key: str) -> HeadResult:
+        """HEAD an object; errors are classified by status alone (a HEAD has no body)."""
+        resp = self._send("HEAD", key)
+        return HeadResult(resp.headers.get("etag", ""), int(resp.headers.get("content-length", "0")), resp.headers)
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """PUT a whole object and return its ETag.
+
+        ``if_none_match`` creates only when absent (``AlreadyExists`` otherwise);
+        ``if_match`` replaces only the version with that ETag (``PreconditionFailed``).
+        """
+        if len(body) > self.settings.max_result_size:
+            raise ResultTooLarge(
+                f"result for {key!r} is {len(body)} bytes, over max_result_size={self.settings.max_result_size}; "
+                "return a reference to the data instead, or raise max_result_size"
+            )
+        headers: list[tuple[str, str]] = []
+        if content_type:
+            headers.append(("content-type", content_type))
+        if if_none_match:
+            headers.append(("if-none-match", "*"))
+        if if_match is not None:
+            headers.append(("if-match", if_match))
+        s = self.settings
+        if s.sse:
+            headers.append(("x-amz-server-side-encryption", s.sse))
+            if s.sse_kms_key_id:
+                headers.append(("x-amz-server-side-encryption-aws-kms-key-id", s.sse_kms_key_id))
+        if s.storage_class:
+            headers.append(("x-amz-storage-class", s.storage_class))
+        for name, value in (metadata or {}).items():
+            headers.append((f"x-amz-meta-{name.lower()}", value))
+        resp = self._send(
+            "PUT",
+            key,
+            body=body,
+            headers=headers,
+            creating=if_none_match,
+            retry_conflict=if_none_match or if_match is not None,
+        )
+        return resp.headers.get("etag", "")
+
+    def delete(self, key: str) -> None:
+        """DELETE an object; deleting a missing key is not an error (S3 answers 204)."""
+        try:
+            self._send("DELETE", key)
+        except NotFound as exc:
+            if exc.code == "NoSuchBucket":
+                raise
+
+    # -- the request loop -------------------------------------------------------------------
+
+    def _target(self, key: str) -> str:
+        if not key:
+            raise InvalidKey("an empty key cannot be stored")
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise InvalidKey(
+                f"key {key[:60]!r}... is {len(key.encode('utf-8'))} bytes; S3 keys hold at most {MAX_KEY_BYTES}: "
+                "use a shorter task id or prefix"
+            )
+        return self._path_prefix + sigv4.canonical_uri(key)
+
+    def _send(
+        self,
+        method: str,
+        key: str,
+        *,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        creating: bool = False,
+        retry_conflict: bool = False,
+    ) -> RawResponse:
+        path = self._target(key)
+        extra = list(headers)
+        body_sha = sigv4.payload_hash(body)
+        method_b = method.encode()
+        attempt = 0
+        fixed_region = fixed_clock = False
+        cost: int | None = None
+        while True:
+            attempt += 1
+            creds = self._credentials.get()
+            signed = sigv4.sign_s3(
+                method=method,
+                host=self._host,
+                path=path,
+                headers=extra,
+                body_sha256=body_sha,
+                access_key=creds.access_key,
+                secret_key=creds.secret_key,
+                session_token=creds.token,
+                region=self.region,
+                now=self._clock() + self.clock_offset,
+            )
+            wire = [(b"Host", self._host.encode())]
+            wire += [(k.encode(), v.encode("utf-8")) for k, v in extra]
+            wire += [(k.encode(), v.encode("utf-8")) for k, v in signed]
+            if body or method == "PUT":
+                wire.append((b"Content-Length", str(len(body)).encode()))
+            try:
+                resp = self._get_slot().transport.request(method_b, self._base + path, wire, body)
+            except TransportError as exc:
+                error: Exception = type(exc)(f"S3 {method} {key!r} to {self._base}: {exc}", method=method, key=key)
+                error.__cause__ = exc
+            else:
+                if resp.status < 300:
+                    self._quota.release(cost)
+                    return resp
+                error = error_from_response(
+                    status=resp.status,
+                    body=resp.body if method != "HEAD" else b"",
+                    method=method,
+                    key=key,
+                    request_id=resp.headers.get("x-amz-request-id", ""),
+                    creating=creating,
+                    content_type=resp.headers.get("content-type", ""),
+                )
+                if not fixed_region and self._learn_region(error, resp):
+                    fixed_region = True
+                    continue
+                if not fixed_clock and self._learn_clock(error, resp):
+                    fixed_clock = True
+                    continue
+                if isinstance(error, AccessDenied) and method in ("GET", "HEAD") and error.code == "AccessDenied":
+                    error = AccessDenied(
+                        status=error.status,
+                        code=error.code,
+                        key=key,
+                        method=method,
+                        request_id=error.request_id,
+                        message=(
+                            f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
+                            f"unless the credentials have s3:ListBucket on bucket {self.settings.bucket!r}; "
+                            "grant s3:ListBucket and s3:GetObject"
+                        ),
+                    )
+            if attempt >= self._retry.max_attempts or not is_retryable(error, retry_conflict=retry_conflict):
+                raise error
+            cost = self._quota.acquire(error)
+            if cost is None:
+                logger.warning("s3result: retry quota exhausted, not retrying %s %r: %s", method, key, error)
+                raise error
+            pause = self._backoff.wait(attempt)
+            self.retries += 1
+            logger.info(
+                "s3result: retrying %s %r (attempt %d of %d) in %.3fs after: %s",
+                method,
+                key,
+                attempt + 1,
+                self._retry.max_attempts,
+                pause,
+                error,
+            )
+
+    def _check_md5(self, key: str, etag: str, resp: RawResponse) -> None:
+        """A plain PUT's ETag is the body's MD5: check it, unless SSE-KMS/SSE-C changes that."""
+        match = _PLAIN_MD5.match(etag)
+        if match is None:
+            return
+        sse = resp.headers.get("x-amz-server-side-encryption", "")
+        if sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in resp.headers:
+            return
+        if hashlib.md5(resp.body, usedforsecurity=False).hexdigest() != match.group(1).lower():
+            raise CorruptResponse(
+                f"S3 GET {key!r}: body does not match its ETag {etag}; retrying", method="GET", key=key
+            )
+
+    def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
+        """Switch region once when the store names the right one (301, or a malformed auth)."""
+        region = resp.headers.get("x-amz-bucket-region") or error.region
+        relevant = error.status == 301 or error.code in ("AuthorizationHeaderMalformed", "PermanentRedirect")
+        if not relevant or not region or region == self.region:
+            return False
+        logger.warning(
+            "s3result: bucket %r is in region %s, not %s; using %s (set region=%s to skip this)",
+            self.settings.bucket,
+            region,
+            self.region,
+            region,
+            region,
+        )
+        self._set_region(region)
+        return True
+
+    def _learn_clock(self, error: S3Error, resp: RawResponse) -> bool:
+        """Correct the clock once from the store's Date header when the store says it is off."""
+        if error.code not in _SKEW_CODES and error.status != 403:
+            return False
+        date = resp.headers.get("date")
+        if not date:
+            return False
+        from email.utils import parsedate_to_datetime  # only ever needed on this error path
+
+        try:
+            server = parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return False
+        offset = server - self._clock()
+        if error.code not in _SKEW_CODES and abs(offset - self.clock_offset) < _SKEW_THRESHOLD:
+            return False
+        if abs(offset - self.clock_offset) < 1.0:
+            return False
+        logger.warning("s3result: local clock is %.0fs off the store's; correcting signatures by that much", -offset)
+        self.clock_offset = offset
+        return True

@@ -1,0 +1,544 @@
+"""One validated settings object, built in one place.
+
+A result-backend URL, Celery's ``s3_*`` settings, s3result's own ``s3result_options`` dict,
+the legacy celery-s3 ``CELERY_S3_BACKEND_SETTINGS`` dict and a few ``AWS_*`` environment
+variables all become the same known keys (with aliases) and go through one ``build()``.
+Every value is parsed there, every error quotes the setting and says what to do, and an
+unknown key is an error, never silently ignored.
+
+Precedence, highest first: the URL, ``s3result_options``, Celery's ``s3_*`` settings, the
+legacy dict, the environment, the defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "Addressing",
+    "ConditionalWrites",
+    "Settings",
+    "build",
+    "from_celery_conf",
+    "parse_url",
+    "redact_url",
+]
+
+SCHEME = "s3result"
+
+_TRUE = frozenset({"1", "true", "on", "yes", "y"})
+_FALSE = frozenset({"0", "false", "off", "no", "n"})
+
+
+class Addressing(str, Enum):
+    """How the bucket is put in the request: ``auto`` picks per endpoint and bucket."""
+
+    AUTO = "auto"
+    PATH = "path"
+    VIRTUAL = "virtual"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ConditionalWrites(str, Enum):
+    """Whether writes use If-None-Match/If-Match: probe the store, trust it, or never."""
+
+    PROBE = "probe"
+    ETAG = "etag"
+    DISABLED = "disabled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SSE = ("AES256", "aws:kms", "aws:kms:dsse")
+_STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "EXPRESS_ONEZONE",
+)
+
+# Each known key, its aliases (URL parameters and legacy names), and what it means.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "bucket": ("s3_bucket",),
+    "prefix": ("base_path", "s3_base_path"),
+    "endpoint_url": ("endpoint", "s3_endpoint_url"),
+    "region": ("aws_region", "region_name", "s3_region"),
+    "access_key": ("access_key_id", "aws_access_key_id", "s3_access_key_id"),
+    "secret_key": ("secret_access_key", "aws_secret_access_key", "s3_secret_access_key"),
+    "session_token": ("aws_session_token", "token"),
+    "profile": ("aws_profile",),
+    "addressing": ("addressing_style", "path_style"),
+    "connect_timeout": (),
+    "read_timeout": ("timeout",),
+    "max_connections": ("pool_size", "max_pool_connections"),
+    "max_attempts": ("retries",),
+    "sse": ("server_side_encryption", "encrypt_key"),
+    "sse_kms_key_id": ("kms_key_id",),
+    "storage_class": ("reduced_redundancy",),
+    "conditional_writes": (),
+    "max_result_size": (),
+    "ca_bundle": ("verify",),
+}
+_CANONICAL = {alias: key for key, aliases in _ALIASES.items() for alias in (key, *aliases)}
+_SECRET_KEYS = frozenset({"secret_key", "session_token"})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Plain, validated configuration; required fields are never None."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    profile: str | None = None
+    addressing: Addressing = Addressing.AUTO
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_connections: int = 32
+    max_attempts: int = 3
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    conditional_writes: ConditionalWrites = ConditionalWrites.PROBE
+    max_result_size: int = 64 * 1024 * 1024
+    ca_bundle: str | None = None
+    region_explicit: bool = True
+
+    def __repr__(self) -> str:
+        secret = "***" if self.secret_key else None
+        token = "***" if self.session_token else None
+        return (
+            f"Settings(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r}, "
+            f"region={self.region!r}, access_key={self.access_key!r}, secret_key={secret}, "
+            f"session_token={token}, addressing={self.addressing.value!r})"
+        )
+
+    @property
+    def is_aws(self) -> bool:
+        """True when talking to Amazon S3 itself (no endpoint, or an amazonaws.com one)."""
+        return _is_aws_endpoint(self.endpoint_url)
+
+    @property
+    def path_style(self) -> bool:
+        """``auto``: virtual-hosted on AWS unless the bucket has dots (TLS wildcard), else path."""
+        if self.addressing is Addressing.AUTO:
+            return not self.is_aws or "." in self.bucket
+        return self.addressing is Addressing.PATH
+
+    @property
+    def base_url(self) -> str:
+        """Scheme and authority the requests go to, without the bucket in the path."""
+        if self.endpoint_url is not None:
+            base = self.endpoint_url.rstrip("/")
+        else:
+            suffix = ".amazonaws.com.cn" if self.region.startswith("cn-") else ".amazonaws.com"
+            base = f"https://s3.{self.region}{suffix}"
+        if not self.path_style:
+            scheme, _, host = base.partition("://")
+            base = f"{scheme}://{self.bucket}.{host}"
+        return base
+
+    def object_key(self, name: str) -> str:
+        """Base path joined with ``/``, then Celery's key, with no leading slash."""
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def redacted_url(self) -> str:
+        """A URL that rebuilds these settings, minus every secret."""
+        user = f"{quote(self.access_key, safe='')}:***@" if self.access_key else ""
+        path = f"/{self.prefix}" if self.prefix else ""
+        if self.endpoint_url is None:
+            url = f"{SCHEME}://{user}{self.bucket}{path}?region={self.region}"
+        else:
+            scheme, _, host = self.endpoint_url.partition("://")
+            url = f"{SCHEME}+{scheme}://{user}{host.rstrip('/')}/{self.bucket}{path}"
+        return url
+
+
+def _is_aws_endpoint(endpoint: str | None) -> bool:
+    if endpoint is None:
+        return True
+    return (urlsplit(endpoint).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _parse_bool(setting: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(setting, f"expected a boolean (true/false, yes/no, on/off, 1/0), got {value!r}")
+
+
+def _parse_number(setting: str, value: Any, kind: type[int] | type[float], low: float, high: float) -> Any:
+    try:
+        number = kind(str(value).strip()) if not isinstance(value, (int, float)) or isinstance(value, bool) else value
+        if isinstance(value, bool):
+            raise ValueError
+        number = kind(number)
+    except (TypeError, ValueError):
+        raise ConfigError(setting, f"expected a {kind.__name__}, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(setting, f"must be between {low:g} and {high:g}, got {value!r}")
+    return number
+
+
+def _parse_size(setting: str, value: Any) -> int:
+    text = str(value).strip().upper()
+    match = re.fullmatch(r"(\d+)\s*(B|K|KB|KIB|M|MB|MIB|G|GB|GIB)?", text)
+    if not match:
+        raise ConfigError(setting, f"expected a size such as 10485760, 512KiB or 16MiB, got {value!r}")
+    unit = (match.group(2) or "B")[0]
+    size = int(match.group(1)) * {"B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[unit]
+    if size < 1:
+        raise ConfigError(setting, f"must be at least 1 byte, got {value!r}")
+    return size
+
+
+def _check_bucket(bucket: str, *, strict: bool) -> str:
+    """AWS naming rules on AWS; other stores also accept legacy upper-case and underscores."""
+    setting = "bucket"
+    if not bucket:
+        raise ConfigError(setting, "no bucket given; use s3result://BUCKET/PREFIX or set s3_bucket")
+    if strict:
+        ok = 3 <= len(bucket) <= 63 and re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", bucket) is not None
+    else:
+        ok = 3 <= len(bucket) <= 255 and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", bucket) is not None
+    if ok and (".." in bucket or ".-" in bucket or "-." in bucket):
+        ok = False
+    if ok:
+        try:
+            ipaddress.ip_address(bucket)
+            ok = False
+        except ValueError:
+            pass
+    if not ok:
+        rule = (
+            "3-63 lower-case letters, digits, dots and hyphens"
+            if strict
+            else "3-255 letters, digits, dots, hyphens and underscores"
+        )
+        raise ConfigError(
+            setting, f"{bucket!r} is not a valid bucket name ({rule}, starting and ending with a letter or digit)"
+        )
+    return bucket
+
+
+def _check_prefix(prefix: str) -> str:
+    clean = prefix.strip("/")
+    if "//" in clean:
+        raise ConfigError("prefix", f"{prefix!r} has an empty path segment ('//'); remove it")
+    if len(clean.encode("utf-8")) > 900:
+        raise ConfigError(
+            "prefix", f"{prefix[:40]!r}... is too long; S3 keys hold 1024 bytes and the result key needs room"
+        )
+    return clean
+
+
+def _check_endpoint(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("endpoint_url", f"{redact_url(url)!r} is not an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ConfigError("endpoint_url", "must not hold credentials; pass them as access_key/secret_key")
+    if parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ConfigError(
+            "endpoint_url",
+            f"{redact_url(url)!r} must be just scheme://host[:port]; put the bucket in the bucket setting",
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError("endpoint_url", f"{redact_url(url)!r} has an invalid port") from None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _canonical(setting: str) -> str:
+    key = _CANONICAL.get(setting.strip().lower())
+    if key is None:
+        known = ", ".join(sorted(_ALIASES))
+        raise ConfigError(setting, f"unknown option; known options are: {known}")
+    return key
+
+
+def redact_url(url: str) -> str:
+    """Mask the password part of a URL's userinfo (and secret query parameters)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = []
+        for k, v in parse_qsl(query, keep_blank_values=True):
+            secret = _CANONICAL.get(k.lower()) in _SECRET_KEYS
+            pairs.append(f"{k}={'***' if secret else v}")
+        query = "&".join(pairs)
+    out = f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{out}?{query}" if query else out
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """Split a result-backend URL into raw options (not yet validated).
+
+    ``s3result://[KEY:SECRET@]BUCKET[/PREFIX][?opts]`` is AWS; ``[s3result+]http(s)://
+    [KEY:SECRET@]HOST[:PORT]/BUCKET[/PREFIX][?opts]`` is any S3-compatible endpoint.
+    """
+    text = url.strip()
+    if text.startswith(f"{SCHEME}+"):
+        text = text[len(SCHEME) + 1 :]
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigError("result_backend", f"{redact_url(url)!r} is not a valid URL") from None
+    if parts.fragment:
+        raise ConfigError("result_backend", "a '#' in the URL starts a fragment; percent-encode it as %23")
+    raw: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        canon = _canonical(key)
+        if canon in raw:
+            raise ConfigError(key, "given twice in the URL; keep one")
+        raw[canon] = value
+    if parts.username is not None:
+        raw["access_key"] = unquote(parts.username)
+        if parts.password is None:
+            raise ConfigError(
+                "result_backend",
+                "the URL has an access key but no secret; use KEY:SECRET@ and percent-encode '/' and '+' in the secret",
+            )
+        raw["secret_key"] = unquote(parts.password)
+    path = unquote(parts.path)
+    if parts.scheme == SCHEME:
+        if port is not None:
+            raise ConfigError(
+                "result_backend",
+                "s3result:// takes a bucket, not host:port; use s3result+https://HOST:PORT/BUCKET for other stores",
+            )
+        if parts.hostname:
+            # urlsplit lower-cases the host; take the bucket as written so the check can see it.
+            raw["bucket"] = parts.netloc.rpartition("@")[2]
+        if path.strip("/"):
+            raw["prefix"] = path
+    elif parts.scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ConfigError(
+                "result_backend", f"{redact_url(url)!r} has no host; use s3result+https://HOST[:PORT]/BUCKET/PREFIX"
+            )
+        host = parts.netloc.rpartition("@")[2]
+        raw["endpoint_url"] = f"{parts.scheme}://{host}"
+        bucket, _, prefix = path.lstrip("/").partition("/")
+        if bucket:
+            raw["bucket"] = bucket
+        if prefix.strip("/"):
+            raw["prefix"] = prefix
+    elif parts.scheme == "s3":
+        raise ConfigError("result_backend", "s3:// is Celery's own boto3 backend; use s3result://BUCKET/PREFIX")
+    else:
+        raise ConfigError(
+            "result_backend", f"unsupported scheme {parts.scheme!r}; use s3result:// or s3result+https://"
+        )
+    return raw
+
+
+def _from_mapping(source: str, mapping: Mapping[str, Any] | None) -> dict[str, Any]:
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(source, f"expected a dict, got {type(mapping).__name__}")
+    raw: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if value is None:
+            continue
+        canon = _canonical(f"{key}")
+        if canon == "storage_class" and key == "reduced_redundancy":
+            if _parse_bool(f"{source}[reduced_redundancy]", value):
+                raw[canon] = "REDUCED_REDUNDANCY"
+            continue
+        if canon == "sse" and key == "encrypt_key":
+            if _parse_bool(f"{source}[encrypt_key]", value):
+                raw[canon] = "AES256"
+            continue
+        raw[canon] = value
+    return raw
+
+
+_CELERY_SETTINGS = {
+    "s3_bucket": "bucket",
+    "s3_base_path": "prefix",
+    "s3_endpoint_url": "endpoint_url",
+    "s3_region": "region",
+    "s3_access_key_id": "access_key",
+    "s3_secret_access_key": "secret_key",
+}
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        raw["endpoint_url"] = endpoint
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if region:
+        raw["region"] = region
+    if environ.get("AWS_PROFILE"):
+        raw["profile"] = environ["AWS_PROFILE"]
+    return raw
+
+
+def build(
+    *,
+    url: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    celery_settings: Mapping[str, Any] | None = None,
+    legacy: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge every source, validate every value once, and return frozen ``Settings``."""
+    env = os.environ if environ is None else environ
+    layers: list[dict[str, Any]] = [
+        _from_environ(env),
+        _from_mapping("CELERY_S3_BACKEND_SETTINGS", legacy),
+        {
+            _CELERY_SETTINGS[k]: v
+            for k, v in (celery_settings or {}).items()
+            if k in _CELERY_SETTINGS and v not in (None, "")
+        },
+        _from_mapping("s3result_options", options),
+        parse_url(url) if url else {},
+    ]
+    raw: dict[str, Any] = {}
+    for layer in layers:
+        raw.update({k: v for k, v in layer.items() if v is not None})
+    region_explicit = any("region" in layer for layer in layers)
+    return _validate(raw, region_explicit=region_explicit)
+
+
+def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text != str(value) and key in ("access_key", "secret_key", "session_token"):
+        raise ConfigError(key, "has leading or trailing whitespace; remove it")
+    return text or None
+
+
+def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
+    endpoint = _opt_str(raw, "endpoint_url")
+    endpoint = _check_endpoint(endpoint) if endpoint else None
+    is_aws = _is_aws_endpoint(endpoint)
+    bucket = _check_bucket(str(raw.get("bucket") or "").strip(), strict=is_aws)
+    region = _opt_str(raw, "region") or "us-east-1"
+    if not re.fullmatch(r"[a-z0-9-]{1,40}", region):
+        raise ConfigError("region", f"{region!r} is not a region name such as eu-west-1 (or 'auto' for R2)")
+    access_key, secret_key = _opt_str(raw, "access_key"), _opt_str(raw, "secret_key")
+    if bool(access_key) != bool(secret_key):
+        missing = "secret_key (s3_secret_access_key)" if access_key else "access_key (s3_access_key_id)"
+        raise ConfigError(missing, "one of access key and secret key is set without the other; set both or neither")
+    addressing_raw = raw.get("addressing", "auto")
+    if isinstance(addressing_raw, bool):
+        addressing = Addressing.PATH if addressing_raw else Addressing.VIRTUAL
+    else:
+        text = str(addressing_raw).strip().lower()
+        text = {"virtual-hosted": "virtual", "virtual_hosted": "virtual", "vhost": "virtual"}.get(text, text)
+        if text in _TRUE | _FALSE:  # path_style=true/false
+            addressing = Addressing.PATH if text in _TRUE else Addressing.VIRTUAL
+        else:
+            try:
+                addressing = Addressing(text)
+            except ValueError:
+                raise ConfigError("addressing", f"expected auto, path or virtual, got {addressing_raw!r}") from None
+    if (
+        addressing is Addressing.VIRTUAL
+        and endpoint is not None
+        and re.fullmatch(r"[\d.]+|\[.*\]|localhost", urlsplit(endpoint).hostname or "")
+    ):
+        raise ConfigError(
+            "addressing",
+            "virtual-hosted addressing needs a DNS name, not an IP address or localhost; use addressing=path",
+        )
+    sse = _opt_str(raw, "sse")
+    if sse is not None:
+        match = {s.lower(): s for s in _SSE}.get(sse.lower())
+        if match is None:
+            raise ConfigError("sse", f"expected AES256 or aws:kms, got {sse!r}")
+        sse = match
+    kms = _opt_str(raw, "sse_kms_key_id")
+    if kms and sse not in ("aws:kms", "aws:kms:dsse"):
+        raise ConfigError("sse_kms_key_id", "is only meaningful with sse=aws:kms; set sse=aws:kms or drop the key id")
+    storage_class = _opt_str(raw, "storage_class")
+    if storage_class is not None:
+        storage_class = storage_class.upper()
+        if storage_class not in _STORAGE_CLASSES:
+            raise ConfigError("storage_class", f"expected one of {', '.join(_STORAGE_CLASSES)}, got {storage_class!r}")
+    cw_raw = str(raw.get("conditional_writes", "probe")).strip().lower()
+    try:
+        conditional = ConditionalWrites(cw_raw)
+    except ValueError:
+        raise ConfigError(
+            "conditional_writes", f"expected probe, etag or disabled, got {raw.get('conditional_writes')!r}"
+        ) from None
+    ca_bundle = _opt_str(raw, "ca_bundle")
+    if ca_bundle is not None and ca_bundle.lower() not in _TRUE | _FALSE and not os.path.isfile(ca_bundle):
+        raise ConfigError(
+            "ca_bundle",
+            f"{ca_bundle!r} is not a file; give the path of a PEM CA bundle (or false to skip verification)",
+        )
+    return Settings(
+        bucket=bucket,
+        prefix=_check_prefix(str(raw.get("prefix") or "")),
+        endpoint_url=endpoint,
+        region=region,
+        access_key=access_key,
+        secret_key=secret_key,
+        session_token=_opt_str(raw, "session_token"),
+        profile=_opt_str(raw, "profile"),
+        addressing=addressing,
+        connect_timeout=_parse_number("connect_timeout", raw.get("connect_timeout", 5.0), float, 0.01, 600),
+        read_timeout=_parse_number("read_timeout", raw.get("read_timeout", 30.0), float, 0.01, 3600),
+        max_connections=_parse_number("max_connections", raw.get("max_connections", 32), int, 1, 1024),
+        max_attempts=_parse_number("max_attempts", raw.get("max_attempts", 3), int, 1, 20),
+        sse=sse,
+        sse_kms_key_id=kms,
+        storage_class=storage_class,
+        conditional_writes=conditional,
+        max_result_size=_parse_size("max_result_size", raw.get("max_result_size", 64 * 1024 * 1024)),
+        ca_bundle=ca_bundle,
+        region_explicit=region_explicit,
+    )
+
+
+def from_celery_conf(conf: Mapping[str, Any], url: str | None) -> Settings:
+    """Build settings from a Celery app's configuration and its result-backend URL."""
+    return build(
+        url=url,
+        options=conf.get("s3result_options"),
+        celery_settings={k: conf.get(k) for k in _CELERY_SETTINGS},
+        legacy=conf.get("CELERY_S3_BACKEND_SETTINGS"),
+    )

@@ -1,0 +1,145 @@
+"""The retry policy: which failures are transient, how long to wait, and when to stop.
+
+Modelled on the AWS SDKs' *standard* mode: a few attempts, full-jitter exponential backoff
+(``random(0, 1) * min(base * 2**n, cap)``) and a retry quota, a token bucket that empties
+while the store keeps failing so that a dead store is not hit with multiplied load.
+https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import Conflict, ConnectError, CorruptResponse, RequestTimeout, S3Error, ServerError
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "Backoff",
+    "RetryConfig",
+    "RetryQuota",
+    "is_retryable",
+]
+
+# Codes that S3 and compatible stores use for "slow down, try later", whatever the status.
+_THROTTLING = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "PriorRequestNotComplete",
+    }
+)
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    """How many attempts, and the backoff bounds.
+
+    Three attempts and a 20 s cap are the SDK standard-mode defaults: enough to ride out a
+    throttling burst or a failover without holding a worker for long. The 50 ms base keeps
+    the first retry quick for a result backend, where latency is user-visible.
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.05
+    max_delay: float = 20.0
+    quota_capacity: int = 500
+    retry_cost: int = 5
+    timeout_cost: int = 10
+
+
+DEFAULT_RETRY = RetryConfig()
+
+
+class Backoff:
+    """Full jitter: ``random(0,1) * min(base * 2**attempt, cap)``; RNG and sleep injectable."""
+
+    def __init__(
+        self,
+        config: RetryConfig = DEFAULT_RETRY,
+        *,
+        rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._config = config
+        self._rng = rng
+        self._sleep = sleep
+
+    def delay(self, attempt: int) -> float:
+        """The wait before retry number ``attempt`` (1 for the first retry)."""
+        cap = min(self._config.base_delay * (2 ** (attempt - 1)), self._config.max_delay)
+        return float(self._rng() * cap)
+
+    def wait(self, attempt: int) -> float:
+        """Sleep for ``delay(attempt)`` and return it."""
+        pause = self.delay(attempt)
+        if pause > 0:
+            self._sleep(pause)
+        return pause
+
+
+class RetryQuota:
+    """The SDK token bucket: retries spend tokens, successes refund one; empty means no retry."""
+
+    def __init__(self, config: RetryConfig = DEFAULT_RETRY) -> None:
+        self._config = config
+        self._tokens = config.quota_capacity
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> int:
+        """Tokens left."""
+        return self._tokens
+
+    def acquire(self, exc: BaseException) -> int | None:
+        """Spend the cost of retrying ``exc``; None when the bucket cannot pay for it."""
+        cost = self._config.timeout_cost if isinstance(exc, RequestTimeout) else self._config.retry_cost
+        with self._lock:
+            if self._tokens < cost:
+                return None
+            self._tokens -= cost
+            return cost
+
+    def release(self, cost: int | None) -> None:
+        """Refund after a success: the retry's cost, or one token for a first-try success."""
+        with self._lock:
+            self._tokens = min(self._config.quota_capacity, self._tokens + (cost or 1))
+
+
+def is_retryable(exc: BaseException, *, idempotent: bool = True, retry_conflict: bool = False) -> bool:
+    """Whether one more attempt may succeed where this one failed.
+
+    A connect failure is always retryable because nothing was sent. A timeout or a reset
+    after sending is retryable only for idempotent requests (every S3 verb we send is, and
+    conditional PUTs resolve the ambiguity themselves). A 409 is retried only on request: for
+    a conditional write it means "a concurrent writer was busy", for others it is final.
+    """
+    if isinstance(exc, ConnectError):
+        return True
+    if isinstance(exc, (RequestTimeout, CorruptResponse)):
+        return idempotent
+    if isinstance(exc, Conflict):
+        return retry_conflict
+    if isinstance(exc, S3Error):
+        if isinstance(exc, ServerError) and exc.status != 501:
+            return True
+        return exc.status in _TRANSIENT_STATUS or exc.code in _THROTTLING
+    return False
