@@ -1,0 +1,54 @@
+"""Shared fixtures: a clean environment, and real S3 servers started on 127.0.0.1.
+
+A server that fails to start fails the tests that need it; nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from s3result.embedded import MotoServer
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile(
+    "deep", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AWS_* or S3RESULT_* variable of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "S3RESULT_")):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto server with auth on, an IAM user with s3:* and a bucket; stopped at the end."""
+    with MotoServer(bucket="s3result-tests") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def boto3_client(moto_server: MotoServer) -> Any:
+    """An independent S3 client (boto3, tests only) to check what s3result stored."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint,
+        aws_access_key_id=moto_server.access_key,
+        aws_secret_access_key=moto_server.secret_key,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )

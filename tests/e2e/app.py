@@ -1,0 +1,61 @@
+"""The Celery app the end-to-end tests run in real worker processes.
+
+Configured from the environment by the test fixture: E2E_BACKEND_URL (the s3result URL of a
+server the tests started) and E2E_BROKER_DIR (kombu's filesystem transport: no broker server).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Celery
+
+app = Celery("e2e")
+_broker_dir = os.environ.get("E2E_BROKER_DIR", "/tmp/s3result-e2e-broker")
+app.conf.update(
+    broker_url="filesystem://",
+    broker_transport_options={
+        "data_folder_in": _broker_dir,
+        "data_folder_out": _broker_dir,
+        "processed_folder": os.path.join(_broker_dir, "processed"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    },
+    result_backend=os.environ.get("E2E_BACKEND_URL", "s3result://unset-bucket"),
+    result_extended=os.environ.get("E2E_RESULT_EXTENDED", "") == "1",
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+)
+
+
+class Boom(ValueError):
+    """A user exception whose type and message must survive the round trip."""
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def fail(message: str) -> None:
+    raise Boom(message)
+
+
+@app.task
+def tsum(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task
+def echo(value: Any) -> Any:
+    return value
+
+
+@app.task
+def sleepy(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

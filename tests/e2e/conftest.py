@@ -1,0 +1,113 @@
+"""A real Celery worker process (prefork, concurrency 2) on kombu's filesystem broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3result.embedded import MotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """A `celery worker` subprocess; its log is kept for the failure report."""
+
+    def __init__(
+        self,
+        url: str,
+        tmp: Path,
+        *,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self.broker_dir = tmp / "broker"
+        self.broker_dir.mkdir(parents=True, exist_ok=True)
+        (self.broker_dir / "processed").mkdir(exist_ok=True)
+        self.log = tmp / "worker.log"
+        self.env = dict(
+            os.environ,
+            E2E_BACKEND_URL=url,
+            E2E_BROKER_DIR=str(self.broker_dir),
+            PYTHONPATH=str(ROOT),
+            **(extra_env or {}),
+        )
+        self.args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.e2e.app",
+            "worker",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-l",
+            "INFO",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {self.proc.returncode}:\n{self.tail()}")
+            if b" ready." in self.log.read_bytes():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker not ready after 60s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._logf.close()
+
+
+@pytest.fixture(scope="module")
+def worker(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    tmp = tmp_path_factory.mktemp("worker")
+    w = Worker(moto_server.url(prefix="e2e"), tmp)
+    w.start()
+    os.environ["E2E_BACKEND_URL"] = w.url
+    os.environ["E2E_BROKER_DIR"] = str(w.broker_dir)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def app(worker: Worker):  # type: ignore[no-untyped-def]
+    """The client side of the same app, pointed at the worker's broker and backend."""
+    from tests.e2e import app as module
+
+    module.app.conf.result_backend = worker.url
+    module.app.conf.broker_transport_options = dict(
+        module.app.conf.broker_transport_options,
+        data_folder_in=str(worker.broker_dir),
+        data_folder_out=str(worker.broker_dir),
+        processed_folder=str(worker.broker_dir / "processed"),
+    )
+    # The backend is cached per app; drop it so the URL above takes effect.
+    module.app._local.__dict__.pop("backend", None)
+    return module
