@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import sigv4
-from .credentials import CredentialSource, EnvProvider, StaticProvider
+from .credentials import CredentialSource, chain_for
 from .errors import (
     AccessDenied,
     CorruptResponse,
@@ -78,13 +78,6 @@ class _Slot:
     executor: ThreadPoolExecutor | None = None
 
 
-def default_credentials(settings: Settings) -> CredentialSource:
-    """Explicit settings first, then the environment (the AWS SDK order)."""
-    return CredentialSource(
-        [StaticProvider(settings.access_key, settings.secret_key, settings.session_token), EnvProvider()]
-    )
-
-
 class S3Client:
     """A small S3 client for one bucket: exactly HEAD, GET, PUT and DELETE of keys."""
 
@@ -99,7 +92,7 @@ class S3Client:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        self._credentials = credentials or default_credentials(settings)
+        self._credentials = credentials or chain_for(settings)
         self._transport_factory = transport_factory or self._default_transport
         self._retry = retry or RetryConfig(max_attempts=settings.max_attempts)
         self._backoff = Backoff(self._retry, sleep=sleep)
@@ -182,9 +175,7 @@ class S3Client:
     def get(self, key: str) -> GetResult:
         """GET a whole object; ``NotFound`` when it is missing."""
         resp = self._send("GET", key)
-        etag = resp.headers.get("etag", "")
-        self._check_md5(key, etag, resp)
-        return GetResult(resp.body, etag)
+        return GetResult(resp.body, resp.headers.get("etag", ""))
 
     def get_or_none(self, key: str) -> GetResult | None:
         """GET, with a missing key as None: one request, no HEAD first."""
@@ -320,36 +311,20 @@ class S3Client:
                 error.__cause__ = exc
             else:
                 if resp.status < 300:
-                    self._quota.release(cost)
-                    return resp
-                error = error_from_response(
-                    status=resp.status,
-                    body=resp.body if method != "HEAD" else b"",
-                    method=method,
-                    key=key,
-                    request_id=resp.headers.get("x-amz-request-id", ""),
-                    creating=creating,
-                    content_type=resp.headers.get("content-type", ""),
-                )
-                if not fixed_region and self._learn_region(error, resp):
-                    fixed_region = True
-                    continue
-                if not fixed_clock and self._learn_clock(error, resp):
-                    fixed_clock = True
-                    continue
-                if isinstance(error, AccessDenied) and method in ("GET", "HEAD") and error.code == "AccessDenied":
-                    error = AccessDenied(
-                        status=error.status,
-                        code=error.code,
-                        key=key,
-                        method=method,
-                        request_id=error.request_id,
-                        message=(
-                            f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
-                            f"unless the credentials have s3:ListBucket on bucket {self.settings.bucket!r}; "
-                            "grant s3:ListBucket and s3:GetObject"
-                        ),
-                    )
+                    corrupt = self._md5_mismatch(key, resp) if method == "GET" else None
+                    if corrupt is None:
+                        self._quota.release(cost)
+                        return resp
+                    error = corrupt
+                else:
+                    s3_error = self._error(method, key, resp, creating)
+                    if not fixed_region and self._learn_region(s3_error, resp):
+                        fixed_region = True
+                        continue
+                    if not fixed_clock and self._learn_clock(s3_error, resp):
+                        fixed_clock = True
+                        continue
+                    error = s3_error
             if attempt >= self._retry.max_attempts or not is_retryable(error, retry_conflict=retry_conflict):
                 raise error
             cost = self._quota.acquire(error)
@@ -368,18 +343,46 @@ class S3Client:
                 error,
             )
 
-    def _check_md5(self, key: str, etag: str, resp: RawResponse) -> None:
+    def _error(self, method: str, key: str, resp: RawResponse, creating: bool) -> S3Error:
+        error = error_from_response(
+            status=resp.status,
+            body=resp.body if method != "HEAD" else b"",
+            method=method,
+            key=key,
+            request_id=resp.headers.get("x-amz-request-id", ""),
+            creating=creating,
+            content_type=resp.headers.get("content-type", ""),
+        )
+        if isinstance(error, AccessDenied) and method in ("GET", "HEAD") and error.code == "AccessDenied":
+            # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
+            # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
+            error = AccessDenied(
+                status=error.status,
+                code=error.code,
+                key=key,
+                method=method,
+                request_id=error.request_id,
+                message=(
+                    f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
+                    f"unless the credentials have s3:ListBucket on bucket {self.settings.bucket!r}; "
+                    "grant s3:ListBucket and s3:GetObject"
+                ),
+            )
+        return error
+
+    @staticmethod
+    def _md5_mismatch(key: str, resp: RawResponse) -> CorruptResponse | None:
         """A plain PUT's ETag is the body's MD5: check it, unless SSE-KMS/SSE-C changes that."""
+        etag = resp.headers.get("etag", "")
         match = _PLAIN_MD5.match(etag)
         if match is None:
-            return
+            return None
         sse = resp.headers.get("x-amz-server-side-encryption", "")
         if sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in resp.headers:
-            return
-        if hashlib.md5(resp.body, usedforsecurity=False).hexdigest() != match.group(1).lower():
-            raise CorruptResponse(
-                f"S3 GET {key!r}: body does not match its ETag {etag}; retrying", method="GET", key=key
-            )
+            return None
+        if hashlib.md5(resp.body, usedforsecurity=False).hexdigest() == match.group(1).lower():
+            return None
+        return CorruptResponse(f"S3 GET {key!r}: body does not match its ETag {etag}", method="GET", key=key)
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
         """Switch region once when the store names the right one (301, or a malformed auth)."""

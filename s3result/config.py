@@ -281,26 +281,38 @@ def _canonical(setting: str) -> str:
     return key
 
 
+_USERINFO_SAFE = ":%+=!$&'()*,;~-._"
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str]:
+    """``(scheme://, userinfo, rest)``, tolerant of raw ``/``, ``?`` or ``@`` in a secret.
+
+    AWS secrets often hold ``/`` and ``+``; users paste them unencoded, and ``urlsplit`` would
+    then cut the authority at the ``/`` and expose half the secret as a path.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", "", url
+    at = rest.rfind("@")
+    if at < 0:
+        return scheme + sep, "", rest
+    return scheme + sep, rest[:at], rest[at + 1 :]
+
+
 def redact_url(url: str) -> str:
     """Mask the password part of a URL's userinfo (and secret query parameters)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = parts.query
+    head, userinfo, rest = _split_userinfo(url)
+    if userinfo:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{rest}" if colon else f"{user}@{rest}"
+    path, qmark, query = rest.partition("?")
     if query:
         pairs = []
         for k, v in parse_qsl(query, keep_blank_values=True):
             secret = _CANONICAL.get(k.lower()) in _SECRET_KEYS
             pairs.append(f"{k}={'***' if secret else v}")
         query = "&".join(pairs)
-    out = f"{parts.scheme}://{netloc}{parts.path}"
-    return f"{out}?{query}" if query else out
+    return f"{head}{path}{qmark}{query}"
 
 
 def parse_url(url: str) -> dict[str, Any]:
@@ -312,6 +324,10 @@ def parse_url(url: str) -> dict[str, Any]:
     text = url.strip()
     if text.startswith(f"{SCHEME}+"):
         text = text[len(SCHEME) + 1 :]
+    head, userinfo, rest = _split_userinfo(text)
+    if userinfo:
+        # Percent-encode what would otherwise end the userinfo early; '%' stays as typed.
+        text = f"{head}{quote(userinfo, safe=_USERINFO_SAFE)}@{rest}"
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -459,8 +475,8 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         raise ConfigError("region", f"{region!r} is not a region name such as eu-west-1 (or 'auto' for R2)")
     access_key, secret_key = _opt_str(raw, "access_key"), _opt_str(raw, "secret_key")
     if bool(access_key) != bool(secret_key):
-        missing = "secret_key (s3_secret_access_key)" if access_key else "access_key (s3_access_key_id)"
-        raise ConfigError(missing, "one of access key and secret key is set without the other; set both or neither")
+        missing, alias = ("secret_key", "s3_secret_access_key") if access_key else ("access_key", "s3_access_key_id")
+        raise ConfigError(missing, f"missing (also settable as {alias}): an access key and a secret key go together; set both or neither")
     addressing_raw = raw.get("addressing", "auto")
     if isinstance(addressing_raw, bool):
         addressing = Addressing.PATH if addressing_raw else Addressing.VIRTUAL

@@ -12,15 +12,20 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import CredentialsError
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 __all__ = [
-    "Credentials",
     "CredentialSource",
+    "Credentials",
     "EnvProvider",
     "Provider",
     "StaticProvider",
+    "chain_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,3 +123,10 @@ class CredentialSource:
 
     def __repr__(self) -> str:
         return f"CredentialSource(providers={len(self._providers)})"
+
+
+def chain_for(settings: Settings) -> CredentialSource:
+    """The provider chain for these settings: explicit settings first, then the environment."""
+    return CredentialSource(
+        [StaticProvider(settings.access_key, settings.secret_key, settings.session_token), EnvProvider()]
+    )

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from .errors import Conflict, ConnectError, CorruptResponse, RequestTimeout, S3Error, ServerError
 
 __all__ = [
-    "DEFAULT_RETRY",
     "Backoff",
+    "DEFAULT_RETRY",
     "RetryConfig",
     "RetryQuota",
     "is_retryable",

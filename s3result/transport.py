@@ -168,7 +168,7 @@ class HttpxTransport:
     def request(self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> RawResponse:
         """Send through the wrapped transport and read the body."""
         hx = self._httpx
-        req = hx.Request(method, url, headers=headers, content=body)
+        req = hx.Request(method.decode(), url, headers=headers, content=body)
         try:
             response = self._transport.handle_request(req)
             try:

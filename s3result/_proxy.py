@@ -1,0 +1,114 @@
+"""A loopback TCP proxy that counts the HTTP requests passing through it.
+
+Used by ``s3result demo`` and the benchmarks to count S3 requests at the wire, where no
+client-side shortcut can hide one. It forwards bytes untouched and parses only the
+request line and Content-Length of each request (our clients never send chunked bodies).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import Counter
+
+__all__ = ["CountingProxy"]
+
+
+class CountingProxy:
+    """Listen on 127.0.0.1:0, forward to ``upstream``, count requests per method."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name="s3result-proxy", daemon=True)
+        self._thread.start()
+
+    @property
+    def total(self) -> int:
+        """All requests seen so far."""
+        with self._lock:
+            return sum(self.counts.values())
+
+    def snapshot(self) -> Counter[str]:
+        """A copy of the per-method counts."""
+        with self._lock:
+            return Counter(self.counts)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+        back.start()
+        buffer = b""
+        need = 0  # body bytes still to skip of the current request
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                upstream.sendall(data)
+                buffer += data
+                while True:
+                    if need:
+                        taken = min(need, len(buffer))
+                        buffer, need = buffer[taken:], need - taken
+                        if need:
+                            break
+                    end = buffer.find(b"\r\n\r\n")
+                    if end < 0:
+                        break
+                    head, buffer = buffer[:end], buffer[end + 4 :]
+                    method = head.split(b" ", 1)[0].decode("latin-1")
+                    with self._lock:
+                        self.counts[method] += 1
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            need = int(value.strip() or 0)
+        except OSError:
+            pass
+        finally:
+            for sock in (upstream, client):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            back.join(timeout=5)
+            upstream.close()
+            client.close()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop accepting; connections in flight finish on their own."""
+        self._closed = True
+        self._server.close()

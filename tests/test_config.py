@@ -1,0 +1,217 @@
+"""Settings: every source, every alias, and a one-line error for each bad input.
+
+Integration: tests/integration/test_moto.py builds settings from real URLs.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from s3result.config import Addressing, ConditionalWrites, build, from_celery_conf, parse_url, redact_url
+from s3result.errors import ConfigError
+
+SECRET = "SeCrEt/with+slash"
+
+
+def test_aws_url() -> None:
+    s = build(url="s3result://my-bucket/results/celery?region=eu-west-1")
+    assert (s.bucket, s.prefix, s.region, s.endpoint_url) == ("my-bucket", "results/celery", "eu-west-1", None)
+    assert s.is_aws and not s.path_style
+    assert s.base_url == "https://my-bucket.s3.eu-west-1.amazonaws.com"
+    assert s.object_key("celery-task-meta-1") == "results/celery/celery-task-meta-1"
+
+
+def test_aws_bucket_with_dots_uses_path_style() -> None:
+    s = build(url="s3result://my.dotted.bucket?region=us-west-2")
+    assert s.path_style and s.base_url == "https://s3.us-west-2.amazonaws.com"
+
+
+def test_compatible_endpoint_url_with_credentials() -> None:
+    s = build(url="s3result+http://AKID:SeCrEt%2Fwith%2Bslash@127.0.0.1:9000/bucket/a/b/")
+    assert s.endpoint_url == "http://127.0.0.1:9000"
+    assert (s.bucket, s.prefix, s.access_key, s.secret_key) == ("bucket", "a/b", "AKID", SECRET)
+    assert s.path_style and s.base_url == "http://127.0.0.1:9000"
+    # Celery strips 's3result+' before handing the URL over; both forms mean the same.
+    assert build(url="http://AKID:SeCrEt%2Fwith%2Bslash@127.0.0.1:9000/bucket/a/b/") == s
+
+
+def test_no_prefix_means_keys_at_the_bucket_root() -> None:
+    s = build(url="s3result+https://minio.example:9000/bucket")
+    assert s.prefix == "" and s.object_key("k") == "k"
+
+
+def test_celery_s3_settings_are_a_drop_in() -> None:
+    conf = {
+        "s3_bucket": "legacy",
+        "s3_base_path": "/results/",
+        "s3_endpoint_url": "https://ceph.example",
+        "s3_region": "default",
+        "s3_access_key_id": "AK",
+        "s3_secret_access_key": SECRET,
+    }
+    s = from_celery_conf(conf, "s3result://")
+    assert (s.bucket, s.prefix, s.endpoint_url, s.region, s.access_key, s.secret_key) == (
+        "legacy", "results", "https://ceph.example", "default", "AK", SECRET,
+    )
+
+
+def test_legacy_celery_s3_dict() -> None:
+    legacy = {
+        "aws_access_key_id": "AK",
+        "aws_secret_access_key": SECRET,
+        "bucket": "old-bucket",
+        "base_path": "celery/",
+        "aws_region": "eu-central-1",
+        "reduced_redundancy": True,
+        "encrypt_key": True,
+    }
+    s = from_celery_conf({"CELERY_S3_BACKEND_SETTINGS": legacy}, None)
+    assert (s.bucket, s.prefix, s.region, s.storage_class, s.sse) == (
+        "old-bucket", "celery", "eu-central-1", "REDUCED_REDUNDANCY", "AES256",
+    )
+
+
+def test_url_beats_options_beats_celery_settings_beats_environment() -> None:
+    s = build(
+        url="s3result://url-bucket?region=eu-west-3",
+        options={"region": "eu-west-2", "read_timeout": "7"},
+        celery_settings={"s3_region": "eu-west-1", "s3_bucket": "settings-bucket"},
+        environ={"AWS_REGION": "us-west-1"},
+    )
+    assert (s.bucket, s.region, s.read_timeout) == ("url-bucket", "eu-west-3", 7.0)
+    assert build(url="s3result://bkt", environ={"AWS_REGION": "us-west-1"}).region == "us-west-1"
+    assert build(url="s3result://bkt", environ={"AWS_DEFAULT_REGION": "ap-east-1"}).region == "ap-east-1"
+    assert build(url="s3result://bkt", environ={}).region_explicit is False
+
+
+def test_environment_endpoint() -> None:
+    s = build(url="s3result://bucket", environ={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"})
+    assert s.endpoint_url == "http://127.0.0.1:9000" and s.path_style
+
+
+def test_options_and_aliases() -> None:
+    s = build(
+        url=(
+            "s3result+https://s3.example/bkt?addressing_style=virtual&timeout=3&connect_timeout=1.5"
+            "&pool_size=4&retries=5&server_side_encryption=aws:kms&kms_key_id=k1"
+            "&storage_class=standard_ia&conditional_writes=%20ETAG%20&max_result_size=2MiB"
+        )
+    )
+    assert s.addressing is Addressing.VIRTUAL and s.base_url == "https://bkt.s3.example"
+    assert (s.read_timeout, s.connect_timeout, s.max_connections, s.max_attempts) == (3.0, 1.5, 4, 5)
+    assert (s.sse, s.sse_kms_key_id, s.storage_class) == ("aws:kms", "k1", "STANDARD_IA")
+    assert s.conditional_writes is ConditionalWrites.ETAG and str(s.conditional_writes) == "etag"
+    assert s.max_result_size == 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize("word,path", [("1", True), ("yes", True), ("On", True), ("y", True), ("0", False), ("no", False), ("off", False), ("n", False), ("FALSE", False)])
+def test_booleans(word: str, path: bool) -> None:
+    s = build(url=f"s3result+https://s3.example/bkt?path_style={word}")
+    assert s.path_style is path
+
+
+def test_settings_are_frozen_and_pickle() -> None:
+    s = build(url="s3result://bucket")
+    with pytest.raises(AttributeError):
+        s.bucket = "other"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(s)) == s
+
+
+BAD = [
+    ("s3result://", {}, "bucket", "no bucket given"),
+    ("s3result://ab", {}, "bucket", "not a valid bucket name"),
+    ("s3result://Upper", {}, "bucket", "not a valid bucket name"),
+    ("s3result://bad_underscore", {}, "bucket", "not a valid bucket name"),
+    ("s3result://192.168.1.1", {}, "bucket", "not a valid bucket name"),
+    ("s3result://a..b", {}, "bucket", "not a valid bucket name"),
+    ("s3result://-abc", {}, "bucket", "not a valid bucket name"),
+    ("s3result://b" + "x" * 70, {}, "bucket", "not a valid bucket name"),
+    ("s3result://bucket?colour=blue", {}, "colour", "unknown option"),
+    ("s3result://bucket?region=EU WEST", {}, "region", "not a region name"),
+    ("s3result://bucket?region=a&region=b", {}, "region", "given twice"),
+    ("s3result://bucket?read_timeout=soon", {}, "read_timeout", "expected a float"),
+    ("s3result://bucket?read_timeout=-1", {}, "read_timeout", "must be between"),
+    ("s3result://bucket?max_connections=0", {}, "max_connections", "must be between"),
+    ("s3result://bucket?max_connections=1.5", {}, "max_connections", "expected a int"),
+    ("s3result://bucket?max_attempts=true", {}, "max_attempts", "expected a int"),
+    ("s3result://bucket?path_style=maybe", {}, "addressing", "expected auto, path or virtual"),
+    ("s3result://bucket?addressing=diagonal", {}, "addressing", "expected auto, path or virtual"),
+    ("s3result://bucket?sse=rot13", {}, "sse", "expected AES256 or aws:kms"),
+    ("s3result://bucket?sse_kms_key_id=k", {}, "sse_kms_key_id", "only meaningful with sse=aws:kms"),
+    ("s3result://bucket?storage_class=cheap", {}, "storage_class", "expected one of"),
+    ("s3result://bucket?conditional_writes=sometimes", {}, "conditional_writes", "expected probe, etag or disabled"),
+    ("s3result://bucket?max_result_size=big", {}, "max_result_size", "expected a size"),
+    ("s3result://bucket?max_result_size=0", {}, "max_result_size", "at least 1 byte"),
+    ("s3result://bucket?ca_bundle=/no/such/file.pem", {}, "ca_bundle", "is not a file"),
+    ("s3result://bucket:9000/x", {}, "result_backend", "takes a bucket, not host:port"),
+    ("s3result://AKID@bucket", {}, "result_backend", "no secret"),
+    ("s3result://bucket/a#frag", {}, "result_backend", "fragment"),
+    ("s3result+http://host:99999/b", {}, "result_backend", "not a valid URL"),
+    ("s3result+https:///bucket", {}, "result_backend", "has no host"),
+    ("s3://bucket", {}, "result_backend", "Celery's own boto3 backend"),
+    ("ftp://host/bucket", {}, "result_backend", "unsupported scheme"),
+    ("s3result+http://127.0.0.1:9000/bkt?addressing=virtual", {}, "addressing", "needs a DNS name"),
+    ("s3result://bucket/a//b", {}, "prefix", "empty path segment"),
+    ("s3result://bucket/" + "p" * 901, {}, "prefix", "too long"),
+    ("s3result://bucket", {"s3_endpoint_url": "ftp://x"}, "endpoint_url", "not an http:// or https:// URL"),
+    ("s3result://bucket", {"s3_endpoint_url": "https://h/path"}, "endpoint_url", "must be just scheme://host[:port]"),
+    ("s3result://bucket", {"s3_endpoint_url": "https://u:SECRETPW@h"}, "endpoint_url", "must not hold credentials"),
+    ("s3result://bucket", {"s3_access_key_id": "AK"}, "secret_key", "go together"),
+    ("s3result://bucket", {"s3_secret_access_key": SECRET}, "access_key", "go together"),
+    ("s3result://bucket", {"s3_access_key_id": " AK", "s3_secret_access_key": SECRET}, "access_key", "whitespace"),
+]
+
+
+@pytest.mark.parametrize("url,celery,setting,fragment", BAD, ids=[f"{b[2]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_input_gets_one_line_error_naming_the_setting(url: str, celery: dict[str, str], setting: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build(url=url, celery_settings=celery, environ={})
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{setting}:"), message
+    assert fragment in message
+    assert SECRET not in message and "SECRETPW" not in message
+    assert exc.value.setting == setting
+    assert pickle.loads(pickle.dumps(exc.value)).setting == setting
+
+
+def test_unknown_option_in_options_dict_and_legacy_dict() -> None:
+    with pytest.raises(ConfigError, match="^colour: unknown option"):
+        build(url="s3result://bucket", options={"colour": "red"})
+    with pytest.raises(ConfigError, match="^bogus: unknown option"):
+        build(legacy={"bucket": "bbb", "bogus": 1})
+    with pytest.raises(ConfigError, match="expected a dict"):
+        build(options=["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_compatible_stores_accept_legacy_bucket_names() -> None:
+    assert build(url="s3result+https://ceph.example/Legacy_Bucket").bucket == "Legacy_Bucket"
+
+
+def test_no_secret_in_repr_or_redacted_url() -> None:
+    s = build(url=f"s3result+https://AKID:{SECRET.replace('/', '%2F').replace('+', '%2B')}@s3.example/bkt/p", options={"session_token": "TOKEN123"})
+    for text in (repr(s), str(s), s.redacted_url()):
+        assert SECRET not in text and "TOKEN123" not in text and "SeCrEt" not in text
+    assert s.redacted_url() == "s3result+https://AKID:***@s3.example/bkt/p"
+    assert build(url=s.redacted_url().replace("***", "x")).bucket == "bkt"
+
+
+def test_redact_url() -> None:
+    assert redact_url("s3result+https://AK:SeCrEt@h/b?secret_key=abc&region=x") == "s3result+https://AK:***@h/b?secret_key=***&region=x"
+    assert redact_url("https://h/b") == "https://h/b"
+
+
+def test_parse_url_keeps_raw_values() -> None:
+    assert parse_url("s3result://bucket/p?region=eu-west-1") == {"bucket": "bucket", "prefix": "/p", "region": "eu-west-1"}
+
+
+def test_raw_secret_with_slash_plus_and_at_is_accepted_and_never_shown() -> None:
+    raw = "s3result+http://AKIA:Way/fyt+4x@l9g?x@127.0.0.1:9000/bucket/demo?region=eu-west-1"
+    s = build(url=raw, environ={})
+    assert (s.secret_key, s.bucket, s.prefix, s.region) == ("Way/fyt+4x@l9g?x", "bucket", "demo", "eu-west-1")
+    assert redact_url(raw) == "s3result+http://AKIA:***@127.0.0.1:9000/bucket/demo?region=eu-west-1"
+    with pytest.raises(ConfigError) as exc:
+        build(url=raw.replace(":9000", ":99999"), environ={})
+    assert "fyt" not in str(exc.value)

@@ -1,0 +1,53 @@
+"""Credentials values and the (static, environment) provider chain.
+
+Integration: tests/integration/test_moto.py signs with credentials from the URL.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from s3result import config
+from s3result.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
+from s3result.errors import CredentialsError
+
+
+def test_repr_masks_secret_and_token() -> None:
+    c = Credentials("AKID", "SECRETVALUE", "TOKENVALUE", expiry=123.0)
+    for text in (repr(c), str(c), f"{c}", f"{c!r}"):
+        assert "SECRETVALUE" not in text and "TOKENVALUE" not in text
+        assert "AKID" in text
+
+
+def test_static_before_environment() -> None:
+    env = {"AWS_ACCESS_KEY_ID": "ENVKEY", "AWS_SECRET_ACCESS_KEY": "envsecret"}
+    chain = CredentialSource([StaticProvider("STATIC", "s"), EnvProvider(env)])
+    assert chain.get().access_key == "STATIC" and chain.get().source == "settings"
+    chain = CredentialSource([StaticProvider(None, None), EnvProvider(env)])
+    assert chain.get().access_key == "ENVKEY" and chain.get().source == "environment"
+
+
+def test_environment_session_token_and_legacy_name() -> None:
+    base = {"AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S"}
+    assert EnvProvider({**base, "AWS_SESSION_TOKEN": "T1"})().token == "T1"  # type: ignore[union-attr]
+    assert EnvProvider({**base, "AWS_SECURITY_TOKEN": "T2"})().token == "T2"  # type: ignore[union-attr]
+    assert EnvProvider({"AWS_ACCESS_KEY_ID": "K"})() is None
+
+
+def test_no_credentials_is_one_clear_line() -> None:
+    with pytest.raises(CredentialsError) as exc:
+        chain_for(config.build(url="s3result://bkt", environ={})).get()
+    assert "\n" not in str(exc.value)
+    assert "AWS_ACCESS_KEY_ID" in str(exc.value) and "s3_access_key_id" in str(exc.value)
+
+
+def test_debug_log_names_the_source_not_the_secret(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
+    with caplog.at_level(logging.DEBUG):
+        creds = chain_for(config.build(url="s3result://bkt", environ={})).get()
+    assert creds.source == "environment"
+    text = caplog.text
+    assert "environment" in text and "ENVSECRET" not in text

@@ -1,0 +1,78 @@
+"""The error tree: status mapping in one place, XML parsing, pickling of every class."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+
+import pytest
+
+from s3result import errors
+from s3result.errors import error_from_response
+
+ALL = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.S3ResultError)]
+
+
+def _instance(cls: type[errors.S3ResultError]) -> errors.S3ResultError:
+    if issubclass(cls, errors.S3Error):
+        return cls(status=503, code="SlowDown", message="m", request_id="r", key="k", method="PUT", region="x")
+    if issubclass(cls, errors.ConfigError):
+        return cls("bucket", "bad")
+    if issubclass(cls, errors.TransportError):
+        return cls("refused", method="GET", key="k")
+    return cls("message")
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_every_error_pickles(cls: type[errors.S3ResultError]) -> None:
+    exc = _instance(cls)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is cls and str(back) == str(exc)
+    assert vars(back) == vars(exc)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_every_error_has_a_docstring(cls: type[errors.S3ResultError]) -> None:
+    assert cls.__doc__ and "\n" not in cls.__doc__.strip()
+
+
+@pytest.mark.parametrize(
+    "status,creating,cls",
+    [
+        (404, False, errors.NotFound),
+        (412, False, errors.PreconditionFailed),
+        (412, True, errors.AlreadyExists),
+        (304, True, errors.AlreadyExists),
+        (409, False, errors.Conflict),
+        (403, False, errors.AccessDenied),
+        (401, False, errors.Unauthenticated),
+        (501, False, errors.NotImplementedByStore),
+        (503, False, errors.ServerError),
+        (400, False, errors.S3Error),
+    ],
+)
+def test_status_maps_to_the_most_specific_class(status: int, creating: bool, cls: type[errors.S3Error]) -> None:
+    exc = error_from_response(status=status, body=b"", method="PUT", key="k", creating=creating)
+    assert type(exc) is cls and exc.status == status and exc.code
+
+
+def test_xml_error_fields_are_parsed_and_unescaped() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+        b"<Message>The key &lt;k&gt; &amp; more</Message><Key>k</Key><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+    )
+    exc = error_from_response(status=404, body=body, method="GET", key="k")
+    assert (exc.code, exc.message, exc.request_id) == ("NoSuchKey", "The key <k> & more", "4442587FB7D0A2F9")
+    assert str(exc) == "S3 GET 'k' failed: 404 NoSuchKey: The key <k> & more [request id 4442587FB7D0A2F9]"
+
+
+def test_truncated_xml_still_yields_the_code() -> None:
+    exc = error_from_response(status=503, body=b"<Error><Code>SlowDown</Code><Mess", method="GET", key="k")
+    assert exc.code == "SlowDown"
+
+
+def test_non_s3_answers_are_named() -> None:
+    exc = error_from_response(status=200, body=b"<!DOCTYPE html><html>login</html>", method="GET", key="k")
+    assert "HTML" in str(exc) and "endpoint URL" in str(exc)
+    exc = error_from_response(status=400, body=b'{"error": 1}', method="GET", key="k")
+    assert "non-S3" in str(exc)

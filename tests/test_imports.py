@@ -1,0 +1,101 @@
+"""Layering, public surface and the no-boto promise, each checked in a clean interpreter."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+MODULES = [
+    "s3result",
+    "s3result.sigv4",
+    "s3result.errors",
+    "s3result.config",
+    "s3result.credentials",
+    "s3result.retry",
+    "s3result.transport",
+    "s3result.client",
+    "s3result.backend",
+    "s3result.embedded",
+]
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_sigv4_imports_only_the_stdlib() -> None:
+    loaded = _modules_after("import s3result.sigv4")
+    assert not {"httpx", "httpcore", "celery", "kombu"} & loaded
+
+
+def test_package_import_is_cheap() -> None:
+    loaded = _modules_after("import s3result")
+    assert not {"httpx", "httpcore", "celery", "kombu", "ssl"} & loaded
+
+
+def test_client_never_imports_celery() -> None:
+    loaded = _modules_after("import s3result.client")
+    assert not {"celery", "kombu"} & loaded
+
+
+def test_backend_use_never_imports_boto(tmp_path: pytest.TempPathFactory) -> None:
+    code = """
+from celery import Celery
+app = Celery(set_as_current=False)
+app.conf.result_backend = 's3result+http://AKID:SECRET@127.0.0.1:9/bucket/prefix'
+b = app.backend
+assert type(b).__module__ == 's3result.backend', type(b)
+try:
+    b.get_task_meta('x')
+except Exception:
+    pass
+"""
+    loaded = _modules_after(code)
+    assert "s3result.backend" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("boto3", "botocore", "s3transfer", "aiobotocore")}
+
+
+def test_plain_http_endpoint_builds_no_tls_context() -> None:
+    code = """
+import ssl
+calls = []
+orig = ssl.create_default_context
+ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
+from s3result import config
+from s3result.client import S3Client
+c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket'))
+c._get_slot()
+assert not calls, calls
+"""
+    _modules_after(code)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_lists_exactly_the_public_names(name: str) -> None:
+    module = importlib.import_module(name)
+    declared = list(module.__all__)
+    assert declared == sorted(declared) or name == "s3result.backend"
+    public = {
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and getattr(v, "__module__", name) == name
+        and not isinstance(v, type(sys))
+        and n not in ("annotations", "logger", "TYPE_CHECKING")
+        and (callable(v) or isinstance(v, type))
+    }
+    if name == "s3result":
+        public = set()
+    assert public <= set(declared), f"public but not in __all__: {public - set(declared)}"
+    for n in declared:
+        assert hasattr(module, n)

@@ -1,0 +1,79 @@
+"""The retry policy as pure logic: classification, full jitter, and the quota."""
+
+from __future__ import annotations
+
+import pytest
+
+from s3result.errors import (
+    AccessDenied,
+    Conflict,
+    ConnectError,
+    CorruptResponse,
+    NotFound,
+    NotImplementedByStore,
+    PreconditionFailed,
+    RequestTimeout,
+    S3Error,
+    ServerError,
+)
+from s3result.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_retryable
+
+
+def test_defaults_are_the_sdk_standard_mode() -> None:
+    assert DEFAULT_RETRY.max_attempts == 3 and DEFAULT_RETRY.quota_capacity == 500
+    assert RetryConfig() == DEFAULT_RETRY and "max_attempts=3" in repr(DEFAULT_RETRY)
+
+
+def test_full_jitter_bounds() -> None:
+    cfg = RetryConfig(base_delay=0.1, max_delay=1.0)
+    assert Backoff(cfg, rng=lambda: 1.0).delay(1) == pytest.approx(0.1)
+    assert Backoff(cfg, rng=lambda: 1.0).delay(3) == pytest.approx(0.4)
+    assert Backoff(cfg, rng=lambda: 1.0).delay(10) == pytest.approx(1.0)
+    assert Backoff(cfg, rng=lambda: 0.0).delay(5) == 0.0
+    slept: list[float] = []
+    assert Backoff(cfg, rng=lambda: 0.5, sleep=slept.append).wait(2) == pytest.approx(0.1)
+    assert slept == [pytest.approx(0.1)]
+
+
+def test_quota_empties_and_refills() -> None:
+    quota = RetryQuota(RetryConfig(quota_capacity=12, retry_cost=5, timeout_cost=10))
+    assert quota.acquire(ServerError(status=503)) == 5
+    assert quota.acquire(RequestTimeout("t")) is None  # 7 left, a timeout costs 10
+    assert quota.acquire(ServerError(status=503)) == 5
+    assert quota.acquire(ServerError(status=503)) is None
+    quota.release(5)
+    assert quota.available == 7
+    for _ in range(20):
+        quota.release(None)
+    assert quota.available == 12
+
+
+@pytest.mark.parametrize(
+    "exc,expected",
+    [
+        (ServerError(status=500, code="InternalError"), True),
+        (ServerError(status=502), True),
+        (ServerError(status=503, code="SlowDown"), True),
+        (ServerError(status=504), True),
+        (S3Error(status=429, code="TooManyRequests"), True),
+        (S3Error(status=400, code="RequestTimeout"), True),
+        (S3Error(status=400, code="InvalidArgument"), False),
+        (AccessDenied(status=403), False),
+        (NotFound(status=404), False),
+        (PreconditionFailed(status=412), False),
+        (NotImplementedByStore(status=501), False),
+        (ConnectError("refused"), True),
+        (RequestTimeout("slow"), True),
+        (CorruptResponse("md5"), True),
+        (ValueError("x"), False),
+    ],
+)
+def test_classification(exc: BaseException, expected: bool) -> None:
+    assert is_retryable(exc) is expected
+
+
+def test_timeouts_only_when_idempotent_and_conflict_only_on_request() -> None:
+    assert is_retryable(RequestTimeout("t"), idempotent=False) is False
+    assert is_retryable(ConnectError("c"), idempotent=False) is True
+    assert is_retryable(Conflict(status=409)) is False
+    assert is_retryable(Conflict(status=409), retry_conflict=True) is True
