@@ -65,8 +65,23 @@ def _demo(args: argparse.Namespace) -> int:
         out.write(f"embedded S3 store: moto server with SigV4 auth on, {store.endpoint}, bucket {store.bucket!r}\n")
         env = dict(os.environ, S3RESULT_DEMO_BACKEND=url, S3RESULT_DEMO_BROKER=broker)
         os.environ.update(S3RESULT_DEMO_BACKEND=url, S3RESULT_DEMO_BROKER=broker)
-        cmd = [sys.executable, "-m", "celery", "-A", "s3result._demo_app", "worker", "-P", "prefork", "-c", "2",
-               "-l", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "s3result._demo_app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-l",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ]
         worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             return _run_demo(out, proxy, worker)
@@ -89,7 +104,9 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes]) -> int:
     first = demo.add.delay(2, 3)
     _wait_all([first], "waiting for the worker")
     if not first.ready():
-        err = worker.stderr.read().decode(errors="replace")[-2000:] if worker.poll() is not None and worker.stderr else ""
+        err = (
+            worker.stderr.read().decode(errors="replace")[-2000:] if worker.poll() is not None and worker.stderr else ""
+        )
         out.write(f"the worker did not run the first task within 120 s {err}\n")
         return 1
     out.write(f"add(2, 3)                 = {first.get(timeout=10)}\n")

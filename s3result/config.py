@@ -476,7 +476,10 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
     access_key, secret_key = _opt_str(raw, "access_key"), _opt_str(raw, "secret_key")
     if bool(access_key) != bool(secret_key):
         missing, alias = ("secret_key", "s3_secret_access_key") if access_key else ("access_key", "s3_access_key_id")
-        raise ConfigError(missing, f"missing (also settable as {alias}): an access key and a secret key go together; set both or neither")
+        raise ConfigError(
+            missing,
+            f"missing (also settable as {alias}): an access key and a secret key go together; set both or neither",
+        )
     addressing_raw = raw.get("addressing", "auto")
     if isinstance(addressing_raw, bool):
         addressing = Addressing.PATH if addressing_raw else Addressing.VIRTUAL

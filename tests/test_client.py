@@ -40,7 +40,13 @@ def _xml(code: str, message: str = "m", extra: str = "") -> bytes:
     return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{message}</Message>{extra}<RequestId>RID</RequestId></Error>".encode()
 
 
-def make(handler: Handler, url: str = f"s3result+http://AKID:{SECRET}@127.0.0.1:9000/bkt/pre", *, clock: Callable[[], float] | None = None, attempts: int = 3) -> S3Client:
+def make(
+    handler: Handler,
+    url: str = f"s3result+http://AKID:{SECRET}@127.0.0.1:9000/bkt/pre",
+    *,
+    clock: Callable[[], float] | None = None,
+    attempts: int = 3,
+) -> S3Client:
     return S3Client(
         config.build(url=url, environ={}),
         transport_factory=lambda: HttpxTransport(httpx.MockTransport(handler)),
@@ -75,7 +81,9 @@ def test_put_sends_conditional_and_sse_headers() -> None:
         seen.append(request)
         return httpx.Response(200, headers={"ETag": '"e1"'})
 
-    client = make(handler, "s3result+http://AKID:S@127.0.0.1:9000/bkt?sse=aws:kms&sse_kms_key_id=kk&storage_class=STANDARD_IA")
+    client = make(
+        handler, "s3result+http://AKID:S@127.0.0.1:9000/bkt?sse=aws:kms&sse_kms_key_id=kk&storage_class=STANDARD_IA"
+    )
     assert client.put("k", b"v", if_none_match=True, content_type="application/json", metadata={"Task": "t"}) == '"e1"'
     client.put("k", b"v", if_match='"e1"')
     first, second = seen
@@ -105,7 +113,12 @@ def test_virtual_hosted_addressing_on_aws() -> None:
 
 @pytest.mark.parametrize(
     "status,code,cls",
-    [(404, "NoSuchKey", NotFound), (412, "PreconditionFailed", PreconditionFailed), (403, "AccessDenied", AccessDenied), (400, "InvalidArgument", S3Error)],
+    [
+        (404, "NoSuchKey", NotFound),
+        (412, "PreconditionFailed", PreconditionFailed),
+        (403, "AccessDenied", AccessDenied),
+        (400, "InvalidArgument", S3Error),
+    ],
 )
 def test_client_errors_are_not_retried(status: int, code: str, cls: type[S3Error]) -> None:
     calls = []
@@ -247,7 +260,11 @@ def test_clock_skew_corrected_from_date_header() -> None:
         dates.append(request.headers["x-amz-date"])
         if request.headers["x-amz-date"].startswith("2023"):
             return httpx.Response(200, content=b"")
-        return httpx.Response(403, content=_xml("RequestTimeTooSkewed"), headers={"Date": email.utils.formatdate(server_time, usegmt=True)})
+        return httpx.Response(
+            403,
+            content=_xml("RequestTimeTooSkewed"),
+            headers={"Date": email.utils.formatdate(server_time, usegmt=True)},
+        )
 
     client = make(handler, clock=lambda: server_time + 3600 * 24 * 400)
     client.get("k")
@@ -264,12 +281,19 @@ def test_403_on_read_explains_list_bucket() -> None:
 
 def test_html_answer_is_named() -> None:
     with pytest.raises(S3Error) as exc:
-        make(lambda r: httpx.Response(502, content=b"<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}), attempts=1).get("k")
+        make(
+            lambda r: httpx.Response(
+                502, content=b"<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}
+            ),
+            attempts=1,
+        ).get("k")
     assert "HTML" in str(exc.value)
 
 
 def test_limits_checked_before_sending() -> None:
-    client = make(lambda r: pytest.fail("nothing may be sent"), "s3result+http://A:S@127.0.0.1:9/bkt?max_result_size=10")
+    client = make(
+        lambda r: pytest.fail("nothing may be sent"), "s3result+http://A:S@127.0.0.1:9/bkt?max_result_size=10"
+    )
     with pytest.raises(ResultTooLarge, match="max_result_size=10"):
         client.put("k", b"x" * 11)
     with pytest.raises(InvalidKey):
@@ -310,7 +334,11 @@ def test_get_many_runs_concurrently_and_keeps_order() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         threads.add(threading.current_thread().name)
         key = request.url.path.rsplit("/", 1)[1]
-        return httpx.Response(404, content=_xml("NoSuchKey")) if key.startswith("missing") else httpx.Response(200, content=key.encode())
+        return (
+            httpx.Response(404, content=_xml("NoSuchKey"))
+            if key.startswith("missing")
+            else httpx.Response(200, content=key.encode())
+        )
 
     got = make(handler).get_many([f"k{i}" if i % 3 else f"missing{i}" for i in range(30)])
     assert [g.body if g else None for g in got] == [f"k{i}".encode() if i % 3 else None for i in range(30)]

@@ -53,7 +53,12 @@ def test_celery_s3_settings_are_a_drop_in() -> None:
     }
     s = from_celery_conf(conf, "s3result://")
     assert (s.bucket, s.prefix, s.endpoint_url, s.region, s.access_key, s.secret_key) == (
-        "legacy", "results", "https://ceph.example", "default", "AK", SECRET,
+        "legacy",
+        "results",
+        "https://ceph.example",
+        "default",
+        "AK",
+        SECRET,
     )
 
 
@@ -69,7 +74,11 @@ def test_legacy_celery_s3_dict() -> None:
     }
     s = from_celery_conf({"CELERY_S3_BACKEND_SETTINGS": legacy}, None)
     assert (s.bucket, s.prefix, s.region, s.storage_class, s.sse) == (
-        "old-bucket", "celery", "eu-central-1", "REDUCED_REDUNDANCY", "AES256",
+        "old-bucket",
+        "celery",
+        "eu-central-1",
+        "REDUCED_REDUNDANCY",
+        "AES256",
     )
 
 
@@ -106,7 +115,20 @@ def test_options_and_aliases() -> None:
     assert s.max_result_size == 2 * 1024 * 1024
 
 
-@pytest.mark.parametrize("word,path", [("1", True), ("yes", True), ("On", True), ("y", True), ("0", False), ("no", False), ("off", False), ("n", False), ("FALSE", False)])
+@pytest.mark.parametrize(
+    "word,path",
+    [
+        ("1", True),
+        ("yes", True),
+        ("On", True),
+        ("y", True),
+        ("0", False),
+        ("no", False),
+        ("off", False),
+        ("n", False),
+        ("FALSE", False),
+    ],
+)
 def test_booleans(word: str, path: bool) -> None:
     s = build(url=f"s3result+https://s3.example/bkt?path_style={word}")
     assert s.path_style is path
@@ -165,7 +187,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("url,celery,setting,fragment", BAD, ids=[f"{b[2]}-{i}" for i, b in enumerate(BAD)])
-def test_bad_input_gets_one_line_error_naming_the_setting(url: str, celery: dict[str, str], setting: str, fragment: str) -> None:
+def test_bad_input_gets_one_line_error_naming_the_setting(
+    url: str, celery: dict[str, str], setting: str, fragment: str
+) -> None:
     with pytest.raises(ConfigError) as exc:
         build(url=url, celery_settings=celery, environ={})
     message = str(exc.value)
@@ -191,7 +215,10 @@ def test_compatible_stores_accept_legacy_bucket_names() -> None:
 
 
 def test_no_secret_in_repr_or_redacted_url() -> None:
-    s = build(url=f"s3result+https://AKID:{SECRET.replace('/', '%2F').replace('+', '%2B')}@s3.example/bkt/p", options={"session_token": "TOKEN123"})
+    s = build(
+        url=f"s3result+https://AKID:{SECRET.replace('/', '%2F').replace('+', '%2B')}@s3.example/bkt/p",
+        options={"session_token": "TOKEN123"},
+    )
     for text in (repr(s), str(s), s.redacted_url()):
         assert SECRET not in text and "TOKEN123" not in text and "SeCrEt" not in text
     assert s.redacted_url() == "s3result+https://AKID:***@s3.example/bkt/p"
@@ -199,12 +226,19 @@ def test_no_secret_in_repr_or_redacted_url() -> None:
 
 
 def test_redact_url() -> None:
-    assert redact_url("s3result+https://AK:SeCrEt@h/b?secret_key=abc&region=x") == "s3result+https://AK:***@h/b?secret_key=***&region=x"
+    assert (
+        redact_url("s3result+https://AK:SeCrEt@h/b?secret_key=abc&region=x")
+        == "s3result+https://AK:***@h/b?secret_key=***&region=x"
+    )
     assert redact_url("https://h/b") == "https://h/b"
 
 
 def test_parse_url_keeps_raw_values() -> None:
-    assert parse_url("s3result://bucket/p?region=eu-west-1") == {"bucket": "bucket", "prefix": "/p", "region": "eu-west-1"}
+    assert parse_url("s3result://bucket/p?region=eu-west-1") == {
+        "bucket": "bucket",
+        "prefix": "/p",
+        "region": "eu-west-1",
+    }
 
 
 def test_raw_secret_with_slash_plus_and_at_is_accepted_and_never_shown() -> None:

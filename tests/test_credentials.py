@@ -43,7 +43,9 @@ def test_no_credentials_is_one_clear_line() -> None:
     assert "AWS_ACCESS_KEY_ID" in str(exc.value) and "s3_access_key_id" in str(exc.value)
 
 
-def test_debug_log_names_the_source_not_the_secret(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_log_names_the_source_not_the_secret(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
     with caplog.at_level(logging.DEBUG):
