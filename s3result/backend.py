@@ -3,21 +3,33 @@
 A read is one GET (a 404 is "pending"); ``mget`` runs concurrently over the pool, so
 ``GroupResult.get()`` is one round of parallel GETs. Settings are read once, in ``__init__``,
 through ``config.from_celery_conf``; a bad one becomes ``ImproperlyConfigured`` naming it.
+
+Where the store honours conditional writes (probed once per process and bucket, see
+``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
+is it read, and replaced with ``PUT If-Match`` unless it already holds a SUCCESS. Chords then
+count their parts in a compare-and-swap counter object, and the part that completes the
+count publishes the callback, exactly once. Elsewhere, Celery's read-then-write and
+``chord_unlock`` are used.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
+import uuid
 from typing import Any
 
-from celery.backends.base import KeyValueStoreBackend
+from celery import states
+from celery.backends.base import Backend, KeyValueStoreBackend
 from celery.exceptions import ImproperlyConfigured
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
 from .client import S3Client
 from .config import Settings, from_celery_conf
-from .errors import ConfigError, TransportError
+from .errors import AlreadyExists, ConfigError, Conflict, PreconditionFailed, TransportError
+from .precondition import Support, support_for
 from .retry import is_retryable
 
 __all__ = ("S3Backend",)
@@ -34,8 +46,12 @@ class S3Backend(KeyValueStoreBackend):
     supports_result_compression = True
     #: S3 cannot expire single objects; use a lifecycle rule on the prefix instead.
     supports_autoexpire = False
-    #: Without conditional writes a counter would race; chords use chord_unlock.
-    implements_incr = False
+    #: ``incr`` is a compare-and-swap counter object; used for chords only where the store
+    #: passed the conditional-write probe (``native_chords``), else chord_unlock.
+    implements_incr = True
+
+    #: How long a compare-and-swap may keep losing to other writers before giving up.
+    cas_deadline = 120.0
 
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
@@ -45,6 +61,9 @@ class S3Backend(KeyValueStoreBackend):
             raise ImproperlyConfigured(f"s3result result backend: {exc}") from exc
         self._client: S3Client | None = None
         self._client_lock = threading.Lock()
+        # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
+        # decides per store (native_chords), so drop that binding and use the method.
+        self.__dict__.pop("apply_chord", None)
 
     @property
     def client(self) -> S3Client:
@@ -78,6 +97,116 @@ class S3Backend(KeyValueStoreBackend):
     def delete(self, key: bytes | str) -> None:
         """DELETE, idempotent: a missing key is fine."""
         self.client.delete(self._key(key))
+
+    # -- conditional writes ------------------------------------------------------------------
+
+    @property
+    def conditional_support(self) -> Support:
+        """Whether this store's conditional writes can be trusted (probed once per process)."""
+        return support_for(self.client, self.settings.conditional_writes, self.settings.prefix)
+
+    @property
+    def native_chords(self) -> bool:
+        """True when chords count parts with compare-and-swap instead of chord_unlock."""
+        return self.conditional_support.ok
+
+    def _store_result(
+        self, task_id: Any, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
+    ) -> Any:
+        """One ``PUT If-None-Match: *`` in the common case; never replaces a SUCCESS."""
+        if not self.conditional_support.ok:
+            return super()._store_result(task_id, result, state, traceback, request, **kwargs)
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
+        meta["task_id"] = bytes_to_str(task_id)
+        value = self.encode(meta)
+        body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._write_state(self._key(self.get_key_for_task(task_id)), body)
+        return result
+
+    def _write_state(self, key: str, body: bytes) -> None:
+        client = self.client
+        content_type = self._content_type()
+        try:
+            client.put(key, body, if_none_match=True, content_type=content_type)
+            return
+        except AlreadyExists:
+            pass
+        for _attempt in self._cas_attempts(key):
+            current = client.get_or_none(key)
+            try:
+                if current is None:  # forgotten in between: create again
+                    client.put(key, body, if_none_match=True, content_type=content_type)
+                    return
+                if current.body == body:
+                    return  # our own earlier attempt landed (its reply was lost), or the same state
+                if self.decode_result(current.body).get("status") == states.SUCCESS:
+                    logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
+                    return
+                client.put(key, body, if_match=current.etag, content_type=content_type)
+                return
+            except (PreconditionFailed, Conflict):
+                continue
+
+    def _cas_attempts(self, key: str) -> Any:
+        """Yield attempt numbers, sleeping with full jitter in between, until the deadline."""
+        deadline = time.monotonic() + self.cas_deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            yield attempt
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    status=409,
+                    code="ConditionalRequestConflict",
+                    key=key,
+                    method="PUT",
+                    message=f"still losing to concurrent writers after {self.cas_deadline:.0f}s",
+                )
+            time.sleep(random.random() * min(0.002 * 2 ** min(attempt, 10), 0.25))
+
+    # -- chords --------------------------------------------------------------------------------
+
+    def incr(self, key: bytes | str) -> int:
+        """Add one to a counter object by compare-and-swap and return the new value.
+
+        The body is ``count`` and a token naming the write, so that when a conditional PUT's
+        reply is lost and its retry fails the precondition, reading the object tells whether
+        our write landed: no guessing, no double count.
+        """
+        client = self.client
+        name = self._key(key)
+        token = uuid.uuid4().hex
+        for _ in self._cas_attempts(name):
+            current = client.get_or_none(name)
+            count = 0
+            if current is not None:
+                text = current.body.decode("ascii", "replace")
+                head, _, writer = text.partition("\n")
+                count = int(head or 0)
+                if writer == token:
+                    return count  # our previous attempt landed
+            new = f"{count + 1}\n{token}".encode()
+            try:
+                if current is None:
+                    client.put(name, new, if_none_match=True, content_type="text/plain")
+                else:
+                    client.put(name, new, if_match=current.etag, content_type="text/plain")
+                return count + 1
+            except (PreconditionFailed, Conflict):
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
+        """Native: save the group and let the last part fire the body; else chord_unlock."""
+        if self.native_chords:
+            return self._apply_chord_incr(header_result_args, body, **kwargs)
+        return Backend.apply_chord(self, header_result_args, body, **kwargs)
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
+        """Count this part (native chords only); the part that completes the count fires."""
+        if not self.native_chords:
+            return None
+        return super().on_chord_part_return(request, state, result, **kwargs)
 
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)

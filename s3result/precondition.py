@@ -1,0 +1,122 @@
+"""Conditional writes: probing whether a store really honours them, once per process and bucket.
+
+Never trust a store's conditional writes without probing: some ignore ``If-None-Match`` and
+overwrite (nanio, s3rver), Swift's s3api answers 501, and Ceph RGW 16.2 compares ``If-Match``
+without the quotes S3 puts around ETags, so a correct ``If-Match`` fails. The probe writes a
+dedicated key under the prefix, checks the three behaviours s3result relies on, and deletes it.
+A transport failure during the probe is raised, never taken as an answer, so two processes
+talking to the same store always reach the same verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import ConditionalWrites
+from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error
+
+if TYPE_CHECKING:
+    from .client import S3Client
+
+__all__ = ["PROBE_PREFIX", "Support", "probe", "support_for"]
+
+logger = logging.getLogger(__name__)
+
+PROBE_PREFIX = "s3result-probe"
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """Whether conditional writes can be used, and why not when they cannot."""
+
+    ok: bool
+    reason: str
+    forced: bool = False
+
+
+_cache: dict[tuple[int, str, str], Support] = {}
+_lock = threading.Lock()
+
+
+def probe(client: S3Client, prefix: str) -> Support:
+    """Run the three checks on a fresh key under ``prefix`` and delete it afterwards."""
+    key = f"{prefix}/{PROBE_PREFIX}/{uuid.uuid4()}" if prefix else f"{PROBE_PREFIX}/{uuid.uuid4()}"
+    try:
+        return _probe(client, key)
+    finally:
+        client.delete(key)
+
+
+def _probe(client: S3Client, key: str) -> Support:
+    try:
+        first = client.put(key, b"probe-1", if_none_match=True)
+    except NotImplementedByStore:
+        # Swift s3api: https://docs.openstack.org/swift/latest/s3_compat.html
+        return Support(False, "the store answers 501 Not Implemented to If-None-Match (Swift s3api)")
+    except AlreadyExists:
+        return Support(False, "If-None-Match: * refused to create a key that did not exist")
+    try:
+        client.put(key, b"probe-2", if_none_match=True)
+    except AlreadyExists:
+        pass
+    except NotImplementedByStore:
+        return Support(False, "the store answers 501 Not Implemented to If-None-Match (Swift s3api)")
+    else:
+        return Support(False, "the store ignores If-None-Match: * and overwrote an existing key (nanio, s3rver)")
+    if client.get(key).body != b"probe-1":
+        return Support(False, "a refused If-None-Match write still changed the object")
+    try:
+        second = client.put(key, b"probe-3", if_match=first)
+    except PreconditionFailed:
+        try:
+            client.put(key, b"probe-3", if_match=first.strip('"'))
+        except S3Error:
+            return Support(False, "If-Match with the current ETag was refused")
+        # Ceph RGW rejects a quoted ETag in If-Match: https://github.com/block/buzz/issues/3002
+        return Support(False, "the store compares If-Match without the ETag's quotes (Ceph RGW 16.2 bug)")
+    except NotImplementedByStore:
+        return Support(False, "the store answers 501 Not Implemented to If-Match")
+    try:
+        client.put(key, b"probe-4", if_match=first)
+    except PreconditionFailed:
+        pass
+    else:
+        return Support(False, "the store ignores If-Match and overwrote a newer version (stale ETag accepted)")
+    if client.get(key).etag != second:
+        return Support(False, "a refused If-Match write still changed the object")
+    return Support(True, "If-None-Match and If-Match honoured")
+
+
+def support_for(client: S3Client, mode: ConditionalWrites, prefix: str) -> Support:
+    """The verdict for this process and bucket: forced by ``mode``, or probed once and cached."""
+    if mode is ConditionalWrites.ETAG:
+        return Support(True, "forced on by conditional_writes=etag", forced=True)
+    if mode is ConditionalWrites.DISABLED:
+        return Support(False, "forced off by conditional_writes=disabled", forced=True)
+    cache_key = (os.getpid(), client.settings.base_url, client.settings.bucket)
+    found = _cache.get(cache_key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _cache.get(cache_key)
+        if found is None:
+            found = probe(client, prefix)
+            _cache[cache_key] = found
+            if found.ok:
+                logger.info(
+                    "s3result: conditional writes work on bucket %r: race-free writes, native chords",
+                    client.settings.bucket,
+                )
+            else:
+                logger.warning(
+                    "s3result: conditional writes unusable on bucket %r (%s); falling back to read-then-write "
+                    "and chord_unlock",
+                    client.settings.bucket,
+                    found.reason,
+                )
+    return found
