@@ -122,9 +122,22 @@ def nanio_target(bucket: str = "conformance") -> Iterator[Target]:
         env = dict(os.environ, NANIO_ACCESS_KEY="nanioaccess", NANIO_SECRET_KEY="nanio/secret+key")
         with open(log, "wb") as logf:
             proc = subprocess.Popen(
-                [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", os.path.join(tmp, "data"),
-                 "--no-access-log", "--log-level", "warning"],
-                stdout=logf, stderr=subprocess.STDOUT, env=env,
+                [
+                    exe,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    os.path.join(tmp, "data"),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         try:
             wait_http("127.0.0.1", port, proc, 30, log)
@@ -229,8 +242,21 @@ def ceph_target(bucket: str = "conformance", timeout: float = 90.0) -> Iterator[
             daemon("rgw", "radosgw", "-c", conf, "-n", "client.rgw", "-f")
             wait_http("127.0.0.1", rgw_port, procs[-1], timeout, os.path.join(tmp, "log", "rgw.out"))
             access, secret = "CEPHS3RESULTKEY00000", "ceph/secret+key"
-            run("radosgw-admin", "-c", conf, "user", "create", "--uid", "s3result", "--display-name", "s3result",
-                "--access-key", access, "--secret-key", secret)
+            run(
+                "radosgw-admin",
+                "-c",
+                conf,
+                "user",
+                "create",
+                "--uid",
+                "s3result",
+                "--display-name",
+                "s3result",
+                "--access-key",
+                access,
+                "--secret-key",
+                secret,
+            )
             target = Target("ceph", f"http://127.0.0.1:{rgw_port}", bucket, access, secret)
             create_bucket(target.endpoint, bucket, access, secret)
             yield target

@@ -82,9 +82,11 @@ def _demo(args: argparse.Namespace) -> int:
             "--without-gossip",
             "--without-mingle",
         ]
-        worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The worker's log goes to a file: an unread pipe would block the worker once full.
+        log = tempfile.TemporaryFile()
+        worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            return _run_demo(out, proxy, worker)
+            return _run_demo(out, proxy, worker, log)
         finally:
             worker.terminate()
             try:
@@ -92,9 +94,10 @@ def _demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
             proxy.close()
+            log.close()
 
 
-def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes]) -> int:
+def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any) -> int:
     from celery import chord, group
 
     from . import _demo_app as demo
@@ -104,10 +107,10 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes]) -> int:
     first = demo.add.delay(2, 3)
     _wait_all([first], "waiting for the worker")
     if not first.ready():
-        err = (
-            worker.stderr.read().decode(errors="replace")[-2000:] if worker.poll() is not None and worker.stderr else ""
+        log.seek(0)
+        out.write(
+            f"the worker did not run the first task within 120 s; its log ends with:\n{log.read()[-2000:].decode(errors='replace')}\n"
         )
-        out.write(f"the worker did not run the first task within 120 s {err}\n")
         return 1
     out.write(f"add(2, 3)                 = {first.get(timeout=10)}\n")
     failing = demo.fail.delay("this task fails on purpose")

@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import TracebackType
 from urllib.parse import urlencode
@@ -45,6 +46,9 @@ class MotoServer:
         self.secret_key = ""
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        # The server's request log goes to a file, never a pipe: an unread pipe fills after
+        # 64 KiB of log lines and then blocks every request thread of the server.
+        self._log = tempfile.TemporaryFile()
 
     def __repr__(self) -> str:
         return f"MotoServer(endpoint={self.endpoint!r}, bucket={self.bucket!r})"
@@ -67,7 +71,7 @@ class MotoServer:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=self._log,
                 env=env,
             )
             try:
@@ -86,7 +90,8 @@ class MotoServer:
         assert self._proc is not None
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace")[-500:] if self._proc.stderr else ""
+                self._log.seek(0)
+                err = self._log.read()[-500:].decode(errors="replace")
                 raise RuntimeError(f"moto server exited with {self._proc.returncode}: {err}")
             try:
                 status, _ = self._raw("GET", "/moto-api/data.json", b"", {})
@@ -178,8 +183,6 @@ class MotoServer:
         except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
     def __enter__(self) -> MotoServer:
         return self.start()

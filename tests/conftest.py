@@ -52,3 +52,21 @@ def boto3_client(moto_server: MotoServer) -> Any:
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
+
+
+@pytest.fixture(scope="session")
+def nanio_target() -> Iterator[Any]:
+    """nanio: checks signatures but ignores conditional writes."""
+    from conformance.servers import nanio_target as launch
+
+    with launch(bucket="s3result-tests") as target:
+        yield target
+
+
+@pytest.fixture(scope="session")
+def ceph_target() -> Iterator[Any]:
+    """Ceph RGW 16.2 (mon + memstore OSD + radosgw); required: CI installs the Debian packages."""
+    from conformance.servers import ceph_target as launch
+
+    with launch(bucket="s3result-tests") as target:
+        yield target
