@@ -59,3 +59,22 @@ def echo(value: Any) -> Any:
 def sleepy(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+_calls_dir = os.environ.get("E2E_CALLS_DIR", "")
+
+
+@app.task
+def part(i: int) -> int:
+    return i
+
+
+@app.task
+def collect(values: list[int], marker: str) -> int:
+    """A chord body that records each time it runs, so a test can count invocations."""
+    import uuid
+
+    if _calls_dir:
+        with open(os.path.join(_calls_dir, f"{marker}.{uuid.uuid4().hex}"), "w") as f:
+            f.write(",".join(map(str, sorted(values))))
+    return sum(values)

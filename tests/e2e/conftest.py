@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,20 +27,22 @@ class Worker:
         *,
         concurrency: int = 2,
         pool: str = "prefork",
+        name: str = "w1",
+        broker_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.url = url
-        self.broker_dir = tmp / "broker"
+        self.broker_dir = broker_dir or tmp / "broker"
         self.broker_dir.mkdir(parents=True, exist_ok=True)
         (self.broker_dir / "processed").mkdir(exist_ok=True)
-        self.log = tmp / "worker.log"
+        self.log = tmp / f"worker-{name}.log"
         self.env = dict(
             os.environ,
             E2E_BACKEND_URL=url,
-            E2E_BROKER_DIR=str(self.broker_dir),
             PYTHONPATH=str(ROOT),
             **(extra_env or {}),
         )
+        self.env["E2E_BROKER_DIR"] = str(self.broker_dir)
         self.args = [
             sys.executable,
             "-m",
@@ -56,6 +59,8 @@ class Worker:
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
+            "-n",
+            f"{name}@%h",
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -96,18 +101,34 @@ def worker(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) ->
     w.stop()
 
 
-@pytest.fixture
-def app(worker: Worker):  # type: ignore[no-untyped-def]
-    """The client side of the same app, pointed at the worker's broker and backend."""
+def point_app_at(url: str, broker_dir: Path) -> Any:
+    """Point the client side of tests.e2e.app at a backend URL and broker folder.
+
+    Drops every cached backend, connection and producer pool, so nothing sent from here
+    goes to a previous test's broker folder or reads a previous test's store.
+    """
+    from kombu import pools
+
     from tests.e2e import app as module
 
-    module.app.conf.result_backend = worker.url
-    module.app.conf.broker_transport_options = dict(
-        module.app.conf.broker_transport_options,
-        data_folder_in=str(worker.broker_dir),
-        data_folder_out=str(worker.broker_dir),
-        processed_folder=str(worker.broker_dir / "processed"),
+    app = module.app
+    app.conf.result_backend = url
+    app.conf.broker_transport_options = dict(
+        app.conf.broker_transport_options,
+        data_folder_in=str(broker_dir),
+        data_folder_out=str(broker_dir),
+        processed_folder=str(broker_dir / "processed"),
     )
-    # The backend is cached per app; drop it so the URL above takes effect.
-    module.app._local.__dict__.pop("backend", None)
+    app._local.__dict__.pop("backend", None)
+    app._backend_cache = None
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.__dict__["amqp"]._producer_pool = None
+    pools.reset()
     return module
+
+
+@pytest.fixture
+def app(worker: Worker) -> Any:
+    """The client side of the same app, pointed at the worker's broker and backend."""
+    return point_app_at(worker.url, worker.broker_dir)
