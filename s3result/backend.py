@@ -211,6 +211,54 @@ class S3Backend(KeyValueStoreBackend):
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)
 
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Any = None,
+    ) -> Any:
+        """Poll until the task is ready; a store that is down is "not ready yet".
+
+        Celery's own loop lets a store error escape at once (or, with
+        ``result_backend_always_retry``, retries past the caller's timeout). Here transient
+        errors are logged and polling goes on, so ``get(timeout=...)`` raises Celery's
+        ``TimeoutError`` on time whether the store is up or not.
+        """
+        self._ensure_not_eager()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failing: BaseException | None = None
+        while True:
+            try:
+                meta = self.get_task_meta(task_id) if not self.always_retry else self._get_meta_once(task_id)
+            except Exception as exc:
+                if not self.exception_safe_to_retry(exc):
+                    raise
+                if failing is None:
+                    logger.warning("s3result: store unavailable while waiting for %s: %s", task_id, exc)
+                failing = exc
+            else:
+                if meta["status"] in states.READY_STATES:
+                    return meta
+                failing = None
+            if on_interval:
+                on_interval()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise self.TimeoutError("The operation timed out.") from failing
+            time.sleep(interval if remaining is None else min(interval, remaining))
+
+    def _get_meta_once(self, task_id: str) -> Any:
+        """``get_task_meta`` without Celery's unbounded retry loop (ours has the deadline)."""
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            return cached
+        meta = self._get_task_meta_for(task_id)
+        if meta.get("status") == states.SUCCESS:
+            self._cache[task_id] = meta
+        return meta
+
     def exception_safe_to_retry(self, exc: BaseException) -> bool:
         """Transient store failures that survived the client's own retries.
 

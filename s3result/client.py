@@ -52,6 +52,13 @@ _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
 
 
+def _looks_like_html(resp: RawResponse) -> bool:
+    """A web page where S3 sends an object or nothing (moto labels empty bodies text/html)."""
+    return resp.headers.get("content-type", "").startswith("text/html") and (
+        b"<html" in resp.body[:1024].lower() or b"<!doctype html" in resp.body[:1024].lower()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class GetResult:
     """A whole object and its ETag."""
@@ -311,6 +318,10 @@ class S3Client:
                 error.__cause__ = exc
             else:
                 if resp.status < 300:
+                    if _looks_like_html(resp):
+                        # S3 never answers a key operation with a web page; a proxy, a login
+                        # portal or a wrong port does. Reported, not stored as a result.
+                        raise self._error(method, key, resp, creating)
                     corrupt = self._md5_mismatch(key, resp) if method == "GET" else None
                     if corrupt is None:
                         self._quota.release(cost)

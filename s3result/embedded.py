@@ -28,6 +28,14 @@ __all__ = ["MotoServer", "free_port"]
 _POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
 
 
+_READONLY_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}],
+    }
+)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -38,12 +46,19 @@ def free_port() -> int:
 class MotoServer:
     """Start ``moto.server`` on 127.0.0.1, bootstrap credentials and a bucket, stop on exit."""
 
-    def __init__(self, bucket: str = "s3result", *, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self, bucket: str = "s3result", *, start_timeout: float = 30.0, tls: tuple[str, str] | None = None
+    ) -> None:
         self.bucket = bucket
         self.host = "127.0.0.1"
         self.port = 0
         self.access_key = ""
         self.secret_key = ""
+        #: A second user that may only read (s3:GetObject, s3:ListBucket), for permission tests.
+        self.readonly_access_key = ""
+        self.readonly_secret_key = ""
+        #: (certificate, key) PEM files: serve https with them instead of http.
+        self.tls = tls
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         # The server's request log goes to a file, never a pipe: an unread pipe fills after
@@ -56,11 +71,12 @@ class MotoServer:
     @property
     def endpoint(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def url(self, prefix: str = "results") -> str:
         """A result-backend URL for this store, credentials included."""
-        return f"s3result+http://{self.access_key}:{self.secret_key}@{self.host}:{self.port}/{self.bucket}/{prefix}"
+        scheme = "https" if self.tls else "http"
+        return f"s3result+{scheme}://{self.access_key}:{self.secret_key}@{self.host}:{self.port}/{self.bucket}/{prefix}"
 
     def start(self) -> MotoServer:
         """Start the server (retrying on a port race), bootstrap it, and turn auth on."""
@@ -68,8 +84,9 @@ class MotoServer:
         for _ in range(3):
             self.port = free_port()
             env = dict(os.environ, MOTO_PORT=str(self.port))
+            tls_args = ["-c", self.tls[0], "-k", self.tls[1]] if self.tls else []
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port), *tls_args],
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
                 env=env,
@@ -103,7 +120,15 @@ class MotoServer:
         raise RuntimeError(f"moto server not answering on {self.endpoint} after {self._start_timeout}s")
 
     def _raw(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        conn: http.client.HTTPConnection
+        if self.tls:
+            import ssl  # only for the https flavour, whose certificate is our own test one
+
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=10, context=ssl._create_unverified_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -135,15 +160,24 @@ class MotoServer:
         body = urlencode({**params, "Version": "2010-05-08"}).encode()
         return self._signed("POST", "/", body, service="iam", content_type="application/x-www-form-urlencoded")
 
-    def _bootstrap(self) -> None:
-        self._iam(Action="CreateUser", UserName="s3result")
-        self._iam(Action="PutUserPolicy", UserName="s3result", PolicyName="s3result-all", PolicyDocument=_POLICY)
-        data = self._iam(Action="CreateAccessKey", UserName="s3result")
+    def _access_key(self, user: str) -> tuple[str, str]:
+        data = self._iam(Action="CreateAccessKey", UserName=user)
         key = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", data)
         secret = re.search(rb"<SecretAccessKey>([^<]+)</SecretAccessKey>", data)
         if not key or not secret:
             raise RuntimeError("moto bootstrap: CreateAccessKey returned no key")
-        self.access_key, self.secret_key = key.group(1).decode(), secret.group(1).decode()
+        return key.group(1).decode(), secret.group(1).decode()
+
+    def _user(self, user: str, policy: str) -> tuple[str, str]:
+        self._iam(Action="CreateUser", UserName=user)
+        self._iam(Action="PutUserPolicy", UserName=user, PolicyName=f"{user}-policy", PolicyDocument=policy)
+        return self._access_key(user)
+
+    def _bootstrap(self) -> None:
+        self._iam(Action="CreateUser", UserName="s3result")
+        self._iam(Action="PutUserPolicy", UserName="s3result", PolicyName="s3result-all", PolicyDocument=_POLICY)
+        self.access_key, self.secret_key = self._access_key("s3result")
+        self.readonly_access_key, self.readonly_secret_key = self._user("s3result-readonly", _READONLY_POLICY)
         self.create_bucket(self.bucket)
         status, data = self._raw("POST", "/moto-api/reset-auth", b"0", {})
         if status != 200:

@@ -376,3 +376,12 @@ def test_timeouts_map_to_request_timeout() -> None:
 
     with pytest.raises(RequestTimeout):
         make(handler, attempts=1).put("k", b"v")
+
+
+def test_html_page_with_200_is_not_taken_for_a_result() -> None:
+    page = httpx.Response(
+        200, content=b"<html><body>Sign in</body></html>", headers={"content-type": "text/html; charset=utf-8"}
+    )
+    with pytest.raises(S3Error) as exc:
+        make(lambda r: page).get("k")
+    assert "HTML" in str(exc.value) and "endpoint" in str(exc.value)

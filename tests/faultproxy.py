@@ -1,0 +1,206 @@
+"""An HTTP-aware TCP fault proxy on 127.0.0.1, between s3result and a real store.
+
+It reads each request from the client, decides a fault by a seeded RNG, and then either
+forwards it and relays the answer, or breaks something on purpose:
+
+- ``reset_request``: drop the connection with a RST before forwarding (nothing applied);
+- ``reset_response``: forward (the store applies it), then RST mid-answer (reply lost);
+- ``truncate``: forward, then send the headers and half the body and close;
+- ``error503``: answer 503 SlowDown without forwarding;
+- ``latency``: wait before forwarding.
+
+``outage(seconds)`` closes the listening socket, so new connections are refused as if the
+store were stopped, and opens it again on the same port afterwards. Every fault injected is
+counted in ``stats``.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+
+FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency")
+_SLOWDOWN = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+    b"Content-Length: 120\r\n\r\n"
+    + b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>FAULT</RequestId></Error>".ljust(
+        120
+    )
+)
+
+
+def _rst(sock: socket.socket) -> None:
+    """Close with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def _read_message(
+    sock: socket.socket, buffer: bytes, *, response: bool, no_body: bool = False
+) -> tuple[bytes, bytes, bytes] | None:
+    """Read one HTTP message: (head, body, leftover). None when the peer closed first."""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buffer += data
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    status_no_body = no_body or (response and head.split(b" ", 2)[1] in (b"204", b"304"))
+    if length is None and response and not status_no_body:
+        while True:  # read until close
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+        return head, rest, b""
+    length = 0 if (length is None or status_no_body) else length
+    while len(rest) < length:
+        data = sock.recv(65536)
+        if not data:
+            break
+        rest += data
+    return head, rest[:length], rest[length:]
+
+
+class FaultProxy:
+    """Listen on 127.0.0.1, forward to ``upstream``, inject faults with the given odds."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, seed: int = 1, latency: float = 0.05) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.odds: dict[str, float] = {}
+        self.latency = latency
+        self.stats: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.port = 0
+        self._open()
+
+    def _open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self.port = int(listener.getsockname()[1])
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def set_faults(self, **odds: float) -> None:
+        """Set the probability of each fault per request (the rest pass through)."""
+        unknown = set(odds) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults: {unknown}")
+        with self._lock:
+            self.odds = dict(odds)
+
+    def outage(self, seconds: float) -> None:
+        """Refuse every connection for ``seconds`` (in a background thread), then recover."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            self.stats["outage"] += 1
+
+        def reopen() -> None:
+            time.sleep(seconds)
+            self._open()
+
+        threading.Thread(target=reopen, daemon=True).start()
+
+    def _pick(self) -> str | None:
+        with self._lock:
+            roll = self._rng.random()
+            for fault, chance in self.odds.items():
+                if roll < chance:
+                    self.stats[fault] += 1
+                    return fault
+                roll -= chance
+        return None
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if self._listener is not listener:
+                _rst(conn)
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        buffer = b""
+        try:
+            while True:
+                request = _read_message(client, buffer, response=False)
+                if request is None:
+                    return
+                head, body, buffer = request
+                if self._listener is None:
+                    _rst(client)
+                    return
+                fault = self._pick()
+                if fault == "reset_request":
+                    _rst(client)
+                    return
+                if fault == "error503":
+                    client.sendall(_SLOWDOWN)
+                    client.close()
+                    return
+                if fault == "latency":
+                    time.sleep(self.latency)
+                answer = self._forward(head, body)
+                if answer is None:
+                    _rst(client)
+                    return
+                if fault == "reset_response":
+                    client.sendall(answer[: max(1, len(answer) // 3)])
+                    _rst(client)
+                    return
+                if fault == "truncate" and head.startswith(b"GET "):
+                    resp_head, _, resp_body = answer.partition(b"\r\n\r\n")
+                    if len(resp_body) > 1:
+                        client.sendall(resp_head + b"\r\n\r\n" + resp_body[: len(resp_body) // 2])
+                        client.close()
+                        return
+                client.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            try:
+                client.close()
+            except OSError:
+                pass
+
+    def _forward(self, head: bytes, body: bytes) -> bytes | None:
+        """Send one request upstream on a fresh connection and return the whole raw answer."""
+        try:
+            with socket.create_connection(self.upstream, timeout=60) as up:
+                up.sendall(head + b"\r\n\r\n" + body)
+                message = _read_message(up, b"", response=True, no_body=head.startswith(b"HEAD "))
+        except OSError:
+            return None
+        if message is None:
+            return None
+        resp_head, resp_body, _ = message
+        lines = [ln for ln in resp_head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+        lines.append(b"Connection: keep-alive")
+        return b"\r\n".join(lines) + b"\r\n\r\n" + resp_body
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()

@@ -1,0 +1,130 @@
+"""Faults injected between the client and a real store (moto): each one is survived.
+
+The proxy (tests/faultproxy.py) drops, truncates, delays and fails requests for real on the
+wire; the client must retry what is safe, sign each attempt again, resolve a lost reply to a
+conditional write by reading, and never return a corrupt body.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery, states
+
+from s3result import config
+from s3result.backend import S3Backend
+from s3result.client import S3Client
+from s3result.embedded import MotoServer
+from s3result.errors import ConnectError
+from tests.faultproxy import FaultProxy
+
+
+@pytest.fixture
+def proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
+    p = FaultProxy("127.0.0.1", moto_server.port, seed=7)
+    yield p
+    p.close()
+
+
+def _url(moto: MotoServer, proxy: FaultProxy, prefix: str, **opts: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in opts.items())
+    return f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{proxy.port}/{moto.bucket}/{prefix}" + (
+        f"?{query}" if query else ""
+    )
+
+
+def _client(moto: MotoServer, proxy: FaultProxy, **opts: str) -> S3Client:
+    return S3Client(config.build(url=_url(moto, proxy, "faults", **opts), environ={}))
+
+
+@pytest.mark.parametrize("fault", ["reset_request", "reset_response", "truncate", "error503", "latency"])
+def test_each_fault_alone_is_survived(moto_server: MotoServer, proxy: FaultProxy, fault: str) -> None:
+    client = _client(moto_server, proxy, max_attempts="6")
+    proxy.set_faults(**{fault: 0.3})
+    for i in range(40):
+        key = f"faults/{fault}/{uuid.uuid4()}"
+        body = f"value {i} ".encode() * 20
+        client.put(key, body)
+        assert client.get(key).body == body
+    assert proxy.stats[fault] > 0
+
+
+def test_lost_reply_to_conditional_create_is_resolved_by_reading(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    app = Celery("faults", set_as_current=False)
+    app.conf.result_backend = _url(moto_server, proxy, "faults-cas", max_attempts="8")
+    backend = app.backend
+    assert isinstance(backend, S3Backend) and backend.native_chords
+    proxy.set_faults(reset_response=0.2)
+    for _ in range(20):
+        tid = str(uuid.uuid4())
+        backend.store_result(tid, {"n": 1}, states.SUCCESS)  # may 412 on its own retry: read, same body
+        assert backend.get_task_meta(tid, cache=False)["result"] == {"n": 1}
+    key = b"chord-unlock-" + uuid.uuid4().hex.encode()
+    values = [backend.incr(key) for _ in range(30)]
+    assert values == list(range(1, 31))  # a lost reply never double counts
+    assert proxy.stats["reset_response"] > 0
+
+
+def test_outage_then_recovery(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    client = _client(moto_server, proxy)
+    client.put("faults/outage", b"before")
+    proxy.outage(2.0)
+    time.sleep(0.2)
+    with pytest.raises(ConnectError) as exc:
+        client.get("faults/outage")
+    assert "\n" not in str(exc.value)
+    time.sleep(2.5)
+    assert client.get("faults/outage").body == b"before"
+
+
+def test_result_backend_always_retry_rides_out_an_outage(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    app = Celery("faults", set_as_current=False)
+    app.conf.update(
+        result_backend=_url(moto_server, proxy, "faults-always"),
+        result_backend_always_retry=True,
+        result_backend_max_retries=50,
+        result_backend_base_sleep_between_retries_ms=50,
+        result_backend_max_sleep_between_retries_ms=500,
+    )
+    backend = app.backend
+    backend.store_result("warm-up", 1, states.SUCCESS)  # the probe happens before the outage
+    proxy.outage(3.0)
+    started = time.monotonic()
+    tid = str(uuid.uuid4())
+    backend.store_result(tid, "stored during the outage", states.SUCCESS)
+    assert time.monotonic() - started >= 2.5
+    assert backend.get_task_meta(tid, cache=False)["result"] == "stored during the outage"
+
+
+def test_get_with_timeout_raises_celery_timeout_while_store_is_down(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+    app = Celery("faults", set_as_current=False)
+    app.conf.result_backend = _url(moto_server, proxy, "faults-timeout")
+    backend = app.backend
+    backend.store_result("warm-up", 1, states.SUCCESS)
+    proxy.outage(10.0)
+    started = time.monotonic()
+    with pytest.raises(CeleryTimeoutError):
+        app.AsyncResult(str(uuid.uuid4())).get(timeout=2, interval=0.2)
+    assert 1.8 <= time.monotonic() - started < 6
+
+
+def test_corrupt_body_is_never_returned(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    client = _client(moto_server, proxy, max_attempts="10")
+    client.put("faults/corrupt", b"x" * 5000)
+    proxy.set_faults(truncate=0.5)
+    for _ in range(20):
+        assert client.get("faults/corrupt").body == b"x" * 5000
+    assert proxy.stats["truncate"] > 0
+
+
+def test_client_counts_its_retries(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    client = _client(moto_server, proxy, max_attempts="10")
+    proxy.set_faults(error503=0.5)
+    for i in range(10):
+        client.put(f"faults/count/{i}", b"x")
+    assert client.retries >= proxy.stats["error503"] > 0
