@@ -30,6 +30,11 @@ app.conf.update(
     task_acks_late=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    # The soak test turns Celery's own retry loop on, to ride out a 30 s store outage.
+    result_backend_always_retry=os.environ.get("E2E_ALWAYS_RETRY", "") == "1",
+    result_backend_max_retries=200,
+    result_backend_base_sleep_between_retries_ms=100,
+    result_backend_max_sleep_between_retries_ms=2000,
 )
 
 
