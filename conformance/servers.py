@@ -184,8 +184,9 @@ mon cluster log file = {tmp}/log/cluster.log
 osd data = {tmp}/osd/$cluster-$id
 osd objectstore = memstore
 memstore device bytes = 2147483648
-osd max object name len = 460
-osd max object namespace len = 64
+# memstore has no file-name limit: let RGW hold S3's full 1024-byte keys
+osd max object name len = 2048
+osd max object namespace len = 256
 [client.rgw]
 # without tcp_nodelay every small GET waits ~44 ms for a delayed ACK
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1

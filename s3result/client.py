@@ -262,6 +262,49 @@ class S3Client:
             if exc.code == "NoSuchBucket":
                 raise
 
+    def send_raw(
+        self,
+        method: str,
+        key: str,
+        *,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        body_sha256: str | None = None,
+    ) -> RawResponse:
+        """One signed attempt, answered as it came: no retry, no recovery, no error mapping.
+
+        For probes and the conformance suite, which look at a store's exact behaviour.
+        ``body_sha256`` overrides the signed payload hash (to test that stores check it).
+        """
+        path = self._target(key)
+        extra = list(headers)
+        creds = self._credentials.get()
+        signed = sigv4.sign_s3(
+            method=method,
+            host=self._host,
+            path=path,
+            headers=extra,
+            body_sha256=body_sha256 or sigv4.payload_hash(body),
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+            session_token=creds.token,
+            region=self.region,
+            now=self._clock() + self.clock_offset,
+        )
+        return self._get_slot().transport.request(
+            method.encode(), self._base + path, self._wire(extra, signed, body, method), body
+        )
+
+    def _wire(
+        self, extra: list[tuple[str, str]], signed: list[tuple[str, str]], body: bytes, method: str
+    ) -> list[tuple[bytes, bytes]]:
+        wire = [(b"Host", self._host.encode())]
+        wire += [(k.encode(), v.encode("utf-8")) for k, v in extra]
+        wire += [(k.encode(), v.encode("utf-8")) for k, v in signed]
+        if body or method == "PUT":
+            wire.append((b"Content-Length", str(len(body)).encode()))
+        return wire
+
     # -- the request loop -------------------------------------------------------------------
 
     def _target(self, key: str) -> str:
@@ -306,11 +349,7 @@ class S3Client:
                 region=self.region,
                 now=self._clock() + self.clock_offset,
             )
-            wire = [(b"Host", self._host.encode())]
-            wire += [(k.encode(), v.encode("utf-8")) for k, v in extra]
-            wire += [(k.encode(), v.encode("utf-8")) for k, v in signed]
-            if body or method == "PUT":
-                wire.append((b"Content-Length", str(len(body)).encode()))
+            wire = self._wire(extra, signed, body, method)
             try:
                 resp = self._get_slot().transport.request(method_b, self._base + path, wire, body)
             except TransportError as exc:

@@ -40,6 +40,19 @@ def test_probe_verdicts_per_store(moto_server: MotoServer, nanio_target: Target,
     assert verdicts["moto"].ok, verdicts["moto"]
     assert not verdicts["nanio"].ok and "ignores If-None-Match" in verdicts["nanio"].reason
     assert not verdicts["ceph"].ok and "without the ETag's quotes" in verdicts["ceph"].reason
+    # The same verdicts as the conformance matrix: a store passes the probe exactly when no
+    # conditional-write check is documented as diverging for it.
+    from conformance.divergences import DIVERGENCES
+
+    conditional = {
+        "if_none_match_on_existing_key",
+        "if_match_current_etag",
+        "if_match_stale_etag",
+        "compare_and_swap_counter",
+    }
+    for name, verdict in verdicts.items():
+        diverges = any((name, check) in DIVERGENCES for check in conditional)
+        assert verdict.ok is not diverges, (name, verdict)
 
 
 def test_probe_cleans_up_its_key(moto_server: MotoServer, boto3_client: Any) -> None:
