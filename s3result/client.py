@@ -81,6 +81,7 @@ class _Slot:
     """The per-process resources: the pool and the executor for concurrent reads."""
 
     pid: int
+    base: str
     transport: Transport
     executor: ThreadPoolExecutor | None = None
 
@@ -93,7 +94,7 @@ class S3Client:
         settings: Settings,
         *,
         credentials: CredentialSource | None = None,
-        transport_factory: Callable[[], Transport] | None = None,
+        transport_factory: Callable[[str], Transport] | None = None,
         retry: RetryConfig | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -145,9 +146,10 @@ class S3Client:
 
     # -- per-process resources --------------------------------------------------------------
 
-    def _default_transport(self) -> Transport:
-        context = make_ssl_context(self.settings.ca_bundle) if self._base.startswith("https:") else None
+    def _default_transport(self, base_url: str) -> Transport:
+        context = make_ssl_context(self.settings.ca_bundle) if base_url.startswith("https:") else None
         return HttpcoreTransport(
+            base_url=base_url,
             max_connections=self.settings.max_connections,
             connect_timeout=self.settings.connect_timeout,
             read_timeout=self.settings.read_timeout,
@@ -157,14 +159,14 @@ class S3Client:
     def _get_slot(self) -> _Slot:
         pid = os.getpid()
         slot = self._slot
-        if slot is not None and slot.pid == pid:
+        if slot is not None and slot.pid == pid and slot.base is self._base:
             return slot
         with self._lock:
             slot = self._slot
-            if slot is None or slot.pid != pid:
+            if slot is None or slot.pid != pid or slot.base is not self._base:
                 # After a fork the parent's pool is abandoned, never closed: closing would
                 # shut sockets the parent is still using.
-                slot = _Slot(pid, self._transport_factory())
+                slot = _Slot(pid, self._base, self._transport_factory(self._base))
                 self._slot = slot
             return slot
 
@@ -291,9 +293,8 @@ class S3Client:
             region=self.region,
             now=self._clock() + self.clock_offset,
         )
-        return self._get_slot().transport.request(
-            method.encode(), self._base + path, self._wire(extra, signed, body, method), body
-        )
+        wire = self._wire(extra, signed, body, method)
+        return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
 
     def _wire(
         self, extra: list[tuple[str, str]], signed: list[tuple[str, str]], body: bytes, method: str
@@ -328,6 +329,7 @@ class S3Client:
         retry_conflict: bool = False,
     ) -> RawResponse:
         path = self._target(key)
+        target = path.encode("ascii")
         extra = list(headers)
         body_sha = sigv4.payload_hash(body)
         method_b = method.encode()
@@ -351,7 +353,7 @@ class S3Client:
             )
             wire = self._wire(extra, signed, body, method)
             try:
-                resp = self._get_slot().transport.request(method_b, self._base + path, wire, body)
+                resp = self._get_slot().transport.request(method_b, target, wire, body)
             except TransportError as exc:
                 error: Exception = type(exc)(f"S3 {method} {key!r} to {self._base}: {exc}", method=method, key=key)
                 error.__cause__ = exc

@@ -49,7 +49,7 @@ def make(
 ) -> S3Client:
     return S3Client(
         config.build(url=url, environ={}),
-        transport_factory=lambda: HttpxTransport(httpx.MockTransport(handler)),
+        transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=attempts, base_delay=0.0),
         sleep=lambda s: None,
         **({"clock": clock} if clock else {}),
@@ -311,9 +311,9 @@ def test_delete_of_missing_key_is_fine_but_missing_bucket_is_not() -> None:
 def test_new_pool_after_fork() -> None:
     made: list[int] = []
 
-    def factory() -> HttpxTransport:
+    def factory(base: str) -> HttpxTransport:
         made.append(1)
-        return HttpxTransport(httpx.MockTransport(lambda r: httpx.Response(200, content=b"")))
+        return HttpxTransport(httpx.MockTransport(lambda r: httpx.Response(200, content=b"")), base)
 
     client = S3Client(config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"), transport_factory=factory)
     client.get("k")
@@ -354,7 +354,7 @@ def test_retry_quota_stops_retries_against_a_dead_store() -> None:
 
     client = S3Client(
         config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"),
-        transport_factory=lambda: HttpxTransport(httpx.MockTransport(handler)),
+        transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=3, base_delay=0.0, quota_capacity=10, retry_cost=5),
         sleep=lambda s: None,
     )
