@@ -422,8 +422,6 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if region:
         raw["region"] = region
-    if environ.get("AWS_PROFILE"):
-        raw["profile"] = environ["AWS_PROFILE"]
     return raw
 
 
@@ -452,6 +450,15 @@ def build(
     for layer in layers:
         raw.update({k: v for k, v in layer.items() if v is not None})
     region_explicit = any("region" in layer for layer in layers)
+    if "region" not in raw:
+        # Last before the default, as in the SDKs: the profile's region in ~/.aws/config.
+        from . import awsfiles
+
+        profile = awsfiles.profile_name(str(raw["profile"]) if raw.get("profile") else None, env)
+        region = awsfiles.profile_section(profile, env, config_file=True).get("region")
+        if region:
+            raw["region"] = region
+            region_explicit = True
     return _validate(raw, region_explicit=region_explicit)
 
 

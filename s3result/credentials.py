@@ -10,19 +10,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import sigv4
 from .errors import CredentialsError
 
 if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = [
+    "ADVISORY_REFRESH",
     "CredentialSource",
     "Credentials",
     "EnvProvider",
+    "MANDATORY_REFRESH",
     "Provider",
     "StaticProvider",
     "chain_for",
@@ -90,43 +94,126 @@ class EnvProvider:
 
 
 _NONE_FOUND = (
-    "no S3 credentials found: put them in result_backend (s3result://KEY:SECRET@bucket), "
-    "set s3_access_key_id and s3_secret_access_key, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    "no S3 credentials found (tried: {tried}): put them in result_backend (s3result://KEY:SECRET@bucket), "
+    "set s3_access_key_id and s3_secret_access_key, export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+    "or run with an IAM role"
 )
+
+#: Refresh starts this long before expiry, in one thread, while the others go on (botocore: 15 min).
+ADVISORY_REFRESH = 15 * 60.0
+#: From this long before expiry every caller waits for fresh credentials (botocore: 10 min).
+MANDATORY_REFRESH = 10 * 60.0
 
 
 class CredentialSource:
-    """Runs the provider chain once, then hands out the same credentials until they expire."""
+    """Runs the provider chain once, then hands out credentials, refreshing them before expiry.
 
-    def __init__(self, providers: Sequence[Provider]) -> None:
+    Advisory window: one thread refreshes while the others keep signing with the current
+    credentials, and a failure is only logged. Mandatory window: callers wait (one refresh,
+    no thundering herd) and a failure raises one ``CredentialsError``.
+    """
+
+    def __init__(self, providers: Sequence[Provider], *, clock: Callable[[], float] = time.time) -> None:
         self._providers = tuple(providers)
+        self._clock = clock
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._current: Credentials | None = None
+        self._provider: Provider | None = None
+        #: How many times credentials were fetched (first resolution included).
+        self.fetches = 0
 
     def get(self) -> Credentials:
-        """The credentials to sign with now; resolves the chain on first use."""
+        """The credentials to sign with now."""
         creds = self._current
-        if creds is not None:
+        if creds is None:
+            with self._lock:
+                if self._current is None:
+                    self._current, self._provider = self._resolve()
+                creds = self._current
+        if creds.expiry is None:
             return creds
-        with self._lock:
-            if self._current is None:
-                self._current = self._resolve()
-            return self._current
+        remaining = creds.expiry - self._clock()
+        if remaining > ADVISORY_REFRESH:
+            return creds
+        if remaining > MANDATORY_REFRESH:
+            if self._refresh_lock.acquire(blocking=False):
+                try:
+                    self._refresh(creds, mandatory=False)
+                finally:
+                    self._refresh_lock.release()
+            return self._current or creds
+        with self._refresh_lock:
+            current = self._current or creds
+            if current.expiry is None or current.expiry - self._clock() > MANDATORY_REFRESH:
+                return current  # another thread refreshed while this one waited
+            self._refresh(current, mandatory=True)
+            return self._current or current
 
-    def _resolve(self) -> Credentials:
+    def _refresh(self, old: Credentials, *, mandatory: bool) -> None:
+        provider = self._provider
+        assert provider is not None
+        try:
+            new = provider()
+            self.fetches += 1
+            if new is None:
+                raise CredentialsError(f"{old.source} no longer provides credentials")
+        except Exception as exc:
+            left = (old.expiry or 0) - self._clock()
+            if mandatory:
+                raise CredentialsError(
+                    f"refreshing credentials from {old.source} failed ({exc}); they expire in {left:.0f}s"
+                ) from exc
+            logger.warning("s3result: advisory credential refresh from %s failed (%s); retrying later", old.source, exc)
+            return
+        if new.secret_key != old.secret_key:
+            sigv4.clear_signing_key_cache()  # the old secret's derived keys are of no more use
+        logger.debug("s3result: credentials refreshed from %s (access key %s)", new.source, new.access_key)
+        self._current = new
+
+    def _resolve(self) -> tuple[Credentials, Provider]:
+        tried = []
         for provider in self._providers:
             creds = provider()
+            tried.append(getattr(provider, "name", type(provider).__name__))
             if creds is not None:
+                self.fetches += 1
                 logger.debug("s3result: credentials from %s (access key %s)", creds.source, creds.access_key)
-                return creds
-        raise CredentialsError(_NONE_FOUND)
+                return creds, provider
+        raise CredentialsError(_NONE_FOUND.format(tried=", ".join(tried)))
+
+    @property
+    def source(self) -> str | None:
+        """Where the current credentials came from (None before first use)."""
+        return None if self._current is None else self._current.source
 
     def __repr__(self) -> str:
-        return f"CredentialSource(providers={len(self._providers)})"
+        return f"CredentialSource(providers={len(self._providers)}, source={self.source!r})"
 
 
-def chain_for(settings: Settings) -> CredentialSource:
-    """The provider chain for these settings: explicit settings first, then the environment."""
-    return CredentialSource(
-        [StaticProvider(settings.access_key, settings.secret_key, settings.session_token), EnvProvider()]
+def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> CredentialSource:
+    """The AWS SDK provider chain for these settings.
+
+    Settings, environment, web identity, shared files, credential_process, container, IMDS;
+    as in botocore, an explicitly configured profile skips the environment variables.
+    """
+    from .providers import (
+        ContainerProvider,
+        IMDSProvider,
+        ProcessProvider,
+        SharedFilesProvider,
+        WebIdentityProvider,
     )
+
+    env = os.environ if environ is None else environ
+    providers: list[Provider] = [StaticProvider(settings.access_key, settings.secret_key, settings.session_token)]
+    if not settings.profile:
+        providers.append(EnvProvider(env))
+    providers += [
+        WebIdentityProvider(env),
+        SharedFilesProvider(settings.profile, env),
+        ProcessProvider(settings.profile, env),
+        ContainerProvider(env),
+        IMDSProvider(env),
+    ]
+    return CredentialSource(providers)

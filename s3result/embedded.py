@@ -57,6 +57,9 @@ class MotoServer:
         #: A second user that may only read (s3:GetObject, s3:ListBucket), for permission tests.
         self.readonly_access_key = ""
         self.readonly_secret_key = ""
+        #: A second access key of the same user, for credential-rotation tests.
+        self.second_access_key = ""
+        self.second_secret_key = ""
         #: (certificate, key) PEM files: serve https with them instead of http.
         self.tls = tls
         self._start_timeout = start_timeout
@@ -177,6 +180,7 @@ class MotoServer:
         self._iam(Action="CreateUser", UserName="s3result")
         self._iam(Action="PutUserPolicy", UserName="s3result", PolicyName="s3result-all", PolicyDocument=_POLICY)
         self.access_key, self.secret_key = self._access_key("s3result")
+        self.second_access_key, self.second_secret_key = self._access_key("s3result")
         self.readonly_access_key, self.readonly_secret_key = self._user("s3result-readonly", _READONLY_POLICY)
         self.create_bucket(self.bucket)
         status, data = self._raw("POST", "/moto-api/reset-auth", b"0", {})

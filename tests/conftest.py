@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +25,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No AWS_* or S3RESULT_* variable of the developer's leaks into a test."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS_* or S3RESULT_* variable, nor ~/.aws file, of the developer's leaks into a test.
+
+    Instance metadata is off: a test that finds no credentials must never send a packet to
+    169.254.169.254. Tests of the IMDS provider point it at a local fake instead.
+    """
     for name in list(os.environ):
         if name.startswith(("AWS_", "S3RESULT_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
 
 
 @pytest.fixture(scope="session")

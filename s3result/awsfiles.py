@@ -1,0 +1,57 @@
+"""The AWS shared files: ``~/.aws/credentials`` and ``~/.aws/config``, read the way the SDKs do.
+
+The credentials file has ``[name]`` sections; the config file has ``[profile name]`` (and a
+bare ``[default]``). Paths come from ``AWS_SHARED_CREDENTIALS_FILE`` and ``AWS_CONFIG_FILE``;
+the profile from the caller, else ``AWS_PROFILE``, else ``default``. Stdlib only, no I/O at
+import.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Mapping
+
+__all__ = ["config_path", "credentials_path", "profile_name", "profile_section"]
+
+
+def credentials_path(environ: Mapping[str, str]) -> str:
+    """Where the shared credentials file is."""
+    return os.path.expanduser(environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
+
+
+def config_path(environ: Mapping[str, str]) -> str:
+    """Where the shared config file is."""
+    return os.path.expanduser(environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+
+
+def profile_name(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """The profile: the setting, else AWS_PROFILE, else 'default'."""
+    return explicit or environ.get("AWS_PROFILE") or "default"
+
+
+def _read(path: str) -> configparser.RawConfigParser | None:
+    if not os.path.isfile(path):
+        return None
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error:
+        return None
+    return parser
+
+
+def profile_section(profile: str, environ: Mapping[str, str], *, config_file: bool) -> dict[str, str]:
+    """The key/value pairs of ``profile`` in the config or the credentials file ({} if none)."""
+    if config_file:
+        parser = _read(config_path(environ))
+        names = [f"profile {profile}"] + (["default"] if profile == "default" else [profile])
+    else:
+        parser = _read(credentials_path(environ))
+        names = [profile]
+    if parser is None:
+        return {}
+    for name in names:
+        if parser.has_section(name):
+            return {k: v.strip() for k, v in parser.items(name)}
+    return {}
