@@ -1,0 +1,24 @@
+"""The README's main command, `s3result demo`, runs end to end and reports what it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_command() -> None:
+    exe = Path(sys.executable).with_name("s3result")
+    done = subprocess.run([str(exe), "demo"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "add(2, 3)                 = 5" in out
+    assert "raised DemoError('this task fails on purpose'), state FAILURE" in out
+    assert "group of 20 x add(i, i)   = [0, 2, 4" in out
+    assert "chord of 10, tsum body    = 55" in out
+    assert "requests per result read: 1; per pending poll: 1; per stored result: 1" in out
+    assert "S3 requests, counted at the wire:" in out and "per million tasks" in out

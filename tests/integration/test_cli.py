@@ -1,0 +1,134 @@
+"""The s3result command against moto: output and exit codes, misconfigurations included."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from celery import Celery, states
+
+from s3result.cli import main
+from s3result.embedded import MotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _readonly(moto: MotoServer) -> str:
+    return (
+        moto.url("cli")
+        .replace(moto.access_key, moto.readonly_access_key)
+        .replace(moto.secret_key, moto.readonly_secret_key)
+    )
+
+
+def test_check_all_good(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--url", moto_server.url("cli")]) == 0
+    out = capsys.readouterr().out
+    assert "bucket: s3result-tests" in out and "prefix: cli" in out and "addressing: path-style" in out
+    assert "credentials: settings (access key " in out and moto_server.secret_key not in out
+    for probe in ("PUT", "GET", "HEAD", "GET missing key", "DELETE", "conditional writes", "clock"):
+        assert f"] {probe}:" in out
+    assert "supported: one request per write" in out and "all good" in out
+    assert "\033[" not in out  # no colour without a terminal
+
+
+def test_check_json_for_ci(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "--url", moto_server.url("cli")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["configuration"]["region"] == "us-east-1"
+    assert all(c["ms"] is None or c["ms"] >= 0 for c in report["checks"])
+
+
+def test_check_names_the_missing_permission(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "--url", _readonly(moto_server)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert not checks["PUT"]["ok"] and '"s3:PutObject" on "arn:aws:s3:::s3result-tests/cli/*"' in checks["PUT"]["fix"]
+    assert not checks["DELETE"]["ok"] and "s3:DeleteObject" in checks["DELETE"]["fix"]
+    assert checks["GET missing key"]["ok"]  # it may read: a missing key is a 404, not a 403
+    assert moto_server.readonly_secret_key not in json.dumps(report)
+
+
+def test_check_wrong_secret_and_missing_bucket(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--url", moto_server.url("cli").replace(moto_server.secret_key, "wrong")]) == 1
+    out = capsys.readouterr().out
+    assert "SignatureDoesNotMatch" in out and "fix: the secret access key is wrong" in out and "problems found" in out
+    assert main(["check", "--url", moto_server.url("cli").replace(moto_server.bucket, "no-such-bucket")]) == 1
+    assert "create the bucket" in capsys.readouterr().out
+
+
+def test_check_bad_config_and_no_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--url", "s3result://bucket?colour=blue"]) == 1
+    assert "colour: unknown option" in capsys.readouterr().err
+    assert main(["check", "--url", "s3result+http://127.0.0.1:9/bucket"]) == 1
+    out = capsys.readouterr().out
+    assert "no S3 credentials found" in out and "credentials: none found" in out
+
+
+def test_check_reads_the_app_like_the_worker(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIAPP_BACKEND", moto_server.url("fromapp"))
+    monkeypatch.chdir(ROOT)
+    assert main(["check", "--app", "tests.cliapp.celery"]) == 0
+    assert "prefix: fromapp" in capsys.readouterr().out
+
+
+def test_get_and_forget(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    app = Celery("cli", set_as_current=False)
+    app.conf.result_backend = moto_server.url("cli")
+    tid = str(uuid.uuid4())
+    app.backend.store_result(tid, {"answer": 42}, states.SUCCESS)
+    assert main(["get", tid, "--url", moto_server.url("cli")]) == 0
+    out = capsys.readouterr().out
+    assert f"task {tid}: SUCCESS" in out and "{'answer': 42}" in out
+    assert main(["get", tid, "--json", "--url", moto_server.url("cli")]) == 0
+    assert json.loads(capsys.readouterr().out)["result"] == {"answer": 42}
+    assert main(["forget", tid, "--url", moto_server.url("cli")]) == 0
+    assert f"cli/celery-task-meta-{tid}" in capsys.readouterr().out
+    assert main(["get", tid, "--url", moto_server.url("cli")]) == 1
+    assert "PENDING" in capsys.readouterr().out
+    failed = str(uuid.uuid4())
+    app.backend.store_result(failed, ValueError("boom"), states.FAILURE, traceback="Traceback: boom")
+    assert main(["get", failed, "--url", moto_server.url("cli")]) == 0
+    out = capsys.readouterr().out
+    assert "FAILURE" in out and "ValueError: boom" in out and "Traceback: boom" in out
+
+
+def test_lifecycle_prints_xml_aws_and_mc(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lifecycle", "--days", "7", "--url", moto_server.url("cli")]) == 0
+    out = capsys.readouterr().out
+    assert "<Prefix>cli/</Prefix>" in out and "<Days>7</Days>" in out
+    assert "aws s3api put-bucket-lifecycle-configuration --bucket s3result-tests" in out
+    assert "mc ilm rule add --expire-days 7 --prefix 'cli/'" in out
+
+
+def test_cost_with_default_and_custom_prices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--tasks-per-day", "100000"]) == 0
+    out = capsys.readouterr().out
+    assert "PUT       3,000,000 requests" in out and "$15.00" in out and "total $16.20 per month" in out
+    assert (
+        main(["cost", "--tasks-per-day", "1000", "--put-price", "0", "--get-price", "0", "--reads-per-task", "3"]) == 0
+    )
+    assert "GET          90,000 requests" in capsys.readouterr().out
+
+
+def test_console_script_runs(moto_server: MotoServer) -> None:
+    exe = Path(sys.executable).with_name("s3result")
+    done = subprocess.run(
+        [str(exe), "check", "--url", moto_server.url("cli")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all good" in done.stdout
+    helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    for command in ("check", "demo", "get", "forget", "lifecycle", "cost"):
+        assert command in helped.stdout
