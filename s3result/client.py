@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -36,6 +35,8 @@ from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .transport import HttpcoreTransport, RawResponse, Transport, make_ssl_context
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .config import Settings
 
 __all__ = ["GetResult", "HeadResult", "S3Client"]
@@ -201,6 +202,9 @@ class S3Client:
         if slot.executor is None:
             with self._lock:
                 if slot.executor is None:
+                    # Imported here: only group reads need it, and cold start should not pay.
+                    from concurrent.futures import ThreadPoolExecutor
+
                     workers = min(self.settings.max_connections, 16)
                     slot.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3result")
         return list(slot.executor.map(self.get_or_none, keys))

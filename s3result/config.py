@@ -12,7 +12,6 @@ legacy dict, the environment, the defaults.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -226,12 +225,8 @@ def _check_bucket(bucket: str, *, strict: bool) -> str:
         ok = 3 <= len(bucket) <= 255 and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", bucket) is not None
     if ok and (".." in bucket or ".-" in bucket or "-." in bucket):
         ok = False
-    if ok:
-        try:
-            ipaddress.ip_address(bucket)
-            ok = False
-        except ValueError:
-            pass
+    if ok and re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", bucket):
+        ok = False  # formatted like an IP address: AWS forbids it
     if not ok:
         rule = (
             "3-63 lower-case letters, digits, dots and hyphens"

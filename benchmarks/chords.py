@@ -1,0 +1,118 @@
+"""Chord completion, native (compare-and-swap counter) against the chord_unlock fallback.
+
+    python -m benchmarks.chords          # appends a section to benchmarks/RESULTS.md
+
+For chords of 10, 100 and 1,000 parts run by real workers (4 processes x 4 threads) on moto,
+it measures the wall time from the end of the last header task to the start of the body
+(from the workers' own log timestamps) and the S3 requests made for the whole chord (counted
+at the wire by a proxy). Native mode is the default (moto passes the probe); the fallback is
+forced with conditional_writes=disabled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from celery import chord
+
+from s3result._proxy import CountingProxy
+from s3result.embedded import MotoServer
+from tests.e2e.conftest import Worker, point_app_at
+
+_LINE = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/[^\]]+\] Task tests\.e2e\.app\.(\w+)\[([^\]]+)\] (received|succeeded)"
+)
+
+
+def _stamp(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _latency(logs: list[Path], part_ids: set[str], body_id: str) -> float:
+    last_part, body_start = 0.0, None
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            m = _LINE.match(line)
+            if not m:
+                continue
+            when, task, task_id, what = _stamp(m.group(1)), m.group(2), m.group(3), m.group(4)
+            if task == "part" and what == "succeeded" and task_id in part_ids:
+                last_part = max(last_part, when)
+            if task == "collect" and what == "received" and task_id == body_id:
+                body_start = when if body_start is None else min(body_start, when)
+    if body_start is None:
+        raise RuntimeError("the chord body never started")
+    return (body_start - last_part) * 1000
+
+
+def run(sizes: list[int], repeats: int) -> str:
+    rows = []
+    with MotoServer(bucket="chords") as moto:
+        proxy = CountingProxy("127.0.0.1", moto.port)
+        for mode, query in (("native (CAS counter)", ""), ("chord_unlock fallback", "?conditional_writes=disabled")):
+            url = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{proxy.port}/{moto.bucket}/{uuid.uuid4().hex[:6]}{query}"
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
+                broker = tmp / "broker"
+                workers = [
+                    Worker(url, tmp, pool="threads", concurrency=4, name=f"w{i}", broker_dir=broker) for i in range(4)
+                ]
+                for w in workers:
+                    w.start()
+                try:
+                    module = point_app_at(url, broker)
+                    for size in sizes:
+                        lat, reqs = [], []
+                        for _ in range(repeats):
+                            before = proxy.total
+                            res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
+                            assert res.get(timeout=600, interval=0.2) == sum(range(size))
+                            time.sleep(1.0)  # let the last log lines land
+                            reqs.append(proxy.total - before)
+                            part_ids = {r.id for r in res.parent.results} if res.parent else set()
+                            lat.append(_latency([w.log for w in workers], part_ids, res.id))
+                        rows.append((mode, size, statistics.median(lat), min(lat), max(lat), statistics.median(reqs)))
+                        print(rows[-1], flush=True)
+                finally:
+                    for w in workers:
+                        w.stop()
+        proxy.close()
+    lines = [
+        "",
+        "## Chord completion, 4 worker processes x 4 threads, moto (python -m benchmarks.chords)",
+        "",
+        "Wall time from the end of the last header task to the start of the body (workers' log",
+        "timestamps, millisecond resolution), and S3 requests for the whole chord (counted at the",
+        "wire; the client's own result polling included). Median (min-max).",
+        "",
+        "| mode | parts | last part -> body start, ms | S3 requests per chord |",
+        "|---|---|---|---|",
+    ]
+    for mode, size, med, lo, hi, req in rows:
+        lines.append(f"| {mode} | {size} | {med:.0f} ({lo:.0f}-{hi:.0f}) | {req:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    section = run([int(s) for s in args.sizes.split(",")], args.repeats)
+    with open(args.output, "a") as f:
+        f.write(section)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
