@@ -283,26 +283,26 @@ class S3Client:
         ``body_sha256`` overrides the signed payload hash (to test that stores check it).
         """
         path = self._target(key)
-        extra = list(headers)
+        wire = self._signed_headers(method, path, list(headers), body, body_sha256 or sigv4.payload_hash(body))
+        return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
+
+    def _signed_headers(
+        self, method: str, path: str, extra: list[tuple[str, str]], body: bytes, body_sha: str
+    ) -> list[tuple[bytes, bytes]]:
+        """Sign with the current credentials and clock; the request's headers, as bytes."""
         creds = self._credentials.get()
         signed = sigv4.sign_s3(
             method=method,
             host=self._host,
             path=path,
             headers=extra,
-            body_sha256=body_sha256 or sigv4.payload_hash(body),
+            body_sha256=body_sha,
             access_key=creds.access_key,
             secret_key=creds.secret_key,
             session_token=creds.token,
             region=self.region,
             now=self._clock() + self.clock_offset,
         )
-        wire = self._wire(extra, signed, body, method)
-        return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
-
-    def _wire(
-        self, extra: list[tuple[str, str]], signed: list[tuple[str, str]], body: bytes, method: str
-    ) -> list[tuple[bytes, bytes]]:
         wire = [(b"Host", self._host.encode())]
         wire += [(k.encode(), v.encode("utf-8")) for k, v in extra]
         wire += [(k.encode(), v.encode("utf-8")) for k, v in signed]
@@ -342,20 +342,7 @@ class S3Client:
         cost: int | None = None
         while True:
             attempt += 1
-            creds = self._credentials.get()
-            signed = sigv4.sign_s3(
-                method=method,
-                host=self._host,
-                path=path,
-                headers=extra,
-                body_sha256=body_sha,
-                access_key=creds.access_key,
-                secret_key=creds.secret_key,
-                session_token=creds.token,
-                region=self.region,
-                now=self._clock() + self.clock_offset,
-            )
-            wire = self._wire(extra, signed, body, method)
+            wire = self._signed_headers(method, path, extra, body, body_sha)
             try:
                 resp = self._get_slot().transport.request(method_b, target, wire, body)
             except TransportError as exc:
