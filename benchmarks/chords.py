@@ -3,9 +3,10 @@
     python -m benchmarks.chords          # appends a section to benchmarks/RESULTS.md
 
 For chords of 10, 100 and 1,000 parts run by real workers (4 processes x 4 threads) on moto,
-it measures the wall time from the end of the last header task to the start of the body
-(from the workers' own log timestamps) and the S3 requests made for the whole chord (counted
-at the wire by a proxy). Native mode is the default (moto passes the probe); the fallback is
+it measures the wall time from the end of the last header task (the latest ``date_done`` of
+the header results, stamped as each part's result is stored) to the start of the body (the
+``received`` line of the workers' logs), and the S3 requests made for the whole chord
+(counted at the wire by a proxy, the client's own result polling included). Native mode is the default (moto passes the probe); the fallback is
 forced with conditional_writes=disabled.
 """
 
@@ -36,21 +37,23 @@ def _stamp(text: str) -> float:
     return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def _latency(logs: list[Path], part_ids: set[str], body_id: str) -> float:
-    last_part, body_start = 0.0, None
+def _body_received(logs: list[Path], body_id: str) -> float:
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
             m = _LINE.match(line)
-            if not m:
-                continue
-            when, task, task_id, what = _stamp(m.group(1)), m.group(2), m.group(3), m.group(4)
-            if task == "part" and what == "succeeded" and task_id in part_ids:
-                last_part = max(last_part, when)
-            if task == "collect" and what == "received" and task_id == body_id:
-                body_start = when if body_start is None else min(body_start, when)
-    if body_start is None:
-        raise RuntimeError("the chord body never started")
-    return (body_start - last_part) * 1000
+            if m and m.group(2) == "collect" and m.group(3) == body_id and m.group(4) == "received":
+                return _stamp(m.group(1))
+    raise RuntimeError("the chord body never started")
+
+
+def _last_part_done(backend: object, part_ids: list[str]) -> float:
+    metas = [backend.get_task_meta(pid, cache=False) for pid in part_ids]  # type: ignore[attr-defined]
+    return max(
+        m["date_done"].timestamp()
+        if hasattr(m["date_done"], "timestamp")
+        else dt.datetime.fromisoformat(m["date_done"]).timestamp()
+        for m in metas
+    )
 
 
 def run(sizes: list[int], repeats: int) -> str:
@@ -77,8 +80,9 @@ def run(sizes: list[int], repeats: int) -> str:
                             assert res.get(timeout=600, interval=0.2) == sum(range(size))
                             time.sleep(1.0)  # let the last log lines land
                             reqs.append(proxy.total - before)
-                            part_ids = {r.id for r in res.parent.results} if res.parent else set()
-                            lat.append(_latency([w.log for w in workers], part_ids, res.id))
+                            part_ids = [r.id for r in res.parent.results] if res.parent else []
+                            body = _body_received([w.log for w in workers], res.id)
+                            lat.append((body - _last_part_done(module.app.backend, part_ids)) * 1000)
                         rows.append((mode, size, statistics.median(lat), min(lat), max(lat), statistics.median(reqs)))
                         print(rows[-1], flush=True)
                 finally:

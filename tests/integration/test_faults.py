@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from celery import Celery, states
 
+from conformance.servers import Target
 from s3result import config
 from s3result.backend import S3Backend
 from s3result.client import S3Client
@@ -43,6 +44,21 @@ def _client(moto: MotoServer, proxy: FaultProxy, **opts: str) -> S3Client:
 @pytest.mark.parametrize("fault", ["reset_request", "reset_response", "truncate", "error503", "latency"])
 def test_each_fault_alone_is_survived(moto_server: MotoServer, proxy: FaultProxy, fault: str) -> None:
     client = _client(moto_server, proxy, max_attempts="6")
+    _survive(client, proxy, fault)
+
+
+@pytest.mark.parametrize("fault", ["reset_request", "reset_response", "truncate", "error503", "latency"])
+def test_each_fault_alone_is_survived_on_ceph(ceph_target: Target, fault: str) -> None:
+    port = int(ceph_target.endpoint.rsplit(":", 1)[1])
+    proxy = FaultProxy("127.0.0.1", port, seed=11)
+    try:
+        url = ceph_target.url("faults", max_attempts="6").replace(f":{port}/", f":{proxy.port}/")
+        _survive(S3Client(config.build(url=url, environ={})), proxy, fault)
+    finally:
+        proxy.close()
+
+
+def _survive(client: S3Client, proxy: FaultProxy, fault: str) -> None:
     proxy.set_faults(**{fault: 0.3})
     for i in range(40):
         key = f"faults/{fault}/{uuid.uuid4()}"
