@@ -13,6 +13,7 @@ __all__ = ["DIVERGENCES"]
 
 _NANIO_PATHS = "nanio stores objects as files, so keys with empty or dot path segments are refused"
 _NANIO_CONDITIONAL = "nanio ignores If-None-Match and If-Match and always writes"
+_SWIFT_CONDITIONAL = "Swift's s3api answers 501 Not Implemented to conditional PUTs"
 
 DIVERGENCES: dict[tuple[str, str], tuple[Any, str]] = {
     # moto: an emulator; it checks signatures but not the payload hash nor the request time.
@@ -33,4 +34,17 @@ DIVERGENCES: dict[tuple[str, str], tuple[Any, str]] = {
     # and S3 clients send it quoted, as S3 returns it.
     ("ceph", "if_match_current_etag"): (412, "Ceph RGW 16.2 compares If-Match without the ETag's quotes"),
     ("ceph", "compare_and_swap_counter"): ("no progress", "Ceph RGW 16.2 refuses every quoted If-Match"),
+    # OpenStack Swift 2.30 with s3api and tempauth: conditional PUTs are not implemented
+    # (https://docs.openstack.org/swift/latest/s3_compat.html).
+    ("swift", "unknown_access_key"): (
+        (403, "SignatureDoesNotMatch"),
+        "tempauth answers SignatureDoesNotMatch for a key it does not know",
+    ),
+    ("swift", "if_none_match_on_existing_key"): (("501 NotImplemented", "unchanged"), _SWIFT_CONDITIONAL),
+    ("swift", "if_none_match_on_missing_key"): (501, _SWIFT_CONDITIONAL),
+    ("swift", "if_match_current_etag"): (501, _SWIFT_CONDITIONAL),
+    ("swift", "if_match_stale_etag"): ((501, "unchanged"), _SWIFT_CONDITIONAL),
+    ("swift", "if_match_missing_key"): ("501", _SWIFT_CONDITIONAL),
+    ("swift", "concurrent_creates_one_winner"): ("refused by every writer", _SWIFT_CONDITIONAL),
+    ("swift", "compare_and_swap_counter"): ("refused: 501 NotImplemented", _SWIFT_CONDITIONAL),
 }

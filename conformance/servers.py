@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 from s3result import sigv4
 from s3result.embedded import MotoServer, free_port
 
-__all__ = ["Target", "ceph_target", "create_bucket", "moto_target", "nanio_target", "wait_http"]
+__all__ = ["Target", "ceph_target", "create_bucket", "moto_target", "nanio_target", "swift_target", "wait_http"]
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,145 @@ def ceph_target(bucket: str = "conformance", timeout: float = 90.0) -> Iterator[
             )
             target = Target("ceph", f"http://127.0.0.1:{rgw_port}", bucket, access, secret)
             create_bucket(target.endpoint, bucket, access, secret)
+            yield target
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+_SWIFT_SERVER_CONF = """[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+devices = {tmp}/srv
+mount_check = false
+swift_dir = {tmp}
+workers = 0
+disable_fallocate = true
+[pipeline:main]
+pipeline = {kind}-server
+[app:{kind}-server]
+use = egg:swift#{kind}
+"""
+
+_SWIFT_PROXY_CONF = """[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+swift_dir = {tmp}
+workers = 0
+[pipeline:main]
+pipeline = catch_errors proxy-logging cache s3api tempauth proxy-logging proxy-server
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+allow_account_management = true
+[filter:catch_errors]
+use = egg:swift#catch_errors
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:{memcached_port}
+[filter:s3api]
+use = egg:swift#s3api
+location = us-east-1
+[filter:tempauth]
+use = egg:swift#tempauth
+user_s3result_tester = swift-secret .admin
+"""
+
+
+def _wait_writable(target: Target, deadline: float) -> None:
+    """Until an object PUT succeeds: a cluster answers 503 while its servers start."""
+    from s3result import config
+    from s3result.client import S3Client
+    from s3result.errors import S3ResultError
+
+    client = S3Client(config.build(url=target.url(), environ={}))
+    while True:
+        try:
+            client.put("s3result-ready-check", b"ready")
+            client.delete("s3result-ready-check")
+            return
+        except S3ResultError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def swift_target(bucket: str = "conformance", timeout: float = 60.0) -> Iterator[Target]:
+    """OpenStack Swift with s3api and tempauth (Debian packages): proxy, account, container,
+    object servers and memcached, one device each, all under a temp dir. Opt-in: it is heavy.
+    """
+    for name in (
+        "swift-proxy-server",
+        "swift-object-server",
+        "swift-account-server",
+        "swift-container-server",
+        "swift-ring-builder",
+        "memcached",
+    ):
+        if shutil.which(name) is None:
+            raise RuntimeError(
+                f"{name} is not on PATH: apt-get install --no-install-recommends "
+                "swift swift-proxy swift-object swift-account swift-container memcached"
+            )
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="s3result-swift-") as tmp:
+        os.makedirs(os.path.join(tmp, "srv", "sdb1"))
+        with open(os.path.join(tmp, "swift.conf"), "w") as f:
+            f.write(
+                "[swift-hash]\nswift_hash_path_suffix = s3result\nswift_hash_path_prefix = s3result\n"
+                "[storage-policy:0]\nname = gold\ndefault = yes\n"
+            )
+        ports = {kind: free_port() for kind in ("account", "container", "object", "proxy", "memcached")}
+
+        def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+            log = open(os.path.join(tmp, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
+            proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            procs.append(proc)
+            return proc
+
+        try:
+            for kind in ("account", "container", "object"):
+                builder = os.path.join(tmp, f"{kind}.builder")
+                subprocess.run(
+                    ["swift-ring-builder", builder, "create", "10", "1", "1"], check=True, capture_output=True
+                )
+                subprocess.run(
+                    ["swift-ring-builder", builder, "add", f"r1z1-127.0.0.1:{ports[kind]}/sdb1", "100"],
+                    check=True,
+                    capture_output=True,
+                )
+                subprocess.run(["swift-ring-builder", builder, "rebalance"], capture_output=True)
+                conf = os.path.join(tmp, f"{kind}-server.conf")
+                with open(conf, "w") as f:
+                    f.write(_SWIFT_SERVER_CONF.format(port=ports[kind], tmp=tmp, kind=kind))
+                start(kind, f"swift-{kind}-server", conf)
+            start("memcached", "memcached", "-u", "root", "-l", "127.0.0.1", "-p", str(ports["memcached"]), "-U", "0")
+            proxy_conf = os.path.join(tmp, "proxy-server.conf")
+            with open(proxy_conf, "w") as f:
+                f.write(_SWIFT_PROXY_CONF.format(port=ports["proxy"], tmp=tmp, memcached_port=ports["memcached"]))
+            proxy = start("proxy", "swift-proxy-server", proxy_conf)
+            wait_http("127.0.0.1", ports["proxy"], proxy, timeout, os.path.join(tmp, "proxy.log"))
+            target = Target("swift", f"http://127.0.0.1:{ports['proxy']}", bucket, "s3result:tester", "swift-secret")
+            deadline = time.monotonic() + timeout
+            while True:  # the account and container servers may still be starting
+                try:
+                    create_bucket(target.endpoint, bucket, target.access_key, target.secret_key)
+                    break
+                except RuntimeError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            _wait_writable(target, deadline)  # and the object server too
             yield target
         finally:
             for proc in reversed(procs):

@@ -5,6 +5,7 @@ Unit side: tests/test_client.py (conditional headers). End to end: tests/e2e/tes
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from typing import Any
@@ -164,3 +165,24 @@ def test_fallback_store_uses_read_then_write(nanio_target: Target) -> None:
     backend.store_result(tid, "ok", states.SUCCESS)
     backend.store_result(tid, None, states.STARTED)  # Celery's own rule still applies
     assert backend.get_task_meta(tid, cache=False)["result"] == "ok"
+
+
+@pytest.mark.skipif(
+    shutil.which("swift-proxy-server") is None,
+    reason="Swift is opt-in (no swift-proxy-server on PATH): apt-get install swift swift-proxy swift-object "
+    "swift-account swift-container memcached",
+)
+def test_probe_verdict_on_swift() -> None:
+    from conformance.divergences import DIVERGENCES
+    from conformance.servers import swift_target
+
+    with swift_target(bucket="s3result-tests") as target:
+        verdict = precondition.probe(S3Client(config.build(url=target.url("probe"), environ={})), "probe")
+        assert not verdict.ok and "501" in verdict.reason
+        assert ("swift", "if_none_match_on_existing_key") in DIVERGENCES
+        # And the backend falls back cleanly: a stored result still round-trips.
+        backend = _backend(target.url("fallback"))
+        assert not backend.native_chords
+        tid = str(uuid.uuid4())
+        backend.store_result(tid, "on swift", states.SUCCESS)
+        assert backend.get_task_meta(tid, cache=False)["result"] == "on swift"
