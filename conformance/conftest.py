@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .servers import Target, ceph_target, create_bucket, moto_target, nanio_target, swift_target, wait_http
+from .servers import Target, ceph_target, create_bucket, moto_target, nanio_target, stop_all, swift_target, wait_http
 
 KNOWN = ("moto", "ceph", "nanio", "minio", "swift", "endpoint")
 _results: dict[tuple[str, str], str] = {}
@@ -91,8 +91,7 @@ def _minio_target(bucket: str) -> Iterator[Target]:
             create_bucket(target.endpoint, bucket, target.access_key, target.secret_key)
             yield target
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_all([proc])
 
 
 @contextlib.contextmanager

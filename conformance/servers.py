@@ -22,7 +22,16 @@ from urllib.parse import quote, urlsplit
 from s3result import sigv4
 from s3result.embedded import MotoServer, free_port
 
-__all__ = ["Target", "ceph_target", "create_bucket", "moto_target", "nanio_target", "swift_target", "wait_http"]
+__all__ = [
+    "Target",
+    "ceph_target",
+    "create_bucket",
+    "moto_target",
+    "nanio_target",
+    "stop_all",
+    "swift_target",
+    "wait_http",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,18 @@ class Target:
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {self.endpoint!r}, bucket={self.bucket!r})"
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """Terminate servers in reverse start order; kill what does not stop in time."""
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_http(host: str, port: int, proc: subprocess.Popen[bytes] | None, timeout: float, log: str = "") -> None:
@@ -145,12 +166,7 @@ def nanio_target(bucket: str = "conformance") -> Iterator[Target]:
             create_bucket(target.endpoint, bucket, target.access_key, target.secret_key)
             yield target
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_all([proc])
 
 
 _CEPH_CONF = """[global]
@@ -262,14 +278,7 @@ def ceph_target(bucket: str = "conformance", timeout: float = 90.0) -> Iterator[
             create_bucket(target.endpoint, bucket, access, secret)
             yield target
         finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_all(procs)
 
 
 _SWIFT_SERVER_CONF = """[DEFAULT]
@@ -401,11 +410,4 @@ def swift_target(bucket: str = "conformance", timeout: float = 60.0) -> Iterator
             _wait_writable(target, deadline)  # and the object server too
             yield target
         finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_all(procs)
