@@ -166,9 +166,7 @@ def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
 
         sys.path.insert(0, os.getcwd())
         app = symbol_by_name(args.app if ":" in args.app else f"{args.app}:app")
-        url = app.conf.result_backend
-        url = url.split("+", 1)[1] if isinstance(url, str) and url.startswith("s3result+") else url
-        return from_celery_conf(app.conf, url), app
+        return from_celery_conf(app.conf, app.conf.result_backend), app
     url = getattr(args, "url", None) or os.environ.get("S3RESULT_URL")
     if not url:
         raise SystemExit("s3result: give --app proj.celery or --url s3result://BUCKET/PREFIX (or set S3RESULT_URL)")
