@@ -7,11 +7,15 @@ request line and Content-Length of each request (our clients never send chunked 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections import Counter
 
 __all__ = ["CountingProxy"]
+
+# Celery's key names end in a task or group id; what comes before it names the kind of key.
+_KIND = re.compile(rb"/([A-Za-z_-]+?)-?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}(?:[ ?]|$)")
 
 
 class CountingProxy:
@@ -20,6 +24,8 @@ class CountingProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.counts: Counter[str] = Counter()
+        #: Requests per method and kind of key, e.g. ``"PUT chord-unlock"``.
+        self.kinds: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._server.getsockname()[1])
@@ -73,9 +79,12 @@ class CountingProxy:
                     if end < 0:
                         break
                     head, buffer = buffer[:end], buffer[end + 4 :]
-                    method = head.split(b" ", 1)[0].decode("latin-1")
+                    request_line = head.split(b"\r\n", 1)[0]
+                    method = request_line.split(b" ", 1)[0].decode("latin-1")
+                    kind = _KIND.search(request_line)
                     with self._lock:
                         self.counts[method] += 1
+                        self.kinds[f"{method} {kind.group(1).decode() if kind else 'other'}"] += 1
                     for line in head.split(b"\r\n")[1:]:
                         name, _, value = line.partition(b":")
                         if name.strip().lower() == b"content-length":

@@ -14,10 +14,9 @@ count publishes the callback, exactly once. Elsewhere, Celery's read-then-write 
 
 from __future__ import annotations
 
-import random
+import os
 import threading
 import time
-import uuid
 from typing import Any
 
 from celery import states
@@ -28,6 +27,7 @@ from kombu.utils.encoding import bytes_to_str
 
 from .client import S3Client
 from .config import Settings, from_celery_conf
+from .counter import CasCounter, cas_attempts
 from .errors import AlreadyExists, ConfigError, Conflict, PreconditionFailed, TransportError
 from .precondition import Support, support_for
 from .retry import is_retryable
@@ -35,6 +35,20 @@ from .retry import is_retryable
 __all__ = ("S3Backend",)
 
 logger = get_logger(__name__)
+
+# Chord sizes learnt from saved groups, oldest first; a group never changes size. Process-wide,
+# because Celery gives each thread its own backend instance.
+_chord_sizes: dict[str, int] = {}
+_chord_sizes_lock = threading.Lock()
+_CHORD_SIZES_KEPT = 1024
+
+
+def _after_fork_in_child() -> None:
+    global _chord_sizes_lock
+    _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class S3Backend(KeyValueStoreBackend):
@@ -61,6 +75,10 @@ class S3Backend(KeyValueStoreBackend):
             raise ImproperlyConfigured(f"s3result result backend: {exc}") from exc
         self._client: S3Client | None = None
         self._client_lock = threading.Lock()
+        # The count a chord's last part already took, handed to Celery's completion code.
+        self._counted = threading.local()
+        scope = f"{self.settings.endpoint_url or self.settings.region} {self.settings.bucket}"
+        self._counter = CasCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
         # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
         # decides per store (native_chords), so drop that binding and use the method.
         self.__dict__.pop("apply_chord", None)
@@ -131,7 +149,7 @@ class S3Backend(KeyValueStoreBackend):
             return
         except AlreadyExists:
             pass
-        for _attempt in self._cas_attempts(key):
+        for _attempt in cas_attempts(key, self.cas_deadline):
             current = client.get_or_none(key)
             try:
                 if current is None:  # forgotten in between: create again
@@ -147,54 +165,19 @@ class S3Backend(KeyValueStoreBackend):
             except (PreconditionFailed, Conflict):
                 continue
 
-    def _cas_attempts(self, key: str) -> Any:
-        """Yield attempt numbers, sleeping with full jitter in between, until the deadline."""
-        deadline = time.monotonic() + self.cas_deadline
-        attempt = 0
-        while True:
-            attempt += 1
-            yield attempt
-            if time.monotonic() > deadline:
-                raise Conflict(
-                    status=409,
-                    code="ConditionalRequestConflict",
-                    key=key,
-                    method="PUT",
-                    message=f"still losing to concurrent writers after {self.cas_deadline:.0f}s",
-                )
-            time.sleep(random.random() * min(0.002 * 2 ** min(attempt, 10), 0.25))
-
     # -- chords --------------------------------------------------------------------------------
 
     def incr(self, key: bytes | str) -> int:
         """Add one to a counter object by compare-and-swap and return the new value.
 
-        The body is ``count`` and a token naming the write, so that when a conditional PUT's
-        reply is lost and its retry fails the precondition, reading the object tells whether
-        our write landed: no guessing, no double count.
+        See ``counter``: the threads of a process commit together, and each increment gets
+        its own value, so exactly one chord part sees the chord's size.
         """
-        client = self.client
-        name = self._key(key)
-        token = uuid.uuid4().hex
-        for _ in self._cas_attempts(name):
-            current = client.get_or_none(name)
-            count = 0
-            if current is not None:
-                text = current.body.decode("ascii", "replace")
-                head, _, writer = text.partition("\n")
-                count = int(head or 0)
-                if writer == token:
-                    return count  # our previous attempt landed
-            new = f"{count + 1}\n{token}".encode()
-            try:
-                if current is None:
-                    client.put(name, new, if_none_match=True, content_type="text/plain")
-                else:
-                    client.put(name, new, if_match=current.etag, content_type="text/plain")
-                return count + 1
-            except (PreconditionFailed, Conflict):
-                continue
-        raise AssertionError("unreachable")  # pragma: no cover
+        counted = getattr(self._counted, "value", None)
+        if counted is not None:  # on_chord_part_return counted this part already
+            self._counted.value = None
+            return int(counted)
+        return self._counter.incr(self._key(key))
 
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Native: save the group and let the last part fire the body; else chord_unlock."""
@@ -203,10 +186,49 @@ class S3Backend(KeyValueStoreBackend):
         return Backend.apply_chord(self, header_result_args, body, **kwargs)
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
-        """Count this part (native chords only); the part that completes the count fires."""
+        """Count this part (native chords only); the part that completes the count fires.
+
+        Celery's version reads and decodes the whole group in every part to learn the chord's
+        size: one more GET per part and O(parts) decoding each, O(parts^2) per chord. The size
+        never changes, so each process learns it once per chord (``_chord_size``); a part that
+        does not complete the count is then one CAS, and the part that does hands its count
+        to Celery's completion code (restore, join, publish, clean up) through ``incr``.
+        """
         if not self.native_chords:
             return None
-        return super().on_chord_part_return(request, state, result, **kwargs)
+        group_id = getattr(request, "group", None)
+        size = self._chord_size(request, group_id) if group_id else None
+        if size is not None:
+            count = self.incr(self.get_key_for_chord(group_id))
+            if count < size:
+                return None
+            self._counted.value = count
+        try:
+            return super().on_chord_part_return(request, state, result, **kwargs)
+        finally:
+            self._counted.value = None
+
+    def _chord_size(self, request: Any, group_id: str) -> int | None:
+        """The chord's size as Celery reckons it, or None to let Celery's code decide."""
+        chord = getattr(request, "chord", None)
+        size = chord.get("chord_size") if isinstance(chord, dict) else None
+        if isinstance(size, int):
+            return size
+        with _chord_sizes_lock:
+            size = _chord_sizes.get(group_id)
+        if size is None:
+            try:
+                group = self.restore_group(group_id)
+            except Exception:  # noqa: BLE001 - Celery's own path reports a failed restore
+                return None
+            if group is None:
+                return None
+            size = len(group)
+            with _chord_sizes_lock:
+                _chord_sizes[group_id] = size
+                while len(_chord_sizes) > _CHORD_SIZES_KEPT:
+                    _chord_sizes.pop(next(iter(_chord_sizes)))
+        return size
 
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)

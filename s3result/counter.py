@@ -1,0 +1,164 @@
+"""A counter object on S3, advanced by compare-and-swap, with group commit per process.
+
+The counter is one object whose body is ``count`` and a token naming the write that set it:
+read it with its ETag, write ``count + n`` with ``PUT If-Match``, create it with
+``If-None-Match: *``. When a conditional PUT's reply is lost and its retry fails the
+precondition, reading the object tells whether our write landed (the token is ours), so a
+lost reply never counts twice or not at all.
+
+Every writer that loses a race pays a GET and a PUT, so contention is what a counter costs.
+Threads of one process that count on the same key therefore commit together: while one
+thread's compare-and-swap is in flight, the others queue, and the next swap adds all of
+them at once. Each increment still gets its own value (the batch ``c+1 .. c+n`` is handed
+out in arrival order), so exactly one caller ever sees any given count, and the chord part
+that sees the chord's size is the one that fires the body. With Celery's thread, gevent or
+eventlet pools, 16 threads contend like one; prefork processes contend as before.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+from .client import S3Client
+from .errors import Conflict, PreconditionFailed
+
+__all__ = ("CasCounter", "cas_attempts")
+
+
+def cas_attempts(key: str, deadline_s: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[int]:
+    """Yield attempt numbers, sleeping with full jitter in between, until the deadline.
+
+    Full jitter (a uniform wait up to an exponentially growing cap) spreads writers that
+    lost the same race, so the next round has fewer losers.
+    """
+    deadline = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        attempt += 1
+        yield attempt
+        if time.monotonic() > deadline:
+            raise Conflict(
+                status=409,
+                code="ConditionalRequestConflict",
+                key=key,
+                method="PUT",
+                message=f"still losing to concurrent writers after {deadline_s:.0f}s",
+            )
+        sleep(random.random() * min(0.002 * 2 ** min(attempt, 10), 0.25))
+
+
+class _Waiter:
+    __slots__ = ("error", "value")
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+        self.error: BaseException | None = None
+
+
+class _Slot:
+    """The increments of one process queued on one key, and whether a swap is in flight."""
+
+    __slots__ = ("busy", "cond", "pending")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.cond = threading.Condition(lock)
+        self.pending: list[_Waiter] = []
+        self.busy = False
+
+
+# Queues are per process, not per counter object: Celery gives every thread its own backend
+# (``app.backend`` is thread-local), so only a process-wide table lets the threads meet.
+_lock = threading.Lock()
+_slots: dict[tuple[str, str], _Slot] = {}
+
+
+def _after_fork_in_child() -> None:
+    # A fork may copy the lock held, or a swap in flight whose threads did not come along.
+    global _lock
+    _lock = threading.Lock()
+    _slots.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class CasCounter:
+    """Counters on S3 keys; ``incr(key)`` returns a value no other caller gets.
+
+    ``scope`` names the store and bucket; counters with the same scope and key, anywhere in
+    the process, share one queue.
+    """
+
+    def __init__(self, client: Callable[[], S3Client], scope: str, *, deadline_s: float = 120.0) -> None:
+        self._client = client
+        self._scope = scope
+        self._deadline_s = deadline_s
+
+    def incr(self, key: str) -> int:
+        """Add one to the counter at ``key`` and return the count this increment made."""
+        me = _Waiter()
+        name = (self._scope, key)
+        lock = _lock
+        with lock:
+            slot = _slots.get(name)
+            if slot is None:
+                slot = _slots[name] = _Slot(lock)
+            slot.pending.append(me)
+            while slot.busy and me.value is None and me.error is None:
+                slot.cond.wait()
+            if me.error is not None:
+                raise me.error
+            if me.value is not None:
+                return me.value
+            # Nobody is swapping: lead the next swap for everyone queued so far.
+            batch, slot.pending, slot.busy = slot.pending, [], True
+        try:
+            new = self.add(key, len(batch))
+        except BaseException as exc:
+            outcome: int | BaseException = exc
+        else:
+            outcome = new
+        with lock:
+            for i, waiter in enumerate(batch):
+                if isinstance(outcome, BaseException):
+                    waiter.error = outcome
+                else:
+                    waiter.value = outcome - len(batch) + 1 + i
+            slot.busy = False
+            # Wake the batch (their values are set) and anyone queued since: one of those
+            # leads the next swap. A slot nobody waits on is dropped.
+            slot.cond.notify_all()
+            if not slot.pending and _slots.get(name) is slot:
+                del _slots[name]
+        if me.error is not None:
+            raise me.error
+        assert me.value is not None
+        return me.value
+
+    def add(self, key: str, n: int) -> int:
+        """Add ``n`` to the counter by compare-and-swap; return the new count."""
+        client = self._client()
+        token = uuid.uuid4().hex
+        for _ in cas_attempts(key, self._deadline_s):
+            current = client.get_or_none(key)
+            count = 0
+            if current is not None:
+                head, _, writer = current.body.decode("ascii", "replace").partition("\n")
+                count = int(head or 0)
+                if writer == token:
+                    return count  # our previous attempt landed; its reply was lost
+            new = f"{count + n}\n{token}".encode()
+            try:
+                if current is None:
+                    client.put(key, new, if_none_match=True, content_type="text/plain")
+                else:
+                    client.put(key, new, if_match=current.etag, content_type="text/plain")
+                return count + n
+            except (PreconditionFailed, Conflict):
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
