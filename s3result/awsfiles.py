@@ -3,14 +3,18 @@
 The credentials file has ``[name]`` sections; the config file has ``[profile name]`` (and a
 bare ``[default]``). Paths come from ``AWS_SHARED_CREDENTIALS_FILE`` and ``AWS_CONFIG_FILE``;
 the profile from the caller, else ``AWS_PROFILE``, else ``default``. Stdlib only, no I/O at
-import.
+import; ``configparser`` is imported only when a file exists (most workers have none, and
+every start looks for the profile's region).
 """
 
 from __future__ import annotations
 
-import configparser
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import configparser
 
 __all__ = ["config_path", "credentials_path", "profile_name", "profile_section"]
 
@@ -33,6 +37,8 @@ def profile_name(explicit: str | None, environ: Mapping[str, str]) -> str:
 def _read(path: str) -> configparser.RawConfigParser | None:
     if not os.path.isfile(path):
         return None
+    import configparser
+
     parser = configparser.RawConfigParser()
     try:
         parser.read(path, encoding="utf-8")

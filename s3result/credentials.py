@@ -197,6 +197,11 @@ def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> C
     Settings, environment, web identity, shared files, credential_process, container, IMDS;
     as in botocore, an explicitly configured profile skips the environment variables.
     """
+    static = StaticProvider(settings.access_key, settings.secret_key, settings.session_token)
+    if static():
+        # Static keys always answer first, so the rest of the chain would never be asked;
+        # not building it keeps http.client and friends out of a cold start.
+        return CredentialSource([static])
     from .providers import (
         ContainerProvider,
         IMDSProvider,
@@ -206,7 +211,7 @@ def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> C
     )
 
     env = os.environ if environ is None else environ
-    providers: list[Provider] = [StaticProvider(settings.access_key, settings.secret_key, settings.session_token)]
+    providers: list[Provider] = [static]
     if not settings.profile:
         providers.append(EnvProvider(env))
     providers += [
