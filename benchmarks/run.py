@@ -222,6 +222,47 @@ def requests_per_operation(server: FixedServer) -> dict[str, dict[str, int]]:
     return out
 
 
+def requests_on_moto() -> dict[str, dict[str, int]]:
+    """Requests per state change on a real store (moto), counted at the wire by a proxy.
+
+    The fixed-response server cannot show these: its PUT always succeeds, so a second state
+    of the same task, or a late duplicate, never meets an existing key.
+    """
+    from celery import Celery
+
+    from s3result._proxy import CountingProxy
+    from s3result.embedded import MotoServer
+
+    out: dict[str, dict[str, int]] = {}
+    with MotoServer(bucket=BUCKET) as moto:
+        proxy = CountingProxy("127.0.0.1", moto.port)
+        try:
+            secret = moto.secret_key.replace("/", "%2F").replace("+", "%2B")
+            ours = Celery("bench-moto", set_as_current=False)
+            ours.conf.result_backend = f"s3result+http://{moto.access_key}:{secret}@127.0.0.1:{proxy.port}/{BUCKET}/r"
+            theirs = celery_s3_app(f"http://127.0.0.1:{proxy.port}", moto.access_key, moto.secret_key)
+            for name, backend in (("s3result", ours.backend), ("celery s3 (boto3)", theirs.backend)):
+                backend.store_result(str(uuid.uuid4()), 0, "SUCCESS")  # connect; s3result probes here
+                tid = str(uuid.uuid4())
+                for op, fn in {
+                    "first write of a state (STARTED)": lambda b=backend, t=tid: b.store_result(t, None, "STARTED"),
+                    "a state update (STARTED -> SUCCESS)": lambda b=backend, t=tid: b.store_result(t, 1, "SUCCESS"),
+                    "a late duplicate after SUCCESS (not stored)": lambda b=backend, t=tid: b.store_result(
+                        t, None, "STARTED"
+                    ),
+                    "read a finished result": lambda b=backend, t=tid: b.get_task_meta(t, cache=False),
+                }.items():
+                    before = proxy.total
+                    fn()
+                    out.setdefault(op, {})[name] = proxy.total - before
+                status = backend.get_task_meta(tid, cache=False)["status"]
+                if status != "SUCCESS":
+                    raise RuntimeError(f"{name}: the late duplicate replaced SUCCESS with {status}")
+        finally:
+            proxy.close()
+    return out
+
+
 def _group(backend: Any, n: int) -> Any:
     from celery.result import AsyncResult, GroupResult
 
@@ -445,19 +486,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
     stores: dict[str, dict[str, dict[str, float]]] = {}
+    reqs_moto: dict[str, dict[str, int]] = {}
     if not args.skip_stores:
+        reqs_moto = requests_on_moto()
         from conformance.servers import ceph_target, moto_target
 
         for name, launch in (("moto", moto_target), ("ceph", ceph_target)):
             with launch(bucket="bench") as target:
                 stores[name] = e2e_ops(target.endpoint, target.access_key, target.secret_key, target.bucket, 300)
     foot = {} if args.skip_footprint else footprint()
-    Path(args.output).write_text(_report(command, args, cpu, reqs, cold, group_fixed, stores, foot))
+    Path(args.output).write_text(_report(command, args, cpu, reqs, reqs_moto, cold, group_fixed, stores, foot))
     print(Path(args.output).read_text())
     return 0
 
 
-def _report(command: str, args: Any, cpu: Any, reqs: Any, cold: Any, group_fixed: Any, stores: Any, foot: Any) -> str:
+def _report(
+    command: str, args: Any, cpu: Any, reqs: Any, reqs_moto: Any, cold: Any, group_fixed: Any, stores: Any, foot: Any
+) -> str:
     v = _versions()
     lines = [
         "# s3result benchmarks",
@@ -498,6 +543,16 @@ def _report(command: str, args: Any, cpu: Any, reqs: Any, cold: Any, group_fixed
     ]
     for op, row in reqs.items():
         lines.append(f"| {op} | {row['s3result']} | {row['celery s3 (boto3)']} |")
+    if reqs_moto:
+        lines += [
+            "",
+            "Where the key already exists, on a real store (moto; counted at the wire by a proxy):",
+            "",
+            "| operation | s3result | celery s3 (boto3) |",
+            "|---|---|---|",
+        ]
+        for op, row in reqs_moto.items():
+            lines.append(f"| {op} | {row['s3result']} | {row['celery s3 (boto3)']} |")
     lines += [
         "",
         "## Cold start: new process to first result stored (fixed-response nginx)",
