@@ -4,10 +4,10 @@ Ceph RGW (whose If-Match bug the probe detects, so chord_unlock is used), and na
 Every chord's body must run exactly once, with every header result. Sizes and repetitions
 come from the environment so a deep run can go further than CI:
 E2E_CHORD_SIZES (default "100,1000") and E2E_CHORD_REPEATS (every size, every store).
-CI's defaults keep the run under its time budget: on moto 20 chords of 100 and 2 of 1,000;
-on Ceph (chord_unlock polls, so each chord takes longer) 5 of 100 and 1 of 1,000.
-`E2E_CHORD_REPEATS=20` is the full run the issue asks for; give it `--timeout 3600`
-(20 chords of 1,000 take ~17 min on moto, ~45 min on Ceph).
+CI runs the full 20 repetitions of both sizes on Ceph (~3 min) and 20 of 100 plus 3 of 1,000
+on moto, whose Python server makes a chord of 1,000 take ~20 s. The full run on both:
+`E2E_CHORD_REPEATS=20 pytest tests/e2e/test_chords.py -k "moto or ceph" --timeout 3600`
+(~11 min: moto 452 s, Ceph 179 s on a 2-CPU machine).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SIZES = [int(s) for s in os.environ.get("E2E_CHORD_SIZES", "100,1000").split(",")]
 
 
-_CI_REPEATS = {("moto", 100): 20, ("moto", 1000): 2, ("ceph", 100): 5, ("ceph", 1000): 1}
+_CI_REPEATS = {("moto", 100): 20, ("moto", 1000): 3, ("ceph", 100): 20, ("ceph", 1000): 20}
 
 
 def _repeats(store: str, size: int) -> int:
