@@ -102,7 +102,11 @@ class MotoServer:
                 self.stop()
         else:
             raise RuntimeError(f"moto server did not start: {last_error}")
-        self._bootstrap()
+        try:
+            self._bootstrap()
+        except BaseException:
+            self.stop()  # a `with` block's __exit__ never runs when __enter__ raises
+            raise
         return self
 
     def _wait_ready(self) -> None:

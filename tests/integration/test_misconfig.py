@@ -214,3 +214,14 @@ def test_no_secret_in_any_log_record_exception_or_repr(
     for text in seen + records:
         assert SECRET not in text and url_secret not in text and token not in text, text
         assert "Signature=" not in text, text
+
+
+def test_embedded_store_with_a_bad_bucket_name_stops_its_server() -> None:
+    """A failure while bootstrapping the embedded moto never leaves its process behind."""
+    server = MotoServer(bucket="ab")  # S3 bucket names hold 3 to 63 characters
+    with pytest.raises(RuntimeError, match="InvalidBucketName"):
+        with server:
+            pass  # pragma: no cover - never reached
+    assert server._proc is None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
