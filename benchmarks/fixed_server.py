@@ -86,7 +86,11 @@ class FixedServer:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         from conformance.servers import wait_http
 
-        wait_http("127.0.0.1", self.port, self.proc, 10, os.path.join(self.tmp, "error.log"))
+        try:
+            wait_http("127.0.0.1", self.port, self.proc, 10, os.path.join(self.tmp, "error.log"))
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def endpoint(self) -> str:
