@@ -42,6 +42,11 @@ def _pin(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def _unpin() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
 def _rounds(fn: Callable[[int], None], n: int, rounds: int) -> list[float]:
     """CPU microseconds per operation, one figure per round."""
     fn(min(n, 50))  # warm up: pools, caches, imports
@@ -491,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         server.close()
+    # Real stores and chord workers are started from here and inherit the affinity: give
+    # them every CPU back, so a store does not share one core with its client.
+    _unpin()
     stores: dict[str, dict[str, dict[str, float]]] = {}
     reqs_moto: dict[str, dict[str, int]] = {}
     if not args.skip_stores:

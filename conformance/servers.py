@@ -126,7 +126,11 @@ def create_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str, 
 
 @contextlib.contextmanager
 def moto_target(bucket: str = "conformance") -> Iterator[Target]:
-    """moto server with auth on (see s3result.embedded)."""
+    """moto server with auth on (see s3result.embedded).
+
+    Its conditional PUT is made atomic by s3result._atomic_moto: stock moto 5.2 checks
+    If-Match, then writes, with no lock between, and under load two writers both win.
+    """
     with MotoServer(bucket=bucket) as server:
         yield Target("moto", server.endpoint, bucket, server.access_key, server.secret_key)
 

@@ -44,7 +44,10 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """Start ``moto.server`` on 127.0.0.1, bootstrap credentials and a bucket, stop on exit."""
+    """Start moto's server on 127.0.0.1, bootstrap credentials and a bucket, stop on exit.
+
+    It runs through ``s3result._atomic_moto``: moto's conditional PUT is not atomic, S3's is.
+    """
 
     def __init__(
         self, bucket: str = "s3result", *, start_timeout: float = 30.0, tls: tuple[str, str] | None = None
@@ -89,7 +92,7 @@ class MotoServer:
             env = dict(os.environ, MOTO_PORT=str(self.port))
             tls_args = ["-c", self.tls[0], "-k", self.tls[1]] if self.tls else []
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port), *tls_args],
+                [sys.executable, "-m", "s3result._atomic_moto", "-H", self.host, "-p", str(self.port), *tls_args],
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
                 env=env,
