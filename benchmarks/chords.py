@@ -26,8 +26,8 @@ from pathlib import Path
 
 from celery import chord
 
-from s3result._proxy import CountingProxy
-from s3result.embedded import MotoServer
+from s3result.testing.proxy import CountingProxy
+from s3result.testing.store import MotoServer
 from tests.e2e.conftest import Worker, point_app_at
 
 _LINE = re.compile(

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from s3result.embedded import free_port
+from s3result.testing.store import free_port
 
 DONE_BODY = (
     '{"status": "SUCCESS", "result": 42, "traceback": null, "children": [], '

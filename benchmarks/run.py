@@ -237,8 +237,8 @@ def requests_on_moto() -> dict[str, dict[str, int]]:
     """
     from celery import Celery
 
-    from s3result._proxy import CountingProxy
-    from s3result.embedded import MotoServer
+    from s3result.testing.proxy import CountingProxy
+    from s3result.testing.store import MotoServer
 
     out: dict[str, dict[str, int]] = {}
     with MotoServer(bucket=BUCKET) as moto:

@@ -64,7 +64,7 @@ def _minio_target(bucket: str) -> Iterator[Target]:
     exe = shutil.which("minio")
     if exe is None:
         raise RuntimeError("no minio binary on PATH and S3RESULT_MINIO_ENDPOINT unset: cannot run the minio target")
-    from s3result.embedded import free_port
+    from s3result.testing.store import free_port
 
     with tempfile.TemporaryDirectory(prefix="s3result-minio-") as tmp:
         port = free_port()

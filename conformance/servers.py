@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from s3result import sigv4
-from s3result.embedded import MotoServer, free_port
+from s3result.testing.store import MotoServer, free_port
 
 __all__ = [
     "Target",
@@ -126,9 +126,9 @@ def create_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str, 
 
 @contextlib.contextmanager
 def moto_target(bucket: str = "conformance") -> Iterator[Target]:
-    """moto server with auth on (see s3result.embedded).
+    """moto server with auth on (see s3result.testing.store).
 
-    Its conditional PUT is made atomic by s3result._atomic_moto: stock moto 5.2 checks
+    Its conditional PUT is made atomic by s3result.testing.atomic_moto: stock moto 5.2 checks
     If-Match, then writes, with no lock between, and under load two writers both win.
     """
     with MotoServer(bucket=bucket) as server:

@@ -447,7 +447,7 @@ def build(
     region_explicit = any("region" in layer for layer in layers)
     if "region" not in raw:
         # Last before the default, as in the SDKs: the profile's region in ~/.aws/config.
-        from . import awsfiles
+        from .credentials import awsfiles
 
         profile = awsfiles.profile_name(str(raw["profile"]) if raw.get("profile") else None, env)
         region = awsfiles.profile_section(profile, env, config_file=True).get("region")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from s3result import _atomic_moto
+from s3result.testing import atomic_moto as _atomic_moto
 
 
 class _RacyHandler:

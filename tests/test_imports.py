@@ -15,14 +15,16 @@ MODULES = [
     "s3result.errors",
     "s3result.config",
     "s3result.credentials",
-    "s3result.providers",
-    "s3result.awsfiles",
+    "s3result.credentials.base",
+    "s3result.credentials.chain",
+    "s3result.credentials.providers",
+    "s3result.credentials.awsfiles",
     "s3result.precondition",
     "s3result.retry",
     "s3result.transport",
     "s3result.client",
     "s3result.backend",
-    "s3result.embedded",
+    "s3result.testing.store",
 ]
 
 

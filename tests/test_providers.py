@@ -18,9 +18,9 @@ import pytest
 
 from s3result import config, sigv4
 from s3result.credentials import ADVISORY_REFRESH, MANDATORY_REFRESH, Credentials, CredentialSource, chain_for
-from s3result.embedded import free_port
+from s3result.credentials.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
 from s3result.errors import CredentialsError
-from s3result.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
+from s3result.testing.store import free_port
 from tests.fakes import FakeServer, creds_json
 
 SECRET = "Provider/Secret+Sentinel"

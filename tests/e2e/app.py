@@ -16,8 +16,8 @@ app = Celery("e2e")
 _broker_dir = os.environ.get("E2E_BROKER_DIR", "/tmp/s3result-e2e-broker")
 app.conf.update(
     broker_url="filesystem://",
-    # kombu's filesystem transport, with atomic writes (see s3result._fsbroker): no broker server.
-    broker_transport="s3result._fsbroker:Transport",
+    # kombu's filesystem transport, with atomic writes (see s3result.testing.fsbroker): no broker server.
+    broker_transport="s3result.testing.fsbroker:Transport",
     broker_transport_options={
         "data_folder_in": _broker_dir,
         "data_folder_out": _broker_dir,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from s3result.embedded import MotoServer
+from s3result.testing.store import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

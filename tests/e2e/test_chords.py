@@ -22,7 +22,7 @@ import pytest
 from celery import chord
 
 from conformance.servers import Target
-from s3result.embedded import MotoServer
+from s3result.testing.store import MotoServer
 
 from .conftest import Worker, point_app_at
 

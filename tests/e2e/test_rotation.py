@@ -15,7 +15,7 @@ import pytest
 from celery import group
 
 from s3result.credentials import ADVISORY_REFRESH
-from s3result.embedded import MotoServer
+from s3result.testing.store import MotoServer
 from tests.fakes import FakeServer, creds_json
 
 from .conftest import Worker, point_app_at

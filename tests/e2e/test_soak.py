@@ -17,8 +17,8 @@ from celery import group
 
 from s3result import config
 from s3result.client import S3Client
-from s3result.embedded import MotoServer
-from tests.faultproxy import FaultProxy
+from s3result.testing.faults import FaultProxy
+from s3result.testing.store import MotoServer
 
 from .conftest import Worker, point_app_at
 

@@ -8,7 +8,7 @@ import pytest
 from celery import chord, group
 
 from s3result.backend import S3Backend
-from s3result.embedded import MotoServer
+from s3result.testing.store import MotoServer
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import pytest
 from celery import Celery, states
 
 from s3result.cli import main
-from s3result.embedded import MotoServer
+from s3result.testing.store import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """Faults injected between the client and a real store (moto): each one is survived.
 
-The proxy (tests/faultproxy.py) drops, truncates, delays and fails requests for real on the
+The proxy (s3result/testing/faults.py) drops, truncates, delays and fails requests for real on the
 wire; the client must retry what is safe, sign each attempt again, resolve a lost reply to a
 conditional write by reading, and never return a corrupt body.
 """
@@ -18,9 +18,9 @@ from conformance.servers import Target
 from s3result import config
 from s3result.backend import S3Backend
 from s3result.client import S3Client
-from s3result.embedded import MotoServer
 from s3result.errors import ConnectError
-from tests.faultproxy import FaultProxy
+from s3result.testing.faults import FaultProxy
+from s3result.testing.store import MotoServer
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from celery import Celery, states
 
 from s3result import config
 from s3result.client import S3Client
-from s3result.embedded import MotoServer, free_port
 from s3result.errors import AccessDenied, ConnectError, NotFound, ResultTooLarge, S3Error, S3ResultError
+from s3result.testing.store import MotoServer, free_port
 
 SECRET = "Sup3r/Secret+Key=Sentinel"
 

@@ -22,8 +22,8 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from s3result.backend import S3Backend
-from s3result.embedded import MotoServer
 from s3result.errors import InvalidKey
+from s3result.testing.store import MotoServer
 
 SERIALIZERS = ["json", "pickle", "msgpack", "yaml"]
 COMPRESSIONS: list[str | None] = [None, "gzip", "bzip2", "lzma", "zlib"]

@@ -1,6 +1,6 @@
-"""Credentials and where they come from.
+"""The provider chain: where credentials come from, and when they are refreshed.
 
-A ``Credentials`` value never shows its secret or token in a repr. Providers are tried in the
+Providers are tried in the
 AWS SDK order; the first that finds something wins. ``CredentialSource`` is what the client
 holds: it hands out the current credentials cheaply on every request.
 """
@@ -12,85 +12,23 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import sigv4
-from .errors import CredentialsError
+from .. import sigv4
+from ..errors import CredentialsError
+from .base import Credentials, EnvProvider, Provider, StaticProvider
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = [
     "ADVISORY_REFRESH",
     "CredentialSource",
-    "Credentials",
-    "EnvProvider",
     "MANDATORY_REFRESH",
-    "Provider",
-    "StaticProvider",
     "chain_for",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """An access key, its secret, an optional session token and expiry (UNIX time)."""
-
-    access_key: str
-    secret_key: str = field(repr=False)
-    token: str | None = field(default=None, repr=False)
-    expiry: float | None = None
-    source: str = "static"
-
-    def __repr__(self) -> str:
-        token = ", token=***" if self.token else ""
-        expiry = f", expiry={self.expiry:.0f}" if self.expiry is not None else ""
-        return f"Credentials(access_key={self.access_key!r}, secret_key=***{token}{expiry}, source={self.source!r})"
-
-    __str__ = __repr__
-
-
-Provider = Callable[[], "Credentials | None"]
-
-
-class StaticProvider:
-    """Credentials given in the settings (URL userinfo, ``s3_access_key_id``, ...)."""
-
-    name = "settings"
-
-    def __init__(self, access_key: str | None, secret_key: str | None, token: str | None = None) -> None:
-        self._creds = (
-            Credentials(access_key, secret_key, token or None, source=self.name) if access_key and secret_key else None
-        )
-
-    def __call__(self) -> Credentials | None:
-        return self._creds
-
-    def __repr__(self) -> str:
-        return f"StaticProvider(configured={self._creds is not None})"
-
-
-class EnvProvider:
-    """``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``."""
-
-    name = "environment"
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._environ = os.environ if environ is None else environ
-
-    def __call__(self) -> Credentials | None:
-        env = self._environ
-        access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        if not access or not secret:
-            return None
-        token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
-        return Credentials(access, secret, token, source=self.name)
-
-    def __repr__(self) -> str:
-        return "EnvProvider()"
 
 
 _NONE_FOUND = (

@@ -20,9 +20,9 @@ import subprocess
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
+from ..errors import CredentialsError
 from . import awsfiles
-from .credentials import Credentials
-from .errors import CredentialsError
+from .base import Credentials
 
 __all__ = [
     "ContainerProvider",

@@ -4,7 +4,7 @@ The stock transport opens the message file, then writes it; a consumer polling t
 folder can move and read the file in between, get an empty message and crash the worker
 (``JSONDecodeError`` in ``Channel._get``, seen with several workers on one folder). Here a
 message is written under a dot-name the consumer skips, then renamed into place, which is
-atomic on POSIX. Select it with ``broker_transport = "s3result._fsbroker:Transport"``.
+atomic on POSIX. Select it with ``broker_transport = "s3result.testing.fsbroker:Transport"``.
 """
 
 from __future__ import annotations

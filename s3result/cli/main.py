@@ -58,8 +58,8 @@ def _wait_all(results: Sequence[Any], label: str, timeout: float = 120.0) -> Non
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._proxy import CountingProxy
-    from .embedded import MotoServer
+    from ..testing.proxy import CountingProxy
+    from ..testing.store import MotoServer
 
     out = sys.stdout
     with MotoServer(bucket="s3result-demo") as store, tempfile.TemporaryDirectory() as broker:
@@ -73,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
             "-m",
             "celery",
             "-A",
-            "s3result._demo_app",
+            "s3result.cli.demo_app",
             "worker",
             "-P",
             "prefork",
@@ -103,7 +103,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any) -> int:
     from celery import chord, group
 
-    from . import _demo_app as demo
+    from . import demo_app as demo
 
     out.write(f"celery worker: prefork, concurrency 2, pid {worker.pid}\n\n")
     backend = demo.app.backend
@@ -159,7 +159,7 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
 
 def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
     """The same configuration a worker would read: from ``--app`` or ``--url``."""
-    from .config import from_celery_conf
+    from ..config import from_celery_conf
 
     if getattr(args, "app", None):
         from celery.utils.imports import symbol_by_name
@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cost.set_defaults(func=_cost)
     args = parser.parse_args(argv)
-    from .errors import S3ResultError
+    from ..errors import S3ResultError
 
     try:
         return int(args.func(args))

@@ -15,8 +15,8 @@ _broker = os.environ.get("S3RESULT_DEMO_BROKER", "/tmp/s3result-demo-broker")
 app = Celery("s3result_demo")
 app.conf.update(
     broker_url="filesystem://",
-    # kombu's filesystem transport, with atomic writes (see s3result._fsbroker): no broker server.
-    broker_transport="s3result._fsbroker:Transport",
+    # kombu's filesystem transport, with atomic writes (see s3result.testing.fsbroker): no broker server.
+    broker_transport="s3result.testing.fsbroker:Transport",
     broker_transport_options={
         "data_folder_in": _broker,
         "data_folder_out": _broker,

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .client import S3Client
-from .errors import S3Error, S3ResultError
-from .precondition import probe
+from ..client import S3Client
+from ..errors import S3Error, S3ResultError
+from ..precondition import probe
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = ["Finding", "run_check"]
 

@@ -8,7 +8,7 @@ CPU). Amazon S3 decides a conditional write atomically, and s3result relies on t
 embedded store runs moto's own server through this module, which serialises each object
 PUT and DELETE, check and write together; nothing else of moto changes.
 
-    python -m s3result._atomic_moto -H 127.0.0.1 -p PORT   # moto.server's own arguments
+    python -m s3result.testing.atomic_moto -H 127.0.0.1 -p PORT   # moto.server's own arguments
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def make_conditional_writes_atomic() -> None:
             setattr(S3Response, name, _serialised(method))
 
 
-if __name__ == "__main__":  # pragma: no cover - run as moto's server by s3result.embedded
+if __name__ == "__main__":  # pragma: no cover - run as moto's server by s3result.testing.store
     make_conditional_writes_atomic()
     from moto.server import main
 

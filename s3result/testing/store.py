@@ -21,7 +21,7 @@ import time
 from types import TracebackType
 from urllib.parse import urlencode
 
-from . import sigv4
+from .. import sigv4
 
 __all__ = ["MotoServer", "free_port"]
 
@@ -46,7 +46,7 @@ def free_port() -> int:
 class MotoServer:
     """Start moto's server on 127.0.0.1, bootstrap credentials and a bucket, stop on exit.
 
-    It runs through ``s3result._atomic_moto``: moto's conditional PUT is not atomic, S3's is.
+    It runs through ``s3result.testing.atomic_moto``: moto's conditional PUT is not atomic, S3's is.
     """
 
     def __init__(
@@ -92,7 +92,16 @@ class MotoServer:
             env = dict(os.environ, MOTO_PORT=str(self.port))
             tls_args = ["-c", self.tls[0], "-k", self.tls[1]] if self.tls else []
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "s3result._atomic_moto", "-H", self.host, "-p", str(self.port), *tls_args],
+                [
+                    sys.executable,
+                    "-m",
+                    "s3result.testing.atomic_moto",
+                    "-H",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    *tls_args,
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
                 env=env,
