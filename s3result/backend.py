@@ -53,18 +53,28 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _check_store_at_start(sender: Any = None, **_: Any) -> None:
-    """``worker_init``: one GET before the worker takes a task; a store that cannot work stops it.
+_store_checked: set[int] = set()
 
-    A permanent failure (missing bucket, 401/403, TLS, unresolvable host) would lose the
-    result of every task the worker takes and acknowledges, so the worker refuses to start
-    with one line naming the fix; the tasks stay queued. A transient one (the store down or
-    slow for now) is a warning: the store may be back by the first result.
+
+def _check_store_at_start(sender: Any = None, **_: Any) -> None:
+    """One GET before the worker takes a task; a store that cannot work stops the worker.
+
+    Connected to ``worker_init`` (runs when this module was imported before the worker starts,
+    e.g. by the app) and to ``worker_ready``, which Celery sends before its consumer handles
+    the first message (the backend is usually first built for the start-up banner, after
+    ``worker_init``). Runs once per process. A permanent failure (missing bucket, 401/403,
+    TLS, unresolvable host) would lose the result of every task the worker takes and
+    acknowledges, so the worker exits with code 1 after one line naming the fix, and the tasks
+    stay queued. A transient one (the store down or slow for now) is a warning: it may be back
+    by the first result, and the client retries.
     """
     app = getattr(sender, "app", None)
-    if app is None or not isinstance(getattr(app, "backend", None), S3Backend):
+    if app is None or os.getpid() in _store_checked:
         return
-    backend: S3Backend = app.backend
+    backend = app.backend
+    if not isinstance(backend, S3Backend):
+        return
+    _store_checked.add(os.getpid())
     error = backend.check_store(min(backend.settings.connect_timeout + backend.settings.read_timeout, 5.0))
     if error is None:
         return
@@ -75,7 +85,8 @@ def _check_store_at_start(sender: Any = None, **_: Any) -> None:
     logger.warning("s3result: result store not reachable at worker start (%s), starting anyway: %s", where, error)
 
 
-signals.worker_init.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-start")
+signals.worker_init.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-init")
+signals.worker_ready.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-ready")
 
 
 class S3Backend(KeyValueStoreBackend):

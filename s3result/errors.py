@@ -92,11 +92,7 @@ class ConnectError(TransportError):
 
 
 class EndpointError(ConnectError):
-    """The endpoint cannot work as configured: its name does not resolve, or TLS cannot agree.
-
-    Permanent: a retry meets the same answer, so waiting loops raise it at once instead of
-    calling the result "not ready yet". The message names the setting to fix.
-    """
+    """Permanent: the endpoint's name does not resolve, or TLS cannot agree; fix the setting."""
 
 
 class RequestTimeout(TransportError):

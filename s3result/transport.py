@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
-    "HttpcoreTransport",
     "ERROR_BODY_LIMIT",
+    "HttpcoreTransport",
     "HttpxTransport",
     "RawResponse",
     "Transport",
