@@ -329,8 +329,11 @@ class S3Backend(KeyValueStoreBackend):
         """Celery's join loop (``GroupResult.get()``, ``join_native``), with waits that hold.
 
         Each round GETs only the results still missing, concurrently, one attempt each and
-        bounded by the time left; rounds follow the same schedule as ``wait_for``. A GET that
-        fails transiently leaves its result for the next round; a permanent error is raised.
+        bounded by the time left; rounds follow the same schedule as ``wait_for``. After the
+        first round, a round reads one missing result first and the others only once it is
+        ready: a join of 100 five-second tasks then costs about 2 x 100 + 15 GETs, not 100
+        per round. A GET that fails transiently leaves its result for the next round; a
+        permanent error is raised.
         """
         ids = task_ids if isinstance(task_ids, set) else set(task_ids)
         cache = self._cache
@@ -343,23 +346,18 @@ class S3Backend(KeyValueStoreBackend):
         waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
         iterations = 0
         failing: BaseException | None = None
+        sentinel: str | None = None
         while ids:
-            keys = list(ids)
-            found = self.client.get_each(
-                [self._key(self.get_key_for_task(k)) for k in keys], deadline=deadline.at, attempts=1
-            )
-            values: list[bytes | None] = []
-            for item in found:
-                if isinstance(item, Exception):
-                    if not self.exception_safe_to_retry(item):
-                        raise item
-                    if failing is None:
-                        logger.warning("s3result: store unavailable while joining %d results: %s", len(keys), item)
-                    failing = item
-                    values.append(None)
-                else:
-                    values.append(None if item is None else item.body)
-            ready = self._mget_to_results(values, keys, READY_STATES)
+            if sentinel is not None and sentinel in ids and len(ids) > 1:
+                # Later rounds read one missing result first: a join needs them all, and
+                # results of one group tend to be ready together, so the others are read
+                # (at once, concurrently) only when it is.
+                ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
+                if sentinel in ready:
+                    rest, failing = self._read_ready([k for k in ids if k != sentinel], READY_STATES, deadline, failing)
+                    ready.update(rest)
+            else:
+                ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
             cache.update(ready)
             ids.difference_update({bytes_to_str(k) for k in ready})
             for key, value in ready.items():
@@ -368,6 +366,8 @@ class S3Backend(KeyValueStoreBackend):
                 yield bytes_to_str(key), value
             if not ids:
                 break
+            if sentinel not in ids:
+                sentinel = next(iter(ids))
             if deadline.passed():
                 raise self.TimeoutError(f"Operation timed out ({timeout})") from failing
             if on_interval:
@@ -376,6 +376,31 @@ class S3Backend(KeyValueStoreBackend):
             iterations += 1
             if max_iterations and iterations >= max_iterations:
                 break
+
+    def _read_ready(
+        self, keys: list[str], ready_states: frozenset[str], deadline: Deadline, failing: BaseException | None
+    ) -> tuple[dict[str, Any], BaseException | None]:
+        """One concurrent round of single-attempt GETs: the ready metas by task id.
+
+        A transient failure leaves its result for the next round and is handed back as the
+        last failure (the cause of a later timeout); a permanent one is raised.
+        """
+        found = self.client.get_each(
+            [self._key(self.get_key_for_task(k)) for k in keys], deadline=deadline.at, attempts=1
+        )
+        values: list[bytes | None] = []
+        for item in found:
+            if isinstance(item, Exception):
+                if not self.exception_safe_to_retry(item):
+                    raise item
+                if failing is None:
+                    logger.warning("s3result: store unavailable while joining %d results: %s", len(keys), item)
+                failing = item
+                values.append(None)
+            else:
+                values.append(None if item is None else item.body)
+        ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
+        return ready, failing
 
     def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
         """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).
