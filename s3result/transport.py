@@ -274,7 +274,9 @@ class HttpcoreTransport:
                     hc.Request(method, url, headers=headers, content=content, extensions=extensions)
                 )
                 try:
-                    data = _read_body(response.stream, response.status, _header(response.headers), self._max_body)
+                    # A HEAD's Content-Length is the object's size, not a body to read.
+                    length = None if method == b"HEAD" else _header(response.headers)
+                    data = _read_body(response.stream, response.status, length, self._max_body)
                 finally:
                     response.close()
             except ResultTooLarge:
@@ -355,9 +357,8 @@ class HttpxTransport:
         try:
             response = self._transport.handle_request(req)
             try:
-                data = _read_body(
-                    response.iter_bytes(), response.status_code, response.headers.get("content-length"), self._max_body
-                )
+                length = None if method == b"HEAD" else response.headers.get("content-length")
+                data = _read_body(response.iter_bytes(), response.status_code, length, self._max_body)
             finally:
                 response.close()
         except hx.TimeoutException as exc:

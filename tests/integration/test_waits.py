@@ -311,6 +311,7 @@ def test_a_body_over_max_result_size_is_refused_naming_the_setting(moto_server: 
     with pytest.raises(ResultTooLarge) as exc:
         small.get("bounded/k")
     assert "max_result_size=4096" in str(exc.value) and "bounded/k" in str(exc.value)
+    assert small.head("bounded/k").size == 5000  # a HEAD's length is no body to refuse
     app = _app(moto_server.url("bounded") + "?max_result_size=4KiB")
     exc2 = _raises_within(1.0, lambda: app.backend.wait_for("k"))
     assert isinstance(exc2, ResultTooLarge)  # permanent: not polled until a timeout
