@@ -346,3 +346,32 @@ def test_a_64_mib_result_is_held_about_once_on_the_way_in_and_out(moto_server: M
     # The caller's body is not counted on the way in; on the way out the body itself is.
     assert put_peak < 0.1 * size, put_peak
     assert get_peak < 1.3 * size, get_peak
+
+
+# -- the worker's start-up check (the real worker is in tests/e2e/test_waits.py) ------------------
+
+
+def test_start_check_is_one_request_and_lets_a_transient_failure_pass(
+    moto_server: MotoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from s3result import backend as backend_module
+
+    proxy = CountingProxy(moto_server.host, moto_server.port)
+    try:
+        healthy = _counted_app(moto_server, proxy)
+        backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
+        assert proxy.snapshot() == {"GET": 1}
+    finally:
+        proxy.close()
+        backend_module._store_checked.clear()
+    down = _app(f"s3result+http://AK:SK@127.0.0.1:{free_port()}/bucket/p")
+    with caplog.at_level("WARNING", logger="s3result.backend"):
+        backend_module._check_store_at_start(sender=SimpleNamespace(app=down))  # refused: may heal
+    backend_module._store_checked.clear()
+    assert "starting anyway" in caplog.text and "Connection refused" in caplog.text
+    missing = _app(_missing_bucket_url(moto_server.url("w"), moto_server.bucket))
+    with pytest.raises(SystemExit):
+        backend_module._check_store_at_start(sender=SimpleNamespace(app=missing))
+    backend_module._store_checked.clear()
