@@ -476,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-stores", action="store_true", help="skip the moto and Ceph end-to-end runs")
     parser.add_argument("--skip-cold-start", action="store_true", help="skip the two clean venvs and their starts")
     parser.add_argument("--skip-chords", action="store_true", help="skip the chord runs (benchmarks.chords)")
+    parser.add_argument("--skip-waits", action="store_true", help="skip the polling runs (benchmarks.waits)")
     parser.add_argument("--chord-sizes", default="10,100,1000")
     parser.add_argument("--chord-repeats", type=int, default=3)
     args = parser.parse_args(argv)
@@ -514,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import chords  # imports the e2e test helpers: only when chords are measured
 
         report += chords.run([int(size) for size in args.chord_sizes.split(",")], args.chord_repeats)
+    if not args.skip_waits:
+        from . import waits  # a real worker and moto: only when waits are measured
+
+        report += waits.report(waits.measure(), command.strip())
     Path(args.output).write_text(report)
     print(Path(args.output).read_text())
     return 0

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from celery import states
+from celery import signals, states
 from celery.backends.base import Backend, KeyValueStoreBackend
 from celery.exceptions import ImproperlyConfigured
 from celery.utils.log import get_logger
@@ -29,8 +30,9 @@ from .client import S3Client
 from .config import Settings, from_celery_conf
 from .counter import CasCounter, cas_attempts
 from .errors import AlreadyExists, ConfigError, Conflict, PreconditionFailed, TransportError
+from .polling import Deadline, delays
 from .precondition import Support, support_for
-from .retry import is_retryable
+from .retry import is_permanent, is_retryable
 
 __all__ = ("S3Backend",)
 
@@ -49,6 +51,42 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_store_checked: set[int] = set()
+
+
+def _check_store_at_start(sender: Any = None, **_: Any) -> None:
+    """One GET before the worker takes a task; a store that cannot work stops the worker.
+
+    Connected to ``worker_init`` (runs when this module was imported before the worker starts,
+    e.g. by the app) and to ``worker_ready``, which Celery sends before its consumer handles
+    the first message (the backend is usually first built for the start-up banner, after
+    ``worker_init``). Runs once per process. A permanent failure (missing bucket, 401/403,
+    TLS, unresolvable host) would lose the result of every task the worker takes and
+    acknowledges, so the worker exits with code 1 after one line naming the fix, and the tasks
+    stay queued. A transient one (the store down or slow for now) is a warning: it may be back
+    by the first result, and the client retries.
+    """
+    app = getattr(sender, "app", None)
+    if app is None or os.getpid() in _store_checked:
+        return
+    backend = app.backend
+    if not isinstance(backend, S3Backend):
+        return
+    _store_checked.add(os.getpid())
+    error = backend.check_store(min(backend.settings.connect_timeout + backend.settings.read_timeout, 5.0))
+    if error is None:
+        return
+    where = backend.settings.redacted_url()
+    if is_permanent(error):
+        logger.critical("s3result: result store not usable, worker not started: %s: %s", where, error)
+        raise SystemExit(1)
+    logger.warning("s3result: result store not reachable at worker start (%s), starting anyway: %s", where, error)
+
+
+signals.worker_init.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-init")
+signals.worker_ready.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-ready")
 
 
 class S3Backend(KeyValueStoreBackend):
@@ -241,19 +279,24 @@ class S3Backend(KeyValueStoreBackend):
         no_ack: bool = True,
         on_interval: Any = None,
     ) -> Any:
-        """Poll until the task is ready; a store that is down is "not ready yet".
+        """Poll until the task is ready: soon at first, backing off to ``interval``.
 
-        Celery's own loop lets a store error escape at once (or, with
-        ``result_backend_always_retry``, retries past the caller's timeout). Here transient
-        errors are logged and polling goes on, so ``get(timeout=...)`` raises Celery's
-        ``TimeoutError`` on time whether the store is up or not.
+        Each poll is one GET bounded by the time left before ``timeout``, so
+        ``get(timeout=T)`` raises Celery's ``TimeoutError`` on time whether the store is up,
+        down or silent. What can heal (refused or reset connections, timeouts, 5xx,
+        throttling) is "not ready yet"; what cannot (a missing bucket, 401/403, TLS, a name
+        that does not resolve) is raised at once. When the result is a failure,
+        ``on_interval`` runs first: ``AsyncResult.get`` passes the check of the result's
+        parents there, so a failed parent's own error wins over a chord body's
+        ``ChordError``, as with Celery's other backends.
         """
         self._ensure_not_eager()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
+        waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
         failing: BaseException | None = None
         while True:
             try:
-                meta = self.get_task_meta(task_id) if not self.always_retry else self._get_meta_once(task_id)
+                meta = self._get_meta_once(task_id, deadline.at)
             except Exception as exc:
                 if not self.exception_safe_to_retry(exc):
                     raise
@@ -262,32 +305,142 @@ class S3Backend(KeyValueStoreBackend):
                 failing = exc
             else:
                 if meta["status"] in states.READY_STATES:
+                    if on_interval and meta["status"] in states.PROPAGATE_STATES:
+                        on_interval()
                     return meta
                 failing = None
             if on_interval:
                 on_interval()
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if deadline.passed():
                 raise self.TimeoutError("The operation timed out.") from failing
-            time.sleep(interval if remaining is None else min(interval, remaining))
+            deadline.nap(next(waits))
 
-    def _get_meta_once(self, task_id: str) -> Any:
-        """``get_task_meta`` without Celery's unbounded retry loop (ours has the deadline)."""
+    def get_many(
+        self,
+        task_ids: Any,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Any = None,
+        on_interval: Any = None,
+        max_iterations: int | None = None,
+        READY_STATES: frozenset[str] = states.READY_STATES,  # noqa: N803 - Celery's signature
+    ) -> Iterator[tuple[str, Any]]:
+        """Celery's join loop (``GroupResult.get()``, ``join_native``), with waits that hold.
+
+        Each round GETs only the results still missing, concurrently, one attempt each and
+        bounded by the time left; rounds follow the same schedule as ``wait_for``. After the
+        first round, a round reads one missing result first and the others only once it is
+        ready: a join of 100 five-second tasks then costs about 2 x 100 + 15 GETs, not 100
+        per round. A GET that fails transiently leaves its result for the next round; a
+        permanent error is raised.
+        """
+        ids = task_ids if isinstance(task_ids, set) else set(task_ids)
+        cache = self._cache
+        for task_id in list(ids):
+            cached = cache.get(task_id)
+            if cached is not None and cached["status"] in READY_STATES:
+                ids.discard(task_id)
+                yield bytes_to_str(task_id), cached
+        deadline = Deadline(timeout)
+        waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
+        iterations = 0
+        failing: BaseException | None = None
+        sentinel: str | None = None
+        while ids:
+            if sentinel is not None and sentinel in ids and len(ids) > 1:
+                # Later rounds read one missing result first: a join needs them all, and
+                # results of one group tend to be ready together, so the others are read
+                # (at once, concurrently) only when it is.
+                ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
+                if sentinel in ready:
+                    rest, failing = self._read_ready([k for k in ids if k != sentinel], READY_STATES, deadline, failing)
+                    ready.update(rest)
+            else:
+                ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
+            cache.update(ready)
+            ids.difference_update({bytes_to_str(k) for k in ready})
+            for key, value in ready.items():
+                if on_message is not None:
+                    on_message(value)
+                yield bytes_to_str(key), value
+            if not ids:
+                break
+            if sentinel not in ids:
+                sentinel = next(iter(ids))
+            if deadline.passed():
+                raise self.TimeoutError(f"Operation timed out ({timeout})") from failing
+            if on_interval:
+                on_interval()
+            deadline.nap(next(waits))
+            iterations += 1
+            if max_iterations and iterations >= max_iterations:
+                break
+
+    def _read_ready(
+        self, keys: list[str], ready_states: frozenset[str], deadline: Deadline, failing: BaseException | None
+    ) -> tuple[dict[str, Any], BaseException | None]:
+        """One concurrent round of single-attempt GETs: the ready metas by task id.
+
+        A transient failure leaves its result for the next round and is handed back as the
+        last failure (the cause of a later timeout); a permanent one is raised.
+        """
+        found = self.client.get_each(
+            [self._key(self.get_key_for_task(k)) for k in keys], deadline=deadline.at, attempts=1
+        )
+        values: list[bytes | None] = []
+        for item in found:
+            if isinstance(item, Exception):
+                if not self.exception_safe_to_retry(item):
+                    raise item
+                if failing is None:
+                    logger.warning("s3result: store unavailable while joining %d results: %s", len(keys), item)
+                failing = item
+                values.append(None)
+            else:
+                values.append(None if item is None else item.body)
+        ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
+        return ready, failing
+
+    def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
+        """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).
+
+        Neither Celery's retry loop (``result_backend_always_retry``) nor the client's retry
+        budget runs inside a poll: the polling loop is the retry, and it has the deadline.
+        """
         cached = self._cache.get(task_id)
         if cached is not None:
             return cached
-        meta = self._get_task_meta_for(task_id)
+        found = self.client.get_or_none(self._key(self.get_key_for_task(task_id)), deadline=deadline, attempts=1)
+        if found is None or not found.body:
+            return {"status": states.PENDING, "result": None}
+        meta = self.decode_result(found.body)
         if meta.get("status") == states.SUCCESS:
             self._cache[task_id] = meta
         return meta
 
     def exception_safe_to_retry(self, exc: BaseException) -> bool:
-        """Transient store failures that survived the client's own retries.
+        """Transient store failures only: what waiting longer can heal.
 
-        The client already retried them within its budget; returning True lets
-        ``result_backend_always_retry`` ride out a longer outage on top, by choice.
+        A missing bucket, 401/403, TLS failures and names that do not resolve say False, so
+        neither ``wait_for`` nor ``result_backend_always_retry`` spins on them.
         """
+        if is_permanent(exc):
+            return False
         return isinstance(exc, TransportError) or is_retryable(exc)
+
+    def check_store(self, timeout: float = 5.0) -> BaseException | None:
+        """One GET of a key that need not exist; the error, if the store is not usable.
+
+        The worker runs it at start-up (``worker_init``): a missing bucket or denied
+        credentials are then one line before any task is taken, not a failure per task.
+        """
+        key = self._key(self.get_key_for_task("s3result-start-check"))
+        try:
+            self.client.get_or_none(key, deadline=time.monotonic() + timeout, attempts=1)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            return exc
+        return None
 
     def as_uri(self, include_password: bool = False) -> str:
         """The URL with the secret masked (Celery's generic masking misses the userinfo form)."""

@@ -48,6 +48,8 @@ _PLAIN_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 # Codes that mean "your clock is off", not "your key is wrong" (botocore's list, for S3).
 _SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
 _SKEW_THRESHOLD = 240.0
+# The shortest wait an attempt gets under a deadline: enough for a loopback or LAN round trip.
+_MIN_ATTEMPT_S = 0.1
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
@@ -155,6 +157,7 @@ class S3Client:
             connect_timeout=self.settings.connect_timeout,
             read_timeout=self.settings.read_timeout,
             ssl_context=context,
+            max_body=self.settings.max_result_size,
         )
 
     def _get_slot(self) -> _Slot:
@@ -182,22 +185,54 @@ class S3Client:
 
     # -- the four verbs ---------------------------------------------------------------------
 
-    def get(self, key: str) -> GetResult:
-        """GET a whole object; ``NotFound`` when it is missing."""
-        resp = self._send("GET", key)
+    def get(self, key: str, *, deadline: float | None = None, attempts: int | None = None) -> GetResult:
+        """GET a whole object; ``NotFound`` when it is missing.
+
+        ``deadline`` (``time.monotonic()``) bounds every wait of the request and its retries;
+        ``attempts`` overrides ``max_attempts`` (a polling loop makes one per poll).
+        """
+        resp = self._send("GET", key, deadline=deadline, attempts=attempts)
         return GetResult(resp.body, resp.headers.get("etag", ""))
 
-    def get_or_none(self, key: str) -> GetResult | None:
-        """GET, with a missing key as None: one request, no HEAD first."""
+    def get_or_none(self, key: str, *, deadline: float | None = None, attempts: int | None = None) -> GetResult | None:
+        """GET, with a missing key as None: one request, no HEAD first.
+
+        Only a missing *key* is None: a missing bucket (404 ``NoSuchBucket``) is raised, or a
+        wrong bucket name would read as "pending" forever.
+        """
         try:
-            return self.get(key)
-        except NotFound:
+            return self.get(key, deadline=deadline, attempts=attempts)
+        except NotFound as exc:
+            if exc.code == "NoSuchBucket":
+                raise
             return None
 
-    def get_many(self, keys: Sequence[str]) -> list[GetResult | None]:
+    def get_many(
+        self, keys: Sequence[str], *, deadline: float | None = None, attempts: int | None = None
+    ) -> list[GetResult | None]:
         """GET every key concurrently over the pool; None where missing, order kept."""
+        found = self.get_each(keys, deadline=deadline, attempts=attempts)
+        for item in found:
+            if isinstance(item, Exception):
+                raise item
+        return [item for item in found if not isinstance(item, Exception)]
+
+    def get_each(
+        self, keys: Sequence[str], *, deadline: float | None = None, attempts: int | None = None
+    ) -> list[GetResult | None | Exception]:
+        """Like ``get_many``, with each key's error in its place instead of raised.
+
+        A join polling 100 keys keeps the 99 answers of a round where one GET timed out.
+        """
+
+        def one(key: str) -> GetResult | None | Exception:
+            try:
+                return self.get_or_none(key, deadline=deadline, attempts=attempts)
+            except Exception as exc:  # noqa: BLE001 - handed back in its place
+                return exc
+
         if len(keys) <= 1:
-            return [self.get_or_none(k) for k in keys]
+            return [one(k) for k in keys]
         slot = self._get_slot()
         if slot.executor is None:
             with self._lock:
@@ -207,7 +242,7 @@ class S3Client:
 
                     workers = min(self.settings.max_connections, 16)
                     slot.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3result")
-        return list(slot.executor.map(self.get_or_none, keys))
+        return list(slot.executor.map(one, keys))
 
     def head(self, key: str) -> HeadResult:
         """HEAD an object; errors are classified by status alone (a HEAD has no body)."""
@@ -331,6 +366,8 @@ class S3Client:
         headers: Iterable[tuple[str, str]] = (),
         creating: bool = False,
         retry_conflict: bool = False,
+        deadline: float | None = None,
+        attempts: int | None = None,
     ) -> RawResponse:
         path = self._target(key)
         target = path.encode("ascii")
@@ -340,11 +377,20 @@ class S3Client:
         attempt = 0
         fixed_region = fixed_clock = False
         cost: int | None = None
+        max_attempts = self._retry.max_attempts if attempts is None else attempts
         while True:
             attempt += 1
             wire = self._signed_headers(method, path, extra, body, body_sha)
+            transport = self._get_slot().transport
             try:
-                resp = self._get_slot().transport.request(method_b, target, wire, body)
+                if deadline is None:
+                    resp = transport.request(method_b, target, wire, body)
+                else:
+                    # A deadline already passed still gets a short try: get(timeout=0) polls once.
+                    left = max(deadline - time.monotonic(), _MIN_ATTEMPT_S)
+                    resp = transport.request(method_b, target, wire, body, timeout=left)
+            except ResultTooLarge as exc:
+                raise ResultTooLarge(f"S3 {method} {key!r}: {exc}") from None
             except TransportError as exc:
                 error: Exception = type(exc)(f"S3 {method} {key!r} to {self._base}: {exc}", method=method, key=key)
                 error.__cause__ = exc
@@ -368,13 +414,16 @@ class S3Client:
                         fixed_clock = True
                         continue
                     error = s3_error
-            if attempt >= self._retry.max_attempts or not is_retryable(error, retry_conflict=retry_conflict):
+            if attempt >= max_attempts or not is_retryable(error, retry_conflict=retry_conflict):
                 raise error
+            pause = self._backoff.delay(attempt)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise error  # no time left for another attempt
             cost = self._quota.acquire(error)
             if cost is None:
                 logger.warning("s3result: retry quota exhausted, not retrying %s %r: %s", method, key, error)
                 raise error
-            pause = self._backoff.wait(attempt)
+            self._backoff.sleep(pause)
             self.retries += 1
             logger.info(
                 "s3result: retrying %s %r (attempt %d of %d) in %.3fs after: %s",
@@ -396,6 +445,16 @@ class S3Client:
             creating=creating,
             content_type=resp.headers.get("content-type", ""),
         )
+        if isinstance(error, NotFound) and error.code == "NoSuchBucket":
+            # Name the bucket: the key alone does not say which name is wrong.
+            error = NotFound(
+                status=error.status,
+                code=error.code,
+                key=key,
+                method=method,
+                request_id=error.request_id,
+                message=f"bucket {self.settings.bucket!r} does not exist at {self._base}",
+            )
         if isinstance(error, AccessDenied) and method in ("GET", "HEAD") and error.code == "AccessDenied":
             # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)

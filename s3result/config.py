@@ -92,6 +92,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "conditional_writes": (),
     "max_result_size": (),
     "ca_bundle": ("verify",),
+    "poll_initial_delay": (),
 }
 _CANONICAL = {alias: key for key, aliases in _ALIASES.items() for alias in (key, *aliases)}
 _SECRET_KEYS = frozenset({"secret_key", "session_token"})
@@ -120,6 +121,9 @@ class Settings:
     conditional_writes: ConditionalWrites = ConditionalWrites.PROBE
     max_result_size: int = 64 * 1024 * 1024
     ca_bundle: str | None = None
+    #: Seconds from a waiting call's first poll to its second; each later wait doubles, up to
+    #: the caller's ``interval``. None polls every ``interval`` (Celery's fixed loop).
+    poll_initial_delay: float | None = 0.025
     region_explicit: bool = True
 
     def __repr__(self) -> str:
@@ -551,8 +555,26 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         conditional_writes=conditional,
         max_result_size=_parse_size("max_result_size", raw.get("max_result_size", 64 * 1024 * 1024)),
         ca_bundle=ca_bundle,
+        poll_initial_delay=_parse_poll_delay(raw.get("poll_initial_delay", 0.025)),
         region_explicit=region_explicit,
     )
+
+
+_FIXED_POLLING = frozenset({"off", "fixed", "none", "false", "no"})
+
+
+def _parse_poll_delay(value: Any) -> float | None:
+    """Seconds (0.001 to 60), or ``off``/``fixed`` for Celery's poll-every-interval loop."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _FIXED_POLLING):
+        return None
+    try:
+        delay: float = _parse_number("poll_initial_delay", value, float, 0.001, 60)
+    except ConfigError:
+        raise ConfigError(
+            "poll_initial_delay",
+            f"expected seconds between 0.001 and 60 (say 0.025), or off for fixed polling, got {value!r}",
+        ) from None
+    return delay
 
 
 def from_celery_conf(conf: Mapping[str, Any], url: str | None) -> Settings:

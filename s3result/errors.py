@@ -6,6 +6,7 @@ S3ResultError                 base of everything below
 ├── CredentialsError          no provider found credentials, or refreshing them failed
 ├── TransportError            the request did not produce an HTTP response
 │   ├── ConnectError          nothing was sent: refused, DNS, TLS handshake
+│   │   └── EndpointError     ...and retrying cannot help: no such host name, TLS mismatch
 │   └── RequestTimeout        sent, but no (complete) answer in time
 │   └── CorruptResponse       the body does not match its ETag: retried like a lost reply
 ├── InvalidKey                a key no S3 store can hold (over 1024 bytes, say)
@@ -38,6 +39,7 @@ __all__ = [
     "ConnectError",
     "CorruptResponse",
     "CredentialsError",
+    "EndpointError",
     "InvalidKey",
     "NotFound",
     "NotImplementedByStore",
@@ -87,6 +89,10 @@ class TransportError(S3ResultError):
 
 class ConnectError(TransportError):
     """Nothing reached the store: connection refused, DNS failure or TLS handshake failure."""
+
+
+class EndpointError(ConnectError):
+    """Permanent: the endpoint's name does not resolve, or TLS cannot agree; fix the setting."""
 
 
 class RequestTimeout(TransportError):

@@ -14,13 +14,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import Conflict, ConnectError, CorruptResponse, RequestTimeout, S3Error, ServerError
+from .errors import (
+    Conflict,
+    ConnectError,
+    CorruptResponse,
+    EndpointError,
+    InvalidKey,
+    NotFound,
+    RequestTimeout,
+    ResultTooLarge,
+    S3Error,
+    ServerError,
+)
 
 __all__ = [
     "Backoff",
     "DEFAULT_RETRY",
     "RetryConfig",
     "RetryQuota",
+    "is_permanent",
     "is_retryable",
 ]
 
@@ -91,9 +103,13 @@ class Backoff:
     def wait(self, attempt: int) -> float:
         """Sleep for ``delay(attempt)`` and return it."""
         pause = self.delay(attempt)
+        self.sleep(pause)
+        return pause
+
+    def sleep(self, pause: float) -> None:
+        """Sleep for a delay computed earlier (to check it against a deadline first)."""
         if pause > 0:
             self._sleep(pause)
-        return pause
 
 
 class RetryQuota:
@@ -132,6 +148,8 @@ def is_retryable(exc: BaseException, *, idempotent: bool = True, retry_conflict:
     conditional PUTs resolve the ambiguity themselves). A 409 is retried only on request: for
     a conditional write it means "a concurrent writer was busy", for others it is final.
     """
+    if isinstance(exc, EndpointError):
+        return False
     if isinstance(exc, ConnectError):
         return True
     if isinstance(exc, (RequestTimeout, CorruptResponse)):
@@ -142,4 +160,23 @@ def is_retryable(exc: BaseException, *, idempotent: bool = True, retry_conflict:
         if isinstance(exc, ServerError) and exc.status != 501:
             return True
         return exc.status in _TRANSIENT_STATUS or exc.code in _THROTTLING
+    return False
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether waiting longer can never turn this failure into a result.
+
+    Waiting loops (``wait_for``, joins, ``result_backend_always_retry``) retry what can heal:
+    refused or reset connections, timeouts, 5xx and throttling. Everything the store or the
+    network will answer the same way next time is permanent and raised at once: a missing
+    bucket (404 ``NoSuchBucket``, never "pending"), 401/403 and signature errors, any other
+    4xx, a host name that does not resolve, a TLS handshake that cannot succeed, a result over
+    ``max_result_size``, a key no store accepts.
+    """
+    if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey)):
+        return True
+    if isinstance(exc, NotFound):
+        return exc.code == "NoSuchBucket"
+    if isinstance(exc, S3Error):
+        return not is_retryable(exc, retry_conflict=True)
     return False

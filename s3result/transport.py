@@ -13,24 +13,33 @@ Each transport turns its library's exceptions into ours here, in one place each.
 from __future__ import annotations
 
 import contextlib
+import io
+import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from .errors import ConnectError, RequestTimeout, TransportError
+from .errors import ConnectError, EndpointError, RequestTimeout, ResultTooLarge, TransportError
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "ERROR_BODY_LIMIT",
     "HttpcoreTransport",
     "HttpxTransport",
     "RawResponse",
     "Transport",
     "make_ssl_context",
 ]
+
+
+#: Bytes of an error response kept: S3 error documents are well under 1 KiB.
+ERROR_BODY_LIMIT = 64 * 1024
+#: Bodies above this (a wrong endpoint's download, say) are refused when no limit is given.
+DEFAULT_BODY_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -45,8 +54,20 @@ class RawResponse:
 class Transport(Protocol):
     """Sends one request; raises ``TransportError`` subclasses, never library exceptions."""
 
-    def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> RawResponse:
-        """Send ``method target`` to the transport's origin and read the whole response."""
+    def request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        timeout: float | None = None,
+    ) -> RawResponse:
+        """Send ``method target`` to the transport's origin and read the whole response.
+
+        ``timeout`` caps every wait of this request (pool, connect, each read and write)
+        below the configured ones: a caller's deadline bounds the request.
+        """
         ...  # pragma: no cover
 
     def close(self) -> None:
@@ -77,19 +98,101 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _connect_message(exc: BaseException) -> str:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+# getaddrinfo's "this name does not exist" answers; EAI_AGAIN ("try again") can heal.
+_NO_SUCH_NAME = frozenset(
+    getattr(socket, name)
+    for name in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL", "EAI_ADDRFAMILY")
+    if hasattr(socket, name)
+)
+
+
+def _connect_error(exc: BaseException) -> ConnectError:
+    """The error for a failed connect: ``EndpointError`` when no retry can succeed.
+
+    A name that does not resolve and a TLS handshake that cannot agree (a certificate that does
+    not verify, a plain-HTTP port) meet the same answer on every attempt: they are permanent,
+    and their message says which setting to fix. A refused or reset connection may heal.
+    """
     text = _describe(exc)
     low = text.lower()
+    for inner in _chain(exc):
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            return EndpointError(f"TLS verification failed ({text}); set ca_bundle=/path/to/ca.pem for a private CA")
+        if isinstance(inner, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
+            break  # the peer went away mid-handshake: it may come back
+        if isinstance(inner, ssl.SSLError):
+            reason = str(getattr(inner, "reason", "") or "")
+            if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE") or "wrong version" in low:
+                return EndpointError(
+                    f"TLS handshake failed ({text}): the server speaks plain HTTP: use s3result+http:// "
+                    "(or an http:// endpoint_url)"
+                )
+            return EndpointError(f"TLS handshake failed ({text}); check endpoint_url's scheme and port, and ca_bundle")
+        if isinstance(inner, socket.gaierror) and inner.errno in _NO_SUCH_NAME:
+            return EndpointError(f"cannot resolve the endpoint's host name ({text}); check endpoint_url")
     if "certificate" in low or "ssl" in low or "tls" in low:
-        return f"TLS verification failed ({text}); set ca_bundle=/path/to/ca.pem for a private CA"
+        return ConnectError(f"TLS handshake interrupted ({text}); check endpoint_url and that the store is running")
     if (
         "name or service not known" in low
         or "nodename nor servname" in low
         or "getaddrinfo" in low
         or "name resolution" in low
     ):
-        return f"cannot resolve the endpoint's host name ({text}); check endpoint_url"
-    return f"cannot connect ({text}); check endpoint_url and that the store is running"
+        return ConnectError(f"cannot resolve the endpoint's host name ({text}); check endpoint_url")
+    return ConnectError(f"cannot connect ({text}); check endpoint_url and that the store is running")
+
+
+def _read_body(chunks: Iterable[bytes], status: int, length: str | None, limit: int) -> bytes:
+    """The body, refused past ``limit`` bytes (``ERROR_BODY_LIMIT`` for an error status).
+
+    Chunks go into one ``BytesIO`` whose ``getvalue()`` hands its buffer over without a copy,
+    so a large result is held about once (plus a chunk), not as a list of chunks plus a join.
+    An error body is cut at the cap: it only needs its Code and Message, which come first.
+    """
+    cap = limit if status < 300 else ERROR_BODY_LIMIT
+    if status < 300 and length is not None and length.isdigit() and int(length) > cap:
+        raise ResultTooLarge(
+            f"the store announced a {int(length)}-byte body, over max_result_size={limit}; "
+            "raise max_result_size, or check endpoint_url and the key"
+        )
+    buf = io.BytesIO()
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            if status >= 300:
+                buf.write(chunk[: len(chunk) - (size - cap)])
+                break
+            raise ResultTooLarge(
+                f"the body is over max_result_size={limit} bytes; raise max_result_size, or check endpoint_url and the key"
+            )
+        buf.write(chunk)
+    return buf.getvalue()
+
+
+# httpcore's socket writer re-slices what the kernel did not take (``buffer = buffer[n:]``):
+# given 64 MiB at once, it copies the rest after every partial send. Chunks bound that copy.
+_SEND_CHUNK = 1024 * 1024
+
+
+def _chunks(body: bytes) -> Iterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(body), _SEND_CHUNK):
+        yield bytes(view[start : start + _SEND_CHUNK])
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes = b"content-length") -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 class HttpcoreTransport:
@@ -108,6 +211,7 @@ class HttpcoreTransport:
         connect_timeout: float,
         read_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        max_body: int = DEFAULT_BODY_LIMIT,
     ) -> None:
         # Imported here, not at module level: importing s3result must stay cheap (cold start).
         import httpcore
@@ -122,9 +226,16 @@ class HttpcoreTransport:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._pool_timeout = read_timeout
-        self._extensions = {
-            "timeout": {"connect": connect_timeout, "read": read_timeout, "write": read_timeout, "pool": read_timeout}
-        }
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_body = max_body
+        self._extensions = self._timeouts(None)
+
+    def _timeouts(self, cap: float | None) -> dict[str, Any]:
+        connect, read = self._connect_timeout, self._read_timeout
+        if cap is not None:
+            connect, read = min(connect, cap), min(read, cap)
+        return {"timeout": {"connect": connect, "read": read, "write": read, "pool": read}}
 
     def _checkout(self) -> Any:
         with self._lock:
@@ -137,24 +248,39 @@ class HttpcoreTransport:
             self._origin, ssl_context=self._ssl_context, keepalive_expiry=30.0, retries=0
         )
 
-    def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> RawResponse:
+    def request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        timeout: float | None = None,
+    ) -> RawResponse:
         """Send on an idle pooled connection (or a new one); headers hold Host and Content-Length."""
         hc = self._httpcore
-        if not self._slots.acquire(timeout=self._pool_timeout):
-            raise ConnectError(f"no pooled connection came free in {self._pool_timeout:g}s; raise max_connections")
+        extensions = self._extensions if timeout is None else self._timeouts(timeout)
+        pool_timeout = self._pool_timeout if timeout is None else min(self._pool_timeout, timeout)
+        if not self._slots.acquire(timeout=pool_timeout):
+            raise ConnectError(f"no pooled connection came free in {pool_timeout:g}s; raise max_connections")
         conn = None
         try:
             # A plain try (not the context manager) on the hot path: it is cheaper.
             try:
                 conn = self._checkout()
                 url = hc.URL(scheme=self._origin.scheme, host=self._origin.host, port=self._origin.port, target=target)
+                content = body if len(body) <= _SEND_CHUNK else _chunks(body)
                 response = conn.handle_request(
-                    hc.Request(method, url, headers=headers, content=body, extensions=self._extensions)
+                    hc.Request(method, url, headers=headers, content=content, extensions=extensions)
                 )
                 try:
-                    data = response.read()
+                    # A HEAD's Content-Length is the object's size, not a body to read.
+                    length = None if method == b"HEAD" else _header(response.headers)
+                    data = _read_body(response.stream, response.status, length, self._max_body)
                 finally:
                     response.close()
+            except ResultTooLarge:
+                raise
             except Exception as exc:
                 self._raise_mapped(exc)
             if conn.is_idle():
@@ -185,7 +311,7 @@ class HttpcoreTransport:
                 f"no answer within the timeout ({_describe(exc)}); raise read_timeout if the store is slow"
             ) from exc
         except hc.ConnectError as exc:
-            raise ConnectError(_connect_message(exc)) from exc
+            raise _connect_error(exc) from exc
         except (hc.ReadError, hc.WriteError, hc.RemoteProtocolError) as exc:
             raise RequestTimeout(f"connection lost mid-request ({_describe(exc)})") from exc
         except (hc.LocalProtocolError, hc.UnsupportedProtocol) as exc:
@@ -202,29 +328,44 @@ class HttpcoreTransport:
 class HttpxTransport:
     """Adapts an ``httpx.BaseTransport``: the injectable seam for tests and custom setups."""
 
-    def __init__(self, transport: httpx.BaseTransport, base_url: str = "http://127.0.0.1") -> None:
+    def __init__(
+        self, transport: httpx.BaseTransport, base_url: str = "http://127.0.0.1", *, max_body: int = DEFAULT_BODY_LIMIT
+    ) -> None:
         import httpx
 
         self._httpx = httpx
         self._transport = transport
         self._base_url = base_url.rstrip("/")
+        self._max_body = max_body
 
-    def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> RawResponse:
-        """Send through the wrapped transport and read the body."""
+    def request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        timeout: float | None = None,
+    ) -> RawResponse:
+        """Send through the wrapped transport and read the body (up to the limit)."""
         hx = self._httpx
         url = hx.URL(self._base_url + target.decode("ascii"))
-        req = hx.Request(method.decode(), url, headers=headers, content=body)
+        extensions = (
+            {} if timeout is None else {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
+        )
+        req = hx.Request(method.decode(), url, headers=headers, content=body, extensions=extensions)
         try:
             response = self._transport.handle_request(req)
             try:
-                data = response.read()
+                length = None if method == b"HEAD" else response.headers.get("content-length")
+                data = _read_body(response.iter_bytes(), response.status_code, length, self._max_body)
             finally:
                 response.close()
         except hx.TimeoutException as exc:
             cls: Any = ConnectError if isinstance(exc, (hx.ConnectTimeout, hx.PoolTimeout)) else RequestTimeout
             raise cls(f"timed out ({_describe(exc)})") from exc
         except hx.ConnectError as exc:
-            raise ConnectError(_connect_message(exc)) from exc
+            raise _connect_error(exc) from exc
         except (hx.ReadError, hx.WriteError, hx.RemoteProtocolError) as exc:
             raise RequestTimeout(f"connection lost mid-request ({_describe(exc)})") from exc
         except hx.TransportError as exc:

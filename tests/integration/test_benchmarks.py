@@ -36,7 +36,7 @@ def test_benchmark_command_writes_its_report(tmp_path: Path) -> None:
             "-m",
             "benchmarks.run",
             *("-n", "30", "--rounds", "1", "--output", str(out)),
-            *("--skip-footprint", "--skip-stores", "--skip-cold-start", "--skip-chords"),
+            *("--skip-footprint", "--skip-stores", "--skip-cold-start", "--skip-chords", "--skip-waits"),
         ],
         cwd=ROOT,
         capture_output=True,

@@ -1,0 +1,190 @@
+"""Waiting for results: adaptive polling against fixed polling and Celery's built-in S3 backend.
+
+    python -m benchmarks.waits           # prints a section; benchmarks.run puts it in RESULTS.md
+
+One moto server and one real worker (threads pool, 100 threads, on the e2e filesystem
+broker) that stores results with s3result. Three clients wait for the same kind of tasks,
+taking turns: s3result with its defaults (adaptive polling), s3result with
+``poll_initial_delay=off`` (a poll every ``interval``, as Celery's loop), and Celery's own
+``s3://`` backend (boto3), which reads the same keys (``s3_base_path="r/"`` is s3result's
+``prefix=r``). Each client reaches moto through its own ``CountingProxy``, so the requests of
+each wait are counted at the wire. Measured: wall time from ``delay()`` to ``get()``
+returning, and GETs (and HEADs) per wait, for sleeping tasks of 0.05, 0.1, 1 and 5 s, and for
+``GroupResult.get()`` of 100 of them. ``interval`` is Celery's default, 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, group
+from celery.result import GroupResult
+
+from s3result.testing.proxy import CountingProxy
+from s3result.testing.store import MotoServer
+
+ROOT = Path(__file__).resolve().parents[1]
+DURATIONS = (0.05, 0.1, 1.0, 5.0)
+CLIENTS = ("s3result (adaptive, default)", "s3result (fixed, poll_initial_delay=off)", "celery s3 (boto3)")
+
+
+def _reps(duration: float, scale: float, grouped: bool) -> int:
+    base = {0.05: 20, 0.1: 20, 1.0: 6, 5.0: 3}[duration]
+    if grouped:
+        base = {0.05: 4, 0.1: 4, 1.0: 3, 5.0: 2}[duration]
+    return max(1, round(base * scale))
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _clients(moto: MotoServer, proxies: dict[str, CountingProxy]) -> dict[str, Celery]:
+    secret = moto.secret_key.replace("/", "%2F").replace("+", "%2B")
+    apps: dict[str, Celery] = {}
+    for name, proxy in proxies.items():
+        app = Celery(f"bench-waits-{len(apps)}", set_as_current=False)
+        if name.startswith("celery s3"):
+            app.conf.update(
+                result_backend="s3://",
+                s3_bucket=moto.bucket,
+                s3_base_path="r/",
+                s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+                s3_region="us-east-1",
+                s3_access_key_id=moto.access_key,
+                s3_secret_access_key=moto.secret_key,
+            )
+        else:
+            query = "?poll_initial_delay=off" if "fixed" in name else ""
+            app.conf.result_backend = (
+                f"s3result+http://{moto.access_key}:{secret}@127.0.0.1:{proxy.port}/{moto.bucket}/r{query}"
+            )
+        apps[name] = app
+    return apps
+
+
+def _one(module: Any, client: Celery, proxy: CountingProxy, duration: float, size: int) -> tuple[float, Any]:
+    before = proxy.snapshot()
+    start = time.perf_counter()
+    if size == 1:
+        sent = module.sleepy.delay(duration)
+        value = client.AsyncResult(sent.id).get(timeout=120)
+        assert value == duration, value
+    else:
+        sent = group(module.sleepy.s(duration) for _ in range(size)).apply_async()
+        joined = GroupResult(sent.id, [client.AsyncResult(r.id) for r in sent.results], app=client)
+        values = joined.get(timeout=300)
+        assert values == [duration] * size, values[:3]
+    wall = time.perf_counter() - start
+    return wall, proxy.snapshot() - before
+
+
+def measure(scale: float = 1.0, durations: tuple[float, ...] = DURATIONS, group_size: int = 100) -> dict[str, Any]:
+    """Wall times (s) and requests per wait, by (kind, duration) and client."""
+    sys.path.insert(0, str(ROOT))
+    from tests.e2e.conftest import Worker, point_app_at
+
+    out: dict[str, Any] = {}
+    with MotoServer(bucket="bench-waits") as moto, tempfile.TemporaryDirectory(prefix="s3result-waits-") as tmp:
+        worker = Worker(moto.url("r"), Path(tmp), pool="threads", concurrency=group_size, name="waits")
+        proxies = {name: CountingProxy("127.0.0.1", moto.port) for name in CLIENTS}
+        worker.start()
+        try:
+            module = point_app_at(worker.url, worker.broker_dir)
+            clients = _clients(moto, proxies)
+            for name, client in clients.items():  # connect, probe, warm the worker up
+                _one(module, client, proxies[name], 0.0, 1)
+            for size in (1, group_size):
+                for duration in durations:
+                    kind = "single" if size == 1 else f"group of {size}"
+                    row: dict[str, dict[str, list[float]]] = {
+                        name: {"wall": [], "GET": [], "HEAD": []} for name in clients
+                    }
+                    for _ in range(_reps(duration, scale, size > 1)):
+                        for name, client in clients.items():  # taking turns: noise hits all
+                            wall, counts = _one(module, client, proxies[name], duration, size)
+                            row[name]["wall"].append(wall)
+                            row[name]["GET"].append(counts["GET"])
+                            row[name]["HEAD"].append(counts["HEAD"])
+                    out[f"{kind} {duration:g}"] = row
+                    print(f"waits: {kind} {duration:g}s done", file=sys.stderr, flush=True)
+        finally:
+            worker.stop()
+            for proxy in proxies.values():
+                proxy.close()
+    return out
+
+
+def bars(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The issue's bars for the default settings on moto: (bar, measured, met)."""
+    out = []
+    adaptive = CLIENTS[0]
+    short = results.get("single 0.1", {}).get(adaptive)
+    if short:
+        p50, gets = statistics.median(short["wall"]), max(short["GET"])
+        out.append(("0.1 s task: p50 <= 0.25 s", f"{p50:.3f} s", p50 <= 0.25))
+        out.append(("0.1 s task: <= 6 GETs per wait", f"{gets:.0f} (max)", gets <= 6))
+    long = results.get("single 5", {}).get(adaptive)
+    if long:
+        gets = max(long["GET"])
+        out.append(("5 s task: <= 5/0.5 + 6 = 16 GETs per wait", f"{gets:.0f} (max)", gets <= 16))
+    return out
+
+
+def report(results: dict[str, Any], command: str) -> str:
+    """The RESULTS.md section."""
+    lines = [
+        "",
+        "## Waiting for results: adaptive polling (`benchmarks/waits.py`)",
+        "",
+        f"`{command}`. One moto server, one worker (threads pool, 100 threads, e2e filesystem",
+        "broker, which itself takes up to 50 ms to hand a task over), results stored by s3result;",
+        "the three clients take turns on the same tasks' kind. Wall: from `delay()` to `get()`",
+        "returning, seconds, p50 / p95 (p95 of few runs is their maximum). Requests per wait are",
+        "counted at the wire (GET, and HEAD for Celery's backend), median (max). `interval=0.5`.",
+        "",
+        "| wait | client | runs | wall p50 | wall p95 | GETs per wait | HEADs per wait |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in results.items():
+        for name, data in row.items():
+            lines.append(
+                f"| {key} s | {name} | {len(data['wall'])} | {statistics.median(data['wall']):.3f} | "
+                f"{_pct(data['wall'], 0.95):.3f} | {statistics.median(data['GET']):.0f} ({max(data['GET']):.0f}) | "
+                f"{statistics.median(data['HEAD']):.0f} ({max(data['HEAD']):.0f}) |"
+            )
+    lines += ["", "| bar (default settings, moto) | measured | |", "|---|---|---|"]
+    for bar, measured, met in bars(results):
+        lines.append(f"| {bar} | {measured} | {'met' if met else 'NOT met'} |")
+    lines += [
+        "",
+        "GETs per wait of a task that takes D seconds, first delay d (0.025 s), cap I (`interval`):",
+        "polls at 0, d, 3d, 7d, ... d(2^k - 1) while the wait is under I, then every I; with",
+        "K = ceil(log2(I/d)) ramp waits (5 for the defaults, ending at d(2^K - 1) = 0.775 s): ",
+        "1 + ceil(log2(D/d + 1)) GETs while D <= 0.775 s, else 1 + K + ceil((D - 0.775) / I).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the repetitions (0.2 for a smoke run)")
+    parser.add_argument("--durations", default=",".join(f"{d:g}" for d in DURATIONS))
+    parser.add_argument("--group-size", type=int, default=100)
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks.waits " + " ".join(argv if argv is not None else sys.argv[1:])
+    durations = tuple(float(d) for d in args.durations.split(","))
+    print(report(measure(args.scale, durations, args.group_size), command.strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
