@@ -40,10 +40,10 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """moto server with auth on, an IAM user with s3:* and a bucket; stopped at the end."""
-    with MotoServer(bucket="s3result-tests") as server:
-        yield server
+def moto_server(s3result_store: MotoServer) -> MotoServer:
+    """The testing kit's store (s3result.testing.plugin): moto server with auth on, an IAM user
+    with s3:* and the bucket s3result-tests; stopped at the end of the session."""
+    return s3result_store
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,12 @@ import pytest
 from celery import Celery
 
 from s3result.errors import InvalidKey
-from s3result.testing.store import MotoServer
 
 
 @pytest.mark.parametrize("task_id", ["\ud800", "task-\udfff", "a\udc80b"])
-def test_lone_surrogate_task_id_is_invalid_key(moto_server: MotoServer, task_id: str) -> None:
+def test_lone_surrogate_task_id_is_invalid_key(s3result_backend_url: str, task_id: str) -> None:
     app = Celery(set_as_current=False)
-    app.conf.result_backend = moto_server.url("keys")
+    app.conf.result_backend = s3result_backend_url
     backend = app.backend
     with pytest.raises(InvalidKey, match="UTF-8"):
         backend.store_result(task_id, 1, "SUCCESS")
