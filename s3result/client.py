@@ -32,10 +32,12 @@ from .errors import (
     TransportError,
     error_from_response,
 )
+from .network import environment_proxy
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
-from .transport import HttpcoreTransport, RawResponse, Transport, make_ssl_context
+from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
 
 if TYPE_CHECKING:
+    import ssl
     from concurrent.futures import ThreadPoolExecutor
 
     from .config import Settings
@@ -172,6 +174,9 @@ class S3Client:
 
     def _default_transport(self, base_url: str) -> Transport:
         context = make_ssl_context(self.settings.ca_bundle) if base_url.startswith("https:") else None
+        proxy = environment_proxy(base_url)
+        if proxy is not None:
+            return self._proxied_transport(base_url, proxy, context)
         return HttpcoreTransport(
             base_url=base_url,
             max_connections=self.settings.max_connections,
@@ -179,6 +184,22 @@ class S3Client:
             read_timeout=self.settings.read_timeout,
             ssl_context=context,
         )
+
+    def _proxied_transport(self, base_url: str, proxy: str, context: ssl.SSLContext | None) -> Transport:
+        """httpx's own proxy transport (CONNECT for https, forwarding for http), same limits and timeouts."""
+        import httpx
+
+        s = self.settings
+        parts = urlsplit(proxy)
+        logger.info("s3result: reaching %s through the proxy at %s:%s", base_url, parts.hostname, parts.port or "")
+        transport = httpx.HTTPTransport(
+            proxy=proxy,
+            verify=context if context is not None else True,
+            limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
+            trust_env=False,
+        )
+        timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
+        return HttpxTransport(transport, base_url, timeout=timeout)
 
     def _get_slot(self) -> _Slot:
         pid = os.getpid()

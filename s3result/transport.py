@@ -55,17 +55,10 @@ class Transport(Protocol):
 
 
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verify with ``ca_bundle`` when given, else certifi's roots (httpx's default)."""
-    if ca_bundle is not None and ca_bundle.lower() in ("0", "false", "off", "no", "n"):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    if ca_bundle is None or ca_bundle.lower() in ("1", "true", "on", "yes", "y"):
-        import certifi  # installed with httpx; imported here so http:// never pays for it
+    """Verify with ``ca_bundle``, else AWS_CA_BUNDLE, SSL_CERT_FILE/DIR, else certifi (see ``network``)."""
+    from .network import ssl_context
 
-        return ssl.create_default_context(cafile=certifi.where())
-    return ssl.create_default_context(cafile=ca_bundle)
+    return ssl_context(ca_bundle)
 
 
 def _describe(exc: BaseException) -> str:
@@ -202,18 +195,26 @@ class HttpcoreTransport:
 class HttpxTransport:
     """Adapts an ``httpx.BaseTransport``: the injectable seam for tests and custom setups."""
 
-    def __init__(self, transport: httpx.BaseTransport, base_url: str = "http://127.0.0.1") -> None:
+    def __init__(
+        self,
+        transport: httpx.BaseTransport,
+        base_url: str = "http://127.0.0.1",
+        *,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
         import httpx
 
         self._httpx = httpx
         self._transport = transport
         self._base_url = base_url.rstrip("/")
+        # httpx.Client passes its timeouts to the transport this way; a bare transport needs them too.
+        self._extensions = {"timeout": timeout.as_dict()} if timeout is not None else {}
 
     def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> RawResponse:
         """Send through the wrapped transport and read the body."""
         hx = self._httpx
         url = hx.URL(self._base_url + target.decode("ascii"))
-        req = hx.Request(method.decode(), url, headers=headers, content=body)
+        req = hx.Request(method.decode(), url, headers=headers, content=body, extensions=self._extensions)
         try:
             response = self._transport.handle_request(req)
             try:

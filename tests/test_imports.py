@@ -22,6 +22,7 @@ MODULES = [
     "s3result.precondition",
     "s3result.retry",
     "s3result.transport",
+    "s3result.network",
     "s3result.client",
     "s3result.backend",
     "s3result.testing.store",

@@ -55,11 +55,9 @@ def _request(
     parts = urlsplit(url)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        import ssl  # only for https endpoints (STS, a FULL_URI over TLS)
+        from ..network import ssl_context  # only for https endpoints (STS, a FULL_URI over TLS)
 
-        import certifi
-
-        context = ssl.create_default_context(cafile=certifi.where())
+        context = ssl_context(None)  # AWS_CA_BUNDLE, SSL_CERT_FILE, certifi: as botocore would
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
