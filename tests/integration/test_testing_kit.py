@@ -20,14 +20,14 @@ from s3result.testing.store import MotoServer
 
 REPO = Path(__file__).resolve().parents[2]
 
-USER_CONFTEST = """\
-import pytest
-from celery import Celery
 
-@pytest.fixture
-def app(s3result_backend_url):
-    return Celery("userapp", broker="memory://", backend=s3result_backend_url, set_as_current=False)
-"""
+def _readme_conftest() -> str:
+    """The conftest the README shows users: the test runs exactly that."""
+    section = (REPO / "README.md").read_text().split("## Testing your own Celery app", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+USER_CONFTEST = _readme_conftest()
 
 USER_TEST = """\
 def test_result_stored_and_read(app):
