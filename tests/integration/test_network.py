@@ -128,3 +128,54 @@ def test_verification_off_is_logged_once(
             assert _client(server.url("unverified") + "?ca_bundle=false").get_or_none("unverified/k") is None
     warnings = [r.getMessage() for r in caplog.records if "NOT verified" in r.getMessage()]
     assert len(warnings) == 1 and "ca_bundle=false" in warnings[0]
+
+
+def test_sts_over_https_trusts_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Credential endpoints (here STS for web identity) trust the same CAs as the store."""
+    import http.server
+    import ssl
+    import threading
+
+    from s3result.credentials.providers import WebIdentityProvider
+    from s3result.errors import CredentialsError
+
+    answer = (
+        b"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+        b"<AccessKeyId>ASIATLS</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken>"
+        b"<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+        b"</AssumeRoleWithWebIdentityResponse>"
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert, key = _make_cert(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("jwt")
+    env = {
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
+        "AWS_ENDPOINT_URL_STS": f"https://127.0.0.1:{server.server_address[1]}",
+    }
+    try:
+        with pytest.raises(CredentialsError, match="certificate"):
+            WebIdentityProvider(env)()
+        monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+        creds = WebIdentityProvider(env)()
+        assert creds is not None and creds.access_key == "ASIATLS"
+    finally:
+        server.shutdown()
+        server.server_close()
