@@ -208,7 +208,7 @@ class S3Client:
             return slot
         with self._lock:
             slot = self._slot
-            if slot is None or slot.pid != pid or slot.base is not self._base:
+            if slot is None or slot.pid != pid or slot.base is not self._base:  # pragma: no branch - a race
                 # After a fork the parent's pool is abandoned, never closed: closing would
                 # shut sockets the parent is still using.
                 slot = _Slot(pid, self._base, self._transport_factory(self._base))
@@ -245,7 +245,7 @@ class S3Client:
         slot = self._get_slot()
         if slot.executor is None:
             with self._lock:
-                if slot.executor is None:
+                if slot.executor is None:  # pragma: no branch - else: another thread won the race
                     # Imported here: only group reads need it, and cold start should not pay.
                     from concurrent.futures import ThreadPoolExecutor
 

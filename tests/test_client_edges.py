@@ -69,3 +69,17 @@ def test_backend_uri_masks_the_secret_and_pickles() -> None:
     assert "TOPSECRET" not in backend.as_uri() and "TOPSECRET" in backend.as_uri(include_password=True)
     restored = pickle.loads(pickle.dumps(backend))  # a worker's backend travels with its URL
     assert type(restored) is type(backend) and restored.settings == backend.settings
+
+
+def test_close_shuts_the_read_executor_and_is_idempotent() -> None:
+    client = S3Client(
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        transport_factory=lambda base: HttpxTransport(httpx.MockTransport(lambda r: httpx.Response(404)), base),
+    )
+    assert client.get_many(["a", "b"]) == [None, None]
+    executor = client._get_slot().executor
+    assert executor is not None
+    client.close()
+    client.close()  # nothing left to close
+    with pytest.raises(RuntimeError):
+        executor.submit(print)
