@@ -26,6 +26,7 @@ MODULES = [
     "s3result.client",
     "s3result.backend",
     "s3result.testing.store",
+    "s3result.testing.plugin",
 ]
 
 
