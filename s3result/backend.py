@@ -26,10 +26,11 @@ from celery.exceptions import ImproperlyConfigured
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from ._forksafe import renew_locks_after_fork
 from .client import S3Client
 from .config import Settings, from_celery_conf
 from .counter import CasCounter, cas_attempts
-from .errors import AlreadyExists, ConfigError, Conflict, PreconditionFailed, TransportError
+from .errors import AlreadyExists, ConfigError, Conflict, InvalidKey, PreconditionFailed, TransportError
 from .polling import Deadline, delays
 from .precondition import Support, support_for
 from .retry import is_permanent, is_retryable
@@ -113,6 +114,7 @@ class S3Backend(KeyValueStoreBackend):
             raise ImproperlyConfigured(f"s3result result backend: {exc}") from exc
         self._client: S3Client | None = None
         self._client_lock = threading.Lock()
+        renew_locks_after_fork(self, "_client_lock")
         # The count a chord's last part already took, handed to Celery's completion code.
         self._counted = threading.local()
         scope = f"{self.settings.endpoint_url or self.settings.region} {self.settings.bucket}"
@@ -134,6 +136,15 @@ class S3Backend(KeyValueStoreBackend):
 
     def _key(self, key: bytes | str) -> str:
         return self.settings.object_key(bytes_to_str(key))
+
+    def _get_key_for(self, prefix: Any, id: Any, key: Any = "") -> Any:
+        """Celery's key, with an id that UTF-8 cannot encode (a lone surrogate) as InvalidKey."""
+        try:
+            return super()._get_key_for(prefix, id, key)
+        except UnicodeEncodeError as exc:
+            raise InvalidKey(
+                f"id {id!r} cannot be an S3 key: S3 keys are UTF-8 text and UTF-8 cannot encode it ({exc.reason})"
+            ) from exc
 
     def get(self, key: bytes | str) -> bytes | None:
         """One GET; a missing key is None (no HEAD first)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import sigv4
+from ._forksafe import renew_locks_after_fork
 from .credentials import CredentialSource, chain_for
 from .errors import (
     AccessDenied,
@@ -31,10 +32,12 @@ from .errors import (
     TransportError,
     error_from_response,
 )
+from .network import environment_proxy
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
-from .transport import HttpcoreTransport, RawResponse, Transport, make_ssl_context
+from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
 
 if TYPE_CHECKING:
+    import ssl
     from concurrent.futures import ThreadPoolExecutor
 
     from .config import Settings
@@ -53,6 +56,14 @@ _MIN_ATTEMPT_S = 0.1
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # a fork may have copied it held
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _looks_like_html(resp: RawResponse) -> bool:
@@ -110,6 +121,7 @@ class S3Client:
         self._quota = RetryQuota(self._retry)
         self._clock = clock
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
         self._slot: _Slot | None = None
         #: Seconds to add to the local clock, learnt from a RequestTimeTooSkewed answer.
         self.clock_offset = 0.0
@@ -124,17 +136,30 @@ class S3Client:
     # -- addressing -------------------------------------------------------------------------
 
     def _set_region(self, region: str) -> None:
-        """(Re)compute everything that depends on the region: base URL, host, path prefix."""
+        """(Re)compute everything that depends on the region: base URL, host, path prefix.
+
+        Other threads share this client: the switch happens under the lock, and this
+        process's pool to the old endpoint is replaced and closed, not left open.
+        """
         from dataclasses import replace
 
-        self.region = region
         settings = replace(self.settings, region=region) if region != self.settings.region else self.settings
         base = settings.base_url
         parts = urlsplit(base)
-        self._base = base
-        self._host = parts.netloc
-        self._path_prefix = f"/{sigv4.canonical_uri(settings.bucket)}/" if settings.path_style else "/"
-        self._bucket_path = self._path_prefix.rstrip("/") or "/"
+        stale: Transport | None = None
+        with self._lock:
+            self.region = region
+            self._host = parts.netloc
+            self._path_prefix = f"/{sigv4.canonical_uri(settings.bucket)}/" if settings.path_style else "/"
+            self._bucket_path = self._path_prefix.rstrip("/") or "/"
+            slot = self._slot
+            if slot is not None and slot.pid == os.getpid() and slot.base != base:
+                # The executor does not depend on the endpoint: the new slot keeps it.
+                stale = slot.transport
+                self._slot = _Slot(slot.pid, base, self._transport_factory(base), slot.executor)
+            self._base = self._slot.base if self._slot is not None and self._slot.base == base else base
+        if stale is not None:
+            stale.close()  # requests in flight on it finish; its idle connections go now
 
     def _warn_plain_http(self) -> None:
         parts = urlsplit(self._base)
@@ -151,6 +176,9 @@ class S3Client:
 
     def _default_transport(self, base_url: str) -> Transport:
         context = make_ssl_context(self.settings.ca_bundle) if base_url.startswith("https:") else None
+        proxy = environment_proxy(base_url)
+        if proxy is not None:
+            return self._proxied_transport(base_url, proxy, context)
         return HttpcoreTransport(
             base_url=base_url,
             max_connections=self.settings.max_connections,
@@ -160,6 +188,22 @@ class S3Client:
             max_body=self.settings.max_result_size,
         )
 
+    def _proxied_transport(self, base_url: str, proxy: str, context: ssl.SSLContext | None) -> Transport:
+        """httpx's own proxy transport (CONNECT for https, forwarding for http), same limits and timeouts."""
+        import httpx
+
+        s = self.settings
+        parts = urlsplit(proxy)
+        logger.info("s3result: reaching %s through the proxy at %s:%s", base_url, parts.hostname, parts.port or "")
+        transport = httpx.HTTPTransport(
+            proxy=proxy,
+            verify=context if context is not None else True,
+            limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
+            trust_env=False,
+        )
+        timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
+        return HttpxTransport(transport, base_url, timeout=timeout)
+
     def _get_slot(self) -> _Slot:
         pid = os.getpid()
         slot = self._slot
@@ -167,7 +211,7 @@ class S3Client:
             return slot
         with self._lock:
             slot = self._slot
-            if slot is None or slot.pid != pid or slot.base is not self._base:
+            if slot is None or slot.pid != pid or slot.base is not self._base:  # pragma: no branch - a race
                 # After a fork the parent's pool is abandoned, never closed: closing would
                 # shut sockets the parent is still using.
                 slot = _Slot(pid, self._base, self._transport_factory(self._base))
@@ -236,7 +280,7 @@ class S3Client:
         slot = self._get_slot()
         if slot.executor is None:
             with self._lock:
-                if slot.executor is None:
+                if slot.executor is None:  # pragma: no branch - else: another thread won the race
                     # Imported here: only group reads need it, and cold start should not pay.
                     from concurrent.futures import ThreadPoolExecutor
 
@@ -350,9 +394,15 @@ class S3Client:
     def _target(self, key: str) -> str:
         if not key:
             raise InvalidKey("an empty key cannot be stored")
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError as exc:
             raise InvalidKey(
-                f"key {key[:60]!r}... is {len(key.encode('utf-8'))} bytes; S3 keys hold at most {MAX_KEY_BYTES}: "
+                f"key {key[:60]!r} cannot be an S3 key: S3 keys are UTF-8 text and UTF-8 cannot encode it ({exc.reason})"
+            ) from exc
+        if size > MAX_KEY_BYTES:
+            raise InvalidKey(
+                f"key {key[:60]!r}... is {size} bytes; S3 keys hold at most {MAX_KEY_BYTES}: "
                 "use a shorter task id or prefix"
             )
         return self._path_prefix + sigv4.canonical_uri(key)

@@ -43,6 +43,14 @@ _cache: dict[tuple[int, str, str], Support] = {}
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a probe in another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def probe(client: S3Client, prefix: str) -> Support:
     """Run the three checks on a fresh key under ``prefix`` and delete it afterwards."""
     key = f"{prefix}/{PROBE_PREFIX}/{uuid.uuid4()}" if prefix else f"{PROBE_PREFIX}/{uuid.uuid4()}"

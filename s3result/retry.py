@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._forksafe import renew_locks_after_fork
 from .errors import (
     Conflict,
     ConnectError,
@@ -119,6 +120,7 @@ class RetryQuota:
         self._config = config
         self._tokens = config.quota_capacity
         self._lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock")
 
     @property
     def available(self) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import threading
 import time
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -46,9 +48,19 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _ALWAYS_SIGNED = frozenset({"host", "content-md5", "content-type"})
 
 # A handful of (secret, date, region, service) tuples is all a process ever needs; the date
-# is part of the key, so the entry rolls over at midnight UTC without a timer.
-_KEY_CACHE_SIZE = 16
-_key_cache: dict[tuple[str, str, str, str], bytes] = {}
+# is part of the key, so the entry rolls over at midnight UTC without a timer. The secret is
+# held only as a digest: a rotated secret must not linger in memory as a cache key.
+_KEY_CACHE_SIZE = 8
+_key_cache: dict[tuple[bytes, str, str, str], bytes] = {}
+_key_cache_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _key_cache_lock
+    _key_cache_lock = threading.Lock()  # a fork may have copied it held
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def uri_encode(value: str) -> str:
@@ -111,19 +123,26 @@ def _hmac(key: bytes, msg: str) -> bytes:
 
 def signing_key(*, secret_key: str, date: str, region: str, service: str) -> bytes:
     """Derive (and cache) the day's signing key; four HMACs saved on every request."""
-    cache_key = (secret_key, date, region, service)
-    key = _key_cache.get(cache_key)
+    cache_key = (_secret_digest(secret_key), date, region, service)
+    key = _key_cache.get(cache_key)  # a dict read is atomic: the hot path takes no lock
     if key is None:
         key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret_key).encode("utf-8"), date), region), service), "aws4_request")
-        if len(_key_cache) >= _KEY_CACHE_SIZE:
-            _key_cache.pop(next(iter(_key_cache)))
-        _key_cache[cache_key] = key
+        with _key_cache_lock:
+            while len(_key_cache) >= _KEY_CACHE_SIZE:
+                _key_cache.pop(next(iter(_key_cache)))  # oldest first
+            _key_cache[cache_key] = key
     return key
+
+
+def _secret_digest(secret_key: str) -> bytes:
+    """What the cache keeps in place of the secret: its SHA-256, domain-separated."""
+    return hashlib.sha256(b"s3result signing-key cache\0" + secret_key.encode("utf-8")).digest()
 
 
 def clear_signing_key_cache() -> None:
     """Forget every derived key, for example after credentials rotate."""
-    _key_cache.clear()
+    with _key_cache_lock:
+        _key_cache.clear()
 
 
 def signature(*, key: bytes, string_to_sign: str) -> str:

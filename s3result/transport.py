@@ -76,17 +76,10 @@ class Transport(Protocol):
 
 
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verify with ``ca_bundle`` when given, else certifi's roots (httpx's default)."""
-    if ca_bundle is not None and ca_bundle.lower() in ("0", "false", "off", "no", "n"):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    if ca_bundle is None or ca_bundle.lower() in ("1", "true", "on", "yes", "y"):
-        import certifi  # installed with httpx; imported here so http:// never pays for it
+    """Verify with ``ca_bundle``, else AWS_CA_BUNDLE, SSL_CERT_FILE/DIR, else certifi (see ``network``)."""
+    from .network import ssl_context
 
-        return ssl.create_default_context(cafile=certifi.where())
-    return ssl.create_default_context(cafile=ca_bundle)
+    return ssl_context(ca_bundle)
 
 
 def _describe(exc: BaseException) -> str:
@@ -329,7 +322,12 @@ class HttpxTransport:
     """Adapts an ``httpx.BaseTransport``: the injectable seam for tests and custom setups."""
 
     def __init__(
-        self, transport: httpx.BaseTransport, base_url: str = "http://127.0.0.1", *, max_body: int = DEFAULT_BODY_LIMIT
+        self,
+        transport: httpx.BaseTransport,
+        base_url: str = "http://127.0.0.1",
+        *,
+        timeout: httpx.Timeout | None = None,
+        max_body: int = DEFAULT_BODY_LIMIT,
     ) -> None:
         import httpx
 
@@ -337,6 +335,8 @@ class HttpxTransport:
         self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._max_body = max_body
+        # httpx.Client passes its timeouts to the transport this way; a bare transport needs them too.
+        self._extensions = {"timeout": timeout.as_dict()} if timeout is not None else {}
 
     def request(
         self,
@@ -351,7 +351,9 @@ class HttpxTransport:
         hx = self._httpx
         url = hx.URL(self._base_url + target.decode("ascii"))
         extensions = (
-            {} if timeout is None else {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
+            self._extensions
+            if timeout is None
+            else {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
         )
         req = hx.Request(method.decode(), url, headers=headers, content=body, extensions=extensions)
         try:

@@ -24,6 +24,10 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# A proxy of the machine's would carry the tests' loopback traffic (s3result honours these).
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No AWS_* or S3RESULT_* variable, nor ~/.aws file, of the developer's leaks into a test.
@@ -32,7 +36,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     169.254.169.254. Tests of the IMDS provider point it at a local fake instead.
     """
     for name in list(os.environ):
-        if name.startswith(("AWS_", "S3RESULT_")):
+        if name.startswith(("AWS_", "S3RESULT_")) or name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
@@ -40,10 +44,10 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """moto server with auth on, an IAM user with s3:* and a bucket; stopped at the end."""
-    with MotoServer(bucket="s3result-tests") as server:
-        yield server
+def moto_server(s3result_store: MotoServer) -> MotoServer:
+    """The testing kit's store (s3result.testing.plugin): moto server with auth on, an IAM user
+    with s3:* and the bucket s3result-tests; stopped at the end of the session."""
+    return s3result_store
 
 
 @pytest.fixture(scope="session")

@@ -385,3 +385,53 @@ def test_html_page_with_200_is_not_taken_for_a_result() -> None:
     with pytest.raises(S3Error) as exc:
         make(lambda r: page).get("k")
     assert "HTML" in str(exc.value) and "endpoint" in str(exc.value)
+
+
+def test_region_switch_closes_the_old_pool_and_takes_the_lock() -> None:
+    """The region switch replaces this process's pool (closing the old one) under the lock."""
+    import threading
+
+    made: list[tuple[str, mock.Mock]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/eu-west-1/" in request.headers["authorization"]:
+            return httpx.Response(200, content=b"")
+        return httpx.Response(301, content=_xml("PermanentRedirect"), headers={"x-amz-bucket-region": "eu-west-1"})
+
+    def factory(base: str) -> HttpxTransport:
+        transport = HttpxTransport(httpx.MockTransport(handler), base)
+        spy = mock.Mock(wraps=transport)
+        made.append((base, spy))
+        return spy  # type: ignore[no-any-return]
+
+    client = S3Client(
+        config.build(url="s3result://AKID:S@my-bucket?region=us-east-1", environ={}),
+        transport_factory=factory,
+        retry=RetryConfig(max_attempts=3, base_delay=0.0),
+        sleep=lambda s: None,
+    )
+    client.get("k")
+    assert [b for b, _ in made] == ["https://my-bucket.s3.us-east-1.amazonaws.com"] + [
+        "https://my-bucket.s3.eu-west-1.amazonaws.com"
+    ]
+    assert made[0][1].close.call_count == 1 and made[1][1].close.call_count == 0
+    client.get("k")
+    assert len(made) == 2
+
+    # Another thread holding the lock delays the switch until it lets go.
+    switched = threading.Event()
+    with client._lock:
+        t = threading.Thread(target=lambda: (client._set_region("ap-south-1"), switched.set()))
+        t.start()
+        assert not switched.wait(0.3) and client.region == "eu-west-1"
+    t.join(5)
+    assert switched.is_set() and client.region == "ap-south-1" and made[1][1].close.call_count == 1
+
+
+def test_lone_surrogate_is_an_invalid_key() -> None:
+    client = make(lambda r: httpx.Response(200))
+    for key in ("\ud800", "task-\udfff", "a\udc80b"):
+        with pytest.raises(InvalidKey, match="UTF-8"):
+            client.get(key)
+        with pytest.raises(InvalidKey):
+            client.put(key, b"x")

@@ -22,9 +22,11 @@ MODULES = [
     "s3result.precondition",
     "s3result.retry",
     "s3result.transport",
+    "s3result.network",
     "s3result.client",
     "s3result.backend",
     "s3result.testing.store",
+    "s3result.testing.plugin",
 ]
 
 

@@ -359,3 +359,37 @@ def test_no_secret_in_debug_logs_of_any_provider(tmp_path: Path, caplog: pytest.
         assert SECRET not in caplog.text and "TOKENSENTINEL" not in caplog.text and "IMDS-TOKEN" not in caplog.text
     finally:
         imds.close()
+
+
+def test_container_relative_uri_must_be_a_path() -> None:
+    """'@127.0.0.1:8080/x' would make 169.254.170.2 userinfo: the token would go to 127.0.0.1."""
+    server = FakeServer(lambda m, p, h, b: (200, creds_json("STOLEN", SECRET)))
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        for relative in (f"@127.0.0.1:{port}/x", f":{port}/x", ".evil.example/x", "x", f"@[::1]:{port}/x"):
+            env = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": relative, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "tok"}
+            with pytest.raises(CredentialsError, match="RELATIVE_URI must be a path"):
+                ContainerProvider(env, timeout=0.5)()
+        assert server.seen == []  # nothing reached the other host, token or not
+    finally:
+        server.close()
+    assert _container_url({"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/a@b/c?x=1"}) == "http://169.254.170.2/a@b/c?x=1"
+
+
+def test_container_full_uri_host_checked_after_parsing() -> None:
+    """The allowed-host check reads the host the connection will use (userinfo does not count)."""
+    refused = (
+        "http://169.254.170.2@10.0.0.1/x",
+        "http://localhost.evil.example/x",
+        "http://169.254.170.2.evil.example/x",
+        "ftp://127.0.0.1/x",
+        "https:///x",
+        "http://[fd00:ec2::24]/x",
+    )
+    for full in refused:
+        with pytest.raises(CredentialsError, match="FULL_URI must be https"):
+            _container_url({"AWS_CONTAINER_CREDENTIALS_FULL_URI": full})
+    with pytest.raises(CredentialsError, match="not a valid URL"):
+        _container_url({"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:port/x"})
+    for ok in ("http://169.254.170.2/x", "http://169.254.170.2@127.0.0.1/x", "http://[::1]:80/x", "https://10.0.0.1/x"):
+        assert _container_url({"AWS_CONTAINER_CREDENTIALS_FULL_URI": ok}) == ok

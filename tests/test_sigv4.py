@@ -300,3 +300,43 @@ def test_matches_botocore(
     )
     assert ours["Authorization"] == request.headers["Authorization"]
     assert ours["x-amz-content-sha256"] == request.headers["X-Amz-Content-SHA256"]
+
+
+def test_signing_key_cache_holds_no_secret_and_stays_small() -> None:
+    """Rotated secrets must not linger in memory as cache keys; the cache stays bounded."""
+    sigv4.clear_signing_key_cache()
+    secrets = [f"rotated-secret-{i}-wJalrXUtnFEMI" for i in range(50)]
+    keys = [sigv4.signing_key(secret_key=s, date="20240101", region="r", service="s3") for s in secrets]
+    assert len(set(keys)) == 50
+    assert len(sigv4._key_cache) <= sigv4._KEY_CACHE_SIZE <= 16
+    held = repr(list(sigv4._key_cache))
+    for secret in secrets:
+        assert secret not in held and secret.encode() not in b"".join(k[0] for k in sigv4._key_cache)
+    # The digest still tells secrets apart: a hit for the newest, a correct key for an old one.
+    assert sigv4.signing_key(secret_key=secrets[-1], date="20240101", region="r", service="s3") == keys[-1]
+    assert sigv4.signing_key(secret_key=secrets[0], date="20240101", region="r", service="s3") == keys[0]
+
+
+def test_signing_key_cache_is_locked_against_concurrent_eviction() -> None:
+    """Threads filling the cache at once never break it (a dict changed while iterated)."""
+    import threading
+
+    sigv4.clear_signing_key_cache()
+    errors: list[BaseException] = []
+
+    def fill(n: int) -> None:
+        try:
+            for i in range(300):
+                sigv4.signing_key(secret_key=f"s{n}-{i}", date="20240101", region="r", service="s3")
+        except BaseException as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fill, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(sigv4._key_cache) <= sigv4._KEY_CACHE_SIZE
+    with mock.patch.object(sigv4, "_key_cache_lock") as lock:
+        sigv4.signing_key(secret_key="fresh", date="20240101", region="r", service="s3")
+    assert lock.__enter__.called

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import sigv4
+from .._forksafe import renew_locks_after_fork
 from ..errors import CredentialsError
 from .base import Credentials, EnvProvider, Provider, StaticProvider
 
@@ -56,6 +57,7 @@ class CredentialSource:
         self._clock = clock
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        renew_locks_after_fork(self, "_lock", "_refresh_lock")
         self._current: Credentials | None = None
         self._provider: Provider | None = None
         #: How many times credentials were fetched (first resolution included).

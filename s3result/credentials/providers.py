@@ -55,11 +55,9 @@ def _request(
     parts = urlsplit(url)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        import ssl  # only for https endpoints (STS, a FULL_URI over TLS)
+        from ..network import ssl_context  # only for https endpoints (STS, a FULL_URI over TLS)
 
-        import certifi
-
-        context = ssl.create_default_context(cafile=certifi.where())
+        context = ssl_context(None)  # AWS_CA_BUNDLE, SSL_CERT_FILE, certifi: as botocore would
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
@@ -198,15 +196,32 @@ class ProcessProvider:
 
 
 def _container_url(environ: Mapping[str, str]) -> str | None:
+    """The container endpoint's URL, checked as it will be connected to (botocore's rules).
+
+    The token goes to whatever host the URL names, so the check parses the URL once built:
+    a relative URI such as ``@127.0.0.1:8080/x`` would otherwise turn the fixed host into
+    userinfo and send the token elsewhere. botocore: ``ContainerMetadataFetcher``.
+    """
     relative = environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
     if relative:
-        return f"http://{_CONTAINER_HOST}{relative}"
+        url = f"http://{_CONTAINER_HOST}{relative}"
+        parts = urlsplit(url)
+        if not relative.startswith("/") or parts.netloc != _CONTAINER_HOST:
+            raise CredentialsError(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path starting with '/' "
+                f"(it is appended to http://{_CONTAINER_HOST}); got {relative[:60]!r}"
+            )
+        return url
     full = environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
     if not full:
         return None
     parts = urlsplit(full)
-    host = (parts.hostname or "").strip("[]")
-    if parts.scheme == "https":
+    try:
+        host = (parts.hostname or "").strip("[]")
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise CredentialsError(f"AWS_CONTAINER_CREDENTIALS_FULL_URI is not a valid URL ({exc})") from exc
+    if parts.scheme == "https" and host:
         return full
     allowed = host in _CONTAINER_ALLOWED or host == "localhost"
     try:
@@ -216,7 +231,7 @@ def _container_url(environ: Mapping[str, str]) -> str | None:
     if parts.scheme != "http" or not allowed:
         raise CredentialsError(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to loopback, 169.254.170.2, "
-            f"169.254.170.23 or [fd00:ec2::23]; got host {host!r}"
+            f"169.254.170.23 or [fd00:ec2::23]; got {parts.scheme or 'no'} scheme and host {host!r}"
         )
     return full
 

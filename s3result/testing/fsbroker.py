@@ -18,7 +18,7 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
-__all__ = ["Channel", "Transport"]
+__all__ = ["Channel", "Transport", "folder_options"]
 
 
 class Channel(filesystem.Channel):
@@ -39,3 +39,19 @@ class Transport(filesystem.Transport):
     """The filesystem transport with ``Channel`` above."""
 
     Channel = Channel
+
+
+def folder_options(folder: str, *, polling_interval: float = 0.05) -> dict[str, Any]:
+    """``broker_transport_options`` keeping every file of the broker under ``folder``.
+
+    Fanout tables (worker control, pidbox) included: kombu's default for them is ``control``
+    in the current directory.
+    """
+    return {
+        "data_folder_in": folder,
+        "data_folder_out": folder,
+        "processed_folder": os.path.join(folder, "processed"),
+        "control_folder": os.path.join(folder, "control"),
+        "store_processed": False,
+        "polling_interval": polling_interval,
+    }

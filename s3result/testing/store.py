@@ -4,7 +4,7 @@ moto validates SigV4 only once auth is on, and then only for credentials it issu
 So the store starts with auth off, an IAM user with an access key and an ``s3:*`` policy and
 the bucket are created through its own APIs (signed by our signer; no boto), and then
 ``POST /moto-api/reset-auth`` with body ``0`` turns auth on. moto is not a runtime
-dependency of s3result: install ``s3result[demo]`` for it.
+dependency of s3result: install ``s3result[testing]`` for it.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ app.conf.update(
         "data_folder_in": _broker_dir,
         "data_folder_out": _broker_dir,
         "processed_folder": os.path.join(_broker_dir, "processed"),
+        # Fanout tables (worker control, pidbox): in the test's folder, never the current directory.
+        "control_folder": os.path.join(_broker_dir, "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     },

@@ -118,6 +118,7 @@ def point_app_at(url: str, broker_dir: Path) -> Any:
         data_folder_in=str(broker_dir),
         data_folder_out=str(broker_dir),
         processed_folder=str(broker_dir / "processed"),
+        control_folder=str(broker_dir / "control"),
     )
     app._local.__dict__.pop("backend", None)
     app._backend_cache = None

@@ -1,0 +1,110 @@
+"""A fork while another thread holds one of s3result's locks: the child must still work.
+
+``os.fork()`` copies only the calling thread; a lock held by another thread is copied held and
+nobody in the child releases it. Each case below holds one lock in a thread, forks, and has the
+child store and read a result against moto. Everything runs in a subprocess that waits for the
+child with a deadline, so a deadlock fails the test instead of hanging the suite.
+Unit side: s3result/_forksafe.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from s3result.testing.store import MotoServer
+
+# Which lock to hold, as code run in the parent: it returns the lock. ``b`` is the backend.
+LOCKS = {
+    # The backend's lazy-client lock: the parent has not built its client yet.
+    "backend._client_lock": "b._client_lock",
+    # The client's slot lock: the child makes its own pool under it.
+    "S3Client._lock": "b.client._lock",
+    # The retry quota: every success refunds a token under it.
+    "RetryQuota._lock": "b.client._quota._lock",
+    # First resolution of the credentials.
+    "CredentialSource._lock": "b.client._credentials._lock",
+    # Refresh of credentials in their mandatory window (they expire in 5 minutes).
+    "CredentialSource._refresh_lock": "expiring(b.client)._refresh_lock",
+    # The conditional-write probe runs once per process: the child probes again.
+    "precondition._lock": "sys.modules['s3result.precondition']._lock",
+    # The signing-key cache: the child derives its first key.
+    "sigv4._key_cache_lock": "sys.modules['s3result.sigv4']._key_cache_lock",
+    # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
+    "client._warned_lock": "sys.modules['s3result.client']._warned_lock",
+    # The parent's pool (its HttpcoreTransport): the child must never use it.
+    "HttpcoreTransport._lock": "warm(b.client)._get_slot().transport._lock",
+}
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, threading, time, traceback
+    from celery import Celery
+    import s3result.client, s3result.precondition, s3result.sigv4
+    from s3result.credentials import Credentials, CredentialSource
+
+    url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
+    app = Celery(set_as_current=False)
+    app.conf.result_backend = url
+    b = app.backend
+    creds = b.settings.access_key, b.settings.secret_key
+
+    def expiring(client):
+        source = CredentialSource([lambda: Credentials(*creds, expiry=time.time() + 300, source="test")])
+        client._credentials = source
+        source.get()
+        return source
+
+    def warm(client):
+        client._get_slot()
+        return client
+
+    lock = eval(lock_code)
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            done.wait(60)
+
+    threading.Thread(target=hold, daemon=True).start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            from s3result import config
+            from s3result.client import S3Client
+            S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}))  # warns; no I/O
+            b.store_result(tid, 42, "SUCCESS")
+            assert b.get_task_meta(tid)["result"] == 42
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got:
+            done.set()
+            sys.exit(os.waitstatus_to_exitcode(status))
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung: deadlocked on the held lock", file=sys.stderr)
+    sys.exit(3)
+    """
+)
+
+
+@pytest.mark.parametrize("name", sorted(LOCKS))
+def test_child_completes_a_store_and_a_read_while_a_lock_was_held(moto_server: MotoServer, name: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, moto_server.url("fork"), LOCKS[name], f"fork-{name}"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
