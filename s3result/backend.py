@@ -28,7 +28,7 @@ from kombu.utils.encoding import bytes_to_str
 from .client import S3Client
 from .config import Settings, from_celery_conf
 from .counter import CasCounter, cas_attempts
-from .errors import AlreadyExists, ConfigError, Conflict, NotFound, PreconditionFailed, TransportError
+from .errors import AlreadyExists, ConfigError, Conflict, NotFound, PreconditionFailed, S3Error, TransportError
 from .etags import EtagMemory
 from .precondition import Support, support_for
 from .retry import is_retryable
@@ -53,6 +53,27 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # The ETag of each state this process wrote, for the next state of the same task (see etags).
 _etags = EtagMemory()
+
+
+def _as_error_of(exc: S3Error | TransportError, method: str, key: str) -> S3Error | TransportError:
+    """The same failure, told about the request the caller made rather than the probe's own.
+
+    A wrong secret fails the conditional-write probe first; the user asked to store a result,
+    so the error names that write (same class, code and hint), not a probe key.
+    """
+    if isinstance(exc, S3Error):
+        return type(exc)(
+            status=exc.status,
+            code=exc.code,
+            message=exc.message,
+            request_id=exc.request_id,
+            key=key,
+            method=method,
+            region=exc.region,
+            hint=exc.hint,
+        )
+    text = str(exc).replace(repr(exc.key), repr(key)).replace(f"S3 {exc.method} ", f"S3 {method} ", 1)
+    return type(exc)(text, method=method, key=key)
 
 
 class S3Backend(KeyValueStoreBackend):
@@ -136,13 +157,18 @@ class S3Backend(KeyValueStoreBackend):
         self, task_id: Any, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
     ) -> Any:
         """One PUT in the common case, first state or later one; never replaces a SUCCESS."""
-        if not self.conditional_support.ok:
+        key = self._key(self.get_key_for_task(task_id))
+        try:
+            support = self.conditional_support
+        except (S3Error, TransportError) as exc:
+            raise _as_error_of(exc, "PUT", key) from exc
+        if not support.ok:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
         meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        self._write_state(self._key(self.get_key_for_task(task_id)), body, final=state in states.READY_STATES)
+        self._write_state(key, body, final=state in states.READY_STATES)
         return result
 
     def _etag_slot(self, key: str) -> str:

@@ -396,6 +396,17 @@ class S3Client:
             creating=creating,
             content_type=resp.headers.get("content-type", ""),
         )
+        if error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
+            error = type(error)(
+                status=error.status,
+                code=error.code,
+                message=error.message,
+                request_id=error.request_id,
+                key=key,
+                method=method,
+                region=error.region,
+                hint=self._credentials_hint(error.code),
+            )
         if isinstance(error, AccessDenied) and method in ("GET", "HEAD") and error.code == "AccessDenied":
             # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
@@ -412,6 +423,31 @@ class S3Client:
                 ),
             )
         return error
+
+    def _credentials_hint(self, code: str) -> str:
+        """Where to fix a refused key: the place it was really given, not a generic list."""
+        what = "secret access key" if code == "SignatureDoesNotMatch" else "access key id"
+        field = "aws_secret_access_key" if code == "SignatureDoesNotMatch" else "aws_access_key_id"
+        problem = (
+            "the secret access key is wrong for this access key id"
+            if code == "SignatureDoesNotMatch"
+            else "the store does not know this access key id"
+        )
+        source = self._credentials.source or ""
+        origin = self.settings.secret_origin
+        if source == "settings" and origin == "the result_backend URL":
+            where = f"fix the {what} in the result_backend URL (KEY:SECRET@, with '/' and '+' written as %2F and %2B)"
+        elif source == "settings" and origin:
+            where = f"fix the {what} in {origin}"
+        elif source == "environment":
+            where = "fix AWS_SECRET_ACCESS_KEY" if code == "SignatureDoesNotMatch" else "fix AWS_ACCESS_KEY_ID"
+        elif source.startswith("shared-files (") and source.endswith(")"):
+            where = f"fix {field} in {source[len('shared-files (') : -1]}"
+        elif source:
+            where = f"the credentials came from {source}"
+        else:
+            return ""
+        return f"{problem}; {where}"
 
     @staticmethod
     def _md5_mismatch(key: str, resp: RawResponse) -> CorruptResponse | None:
