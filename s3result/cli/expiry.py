@@ -145,7 +145,7 @@ def apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     wanted = _our_rule(prefix, days)
     ours = [r for r in rules if info(r).id == rule_id(prefix)]
     where = f"s3://{client.settings.bucket}/{prefix + '/' if prefix else ''}"
-    if len(ours) == 1 and ET.tostring(ours[0]) == ET.tostring(wanted):
+    if len(ours) == 1 and info(ours[0]) == info(wanted):  # stores echo rules back in their own form
         return Applied(
             False, f"already applied: rule {rule_id(prefix)!r} expires {where} after {days} day(s); nothing changed"
         )
