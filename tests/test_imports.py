@@ -24,6 +24,10 @@ MODULES = [
     "s3result.transport",
     "s3result.client",
     "s3result.backend",
+    "s3result.etags",
+    "s3result.cli.check",
+    "s3result.cli.cost",
+    "s3result.cli.expiry",
     "s3result.testing.store",
 ]
 

@@ -247,15 +247,15 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
     if "cannot resolve" in low:
         return (f"cannot resolve the host name {host!r}", "check the host name in endpoint_url (DNS, /etc/hosts)")
     if "tls" in low or "ssl" in low or "certificate" in low:
+        if "certificate" in low:  # the handshake got as far as a certificate: this is TLS
+            return (
+                f"the TLS certificate of {where} does not verify (self-signed, or a private CA): {text}",
+                "set ca_bundle=/path/to/ca.pem to trust that CA",
+            )
         if parts.scheme == "https" and _speaks_plain_http(host, port):
             return (
                 f"TLS handshake failed: the server at {where} speaks plain HTTP",
                 "use s3result+http:// (or the store's https port)",
-            )
-        if "certificate" in low:
-            return (
-                f"the TLS certificate of {where} does not verify (self-signed, or a private CA): {text}",
-                "set ca_bundle=/path/to/ca.pem to trust that CA",
             )
         return (f"TLS handshake with {where} failed: {text}", "check that endpoint_url's port speaks TLS")
     if isinstance(error, RequestTimeout) and "no answer" in low:

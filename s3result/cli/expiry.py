@@ -26,7 +26,19 @@ from ..errors import NotFound
 if TYPE_CHECKING:
     from ..client import S3Client
 
-__all__ = ["Applied", "RuleInfo", "apply_rule", "coverage", "days_from_expires", "expires_set_by_user", "read_rules"]
+__all__ = [
+    "Applied",
+    "RuleInfo",
+    "apply_rule",
+    "coverage",
+    "days_from_expires",
+    "expires_set_by_user",
+    "info",
+    "parse_rules",
+    "read_rules",
+    "rule_id",
+    "to_xml",
+]
 
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 

@@ -297,6 +297,11 @@ def _lifecycle(args: argparse.Namespace) -> int:
     from .lifecycle import lifecycle_text
 
     settings, app = _settings_and_app(args)
+    if not settings.prefix and not args.whole_bucket:
+        raise UsageError(
+            "no prefix is configured, so a rule would expire every object in the bucket; "
+            "set one (s3result://BUCKET/PREFIX) or pass --whole-bucket"
+        )
     days = args.days
     if days is None:
         if expires_set_by_user(app.conf):
@@ -311,11 +316,6 @@ def _lifecycle(args: argparse.Namespace) -> int:
             days = 1
             origin = "Celery's default result_expires of 1 day (set result_expires, or pass --days, to choose)"
         sys.stderr.write(f"s3result: expiring after {days} day(s), from {origin}\n")
-    if not settings.prefix and not args.whole_bucket:
-        raise UsageError(
-            "no prefix is configured, so a rule would expire every object in the bucket; "
-            "set one (s3result://BUCKET/PREFIX) or pass --whole-bucket"
-        )
     if not args.apply:
         sys.stdout.write(lifecycle_text(settings, days))
         return 0
