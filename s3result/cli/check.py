@@ -1,9 +1,13 @@
-"""``s3result check``: the resolved configuration, then live probes, each with a fix.
+"""``s3result check``: the resolved configuration, then live probes, layer by layer, each with a fix.
 
 It reads the same settings a worker would, shows where the credentials came from (never the
-secret), and tries what a worker does: PUT, GET, HEAD and DELETE of a probe key, a GET of a
-missing key (403 there means s3:ListBucket is missing), conditional writes, the clock and
-the region. Exit status 0 when all is well, 1 otherwise.
+secret), and tries what a worker does, in order: the network (one GET of a missing key: refused,
+unresolvable, silent, plain HTTP behind https, an unverifiable certificate), authentication (the
+store's verdict on the signature), permissions (PUT, GET, HEAD, DELETE of a probe key; 403 on the
+missing key means s3:ListBucket is missing), then the store's features (conditional writes,
+clock, region), expiry (a lifecycle rule on the prefix) and pickle. Probes use short timeouts and
+one attempt; the first transport failure ends the run; an IAM fix is given only for a 403
+AccessDenied. Exit status 0 when all is well, 1 otherwise.
 """
 
 from __future__ import annotations

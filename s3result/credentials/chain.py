@@ -168,9 +168,14 @@ def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> C
 
     # An explicit profile skips AWS_ACCESS_KEY_ID: never advise what this chain ignores.
     none_found = (
-        f"no S3 credentials found for profile {settings.profile!r} (tried: {{tried}}): give [{settings.profile}] "
-        f"aws_access_key_id and aws_secret_access_key in {awsfiles.credentials_path(env)}, or credential_process "
-        f"in {awsfiles.config_path(env)}; or drop profile= and put the keys in result_backend or "
-        "s3_access_key_id / s3_secret_access_key"
+        (
+            f"no S3 credentials found for profile {settings.profile!r} (tried: {{tried}}): give [{settings.profile}] "
+            f"aws_access_key_id and aws_secret_access_key in {awsfiles.credentials_path(env)}, or credential_process "
+            f"in {awsfiles.config_path(env)}; or drop profile= and put the keys in result_backend or "
+            "s3_access_key_id / s3_secret_access_key"
+        )
+        .replace("{", "{{")
+        .replace("}", "}}")
+        .replace("{{tried}}", "{tried}")
     )
     return CredentialSource(providers, none_found=none_found)
