@@ -79,14 +79,27 @@ def test_unresolvable_host(capsys: pytest.CaptureFixture[str], monkeypatch: pyte
     _no_iam(out)
 
 
-def test_silent_server_is_diagnosed_within_seconds(silent_server: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_silent_server_is_diagnosed_within_seconds_line_by_line(silent_server: int) -> None:
+    """The console script, through a pipe: each line arrives as it is known, not at the end."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("s3result")
+    url = f"s3result+http://AKID:SECRET@127.0.0.1:{silent_server}/bucket/p?read_timeout=60"
     started = time.monotonic()
-    code, out = _check(f"s3result+http://AKID:SECRET@127.0.0.1:{silent_server}/bucket/p?read_timeout=60", capsys)
-    took = time.monotonic() - started
-    assert code == 1
+    proc = subprocess.Popen([str(exe), "check", "--url", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    seen: list[tuple[float, str]] = []
+    for raw in proc.stdout:
+        seen.append((time.monotonic() - started, raw.decode()))
+    assert proc.wait(timeout=30) == 1
+    out = "".join(line for _, line in seen)
+    when = {line.split(":")[0].strip(): t for t, line in seen if ":" in line}
     assert f"network: 127.0.0.1:{silent_server} accepted the connection but sent no answer within 5s" in out
     _no_iam(out)
-    assert took < 20, took  # one probe, 5 s read timeout: the bar is "within a few seconds", with margin
+    network_at = next(t for t, line in seen if "network:" in line)
+    assert network_at < 20, seen  # one probe, a 5 s read timeout: "within a few seconds", with margin
+    assert network_at - when["endpoint"] >= 3, seen  # the configuration was printed before the wait, not after
 
 
 def test_https_to_plain_http_says_use_http(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:

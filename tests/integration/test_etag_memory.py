@@ -103,6 +103,35 @@ def test_lost_reply_to_the_if_match_put_neither_loses_nor_duplicates(moto_server
         proxy.close()
 
 
+def test_lost_reply_retried_by_the_client_resolves_by_reading(moto_server: MotoServer) -> None:
+    """The If-Match PUT lands, its reply is lost; the client's own retry meets 412 and reads."""
+    import random
+
+    # The proxy rolls its seeded RNG once per request: STARTED passes, SUCCESS loses its reply,
+    # the retry (412) and the read pass. Pick a seed whose first rolls do that at odds 0.5.
+    wanted = [False, True, False, False, False, False]
+    seed = next(n for n in range(10000) if [r < 0.5 for r in _rolls(random.Random(n), 6)] == wanted)
+    proxy = FaultProxy("127.0.0.1", moto_server.port, seed=seed)
+    try:
+        b = _backend(_url(moto_server, proxy.port, "etags-retry", "?max_attempts=3"))
+        b.conditional_support  # noqa: B018 - probe first, without faults
+        proxy._rng = random.Random(seed)
+        tid = str(uuid.uuid4())
+        proxy.set_faults(reset_response=0.5)
+        b.store_result(tid, None, states.STARTED)
+        b.store_result(tid, 9, states.SUCCESS)
+        proxy.set_faults()
+        assert proxy.stats["reset_response"] == 1
+        meta = _backend(_url(moto_server, moto_server.port, "etags-retry")).get_task_meta(tid, cache=False)
+        assert meta["status"] == states.SUCCESS and meta["result"] == 9
+    finally:
+        proxy.close()
+
+
+def _rolls(rng: object, n: int) -> list[float]:
+    return [rng.random() for _ in range(n)]  # type: ignore[attr-defined]
+
+
 def test_memory_is_bounded_thread_safe_and_empty_after_fork() -> None:
     memory = EtagMemory(size=100)
 

@@ -130,3 +130,37 @@ def test_check_names_the_permission_to_read_the_lifecycle(
     checks = json.loads(capsys.readouterr().out)["checks"]
     expiry = [c for c in checks if c["name"] == "expiry"]
     assert expiry and '"s3:GetLifecycleConfiguration"' in expiry[0]["fix"], checks
+
+
+def test_a_second_apply_reads_and_writes_nothing(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from s3result.testing.proxy import CountingProxy
+
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    moto_server.create_bucket(bucket)
+    proxy = CountingProxy("127.0.0.1", moto_server.port)
+    try:
+        url = moto_server.url("results").replace(
+            f":{moto_server.port}/{moto_server.bucket}/", f":{proxy.port}/{bucket}/"
+        )
+        assert main(["lifecycle", "--apply", "--days", "2", "--url", url]) == 0
+        assert proxy.snapshot() == {"GET": 1, "PUT": 1}
+        assert main(["lifecycle", "--apply", "--days", "2", "--url", url]) == 0
+        assert proxy.snapshot() == {"GET": 2, "PUT": 1}
+    finally:
+        proxy.close()
+    assert "already applied" in capsys.readouterr().out
+
+
+def test_workers_never_send_bucket_requests() -> None:
+    """Only the command calls ``bucket_request``: the runtime sends HEAD/GET/PUT/DELETE of keys."""
+    from pathlib import Path
+
+    import s3result
+
+    runtime = Path(s3result.__file__).parent
+    users = [
+        p.relative_to(runtime).as_posix()
+        for p in runtime.rglob("*.py")
+        if "bucket_request(" in p.read_text() and p.parts[-2] not in ("cli",)
+    ]
+    assert users == ["client.py"]  # where it is defined
