@@ -151,14 +151,16 @@ def task_requests(
 CHORD_CAS_ROUNDS_PER_PART = 1.5
 
 
-def chord_requests(parts: int, processes: int = 1) -> Requests:
+def chord_requests(parts: int, processes: int = 1, cas_rounds: float = CHORD_CAS_ROUNDS_PER_PART) -> Requests:
     """What a native chord of ``parts`` adds on the workers to its tasks' own state writes.
 
     ``processes``: worker processes that run the chord's parts (each restores the group once).
+    ``cas_rounds``: the counter's compare-and-swap rounds per part; contention decides it, so
+    it is an input like a task's duration (1 when parts never collide).
     """
     return Requests(
-        puts=1 + CHORD_CAS_ROUNDS_PER_PART * parts,
-        gets=CHORD_CAS_ROUNDS_PER_PART * parts + (min(parts, processes) + 1) + parts,
+        puts=1 + cas_rounds * parts,
+        gets=cas_rounds * parts + (min(parts, processes) + 1) + parts,
         deletes=2,
     )
 

@@ -107,7 +107,8 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
     one = time.perf_counter() - timer
     timer = time.perf_counter()
     backend.mget([backend.get_key_for_task(r.id) for r in g.results])
-    model = _demo_model(began, failing, g, c, one, time.perf_counter() - timer)
+    cas_rounds = measured.get("PUT chord-unlock", 0) / 10  # the counter's contention: an input, like durations
+    model = _demo_model(began, failing, g, c, one, time.perf_counter() - timer, cas_rounds)
 
     # Requests per operation, counted at the wire.
     before = proxy.total
@@ -137,7 +138,8 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
     )
     out.write(
         f"s3result cost's arithmetic for the same work: {model.total:.0f} "
-        f"(DELETE {model.deletes:.0f}, GET {model.gets:.0f}, PUT {model.puts:.0f})\n"
+        f"(DELETE {model.deletes:.0f}, GET {model.gets:.0f}, PUT {model.puts:.0f}), "
+        f"given the task times and the chord counter's {cas_rounds:.1f} compare-and-swap rounds per part\n"
     )
     out.write(f"requests per result read: {reads}; per pending poll: {polls}; per stored result: {writes}\n")
     out.write(
@@ -148,7 +150,9 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
     return 0
 
 
-def _demo_model(began: dict[str, float], failing: Any, g: Any, c: Any, one: float, round_: float) -> Any:
+def _demo_model(
+    began: dict[str, float], failing: Any, g: Any, c: Any, one: float, round_: float, cas_rounds: float
+) -> Any:
     """``s3result cost``'s arithmetic for the demo's workload, with the times the results took."""
     from .cost import Requests, chord_requests, chord_wait_gets, task_requests
 
@@ -162,7 +166,7 @@ def _demo_model(began: dict[str, float], failing: Any, g: Any, c: Any, one: floa
     parts = c.parent.results
     start = began[c.id]
     part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
-    model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), processes=2)
+    model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), processes=2, cas_rounds=cas_rounds)
     model += Requests(gets=chord_wait_gets(took(c), part_times, latency=one * (len(parts) + 1)))
     return model
 
