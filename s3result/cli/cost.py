@@ -218,6 +218,12 @@ def add_cost_arguments(
         "--chord-parts", type=number(int, 0, "whole number of parts"), default=0, help="tasks are parts of chords of N"
     )
     p.add_argument(
+        "--chord-cas-rounds",
+        type=number(float, 1, "number of rounds (1 or more)"),
+        default=CHORD_CAS_ROUNDS_PER_PART,
+        help=f"counter compare-and-swap rounds per chord part, contention included ({CHORD_CAS_ROUNDS_PER_PART})",
+    )
+    p.add_argument(
         "--result-bytes", type=number(int, 1, "size in bytes"), default=300, help="average stored result (300)"
     )
     p.add_argument(
@@ -239,7 +245,7 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
         parts = int(args.chord_parts)
         chord: Requests = (
             task_requests(states=states, waited=0, reads=args.reads_per_task) * (parts + 1)
-            + chord_requests(parts)
+            + chord_requests(parts, cas_rounds=args.chord_cas_rounds)
             + Requests(
                 gets=args.waited * chord_wait_gets(args.task_seconds, [args.task_seconds] * parts, args.interval)
             )
