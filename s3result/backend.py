@@ -30,7 +30,17 @@ from ._forksafe import renew_locks_after_fork
 from .client import S3Client
 from .config import Settings, from_celery_conf
 from .counter import CasCounter, cas_attempts
-from .errors import AlreadyExists, ConfigError, Conflict, InvalidKey, PreconditionFailed, TransportError
+from .errors import (
+    AlreadyExists,
+    ConfigError,
+    Conflict,
+    InvalidKey,
+    NotFound,
+    PreconditionFailed,
+    S3Error,
+    TransportError,
+)
+from .etags import EtagMemory
 from .polling import Deadline, delays
 from .precondition import Support, support_for
 from .retry import is_permanent, is_retryable
@@ -52,6 +62,30 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The ETag of each state this process wrote, for the next state of the same task (see etags).
+_etags = EtagMemory()
+
+
+def _as_error_of(exc: S3Error | TransportError, method: str, key: str) -> S3Error | TransportError:
+    """The same failure, told about the request the caller made rather than the probe's own.
+
+    A wrong secret fails the conditional-write probe first; the user asked to store a result,
+    so the error names that write (same class, code and hint), not a probe key.
+    """
+    if isinstance(exc, S3Error):
+        return type(exc)(
+            status=exc.status,
+            code=exc.code,
+            message=exc.message,
+            request_id=exc.request_id,
+            key=key,
+            method=method,
+            region=exc.region,
+            hint=exc.hint,
+        )
+    text = str(exc).replace(repr(exc.key), repr(key)).replace(f"S3 {exc.method} ", f"S3 {method} ", 1)
+    return type(exc)(text, method=method, key=key)
 
 
 _store_checked: set[int] = set()
@@ -180,39 +214,66 @@ class S3Backend(KeyValueStoreBackend):
     def _store_result(
         self, task_id: Any, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
     ) -> Any:
-        """One ``PUT If-None-Match: *`` in the common case; never replaces a SUCCESS."""
-        if not self.conditional_support.ok:
+        """One PUT in the common case, first state or later one; never replaces a SUCCESS."""
+        key = self._key(self.get_key_for_task(task_id))
+        try:
+            support = self.conditional_support
+        except (S3Error, TransportError) as exc:
+            raise _as_error_of(exc, "PUT", key) from exc
+        if not support.ok:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
         meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        self._write_state(self._key(self.get_key_for_task(task_id)), body)
+        self._write_state(key, body, final=state in states.READY_STATES)
         return result
 
-    def _write_state(self, key: str, body: bytes) -> None:
+    def _etag_slot(self, key: str) -> str:
+        """The ETag memory's key: the same object key in another bucket is another object."""
+        return f"{self.settings.base_url} {self.settings.bucket} {key}"
+
+    def _write_state(self, key: str, body: bytes, final: bool = False) -> None:
+        """``PUT If-Match`` with the ETag this process wrote last, else create, else read then replace.
+
+        ``final`` (a ready state) is never remembered: whatever comes after it must read it first.
+        """
+        slot = self._etag_slot(key)
+        etag = self._put_state(key, body, slot)
+        if etag is None or final:
+            _etags.forget(slot)
+        else:
+            _etags.put(slot, etag)
+
+    def _put_state(self, key: str, body: bytes, slot: str) -> str | None:
+        """Store ``body`` at ``key`` as the race-free rules say; the ETag now there, None if unknown."""
         client = self.client
         content_type = self._content_type()
-        try:
-            client.put(key, body, if_none_match=True, content_type=content_type)
-            return
-        except AlreadyExists:
-            pass
+        known = _etags.get(slot)
+        if known is not None:
+            try:
+                return client.put(key, body, if_match=known, content_type=content_type)
+            except (PreconditionFailed, Conflict, NotFound):
+                pass  # written by someone else since, or forgotten: read what is there
+        else:
+            try:
+                return client.put(key, body, if_none_match=True, content_type=content_type)
+            except AlreadyExists:
+                pass
         for _attempt in cas_attempts(key, self.cas_deadline):
             current = client.get_or_none(key)
             try:
                 if current is None:  # forgotten in between: create again
-                    client.put(key, body, if_none_match=True, content_type=content_type)
-                    return
+                    return client.put(key, body, if_none_match=True, content_type=content_type)
                 if current.body == body:
-                    return  # our own earlier attempt landed (its reply was lost), or the same state
+                    return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
                 if self.decode_result(current.body).get("status") == states.SUCCESS:
                     logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
-                    return
-                client.put(key, body, if_match=current.etag, content_type=content_type)
-                return
+                    return None
+                return client.put(key, body, if_match=current.etag, content_type=content_type)
             except (PreconditionFailed, Conflict):
                 continue
+        return None  # pragma: no cover - cas_attempts raises when its deadline passes
 
     # -- chords --------------------------------------------------------------------------------
 

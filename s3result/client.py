@@ -365,8 +365,35 @@ class S3Client:
         wire = self._signed_headers(method, path, list(headers), body, body_sha256 or sigv4.payload_hash(body))
         return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
 
+    def bucket_request(
+        self, method: str, subresource: str, *, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
+    ) -> RawResponse:
+        """One signed request on a bucket subresource (``?lifecycle``), for the ``s3result`` command.
+
+        Workers never call it: at runtime the client sends only HEAD, GET, PUT and DELETE of
+        result keys. A status of 300 or more raises the mapped ``S3Error`` (key ``?lifecycle``);
+        a transport failure raises as usual. No retry: the command reports, the user re-runs.
+        """
+        if not re.fullmatch(r"[a-z-]+", subresource):
+            raise ValueError(f"not a bucket subresource: {subresource!r}")
+        target = f"{self._bucket_path}?{subresource}"
+        extra = list(headers)
+        wire = self._signed_headers(
+            method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")]
+        )
+        resp = self._get_slot().transport.request(method.encode(), target.encode("ascii"), wire, body)
+        if resp.status >= 300:
+            raise self._error(method, f"?{subresource}", resp, False)
+        return resp
+
     def _signed_headers(
-        self, method: str, path: str, extra: list[tuple[str, str]], body: bytes, body_sha: str
+        self,
+        method: str,
+        path: str,
+        extra: list[tuple[str, str]],
+        body: bytes,
+        body_sha: str,
+        query: Sequence[tuple[str, str]] = (),
     ) -> list[tuple[bytes, bytes]]:
         """Sign with the current credentials and clock; the request's headers, as bytes."""
         creds = self._credentials.get()
@@ -374,6 +401,7 @@ class S3Client:
             method=method,
             host=self._host,
             path=path,
+            query=query,
             headers=extra,
             body_sha256=body_sha,
             access_key=creds.access_key,
@@ -505,7 +533,23 @@ class S3Client:
                 request_id=error.request_id,
                 message=f"bucket {self.settings.bucket!r} does not exist at {self._base}",
             )
-        if isinstance(error, AccessDenied) and method in ("GET", "HEAD") and error.code == "AccessDenied":
+        if error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
+            error = type(error)(
+                status=error.status,
+                code=error.code,
+                message=error.message,
+                request_id=error.request_id,
+                key=key,
+                method=method,
+                region=error.region,
+                hint=self._credentials_hint(error.code),
+            )
+        if (
+            isinstance(error, AccessDenied)
+            and method in ("GET", "HEAD")
+            and error.code == "AccessDenied"
+            and not key.startswith("?")  # a bucket subresource, not a key that may be missing
+        ):
             # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
             error = AccessDenied(
@@ -521,6 +565,31 @@ class S3Client:
                 ),
             )
         return error
+
+    def _credentials_hint(self, code: str) -> str:
+        """Where to fix a refused key: the place it was really given, not a generic list."""
+        what = "secret access key" if code == "SignatureDoesNotMatch" else "access key id"
+        field = "aws_secret_access_key" if code == "SignatureDoesNotMatch" else "aws_access_key_id"
+        problem = (
+            "the secret access key is wrong for this access key id"
+            if code == "SignatureDoesNotMatch"
+            else "the store does not know this access key id"
+        )
+        source = self._credentials.source or ""
+        origin = self.settings.secret_origin
+        if source == "settings" and origin == "the result_backend URL":
+            where = f"fix the {what} in the result_backend URL (KEY:SECRET@, with '/' and '+' written as %2F and %2B)"
+        elif source == "settings" and origin:
+            where = f"fix the {what} in {origin}"
+        elif source == "environment":
+            where = "fix AWS_SECRET_ACCESS_KEY" if code == "SignatureDoesNotMatch" else "fix AWS_ACCESS_KEY_ID"
+        elif source.startswith("shared-files (") and source.endswith(")"):
+            where = f"fix {field} in {source[len('shared-files (') : -1]}"
+        elif source:
+            where = f"the credentials came from {source}"
+        else:
+            return ""
+        return f"{problem}; {where}"
 
     @staticmethod
     def _md5_mismatch(key: str, resp: RawResponse) -> CorruptResponse | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -125,6 +125,9 @@ class Settings:
     #: the caller's ``interval``. None polls every ``interval`` (Celery's fixed loop).
     poll_initial_delay: float | None = 0.025
     region_explicit: bool = True
+    #: Where the secret key was given ("the result_backend URL", "s3_secret_access_key", ...),
+    #: so an error about a wrong secret points at the place to fix it.
+    secret_origin: str | None = None
 
     def __repr__(self) -> str:
         secret = "***" if self.secret_key else None
@@ -458,7 +461,19 @@ def build(
         if region:
             raw["region"] = region
             region_explicit = True
-    return _validate(raw, region_explicit=region_explicit)
+    settings = _validate(raw, region_explicit=region_explicit)
+    origin = _secret_origin(layers)
+    return replace(settings, secret_origin=origin) if origin and settings.secret_key else settings
+
+
+def _secret_origin(layers: list[dict[str, Any]]) -> str | None:
+    """Which of ``build``'s layers gave the secret key that won (the last one that has it)."""
+    names = ("the environment", "CELERY_S3_BACKEND_SETTINGS", "s3_secret_access_key", "s3result_options", "")
+    found = None
+    for name, layer in zip(names, layers, strict=True):
+        if layer.get("secret_key") is not None:
+            found = name or "the result_backend URL"
+    return found
 
 
 def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:

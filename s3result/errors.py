@@ -138,6 +138,7 @@ class S3Error(S3ResultError):
         key: str = "",
         method: str = "",
         region: str = "",
+        hint: str = "",
     ) -> None:
         self.status = status
         self.code = code or _default_code(status)
@@ -146,6 +147,8 @@ class S3Error(S3ResultError):
         self.key = key
         self.method = method
         self.region = region
+        #: Replaces the code's generic hint when the caller knows better (where a secret came from).
+        self.hint = hint
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -153,7 +156,7 @@ class S3Error(S3ResultError):
         text = f"S3 {where} failed: {self.status} {self.code}"
         if self.message:
             text += f": {self.message}"
-        hint = _HINTS.get(self.code)
+        hint = self.hint or _HINTS.get(self.code)
         if hint:
             text += f" ({hint})"
         if self.request_id:
@@ -169,6 +172,7 @@ class S3Error(S3ResultError):
             "key": self.key,
             "method": self.method,
             "region": self.region,
+            "hint": self.hint,
         }
         return (_rebuild_s3, (type(self), fields))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import ConditionalWrites
-from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error
+from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
 
 if TYPE_CHECKING:
     from .client import S3Client
@@ -55,12 +55,26 @@ def probe(client: S3Client, prefix: str) -> Support:
     """Run the three checks on a fresh key under ``prefix`` and delete it afterwards."""
     key = f"{prefix}/{PROBE_PREFIX}/{uuid.uuid4()}" if prefix else f"{PROBE_PREFIX}/{uuid.uuid4()}"
     try:
-        return _probe(client, key)
+        verdict = _probe(client, key)
     except NotImplementedByStore:
         # Swift s3api: https://docs.openstack.org/swift/latest/s3_compat.html
-        return Support(False, "the store answers 501 Not Implemented to conditional PUTs (Swift s3api)")
-    finally:
+        verdict = Support(False, "the store answers 501 Not Implemented to conditional PUTs (Swift s3api)")
+    except BaseException:
+        _clean_up(client, key)  # never in place of the error that stopped the probe
+        raise
+    _clean_up(client, key)
+    return verdict
+
+
+def _clean_up(client: S3Client, key: str) -> None:
+    """Delete the probe key; a failure is logged, never raised (a lifecycle rule on the prefix
+    expires a key left behind, and the error that matters is the probe's own)."""
+    try:
         client.delete(key)
+    except S3ResultError as exc:
+        logger.warning(
+            "s3result: could not delete the probe key %r (%s); a lifecycle rule on the prefix expires it", key, exc
+        )
 
 
 def _probe(client: S3Client, key: str) -> Support:

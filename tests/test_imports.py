@@ -25,6 +25,10 @@ MODULES = [
     "s3result.network",
     "s3result.client",
     "s3result.backend",
+    "s3result.etags",
+    "s3result.cli.check",
+    "s3result.cli.cost",
+    "s3result.cli.expiry",
     "s3result.testing.store",
     "s3result.testing.plugin",
 ]

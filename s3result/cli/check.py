@@ -1,28 +1,44 @@
-"""``s3result check``: the resolved configuration, then live probes, each with a fix.
+"""``s3result check``: the resolved configuration, then live probes, layer by layer, each with a fix.
 
 It reads the same settings a worker would, shows where the credentials came from (never the
-secret), and tries what a worker does: PUT, GET, HEAD and DELETE of a probe key, a GET of a
-missing key (403 there means s3:ListBucket is missing), conditional writes, the clock and
-the region. Exit status 0 when all is well, 1 otherwise.
+secret), and tries what a worker does, in order: the network (one GET of a missing key: refused,
+unresolvable, silent, plain HTTP behind https, an unverifiable certificate), authentication (the
+store's verdict on the signature), permissions (PUT, GET, HEAD, DELETE of a probe key; 403 on the
+missing key means s3:ListBucket is missing), then the store's features (conditional writes,
+clock, region), expiry (a lifecycle rule on the prefix) and pickle. Probes use short timeouts and
+one attempt; the first transport failure ends the run; an IAM fix is given only for a 403
+AccessDenied. Exit status 0 when all is well, 1 otherwise.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from ..client import S3Client
-from ..errors import S3Error, S3ResultError
+from ..errors import _HINTS, ConnectError, NotFound, RequestTimeout, S3Error, S3ResultError, TransportError
 from ..precondition import probe
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["Finding", "run_check"]
+__all__ = [
+    "Finding",
+    "diagnose_transport",
+    "expiry_findings",
+    "findings_for",
+    "iter_findings",
+    "run_check",
+    "security_findings",
+]
 
 
 @dataclass
@@ -57,9 +73,35 @@ def _iam_fix(settings: Settings, action: str, objects: bool = True) -> str:
     return f'grant "{action}" on "{_arn(settings, objects)}" to these credentials'
 
 
+# What a short probe waits for: a silent server gets one line within a few seconds, not 90.
+PROBE_CONNECT_TIMEOUT = 3.0
+PROBE_READ_TIMEOUT = 5.0
+_AUTH_CODES = frozenset(
+    {"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed"}
+)
+
+
+def _probe_settings(settings: Settings) -> Settings:
+    """The user's settings with short timeouts and one attempt: a probe reports, it does not wait."""
+    from dataclasses import replace
+
+    return replace(
+        settings,
+        connect_timeout=min(settings.connect_timeout, PROBE_CONNECT_TIMEOUT),
+        read_timeout=min(settings.read_timeout, PROBE_READ_TIMEOUT),
+        max_attempts=1,
+    )
+
+
 def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], list[Finding]]:
     """Everything ``check`` reports, as data."""
-    client = S3Client(settings)
+    client = S3Client(_probe_settings(settings))
+    resolved, first = _resolve(client, settings)
+    return resolved, [*first, *iter_findings(client, settings, app, resolved)]
+
+
+def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list[Finding]]:
+    """The configuration as a worker resolves it; a credentials finding when none are found."""
     creds_source = ""
     found: list[Finding] = []
     try:
@@ -76,86 +118,179 @@ def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], l
         "credentials": creds_source or "none found",
         "conditional_writes": str(settings.conditional_writes),
     }
-    if not creds_source:
-        return resolved, found
-    key = settings.object_key(f"s3result-check/{uuid.uuid4().hex}")
-    missing = settings.object_key(f"s3result-check/missing-{uuid.uuid4().hex}")
-    steps: list[tuple[str, Any, str]] = [
-        ("PUT", lambda: client.put(key, b"s3result check"), _iam_fix(settings, "s3:PutObject")),
-        ("GET", lambda: client.get(key), _iam_fix(settings, "s3:GetObject")),
-        ("HEAD", lambda: client.head(key), _iam_fix(settings, "s3:GetObject")),
-        ("GET missing key", lambda: client.get_or_none(missing), _iam_fix(settings, "s3:ListBucket", objects=False)),
-        ("DELETE", lambda: client.delete(key), _iam_fix(settings, "s3:DeleteObject")),
-    ]
-    put_failed = False
-    for name, call, fix in steps:
-        if put_failed and name in ("GET", "HEAD"):
-            found.append(
-                Finding(name, False, "skipped: the PUT failed, so there is no object to read", "fix the PUT first")
-            )
-            continue
-        _, ms, error = _timed(call)
-        put_failed = put_failed or (name == "PUT" and error is not None)
-        if error is None:
-            found.append(Finding(name, True, "ok", ms=ms))
-        else:
-            hint = fix
-            if isinstance(error, S3Error) and error.code in (
-                "SignatureDoesNotMatch",
-                "InvalidAccessKeyId",
-                "NoSuchBucket",
-            ):
-                hint = str(error).split("(", 1)[-1].rstrip(")").split(") [")[0]
-            found.append(Finding(name, False, str(error), hint, ms=ms))
-            if (
-                name == "PUT"
-                and isinstance(error, S3Error)
-                and error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "NoSuchBucket")
-            ):
-                return resolved, found
-    if all(f.ok for f in found):
-        verdict, ms, error = _timed(lambda: probe(client, settings.prefix))
-        if error is not None:
-            found.append(Finding("conditional writes", False, str(error), "see the error above", ms=ms))
-        elif verdict.ok:
-            found.append(Finding("conditional writes", True, "supported: one request per write, native chords", ms=ms))
-        else:
-            found.append(
-                Finding(
-                    "conditional writes",
-                    True,
-                    f"not usable ({verdict.reason}): read-then-write and chord_unlock are used",
-                    "nothing to do; conditional_writes=disabled skips this probe",
-                    ms=ms,
-                    warning=True,
-                )
-            )
-    found += _clock_and_region(client, settings, missing)
-    expires = getattr(getattr(app, "conf", None), "result_expires", None) if app is not None else None
-    if expires:
-        found.append(
-            Finding(
-                "result expiry",
-                True,
-                f"result_expires is set ({expires}) but S3 cannot expire single objects",
-                "apply a lifecycle rule: s3result lifecycle --days N",
-                warning=True,
-            )
-        )
     return resolved, found
 
 
-def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> list[Finding]:
-    out: list[Finding] = []
+def _hint(error: S3Error) -> str:
+    return error.hint or _HINTS.get(error.code, "")
+
+
+def iter_findings(client: S3Client, settings: Settings, app: Any, resolved: dict[str, Any]) -> Iterator[Finding]:
+    """The probes, layer by layer, each yielded as soon as it is known.
+
+    Network first, then authentication, then permissions, then what the store can do. The
+    first transport failure ends the run (every later probe would fail the same way), and an
+    IAM fix is only ever given for a 403 AccessDenied.
+    """
+    if resolved["credentials"] == "none found":
+        return
+    key = settings.object_key(f"s3result-check/{uuid.uuid4().hex}")
+    missing = settings.object_key(f"s3result-check/missing-{uuid.uuid4().hex}")
+    where = _host_port(client)
+    # 1. network and authentication: one GET of a key that does not exist (404 expected).
+    _, ms, error = _timed(lambda: client.get_or_none(missing))
+    if isinstance(error, TransportError):
+        detail, fix = diagnose_transport(error, client)
+        yield Finding("network", False, detail, fix, ms=ms)
+        return
+    if isinstance(error, S3Error) and error.status < 500 and not error.code:
+        yield Finding("network", False, str(error), "check endpoint_url: it must be the store's S3 API", ms=ms)
+        return
+    yield Finding("network", True, f"{where} answers", ms=ms)
+    if isinstance(error, S3Error) and (error.code in _AUTH_CODES or error.status == 401):
+        yield Finding("authentication", False, str(error), _hint(error) or "check the credentials", ms=ms)
+        return
+    yield Finding("authentication", True, "the store accepted the signature")
+    if isinstance(error, NotFound) and error.code == "NoSuchBucket":
+        yield Finding("bucket", False, str(error), _hint(error), ms=ms)
+        return
+    if error is None:
+        yield Finding("GET missing key", True, "404, as S3 answers for a key that does not exist", ms=ms)
+    elif isinstance(error, S3Error) and error.code == "AccessDenied":
+        yield Finding("GET missing key", False, str(error), _iam_fix(settings, "s3:ListBucket", objects=False), ms=ms)
+    else:
+        yield Finding("GET missing key", False, str(error), _store_fix(error), ms=ms)
+        return
+    # 2. permissions: what a worker does with a result.
+    steps: list[tuple[str, Any, str]] = [
+        ("PUT", lambda: client.put(key, b"s3result check"), "s3:PutObject"),
+        ("GET", lambda: client.get(key), "s3:GetObject"),
+        ("HEAD", lambda: client.head(key), "s3:GetObject"),
+        ("DELETE", lambda: client.delete(key), "s3:DeleteObject"),
+    ]
+    put_failed = False
+    all_ok = True
+    for name, call, action in steps:
+        if put_failed and name in ("GET", "HEAD"):
+            yield Finding(name, False, "skipped: the PUT failed, so there is no object to read", "fix the PUT first")
+            continue
+        _, ms, error = _timed(call)
+        put_failed = put_failed or (name == "PUT" and error is not None)
+        all_ok = all_ok and error is None
+        if error is None:
+            yield Finding(name, True, "ok", ms=ms)
+        elif isinstance(error, TransportError):
+            detail, fix = diagnose_transport(error, client)
+            yield Finding(name, False, detail, fix, ms=ms)
+            return
+        elif isinstance(error, S3Error) and error.code == "AccessDenied":
+            yield Finding(name, False, str(error), _iam_fix(settings, action), ms=ms)
+        else:
+            yield Finding(name, False, str(error), _store_fix(error), ms=ms)
+    # 3. what the store can do.
+    if all_ok:
+        verdict, ms, error = _timed(lambda: probe(client, settings.prefix))
+        if isinstance(error, TransportError):
+            detail, fix = diagnose_transport(error, client)
+            yield Finding("conditional writes", False, detail, fix, ms=ms)
+            return
+        if error is not None:
+            yield Finding("conditional writes", False, str(error), _store_fix(error), ms=ms)
+        elif verdict.ok:
+            yield Finding("conditional writes", True, "supported: one request per write, native chords", ms=ms)
+        else:
+            yield Finding(
+                "conditional writes",
+                True,
+                f"not usable ({verdict.reason}): read-then-write and chord_unlock are used",
+                "nothing to do; conditional_writes=disabled skips this probe",
+                ms=ms,
+                warning=True,
+            )
+    yield from _clock_and_region(client, settings, missing)
+    yield from expiry_findings(client, settings, app)
+    yield from security_findings(settings, app)
+
+
+def _store_fix(error: BaseException) -> str:
+    """The fix for a failure that is not a permission: never an IAM grant."""
+    if isinstance(error, S3Error):
+        return _hint(error) or f"the store answered {error.status} {error.code}: see its logs or its documentation"
+    return "see the error above"
+
+
+def _host_port(client: S3Client) -> str:
+    parts = urlsplit(client._base)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _speaks_plain_http(host: str, port: int) -> bool:
+    """Whether the server answers a plain HTTP request (so TLS failed because it is not TLS)."""
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_CONNECT_TIMEOUT) as sock:
+            sock.settimeout(PROBE_CONNECT_TIMEOUT)
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
+def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, str]:
+    """What failed on the network, in the user's terms, and its fix (never an IAM grant)."""
+    parts = urlsplit(client._base)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    text = str(error)
+    low = text.lower()
+    where = f"{host}:{port}"
+    s = client.settings
+    if "connection refused" in low:
+        return (
+            f"connection refused: nothing listens on {where}",
+            "check the host and port of endpoint_url, and that the store is running",
+        )
+    if "cannot resolve" in low:
+        return (f"cannot resolve the host name {host!r}", "check the host name in endpoint_url (DNS, /etc/hosts)")
+    if "tls" in low or "ssl" in low or "certificate" in low:
+        if "certificate" in low:  # the handshake got as far as a certificate: this is TLS
+            return (
+                f"the TLS certificate of {where} does not verify (self-signed, or a private CA): {text}",
+                "set ca_bundle=/path/to/ca.pem to trust that CA",
+            )
+        if parts.scheme == "https" and _speaks_plain_http(host, port):
+            return (
+                f"TLS handshake failed: the server at {where} speaks plain HTTP",
+                "use s3result+http:// (or the store's https port)",
+            )
+        return (f"TLS handshake with {where} failed: {text}", "check that endpoint_url's port speaks TLS")
+    if isinstance(error, RequestTimeout) and "no answer" in low:
+        return (
+            f"{where} accepted the connection but sent no answer within {s.read_timeout:g}s",
+            "is endpoint_url an S3 store? a hung server or a proxy holding connections answers like this",
+        )
+    if isinstance(error, ConnectError) and "timed out" in low:
+        return (
+            f"no answer to the connection within {s.connect_timeout:g}s from {where}",
+            "a firewall drops the packets, or the address is wrong: check endpoint_url",
+        )
+    if isinstance(error, RequestTimeout):
+        return (
+            f"{where} closed the connection without an S3 answer: {text}",
+            "check endpoint_url (http vs https, the port): it must be the store's S3 API",
+        )
+    return (text, "check endpoint_url and the network")
+
+
+def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> Iterator[Finding]:
     try:
         resp = client.send_raw("HEAD", missing)
     except S3ResultError as exc:
-        return [Finding("clock", False, f"no answer to compare clocks: {exc}", "check the endpoint")]
+        yield Finding("clock", False, f"no answer to compare clocks: {exc}", "check the endpoint")
+        return
     date = resp.headers.get("date")
     if date:
         skew = parsedate_to_datetime(date).timestamp() - time.time()
         ok = abs(skew) < 300
-        out.append(
+        yield (
             Finding(
                 "clock",
                 ok,
@@ -166,7 +301,7 @@ def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> lis
         )
     bucket_region = resp.headers.get("x-amz-bucket-region")
     if bucket_region and bucket_region != settings.region:
-        out.append(
+        yield (
             Finding(
                 "region",
                 False,
@@ -175,15 +310,91 @@ def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> lis
             )
         )
     elif bucket_region:
-        out.append(Finding("region", True, f"{bucket_region} (confirmed by the store)"))
-    return out
+        yield (Finding("region", True, f"{bucket_region} (confirmed by the store)"))
+
+
+def expiry_findings(client: S3Client, settings: Settings, app: Any) -> Iterator[Finding]:
+    """Whether an enabled lifecycle rule expires what s3result writes under the prefix."""
+    from .expiry import coverage, days_from_expires, expires_set_by_user, read_rules
+
+    conf = getattr(app, "conf", None)
+    user_days = (
+        days_from_expires(conf.get("result_expires")) if conf is not None and expires_set_by_user(conf) else None
+    )
+    apply = "s3result lifecycle --apply" + (f" --days {user_days}" if user_days else "")
+    where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
+    try:
+        rules, ms, error = _timed(lambda: read_rules(client))
+    except SyntaxError as exc:  # XML the parser cannot read (ElementTree.ParseError)
+        yield Finding("expiry", True, f"the bucket's lifecycle configuration is not readable XML ({exc})", warning=True)
+        return
+    if isinstance(error, S3Error) and error.code == "AccessDenied":
+        yield Finding(
+            "expiry",
+            True,
+            "cannot read the bucket's lifecycle configuration (403 AccessDenied), so cannot tell whether results expire",
+            f'grant "s3:GetLifecycleConfiguration" on "{_arn(settings, False)}" to look '
+            '(and "s3:PutLifecycleConfiguration" to let s3result lifecycle --apply set it)',
+            ms=ms,
+            warning=True,
+        )
+        return
+    if error is not None:
+        yield Finding("expiry", True, f"cannot read the bucket's lifecycle configuration: {error}", ms=ms, warning=True)
+        return
+    rule = coverage(rules, settings.prefix)
+    if rule is None:
+        yield Finding(
+            "expiry",
+            True,
+            f"no enabled lifecycle rule expires {where}: results, group metas and chord counters are kept forever",
+            apply,
+            ms=ms,
+            warning=True,
+        )
+        return
+    after = f"after {rule.days} day(s)" if rule.days is not None else f"on {rule.date}"
+    yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
+    if user_days is not None and rule.days is not None and rule.days > user_days:
+        yield Finding(
+            "expiry",
+            True,
+            f"result_expires is {user_days} day(s), but the rule keeps results {rule.days} day(s)",
+            apply,
+            warning=True,
+        )
+
+
+def security_findings(settings: Settings, app: Any) -> Iterator[Finding]:
+    """Pickle in the results: whoever can write under the prefix runs code in every reader."""
+    conf = getattr(app, "conf", None)
+    if conf is None:
+        return
+    accept = conf.get("result_accept_content") or conf.get("accept_content") or []
+    serializer = str(conf.get("result_serializer") or "")
+    names = {str(a).lower() for a in accept}
+    if serializer == "pickle" or names & {"pickle", "application/x-python-serialize"}:
+        yield Finding(
+            "security",
+            True,
+            f"results are decoded with pickle: whoever can write under s3://{settings.bucket}/"
+            f"{settings.prefix + '/' if settings.prefix else ''} can run code in every process that reads results",
+            "set result_serializer='json' and result_accept_content=['json'] (or sign them with "
+            "celery's auth serializer), and grant s3:PutObject on the prefix only to the workers",
+            warning=True,
+        )
 
 
 def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> int:
-    """Print the report (text, with colour on a terminal, or JSON) and return the exit status."""
-    resolved, found = findings_for(settings, app)
-    ok = all(f.ok for f in found) and bool(found)
+    """Print the report (text, with colour on a terminal, or JSON) and return the exit status.
+
+    Text lines are written and flushed as each probe ends, so a slow store shows where it is slow.
+    """
+    client = S3Client(_probe_settings(settings))
+    resolved, first = _resolve(client, settings)
     if as_json:
+        found = [*first, *iter_findings(client, settings, app, resolved)]
+        ok = all(f.ok for f in found) and bool(found)
         out.write(
             json.dumps({"ok": ok, "configuration": resolved, "checks": [asdict(f) for f in found]}, indent=2) + "\n"
         )
@@ -197,11 +408,18 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> in
     for name, value in resolved.items():
         out.write(f"{name:>18}: {value}\n")
     out.write("\n")
-    for f in found:
+    out.flush()
+    ok, seen = True, 0
+    for f in itertools.chain(first, iter_findings(client, settings, app, resolved)):
+        seen += 1
+        ok = ok and f.ok
         mark = paint("WARN", "yellow") if f.warning else (paint(" ok ", "green") if f.ok else paint("FAIL", "red"))
         latency = f" ({f.ms:.0f} ms)" if f.ms is not None else ""
         out.write(f"[{mark}] {f.name}: {f.detail}{latency}\n")
         if f.fix and (not f.ok or f.warning):
             out.write(f"       fix: {f.fix}\n")
+        out.flush()
+    ok = ok and seen > 0
     out.write("\n" + (paint("all good", "green") if ok else paint("problems found", "red")) + "\n")
+    out.flush()
     return 0 if ok else 1

@@ -13,48 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 __all__ = ["main"]
-
-# AWS S3 Standard list prices (us-east-1), USD: PUT/COPY/POST/LIST and GET/SELECT per 1,000.
-PRICE_PUT_PER_1000 = 0.005
-PRICE_GET_PER_1000 = 0.0004
-# S3 Standard storage, first 50 TB, per GB-month.
-PRICE_STORAGE_GB_MONTH = 0.023
-
-
-class _Progress:
-    """A progress bar on a terminal; silent otherwise (logs and CI stay clean)."""
-
-    def __init__(self, stream: TextIO, label: str, total: int) -> None:
-        self.stream, self.label, self.total = stream, label, total
-        self.tty = stream.isatty()
-
-    def update(self, done: int) -> None:
-        if self.tty:
-            width = 30
-            filled = int(width * done / max(self.total, 1))
-            self.stream.write(f"\r  {self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}")
-            self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * (len(self.label) + 50) + "\r")
-            self.stream.flush()
-
-
-def _wait_all(results: Sequence[Any], label: str, timeout: float = 120.0) -> None:
-    bar = _Progress(sys.stderr, label, len(results))
-    deadline = time.monotonic() + timeout
-    while True:
-        done = sum(1 for r in results if r.ready())
-        bar.update(done)
-        if done == len(results) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    bar.finish()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -102,32 +65,50 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any) -> int:
     from celery import chord, group
+    from celery.exceptions import TimeoutError as CeleryTimeout
 
     from . import demo_app as demo
+    from .cost import PRICE_GET_PER_1000, PRICE_PUT_PER_1000
 
     out.write(f"celery worker: prefork, concurrency 2, pid {worker.pid}\n\n")
+    out.flush()
     backend = demo.app.backend
-    first = demo.add.delay(2, 3)
-    _wait_all([first], "waiting for the worker")
-    if not first.ready():
+    try:
+        first = demo.add.delay(2, 3)
+        out.write(f"add(2, 3)                 = {first.get(timeout=120)}\n")
+    except CeleryTimeout:
         log.seek(0)
         out.write(
             f"the worker did not run the first task within 120 s; its log ends with:\n{log.read()[-2000:].decode(errors='replace')}\n"
         )
         return 1
-    out.write(f"add(2, 3)                 = {first.get(timeout=10)}\n")
+    # From here on, every request at the wire is the workload's, and the model predicts it.
+    start_kinds = proxy.kinds.copy()
+    began: dict[str, float] = {}  # when the wait for each result began
     failing = demo.fail.delay("this task fails on purpose")
-    _wait_all([failing], "fail")
+    began[failing.id] = time.time()
     try:
         failing.get(timeout=60)
     except demo.DemoError as exc:
         out.write(f"fail(...)                 raised {type(exc).__name__}({str(exc)!r}), state {failing.state}\n")
     g = group(demo.add.s(i, i) for i in range(20)).apply_async()
-    _wait_all(g.results, "group of 20")
+    began.update(dict.fromkeys((r.id for r in g.results), time.time()))
     out.write(f"group of 20 x add(i, i)   = {g.get(timeout=60)}\n")
     c = chord(demo.add.s(i, 1) for i in range(10))(demo.tsum.s())
-    _wait_all([c], "chord of 10")
+    began[c.id] = time.time()
     out.write(f"chord of 10, tsum body    = {c.get(timeout=120)}\n\n")
+    measured = Counter(
+        {k: n for k, n in (proxy.kinds - start_kinds).items() if not k.endswith(" other")}  # not the probe
+    )
+    probes = sum((proxy.kinds - start_kinds).values()) - sum(measured.values())
+    # How long one poll takes here: a GET, and a round of GETs for the group (after the count).
+    timer = time.perf_counter()
+    backend.get_task_meta(failing.id, cache=False)
+    one = time.perf_counter() - timer
+    timer = time.perf_counter()
+    backend.mget([backend.get_key_for_task(r.id) for r in g.results])
+    cas_rounds = measured.get("PUT chord-unlock", 0) / 10  # the counter's contention: an input, like durations
+    model = _demo_model(began, failing, g, c, one, time.perf_counter() - timer, cas_rounds)
 
     # Requests per operation, counted at the wire.
     before = proxy.total
@@ -141,20 +122,53 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
     writes = proxy.total - before
     backend.forget("demo-write-probe")
 
-    counts = proxy.snapshot()
-    total = sum(counts.values())
-    per_method = ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
-    gets = counts.get("GET", 0) + counts.get("HEAD", 0)
-    puts = counts.get("PUT", 0)
+    tasks = 1 + 20 + 10 + 1
+    by_method: Counter[str] = Counter()
+    for kind, n in measured.items():
+        by_method[kind.split(" ", 1)[0]] += n
+    total = sum(by_method.values())
+    per_method = ", ".join(f"{m} {n}" for m, n in sorted(by_method.items()))
+    gets = by_method.get("GET", 0) + by_method.get("HEAD", 0)
+    puts = by_method.get("PUT", 0)
     cost = puts / 1000 * PRICE_PUT_PER_1000 + gets / 1000 * PRICE_GET_PER_1000
-    tasks = 1 + 1 + 20 + 10 + 1
-    out.write(f"S3 requests, counted at the wire: {total} ({per_method}) for {tasks} tasks\n")
+    predicted = model.puts / 1000 * PRICE_PUT_PER_1000 + model.gets / 1000 * PRICE_GET_PER_1000
+    out.write(
+        f"S3 requests, counted at the wire: {total} ({per_method}) for {tasks} tasks, their waits and a chord "
+        f"(and {probes} for the conditional-write probe, once per process)\n"
+    )
+    out.write(
+        f"s3result cost's arithmetic for the same work: {model.total:.0f} "
+        f"(DELETE {model.deletes:.0f}, GET {model.gets:.0f}, PUT {model.puts:.0f}), "
+        f"given the task times and the chord counter's {cas_rounds:.1f} compare-and-swap rounds per part\n"
+    )
     out.write(f"requests per result read: {reads}; per pending poll: {polls}; per stored result: {writes}\n")
     out.write(
         f"cost at AWS S3 Standard list prices (PUT ${PRICE_PUT_PER_1000}/1000, GET ${PRICE_GET_PER_1000}/1000): "
-        f"${cost:.6f} for this demo, about ${cost / tasks * 1_000_000:.2f} per million tasks\n"
+        f"${cost:.6f} for this demo, about ${cost / tasks * 1_000_000:.2f} per million tasks "
+        f"(the arithmetic says ${predicted / tasks * 1_000_000:.2f})\n"
     )
     return 0
+
+
+def _demo_model(
+    began: dict[str, float], failing: Any, g: Any, c: Any, one: float, round_: float, cas_rounds: float
+) -> Any:
+    """``s3result cost``'s arithmetic for the demo's workload, with the times the results took."""
+    from .cost import Requests, chord_requests, chord_wait_gets, task_requests
+
+    def took(result: Any) -> float:  # read after the count: these GETs are not the workload's
+        done = result.date_done
+        return max(0.0, done.timestamp() - began[result.id]) if done else 0.0
+
+    model = task_requests(duration=took(failing), latency=one)
+    for r in g.results:
+        model += task_requests(duration=took(r), latency=round_)
+    parts = c.parent.results
+    start = began[c.id]
+    part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
+    model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), processes=2, cas_rounds=cas_rounds)
+    model += Requests(gets=chord_wait_gets(took(c), part_times, latency=one * (len(parts) + 1)))
+    return model
 
 
 def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -162,19 +176,69 @@ def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
     from ..config import from_celery_conf
 
     if getattr(args, "app", None):
-        from celery.utils.imports import symbol_by_name
-
-        sys.path.insert(0, os.getcwd())
-        app = symbol_by_name(args.app if ":" in args.app else f"{args.app}:app")
-        return from_celery_conf(app.conf, app.conf.result_backend), app
+        app = _import_app(args.app)
+        backend = app.conf.result_backend
+        if not isinstance(backend, str) or not backend.startswith("s3result"):
+            raise UsageError(
+                f"the app {args.app!r} has result_backend={backend!r}, not an s3result:// URL; "
+                "set result_backend, or give --url"
+            )
+        return from_celery_conf(app.conf, backend), app
     url = getattr(args, "url", None) or os.environ.get("S3RESULT_URL")
     if not url:
-        raise SystemExit("s3result: give --app proj.celery or --url s3result://BUCKET/PREFIX (or set S3RESULT_URL)")
+        raise UsageError("give --app proj.celery or --url s3result://BUCKET/PREFIX (or set S3RESULT_URL)")
     from celery import Celery
 
     app = Celery("s3result-cli", set_as_current=False)
     app.conf.result_backend = url
     return from_celery_conf(app.conf, url), app
+
+
+class UsageError(Exception):
+    """A command-line mistake: one line on stderr, exit status 2."""
+
+
+class NothingStored(Exception):
+    """``get`` or ``forget`` of a task with no result at its key: one line, exit status 3."""
+
+
+def _import_app(name: str) -> Any:
+    """The Celery app named as for ``celery -A``; a failure is one line that says what to check."""
+    from celery.utils.imports import symbol_by_name
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        app = symbol_by_name(name if ":" in name else f"{name}:app")
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise UsageError(
+            f"cannot load the Celery app {name!r} ({type(exc).__name__}: {exc}); give it as for celery -A "
+            "(proj.celery or proj.celery:app) and run from the project's folder"
+        ) from None
+    if not hasattr(app, "conf"):
+        raise UsageError(f"{name!r} is not a Celery app; give it as for celery -A (proj.celery or proj.celery:app)")
+    return app
+
+
+def _task_id(text: str) -> str:
+    """argparse type: a task id that can name a key (not empty, no surrounding spaces)."""
+    if not text or text != text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a task id (empty, or with spaces around it)")
+    return text
+
+
+def _number(kind: type[int] | type[float], low: float, what: str) -> Any:
+    """argparse type: a number of ``kind`` not below ``low``; the error names the rule."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if value < low or value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text} is not a {what} (at least {low:g})")
+        return value
+
+    return parse
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -191,7 +255,14 @@ def _backend(args: argparse.Namespace) -> Any:
 
 def _get(args: argparse.Namespace) -> int:
     backend = _backend(args)
-    meta = backend.get_task_meta(args.task_id, cache=False)
+    key = backend.settings.object_key(backend.get_key_for_task(args.task_id).decode())
+    body = backend.get(backend.get_key_for_task(args.task_id))
+    if body is None:
+        raise NothingStored(
+            f"nothing stored for task {args.task_id} at {key!r}: it has not finished (or was never sent), "
+            "or its result expired or was forgotten"
+        )
+    meta = backend.decode_result(body)
     result = meta.get("result")
     if isinstance(result, BaseException):
         result = f"{type(result).__name__}: {result}"
@@ -210,43 +281,93 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    from ..errors import NotFound
+
     backend = _backend(args)
     key = backend.settings.object_key(backend.get_key_for_task(args.task_id).decode())
+    try:
+        backend.client.head(key)
+    except NotFound as exc:
+        if exc.code == "NoSuchBucket":
+            raise
+        raise NothingStored(f"nothing stored for task {args.task_id} at {key!r}; nothing deleted") from None
     backend.forget(args.task_id)
     sys.stdout.write(f"forgot {args.task_id} (deleted {key!r})\n")
     return 0
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
+    from .expiry import apply_rule, days_from_expires, expires_set_by_user
     from .lifecycle import lifecycle_text
 
-    settings, _ = _settings_and_app(args)
-    sys.stdout.write(lifecycle_text(settings, args.days))
+    settings, app = _settings_and_app(args)
+    if not settings.prefix and not args.whole_bucket:
+        raise UsageError(
+            "no prefix is configured, so a rule would expire every object in the bucket; "
+            "set one (s3result://BUCKET/PREFIX) or pass --whole-bucket"
+        )
+    days = args.days
+    if days is None:
+        if expires_set_by_user(app.conf):
+            days = days_from_expires(app.conf.result_expires)
+            if days is None:
+                raise UsageError(
+                    f"result_expires is {app.conf.result_expires!r}: results are meant to be kept; "
+                    "give --days N to expire them anyway"
+                )
+            origin = f"result_expires ({app.conf.result_expires})"
+        else:
+            days = 1
+            origin = "Celery's default result_expires of 1 day (set result_expires, or pass --days, to choose)"
+        sys.stderr.write(f"s3result: expiring after {days} day(s), from {origin}\n")
+    if not args.apply:
+        sys.stdout.write(lifecycle_text(settings, days))
+        return 0
+    from ..client import S3Client
+
+    done = apply_rule(S3Client(settings), settings.prefix, days)
+    sys.stdout.write(done.message + "\n")
     return 0
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from .lifecycle import monthly_cost
+    from .cost import Requests, monthly_report, per_task_from_args
 
-    report = monthly_cost(
-        tasks_per_day=args.tasks_per_day,
-        reads_per_task=args.reads_per_task,
-        polls_per_task=args.polls_per_task,
-        states_per_task=args.states_per_task,
-        result_bytes=args.result_bytes,
-        retention_days=args.retention_days,
-        put_per_1000=args.put_price,
-        get_per_1000=args.get_price,
-        storage_gb_month=args.storage_price,
+    if args.chord_parts == 1:
+        raise UsageError("--chord-parts 1 is not a chord; give 0 (no chords) or 2 and more")
+    per_task: Requests = per_task_from_args(args)
+    sys.stdout.write(
+        monthly_report(
+            tasks_per_day=args.tasks_per_day,
+            per_task=per_task,
+            result_bytes=args.result_bytes,
+            retention_days=args.retention_days,
+            put_per_1000=args.put_price,
+            get_per_1000=args.get_price,
+            storage_gb_month=args.storage_price,
+        )
     )
-    sys.stdout.write(report)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``s3result`` console script."""
-    parser = argparse.ArgumentParser(prog="s3result", description="Celery results on S3, without boto.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the command, what is wrong, and where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(
+        prog="s3result",
+        description="Celery results on S3, without boto.",
+        epilog="exit status: 0 ok; 1 problems found or the store refused; 2 a usage or configuration mistake; "
+        "3 nothing stored for that task (get, forget)",
+    )
+    parser.add_argument("--version", action="version", version=f"s3result {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def target(p: argparse.ArgumentParser) -> None:
         group = p.add_mutually_exclusive_group()
@@ -261,36 +382,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(func=_check)
     get = sub.add_parser("get", help="show one stored result, decoded, with its state")
     target(get)
-    get.add_argument("task_id")
+    get.add_argument("task_id", type=_task_id)
     get.add_argument("--json", action="store_true")
     get.set_defaults(func=_get)
     forget = sub.add_parser("forget", help="delete one stored result")
     target(forget)
-    forget.add_argument("task_id")
+    forget.add_argument("task_id", type=_task_id)
     forget.set_defaults(func=_forget)
-    lifecycle = sub.add_parser("lifecycle", help="print the bucket lifecycle rule that expires results")
+    lifecycle = sub.add_parser(
+        "lifecycle", help="the bucket lifecycle rule that expires results: print it, or --apply it"
+    )
     target(lifecycle)
     lifecycle.add_argument(
-        "--days", type=int, required=True, help="expire results this many days after they are written"
+        "--days",
+        type=_number(int, 1, "whole number of days"),
+        help="expire results this many days after they are written (default: from result_expires)",
     )
+    lifecycle.add_argument(
+        "--apply", action="store_true", help="merge the rule into the bucket's lifecycle configuration"
+    )
+    lifecycle.add_argument("--whole-bucket", action="store_true", help="allow a rule without a prefix")
     lifecycle.set_defaults(func=_lifecycle)
     cost = sub.add_parser("cost", help="requests and storage cost per month (AWS S3 Standard list prices by default)")
-    cost.add_argument("--tasks-per-day", type=int, required=True)
-    cost.add_argument("--reads-per-task", type=float, default=1.0, help="result reads per task (default 1)")
-    cost.add_argument("--polls-per-task", type=float, default=0.0, help="pending polls per task (default 0)")
-    cost.add_argument(
-        "--states-per-task", type=float, default=1.0, help="stored states per task: 1, or 2 with track_started"
-    )
-    cost.add_argument("--result-bytes", type=int, default=300, help="average stored result size (default 300)")
-    cost.add_argument("--retention-days", type=float, default=1.0, help="days a result is kept (lifecycle rule)")
-    cost.add_argument("--put-price", type=float, default=PRICE_PUT_PER_1000, help="USD per 1,000 PUT (default 0.005)")
-    cost.add_argument("--get-price", type=float, default=PRICE_GET_PER_1000, help="USD per 1,000 GET (default 0.0004)")
-    cost.add_argument(
-        "--storage-price", type=float, default=PRICE_STORAGE_GB_MONTH, help="USD per GB-month (default 0.023)"
-    )
+    from .cost import add_cost_arguments
+
+    add_cost_arguments(cost, _number)
     cost.set_defaults(func=_cost)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``s3result`` console script; see the epilog of --help for exit statuses."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    from ..errors import S3ResultError
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from ..errors import ConfigError, S3ResultError
 
     try:
         return int(args.func(args))
@@ -298,15 +426,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.name and exc.name.startswith("moto"):
             print("s3result demo needs the embedded store: pip install 's3result[demo]'", file=sys.stderr)
             return 2
-        raise
-    except S3ResultError as exc:
-        print(f"s3result: {exc}", file=sys.stderr)
+        return _unexpected(exc)
+    except UsageError as exc:
+        print(f"s3result {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except NothingStored as exc:
+        print(f"s3result {args.command}: {exc}", file=sys.stderr)
+        return 3
+    except ConfigError as exc:
+        print(f"s3result {args.command}: {exc}", file=sys.stderr)
         return 1
+    except S3ResultError as exc:
+        print(f"s3result {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"s3result {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # a Celery ImproperlyConfigured wrapping our ConfigError, say
         if type(exc).__name__ == "ImproperlyConfigured":
-            print(f"s3result: {exc}", file=sys.stderr)
+            print(f"s3result {args.command}: {exc}", file=sys.stderr)
             return 1
-        raise
+        return _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> int:
+    """Anything else: one line, and the traceback only when asked for (S3RESULT_DEBUG=1)."""
+    if os.environ.get("S3RESULT_DEBUG"):
+        raise exc
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    print(
+        f"s3result: unexpected {type(exc).__name__}: {text} (set S3RESULT_DEBUG=1 for the traceback)", file=sys.stderr
+    )
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

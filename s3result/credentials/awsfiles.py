@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import configparser
 
-__all__ = ["config_path", "credentials_path", "profile_name", "profile_section"]
+__all__ = ["config_path", "credentials_path", "has_profile", "profile_name", "profile_section"]
 
 
 def credentials_path(environ: Mapping[str, str]) -> str:
@@ -61,3 +61,13 @@ def profile_section(profile: str, environ: Mapping[str, str], *, config_file: bo
         if parser.has_section(name):
             return {k: v.strip() for k, v in parser.items(name)}
     return {}
+
+
+def has_profile(profile: str, environ: Mapping[str, str]) -> bool:
+    """Whether either file has a section for ``profile`` (even an empty one)."""
+    creds = _read(credentials_path(environ))
+    if creds is not None and creds.has_section(profile):
+        return True
+    config = _read(config_path(environ))
+    names = [f"profile {profile}"] + (["default"] if profile == "default" else [])
+    return config is not None and any(config.has_section(n) for n in names)

@@ -52,8 +52,11 @@ class CredentialSource:
     no thundering herd) and a failure raises one ``CredentialsError``.
     """
 
-    def __init__(self, providers: Sequence[Provider], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, providers: Sequence[Provider], *, clock: Callable[[], float] = time.time, none_found: str = _NONE_FOUND
+    ) -> None:
         self._providers = tuple(providers)
+        self._none_found = none_found
         self._clock = clock
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -120,7 +123,7 @@ class CredentialSource:
                 self.fetches += 1
                 logger.debug("s3result: credentials from %s (access key %s)", creds.source, creds.access_key)
                 return creds, provider
-        raise CredentialsError(_NONE_FOUND.format(tried=", ".join(tried)))
+        raise CredentialsError(self._none_found.format(tried=", ".join(tried)))
 
     @property
     def source(self) -> str | None:
@@ -161,4 +164,20 @@ def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> C
         ContainerProvider(env),
         IMDSProvider(env),
     ]
-    return CredentialSource(providers)
+    if not settings.profile:
+        return CredentialSource(providers)
+    from . import awsfiles
+
+    # An explicit profile skips AWS_ACCESS_KEY_ID: never advise what this chain ignores.
+    none_found = (
+        (
+            f"no S3 credentials found for profile {settings.profile!r} (tried: {{tried}}): give [{settings.profile}] "
+            f"aws_access_key_id and aws_secret_access_key in {awsfiles.credentials_path(env)}, or credential_process "
+            f"in {awsfiles.config_path(env)}; or drop profile= and put the keys in result_backend or "
+            "s3_access_key_id / s3_secret_access_key"
+        )
+        .replace("{", "{{")
+        .replace("}", "}}")
+        .replace("{{tried}}", "{tried}")
+    )
+    return CredentialSource(providers, none_found=none_found)

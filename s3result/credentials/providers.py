@@ -153,8 +153,18 @@ class SharedFilesProvider:
     def __init__(self, profile: str | None, environ: Mapping[str, str]) -> None:
         self._profile = awsfiles.profile_name(profile, environ)
         self._env = environ
+        #: Who asked for a profile by name: then a missing one is an error, as boto3's ProfileNotFound.
+        self._named_by = (
+            "profile= in the settings" if profile else ("AWS_PROFILE" if environ.get("AWS_PROFILE") else "")
+        )
 
     def __call__(self) -> Credentials | None:
+        if self._named_by and not awsfiles.has_profile(self._profile, self._env):
+            raise CredentialsError(
+                f"profile {self._profile!r} (from {self._named_by}) not found: no [{self._profile}] in "
+                f"{awsfiles.credentials_path(self._env)} and no [profile {self._profile}] in "
+                f"{awsfiles.config_path(self._env)}; add the profile there, or fix the name"
+            )
         for config_file in (False, True):
             section = awsfiles.profile_section(self._profile, self._env, config_file=config_file)
             key, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")

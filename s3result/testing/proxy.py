@@ -67,7 +67,6 @@ class CountingProxy:
                 data = client.recv(65536)
                 if not data:
                     break
-                upstream.sendall(data)
                 buffer += data
                 while True:
                     if need:
@@ -89,6 +88,8 @@ class CountingProxy:
                         name, _, value = line.partition(b":")
                         if name.strip().lower() == b"content-length":
                             need = int(value.strip() or 0)
+                # Counted before forwarding: once the answer is back, the count already shows it.
+                upstream.sendall(data)
         except OSError:
             pass
         finally:

@@ -87,3 +87,9 @@ def collect(values: list[int], marker: str) -> int:
         with open(os.path.join(_calls_dir, f"{marker}.{uuid.uuid4().hex}"), "w") as f:
             f.write(",".join(map(str, sorted(values))))
     return sum(values)
+
+
+@app.task(track_started=True)
+def tracked(x: int) -> int:
+    """Stores STARTED, then SUCCESS: two states of one task, written by one worker process."""
+    return x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,3 +23,17 @@ def test_demo_command() -> None:
     assert "chord of 10, tsum body    = 55" in out
     assert "requests per result read: 1; per pending poll: 1; per stored result: 1" in out
     assert "S3 requests, counted at the wire:" in out and "per million tasks" in out
+    # s3result cost's arithmetic predicts the requests counted at the wire within 5%, given the task
+    # times and the chord counter's contention (inputs, like a task's duration, not derivable).
+    rounds = re.search(r"chord counter's ([\d.]+) compare-and-swap rounds per part", out)
+    assert rounds and 1.0 <= float(rounds.group(1)) <= 3.0, out
+    measured = re.search(r"counted at the wire: (\d+) \(DELETE (\d+), GET (\d+), PUT (\d+)\)", out)
+    model = re.search(r"cost's arithmetic for the same work: (\d+) \(DELETE (\d+), GET (\d+), PUT (\d+)\)", out)
+    assert measured and model, out
+    total, predicted = int(measured.group(1)), int(model.group(1))
+    assert abs(predicted - total) <= 0.05 * total, out
+    assert int(measured.group(4)) >= 32  # one PUT per task at least: 32 tasks
+    per_million = re.search(r"about \$([\d.]+) per million tasks \(the arithmetic says \$([\d.]+)\)", out)
+    assert per_million and abs(float(per_million.group(1)) - float(per_million.group(2))) <= 0.05 * float(
+        per_million.group(1)
+    ), out

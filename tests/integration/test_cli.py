@@ -91,8 +91,12 @@ def test_get_and_forget(moto_server: MotoServer, capsys: pytest.CaptureFixture[s
     assert json.loads(capsys.readouterr().out)["result"] == {"answer": 42}
     assert main(["forget", tid, "--url", moto_server.url("cli")]) == 0
     assert f"cli/celery-task-meta-{tid}" in capsys.readouterr().out
-    assert main(["get", tid, "--url", moto_server.url("cli")]) == 1
-    assert "PENDING" in capsys.readouterr().out
+    assert main(["get", tid, "--url", moto_server.url("cli")]) == 3
+    err = capsys.readouterr().err
+    assert f"nothing stored for task {tid} at 'cli/celery-task-meta-{tid}'" in err and "\n" not in err.rstrip("\n")
+    assert main(["forget", tid, "--url", moto_server.url("cli")]) == 3
+    err = capsys.readouterr().err
+    assert "nothing stored" in err and "nothing deleted" in err
     failed = str(uuid.uuid4())
     app.backend.store_result(failed, ValueError("boom"), states.FAILURE, traceback="Traceback: boom")
     assert main(["get", failed, "--url", moto_server.url("cli")]) == 0
@@ -109,13 +113,95 @@ def test_lifecycle_prints_xml_aws_and_mc(moto_server: MotoServer, capsys: pytest
 
 
 def test_cost_with_default_and_custom_prices(capsys: pytest.CaptureFixture[str]) -> None:
+    # 1 PUT per task; get() of a 1 s task at Celery's 0.5 s interval polls at 0, 0.5 and 1.0: 3 GETs.
     assert main(["cost", "--tasks-per-day", "100000"]) == 0
     out = capsys.readouterr().out
-    assert "PUT       3,000,000 requests" in out and "$15.00" in out and "total $16.20 per month" in out
+    assert "per task 1 PUT, 3 GET" in out
+    assert "PUT       3,000,000 requests" in out and "$15.00" in out and "GET       9,000,000" in out
+    assert "total $18.60 per month" in out
     assert (
         main(["cost", "--tasks-per-day", "1000", "--put-price", "0", "--get-price", "0", "--reads-per-task", "3"]) == 0
     )
-    assert "GET          90,000 requests" in capsys.readouterr().out
+    assert "GET         180,000 requests" in capsys.readouterr().out
+
+
+def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--tasks-per-day", "1000", "--track-started", "--task-seconds", "0"]) == 0
+    assert "per task 2 PUT, 1 GET" in capsys.readouterr().out  # STARTED then SUCCESS: 2 PUTs (ETag remembered)
+    assert main(["cost", "--tasks-per-day", "1000", "--task-seconds", "5", "--interval", "1"]) == 0
+    assert "per task 1 PUT, 6 GET" in capsys.readouterr().out
+    assert main(["cost", "--tasks-per-day", "1000", "--waited", "0", "--chord-parts", "10"]) == 0
+    assert "per task 2.45455 PUT" in capsys.readouterr().out  # 11 states + 1 group + 15 counter PUTs, per 11 tasks
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["cost", "--tasks-per-day", "-5"], "argument --tasks-per-day: -5 is not a number of tasks (1 or more)"),
+        (["cost", "--tasks-per-day", "10", "--interval", "0"], "argument --interval: 0 is not a poll interval"),
+        (["cost", "--tasks-per-day", "10", "--task-seconds", "-1"], "argument --task-seconds: -1 is not a number"),
+        (["cost", "--tasks-per-day", "10", "--chord-parts", "1"], "--chord-parts 1 is not a chord"),
+        (["cost", "--tasks-per-day", "ten"], "'ten' is not a number of tasks"),
+        (["lifecycle", "--days", "0", "--url", "s3result://b/p"], "argument --days: 0 is not a whole number of days"),
+        (["lifecycle", "--url", "s3result://bucket"], "no prefix is configured"),
+        (["get", "", "--url", "s3result://b/p"], "argument task_id: '' is not a task id"),
+        (["check", "--app", "nosuchmod"], "cannot load the Celery app 'nosuchmod' (ModuleNotFoundError"),
+        (["check"], "give --app proj.celery or --url"),
+        (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors exit from inside main
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_bare_command_prints_help_and_version_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    from s3result import __version__
+
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "usage: s3result" in out and "lifecycle" in out and "exit status: 0 ok" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"s3result {__version__}"
+
+
+def test_app_without_an_s3result_backend_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "otherapp.py").write_text(
+        "from celery import Celery\napp = Celery('other')\napp.conf.result_backend = 'redis://localhost/0'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--app", "otherapp"]) == 2
+    err = capsys.readouterr().err
+    assert "not an s3result:// URL" in err and err.count("\n") == 1
+
+
+def test_check_warns_about_pickle_and_only_a_result_expires_the_user_set(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3result.cli.check import findings_for
+    from s3result.config import from_celery_conf
+
+    app = Celery("pickle", set_as_current=False)
+    app.conf.result_backend = moto_server.url("cli")
+    settings = from_celery_conf(app.conf, app.conf.result_backend)
+    _, found = findings_for(settings, app)
+    assert not [f for f in found if "result_expires" in f.detail]  # Celery's default 1 day is not "set"
+    assert not [f for f in found if f.name == "security"]
+    app.conf.update(result_accept_content=["json", "pickle"], result_expires=3 * 86400)
+    _, found = findings_for(settings, app)
+    security = [f for f in found if f.name == "security"]
+    assert security and "can run code in every process that reads results" in security[0].detail
+    assert "result_accept_content=['json']" in security[0].fix
+    expiry = [f for f in found if f.name == "expiry"]
+    assert expiry and expiry[0].fix == "s3result lifecycle --apply --days 3"
 
 
 def test_console_script_runs(moto_server: MotoServer) -> None:

@@ -85,11 +85,17 @@ def test_first_state_write_is_one_request(moto_server: MotoServer) -> None:
         before = proxy.snapshot()
         backend.get_task_meta(str(uuid.uuid4()), cache=False)
         assert proxy.snapshot() - before == {"GET": 1}
-        # A state update: the create fails (1), the current state is read (1), If-Match (1).
+        # A state update by the process that wrote the earlier state: one If-Match with its ETag.
         tid2 = str(uuid.uuid4())
         backend.store_result(tid2, None, states.STARTED)
         before = proxy.snapshot()
         backend.store_result(tid2, 2, states.SUCCESS)
+        assert proxy.snapshot() - before == {"PUT": 1}
+        # By another process (no ETag remembered): the create fails (1), the state is read (1), If-Match (1).
+        tid3 = str(uuid.uuid4())
+        _backend(moto_server.url("onereq")).store_result(tid3, None, states.STARTED)
+        before = proxy.snapshot()
+        backend.store_result(tid3, 2, states.SUCCESS)
         assert proxy.snapshot() - before == {"PUT": 2, "GET": 1}
     finally:
         proxy.close()

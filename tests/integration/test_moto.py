@@ -118,7 +118,9 @@ def test_wrong_secret_is_a_clear_signature_error(moto_server: MotoServer) -> Non
     with pytest.raises(AccessDenied) as exc:
         bad.get(_k())
     assert exc.value.code == "SignatureDoesNotMatch"
-    assert "s3_secret_access_key" in str(exc.value)
+    # The secret came from the URL: the hint says so, not s3_secret_access_key or the environment.
+    assert "fix the secret access key in the result_backend URL" in str(exc.value)
+    assert "s3_secret_access_key" not in str(exc.value) and "AWS_SECRET_ACCESS_KEY" not in str(exc.value)
     assert "not-the-secret" not in str(exc.value)
 
 

@@ -1,0 +1,254 @@
+"""Requests per task, from s3result's real write and read paths, and what they cost per month.
+
+The numbers follow the code, and tests compare them with counts taken at the wire
+(tests/e2e/test_demo.py runs the demo, which prints both):
+
+- a task's first state is one ``PUT If-None-Match: *``; each later state (STARTED, RETRY, then
+  the result) is one ``PUT If-Match`` with the ETag the worker process remembered;
+- waiting on a result is one GET per poll (``polls_per_wait``), the last one finding it ready;
+  a group's ``get()`` polls each pending member the same way; reading a finished result is one GET;
+- a native chord adds, per part, the counter's compare-and-swap, and per chord the saved group
+  and the join of the parts' results (``chord_requests``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "POLL_BACKOFF",
+    "POLL_FIRST_DELAY",
+    "Requests",
+    "add_cost_arguments",
+    "chord_requests",
+    "chord_wait_gets",
+    "monthly_report",
+    "per_task_from_args",
+    "poll_times",
+    "polls_per_wait",
+    "task_requests",
+]
+
+# The poll schedule of ``result.get()``: today's wait_for polls at once, then every ``interval``
+# (first delay = interval, no backoff). Change these two with the schedule in backend.wait_for.
+POLL_FIRST_DELAY: float | None = None  # None: the caller's interval
+POLL_BACKOFF = 1.0
+
+# AWS S3 Standard list prices (us-east-1), USD: PUT/COPY/POST/LIST and GET/SELECT per 1,000.
+PRICE_PUT_PER_1000 = 0.005
+PRICE_GET_PER_1000 = 0.0004
+# S3 Standard storage, first 50 TB, per GB-month.
+PRICE_STORAGE_GB_MONTH = 0.023
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Requests by billing class (DELETE is free on S3, but it is still a request)."""
+
+    puts: float = 0.0
+    gets: float = 0.0
+    deletes: float = 0.0
+
+    def __add__(self, other: Requests) -> Requests:
+        return Requests(self.puts + other.puts, self.gets + other.gets, self.deletes + other.deletes)
+
+    def __mul__(self, n: float) -> Requests:
+        return Requests(self.puts * n, self.gets * n, self.deletes * n)
+
+    @property
+    def total(self) -> float:
+        """All requests."""
+        return self.puts + self.gets + self.deletes
+
+
+def poll_times(
+    duration: float,
+    interval: float = 0.5,
+    first_delay: float | None = None,
+    backoff: float = 1.0,
+    latency: float = 0.0,
+) -> list[float]:
+    """When ``result.get()`` polls for a result stored ``duration`` seconds after the call.
+
+    Polls happen at 0, then after ``first_delay`` (default: ``interval``), each next delay
+    ``backoff`` times the last, capped at ``interval``, until one finds the result; the sleep
+    starts once a poll has its answer, ``latency`` later. The one place the poll schedule
+    lives: align it with ``backend.wait_for``.
+    """
+    if duration < 0 or interval <= 0 or backoff < 1 or latency < 0 or (first_delay is not None and first_delay <= 0):
+        raise ValueError("duration >= 0, interval > 0, first_delay > 0, backoff >= 1 and latency >= 0 are required")
+    delay = min(interval if first_delay is None else first_delay, interval)
+    times = [0.0]
+    while times[-1] < duration:
+        times.append(times[-1] + latency + delay)
+        delay = min(delay * backoff, interval)
+    return times
+
+
+def polls_per_wait(
+    duration: float,
+    interval: float = 0.5,
+    first_delay: float | None = None,
+    backoff: float = 1.0,
+    latency: float = 0.0,
+) -> int:
+    """GETs one ``result.get()`` sends for a result stored ``duration`` seconds after the call:
+    one per poll that finds nothing, and the one that finds it."""
+    return len(poll_times(duration, interval, first_delay, backoff, latency))
+
+
+def chord_wait_gets(
+    body: float,
+    parts: list[float],
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> int:
+    """GETs of ``get()`` on a chord's result: the body's polls, and Celery's parent checks.
+
+    Celery (``follow_parents``) checks the header's results once before the first poll and
+    after every poll that finds the body pending; each part is read at each check until one
+    finds it ready (a ready part is then cached on its AsyncResult).
+    """
+    polls = poll_times(body, interval, first_delay, backoff, latency)
+    checks = [0.0, *polls[:-1]]
+    gets = len(polls)
+    for done in parts:
+        ready_at = next((i for i, t in enumerate(checks) if t >= done), None)
+        gets += len(checks) if ready_at is None else ready_at + 1
+    return gets
+
+
+def task_requests(
+    *,
+    states: float = 1,
+    waited: float = 1.0,
+    duration: float = 0.0,
+    interval: float = 0.5,
+    reads: float = 0.0,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> Requests:
+    """One task: ``states`` PUTs (each later state one PUT, thanks to the remembered ETag), the
+    polls of whoever waits for it (``waited``: the share of tasks someone calls ``get()`` on),
+    and ``reads`` more GETs of the finished result."""
+    polls = polls_per_wait(duration, interval, first_delay, backoff, latency) if waited else 0
+    return Requests(puts=states, gets=waited * polls + reads)
+
+
+# A native chord, on the workers (counter.py and backend.on_chord_part_return; chords may change
+# these): per part, the counter's compare-and-swap, a GET and a PUT (more under contention); per
+# chord, the saved group (PUT), its restore by each worker process that learns the chord's size
+# and by the completing part (GET each), the join of the parts' results (a GET each), and the
+# clean-up of the group and of the counter (two DELETEs).
+# Compare-and-swap rounds per part, contention included: measured 1.6 in the demo (2 processes)
+# and 1.34 in benchmarks/RESULTS.md (1,000 parts, 4,675 requests); 1.5 splits the difference.
+CHORD_CAS_ROUNDS_PER_PART = 1.5
+
+
+def chord_requests(parts: int, processes: int = 1, cas_rounds: float = CHORD_CAS_ROUNDS_PER_PART) -> Requests:
+    """What a native chord of ``parts`` adds on the workers to its tasks' own state writes.
+
+    ``processes``: worker processes that run the chord's parts (each restores the group once).
+    ``cas_rounds``: the counter's compare-and-swap rounds per part; contention decides it, so
+    it is an input like a task's duration (1 when parts never collide).
+    """
+    return Requests(
+        puts=1 + cas_rounds * parts,
+        gets=cas_rounds * parts + (min(parts, processes) + 1) + parts,
+        deletes=2,
+    )
+
+
+def monthly_report(
+    *,
+    tasks_per_day: float,
+    per_task: Requests,
+    result_bytes: int,
+    retention_days: float,
+    put_per_1000: float,
+    get_per_1000: float,
+    storage_gb_month: float,
+) -> str:
+    """Requests and storage per 30-day month."""
+    month = 30 * tasks_per_day
+    puts, gets = month * per_task.puts, month * per_task.gets
+    stored_gb = tasks_per_day * retention_days * result_bytes / 1e9
+    put_cost, get_cost = puts / 1000 * put_per_1000, gets / 1000 * get_per_1000
+    storage_cost = stored_gb * storage_gb_month
+    total = put_cost + get_cost + storage_cost
+    return (
+        f"{tasks_per_day:,.0f} tasks/day, {month:,.0f} per month; per task {per_task.puts:g} PUT, "
+        f"{per_task.gets:g} GET\n"
+        f"  PUT  {puts:>14,.0f} requests x ${put_per_1000}/1000 = ${put_cost:,.2f}\n"
+        f"  GET  {gets:>14,.0f} requests x ${get_per_1000}/1000 = ${get_cost:,.2f}\n"
+        f"  storage {stored_gb:,.4f} GB kept ({retention_days:g} days x {result_bytes} B) x ${storage_gb_month}/GB-month = ${storage_cost:,.2f}\n"
+        f"  total ${total:,.2f} per month\n"
+        "  (DELETE is free on S3; lifecycle expirations are free. Prices are parameters: --put-price, --get-price, --storage-price.)\n"
+    )
+
+
+def add_cost_arguments(
+    p: argparse.ArgumentParser, number: Callable[[type[int] | type[float], float, str], Any]
+) -> None:
+    """The ``s3result cost`` options; ``number`` builds argparse types that refuse nonsense."""
+    count = number(float, 0, "number (0 or more)")
+    p.add_argument("--tasks-per-day", type=number(float, 1, "number of tasks (1 or more)"), required=True)
+    p.add_argument("--track-started", action="store_true", help="task_track_started: one more state (1 PUT)")
+    p.add_argument("--retries-per-task", type=count, default=0.0, help="RETRY states per task (1 PUT each)")
+    p.add_argument(
+        "--waited", type=count, default=1.0, help="share of tasks whose result someone waits for with get() (default 1)"
+    )
+    p.add_argument(
+        "--task-seconds", type=count, default=1.0, help="time from the call to the stored result (default 1)"
+    )
+    p.add_argument(
+        "--interval",
+        type=number(float, 0.001, "poll interval in seconds"),
+        default=0.5,
+        help="result.get(interval=...) (Celery's default 0.5)",
+    )
+    p.add_argument("--reads-per-task", type=count, default=0.0, help="further reads of a finished result (default 0)")
+    p.add_argument(
+        "--chord-parts", type=number(int, 0, "whole number of parts"), default=0, help="tasks are parts of chords of N"
+    )
+    p.add_argument(
+        "--chord-cas-rounds",
+        type=number(float, 1, "number of rounds (1 or more)"),
+        default=CHORD_CAS_ROUNDS_PER_PART,
+        help=f"counter compare-and-swap rounds per chord part, contention included ({CHORD_CAS_ROUNDS_PER_PART})",
+    )
+    p.add_argument(
+        "--result-bytes", type=number(int, 1, "size in bytes"), default=300, help="average stored result (300)"
+    )
+    p.add_argument(
+        "--retention-days", type=number(float, 0.01, "number of days"), default=1.0, help="lifecycle rule (1)"
+    )
+    p.add_argument("--put-price", type=count, default=PRICE_PUT_PER_1000, help="USD per 1,000 PUT (default 0.005)")
+    p.add_argument("--get-price", type=count, default=PRICE_GET_PER_1000, help="USD per 1,000 GET (default 0.0004)")
+    p.add_argument("--storage-price", type=count, default=PRICE_STORAGE_GB_MONTH, help="USD per GB-month (0.023)")
+
+
+def per_task_from_args(args: argparse.Namespace) -> Requests:
+    """Requests per task for the ``cost`` options (chords: the body is one more task per chord)."""
+    states = 1 + int(args.track_started) + args.retries_per_task
+    task = task_requests(
+        states=states, waited=args.waited, duration=args.task_seconds, interval=args.interval, reads=args.reads_per_task
+    )
+    if args.chord_parts:
+        # Per chord: the parts' states, the body's, the chord's own requests, and one get() on it.
+        parts = int(args.chord_parts)
+        chord: Requests = (
+            task_requests(states=states, waited=0, reads=args.reads_per_task) * (parts + 1)
+            + chord_requests(parts, cas_rounds=args.chord_cas_rounds)
+            + Requests(
+                gets=args.waited * chord_wait_gets(args.task_seconds, [args.task_seconds] * parts, args.interval)
+            )
+        )
+        return chord * (1.0 / (parts + 1))  # per task: the parts and the body
+    return task

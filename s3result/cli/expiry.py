@@ -1,0 +1,194 @@
+"""Results that expire: the bucket's lifecycle rules, read, merged and checked.
+
+S3 cannot expire single objects; a lifecycle rule on the prefix can, and one rule covers all
+s3result writes there: results, group metas, chord counters and the probe keys (all keys are
+``<prefix>/...``). ``s3result lifecycle --apply`` GETs the bucket's configuration, adds or
+updates only its own rule (every other rule is kept as it was), and PUTs it back with the
+Content-MD5 that PutBucketLifecycleConfiguration requires; a second run finds the rule in place
+and changes nothing. ``check`` uses ``coverage`` to say whether an enabled rule covers the prefix.
+
+These are bucket subresource calls made by the command only (``S3Client.bucket_request``);
+workers never send them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFound
+
+if TYPE_CHECKING:
+    from ..client import S3Client
+
+__all__ = [
+    "Applied",
+    "RuleInfo",
+    "apply_rule",
+    "coverage",
+    "days_from_expires",
+    "expires_set_by_user",
+    "info",
+    "parse_rules",
+    "read_rules",
+    "rule_id",
+    "to_xml",
+]
+
+_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What matters of one rule for expiry: who it is, what it filters, when it expires."""
+
+    id: str
+    prefix: str | None  # None when the rule filters on tags or sizes too: it may skip results
+    enabled: bool
+    days: int | None
+    date: str | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``apply_rule`` did: ``changed`` False when the rule was already in place."""
+
+    changed: bool
+    message: str
+
+
+def rule_id(prefix: str) -> str:
+    """Our rule's ID, one per prefix, so re-running updates it instead of adding another."""
+    return f"s3result-expire-{prefix}/" if prefix else "s3result-expire-whole-bucket"
+
+
+def _strip(el: ET.Element) -> ET.Element:
+    """A copy without XML namespaces: S3 answers with one, and we write the same tags back."""
+    out = ET.Element(el.tag.rsplit("}", 1)[-1])
+    out.text = el.text
+    for child in el:
+        out.append(_strip(child))
+    return out
+
+
+def _text(el: ET.Element, path: str) -> str | None:
+    found = el.find(path)
+    return None if found is None else (found.text or "")
+
+
+def parse_rules(xml: bytes) -> list[ET.Element]:
+    """The ``Rule`` elements of a LifecycleConfiguration, namespaces stripped."""
+    root = _strip(ET.fromstring(xml))
+    return root.findall("Rule")
+
+
+def info(rule: ET.Element) -> RuleInfo:
+    """Read one rule: its filter's prefix (legacy ``Prefix`` too), status and expiration."""
+    prefix: str | None
+    filt = rule.find("Filter")
+    if filt is None:
+        prefix = _text(rule, "Prefix") or ""
+    elif len(filt) == 0:
+        prefix = ""
+    elif filt.find("Prefix") is not None and len(filt) == 1:
+        prefix = _text(filt, "Prefix") or ""
+    else:
+        and_ = filt.find("And")
+        narrows = and_ is not None and any(child.tag != "Prefix" for child in and_)
+        prefix = None if and_ is None or narrows else (_text(and_, "Prefix") or "")
+    days = _text(rule, "Expiration/Days")
+    return RuleInfo(
+        id=_text(rule, "ID") or "",
+        prefix=prefix,
+        enabled=(_text(rule, "Status") or "") == "Enabled",
+        days=int(days) if days and days.isdigit() else None,
+        date=_text(rule, "Expiration/Date"),
+    )
+
+
+def coverage(rules: list[ET.Element], prefix: str) -> RuleInfo | None:
+    """The enabled rule that expires everything under ``prefix`` soonest, or None."""
+    target = f"{prefix}/" if prefix else ""
+    covering = [
+        r
+        for r in map(info, rules)
+        if r.enabled and r.prefix is not None and target.startswith(r.prefix) and (r.days or r.date)
+    ]
+    if not covering:
+        return None
+    return min(covering, key=lambda r: r.days if r.days is not None else 0)
+
+
+def read_rules(client: S3Client) -> list[ET.Element]:
+    """GET the bucket's lifecycle configuration; no configuration at all is no rules."""
+    try:
+        resp = client.bucket_request("GET", "lifecycle")
+    except NotFound as exc:
+        if exc.code == "NoSuchLifecycleConfiguration":
+            return []
+        raise
+    return parse_rules(resp.body)
+
+
+def _our_rule(prefix: str, days: int) -> ET.Element:
+    rule = ET.Element("Rule")
+    ET.SubElement(rule, "ID").text = rule_id(prefix)
+    ET.SubElement(ET.SubElement(rule, "Filter"), "Prefix").text = f"{prefix}/" if prefix else ""
+    ET.SubElement(rule, "Status").text = "Enabled"
+    ET.SubElement(ET.SubElement(rule, "Expiration"), "Days").text = str(days)
+    return rule
+
+
+def to_xml(rules: list[ET.Element]) -> bytes:
+    """A LifecycleConfiguration document holding ``rules``."""
+    root = ET.Element("LifecycleConfiguration", {"xmlns": _NS})
+    root.extend(rules)
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+def apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
+    """Merge our expiration rule into the bucket's configuration; PUT only when it changes."""
+    rules = read_rules(client)
+    wanted = _our_rule(prefix, days)
+    ours = [r for r in rules if info(r).id == rule_id(prefix)]
+    where = f"s3://{client.settings.bucket}/{prefix + '/' if prefix else ''}"
+    if len(ours) == 1 and info(ours[0]) == info(wanted):  # stores echo rules back in their own form
+        return Applied(
+            False, f"already applied: rule {rule_id(prefix)!r} expires {where} after {days} day(s); nothing changed"
+        )
+    kept = [r for r in rules if info(r).id != rule_id(prefix)]
+    body = to_xml([*kept, wanted])
+    md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+    # S3 refuses PutBucketLifecycleConfiguration without an integrity checksum:
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketLifecycleConfiguration.html
+    client.bucket_request(
+        "PUT", "lifecycle", body=body, headers=[("content-md5", md5), ("content-type", "application/xml")]
+    )
+    verb = "updated" if ours else "added"
+    others = f"; kept {len(kept)} other rule(s)" if kept else ""
+    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days} day(s){others}")
+
+
+def expires_set_by_user(conf: Any) -> bool:
+    """Whether the app's config sets ``result_expires`` (Celery's default of 1 day is not "set")."""
+    conf.get("result_expires")  # finalizes Celery's lazy config: its layers exist from then on
+    maps = getattr(conf, "maps", None)
+    if not maps or len(maps) < 2:
+        return False
+    names = ("result_expires", "CELERY_TASK_RESULT_EXPIRES")
+    return any(name in layer for layer in maps[:-1] for name in names)  # the last layer is Celery's defaults
+
+
+def days_from_expires(value: Any) -> int | None:
+    """``result_expires`` (seconds or a timedelta) as whole days, rounded up; None when unset."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if seconds <= 0:
+        return None
+    return max(1, math.ceil(seconds / 86400))

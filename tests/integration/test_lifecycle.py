@@ -1,0 +1,166 @@
+"""``s3result lifecycle --apply`` and the expiry line of ``check``, on moto and on Ceph RGW.
+
+The rule is merged into the bucket's configuration: an unrelated rule stays, a second run
+changes nothing, and ``check`` says whether the prefix is covered and after how many days.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conformance.servers import Target
+from s3result import config
+from s3result.cli import main
+from s3result.cli.expiry import coverage, read_rules
+from s3result.client import S3Client
+from s3result.testing.store import MotoServer
+
+UNRELATED = {
+    "ID": "keep-logs-30d",
+    "Filter": {"Prefix": "logs/"},
+    "Status": "Enabled",
+    "Expiration": {"Days": 30},
+}
+
+
+def _boto3(endpoint: str, key: str, secret: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(params=["moto", "ceph"])
+def store(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any, str]]:
+    """(a URL with a fresh prefix on a fresh bucket, a boto3 client, the bucket)."""
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    if request.param == "moto":
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        moto.create_bucket(bucket)
+        url = moto.url("results").replace(f"/{moto.bucket}/", f"/{bucket}/")
+        s3 = _boto3(moto.endpoint, moto.access_key, moto.secret_key)
+    else:
+        ceph: Target = request.getfixturevalue("ceph_target")
+        s3 = _boto3(ceph.endpoint, ceph.access_key, ceph.secret_key)
+        s3.create_bucket(Bucket=bucket)
+        url = ceph.url("results").replace(f"/{ceph.bucket}/", f"/{bucket}/")
+    yield url, s3, bucket
+
+
+def _rules(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    return list(s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"])
+
+
+def test_apply_keeps_other_rules_and_is_idempotent(
+    store: tuple[str, Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, s3, bucket = store
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [UNRELATED]})
+    assert main(["lifecycle", "--apply", "--days", "3", "--url", url]) == 0
+    assert "added rule 's3result-expire-results/'" in capsys.readouterr().out
+    rules = {r["ID"]: r for r in _rules(s3, bucket)}
+    assert set(rules) == {"keep-logs-30d", "s3result-expire-results/"}
+    assert rules["keep-logs-30d"]["Expiration"]["Days"] == 30
+    ours = rules["s3result-expire-results/"]
+    assert ours["Expiration"]["Days"] == 3 and ours["Status"] == "Enabled"
+    assert main(["lifecycle", "--apply", "--days", "3", "--url", url]) == 0
+    again = capsys.readouterr().out
+    assert "already applied" in again and "nothing changed" in again
+    assert {r["ID"] for r in _rules(s3, bucket)} == {"keep-logs-30d", "s3result-expire-results/"}
+    assert main(["lifecycle", "--apply", "--days", "5", "--url", url]) == 0
+    assert "updated rule" in capsys.readouterr().out
+    assert {r["ID"]: r["Expiration"]["Days"] for r in _rules(s3, bucket)} == {
+        "keep-logs-30d": 30,
+        "s3result-expire-results/": 5,
+    }
+
+
+def test_check_reports_covered_and_not_covered(store: tuple[str, Any, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, s3, bucket = store
+    assert main(["check", "--json", "--url", url]) == 0
+    expiry = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "expiry"]
+    assert expiry and expiry[0]["warning"] and "kept forever" in expiry[0]["detail"]
+    assert expiry[0]["fix"].startswith("s3result lifecycle --apply")
+    assert main(["lifecycle", "--apply", "--url", url]) == 0  # Celery's default result_expires: 1 day
+    assert "Celery's default result_expires" in capsys.readouterr().err
+    assert main(["check", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert f"expiry: lifecycle rule 's3result-expire-results/' expires s3://{bucket}/results/ after 1 day(s)" in out
+    client = S3Client(config.build(url=url, environ={}))
+    covered = coverage(read_rules(client), "results")
+    assert covered is not None and covered.days == 1
+    assert coverage(read_rules(client), "") is None  # the rule does not cover the whole bucket
+
+
+def test_everything_s3result_writes_lives_under_the_prefix() -> None:
+    """One rule on the prefix expires results, group metas, chord counters and probe keys."""
+    from celery import Celery
+
+    from s3result.precondition import PROBE_PREFIX
+
+    app = Celery("keys", set_as_current=False)
+    app.conf.result_backend = "s3result+http://A:S@127.0.0.1:9/bucket/pre"
+    b = app.backend
+    for name in (b.get_key_for_task("t"), b.get_key_for_group("g"), b.get_key_for_chord("g")):
+        assert b._key(name).startswith("pre/")
+    assert PROBE_PREFIX == "s3result-probe"  # precondition.probe writes <prefix>/s3result-probe/<uuid>
+
+
+def test_check_names_the_permission_to_read_the_lifecycle(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = (
+        moto_server.url("cli")
+        .replace(moto_server.access_key, moto_server.readonly_access_key)
+        .replace(moto_server.secret_key, moto_server.readonly_secret_key)
+    )
+    main(["check", "--json", "--url", url])
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    expiry = [c for c in checks if c["name"] == "expiry"]
+    assert expiry and '"s3:GetLifecycleConfiguration"' in expiry[0]["fix"], checks
+
+
+def test_a_second_apply_reads_and_writes_nothing(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from s3result.testing.proxy import CountingProxy
+
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    moto_server.create_bucket(bucket)
+    proxy = CountingProxy("127.0.0.1", moto_server.port)
+    try:
+        url = moto_server.url("results").replace(
+            f":{moto_server.port}/{moto_server.bucket}/", f":{proxy.port}/{bucket}/"
+        )
+        assert main(["lifecycle", "--apply", "--days", "2", "--url", url]) == 0
+        assert proxy.snapshot() == {"GET": 1, "PUT": 1}
+        assert main(["lifecycle", "--apply", "--days", "2", "--url", url]) == 0
+        assert proxy.snapshot() == {"GET": 2, "PUT": 1}
+    finally:
+        proxy.close()
+    assert "already applied" in capsys.readouterr().out
+
+
+def test_workers_never_send_bucket_requests() -> None:
+    """Only the command calls ``bucket_request``: the runtime sends HEAD/GET/PUT/DELETE of keys."""
+    from pathlib import Path
+
+    import s3result
+
+    runtime = Path(s3result.__file__).parent
+    users = [
+        p.relative_to(runtime).as_posix()
+        for p in runtime.rglob("*.py")
+        if "bucket_request(" in p.read_text() and p.parts[-2] not in ("cli",)
+    ]
+    assert users == ["client.py"]  # where it is defined

@@ -1,0 +1,66 @@
+"""Pure arithmetic of the command: which lifecycle rules cover a prefix, and requests per task.
+
+Integration: tests/integration/test_lifecycle.py (moto, Ceph RGW) and tests/e2e/test_demo.py
+(the arithmetic against the wire count).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from s3result.cli.cost import Requests, chord_wait_gets, polls_per_wait, task_requests
+from s3result.cli.expiry import coverage, days_from_expires, parse_rules, to_xml
+
+DOC = b"""<?xml version="1.0" encoding="UTF-8"?>
+<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Rule><ID>legacy</ID><Prefix>cel</Prefix><Status>Enabled</Status><Expiration><Days>9</Days></Expiration></Rule>
+  <Rule><ID>tagged</ID><Filter><And><Prefix>celery/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag></And></Filter>
+    <Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>
+  <Rule><ID>off</ID><Filter><Prefix>celery/</Prefix></Filter><Status>Disabled</Status>
+    <Expiration><Days>1</Days></Expiration></Rule>
+  <Rule><ID>other</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status>
+    <Expiration><Days>2</Days></Expiration></Rule>
+  <Rule><ID>transition-only</ID><Filter/><Status>Enabled</Status>
+    <Transition><Days>30</Days><StorageClass>GLACIER</StorageClass></Transition></Rule>
+</LifecycleConfiguration>"""
+
+
+def test_coverage_ignores_disabled_tagged_and_unrelated_rules() -> None:
+    rules = parse_rules(DOC)
+    found = coverage(rules, "celery")
+    assert found is not None and found.id == "legacy" and found.days == 9
+    assert coverage(rules, "logs") is not None and coverage(rules, "results") is None
+    assert coverage(parse_rules(to_xml(rules)), "celery") == found  # written back, read the same
+
+
+def test_days_from_result_expires() -> None:
+    assert days_from_expires(None) is None and days_from_expires(0) is None
+    assert days_from_expires(60) == 1 and days_from_expires(86400) == 1 and days_from_expires(86401) == 2
+    assert days_from_expires(dt.timedelta(days=3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("duration", "interval", "first", "backoff", "polls"),
+    [
+        (0.0, 0.5, None, 1.0, 1),  # ready at once: one GET
+        (0.3, 0.5, None, 1.0, 2),  # polls at 0 and 0.5
+        (1.0, 0.5, None, 1.0, 3),  # 0, 0.5, 1.0
+        (5.0, 1.0, None, 1.0, 6),
+        (1.0, 0.5, 0.05, 2.0, 6),  # 0, .05, .15, .35, .75, 1.25: starts soon, backs off to the interval
+    ],
+)
+def test_polls_per_wait(duration: float, interval: float, first: float | None, backoff: float, polls: int) -> None:
+    assert polls_per_wait(duration, interval, first, backoff) == polls
+
+
+def test_nonsense_is_refused_and_requests_add_up() -> None:
+    for bad in ((-1, 0.5), (1, 0), (1, -2)):
+        with pytest.raises(ValueError):
+            polls_per_wait(*bad)
+    assert task_requests(states=2, duration=0) == Requests(puts=2, gets=1)
+    assert task_requests(waited=0, reads=1) == Requests(puts=1, gets=1)
+    # A chord's get(): the body polled twice, and each part read at both parent checks until ready.
+    assert chord_wait_gets(0.3, [0.1, 0.6]) == 2 + 2 + 2
+    assert chord_wait_gets(0.0, [0.0]) == 1 + 1
