@@ -62,5 +62,21 @@ def test_nonsense_is_refused_and_requests_add_up() -> None:
     assert task_requests(states=2, duration=0) == Requests(puts=2, gets=1)
     assert task_requests(waited=0, reads=1) == Requests(puts=1, gets=1)
     # A chord's get(): the body polled twice, and each part read at both parent checks until ready.
-    assert chord_wait_gets(0.3, [0.1, 0.6]) == 2 + 2 + 2
-    assert chord_wait_gets(0.0, [0.0]) == 1 + 1
+    assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0) == 2 + 2 + 2
+    assert chord_wait_gets(0.0, [0.0], first_delay=None, backoff=1.0) == 1 + 1
+
+
+@pytest.mark.parametrize("duration", [0.0, 0.02, 0.1, 0.3, 0.8, 1.0, 5.0])
+@pytest.mark.parametrize("first", [0.025, 0.1, None])
+def test_cost_polls_on_the_schedule_wait_for_uses(duration: float, first: float | None) -> None:
+    """``cost`` and ``backend.wait_for`` share one schedule: ``polling.delays``."""
+    from itertools import accumulate, islice
+
+    from s3result import config
+    from s3result.cli.cost import POLL_BACKOFF, POLL_FIRST_DELAY
+    from s3result.polling import delays
+
+    assert POLL_FIRST_DELAY == config.build(url="s3result://bucket", environ={}).poll_initial_delay
+    times = [0.0, *accumulate(islice(delays(first, 0.5), 100))]
+    expected = next(i for i, t in enumerate(times) if t >= duration) + 1
+    assert polls_per_wait(duration, 0.5, first, POLL_BACKOFF) == expected

@@ -32,10 +32,11 @@ __all__ = [
     "task_requests",
 ]
 
-# The poll schedule of ``result.get()``: today's wait_for polls at once, then every ``interval``
-# (first delay = interval, no backoff). Change these two with the schedule in backend.wait_for.
-POLL_FIRST_DELAY: float | None = None  # None: the caller's interval
-POLL_BACKOFF = 1.0
+# The poll schedule of ``result.get()`` with default settings: wait_for polls at once, then
+# after ``poll_initial_delay`` (0.025 s), each wait doubling up to ``interval`` (s3result.polling).
+# A test checks these against ``polling.delays``; ``poll_initial_delay=off`` is first delay None.
+POLL_FIRST_DELAY: float | None = 0.025
+POLL_BACKOFF = 2.0
 
 # AWS S3 Standard list prices (us-east-1), USD: PUT/COPY/POST/LIST and GET/SELECT per 1,000.
 PRICE_PUT_PER_1000 = 0.005
