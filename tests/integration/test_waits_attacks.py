@@ -1,0 +1,115 @@
+"""Waits under stores that misbehave in slower ways: trickling bytes, large joins on a silent
+store (review of issue 14).
+
+Every server here is a raw socket server on 127.0.0.1 started by the test.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+from tests.integration.test_waits import _app
+
+
+def _serve(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """Accept connections on a free loopback port; ``handle`` runs per connection in a thread."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def run(conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            handle(conn)
+        except OSError:
+            pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            threading.Thread(target=run, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def _trickle(data: bytes, every: float) -> Callable[[socket.socket], None]:
+    def handle(conn: socket.socket) -> None:
+        for i in range(len(data)):
+            conn.sendall(data[i : i + 1])
+            time.sleep(every)
+
+    return handle
+
+
+@pytest.fixture
+def trickling_body_port() -> Iterator[int]:
+    """Answers 200 at once, then its body one byte every 0.3 s: no single read waits long."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(head)
+        _trickle(b"x" * 1000, 0.3)(conn)
+
+    yield from _serve(handle)
+
+
+@pytest.fixture
+def trickling_headers_port() -> Iterator[int]:
+    """Sends its status line and headers one byte every 0.3 s."""
+    yield from _serve(_trickle(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"y" * 500 + b"\r\n\r\n", 0.3))
+
+
+@pytest.fixture
+def stalled_body_port() -> Iterator[int]:
+    """Sends its headers, then never a byte of the body it announced."""
+
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nxx")
+        time.sleep(120)
+
+    yield from _serve(handle)
+
+
+def _elapsed_until_timeout(call: Callable[[], Any], limit: float) -> float:
+    box: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit + 15)
+    elapsed = time.monotonic() - started
+    assert not thread.is_alive(), f"still waiting after {elapsed:.1f}s"
+    assert box and isinstance(box[0], CeleryTimeoutError), box
+    return elapsed
+
+
+@pytest.mark.parametrize("server", ["trickling_body_port", "trickling_headers_port", "stalled_body_port"])
+def test_get_with_timeout_holds_against_a_slow_answer(server: str, request: pytest.FixtureRequest) -> None:
+    # Each read gets a byte within 0.3 s, so a per-read timeout alone never fires: the
+    # deadline must cut the whole request.
+    port = request.getfixturevalue(server)
+    app = _app(f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p")
+    elapsed = _elapsed_until_timeout(lambda: app.AsyncResult("x").get(timeout=1), 2.0)
+    assert elapsed < 2.0, f"get(timeout=1) took {elapsed:.2f}s"
