@@ -26,6 +26,7 @@ from .errors import (
     CorruptResponse,
     InvalidKey,
     NotFound,
+    RequestTimeout,
     ResultTooLarge,
     S3Error,
     TransportError,
@@ -223,9 +224,15 @@ class S3Client:
         """Like ``get_many``, with each key's error in its place instead of raised.
 
         A join polling 100 keys keeps the 99 answers of a round where one GET timed out.
+        Under a deadline, a GET whose turn in the pool comes after it (and after the round's
+        first ``_MIN_ATTEMPT_S``) is not sent: 1,000 keys would otherwise each get a fresh
+        short try, seconds past the caller's timeout.
         """
+        last_send = None if deadline is None else max(deadline, time.monotonic() + _MIN_ATTEMPT_S)
 
         def one(key: str) -> GetResult | None | Exception:
+            if last_send is not None and time.monotonic() >= last_send:
+                return RequestTimeout(f"S3 GET {key!r}: not sent, the deadline passed", method="GET", key=key)
             try:
                 return self.get_or_none(key, deadline=deadline, attempts=attempts)
             except Exception as exc:  # noqa: BLE001 - handed back in its place

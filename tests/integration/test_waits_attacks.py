@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import GroupResult
 
 from tests.integration.test_waits import _app
 
@@ -113,3 +115,23 @@ def test_get_with_timeout_holds_against_a_slow_answer(server: str, request: pyte
     app = _app(f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p")
     elapsed = _elapsed_until_timeout(lambda: app.AsyncResult("x").get(timeout=1), 2.0)
     assert elapsed < 2.0, f"get(timeout=1) took {elapsed:.2f}s"
+
+
+def _big_group(app: Celery, size: int) -> GroupResult:
+    return GroupResult("g", [app.AsyncResult(f"t{i}") for i in range(size)], app=app)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    yield from _serve(lambda conn: time.sleep(120))
+
+
+@pytest.mark.parametrize("how", ["get", "join_native"])
+def test_a_large_join_on_a_silent_store_holds_its_timeout(silent_port: int, how: str) -> None:
+    # 300 results, 16 GETs at a time: once the deadline passes, the GETs not yet sent must not
+    # each get a fresh try (0.1 s x 300 / 16 would be ~2 s more).
+    app = _app(f"s3result+http://AK:SK@127.0.0.1:{silent_port}/bucket/p")
+    group = _big_group(app, 300)
+    call = {"get": lambda: group.get(timeout=1), "join_native": lambda: group.join_native(timeout=1)}[how]
+    elapsed = _elapsed_until_timeout(call, 2.0)
+    assert elapsed < 2.0, f"a join of 300 with timeout=1 took {elapsed:.2f}s"
