@@ -4,7 +4,9 @@ httpcore bounds every single ``recv``/``send`` by the request's timeout. A store
 that trickles its answer, one byte every few hundred milliseconds, never trips a per-wait
 timeout, so ``get(timeout=1)`` could wait for minutes. This network backend wraps httpcore's
 sockets and caps each wait by the time left before the current thread's request deadline, so
-the deadline cuts the whole request: connect, TLS handshake, headers and body.
+the deadline cuts the whole request: host-name lookup, connect, TLS handshake, headers and body.
+The system resolver cannot be interrupted, so under a deadline a lookup runs in a helper
+thread that is abandoned (it ends when the resolver gives up) if the deadline passes first.
 
 Imported by the transport when it is built (httpcore is imported lazily, to keep
 ``import s3result`` cheap).
@@ -12,6 +14,8 @@ Imported by the transport when it is built (httpcore is imported lazily, to keep
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import ssl
 import threading
 import time
@@ -50,6 +54,38 @@ def _cap(timeout: float | None, error: type[Exception]) -> float | None:
     if left <= 0:
         raise error("the request's deadline passed")
     return left if timeout is None else min(timeout, left)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int, at: float) -> list[str]:
+    """The host's addresses, or ``ConnectTimeout`` once the deadline passes, whichever is first."""
+    box: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            box.append(exc)
+
+    helper = threading.Thread(target=lookup, name="s3result-resolve", daemon=True)
+    helper.start()
+    helper.join(max(at - time.monotonic(), 0.0))
+    if not box:
+        raise httpcore.ConnectTimeout(f"looking up {host!r} took longer than the time left")
+    found = box[0]
+    if isinstance(found, Exception):
+        raise httpcore.ConnectError(str(found)) from found
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if not addresses:
+        raise httpcore.ConnectError(f"{host!r} has no address")
+    return addresses
 
 
 class _Stream(httpcore.NetworkStream):
@@ -91,7 +127,21 @@ class DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         timeout = _cap(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        at: float | None = getattr(_local, "at", None)
+        if at is None or _is_address(host):
+            return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        failure: Exception | None = None
+        for address in _resolve(host, port, at):
+            try:
+                stream = self._inner.connect_tcp(
+                    address, port, _cap(timeout, httpcore.ConnectTimeout), local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc  # the next address may answer, as socket.create_connection does
+                continue
+            return _Stream(stream)
+        assert failure is not None  # _resolve returns at least one address
+        raise failure
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None

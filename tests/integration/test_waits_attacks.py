@@ -135,3 +135,19 @@ def test_a_large_join_on_a_silent_store_holds_its_timeout(silent_port: int, how:
     call = {"get": lambda: group.get(timeout=1), "join_native": lambda: group.join_native(timeout=1)}[how]
     elapsed = _elapsed_until_timeout(call, 2.0)
     assert elapsed < 2.0, f"a join of 300 with timeout=1 took {elapsed:.2f}s"
+
+
+def test_a_hanging_host_name_lookup_does_not_stretch_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No DNS query leaves the machine: the stub resolver sleeps, as one behind a dead DNS server.
+    real = socket.getaddrinfo
+
+    def resolve(host: str, *args: Any, **kw: Any) -> Any:
+        if host.endswith(".invalid"):
+            time.sleep(6)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    app = _app("s3result+http://AK:SK@s3.slow-dns.invalid:9000/bucket/p")
+    elapsed = _elapsed_until_timeout(lambda: app.AsyncResult("x").get(timeout=1), 2.0)
+    assert elapsed < 2.0, f"get(timeout=1) behind a hanging resolver took {elapsed:.2f}s"
