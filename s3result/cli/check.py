@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..client import S3Client
-from ..errors import S3Error, S3ResultError
+from ..errors import S3Error, S3ResultError, TransportError
 from ..precondition import probe
 
 if TYPE_CHECKING:
@@ -55,6 +55,13 @@ def _timed(fn: Any) -> tuple[Any, float, BaseException | None]:
 
 def _iam_fix(settings: Settings, action: str, objects: bool = True) -> str:
     return f'grant "{action}" on "{_arn(settings, objects)}" to these credentials'
+
+
+def _endpoint_fix(error: TransportError) -> str:
+    """The transport error's own advice: a store that does not answer is never a missing grant."""
+    text = str(error)
+    cut = max(text.rfind("); "), text.rfind("): "))
+    return text[cut + 3 :] if cut >= 0 else "check endpoint_url and that the store is running"
 
 
 def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], list[Finding]]:
@@ -106,7 +113,11 @@ def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], l
                 "NoSuchBucket",
             ):
                 hint = str(error).split("(", 1)[-1].rstrip(")").split(") [")[0]
+            if isinstance(error, TransportError):
+                hint = _endpoint_fix(error)
             found.append(Finding(name, False, str(error), hint, ms=ms))
+            if name == "PUT" and isinstance(error, TransportError):
+                return resolved, found  # the other probes would meet the same endpoint
             if (
                 name == "PUT"
                 and isinstance(error, S3Error)
