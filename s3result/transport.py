@@ -113,6 +113,20 @@ _NO_SUCH_NAME = frozenset(
 )
 
 
+# OpenSSL's verify codes whose fix is not a CA bundle (X509_V_ERR_*).
+_CERT_EXPIRED, _HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 10, 62, 64
+
+
+def _cert_fix(exc: ssl.SSLCertVerificationError) -> str:
+    """What to change when the store's certificate does not verify: not always ``ca_bundle``."""
+    code = getattr(exc, "verify_code", None)
+    if code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
+        return "the certificate does not name this host: put a host name it names in endpoint_url"
+    if code == _CERT_EXPIRED:
+        return "the store's certificate has expired: renew it on the store"
+    return "set ca_bundle=/path/to/ca.pem for a private CA"
+
+
 def _connect_error(exc: BaseException) -> ConnectError:
     """The error for a failed connect: ``EndpointError`` when no retry can succeed.
 
@@ -124,7 +138,7 @@ def _connect_error(exc: BaseException) -> ConnectError:
     low = text.lower()
     for inner in _chain(exc):
         if isinstance(inner, ssl.SSLCertVerificationError):
-            return EndpointError(f"TLS verification failed ({text}); set ca_bundle=/path/to/ca.pem for a private CA")
+            return EndpointError(f"TLS verification failed ({text}); {_cert_fix(inner)}")
         if isinstance(inner, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
             break  # the peer went away mid-handshake: it may come back
         if isinstance(inner, ssl.SSLError):

@@ -151,3 +151,26 @@ def test_a_hanging_host_name_lookup_does_not_stretch_a_timeout(monkeypatch: pyte
     app = _app("s3result+http://AK:SK@s3.slow-dns.invalid:9000/bucket/p")
     elapsed = _elapsed_until_timeout(lambda: app.AsyncResult("x").get(timeout=1), 2.0)
     assert elapsed < 2.0, f"get(timeout=1) behind a hanging resolver took {elapsed:.2f}s"
+
+
+@pytest.fixture(scope="module")
+def tls_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    from s3result.testing.store import MotoServer
+    from tests.integration.test_misconfig import _make_cert
+
+    cert, key = _make_cert(tmp_path_factory.mktemp("tls"))  # names 127.0.0.1 only
+    with MotoServer(bucket="tls-bucket", tls=(cert, key)) as server:
+        yield server, cert
+
+
+def test_a_certificate_for_another_host_is_not_told_to_set_ca_bundle(tls_moto: tuple[Any, str]) -> None:
+    from s3result.errors import EndpointError
+
+    server, cert = tls_moto
+    url = server.url("tls").replace("127.0.0.1", "localhost") + f"?ca_bundle={cert}"
+    app = _app(url)
+    with pytest.raises(EndpointError) as exc:
+        app.AsyncResult("x").get(timeout=5)
+    text = str(exc.value)
+    assert "does not name this host" in text and "endpoint_url" in text, text
+    assert "set ca_bundle" not in text, text  # it is set, and right: the host name is wrong
