@@ -174,3 +174,61 @@ def test_a_certificate_for_another_host_is_not_told_to_set_ca_bundle(tls_moto: t
     text = str(exc.value)
     assert "does not name this host" in text and "endpoint_url" in text, text
     assert "set ca_bundle" not in text, text  # it is set, and right: the host name is wrong
+
+
+def test_an_expired_token_is_refreshed_and_the_wait_goes_on(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The store revokes the session token before the expiry the provider stated (rotation):
+    # fetching credentials again heals it, so the wait must not fail with ExpiredToken.
+    import json
+    import sys
+
+    token_file = tmp_path / "token"
+    token_file.write_text("old")
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import json, pathlib\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': 'AKIDROTATE', 'SecretAccessKey': 'sk', "
+        f"'SessionToken': pathlib.Path({str(token_file)!r}).read_text(), 'Expiration': '2999-01-01T00:00:00Z'}}))\n"
+    )
+    config = tmp_path / "config"
+    config.write_text(f"[profile rotate]\ncredential_process = {sys.executable} {script}\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    result = json.dumps({"status": "SUCCESS", "result": 7, "task_id": "x", "traceback": None, "children": []})
+
+    def handle(conn: socket.socket) -> None:
+        # _serve read the request head already; answer by the token it was signed with.
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(result), result.encode())
+        )
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                head = conn.recv(65536)
+                if b"x-amz-security-token: old" in head.lower():
+                    body = b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    handle(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        port = server.getsockname()[1]
+        app = _app(f"s3result+http://127.0.0.1:{port}/bucket/p?profile=rotate")
+        app.backend.client._credentials.get()  # credentials fetched before the rotation
+        token_file.write_text("new")
+        assert app.AsyncResult("x").get(timeout=5) == 7
+    finally:
+        stop.set()
+        server.close()
