@@ -27,6 +27,7 @@ from .errors import (
     CorruptResponse,
     InvalidKey,
     NotFound,
+    RequestTimeout,
     ResultTooLarge,
     S3Error,
     TransportError,
@@ -51,6 +52,8 @@ _PLAIN_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 # Codes that mean "your clock is off", not "your key is wrong" (botocore's list, for S3).
 _SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
 _SKEW_THRESHOLD = 240.0
+# "Your session token expired": botocore refreshes and retries on these.
+_EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
 # The shortest wait an attempt gets under a deadline: enough for a loopback or LAN round trip.
 _MIN_ATTEMPT_S = 0.1
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
@@ -267,9 +270,15 @@ class S3Client:
         """Like ``get_many``, with each key's error in its place instead of raised.
 
         A join polling 100 keys keeps the 99 answers of a round where one GET timed out.
+        Under a deadline, a GET whose turn in the pool comes after it (and after the round's
+        first ``_MIN_ATTEMPT_S``) is not sent: 1,000 keys would otherwise each get a fresh
+        short try, seconds past the caller's timeout.
         """
+        last_send = None if deadline is None else max(deadline, time.monotonic() + _MIN_ATTEMPT_S)
 
         def one(key: str) -> GetResult | None | Exception:
+            if last_send is not None and time.monotonic() >= last_send:
+                return RequestTimeout(f"S3 GET {key!r}: not sent, the deadline passed", method="GET", key=key)
             try:
                 return self.get_or_none(key, deadline=deadline, attempts=attempts)
             except Exception as exc:  # noqa: BLE001 - handed back in its place
@@ -453,7 +462,7 @@ class S3Client:
         body_sha = sigv4.payload_hash(body)
         method_b = method.encode()
         attempt = 0
-        fixed_region = fixed_clock = False
+        fixed_region = fixed_clock = fixed_token = False
         cost: int | None = None
         max_attempts = self._retry.max_attempts if attempts is None else attempts
         while True:
@@ -490,6 +499,9 @@ class S3Client:
                         continue
                     if not fixed_clock and self._learn_clock(s3_error, resp):
                         fixed_clock = True
+                        continue
+                    if not fixed_token and self._renew_token(s3_error, wire):
+                        fixed_token = True
                         continue
                     error = s3_error
             if attempt >= max_attempts or not is_retryable(error, retry_conflict=retry_conflict):
@@ -620,6 +632,21 @@ class S3Client:
             region,
         )
         self._set_region(region)
+        return True
+
+    def _renew_token(self, error: S3Error, wire: list[tuple[bytes, bytes]]) -> bool:
+        """Fetch credentials again once when the store says the session token expired.
+
+        The provider's stated expiry is what the chain refreshes by; a rotated or revoked
+        token ends sooner. Fresh credentials heal that; the same ones (a static token that
+        really expired) do not, and the error is raised as before.
+        """
+        if error.code not in _EXPIRED_TOKEN_CODES:
+            return False
+        token = next((v.decode() for k, v in wire if k.lower() == b"x-amz-security-token"), None)
+        if not self._credentials.refresh_rejected(token):
+            return False
+        logger.warning("s3result: the store says the session token expired; signing with refreshed credentials")
         return True
 
     def _learn_clock(self, error: S3Error, resp: RawResponse) -> bool:

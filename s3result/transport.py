@@ -106,6 +106,20 @@ _NO_SUCH_NAME = frozenset(
 )
 
 
+# OpenSSL's verify codes whose fix is not a CA bundle (X509_V_ERR_*).
+_CERT_EXPIRED, _HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 10, 62, 64
+
+
+def _cert_fix(exc: ssl.SSLCertVerificationError) -> str:
+    """What to change when the store's certificate does not verify: not always ``ca_bundle``."""
+    code = getattr(exc, "verify_code", None)
+    if code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
+        return "the certificate does not name this host: put a host name it names in endpoint_url"
+    if code == _CERT_EXPIRED:
+        return "the store's certificate has expired: renew it on the store"
+    return "set ca_bundle=/path/to/ca.pem for a private CA"
+
+
 def _connect_error(exc: BaseException) -> ConnectError:
     """The error for a failed connect: ``EndpointError`` when no retry can succeed.
 
@@ -117,7 +131,7 @@ def _connect_error(exc: BaseException) -> ConnectError:
     low = text.lower()
     for inner in _chain(exc):
         if isinstance(inner, ssl.SSLCertVerificationError):
-            return EndpointError(f"TLS verification failed ({text}); set ca_bundle=/path/to/ca.pem for a private CA")
+            return EndpointError(f"TLS verification failed ({text}); {_cert_fix(inner)}")
         if isinstance(inner, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
             break  # the peer went away mid-handshake: it may come back
         if isinstance(inner, ssl.SSLError):
@@ -209,6 +223,8 @@ class HttpcoreTransport:
         # Imported here, not at module level: importing s3result must stay cheap (cold start).
         import httpcore
 
+        from .wholedeadline import DeadlineBackend, request_deadline
+
         self._httpcore = httpcore
         scheme, _, authority = base_url.partition("://")
         host, _, port = authority.rpartition(":") if authority.rsplit(":", 1)[-1].isdigit() else (authority, "", "")
@@ -223,6 +239,8 @@ class HttpcoreTransport:
         self._read_timeout = read_timeout
         self._max_body = max_body
         self._extensions = self._timeouts(None)
+        self._network = DeadlineBackend()
+        self._request_deadline = request_deadline
 
     def _timeouts(self, cap: float | None) -> dict[str, Any]:
         connect, read = self._connect_timeout, self._read_timeout
@@ -238,7 +256,11 @@ class HttpcoreTransport:
                     return conn
                 conn.close()  # the server closed it, or it idled past keep-alive
         return self._httpcore.HTTPConnection(
-            self._origin, ssl_context=self._ssl_context, keepalive_expiry=30.0, retries=0
+            self._origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=30.0,
+            retries=0,
+            network_backend=self._network,
         )
 
     def request(
@@ -252,6 +274,8 @@ class HttpcoreTransport:
     ) -> RawResponse:
         """Send on an idle pooled connection (or a new one); headers hold Host and Content-Length."""
         hc = self._httpcore
+        # ``timeout`` bounds the whole request, not only each socket wait: see wholedeadline.
+        whole = self._request_deadline(timeout)
         extensions = self._extensions if timeout is None else self._timeouts(timeout)
         pool_timeout = self._pool_timeout if timeout is None else min(self._pool_timeout, timeout)
         if not self._slots.acquire(timeout=pool_timeout):
@@ -260,6 +284,7 @@ class HttpcoreTransport:
         try:
             # A plain try (not the context manager) on the hot path: it is cheaper.
             try:
+                whole.__enter__()
                 conn = self._checkout()
                 url = hc.URL(scheme=self._origin.scheme, host=self._origin.host, port=self._origin.port, target=target)
                 content = body if len(body) <= _SEND_CHUNK else _chunks(body)
@@ -276,6 +301,8 @@ class HttpcoreTransport:
                 raise
             except Exception as exc:
                 self._raise_mapped(exc)
+            finally:
+                whole.__exit__()
             if conn.is_idle():
                 with self._lock:
                     self._idle.append(conn)

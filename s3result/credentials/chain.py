@@ -93,6 +93,27 @@ class CredentialSource:
             self._refresh(current, mandatory=True)
             return self._current or current
 
+    def refresh_rejected(self, rejected_token: str | None) -> bool:
+        """Fetch again now: the store rejected ``rejected_token`` as expired before its expiry.
+
+        Rotation and revocation end a session early. True when credentials other than the
+        rejected ones are now current (fetched here, or by another thread meanwhile); False
+        when the provider hands back the same (a static token that really expired), so the
+        caller raises instead of looping.
+        """
+        with self._refresh_lock:
+            current = self._current
+            if current is None or self._provider is None:
+                return False
+            if current.token != rejected_token:
+                return True  # another thread already replaced them
+            try:
+                self._refresh(current, mandatory=True)
+            except CredentialsError as exc:
+                logger.warning("s3result: the store rejected the session token; refreshing failed: %s", exc)
+                return False
+            return self._current is not None and self._current.token != rejected_token
+
     def _refresh(self, old: Credentials, *, mandatory: bool) -> None:
         provider = self._provider
         assert provider is not None
