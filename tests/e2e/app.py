@@ -1,12 +1,16 @@
 """The Celery app the end-to-end tests run in real worker processes.
 
 Configured from the environment by the test fixture: E2E_BACKEND_URL (the s3result URL of a
-server the tests started) and E2E_BROKER_DIR (kombu's filesystem transport: no broker server).
+server the tests started) and E2E_BROKER_DIR (kombu's filesystem transport: no broker server), or
+E2E_BROKER_URL and E2E_BROKER_OPTIONS (JSON transport options) for a real broker (tests/brokers.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -36,6 +40,14 @@ app.conf.update(
     result_backend_base_sleep_between_retries_ms=100,
     result_backend_max_sleep_between_retries_ms=2000,
 )
+if os.environ.get("E2E_BROKER_URL"):
+    # A real broker (Redis, RabbitMQ, SQS): a worker killed mid-task gets its task delivered again.
+    app.conf.update(
+        broker_url=os.environ["E2E_BROKER_URL"],
+        broker_transport=None,
+        broker_transport_options=json.loads(os.environ.get("E2E_BROKER_OPTIONS", "{}")),
+        task_reject_on_worker_lost=True,
+    )
 
 
 class Boom(ValueError):
@@ -85,3 +97,66 @@ def collect(values: list[int], marker: str) -> int:
         with open(os.path.join(_calls_dir, f"{marker}.{uuid.uuid4().hex}"), "w") as f:
             f.write(",".join(map(str, sorted(values))))
     return sum(values)
+
+
+@app.task
+def loaded_boto() -> list[str]:
+    """The boto modules this worker process has imported (none, on a Redis or AMQP broker)."""
+    return sorted(name for name in sys.modules if name.split(".")[0] in ("boto3", "botocore", "boto", "s3transfer"))
+
+
+@app.task(bind=True, max_retries=5)
+def flaky(self: Any, fail_times: int) -> int:
+    """Fails ``fail_times`` times and is retried through the broker each time, then succeeds."""
+    if self.request.retries < fail_times:
+        raise self.retry(countdown=0.1)
+    return int(self.request.retries)
+
+
+@app.task
+def record(seconds: float, marker: str) -> str:
+    """Sleeps, records one run (a file per run, named with this process's id), returns "marker:pid".
+
+    The visibility-timeout test counts the runs: SQS hands the message to a second worker while
+    the first one still sleeps.
+    """
+    import uuid
+
+    time.sleep(seconds)
+    if _calls_dir:
+        with open(os.path.join(_calls_dir, f"{marker}.{os.getpid()}.{uuid.uuid4().hex}"), "w") as f:
+            f.write(str(time.time()))
+    return f"{marker}:{os.getpid()}"
+
+
+_kill_marker = os.environ.get("E2E_KILL_MARKER", "")
+
+
+if _kill_marker:
+    from celery.signals import task_postrun
+
+    @task_postrun.connect
+    def _die_after_a_counted_part(sender: Any = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        """SIGKILL this worker process once, right after a chord part was stored and counted.
+
+        ``task_postrun`` runs after the result is stored and the chord counted, before the message
+        is acknowledged (``acks_late``): the broker delivers the part again, so it is counted twice
+        unless counting is idempotent. E2E_KILL_PART picks the part; E2E_KILL_MARKER (a file created
+        once, exclusively) makes it happen once among all the workers.
+        """
+        if task is None or task.name != part.name or not args or args[0] != int(os.environ["E2E_KILL_PART"]):
+            return
+        import uuid
+
+        if _calls_dir:  # each run of the chosen part, so the test sees that it was delivered again
+            open(os.path.join(_calls_dir, f"killpart.{os.getpid()}.{uuid.uuid4().hex}"), "w").close()
+        try:
+            fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        if os.environ.get("E2E_KILL_WHAT") == "worker" and os.getpgrp() != int(os.environ["E2E_TEST_PGRP"]):
+            # The whole worker (started in a session of its own): parent and every pool process.
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)  # this pool process: the parent sees WorkerLostError
