@@ -129,34 +129,63 @@ def record(seconds: float, marker: str) -> str:
     return f"{marker}:{os.getpid()}"
 
 
+@app.task
+def slow_part(i: int, seconds: float) -> int:
+    """A chord part that takes a while, so the chord is still running when a part is delivered again."""
+    time.sleep(seconds)
+    return i
+
+
 _kill_marker = os.environ.get("E2E_KILL_MARKER", "")
 
 
-if _kill_marker:
+def _kill_once(task: Any, args: Any) -> None:
+    """SIGKILL this worker once, when it runs the chosen chord part (E2E_KILL_PART).
+
+    Each run of that part is recorded (the test checks it was delivered again); E2E_KILL_MARKER,
+    a file created exclusively, makes the kill happen once among all the workers.
+    """
+    if task is None or task.name not in (part.name, slow_part.name) or args[0] != int(os.environ["E2E_KILL_PART"]):
+        return
+    import uuid
+
+    if _calls_dir:
+        open(os.path.join(_calls_dir, f"killpart.{os.getpid()}.{uuid.uuid4().hex}"), "w").close()
+    try:
+        fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    if os.environ.get("E2E_KILL_WHAT") == "worker" and os.getpgrp() != int(os.environ["E2E_TEST_PGRP"]):
+        # The whole worker (started in a session of its own): parent and every pool process.
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)  # this pool process only: the parent sees WorkerLostError
+
+
+if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "worker":
     from celery.signals import task_postrun
 
     @task_postrun.connect
-    def _die_after_a_counted_part(sender: Any = None, task: Any = None, args: Any = None, **_: Any) -> None:
-        """SIGKILL this worker process once, right after a chord part was stored and counted.
+    def _kill_worker_after_a_counted_part(sender: Any = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        """The whole worker dies right after a part was stored and counted, before its ack.
 
-        ``task_postrun`` runs after the result is stored and the chord counted, before the message
-        is acknowledged (``acks_late``): the broker delivers the part again, so it is counted twice
-        unless counting is idempotent. E2E_KILL_PART picks the part; E2E_KILL_MARKER (a file created
-        once, exclusively) makes it happen once among all the workers.
+        ``task_postrun`` runs after the result is stored and the chord counted, and before the
+        message is acknowledged (``acks_late``): the broker delivers the part again, so it is
+        counted twice unless counting is idempotent per part.
         """
-        if task is None or task.name != part.name or not args or args[0] != int(os.environ["E2E_KILL_PART"]):
-            return
-        import uuid
+        _kill_once(task, args)
 
-        if _calls_dir:  # each run of the chosen part, so the test sees that it was delivered again
-            open(os.path.join(_calls_dir, f"killpart.{os.getpid()}.{uuid.uuid4().hex}"), "w").close()
-        try:
-            fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        if os.environ.get("E2E_KILL_WHAT") == "worker" and os.getpgrp() != int(os.environ["E2E_TEST_PGRP"]):
-            # The whole worker (started in a session of its own): parent and every pool process.
-            os.killpg(os.getpgrp(), signal.SIGKILL)
-        os.kill(os.getpid(), signal.SIGKILL)  # this pool process: the parent sees WorkerLostError
+
+if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "child":
+    from celery.signals import task_prerun
+
+    @task_prerun.connect
+    def _kill_pool_process_mid_part(sender: Any = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        """The pool process running a part dies before the part's result is stored.
+
+        With ``acks_late`` and ``task_reject_on_worker_lost`` the worker gives the message back and
+        the part runs again. (Killed after its result was stored, Celery acknowledges it instead:
+        "succeeded before the worker was lost", so that case is the whole-worker one above.)
+        """
+        _kill_once(task, args)
