@@ -111,10 +111,6 @@ class RedisServer(Broker):
         # Redis has 16 databases: each namespace gets its own, so queues never mix.
         return f"redis://127.0.0.1:{self.port}/{namespace % 16}"
 
-    def transport_options(self, namespace: int = 0) -> dict[str, Any]:
-        # A message unacknowledged this long is delivered again (a killed worker's tasks come back).
-        return {"visibility_timeout": 30}
-
     def start(self) -> None:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not os.path.exists(exe):
