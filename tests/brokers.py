@@ -120,7 +120,9 @@ class RedisServer(Broker):
             self.port = free_port()
             args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             args += ["--dir", str(self._dir), "--logfile", str(log), "--daemonize", "no"]
-            self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 _wait_port(self.port, self._proc, 30, "redis-server", log)
                 return
@@ -220,7 +222,9 @@ ACCOUNT = "123456789012"  # moto's default account id
 REGION = "us-east-1"
 
 
-def aws_stack_policy(*, bucket: str, prefix: str, queue_prefix: str, region: str = REGION, account: str = ACCOUNT) -> str:
+def aws_stack_policy(
+    *, bucket: str, prefix: str, queue_prefix: str, region: str = REGION, account: str = ACCOUNT
+) -> str:
     """The README's IAM policy for the all-AWS stack: SQS queues by name prefix, S3 results by key prefix."""
     queues = f"arn:aws:sqs:{region}:{account}:{queue_prefix}*"
     return json.dumps(
@@ -318,7 +322,9 @@ class SqsStack(Broker):
             # moto authorises CreateQueue against "*" (it knows no ARN for a queue that does not exist
             # yet); AWS authorises it against the new queue's ARN, which the README's policy covers.
             doc = json.loads(policy)
-            doc["Statement"].append({"Sid": "MotoCreateQueue", "Effect": "Allow", "Action": "sqs:CreateQueue", "Resource": "*"})
+            doc["Statement"].append(
+                {"Sid": "MotoCreateQueue", "Effect": "Allow", "Action": "sqs:CreateQueue", "Resource": "*"}
+            )
             policy = json.dumps(doc)
             self._iam(Action="CreateUser", UserName="celery-aws")
             self._iam(Action="PutUserPolicy", UserName="celery-aws", PolicyName="celery-aws", PolicyDocument=policy)
