@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from s3result import sigv4
@@ -35,6 +35,7 @@ from s3result.testing.store import MotoServer, free_port
 __all__ = ["Broker", "RabbitMQServer", "RedisServer", "SqsStack", "Tuned", "aws_stack_policy"]
 
 _RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not /usr/sbin's wrapper: it switches user
+_B = TypeVar("_B", bound="Broker")
 
 
 class Broker:
@@ -48,7 +49,7 @@ class Broker:
     def transport_options(self, namespace: int = 0) -> dict[str, Any]:
         return {}
 
-    def __enter__(self) -> Broker:
+    def __enter__(self: _B) -> _B:
         self.start()
         return self
 
@@ -158,6 +159,13 @@ class RabbitMQServer(Broker):
         if not os.path.exists(_RABBITMQ_SERVER) or not shutil.which("epmd"):
             raise RuntimeError("rabbitmq-server is not installed: apt-get install rabbitmq-server (scripts/test does)")
         started = time.monotonic()
+        try:
+            self._start()
+        except RuntimeError:  # one more time on fresh ports: another process may have taken one
+            self._start()
+        self.start_seconds = time.monotonic() - started
+
+    def _start(self) -> None:
         d = self._dir
         epmd_port, self.port, dist_port = free_port(), free_port(), free_port()
         (d / "enabled_plugins").write_text("[].\n")  # no management plugin: faster, no extra port
@@ -183,25 +191,24 @@ class RabbitMQServer(Broker):
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
         log = d / "stdout.log"
-        with open(log, "ab") as out:
-            self._epmd = subprocess.Popen(
-                ["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-            _wait_port(epmd_port, self._epmd, 20, "epmd", log)
-            self._proc = subprocess.Popen(
-                [_RABBITMQ_SERVER], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=d, start_new_session=True
-            )
         try:
+            with open(log, "ab") as out:
+                self._epmd = subprocess.Popen(
+                    ["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+                _wait_port(epmd_port, self._epmd, 20, "epmd", log)
+                self._proc = subprocess.Popen(
+                    [_RABBITMQ_SERVER], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=d, start_new_session=True
+                )
             _wait_port(self.port, self._proc, self._timeout, "rabbitmq-server", log)
             self._wait_amqp()
         except BaseException:
-            self.stop()
+            self._stop_processes()
             raise
-        self.start_seconds = time.monotonic() - started
 
     def _wait_amqp(self) -> None:
         """The AMQP port opens late in the boot; one real handshake proves the broker serves."""
@@ -210,11 +217,14 @@ class RabbitMQServer(Broker):
         with Connection(self.url(), connect_timeout=10) as conn:
             conn.ensure_connection(max_retries=20, interval_start=0.2, interval_step=0.2, interval_max=1)
 
-    def stop(self) -> None:
+    def _stop_processes(self) -> None:
         _stop_group(self._proc, timeout=30)
         self._proc = None
         _stop_group(self._epmd)
         self._epmd = None
+
+    def stop(self) -> None:
+        self._stop_processes()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
