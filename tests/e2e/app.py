@@ -2,7 +2,9 @@
 
 Configured from the environment by the test fixture: E2E_BACKEND_URL (the s3result URL of a
 server the tests started) and E2E_BROKER_DIR (kombu's filesystem transport: no broker server), or
-E2E_BROKER_URL and E2E_BROKER_OPTIONS (JSON transport options) for a real broker (tests/brokers.py).
+E2E_BROKER_URL, E2E_BROKER_OPTIONS (JSON transport options) and E2E_QUEUE (the queue of this set of
+workers, so that workers of other tests on the same broker never take its tasks) for a real broker
+(tests/brokers.py).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ if os.environ.get("E2E_BROKER_URL"):
         broker_transport=None,
         broker_transport_options=json.loads(os.environ.get("E2E_BROKER_OPTIONS", "{}")),
         task_reject_on_worker_lost=True,
+        task_default_queue=os.environ.get("E2E_QUEUE", "celery"),
     )
 
 

@@ -54,6 +54,7 @@ class Worker:
         if broker is not None:
             self.env["E2E_BROKER_URL"] = broker.url(namespace)
             self.env["E2E_BROKER_OPTIONS"] = json.dumps(broker.transport_options(namespace))
+            self.env["E2E_QUEUE"] = queue_for(namespace)
         #: In a session of its own, so a test may SIGKILL the worker's whole process group.
         self.new_session = new_session
         self.args = [
@@ -121,6 +122,11 @@ def worker(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) ->
     w.stop()
 
 
+def queue_for(namespace: int) -> str:
+    """The queue of one set of workers on a real broker (RabbitMQ has no other namespace here)."""
+    return f"e2e-{namespace}"
+
+
 def point_app_at(url: str, broker_dir: Path, broker: Broker | None = None, namespace: int = 0) -> Any:
     """Point the client side of tests.e2e.app at a backend URL and broker folder (or real broker).
 
@@ -137,7 +143,12 @@ def point_app_at(url: str, broker_dir: Path, broker: Broker | None = None, names
         app.conf.broker_url = broker.url(namespace)
         app.conf.broker_transport = None
         app.conf.broker_transport_options = broker.transport_options(namespace)
+        app.conf.task_default_queue = queue_for(namespace)
+        app.__dict__.pop("amqp", None)  # its queues and router were built for the previous queue
     else:
+        if app.conf.task_default_queue != "celery":
+            app.conf.task_default_queue = "celery"
+            app.__dict__.pop("amqp", None)
         app.conf.broker_url = "filesystem://"
         app.conf.broker_transport = "s3result.testing.fsbroker:Transport"
         app.conf.broker_transport_options = dict(

@@ -84,7 +84,11 @@ def running(
     name, pool = request.param
     tmp = tmp_path_factory.mktemp(f"{name}-{pool}")
     stack = _stack(request, name, moto_server, tmp)
-    w = stack.worker(tmp, pool=pool, concurrency=2 if pool == "prefork" else 4, namespace=next(_namespaces))
+    # A name of its own: pytest may keep this worker running through other tests of the module,
+    # and RabbitMQ's remote-control queue (exclusive, named after the worker) allows one of each name.
+    w = stack.worker(
+        tmp, pool=pool, name=f"{name}-{pool}", concurrency=2 if pool == "prefork" else 4, namespace=next(_namespaces)
+    )
     w.start()
     yield stack, w
     w.stop()
@@ -149,7 +153,8 @@ def test_chord_unlock_chords(
 ) -> None:
     """conditional_writes=disabled on producer and workers: Celery's chord_unlock task, retried via the broker."""
     stack = _stack(request, name, moto_server, tmp_path)
-    w = stack.worker(tmp_path, url=stack.backend_url(conditional_writes="disabled"), namespace=next(_namespaces))
+    url = stack.backend_url(conditional_writes="disabled")
+    w = stack.worker(tmp_path, url=url, name=f"unlock-{name}", namespace=next(_namespaces))
     w.start()
     try:
         module = for_worker(w)
@@ -200,7 +205,9 @@ def test_sigkill_mid_chord_body_runs_once(
         "E2E_TEST_PGRP": str(os.getpgrp()),
     }
     workers = [
-        stack.worker(tmp_path, name=f"k{i}", broker=broker, namespace=ns, extra_env=env, new_session=True)
+        stack.worker(
+            tmp_path, name=f"kill-{name}-{what}-{i}", broker=broker, namespace=ns, extra_env=env, new_session=True
+        )
         for i in range(2)
     ]
     for w in workers:
@@ -246,7 +253,7 @@ def test_sqs_visibility_timeout_second_delivery_never_replaces_success(
     stack = Stack(sqs_stack, moto_server, f"vis-{uuid.uuid4().hex[:6]}", calls)
     broker = Tuned(sqs_stack, visibility_timeout=2)
     ns = next(_namespaces)
-    workers = [stack.worker(tmp_path, name=f"v{i}", broker=broker, namespace=ns, concurrency=1) for i in range(2)]
+    workers = [stack.worker(tmp_path, name=f"vis-{i}", broker=broker, namespace=ns, concurrency=1) for i in range(2)]
     for w in workers:
         w.start()
     try:
