@@ -1,12 +1,18 @@
 """The Celery app the end-to-end tests run in real worker processes.
 
 Configured from the environment by the test fixture: E2E_BACKEND_URL (the s3result URL of a
-server the tests started) and E2E_BROKER_DIR (kombu's filesystem transport: no broker server).
+server the tests started) and E2E_BROKER_DIR (kombu's filesystem transport: no broker server), or
+E2E_BROKER_URL, E2E_BROKER_OPTIONS (JSON transport options) and E2E_QUEUE (the queue of this set of
+workers, so that workers of other tests on the same broker never take its tasks) for a real broker
+(tests/brokers.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -38,6 +44,15 @@ app.conf.update(
     result_backend_base_sleep_between_retries_ms=100,
     result_backend_max_sleep_between_retries_ms=2000,
 )
+if os.environ.get("E2E_BROKER_URL"):
+    # A real broker (Redis, RabbitMQ, SQS): a worker killed mid-task gets its task delivered again.
+    app.conf.update(
+        broker_url=os.environ["E2E_BROKER_URL"],
+        broker_transport=None,
+        broker_transport_options=json.loads(os.environ.get("E2E_BROKER_OPTIONS", "{}")),
+        task_reject_on_worker_lost=True,
+        task_default_queue=os.environ.get("E2E_QUEUE", "celery"),
+    )
 
 
 class Boom(ValueError):
@@ -93,3 +108,95 @@ def collect(values: list[int], marker: str) -> int:
 def tracked(x: int) -> int:
     """Stores STARTED, then SUCCESS: two states of one task, written by one worker process."""
     return x
+
+
+@app.task
+def loaded_boto() -> list[str]:
+    """The boto modules this worker process has imported (none, on a Redis or AMQP broker)."""
+    return sorted(name for name in sys.modules if name.split(".")[0] in ("boto3", "botocore", "boto", "s3transfer"))
+
+
+@app.task(bind=True, max_retries=5)
+def flaky(self: Any, fail_times: int) -> int:
+    """Fails ``fail_times`` times and is retried through the broker each time, then succeeds."""
+    if self.request.retries < fail_times:
+        raise self.retry(countdown=0.1)
+    return int(self.request.retries)
+
+
+@app.task
+def record(seconds: float, marker: str) -> str:
+    """Sleeps, records one run (a file per run, named with this process's id), returns "marker:pid".
+
+    The visibility-timeout test counts the runs: SQS hands the message to a second worker while
+    the first one still sleeps.
+    """
+    import uuid
+
+    time.sleep(seconds)
+    if _calls_dir:
+        with open(os.path.join(_calls_dir, f"{marker}.{os.getpid()}.{uuid.uuid4().hex}"), "w") as f:
+            f.write(str(time.time()))
+    return f"{marker}:{os.getpid()}"
+
+
+@app.task
+def slow_part(i: int, seconds: float) -> int:
+    """A chord part that takes a while, so the chord is still running when a part is delivered again."""
+    time.sleep(seconds)
+    return i
+
+
+_kill_marker = os.environ.get("E2E_KILL_MARKER", "")
+
+
+def _kill_once(task: Any, args: Any) -> None:
+    """SIGKILL this worker once, when it runs the chosen chord part (E2E_KILL_PART).
+
+    Each run of that part is recorded (the test checks it was delivered again); E2E_KILL_MARKER,
+    a file created exclusively, makes the kill happen once among all the workers.
+    """
+    if task is None or task.name not in (part.name, slow_part.name) or args[0] != int(os.environ["E2E_KILL_PART"]):
+        return
+    import uuid
+
+    if _calls_dir:
+        open(os.path.join(_calls_dir, f"killpart.{os.getpid()}.{uuid.uuid4().hex}"), "w").close()
+    try:
+        fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    if os.environ.get("E2E_KILL_WHAT") == "worker" and os.getpgrp() != int(os.environ["E2E_TEST_PGRP"]):
+        # The whole worker (started in a session of its own): parent and every pool process.
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)  # this pool process only: the parent sees WorkerLostError
+
+
+if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "worker":
+    from celery.signals import task_postrun
+
+    @task_postrun.connect
+    def _kill_worker_after_a_counted_part(sender: Any = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        """The whole worker dies right after a part was stored and counted, before its ack.
+
+        ``task_postrun`` runs after the result is stored and the chord counted, and before the
+        message is acknowledged (``acks_late``): the broker delivers the part again, so it is
+        counted twice unless counting is idempotent per part.
+        """
+        _kill_once(task, args)
+
+
+if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "child":
+    from celery.signals import task_prerun
+
+    @task_prerun.connect
+    def _kill_pool_process_mid_part(sender: Any = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        """The pool process running a part dies before the part's result is stored.
+
+        With ``acks_late`` and ``task_reject_on_worker_lost`` the worker gives the message back and
+        the part runs again. (Killed after its result was stored, Celery acknowledges it instead:
+        "succeeded before the worker was lost", so that case is the whole-worker one above.)
+        """
+        _kill_once(task, args)

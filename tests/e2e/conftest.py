@@ -1,7 +1,9 @@
-"""A real Celery worker process (prefork, concurrency 2) on kombu's filesystem broker."""
+"""A real Celery worker process (prefork, concurrency 2) on kombu's filesystem broker, or on a
+real broker from tests/brokers.py (Redis, RabbitMQ, SQS), started once per session."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from s3result.testing.store import MotoServer
+from tests.brokers import Broker, RabbitMQServer, RedisServer, SqsStack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +33,9 @@ class Worker:
         name: str = "w1",
         broker_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        broker: Broker | None = None,
+        namespace: int = 0,
+        new_session: bool = False,
     ) -> None:
         self.url = url
         self.broker_dir = broker_dir or tmp / "broker"
@@ -43,6 +49,14 @@ class Worker:
             **(extra_env or {}),
         )
         self.env["E2E_BROKER_DIR"] = str(self.broker_dir)
+        self.broker = broker
+        self.namespace = namespace
+        if broker is not None:
+            self.env["E2E_BROKER_URL"] = broker.url(namespace)
+            self.env["E2E_BROKER_OPTIONS"] = json.dumps(broker.transport_options(namespace))
+            self.env["E2E_QUEUE"] = queue_for(namespace)
+        #: In a session of its own, so a test may SIGKILL the worker's whole process group.
+        self.new_session = new_session
         self.args = [
             sys.executable,
             "-m",
@@ -66,7 +80,14 @@ class Worker:
 
     def start(self) -> None:
         self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -101,8 +122,13 @@ def worker(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) ->
     w.stop()
 
 
-def point_app_at(url: str, broker_dir: Path) -> Any:
-    """Point the client side of tests.e2e.app at a backend URL and broker folder.
+def queue_for(namespace: int) -> str:
+    """The queue of one set of workers on a real broker (RabbitMQ has no other namespace here)."""
+    return f"e2e-{namespace}"
+
+
+def point_app_at(url: str, broker_dir: Path, broker: Broker | None = None, namespace: int = 0) -> Any:
+    """Point the client side of tests.e2e.app at a backend URL and broker folder (or real broker).
 
     Drops every cached backend, connection and producer pool, so nothing sent from here
     goes to a previous test's broker folder or reads a previous test's store.
@@ -113,13 +139,26 @@ def point_app_at(url: str, broker_dir: Path) -> Any:
 
     app = module.app
     app.conf.result_backend = url
-    app.conf.broker_transport_options = dict(
-        app.conf.broker_transport_options,
-        data_folder_in=str(broker_dir),
-        data_folder_out=str(broker_dir),
-        processed_folder=str(broker_dir / "processed"),
-        control_folder=str(broker_dir / "control"),
-    )
+    if broker is not None:
+        app.conf.broker_url = broker.url(namespace)
+        app.conf.broker_transport = None
+        app.conf.broker_transport_options = broker.transport_options(namespace)
+        app.conf.task_default_queue = queue_for(namespace)
+        app.__dict__.pop("amqp", None)  # its queues and router were built for the previous queue
+    else:
+        if app.conf.task_default_queue != "celery":
+            app.conf.task_default_queue = "celery"
+            app.__dict__.pop("amqp", None)
+        app.conf.broker_url = "filesystem://"
+        app.conf.broker_transport = "s3result.testing.fsbroker:Transport"
+        app.conf.broker_transport_options = dict(
+            store_processed=False,
+            polling_interval=0.05,
+            data_folder_in=str(broker_dir),
+            data_folder_out=str(broker_dir),
+            processed_folder=str(broker_dir / "processed"),
+            control_folder=str(broker_dir / "control"),
+        )
     app._local.__dict__.pop("backend", None)
     app._backend_cache = None
     app._pool = None
@@ -129,7 +168,34 @@ def point_app_at(url: str, broker_dir: Path) -> Any:
     return module
 
 
+def for_worker(w: Worker) -> Any:
+    """The client side of tests.e2e.app, on the same broker and backend as worker ``w``."""
+    return point_app_at(w.url, w.broker_dir, w.broker, w.namespace)
+
+
 @pytest.fixture
 def app(worker: Worker) -> Any:
     """The client side of the same app, pointed at the worker's broker and backend."""
     return point_app_at(worker.url, worker.broker_dir)
+
+
+@pytest.fixture(scope="session")
+def redis_broker() -> Iterator[RedisServer]:
+    """Debian's redis-server on a free loopback port; required: scripts/test installs it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> Iterator[RabbitMQServer]:
+    """A private RabbitMQ node (and epmd) on loopback; slow to start, so once per session."""
+    with RabbitMQServer() as server:
+        print(f"rabbitmq-server ready in {server.start_seconds:.1f}s")
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sqs_stack() -> Iterator[SqsStack]:
+    """SQS and S3 on one moto server, one IAM user with the README's all-AWS policy."""
+    with SqsStack() as stack:
+        yield stack

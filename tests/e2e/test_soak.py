@@ -1,8 +1,9 @@
 """Soak: a real worker runs thousands of tasks while a fault proxy breaks the store's traffic,
 including a 30 s outage. Every result must be readable afterwards with the right value.
 
-E2E_SOAK_TASKS sets the size (CI: 2,000; 10,000 when opted in). The figures are written to
-the test's temp dir and printed (run with -s to see them).
+E2E_SOAK_TASKS sets the size (CI: 2,000; 10,000 when opted in). It runs on the filesystem broker
+and on Redis (Debian's redis-server, started by the tests). The figures are written to the test's
+temp dir and printed (run with -s to see them).
 """
 
 from __future__ import annotations
@@ -28,16 +29,20 @@ TASKS = int(os.environ.get("E2E_SOAK_TASKS", "2000"))
 FAULTS = {"reset_request": 0.01, "reset_response": 0.01, "truncate": 0.01, "error503": 0.02, "latency": 0.02}
 
 
-def test_soak_with_faults_and_an_outage(moto_server: MotoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker_name", ["filesystem", "redis"])
+def test_soak_with_faults_and_an_outage(
+    broker_name: str, request: pytest.FixtureRequest, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    broker = request.getfixturevalue("redis_broker") if broker_name == "redis" else None
     proxy = FaultProxy("127.0.0.1", moto_server.port, seed=2026)
     url = (
         f"s3result+http://{moto_server.access_key}:{moto_server.secret_key}@127.0.0.1:{proxy.port}"
         f"/{moto_server.bucket}/soak?max_attempts=5"
     )
-    worker = Worker(url, tmp_path, concurrency=2, extra_env={"E2E_ALWAYS_RETRY": "1"})
+    worker = Worker(url, tmp_path, concurrency=2, extra_env={"E2E_ALWAYS_RETRY": "1"}, broker=broker)
     worker.start()
     try:
-        module = point_app_at(url, worker.broker_dir)
+        module = point_app_at(url, worker.broker_dir, broker)
         proxy.set_faults(**FAULTS)
         started = time.monotonic()
         batches = []
@@ -71,7 +76,7 @@ def test_soak_with_faults_and_an_outage(moto_server: MotoServer, tmp_path: Path)
         celery_retries = len(re.findall(r"Failed operation", log))
         failed_tasks = len(re.findall(r"Task tests\.e2e\.app\.echo\[[^\]]+\] raised", log))
         report = (
-            f"soak: {len(ids)} tasks in {elapsed:.0f}s; faults injected {dict(proxy.stats)}; "
+            f"soak on {broker_name}: {len(ids)} tasks in {elapsed:.0f}s; faults injected {dict(proxy.stats)}; "
             f"client retries {client_retries}; Celery backend retries {celery_retries}; "
             f"tasks failed {failed_tasks}; results lost or wrong {len(wrong)}"
         )
