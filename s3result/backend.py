@@ -23,6 +23,7 @@ from typing import Any
 from celery import signals, states
 from celery.backends.base import Backend, KeyValueStoreBackend
 from celery.exceptions import ImproperlyConfigured
+from celery.result import ResultSet
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
@@ -407,12 +408,14 @@ class S3Backend(KeyValueStoreBackend):
         per round. A GET that fails transiently leaves its result for the next round; a
         permanent error is raised.
         """
-        ids = task_ids if isinstance(task_ids, set) else set(task_ids)
+        # In the group's order when the caller keeps it (``iter_native``): the sentinel below is
+        # the last member still missing, the one a worker is likely to finish last.
+        ids = dict.fromkeys(task_ids)
         cache = self._cache
         for task_id in list(ids):
             cached = cache.get(task_id)
             if cached is not None and cached["status"] in READY_STATES:
-                ids.discard(task_id)
+                del ids[task_id]
                 yield bytes_to_str(task_id), cached
         deadline = Deadline(timeout)
         waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
@@ -423,7 +426,8 @@ class S3Backend(KeyValueStoreBackend):
             if sentinel is not None and sentinel in ids and len(ids) > 1:
                 # Later rounds read one missing result first: a join needs them all, and
                 # results of one group tend to be ready together, so the others are read
-                # (at once, concurrently) only when it is.
+                # (at once, concurrently) only when it is. The sentinel is the last member
+                # still missing: workers take a group's tasks in order.
                 ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
                 if sentinel in ready:
                     rest, failing = self._read_ready([k for k in ids if k != sentinel], READY_STATES, deadline, failing)
@@ -431,7 +435,9 @@ class S3Backend(KeyValueStoreBackend):
             else:
                 ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
             cache.update(ready)
-            ids.difference_update({bytes_to_str(k) for k in ready})
+            for k in ready:
+                ids.pop(bytes_to_str(k), None)
+                ids.pop(k, None)
             for key, value in ready.items():
                 if on_message is not None:
                     on_message(value)
@@ -439,7 +445,7 @@ class S3Backend(KeyValueStoreBackend):
             if not ids:
                 break
             if sentinel not in ids:
-                sentinel = next(iter(ids))
+                sentinel = next(reversed(ids))
             if deadline.passed():
                 raise self.TimeoutError(f"Operation timed out ({timeout})") from failing
             if on_interval:
@@ -448,6 +454,30 @@ class S3Backend(KeyValueStoreBackend):
             iterations += 1
             if max_iterations and iterations >= max_iterations:
                 break
+
+    def iter_native(
+        self,
+        result: Any,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Any = None,
+        on_interval: Any = None,
+    ) -> Iterator[tuple[str, Any]]:
+        """Celery's ``iter_native``, handing ``get_many`` the group's ids in the group's order."""
+        self._ensure_not_eager()
+        results = result.results
+        if not results:
+            return
+        task_ids: list[str] = []
+        for child in results:
+            if isinstance(child, ResultSet):
+                yield child.id, child.results
+            else:
+                task_ids.append(child.id)
+        yield from self.get_many(
+            task_ids, timeout=timeout, interval=interval, no_ack=no_ack, on_message=on_message, on_interval=on_interval
+        )
 
     def _read_ready(
         self, keys: list[str], ready_states: frozenset[str], deadline: Deadline, failing: BaseException | None

@@ -80,3 +80,15 @@ def test_cost_polls_on_the_schedule_wait_for_uses(duration: float, first: float 
     times = [0.0, *accumulate(islice(delays(first, 0.5), 100))]
     expected = next(i for i, t in enumerate(times) if t >= duration) + 1
     assert polls_per_wait(duration, 0.5, first, POLL_BACKOFF) == expected
+
+
+def test_join_gets_follow_get_many() -> None:
+    """Round 1 reads all; later rounds read the last member still missing, the rest once it is ready."""
+    from s3result.cli.cost import join_gets
+
+    assert join_gets([0.0] * 5) == 5  # all ready: one round
+    # 10 members, the last ready at 0.3 s: 10, then one GET at 0.025, 0.075, 0.175, then at
+    # 0.375 the sentinel is ready and the 9 others are read: 10 + 3 + 10.
+    assert join_gets([0.05] * 9 + [0.3]) == 10 + 3 + 10
+    # latency stretches rounds: with 0.1 s per round, rounds at 0, 0.125, 0.275, 0.475.
+    assert join_gets([0.05] * 9 + [0.3], latency=0.1) == 10 + 2 + 10

@@ -6,7 +6,8 @@ The numbers follow the code, and tests compare them with counts taken at the wir
 - a task's first state is one ``PUT If-None-Match: *``; each later state (STARTED, RETRY, then
   the result) is one ``PUT If-Match`` with the ETag the worker process remembered;
 - waiting on a result is one GET per poll (``polls_per_wait``), the last one finding it ready;
-  a group's ``get()`` polls each pending member the same way; reading a finished result is one GET;
+  a group's ``get()`` reads every member once, then one pending member per poll until it is
+  ready, then the rest (``join_gets``, as ``backend.get_many``); reading a finished result is one GET;
 - a native chord adds, per part, the counter's compare-and-swap, and per chord the saved group
   and the join of the parts' results (``chord_requests``).
 """
@@ -25,6 +26,8 @@ __all__ = [
     "add_cost_arguments",
     "chord_requests",
     "chord_wait_gets",
+    "join_gets",
+    "latency_for_wall",
     "monthly_report",
     "per_task_from_args",
     "poll_times",
@@ -99,6 +102,61 @@ def polls_per_wait(
     """GETs one ``result.get()`` sends for a result stored ``duration`` seconds after the call:
     one per poll that finds nothing, and the one that finds it."""
     return len(poll_times(duration, interval, first_delay, backoff, latency))
+
+
+def latency_for_wall(
+    duration: float,
+    wall: float,
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+) -> float:
+    """The time one poll (or round of polls) took, from how long the whole wait took.
+
+    A poll's latency is not a constant: while workers write, the store answers slower. What a
+    wait measured (its wall time, and when the result was stored) fixes it: the latency whose
+    schedule, polls included, ends closest to ``wall``.
+    """
+    best, best_miss = 0.0, float("inf")
+    for step in range(401):
+        latency = wall * step / 400
+        miss = abs(poll_times(duration, interval, first_delay, backoff, latency)[-1] + latency - wall)
+        if miss < best_miss:
+            best, best_miss = latency, miss
+    return best
+
+
+def join_gets(
+    durations: list[float],
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> int:
+    """GETs of ``GroupResult.get()`` on results stored ``durations`` seconds after the call.
+
+    As ``backend.get_many``: the first round reads every member; each later round reads one
+    member still pending (the sentinel: the last in the group's order), and the others only
+    once it is ready. Rounds follow the same schedule as a single wait, ``latency`` each.
+    """
+    times = poll_times(max(durations, default=0.0), interval, first_delay, backoff, latency)
+    missing = list(range(len(durations)))
+    gets = 0
+    sentinel: int | None = None
+    for t in times:
+        if not missing:
+            break
+        if sentinel in missing and len(missing) > 1:
+            gets += 1
+            if durations[sentinel] <= t:
+                gets += len(missing) - 1
+                missing = [i for i in missing if durations[i] > t]
+        else:
+            gets += len(missing)
+            missing = [i for i in missing if durations[i] > t]
+        if missing and sentinel not in missing:
+            sentinel = missing[-1]
+    return gets
 
 
 def chord_wait_gets(

@@ -85,30 +85,31 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
     # From here on, every request at the wire is the workload's, and the model predicts it.
     start_kinds = proxy.kinds.copy()
     began: dict[str, float] = {}  # when the wait for each result began
+    walls: dict[str, float] = {}  # how long each wait took
     failing = demo.fail.delay("this task fails on purpose")
     began[failing.id] = time.time()
     try:
+        walls[failing.id] = -time.time()
         failing.get(timeout=60)
     except demo.DemoError as exc:
+        walls[failing.id] += time.time()
         out.write(f"fail(...)                 raised {type(exc).__name__}({str(exc)!r}), state {failing.state}\n")
     g = group(demo.add.s(i, i) for i in range(20)).apply_async()
     began.update(dict.fromkeys((r.id for r in g.results), time.time()))
+    walls[g.id] = -time.time()
     out.write(f"group of 20 x add(i, i)   = {g.get(timeout=60)}\n")
+    walls[g.id] += time.time()
     c = chord(demo.add.s(i, 1) for i in range(10))(demo.tsum.s())
     began[c.id] = time.time()
+    walls[c.id] = -time.time()
     out.write(f"chord of 10, tsum body    = {c.get(timeout=120)}\n\n")
+    walls[c.id] += time.time()
     measured = Counter(
         {k: n for k, n in (proxy.kinds - start_kinds).items() if not k.endswith(" other")}  # not the probe
     )
     probes = sum((proxy.kinds - start_kinds).values()) - sum(measured.values())
-    # How long one poll takes here: a GET, and a round of GETs for the group (after the count).
-    timer = time.perf_counter()
-    backend.get_task_meta(failing.id, cache=False)
-    one = time.perf_counter() - timer
-    timer = time.perf_counter()
-    backend.mget([backend.get_key_for_task(r.id) for r in g.results])
     cas_rounds = measured.get("PUT chord-unlock", 0) / 10  # the counter's contention: an input, like durations
-    model = _demo_model(began, failing, g, c, one, time.perf_counter() - timer, cas_rounds)
+    model = _demo_model(began, walls, failing, g, c, cas_rounds)
 
     # Requests per operation, counted at the wire.
     before = proxy.total
@@ -151,23 +152,32 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
 
 
 def _demo_model(
-    began: dict[str, float], failing: Any, g: Any, c: Any, one: float, round_: float, cas_rounds: float
+    began: dict[str, float], walls: dict[str, float], failing: Any, g: Any, c: Any, cas_rounds: float
 ) -> Any:
-    """``s3result cost``'s arithmetic for the demo's workload, with the times the results took."""
-    from .cost import Requests, chord_requests, chord_wait_gets, task_requests
+    """``s3result cost``'s arithmetic for the demo's workload, given what each wait measured.
+
+    The inputs are what a user would know of their own workload: when each result was stored
+    after the call, how long each wait took (which fixes how long a poll took while the worker
+    was busy), and the chord counter's contention.
+    """
+    from .cost import Requests, chord_requests, chord_wait_gets, join_gets, latency_for_wall, task_requests
 
     def took(result: Any) -> float:  # read after the count: these GETs are not the workload's
         done = result.date_done
         return max(0.0, done.timestamp() - began[result.id]) if done else 0.0
 
-    model = task_requests(duration=took(failing), latency=one)
-    for r in g.results:
-        model += task_requests(duration=took(r), latency=round_)
+    def latency(result: Any, duration: float) -> float:
+        return latency_for_wall(duration, walls[result.id])
+
+    model = task_requests(duration=took(failing), latency=latency(failing, took(failing)))
+    durations = [took(r) for r in g.results]
+    model += task_requests(waited=0) * len(g.results)
+    model += Requests(gets=join_gets(durations, latency=latency(g, max(durations))))
     parts = c.parent.results
     start = began[c.id]
     part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
     model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), processes=2, cas_rounds=cas_rounds)
-    model += Requests(gets=chord_wait_gets(took(c), part_times, latency=one * (len(parts) + 1)))
+    model += Requests(gets=chord_wait_gets(took(c), part_times, latency=latency(c, took(c))))
     return model
 
 
