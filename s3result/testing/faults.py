@@ -82,6 +82,8 @@ class FaultProxy:
         self.odds: dict[str, float] = {}
         self.latency = latency
         self.stats: Counter[str] = Counter()
+        #: Request headers (lower-case names) removed before forwarding, as a meddling proxy would.
+        self.strip_headers: set[bytes] = set()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -148,6 +150,12 @@ class FaultProxy:
                 if request is None:
                     return
                 head, body, buffer = request
+                if self.strip_headers:
+                    head = b"\r\n".join(
+                        ln
+                        for ln in head.split(b"\r\n")
+                        if ln.partition(b":")[0].strip().lower() not in self.strip_headers
+                    )
                 if self._listener is None:
                     _rst(client)
                     return
