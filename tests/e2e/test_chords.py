@@ -22,6 +22,7 @@ import pytest
 from celery import chord
 
 from conformance.servers import Target
+from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
 from .conftest import Worker, point_app_at
@@ -43,14 +44,16 @@ def _repeats(store: str, size: int) -> int:
 class Fleet:
     """Several workers on one broker folder, as separate processes with thread pools."""
 
-    def __init__(self, url: str, tmp: Path, processes: int = 4, threads: int = 4) -> None:
+    def __init__(
+        self, url: str, tmp: Path, processes: int = 4, threads: int = 4, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.url = url
         self.calls = tmp / "calls"
         self.calls.mkdir()
         self.broker = tmp / "broker"
         self.broker.mkdir()
         (self.broker / "processed").mkdir()
-        env = {"E2E_CALLS_DIR": str(self.calls)}
+        env = {"E2E_CALLS_DIR": str(self.calls), **(extra_env or {})}
         self.workers = [
             Worker(url, tmp, pool="threads", concurrency=threads, name=f"w{i}", broker_dir=self.broker, extra_env=env)
             for i in range(processes)
@@ -114,3 +117,38 @@ def test_fallback_chords_on_nanio(nanio_target: Target, tmp_path: Path) -> None:
         assert res.get(timeout=120, interval=0.2) == sum(range(20))
         time.sleep(0.3)
         assert len(list(fleet.calls.glob(f"{marker}.*"))) == 1
+
+
+def test_native_chords_through_lost_replies_and_redelivery(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Issue 17's acceptance: 12% of conditional PUTs applied with their reply lost, 8% of the
+    parts delivered twice (same task id), 4 processes x 4 threads, 20 chords of 100 parts:
+    every body runs exactly once with every part's result, none stays PENDING."""
+    proxy = FaultProxy(moto_server.host, moto_server.port, seed=17)
+    proxy.set_faults(lose_conditional_reply=0.12)
+    url = moto_server.url(prefix="chords-faults").replace(f":{moto_server.port}/", f":{proxy.port}/")
+    chords_n = int(os.environ.get("E2E_FAULT_CHORDS", "20"))
+    try:
+        with Fleet(url, tmp_path, extra_env={"E2E_DUP_PERCENT": "8"}) as fleet:
+            module = _client_app(url, fleet)
+            assert module.app.backend.native_chords
+            results = []
+            for rep in range(chords_n):
+                marker = f"f-{rep}-{uuid.uuid4().hex[:8]}"
+                results.append((marker, chord(module.dpart.s(i) for i in range(100))(module.collect.s(marker))))
+            for marker, res in results:
+                try:
+                    assert res.get(timeout=300, interval=0.2) == sum(range(100)), marker
+                except Exception:
+                    print(fleet.logs())
+                    raise
+            time.sleep(1.0)  # room for a second (wrong) firing to show up
+            for marker, _ in results:
+                calls = sorted(fleet.calls.glob(f"{marker}.*"))
+                assert len(calls) == 1, f"chord body ran {len(calls)} times for {marker}"
+                assert calls[0].read_text() == ",".join(map(str, range(100)))
+            dups = len(list(fleet.calls.glob("dup-*")))
+            assert dups >= 0.05 * 100 * chords_n, f"only {dups} parts delivered twice"
+            assert proxy.stats["lose_conditional_reply"] > 0.05 * 100 * chords_n, proxy.stats
+            print(f"parts delivered twice: {dups}; lost conditional replies: {proxy.stats}")
+    finally:
+        proxy.close()
