@@ -288,15 +288,22 @@ class S3Backend(KeyValueStoreBackend):
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
         if not self._chords.fail(key, message):
-            return None  # the count completed before: the part that completed it fires
+            return None  # the chord already ended: completed, or failed and reported once
         callback = maybe_signature(request.chord, app=self.app)
         try:
-            return self.chord_error_from_stack(callback, ChordError(message))
+            return self._chord_error(callback, ChordError(message))
         finally:
             try:
                 self.client.delete(key)
             except Exception:  # noqa: BLE001 - the error above is what matters
                 logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+
+    def _chord_error(self, callback: Any, error: ChordError) -> Any:
+        """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
+        try:
+            raise error
+        except ChordError:
+            return self.chord_error_from_stack(callback, error)
 
     def _fire_chord(self, request: Any, group_id: str, key: str) -> Any:
         """Join the header, publish the body, then delete the counter and the saved group."""
@@ -307,20 +314,20 @@ class S3Backend(KeyValueStoreBackend):
             try:
                 deps = self.restore_group(group_id)
             except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self.chord_error_from_stack(callback, ChordError(f"Cannot restore group: {exc!r}"))
+                return self._chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
             if deps is None:
-                return self.chord_error_from_stack(callback, ChordError(f"GroupResult {group_id} no longer exists"))
+                return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
             try:
                 values = self._join_header(deps, app.conf.result_chord_join_timeout)
             except ChordError as exc:
-                return self.chord_error_from_stack(callback, exc)
+                return self._chord_error(callback, exc)
             except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self.chord_error_from_stack(callback, ChordError(f"Join error: {exc!r}"))
+                return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
             try:
                 app.amqp._retry_publish(callback.delay, values)
             except Exception as exc:  # noqa: BLE001 - reported on the body
                 logger.exception("Chord %r raised: %r", group_id, exc)
-                return self.chord_error_from_stack(callback, ChordError(f"Callback error: {exc!r}"))
+                return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
             return None
         finally:
             self.client.delete(key)

@@ -297,19 +297,21 @@ class ChordCounter:
             return True
 
     def fail(self, key: str, reason: str) -> bool:
-        """Mark the chord failed, so no part fires it any more; False if it already completed."""
+        """Mark the chord failed, so no part fires it any more.
+
+        False when the chord already ended (completed, or failed by another part, or its
+        counter is gone): then the caller must not report it again.
+        """
         client = self._client()
         try:
             for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
                 try:
                     current = client.get_or_none(key)
                     if current is None:
-                        return True
-                    state = CounterState.load(current.body)
-                    if state.done is not None:
                         return False
-                    if state.failed is not None:
-                        return True
+                    state = CounterState.load(current.body)
+                    if state.done is not None or state.failed is not None:
+                        return False
                     state.failed = reason
                     client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
                     return True
