@@ -7,9 +7,9 @@ through ``config.from_celery_conf``; a bad one becomes ``ImproperlyConfigured`` 
 Where the store honours conditional writes (probed once per process and bucket, see
 ``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
 is it read, and replaced with ``PUT If-Match`` unless it already holds a SUCCESS. Chords then
-count their parts in a compare-and-swap counter object, and the part that completes the
-count publishes the callback, exactly once. Elsewhere, Celery's read-then-write and
-``chord_unlock`` are used.
+count their parts in a compare-and-swap counter object (``chords``: the producer decides
+native or ``chord_unlock`` once, each part counts once, the part that completes the count
+publishes the callback). Elsewhere, Celery's read-then-write and ``chord_unlock`` are used.
 """
 
 from __future__ import annotations
