@@ -251,3 +251,22 @@ def test_redelivered_completing_part_fires_after_lease_when_first_run_died(store
     assert chord.fired == [([0, 2],)]
     chord.finish(again, 1)
     assert len(chord.fired) == 1
+
+
+def test_probe_verdict_survives_lost_replies(store: MotoServer) -> None:
+    """Every conditional PUT's reply lost: the probe recognises its own writes, so a worker
+    behind a lossy network reaches the producer's verdict instead of failing native chords."""
+    from s3result.client import S3Client
+    from s3result.config import build
+    from s3result.precondition import probe
+    from s3result.testing.faults import FaultProxy
+
+    lossy_proxy = FaultProxy(store.host, store.port, seed=3)
+    lossy_proxy.set_faults(lose_conditional_reply=1.0)
+    try:
+        url = store.url("probe").replace(f":{store.port}/", f":{lossy_proxy.port}/")
+        verdict = probe(S3Client(build(url=url, environ={})), "probe")
+        assert verdict.ok, verdict.reason
+        assert lossy_proxy.stats["lose_conditional_reply"] >= 2
+    finally:
+        lossy_proxy.close()
