@@ -58,11 +58,14 @@ def _last_part_done(backend: object, part_ids: list[str]) -> float:
     )
 
 
-def run(sizes: list[int], repeats: int) -> str:
+MODES = {"native": ("native (CAS counter)", ""), "unlock": ("chord_unlock fallback", "?conditional_writes=disabled")}
+
+
+def run(sizes: list[int], repeats: int, modes: tuple[str, ...] = ("native", "unlock"), title: str = "") -> str:
     rows = []
     with MotoServer(bucket="chords") as moto:
         proxy = CountingProxy("127.0.0.1", moto.port)
-        for mode, query in (("native (CAS counter)", ""), ("chord_unlock fallback", "?conditional_writes=disabled")):
+        for mode, query in (MODES[m] for m in modes):
             path = f"{moto.bucket}/{uuid.uuid4().hex[:6]}{query}"
             url = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{proxy.port}/{path}"
             # The client polls the store directly: what is counted is what the workers do.
@@ -96,7 +99,7 @@ def run(sizes: list[int], repeats: int) -> str:
         proxy.close()
     lines = [
         "",
-        "## Chord completion, 4 worker processes x 4 threads, moto (python -m benchmarks.chords)",
+        f"## Chord completion, 4 worker processes x 4 threads, moto (python -m benchmarks.chords){title}",
         "",
         "Wall time from the end of the last header task to the start of the body (workers' log",
         "timestamps, millisecond resolution), and S3 requests for the whole chord (counted at the",
@@ -114,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", default="native,unlock", help="native, unlock or both")
+    parser.add_argument("--title", default="", help="appended to the section's heading (e.g. the commit)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     args = parser.parse_args(argv)
-    section = run([int(s) for s in args.sizes.split(",")], args.repeats)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    section = run([int(s) for s in args.sizes.split(",")], args.repeats, modes, args.title)
     with open(args.output, "a") as f:
         f.write(section)
     print(section)

@@ -7,9 +7,9 @@ through ``config.from_celery_conf``; a bad one becomes ``ImproperlyConfigured`` 
 Where the store honours conditional writes (probed once per process and bucket, see
 ``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
 is it read, and replaced with ``PUT If-Match`` unless it already holds a SUCCESS. Chords then
-count their parts in a compare-and-swap counter object, and the part that completes the
-count publishes the callback, exactly once. Elsewhere, Celery's read-then-write and
-``chord_unlock`` are used.
+count their parts in a compare-and-swap counter object (``chords``: the producer decides
+native or ``chord_unlock`` once, each part counts once, the part that completes the count
+publishes the callback). Elsewhere, Celery's read-then-write and ``chord_unlock`` are used.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from typing import Any
 
 from celery import signals, states
 from celery.backends.base import Backend, KeyValueStoreBackend
-from celery.exceptions import ImproperlyConfigured
+from celery.canvas import maybe_signature
+from celery.exceptions import ChordError, ImproperlyConfigured
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from . import chords
 from ._forksafe import renew_locks_after_fork
 from .client import S3Client
 from .config import Settings, from_celery_conf
@@ -55,6 +57,21 @@ logger = get_logger(__name__)
 _chord_sizes: dict[str, int] = {}
 _chord_sizes_lock = threading.Lock()
 _CHORD_SIZES_KEPT = 1024
+
+
+# Whether this process applied a group as a native chord (True) or with chord_unlock (False).
+_decisions: dict[str, bool] = {}
+
+
+def _remember_decision(group_id: str, native: bool | None = None) -> bool | None:
+    """Record (or, without ``native``, look up) this process's decision for a chord's group."""
+    with _chord_sizes_lock:
+        if native is None:
+            return _decisions.get(group_id)
+        _decisions[group_id] = native
+        while len(_decisions) > _CHORD_SIZES_KEPT:
+            _decisions.pop(next(iter(_decisions)))
+        return native
 
 
 def _after_fork_in_child() -> None:
@@ -140,6 +157,9 @@ class S3Backend(KeyValueStoreBackend):
 
     #: How long a compare-and-swap may keep losing to other writers before giving up.
     cas_deadline = 120.0
+    #: How long the run of a chord part that completed the count owns the body's publishing;
+    #: a redelivery of that same part takes over only after this (see ``chords``).
+    chord_lease = 60.0
 
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
@@ -154,6 +174,9 @@ class S3Backend(KeyValueStoreBackend):
         self._counted = threading.local()
         scope = f"{self.settings.endpoint_url or self.settings.region} {self.settings.bucket}"
         self._counter = CasCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
+        self._chords = chords.ChordCounter(
+            lambda: self.client, scope, deadline_s=self.cas_deadline, lease_s=self.chord_lease
+        )
         # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
         # decides per store (native_chords), so drop that binding and use the method.
         self.__dict__.pop("apply_chord", None)
@@ -291,10 +314,31 @@ class S3Backend(KeyValueStoreBackend):
         return self._counter.incr(self._key(key))
 
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
-        """Native: save the group and let the last part fire the body; else chord_unlock."""
-        if self.native_chords:
-            return self._apply_chord_incr(header_result_args, body, **kwargs)
+        """Decide native counting or chord_unlock once, here, and send the decision with the chord.
+
+        The decision goes into the body signature (``chords.MARK``), which every header task
+        receives as ``request.chord``. Native: save the group and create the counter before
+        any part is published; the part that completes the count fires the body.
+        """
+        native = self.native_chords
+        group_id = header_result_args[0]
+        body[chords.MARK] = {"native": native, "gid": group_id}
+        _remember_decision(group_id, native)
+        if native:
+            result = self._apply_chord_incr(header_result_args, body, **kwargs)
+            self._chords.create(self._key(self.get_key_for_chord(group_id)))
+            return result
         return Backend.apply_chord(self, header_result_args, body, **kwargs)
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        """Record Celery's size of the chord (called before its last part is published).
+
+        Celery counts a chain in the header as its last task, a nested chord as its body, a
+        group as its tasks (``_chord._descend``); the size is what the Redis backend uses too.
+        """
+        if _remember_decision(group_id) is False:
+            return  # this process applied it with chord_unlock
+        self._chords.set_size(self._key(self.get_key_for_chord(group_id)), int(chord_size))
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
         """Count this part (native chords only); the part that completes the count fires.
@@ -305,6 +349,9 @@ class S3Backend(KeyValueStoreBackend):
         does not complete the count is then one CAS, and the part that does hands its count
         to Celery's completion code (restore, join, publish, clean up) through ``incr``.
         """
+        mark = chords.marking(getattr(request, "chord", None))
+        if mark is not None:
+            return self._chord_part_native(request, mark) if mark["native"] else None
         if not self.native_chords:
             return None
         group_id = getattr(request, "group", None)
@@ -318,6 +365,116 @@ class S3Backend(KeyValueStoreBackend):
             return super().on_chord_part_return(request, state, result, **kwargs)
         finally:
             self._counted.value = None
+
+    def _chord_part_native(self, request: Any, mark: dict[str, Any]) -> Any:
+        """Count this part in the chord's counter; fire the body iff this part completed it."""
+        group_id = getattr(request, "group", None)
+        if not group_id:
+            return None
+        key = self._key(self.get_key_for_chord(group_id))
+        try:
+            support = self.conditional_support
+        except Exception as exc:  # noqa: BLE001 - a failed probe fails the chord, loudly
+            return self._fail_chord(request, group_id, key, f"the conditional-write probe failed: {exc!r}")
+        if not support.ok:
+            return self._fail_chord(
+                request,
+                group_id,
+                key,
+                f"the producer chose native chords but this worker cannot count natively "
+                f"({support.reason}); give producer and workers the same conditional_writes setting",
+            )
+        member = f"{request.id}:{getattr(request, 'group_index', None)}"
+        try:
+            outcome = self._chords.count(key, member, precreated=mark.get("gid") == group_id)
+        except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
+            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
+        if outcome != "fire":
+            return None
+        return self._fire_chord(request, group_id, key)
+
+    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str) -> Any:
+        """End the chord with a ChordError on its body, unless it already completed."""
+        message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
+        logger.error("%s", message)
+        if not self._chords.fail(key, message):
+            return None  # the chord already ended: completed, or failed and reported once
+        callback = maybe_signature(request.chord, app=self.app)
+        try:
+            return self._chord_error(callback, ChordError(message))
+        finally:
+            try:
+                self.client.delete(key)
+            except Exception:  # noqa: BLE001 - the error above is what matters
+                logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+
+    def _chord_error(self, callback: Any, error: ChordError) -> Any:
+        """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
+        try:
+            raise error
+        except ChordError:
+            return self.chord_error_from_stack(callback, error)
+
+    def _fire_chord(self, request: Any, group_id: str, key: str) -> Any:
+        """Join the header, publish the body, then delete the counter and the saved group."""
+        app = self.app
+        callback = maybe_signature(request.chord, app=app)
+        deps = None
+        try:
+            try:
+                deps = self.restore_group(group_id)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                return self._chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
+            if deps is None:
+                return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
+            try:
+                values = self._join_header(deps, app.conf.result_chord_join_timeout)
+            except ChordError as exc:
+                return self._chord_error(callback, exc)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
+            try:
+                app.amqp._retry_publish(callback.delay, values)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                logger.exception("Chord %r raised: %r", group_id, exc)
+                return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
+            return None
+        finally:
+            self.client.delete(key)
+            if deps is not None:
+                deps.delete()
+
+    def _join_header(self, deps: Any, timeout: float | None) -> list[Any]:
+        """The header's values, nested as Celery's join gives them, from one round of reads.
+
+        Celery's ``join_native`` calls ``get()`` without a timeout on a nested group, which
+        can block a pool process for good; here every task result, nested or not, is read
+        with ``get_many`` under the chord join timeout.
+        """
+        leaves: list[str] = []
+
+        def walk(res: Any) -> None:
+            if isinstance(res, ResultSet):
+                for child in res.results:
+                    walk(child)
+            else:
+                leaves.append(res.id)
+
+        walk(deps)
+        metas = dict(self.get_many(set(leaves), timeout=timeout, interval=0.1)) if leaves else {}
+
+        def build(res: Any) -> Any:
+            if isinstance(res, ResultSet):
+                return [build(child) for child in res.results]
+            meta = metas[res.id]
+            value = meta["result"]
+            if meta["status"] in states.PROPAGATE_STATES:
+                error = ChordError(f"Dependency {res.id} raised {value!r}")
+                error.__cause__ = value if isinstance(value, BaseException) else None
+                raise error
+            return value
+
+        return [build(child) for child in deps.results]
 
     def _chord_size(self, request: Any, group_id: str) -> int | None:
         """The chord's size as Celery reckons it, or None to let Celery's code decide."""

@@ -45,7 +45,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # Only these headers are signed besides x-amz-*: signing a header a proxy may rewrite
 # (user-agent, accept-encoding) would make the signature fragile for no security gain.
-_ALWAYS_SIGNED = frozenset({"host", "content-md5", "content-type"})
+_ALWAYS_SIGNED = frozenset({"host", "content-md5", "content-type", "if-match", "if-none-match"})
 
 # A handful of (secret, date, region, service) tuples is all a process ever needs; the date
 # is part of the key, so the entry rolls over at midnight UTC without a timer. The secret is

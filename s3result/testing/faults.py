@@ -7,7 +7,9 @@ forwards it and relays the answer, or breaks something on purpose:
 - ``reset_response``: forward (the store applies it), then RST mid-answer (reply lost);
 - ``truncate``: forward, then send the headers and half the body and close;
 - ``error503``: answer 503 SlowDown without forwarding;
-- ``latency``: wait before forwarding.
+- ``latency``: wait before forwarding;
+- ``lose_conditional_reply``: for a PUT with If-Match or If-None-Match only, forward it (the
+  store applies it or refuses it), then RST mid-answer: the writer cannot tell which.
 
 ``outage(seconds)`` closes the listening socket, so new connections are refused as if the
 store were stopped, and opens it again on the same port afterwards. Every fault injected is
@@ -23,7 +25,7 @@ import threading
 import time
 from collections import Counter
 
-FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency")
+FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency", "lose_conditional_reply")
 _SLOWDOWN = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nConnection: close\r\n"
     b"Content-Length: 120\r\n\r\n"
@@ -74,6 +76,13 @@ def _read_message(
     return head, rest[:length], rest[length:]
 
 
+def _is_conditional_put(head: bytes) -> bool:
+    if not head.startswith(b"PUT "):
+        return False
+    names = {ln.partition(b":")[0].strip().lower() for ln in head.split(b"\r\n")[1:]}
+    return b"if-match" in names or b"if-none-match" in names
+
+
 class FaultProxy:
     """Listen on 127.0.0.1, forward to ``upstream``, inject faults with the given odds."""
 
@@ -82,6 +91,8 @@ class FaultProxy:
         self.odds: dict[str, float] = {}
         self.latency = latency
         self.stats: Counter[str] = Counter()
+        #: Request headers (lower-case names) removed before forwarding, as a meddling proxy would.
+        self.strip_headers: set[bytes] = set()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -119,10 +130,18 @@ class FaultProxy:
 
         threading.Thread(target=reopen, daemon=True).start()
 
-    def _pick(self) -> str | None:
+    def _pick(self, head: bytes = b"") -> str | None:
         with self._lock:
             roll = self._rng.random()
+            conditional = self.odds.get("lose_conditional_reply", 0.0)
+            if conditional and _is_conditional_put(head):
+                if roll < conditional:
+                    self.stats["lose_conditional_reply"] += 1
+                    return "reset_response"
+                roll = self._rng.random()
             for fault, chance in self.odds.items():
+                if fault == "lose_conditional_reply":
+                    continue
                 if roll < chance:
                     self.stats[fault] += 1
                     return fault
@@ -148,10 +167,16 @@ class FaultProxy:
                 if request is None:
                     return
                 head, body, buffer = request
+                if self.strip_headers:
+                    head = b"\r\n".join(
+                        ln
+                        for ln in head.split(b"\r\n")
+                        if ln.partition(b":")[0].strip().lower() not in self.strip_headers
+                    )
                 if self._listener is None:
                     _rst(client)
                     return
-                fault = self._pick()
+                fault = self._pick(head)
                 if fault == "reset_request":
                     _rst(client)
                     return

@@ -200,3 +200,49 @@ if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "child":
         "succeeded before the worker was lost", so that case is the whole-worker one above.)
         """
         _kill_once(task, args)
+
+
+# -- chords: canvas shapes and duplicate deliveries (tests/e2e/test_chord_shapes.py, test_chords.py) --
+
+
+@app.task
+def nsum(values: Any) -> int:
+    """Sum nested lists: a chord body whose header holds groups gets lists in its list."""
+    if isinstance(values, list):
+        return sum(nsum(v) for v in values)
+    return int(values)
+
+
+@app.task(bind=True)
+def replaced(self: Any, x: int) -> Any:
+    """A header task that replaces itself (Task.replace keeps its id, group and chord)."""
+    return self.replace(add.si(x, 10))
+
+
+_dup_percent = int(os.environ.get("E2E_DUP_PERCENT", "0"))
+
+
+@app.task(bind=True)
+def dpart(self: Any, i: int) -> int:
+    """A chord part; for E2E_DUP_PERCENT of task ids, the first run sends its own message again.
+
+    The copy has the same task id, group, group index and chord: the broker delivers the
+    part twice, as it does after a lost ack or a worker killed mid-task.
+    """
+    tid = self.request.id
+    if _dup_percent and _calls_dir and int(tid.replace("-", "")[:8], 16) % 100 < _dup_percent:
+        try:
+            fd = os.open(os.path.join(_calls_dir, f"dup-{tid}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            self.apply_async(
+                args=self.request.args,
+                kwargs=self.request.kwargs,
+                task_id=tid,
+                group_id=self.request.group,
+                group_index=self.request.group_index,
+                chord=self.request.chord,
+            )
+    return i

@@ -1,0 +1,323 @@
+"""Native chords: one decision per chord, and a counter that counts each part once.
+
+The producer decides once, in ``apply_chord``, whether a chord counts natively or uses
+``chord_unlock``, and writes the decision into the body signature under ``MARK``. Header
+tasks carry the body as ``request.chord``, so every part (and every redelivery of it) sees
+the producer's decision instead of making its own: a worker never counts an unlock chord,
+and a worker that cannot count a native one fails it loudly.
+
+For a native chord the producer creates the counter object before any part is published,
+and records the chord's size in it (``set_chord_size``, which Celery calls before
+publishing the last part). The counter holds the SET of parts counted, each named as the
+Redis backend names them (``<task id>:<group index>``), the write that completed the set
+(``done``: the part, a token unique to that write, and when), and ``failed`` once the chord
+was failed. Because it is a set and not a number:
+
+- a part whose PUT landed but whose reply was lost re-reads, finds itself counted, and
+  knows from the token whether its own write completed the set (exactly one write does);
+- a part run twice (broker redelivery, Celery's trace calling ``on_chord_part_return``
+  again through ``mark_as_failure``) is counted once;
+- the counter is deleted after the body is published, so a part that finds no counter
+  arrives after the chord finished and does nothing (and leaves nothing behind).
+
+A run of the completing part that did not make the completing write itself (a redelivery)
+fires only when the completing run cannot be live any more: after ``lease_s`` it takes the
+completion over by compare-and-swap. So the body is published once, unless a completing
+run is still busy publishing after the lease (then twice), or every run of the completing
+part dies between the completing write and the publish (then the redelivery fires it).
+
+Threads of one process that count on the same counter commit together, as ``counter`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .client import S3Client
+from .counter import cas_attempts
+from .errors import Conflict, PreconditionFailed, S3Error, TransportError
+from .retry import is_retryable
+
+__all__ = ("MARK", "ChordCounter", "CounterState", "Outcome", "marking")
+
+#: The key in the body signature that carries the producer's decision to every part.
+MARK = "s3result_chord"
+
+Outcome = Literal["fire", "wait", "late", "failed"]
+
+
+def marking(chord: Any) -> dict[str, Any] | None:
+    """The producer's decision carried by ``request.chord``, or None (an older producer)."""
+    mark = chord.get(MARK) if isinstance(chord, dict) else None
+    return mark if isinstance(mark, dict) and isinstance(mark.get("native"), bool) else None
+
+
+@dataclass
+class CounterState:
+    """The counter object's content (JSON)."""
+
+    size: int | None = None
+    parts: list[str] = field(default_factory=list)
+    done: dict[str, Any] | None = None
+    failed: str | None = None
+
+    @classmethod
+    def load(cls, body: bytes) -> CounterState:
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.get("v") != 2:
+            raise ValueError("not an s3result chord counter (v2)")
+        return cls(data.get("size"), list(data.get("parts") or []), data.get("done"), data.get("failed"))
+
+    def dump(self) -> bytes:
+        body = {"v": 2, "size": self.size, "parts": self.parts, "done": self.done, "failed": self.failed}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @property
+    def complete(self) -> bool:
+        return self.size is not None and len(self.parts) >= self.size
+
+
+def _transient(exc: BaseException) -> bool:
+    """A write whose outcome is unknown or that another writer beat: read again and retry."""
+    return isinstance(exc, (PreconditionFailed, Conflict, TransportError)) or is_retryable(exc)
+
+
+class _Waiter:
+    __slots__ = ("error", "member", "outcome")
+
+    def __init__(self, member: str) -> None:
+        self.member = member
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+
+
+class _Slot:
+    __slots__ = ("busy", "cond", "pending")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.cond = threading.Condition(lock)
+        self.pending: list[_Waiter] = []
+        self.busy = False
+
+
+_lock = threading.Lock()
+_slots: dict[tuple[str, str], _Slot] = {}
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _slots.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ChordCounter:
+    """Counter objects of native chords on one store and bucket (``scope``)."""
+
+    def __init__(
+        self,
+        client: Callable[[], S3Client],
+        scope: str,
+        *,
+        deadline_s: float = 120.0,
+        lease_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._scope = scope
+        self.deadline_s = deadline_s
+        self.lease_s = lease_s
+        self._sleep = sleep
+
+    # -- producer ---------------------------------------------------------------------------
+
+    def create(self, key: str) -> None:
+        """A fresh counter (an unconditional PUT: applying a frozen chord again starts over)."""
+        self._client().put(key, CounterState().dump(), content_type="application/json")
+
+    def set_size(self, key: str, size: int) -> bool:
+        """Record the chord's size; False when there is no counter (not a native chord's group)."""
+        client = self._client()
+        for _ in cas_attempts(key, self.deadline_s, self._sleep):
+            try:
+                current = client.get_or_none(key)
+                if current is None:
+                    return False
+                state = CounterState.load(current.body)
+                if state.size == size:
+                    return True
+                state.size = size
+                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                return True
+            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                if not _transient(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- parts -----------------------------------------------------------------------------
+
+    def count(self, key: str, member: str, *, precreated: bool) -> Outcome:
+        """Count ``member`` once; "fire" for exactly one part of the chord.
+
+        ``precreated``: the producer created the counter, so a missing one means the chord
+        finished ("late"). Raises when counting failed (the caller fails the chord).
+        """
+        me = _Waiter(member)
+        name = (self._scope, key)
+        lock = _lock
+        with lock:
+            slot = _slots.get(name)
+            if slot is None:
+                slot = _slots[name] = _Slot(lock)
+            slot.pending.append(me)
+            while slot.busy and me.outcome is None and me.error is None:
+                slot.cond.wait()
+            if me.outcome is None and me.error is None:
+                batch, slot.pending, slot.busy = slot.pending, [], True
+            else:
+                batch = []
+        if batch:
+            try:
+                outcomes = self._swap(key, [w.member for w in batch], precreated)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiter of the batch
+                for w in batch:
+                    w.error = exc
+            else:
+                for w, outcome in zip(batch, outcomes, strict=True):
+                    w.outcome = outcome
+            with lock:
+                slot.busy = False
+                slot.cond.notify_all()
+                if not slot.pending and _slots.get(name) is slot:
+                    del _slots[name]
+        if me.error is not None:
+            raise me.error
+        assert me.outcome is not None
+        return me.outcome
+
+    def _swap(self, key: str, members: list[str], precreated: bool) -> list[Outcome]:
+        """Add ``members`` in one compare-and-swap; one outcome per member."""
+        client = self._client()
+        tokens: set[str] = set()
+        for _ in cas_attempts(key, self.deadline_s, self._sleep):
+            try:
+                current = client.get_or_none(key)
+                if current is None and precreated:
+                    return ["late"] * len(members)
+                state = CounterState() if current is None else CounterState.load(current.body)
+                if state.failed is not None:
+                    return ["failed"] * len(members)
+                counted = set(state.parts)
+                if all(m in counted for m in members):
+                    # Counted already: by one of our earlier writes (its reply lost) or before.
+                    return self._resolve(key, state, members, tokens)
+                token = uuid.uuid4().hex
+                tokens.add(token)
+                fresh = [m for m in dict.fromkeys(members) if m not in counted]
+                state.parts.extend(fresh)
+                if state.complete and state.done is None:
+                    state.done = {"by": fresh[-1], "token": token, "at": time.time()}
+                body = state.dump()
+                if current is None:
+                    client.put(key, body, if_none_match=True, content_type="application/json")
+                else:
+                    client.put(key, body, if_match=current.etag, content_type="application/json")
+                return self._outcomes(state, members, tokens)
+            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                if not _transient(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _outcomes(state: CounterState, members: list[str], tokens: set[str]) -> list[Outcome]:
+        """After our write landed: the member that completed the set fires, once."""
+        done = state.done
+        firing = done["by"] if done is not None and done.get("token") in tokens else None
+        out: list[Outcome] = []
+        for m in members:
+            if m == firing:
+                out.append("fire")
+                firing = None  # a duplicate in the same batch does not fire again
+            else:
+                out.append("wait")
+        return out
+
+    def _resolve(self, key: str, state: CounterState, members: list[str], tokens: set[str]) -> list[Outcome]:
+        """Every member is already counted: by our own write whose reply was lost, or earlier."""
+        done = state.done
+        if done is None:
+            return ["wait"] * len(members)
+        if done.get("token") in tokens:
+            return self._outcomes(state, members, tokens)
+        if done.get("by") not in members:
+            return ["wait"] * len(members)
+        # Another run of this same part completed the set (we are a redelivery). It may be
+        # publishing the body right now, or it may have died before publishing: wait out its
+        # lease, then take the completion over if the counter is still there.
+        out: list[Outcome] = ["wait"] * len(members)
+        out[members.index(done["by"])] = "fire" if self._take_over(key, done["by"]) else "late"
+        return out
+
+    def _take_over(self, key: str, member: str) -> bool:
+        client = self._client()
+        deadline = time.monotonic() + self.lease_s + self.deadline_s
+        while True:
+            current = client.get_or_none(key)
+            if current is None:
+                return False  # the completing run published the body and deleted the counter
+            state = CounterState.load(current.body)
+            done = state.done
+            if state.failed is not None or done is None or done.get("by") != member:
+                return False
+            age = time.time() - float(done.get("at", 0))
+            if age < self.lease_s:
+                if time.monotonic() > deadline:
+                    return False
+                self._sleep(min(self.lease_s - age, 1.0) + random.random() * 0.1)
+                continue
+            token = uuid.uuid4().hex
+            state.done = {"by": member, "token": token, "at": time.time()}
+            try:
+                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                if not _transient(exc):
+                    raise
+                after = client.get_or_none(key)
+                return after is not None and (CounterState.load(after.body).done or {}).get("token") == token
+            return True
+
+    def fail(self, key: str, reason: str) -> bool:
+        """Mark the chord failed, so no part fires it any more.
+
+        False when the chord already ended (completed, or failed by another part, or its
+        counter is gone): then the caller must not report it again.
+        """
+        client = self._client()
+        try:
+            for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
+                try:
+                    current = client.get_or_none(key)
+                    if current is None:
+                        return False
+                    state = CounterState.load(current.body)
+                    if state.done is not None or state.failed is not None:
+                        return False
+                    state.failed = reason
+                    client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                    return True
+                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                    if not _transient(exc):
+                        raise
+        except (S3Error, TransportError, ValueError):
+            return True  # cannot tell: fail the chord anyway (loud beats silent)
+        raise AssertionError("unreachable")  # pragma: no cover
