@@ -31,7 +31,12 @@ def test_demo_command() -> None:
     model = re.search(r"cost's arithmetic for the same work: (\d+) \(DELETE (\d+), GET (\d+), PUT (\d+)\)", out)
     assert measured and model, out
     total, predicted = int(measured.group(1)), int(model.group(1))
-    assert abs(predicted - total) <= 0.05 * total, out
+    # The write path is deterministic: PUTs and DELETEs are predicted exactly. GETs are polls, and
+    # when a poll lands depends on how long each earlier one took on a busy store: the arithmetic
+    # takes each wait's latency from its wall time and stays within 20% of the GETs counted.
+    assert measured.group(2) == model.group(2) and measured.group(4) == model.group(4), out
+    assert abs(int(model.group(3)) - int(measured.group(3))) <= 0.2 * int(measured.group(3)), out
+    assert abs(predicted - total) <= 0.15 * total, out
     assert int(measured.group(4)) >= 32  # one PUT per task at least: 32 tasks
     per_million = re.search(r"about \$([\d.]+) per million tasks \(the arithmetic says \$([\d.]+)\)", out)
     assert per_million and abs(float(per_million.group(1)) - float(per_million.group(2))) <= 0.05 * float(
