@@ -25,6 +25,7 @@ __all__ = [
     "Requests",
     "add_cost_arguments",
     "chord_requests",
+    "chord_wait",
     "chord_wait_gets",
     "join_gets",
     "latency_for_wall",
@@ -33,6 +34,7 @@ __all__ = [
     "poll_times",
     "polls_per_wait",
     "task_requests",
+    "wait_end",
 ]
 
 # The poll schedule of ``result.get()`` with default settings: wait_for polls at once, then
@@ -104,26 +106,31 @@ def polls_per_wait(
     return len(poll_times(duration, interval, first_delay, backoff, latency))
 
 
-def latency_for_wall(
-    duration: float,
-    wall: float,
-    interval: float = 0.5,
-    first_delay: float | None = POLL_FIRST_DELAY,
-    backoff: float = POLL_BACKOFF,
-) -> float:
-    """The time one poll (or round of polls) took, from how long the whole wait took.
+def latency_for_wall(wall: float, ends_at: Callable[[float], float]) -> float:
+    """One request's (or one concurrent round's) latency, from how long a whole wait took.
 
     A poll's latency is not a constant: while workers write, the store answers slower. What a
-    wait measured (its wall time, and when the result was stored) fixes it: the latency whose
-    schedule, polls included, ends closest to ``wall``.
+    wait measured, its wall time, fixes it: the latency for which ``ends_at(latency)``, the
+    modelled wait's end with its polls included, comes closest to ``wall``.
     """
     best, best_miss = 0.0, float("inf")
     for step in range(401):
         latency = wall * step / 400
-        miss = abs(poll_times(duration, interval, first_delay, backoff, latency)[-1] + latency - wall)
+        miss = abs(ends_at(latency) - wall)
         if miss < best_miss:
             best, best_miss = latency, miss
     return best
+
+
+def wait_end(
+    duration: float,
+    latency: float,
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+) -> float:
+    """When a single wait (or a join's rounds) for ``duration`` ends, each poll taking ``latency``."""
+    return poll_times(duration, interval, first_delay, backoff, latency)[-1] + latency
 
 
 def join_gets(
@@ -171,15 +178,37 @@ def chord_wait_gets(
 
     Celery (``follow_parents``) checks the header's results once before the first poll and
     after every poll that finds the body pending; each part is read at each check until one
-    finds it ready (a ready part is then cached on its AsyncResult).
+    finds it ready (a ready part is then cached on its AsyncResult). ``latency`` is one GET's:
+    a check reads its parts one after the other, so a long check pushes the next poll back.
     """
-    polls = poll_times(body, interval, first_delay, backoff, latency)
-    checks = [0.0, *polls[:-1]]
-    gets = len(polls)
-    for done in parts:
-        ready_at = next((i for i, t in enumerate(checks) if t >= done), None)
-        gets += len(checks) if ready_at is None else ready_at + 1
-    return gets
+    return chord_wait(body, parts, interval, first_delay, backoff, latency)[0]
+
+
+def chord_wait(
+    body: float,
+    parts: list[float],
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> tuple[int, float]:
+    """``chord_wait_gets`` and when the wait ends, for ``latency_for_wall``."""
+    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
+    delay = min(interval if first_delay is None else first_delay, interval)
+    pending = list(parts)
+    t, gets = 0.0, 0
+    while True:
+        for done in list(pending):  # the parent check: one GET per part not yet seen ready
+            gets += 1
+            t += latency
+            if done <= t:
+                pending.remove(done)
+        gets += 1  # the poll of the body
+        t += latency
+        if body <= t:
+            return gets, t
+        t += delay
+        delay = min(delay * backoff, interval)
 
 
 def task_requests(
@@ -200,26 +229,25 @@ def task_requests(
     return Requests(puts=states, gets=waited * polls + reads)
 
 
-# A native chord, on the workers (counter.py and backend.on_chord_part_return; chords may change
-# these): per part, the counter's compare-and-swap, a GET and a PUT (more under contention); per
-# chord, the saved group (PUT), its restore by each worker process that learns the chord's size
-# and by the completing part (GET each), the join of the parts' results (a GET each), and the
-# clean-up of the group and of the counter (two DELETEs).
-# Compare-and-swap rounds per part, contention included: measured 1.6 in the demo (2 processes)
-# and 1.34 in benchmarks/RESULTS.md (1,000 parts, 4,675 requests); 1.5 splits the difference.
+# A native chord (chords.py and backend.on_chord_part_return): the producer saves the group (PUT),
+# creates the counter (PUT) and records the chord's size in it (GET + PUT); per part, the counter's
+# compare-and-swap, a GET and a PUT (more under contention); the part that completes the count reads
+# the group once and the parts' results (a GET each), then deletes the counter and the group.
+# Compare-and-swap rounds per part, contention and the producer's two counter writes included:
+# 1.4-2.1 in the demo (2 processes) and about 1.35 in benchmarks/RESULTS.md (1,000 parts).
 CHORD_CAS_ROUNDS_PER_PART = 1.5
 
 
-def chord_requests(parts: int, processes: int = 1, cas_rounds: float = CHORD_CAS_ROUNDS_PER_PART) -> Requests:
-    """What a native chord of ``parts`` adds on the workers to its tasks' own state writes.
+def chord_requests(parts: int, cas_rounds: float = CHORD_CAS_ROUNDS_PER_PART) -> Requests:
+    """What a native chord of ``parts`` adds to its tasks' own state writes.
 
-    ``processes``: worker processes that run the chord's parts (each restores the group once).
-    ``cas_rounds``: the counter's compare-and-swap rounds per part; contention decides it, so
-    it is an input like a task's duration (1 when parts never collide).
+    ``cas_rounds``: the counter's PUTs per part; contention decides it, so it is an input like a
+    task's duration (about 1 when parts never collide). Every counter PUT but the producer's
+    creation follows a GET of the counter.
     """
     return Requests(
         puts=1 + cas_rounds * parts,
-        gets=cas_rounds * parts + (min(parts, processes) + 1) + parts,
+        gets=(cas_rounds * parts - 1) + 1 + parts,
         deletes=2,
     )
 

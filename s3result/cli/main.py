@@ -160,24 +160,26 @@ def _demo_model(
     after the call, how long each wait took (which fixes how long a poll took while the worker
     was busy), and the chord counter's contention.
     """
-    from .cost import Requests, chord_requests, chord_wait_gets, join_gets, latency_for_wall, task_requests
+    from .cost import Requests, chord_requests, chord_wait, join_gets, latency_for_wall, task_requests, wait_end
 
     def took(result: Any) -> float:  # read after the count: these GETs are not the workload's
         done = result.date_done
         return max(0.0, done.timestamp() - began[result.id]) if done else 0.0
 
-    def latency(result: Any, duration: float) -> float:
-        return latency_for_wall(duration, walls[result.id])
-
-    model = task_requests(duration=took(failing), latency=latency(failing, took(failing)))
+    fail_took = took(failing)
+    one = latency_for_wall(walls[failing.id], lambda lat: wait_end(fail_took, lat))
+    model = task_requests(duration=fail_took, latency=one)
     durations = [took(r) for r in g.results]
+    round_ = latency_for_wall(walls[g.id], lambda lat: wait_end(max(durations), lat))
     model += task_requests(waited=0) * len(g.results)
-    model += Requests(gets=join_gets(durations, latency=latency(g, max(durations))))
+    model += Requests(gets=join_gets(durations, latency=round_))
     parts = c.parent.results
     start = began[c.id]
     part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
-    model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), processes=2, cas_rounds=cas_rounds)
-    model += Requests(gets=chord_wait_gets(took(c), part_times, latency=latency(c, took(c))))
+    model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), cas_rounds=cas_rounds)
+    body = took(c)
+    read = latency_for_wall(walls[c.id], lambda lat: chord_wait(body, part_times, latency=lat)[1])
+    model += Requests(gets=chord_wait(body, part_times, latency=read)[0])
     return model
 
 
