@@ -461,7 +461,14 @@ class S3Backend(KeyValueStoreBackend):
                 leaves.append(res.id)
 
         walk(deps)
-        metas = dict(self.get_many(set(leaves), timeout=timeout, interval=0.1)) if leaves else {}
+        if timeout is not None:
+            # Every part is counted, so every result is stored: the join timeout bounds waiting,
+            # not reading. Reading 1,000 results takes seconds on a busy store (Celery's own
+            # join reads its first round whatever the timeout), so the reads get their own budget:
+            # one read timeout per round of the pool.
+            rounds = -(-len(leaves) // max(1, self.settings.max_connections))
+            timeout += self.settings.read_timeout * rounds
+        metas = dict(self.get_many(leaves, timeout=timeout, interval=0.1)) if leaves else {}
 
         def build(res: Any) -> Any:
             if isinstance(res, ResultSet):

@@ -277,3 +277,16 @@ def test_probe_verdict_survives_lost_replies(store: MotoServer) -> None:
             lossy_proxy.close()
     assert len(verdicts) >= 4, verdicts
     assert all(v.ok for v in verdicts), [v.reason for v in verdicts]
+
+
+def test_join_timeout_bounds_waiting_not_reading(store: MotoServer) -> None:
+    """Every part is counted, so every result is stored: a join timeout shorter than the time
+    the reads take (1,000 results on a busy store take seconds) must not fail the chord."""
+    url = store.url("jointimeout")
+    producer, worker = make_app(url), make_app(url)
+    worker.conf.result_chord_join_timeout = 0.0001
+    chord = Chord(producer, 40, "g-jointimeout")
+    for i in range(40):
+        chord.finish(worker, i)
+    assert chord.fired == [([2 * i for i in range(40)],)]
+    assert chord.body_meta(producer)["status"] == states.PENDING  # published, not failed
