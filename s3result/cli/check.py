@@ -247,6 +247,10 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
     low = text.lower()
     where = f"{host}:{port}"
     s = client.settings
+    for said in ("cannot reach the proxy at ", "the proxy at "):  # the proxy from the environment, not the store
+        if said in text:
+            what, _, fix = text[text.index(said) :].rpartition("; ")
+            return (what, fix)
     if "connection refused" in low:
         return (
             f"connection refused: nothing listens on {where}",
