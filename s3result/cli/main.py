@@ -254,9 +254,21 @@ def _backend(args: argparse.Namespace) -> Any:
     return app.backend
 
 
+def _task_key(backend: Any, task_id: str) -> str:
+    """The object key of ``task_id``; an id that cannot be a key is the user's argument: status 2."""
+    from ..errors import InvalidKey
+
+    try:
+        key = str(backend.settings.object_key(backend.get_key_for_task(task_id).decode()))
+        backend.client._target(key)  # the client's own rules (UTF-8, at most 1024 bytes), before any request
+        return key
+    except InvalidKey as exc:
+        raise UsageError(f"argument task_id: {exc}") from None
+
+
 def _get(args: argparse.Namespace) -> int:
     backend = _backend(args)
-    key = backend.settings.object_key(backend.get_key_for_task(args.task_id).decode())
+    key = _task_key(backend, args.task_id)
     body = backend.get(backend.get_key_for_task(args.task_id))
     if body is None:
         raise NothingStored(
@@ -285,7 +297,7 @@ def _forget(args: argparse.Namespace) -> int:
     from ..errors import NotFound
 
     backend = _backend(args)
-    key = backend.settings.object_key(backend.get_key_for_task(args.task_id).decode())
+    key = _task_key(backend, args.task_id)
     try:
         backend.client.head(key)
     except NotFound as exc:

@@ -263,3 +263,14 @@ def test_help_states_the_exit_status_main_returns_for_a_bad_option(capsys: pytes
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "1 problems found, the store refused, or an invalid configuration; 2 a usage mistake" in text
+
+
+@pytest.mark.parametrize("task_id", ["ab\udcff", "x" * 2000], ids=["undecodable-byte", "too-long"])
+@pytest.mark.parametrize("command", ["get", "forget"])
+def test_an_id_that_cannot_be_a_key_is_a_usage_mistake(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str], command: str, task_id: str
+) -> None:
+    """A byte the locale cannot decode (argv holds it as a surrogate) or an over-long id: status 2, one line."""
+    assert main([command, task_id, "--url", moto_server.url("cli")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"s3result {command}: argument task_id: ") and err.count("\n") == 1, err
