@@ -192,7 +192,10 @@ def _apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     )
     verb = "updated" if ours else "added"
     others = f"; kept {len(kept)} other rule(s)" if kept else ""
-    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days} day(s){others}")
+    # A rule of our ID over another prefix was edited by hand: say what it covered, it no longer does.
+    moved = sorted({f"{info(r).prefix!r}" for r in ours if info(r).prefix != info(wanted).prefix})
+    was = f"; it covered {', '.join(moved)} before, which it no longer expires" if moved else ""
+    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days} day(s){others}{was}")
 
 
 def expires_set_by_user(conf: Any) -> bool:

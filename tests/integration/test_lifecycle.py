@@ -196,3 +196,25 @@ def test_apply_without_the_permission_names_the_lifecycle_actions(capsys: pytest
             assert err.count("\n") == 1, err
             assert f'grant "{action}" on "arn:aws:s3:::{store.bucket}"' in err, err
             assert "s3:GetObject" not in err and "s3:PutObject" not in err and secret not in err, err
+
+
+def test_a_rule_of_our_id_over_another_prefix_is_retargeted_and_said(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-edited: our rule ID over other/. --apply points it at the prefix and says what it covered."""
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    moto_server.create_bucket(bucket)
+    s3 = _boto3(moto_server.endpoint, moto_server.access_key, moto_server.secret_key)
+    moved = {
+        "ID": "s3result-expire-results/",
+        "Filter": {"Prefix": "other/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 9},
+    }
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [moved, UNRELATED]})
+    url = moto_server.url("results").replace(f"/{moto_server.bucket}/", f"/{bucket}/")
+    assert main(["lifecycle", "--apply", "--days", "3", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "updated rule 's3result-expire-results/'" in out and "it covered 'other/' before" in out, out
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert rules["s3result-expire-results/"]["Filter"] == {"Prefix": "results/"} and "keep-logs-30d" in rules
