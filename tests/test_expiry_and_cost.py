@@ -80,3 +80,13 @@ def test_cost_polls_on_the_schedule_wait_for_uses(duration: float, first: float 
     times = [0.0, *accumulate(islice(delays(first, 0.5), 100))]
     expected = next(i for i, t in enumerate(times) if t >= duration) + 1
     assert polls_per_wait(duration, 0.5, first, POLL_BACKOFF) == expected
+
+
+def test_a_join_costs_what_get_many_sends_not_one_wait_per_result() -> None:
+    """GroupResult.get() of 100 x 5 s: 212 GETs at the wire (benchmarks/waits.py, README); the join's
+    sentinel rounds, not 100 separate waits (100 x 15 = 1,500), which the demo's arithmetic assumed."""
+    from s3result.cli.cost import join_gets
+
+    assert abs(join_gets([5.0] * 100) - 212) <= 0.05 * 212
+    assert join_gets([0.3] * 20) == 20 + 3 + 20  # a full round, three one-GET rounds, the full round that finds them
+    assert join_gets([]) == 0 and join_gets([0.0]) == 1

@@ -26,6 +26,7 @@ __all__ = [
     "add_cost_arguments",
     "chord_requests",
     "chord_wait_gets",
+    "join_gets",
     "monthly_report",
     "per_task_from_args",
     "poll_times",
@@ -123,6 +124,42 @@ def chord_wait_gets(
         ready_at = next((i for i, t in enumerate(checks) if t >= done), None)
         gets += count * (len(checks) if ready_at is None else ready_at + 1)
     return gets
+
+
+def join_gets(
+    parts: list[float],
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> int:
+    """GETs of ``GroupResult.get()`` on results stored ``parts`` seconds after the call.
+
+    As ``backend.get_many`` joins: the first round reads every result; each later round, on the
+    ``wait_for`` schedule, reads one missing result first and the others still missing only
+    once it is ready. Results of one group finishing together then cost about two GETs each
+    plus one per round, not one each per round.
+    """
+    if not parts:
+        return 0
+    missing = sorted(parts)
+    now, gets, sentinel = 0.0, 0, None
+    delay = min(interval if first_delay is None else first_delay, interval)
+    while True:
+        if sentinel is not None and len(missing) > 1:
+            gets += 1
+            if sentinel <= now:
+                gets += len(missing) - 1
+                missing = [t for t in missing if t > now]
+        else:  # a round of concurrent GETs spans ``latency``: on average each is sent halfway
+            gets += len(missing)
+            missing = [t for t in missing if t > now + latency / 2]
+        if not missing:
+            return gets
+        if sentinel is None or sentinel <= now:
+            sentinel = missing[-1]  # a set's order: any one; the last to finish is the costlier guess
+        now += latency + delay
+        delay = min(delay * backoff, interval)
 
 
 def task_requests(

@@ -154,15 +154,15 @@ def _demo_model(
     began: dict[str, float], failing: Any, g: Any, c: Any, one: float, round_: float, cas_rounds: float
 ) -> Any:
     """``s3result cost``'s arithmetic for the demo's workload, with the times the results took."""
-    from .cost import Requests, chord_requests, chord_wait_gets, task_requests
+    from .cost import Requests, chord_requests, chord_wait_gets, join_gets, task_requests
 
     def took(result: Any) -> float:  # read after the count: these GETs are not the workload's
         done = result.date_done
         return max(0.0, done.timestamp() - began[result.id]) if done else 0.0
 
     model = task_requests(duration=took(failing), latency=one)
-    for r in g.results:
-        model += task_requests(duration=took(r), latency=round_)
+    model += task_requests(waited=0) * len(g.results)  # the group's states; its join below
+    model += Requests(gets=join_gets([took(r) for r in g.results], latency=round_))
     parts = c.parent.results
     start = began[c.id]
     part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
