@@ -33,7 +33,7 @@ from .errors import (
     TransportError,
     error_from_response,
 )
-from .network import environment_proxy
+from .network import environment_proxy, proxy_variable
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
 
@@ -198,6 +198,7 @@ class S3Client:
         s = self.settings
         parts = urlsplit(proxy)
         logger.info("s3result: reaching %s through the proxy at %s:%s", base_url, parts.hostname, parts.port or "")
+        where = (f"{parts.hostname}:{parts.port or ''}", proxy_variable(base_url))
         transport = httpx.HTTPTransport(
             proxy=proxy,
             verify=context if context is not None else True,
@@ -205,7 +206,7 @@ class S3Client:
             trust_env=False,
         )
         timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
-        return HttpxTransport(transport, base_url, timeout=timeout)
+        return HttpxTransport(transport, base_url, timeout=timeout, proxy=where)
 
     def _get_slot(self) -> _Slot:
         pid = os.getpid()

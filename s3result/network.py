@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["environment_proxy", "ssl_context"]
+__all__ = ["environment_proxy", "proxy_variable", "ssl_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,3 +83,18 @@ def environment_proxy(url: str) -> str | None:
 
 def _first(item: tuple[Any, str | None]) -> Any:
     return item[0]
+
+
+def proxy_variable(url: str) -> str:
+    """The name of the environment variable that sends ``url`` through a proxy, for messages.
+
+    The scheme's own variable before ``ALL_PROXY``, lowercase before uppercase (as urllib, whose
+    reading httpx uses, lets the lowercase one win).
+    """
+    scheme = url.split(":", 1)[0].lower()
+    env = os.environ
+    for wanted in (f"{scheme}_proxy", "all_proxy"):
+        for name in (wanted, wanted.upper()):
+            if env.get(name):
+                return name
+    return f"{scheme.upper()}_PROXY"

@@ -355,11 +355,14 @@ class HttpxTransport:
         *,
         timeout: httpx.Timeout | None = None,
         max_body: int = DEFAULT_BODY_LIMIT,
+        proxy: tuple[str, str] | None = None,
     ) -> None:
         import httpx
 
         self._httpx = httpx
         self._transport = transport
+        #: (HOST:PORT, the variable that named it) when ``transport`` goes through a proxy; never its password.
+        self._proxy = proxy
         self._base_url = base_url.rstrip("/")
         self._max_body = max_body
         # httpx.Client passes its timeouts to the transport this way; a bare transport needs them too.
@@ -390,11 +393,27 @@ class HttpxTransport:
                 data = _read_body(response.iter_bytes(), response.status_code, length, self._max_body)
             finally:
                 response.close()
+        except (hx.ConnectError, hx.ConnectTimeout, hx.ProxyError) as exc:
+            if self._proxy is not None:  # the connection that failed is the one to the proxy, not to the store
+                at, variable = self._proxy
+                if isinstance(exc, hx.ProxyError):  # it answered: refused the tunnel (407, 403, 502)
+                    raise ConnectError(
+                        f"the proxy at {at} (from {variable}) refused to carry the request ({_describe(exc)}); "
+                        f"check {variable} (its user and password) and the proxy's rules, or list the store's "
+                        "host in NO_PROXY to go direct"
+                    ) from exc
+                raise ConnectError(
+                    f"cannot reach the proxy at {at} (from {variable}) ({_describe(exc)}); fix {variable}, "
+                    "or list the store's host in NO_PROXY to go direct"
+                ) from exc
+            if isinstance(exc, hx.ConnectError):
+                raise _connect_error(exc) from exc
+            if isinstance(exc, hx.ConnectTimeout):
+                raise ConnectError(f"timed out ({_describe(exc)})") from exc
+            raise TransportError(f"cannot send the request ({_describe(exc)})") from exc
         except hx.TimeoutException as exc:
             cls: Any = ConnectError if isinstance(exc, (hx.ConnectTimeout, hx.PoolTimeout)) else RequestTimeout
             raise cls(f"timed out ({_describe(exc)})") from exc
-        except hx.ConnectError as exc:
-            raise _connect_error(exc) from exc
         except (hx.ReadError, hx.WriteError, hx.RemoteProtocolError) as exc:
             raise RequestTimeout(f"connection lost mid-request ({_describe(exc)})") from exc
         except hx.TransportError as exc:

@@ -92,3 +92,13 @@ def test_join_gets_follow_get_many() -> None:
     assert join_gets([0.05] * 9 + [0.3]) == 10 + 3 + 10
     # latency stretches rounds: with 0.1 s per round, rounds at 0, 0.125, 0.275, 0.475.
     assert join_gets([0.05] * 9 + [0.3], latency=0.1) == 10 + 2 + 10
+
+
+def test_a_join_costs_what_get_many_sends_not_one_wait_per_result() -> None:
+    """GroupResult.get() of 100 x 5 s: 212 GETs at the wire (benchmarks/waits.py, README); the join's
+    sentinel rounds, not 100 separate waits (100 x 15 = 1,500), which the demo's arithmetic assumed."""
+    from s3result.cli.cost import join_gets
+
+    assert abs(join_gets([5.0] * 100) - 212) <= 0.05 * 212
+    assert join_gets([0.3] * 20) == 20 + 3 + 20  # a full round, three one-GET rounds, the full round that finds them
+    assert join_gets([]) == 0 and join_gets([0.0]) == 1

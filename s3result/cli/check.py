@@ -76,6 +76,10 @@ def _iam_fix(settings: Settings, action: str, objects: bool = True) -> str:
 # What a short probe waits for: a silent server gets one line within a few seconds, not 90.
 PROBE_CONNECT_TIMEOUT = 3.0
 PROBE_READ_TIMEOUT = 5.0
+#: The longest one probe may take end to end. A read timeout bounds each wait, not the
+#: whole answer: a server sending a byte every second never trips it. Several requests of
+#: one probe (the conditional-write probe) fit well within this on any live store.
+PROBE_LIMIT = 15.0
 _AUTH_CODES = frozenset(
     {"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed"}
 )
@@ -243,6 +247,10 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
     low = text.lower()
     where = f"{host}:{port}"
     s = client.settings
+    for said in ("cannot reach the proxy at ", "the proxy at "):  # the proxy from the environment, not the store
+        if said in text:
+            what, _, fix = text[text.index(said) :].rpartition("; ")
+            return (what, fix)
     if "connection refused" in low:
         return (
             f"connection refused: nothing listens on {where}",
@@ -385,6 +393,47 @@ def security_findings(settings: Settings, app: Any) -> Iterator[Finding]:
         )
 
 
+def _bounded(findings: Iterator[Finding], client: S3Client, limit: float = PROBE_LIMIT) -> Iterator[Finding]:
+    """``findings``, each within ``limit`` seconds, else one network failure and the end.
+
+    The probes run in a daemon thread; one stuck on a trickling server is left behind (the
+    command exits; its socket closes with the process) rather than holding the user forever.
+    """
+    import queue
+    import threading
+
+    done = object()
+    box: queue.Queue[Any] = queue.Queue()
+
+    def produce() -> None:
+        try:
+            for found in findings:
+                box.put(found)
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            box.put(exc)
+        box.put(done)
+
+    threading.Thread(target=produce, name="s3result-check", daemon=True).start()
+    while True:
+        try:
+            item = box.get(timeout=limit)
+        except queue.Empty:
+            where = _host_port(client)
+            yield Finding(
+                "network",
+                False,
+                f"{where} answers too slowly: one probe got no complete answer within {limit:g}s "
+                "(a stalled or trickling transfer)",
+                "is endpoint_url the store's S3 API? check the network path to it (a proxy, a congested link)",
+            )
+            return
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> int:
     """Print the report (text, with colour on a terminal, or JSON) and return the exit status.
 
@@ -393,7 +442,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> in
     client = S3Client(_probe_settings(settings))
     resolved, first = _resolve(client, settings)
     if as_json:
-        found = [*first, *iter_findings(client, settings, app, resolved)]
+        found = [*first, *_bounded(iter_findings(client, settings, app, resolved), client)]
         ok = all(f.ok for f in found) and bool(found)
         out.write(
             json.dumps({"ok": ok, "configuration": resolved, "checks": [asdict(f) for f in found]}, indent=2) + "\n"
@@ -410,7 +459,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> in
     out.write("\n")
     out.flush()
     ok, seen = True, 0
-    for f in itertools.chain(first, iter_findings(client, settings, app, resolved)):
+    for f in itertools.chain(first, _bounded(iter_findings(client, settings, app, resolved), client)):
         seen += 1
         ok = ok and f.ok
         mark = paint("WARN", "yellow") if f.warning else (paint(" ok ", "green") if f.ok else paint("FAIL", "red"))

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFound
+from ..errors import AccessDenied, NotFound
 
 if TYPE_CHECKING:
     from ..client import S3Client
@@ -151,8 +151,29 @@ def to_xml(rules: list[ET.Element]) -> bytes:
     return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
+def _denied(exc: AccessDenied, bucket: str) -> AccessDenied:
+    """A 403 on ``?lifecycle`` with the bucket permission it lacks, not the object grants of a result key."""
+    action = "s3:GetLifecycleConfiguration" if exc.method == "GET" else "s3:PutLifecycleConfiguration"
+    hint = (
+        f'grant "{action}" on "arn:aws:s3:::{bucket}" to these credentials (--apply needs '
+        "s3:GetLifecycleConfiguration and s3:PutLifecycleConfiguration), or apply the rule that "
+        "s3result lifecycle prints with credentials that may"
+    )
+    fields = {k: getattr(exc, k) for k in ("status", "code", "message", "request_id", "key", "method", "region")}
+    return AccessDenied(**fields, hint=hint)
+
+
 def apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     """Merge our expiration rule into the bucket's configuration; PUT only when it changes."""
+    try:
+        return _apply_rule(client, prefix, days)
+    except AccessDenied as exc:
+        if exc.code != "AccessDenied":  # a wrong signature is not a missing permission
+            raise
+        raise _denied(exc, client.settings.bucket) from None
+
+
+def _apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     rules = read_rules(client)
     wanted = _our_rule(prefix, days)
     ours = [r for r in rules if info(r).id == rule_id(prefix)]
@@ -171,7 +192,10 @@ def apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     )
     verb = "updated" if ours else "added"
     others = f"; kept {len(kept)} other rule(s)" if kept else ""
-    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days} day(s){others}")
+    # A rule of our ID over another prefix was edited by hand: say what it covered, it no longer does.
+    moved = sorted({f"{info(r).prefix!r}" for r in ours if info(r).prefix != info(wanted).prefix})
+    was = f"; it covered {', '.join(moved)} before, which it no longer expires" if moved else ""
+    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days} day(s){others}{was}")
 
 
 def expires_set_by_user(conf: Any) -> bool:

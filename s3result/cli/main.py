@@ -247,7 +247,8 @@ def _number(kind: type[int] | type[float], low: float, what: str) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
         if value < low or value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"{text} is not a {what} (at least {low:g})")
+            rule = "" if "(" in what else f" (at least {low:g})"  # "number (0 or more)" says it already
+            raise argparse.ArgumentTypeError(f"{text} is not a {what}{rule}")
         return value
 
     return parse
@@ -265,9 +266,21 @@ def _backend(args: argparse.Namespace) -> Any:
     return app.backend
 
 
+def _task_key(backend: Any, task_id: str) -> str:
+    """The object key of ``task_id``; an id that cannot be a key is the user's argument: status 2."""
+    from ..errors import InvalidKey
+
+    try:
+        key = str(backend.settings.object_key(backend.get_key_for_task(task_id).decode()))
+        backend.client._target(key)  # the client's own rules (UTF-8, at most 1024 bytes), before any request
+        return key
+    except InvalidKey as exc:
+        raise UsageError(f"argument task_id: {exc}") from None
+
+
 def _get(args: argparse.Namespace) -> int:
     backend = _backend(args)
-    key = backend.settings.object_key(backend.get_key_for_task(args.task_id).decode())
+    key = _task_key(backend, args.task_id)
     body = backend.get(backend.get_key_for_task(args.task_id))
     if body is None:
         raise NothingStored(
@@ -296,7 +309,7 @@ def _forget(args: argparse.Namespace) -> int:
     from ..errors import NotFound
 
     backend = _backend(args)
-    key = backend.settings.object_key(backend.get_key_for_task(args.task_id).decode())
+    key = _task_key(backend, args.task_id)
     try:
         backend.client.head(key)
     except NotFound as exc:
@@ -342,11 +355,25 @@ def _lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The most polls per get() that ``cost`` reckons with (a day at 0.1 s is 864,000).
+_MAX_POLLS = 1_000_000
+
+
 def _cost(args: argparse.Namespace) -> int:
     from .cost import Requests, monthly_report, per_task_from_args
 
     if args.chord_parts == 1:
         raise UsageError("--chord-parts 1 is not a chord; give 0 (no chords) or 2 and more")
+    if args.waited > 1:
+        raise UsageError(
+            f"--waited {args.waited:g} is not a share of tasks: give one between 0 and 1 (0.25: a quarter)"
+        )
+    if args.task_seconds > _MAX_POLLS * args.interval:
+        # The arithmetic walks the poll schedule; beyond this it would run for minutes.
+        raise UsageError(
+            f"--task-seconds {args.task_seconds:g} at --interval {args.interval:g} is over {_MAX_POLLS:,} polls "
+            "per get(): give the task's time in seconds and the interval get() polls at"
+        )
     per_task: Requests = per_task_from_args(args)
     sys.stdout.write(
         monthly_report(
@@ -375,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="s3result",
         description="Celery results on S3, without boto.",
-        epilog="exit status: 0 ok; 1 problems found or the store refused; 2 a usage or configuration mistake; "
+        epilog="exit status: 0 ok; 1 problems found, the store refused, or an invalid configuration; 2 a usage mistake; "
         "3 nothing stored for that task (get, forget)",
     )
     parser.add_argument("--version", action="version", version=f"s3result {__version__}")

@@ -39,6 +39,16 @@ def s3result_store() -> Iterator[MotoServer]:
 
     if importlib.util.find_spec("moto") is None:  # pragma: no cover - the test extras always have moto
         pytest.fail("the s3result_store fixture needs moto's server: pip install 's3result[testing]'", pytrace=False)
+    missing = ""
+    try:  # moto alone (for its decorators) lacks the server's web stack: say so, not "did not start"
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        missing = str(exc)
+    if missing:
+        pytest.fail(
+            f"the s3result_store fixture needs moto's server ({missing}): pip install 's3result[testing]'",
+            pytrace=False,
+        )
     from .store import MotoServer
 
     with MotoServer(bucket=BUCKET) as store:

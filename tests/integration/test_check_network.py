@@ -167,3 +167,54 @@ def test_self_signed_certificate_points_at_ca_bundle(tmp_path: Path, capsys: pyt
     assert code == 1 and "does not verify" in out and "ca_bundle=/path/to/ca.pem" in out
     assert "plain HTTP" not in out
     _no_iam(out)
+
+
+def _trickle_server(reply: bytes, stop: threading.Event) -> tuple[socket.socket, int]:
+    """Answers every request with ``reply`` one byte every 0.5 s: no single read ever times out."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                for byte in reply:
+                    if stop.wait(0.5):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, int(server.getsockname()[1])
+
+
+def test_trickling_server_never_hangs_check() -> None:
+    """A byte every 0.5 s resets every read timeout; check still ends, naming the network, no IAM line.
+
+    (Trickled headers take the same path: the bound is on each probe, whatever it waits for.)
+    """
+    import subprocess
+    import sys
+
+    stop = threading.Event()
+    server, port = _trickle_server(b"HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n" + b"x" * 4000, stop)
+    exe = Path(sys.executable).with_name("s3result")
+    url = f"s3result+http://AKID:SECRET@127.0.0.1:{port}/bucket/p"
+    try:
+        proc = subprocess.run([str(exe), "check", "--url", url], capture_output=True, text=True, timeout=120)
+    finally:
+        stop.set()
+        server.close()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"network: 127.0.0.1:{port} answers too slowly" in out, out
+    _no_iam(out)

@@ -220,3 +220,58 @@ def test_console_script_runs(moto_server: MotoServer) -> None:
     helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     for command in ("check", "demo", "get", "forget", "lifecycle", "cost"):
         assert command in helped.stdout
+
+
+def test_cost_refuses_a_share_over_one_and_never_hangs(capsys: pytest.CaptureFixture[str]) -> None:
+    """--waited is a share (0..1); a task time of 1e12 s or a million-part chord answers at once, or in one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert main(["cost", "--tasks-per-day", "10", "--waited", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--waited" in err and "between 0 and 1" in err and err.count("\n") == 1
+    exe = str(Path(sys.executable).with_name("s3result"))
+    huge = subprocess.run(
+        [exe, "cost", "--tasks-per-day", "10", "--task-seconds", "1e12"], capture_output=True, text=True, timeout=60
+    )
+    assert huge.returncode == 2 and "--task-seconds" in huge.stderr and huge.stderr.count("\n") == 1, huge.stderr
+    wide = subprocess.run(
+        [
+            exe,
+            "cost",
+            "--tasks-per-day",
+            "10",
+            "--chord-parts",
+            "1000000",
+            "--task-seconds",
+            "100",
+            "--interval",
+            "0.01",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wide.returncode == 0 and "per task" in wide.stdout, wide.stderr
+
+
+def test_help_states_the_exit_status_main_returns_for_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in a URL option is an invalid configuration: status 1, as README and --help both say."""
+    assert main(["get", "x", "--url", "s3result://bucket?conditonal_writes=etag"]) == 1
+    assert "conditonal_writes: unknown option" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "1 problems found, the store refused, or an invalid configuration; 2 a usage mistake" in text
+
+
+@pytest.mark.parametrize("task_id", ["ab\udcff", "x" * 2000], ids=["undecodable-byte", "too-long"])
+@pytest.mark.parametrize("command", ["get", "forget"])
+def test_an_id_that_cannot_be_a_key_is_a_usage_mistake(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str], command: str, task_id: str
+) -> None:
+    """A byte the locale cannot decode (argv holds it as a surrogate) or an over-long id: status 2, one line."""
+    assert main([command, task_id, "--url", moto_server.url("cli")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"s3result {command}: argument task_id: ") and err.count("\n") == 1, err

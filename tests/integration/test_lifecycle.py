@@ -164,3 +164,57 @@ def test_workers_never_send_bucket_requests() -> None:
         if "bucket_request(" in p.read_text() and p.parts[-2] not in ("cli",)
     ]
     assert users == ["client.py"]  # where it is defined
+
+
+_MAY_READ_LIFECYCLE = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetLifecycleConfiguration"], "Resource": "*"}],
+    }
+)
+
+
+class _StoreWithLifecycleReader(MotoServer):
+    """A store with one more user, who may read the bucket's lifecycle configuration and nothing else."""
+
+    def _bootstrap(self) -> None:
+        self.lifecycle_reader = self._user("lc-reader", _MAY_READ_LIFECYCLE)  # while auth is still off
+        super()._bootstrap()
+
+
+def test_apply_without_the_permission_names_the_lifecycle_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    """403 on the GET or the PUT of ?lifecycle: one line naming that action on the bucket, not object grants."""
+    with _StoreWithLifecycleReader() as store:
+        cases = [
+            ((store.readonly_access_key, store.readonly_secret_key), "s3:GetLifecycleConfiguration"),
+            (store.lifecycle_reader, "s3:PutLifecycleConfiguration"),
+        ]
+        for (key, secret), action in cases:
+            url = store.url("denied").replace(store.access_key, key).replace(store.secret_key, secret)
+            assert main(["lifecycle", "--apply", "--days", "3", "--url", url]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1, err
+            assert f'grant "{action}" on "arn:aws:s3:::{store.bucket}"' in err, err
+            assert "s3:GetObject" not in err and "s3:PutObject" not in err and secret not in err, err
+
+
+def test_a_rule_of_our_id_over_another_prefix_is_retargeted_and_said(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-edited: our rule ID over other/. --apply points it at the prefix and says what it covered."""
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    moto_server.create_bucket(bucket)
+    s3 = _boto3(moto_server.endpoint, moto_server.access_key, moto_server.secret_key)
+    moved = {
+        "ID": "s3result-expire-results/",
+        "Filter": {"Prefix": "other/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 9},
+    }
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [moved, UNRELATED]})
+    url = moto_server.url("results").replace(f"/{moto_server.bucket}/", f"/{bucket}/")
+    assert main(["lifecycle", "--apply", "--days", "3", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "updated rule 's3result-expire-results/'" in out and "it covered 'other/' before" in out, out
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert rules["s3result-expire-results/"]["Filter"] == {"Prefix": "results/"} and "keep-logs-30d" in rules

@@ -179,3 +179,79 @@ def test_sts_over_https_trusts_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch, tm
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_a_dead_proxy_is_named_never_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+    s3result_store: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+) -> None:
+    """A refused proxy: the error names the variable and NO_PROXY, not endpoint_url; no password anywhere."""
+    from s3result.cli import main
+    from s3result.testing.store import free_port
+
+    port = free_port()
+    monkeypatch.setenv(variable, f"http://user:PROXY-SENTINEL-PW@127.0.0.1:{port}")
+    caplog.set_level(logging.DEBUG)
+    client = _client(s3result_store.url("deadproxy"))
+    with pytest.raises(ConnectError) as caught:
+        client.get_or_none("deadproxy/k")
+    client.close()
+    text = str(caught.value)
+    assert f"the proxy at 127.0.0.1:{port} (from {variable})" in text and "NO_PROXY" in text, text
+    assert "check endpoint_url" not in text, text
+    assert main(["check", "--url", s3result_store.url("deadproxy")]) == 1
+    out = capsys.readouterr()
+    report = out.out + out.err
+    assert f"network: cannot reach the proxy at 127.0.0.1:{port} (from {variable})" in report, report
+    assert "nothing listens on" not in report and "grant" not in report, report
+    for seen in (text, repr(caught.value), report, caplog.text):
+        assert "PROXY-SENTINEL-PW" not in seen
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # covering the endpoint: straight to the store
+    client = _client(s3result_store.url("deadproxy"))
+    assert client.get_or_none("deadproxy/k") is None
+    client.close()
+
+
+def test_a_proxy_refusing_the_tunnel_is_not_called_unreachable(
+    monkeypatch: pytest.MonkeyPatch, tls_store: tuple[MotoServer, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy that answers CONNECT with 407: its answer is reported, with the variable and no password."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = int(server.getsockname()[1])
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    store, cert = tls_store
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:PROXY-SENTINEL-PW@127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+    try:
+        assert main_check(store.url("p")) == 1
+    finally:
+        server.close()
+    out = capsys.readouterr()
+    report = out.out + out.err
+    assert f"network: the proxy at 127.0.0.1:{port} (from HTTPS_PROXY) refused to carry the request" in report, report
+    assert "fix: check HTTPS_PROXY (its user and password)" in report, report
+    assert "cannot reach" not in report and "PROXY-SENTINEL-PW" not in report and "grant" not in report
+
+
+def main_check(url: str) -> int:
+    from s3result.cli import main
+
+    return main(["check", "--url", url])

@@ -160,3 +160,29 @@ def test_demo_app_builds_nothing_at_import_and_refuses_a_shared_folder(tmp_path:
 def test_the_projects_own_store_is_the_kits(request: pytest.FixtureRequest, fixture_user: str) -> None:
     store = request.getfixturevalue(fixture_user)
     assert store is request.getfixturevalue("s3result_store") and isinstance(store, MotoServer)
+
+
+def test_moto_without_its_server_extra_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    """``pip install moto`` (for its decorators) without ``[server]``: the fixture says which extra, in one line.
+
+    The project shadows flask with a module that cannot be imported, as when moto's server
+    dependencies were never installed; tests that do not use the fixtures still pass.
+    """
+    project = tmp_path / "userproject"
+    project.mkdir()
+    (project / "conftest.py").write_text(USER_CONFTEST)
+    (project / "flask.py").write_text('raise ModuleNotFoundError("No module named \'flask\'", name="flask")\n')
+    (project / "test_user.py").write_text("def test_plain():\n    pass\n\n\ndef test_store(app):\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(project), str(project)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = done.stdout + done.stderr
+    assert "1 passed" in out and "1 error" in out and "During handling" not in out, out[-3000:]
+    assert "needs moto's server" in out and "pip install 's3result[testing]'" in out, out[-3000:]
+    assert "Traceback" not in out and "moto server did not start" not in out, out[-3000:]
