@@ -440,9 +440,21 @@ class S3Backend(KeyValueStoreBackend):
                 return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
             return None
         finally:
+            self._clean_up_chord(group_id, key, deps)
+
+    def _clean_up_chord(self, group_id: str, key: str, deps: Any) -> None:
+        """Delete the counter and the saved group; a failure is logged, never raised.
+
+        Raised, it would make Celery's trace fail the completing part (whose body is already
+        published) and count it again through ``mark_as_failure``, which finds the counter
+        still there and, after the lease, takes the completion over: the body twice.
+        """
+        try:
             self.client.delete(key)
             if deps is not None:
                 deps.delete()
+        except Exception as exc:  # noqa: BLE001 - the body is published; what is left is logged
+            logger.warning("s3result: could not clean up chord %s after publishing its body: %r", group_id, exc)
 
     def _join_header(self, deps: Any, timeout: float | None) -> list[Any]:
         """The header's values, nested as Celery's join gives them, from one round of reads.

@@ -68,16 +68,21 @@ class CounterState:
     parts: list[str] = field(default_factory=list)
     done: dict[str, Any] | None = None
     failed: str | None = None
+    #: The token of the write that set ``failed``: a retry whose reply was lost knows it is its own.
+    failed_token: str | None = None
 
     @classmethod
     def load(cls, body: bytes) -> CounterState:
         data = json.loads(body)
         if not isinstance(data, dict) or data.get("v") != 2:
             raise ValueError("not an s3result chord counter (v2)")
-        return cls(data.get("size"), list(data.get("parts") or []), data.get("done"), data.get("failed"))
+        parts = list(data.get("parts") or [])
+        return cls(data.get("size"), parts, data.get("done"), data.get("failed"), data.get("failed_token"))
 
     def dump(self) -> bytes:
         body = {"v": 2, "size": self.size, "parts": self.parts, "done": self.done, "failed": self.failed}
+        if self.failed_token is not None:
+            body["failed_token"] = self.failed_token
         return json.dumps(body, separators=(",", ":")).encode()
 
     @property
@@ -303,6 +308,7 @@ class ChordCounter:
         counter is gone): then the caller must not report it again.
         """
         client = self._client()
+        tokens: set[str] = set()
         try:
             for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
                 try:
@@ -310,9 +316,13 @@ class ChordCounter:
                     if current is None:
                         return False
                     state = CounterState.load(current.body)
-                    if state.done is not None or state.failed is not None:
+                    if state.failed is not None:
+                        return state.failed_token in tokens  # ours, its reply lost: report it
+                    if state.done is not None:
                         return False
-                    state.failed = reason
+                    token = uuid.uuid4().hex
+                    tokens.add(token)
+                    state.failed, state.failed_token = reason, token
                     client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
                     return True
                 except Exception as exc:  # noqa: BLE001 - only transient ones are retried
