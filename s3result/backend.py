@@ -397,9 +397,12 @@ class S3Backend(KeyValueStoreBackend):
         """End the chord with a ChordError on its body, unless it already completed."""
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
-        if not self._chords.fail(key, message):
+        marked = self._chords.fail(key, message)
+        if marked is False:
             return None  # the chord already ended: completed, or failed and reported once
         callback = maybe_signature(request.chord, app=self.app)
+        if marked is None and self._body_ended(callback):
+            return None  # unmarkable counter (a 403): another part reported it already
         try:
             return self._chord_error(callback, ChordError(message))
         finally:
@@ -407,6 +410,13 @@ class S3Backend(KeyValueStoreBackend):
                 self.client.delete(key)
             except Exception:  # noqa: BLE001 - the error above is what matters
                 logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+
+    def _body_ended(self, callback: Any) -> bool:
+        """Whether the chord body already holds a final state (read once; False when unknown)."""
+        try:
+            return self._get_task_meta_for(callback.id)["status"] in states.READY_STATES
+        except Exception:  # noqa: BLE001 - unknown: report (loud beats silent)
+            return False
 
     def _chord_error(self, callback: Any, error: ChordError) -> Any:
         """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""

@@ -301,11 +301,13 @@ class ChordCounter:
                 return after is not None and (CounterState.load(after.body).done or {}).get("token") == token
             return True
 
-    def fail(self, key: str, reason: str) -> bool:
+    def fail(self, key: str, reason: str) -> bool | None:
         """Mark the chord failed, so no part fires it any more.
 
         False when the chord already ended (completed, or failed by another part, or its
-        counter is gone): then the caller must not report it again.
+        counter is gone): then the caller must not report it again. None when the store
+        would not tell (the counter cannot be read or written): the caller reports it unless
+        the body already holds a result.
         """
         client = self._client()
         tokens: set[str] = set()
@@ -329,5 +331,5 @@ class ChordCounter:
                     if not _transient(exc):
                         raise
         except (S3Error, TransportError, ValueError):
-            return True  # cannot tell: fail the chord anyway (loud beats silent)
+            return None  # cannot tell: fail the chord anyway (loud beats silent)
         raise AssertionError("unreachable")  # pragma: no cover

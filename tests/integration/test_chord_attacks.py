@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from celery import states
 
 from s3result.errors import RequestTimeout
@@ -101,3 +102,47 @@ def test_failed_cleanup_after_publishing_does_not_fire_twice(store: MotoServer) 
             pass  # asserted below: the body must be published once and the part stay SUCCESS
     assert chord.fired == [([0, 2, 4],)]
     assert worker.backend.get_task_meta(chord.requests[2].id, cache=False)["status"] == states.SUCCESS
+
+
+@pytest.mark.parametrize("refused", [(b"PUT",), (b"PUT", b"DELETE")])
+def test_permanent_403_on_the_counter_fails_the_body_once(store: MotoServer, refused: tuple[bytes, ...]) -> None:
+    """A policy without PutObject on chord-unlock-*: every part's count is refused. The body gets
+    one ChordError naming AccessDenied (its errbacks run once), not one per part.
+    (The 403 is answered by the transport in place of a bucket policy moto does not enforce.)"""
+    from s3result.transport import RawResponse
+
+    url = store.url(f"a17-403-{len(refused)}")
+    producer, worker = make_app(url), make_app(url)
+    chord = Chord(producer, 3, f"g-a17-403-{len(refused)}")
+    client = worker.backend.client
+    factory = client._transport_factory
+    denied = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>T</RequestId></Error>"
+
+    class Denying:
+        def __init__(self, base: str) -> None:
+            self.inner = factory(base)
+
+        def request(self, method: bytes, target: bytes, headers: Any, body: bytes, **kw: Any) -> Any:
+            if method in refused and b"chord-unlock" in target:
+                return RawResponse(403, {"content-type": "application/xml"}, denied)
+            return self.inner.request(method, target, headers, body, **kw)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    client._transport_factory = Denying
+    errors: list[Any] = []
+    original = worker.backend.chord_error_from_stack
+
+    def counted(callback: Any, exc: Any = None) -> Any:
+        errors.append(exc)
+        return original(callback, exc)
+
+    worker.backend.chord_error_from_stack = counted  # type: ignore[method-assign]
+    for i in range(3):
+        chord.finish(worker, i)
+    meta = chord.body_meta(producer)
+    assert meta["status"] == states.FAILURE, meta
+    assert "AccessDenied" in str(meta["result"])
+    assert len(errors) == 1, errors
+    assert chord.fired == []
