@@ -37,6 +37,16 @@ def refusing(app: Any, refuse: Any) -> None:
     client._transport_factory = Refusing
 
 
+def finish_unpatched(chord: Chord, worker: Any, i: int) -> None:
+    """``Chord.finish`` for threads: the caller holds ``chord.recording()`` (patching from
+    several threads at once could leave the patch in place after the test)."""
+    req = chord.requests[i]
+    try:
+        worker.backend.mark_as_done(req.id, 2 * i, request=req)
+    except Exception as exc:  # noqa: BLE001 - what trace.py's on_error does next
+        worker.backend.mark_as_failure(req.id, exc, request=req)
+
+
 def _is_conditional(headers: Any) -> bool:
     return any(k.lower() in (b"if-match", b"if-none-match") for k, _ in headers)
 
@@ -146,3 +156,131 @@ def test_permanent_403_on_the_counter_fails_the_body_once(store: MotoServer, ref
     assert "AccessDenied" in str(meta["result"])
     assert len(errors) == 1, errors
     assert chord.fired == []
+
+
+def test_lost_replies_of_the_producers_create_and_size_writes(store: MotoServer) -> None:
+    """The producer's counter creation and set_chord_size land, their replies are lost."""
+    url = store.url("a17-producer")
+    producer, worker = make_app(url), make_app(url)
+    lost: list[bytes] = []
+
+    def when(method: bytes, target: bytes, headers: Any) -> None:
+        kind = b"if-match" if _is_conditional(headers) else b"create"
+        if method == b"PUT" and b"chord-unlock" in target and kind not in lost:
+            lost.append(kind)
+            raise RequestTimeout("reply lost (test)")
+
+    lossy(producer, when)
+    chord = Chord(producer, 3, "g-a17-producer")
+    assert lost == [b"create", b"if-match"], lost
+    for i in range(3):
+        chord.finish(worker, i)
+    assert chord.fired == [([0, 2, 4],)]
+
+
+def test_frozen_chord_applied_again_midway_fires_once(store: MotoServer) -> None:
+    """The producer applies the same frozen chord again (a retried publish) after two parts
+    counted: the counter starts over, the republished parts count again, the body fires once."""
+    url = store.url("a17-reapply")
+    producer, worker = make_app(url), make_app(url)
+    chord = Chord(producer, 3, "g-a17-reapply")
+    chord.finish(worker, 0)
+    chord.finish(worker, 1)
+    with chord.recording():
+        producer.backend.apply_chord(chord.args, chord.body)
+        producer.backend.set_chord_size(chord.gid, 3)
+    for i in (2, 0, 1, 2):
+        chord.finish(worker, i)
+    assert chord.fired == [([0, 2, 4],)]
+    assert not store_has(worker, "a17-reapply/chord-unlock-g-a17-reapply")
+
+
+def test_chord_from_an_older_producer_without_the_mark_fires_once(store: MotoServer) -> None:
+    """An older producer: no s3result_chord mark in the body, no counter created up front."""
+    from s3result.chords import MARK
+
+    url = store.url("a17-old")
+    producer, worker = make_app(url), make_app(url)
+    chord = Chord(producer, 3, "g-a17-old")
+    producer.backend.client.delete("a17-old/chord-unlock-g-a17-old")
+    for req in chord.requests:
+        req.chord.pop(MARK)
+    for i in (0, 1, 2, 1):
+        chord.finish(worker, i)
+    assert chord.fired == [([0, 2, 4],)]
+
+
+def test_same_completing_part_in_two_processes_at_once_fires_once(store: MotoServer) -> None:
+    """Two processes (separate addresses, so no shared group commit) run the last part at once."""
+    import threading
+
+    from s3result.testing.proxy import CountingProxy
+
+    url = store.url("a17-twice")
+    proxy = CountingProxy(store.host, store.port)
+    try:
+        producer = make_app(url)
+        one, two = make_app(url), make_app(url.replace(f":{store.port}/", f":{proxy.port}/"))
+        for rnd in range(3):
+            chord = Chord(producer, 3, f"g-a17-twice-{rnd}")
+            chord.finish(one, 0)
+            chord.finish(one, 1)
+            barrier = threading.Barrier(2)
+
+            def run(app: Any, chord: Chord = chord, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                finish_unpatched(chord, app, 2)
+
+            threads = [threading.Thread(target=run, args=(app,)) for app in (one, two)]
+            with chord.recording():
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(30)
+            assert chord.fired == [([0, 2, 4],)], rnd
+            assert not store_has(one, f"a17-twice/chord-unlock-g-a17-twice-{rnd}")
+    finally:
+        proxy.close()
+
+
+def test_sixteen_threads_count_through_lost_replies(store: MotoServer) -> None:
+    """16 threads of one process count a 64-part chord (each part twice) while a third of the
+    conditional PUTs' replies are lost: one body, every part's value."""
+    import threading
+
+    from s3result.testing.faults import FaultProxy
+
+    faults = FaultProxy(store.host, store.port, seed=17)
+    faults.set_faults(lose_conditional_reply=0.3)
+    try:
+        url = store.url("a17-threads")
+        producer = make_app(url)
+        worker = make_app(url.replace(f":{store.port}/", f":{faults.port}/"))
+        chord = Chord(producer, 64, "g-a17-threads")
+        work = [i for i in range(64)] * 2
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            while True:
+                with lock:
+                    if not work:
+                        return
+                    i = work.pop()
+                try:
+                    finish_unpatched(chord, worker, i)
+                except BaseException as exc:  # noqa: BLE001 - asserted below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(16)]
+        with chord.recording():
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert not errors, errors
+        assert faults.stats["lose_conditional_reply"] > 0
+        assert chord.fired == [([2 * i for i in range(64)],)]
+        assert chord.body_meta(producer)["status"] == states.PENDING
+    finally:
+        faults.close()
