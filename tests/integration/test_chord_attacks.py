@@ -284,3 +284,42 @@ def test_sixteen_threads_count_through_lost_replies(store: MotoServer) -> None:
         assert chord.body_meta(producer)["status"] == states.PENDING
     finally:
         faults.close()
+
+
+@pytest.mark.parametrize("conf", ["extended-gzip", "pickle"])
+def test_chord_with_extended_compressed_or_pickled_results(store: MotoServer, conf: str) -> None:
+    url = store.url(f"a17-{conf}")
+    apps = [make_app(url), make_app(url)]
+    for app in apps:
+        if conf == "pickle":
+            app.conf.update(result_serializer="pickle", accept_content=["json", "pickle"], result_accept_content=None)
+        else:
+            app.conf.update(result_extended=True, result_compression="gzip")
+    producer, worker = apps
+    chord = Chord(producer, 3, f"g-a17-{conf}")
+    for i in (2, 0, 1, 1):
+        chord.finish(worker, i)
+    assert chord.fired == [([0, 2, 4],)]
+
+
+def test_every_part_failing_and_one_redelivered_fails_the_body_once(store: MotoServer) -> None:
+    url = store.url("a17-allfail")
+    producer, worker = make_app(url), make_app(url)
+    chord = Chord(producer, 3, "g-a17-allfail")
+    errors: list[Any] = []
+    original = worker.backend.chord_error_from_stack
+
+    def counted(callback: Any, exc: Any = None) -> Any:
+        errors.append(exc)
+        return original(callback, exc)
+
+    worker.backend.chord_error_from_stack = counted  # type: ignore[method-assign]
+    with chord.recording():
+        for i in (0, 1, 2, 0, 2):
+            req = chord.requests[i]
+            worker.backend.mark_as_failure(req.id, ValueError(f"part {i}"), request=req)
+    meta = chord.body_meta(producer)
+    assert meta["status"] == states.FAILURE, meta
+    assert "part 0" in str(meta["result"])
+    assert len(errors) == 1, errors
+    assert chord.fired == []
