@@ -276,12 +276,18 @@ class ChordCounter:
     def _take_over(self, key: str, member: str) -> bool:
         client = self._client()
         deadline = time.monotonic() + self.lease_s + self.deadline_s
+        tokens: set[str] = set()  # our take-over writes whose outcome we did not see
+        replacing: str | None = None  # the completion token our unseen write tried to replace
         while True:
             current = client.get_or_none(key)
             if current is None:
                 return False  # the completing run published the body and deleted the counter
             state = CounterState.load(current.body)
             done = state.done
+            if done is not None and done.get("token") in tokens:
+                return True  # our take-over landed, only its reply was lost
+            if replacing is not None and done is not None and done.get("token") != replacing:
+                return False  # another run took the completion over meanwhile: it publishes
             if state.failed is not None or done is None or done.get("by") != member:
                 return False
             age = time.time() - float(done.get("at", 0))
@@ -291,14 +297,15 @@ class ChordCounter:
                 self._sleep(min(self.lease_s - age, 1.0) + random.random() * 0.1)
                 continue
             token = uuid.uuid4().hex
+            replacing = done.get("token")
             state.done = {"by": member, "token": token, "at": time.time()}
             try:
                 client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
             except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc):
+                if not _transient(exc) or time.monotonic() > deadline:
                     raise
-                after = client.get_or_none(key)
-                return after is not None and (CounterState.load(after.body).done or {}).get("token") == token
+                tokens.add(token)  # its reply may be lost: the next read tells whether it landed
+                continue
             return True
 
     def fail(self, key: str, reason: str) -> bool | None:

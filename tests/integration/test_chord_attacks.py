@@ -324,3 +324,41 @@ def test_every_part_failing_and_one_redelivered_fails_the_body_once(store: MotoS
     assert "part 0" in str(meta["result"])
     assert len(errors) == 1, errors
     assert chord.fired == []
+
+
+@pytest.mark.parametrize("landed", [False, True])
+def test_take_over_whose_write_never_landed_tries_again(store: MotoServer, landed: bool) -> None:
+    """The completing run died before publishing; the redelivery's take-over PUT fails without
+    landing (the store unreachable for a moment, every attempt): it must try again, not give
+    the chord up as finished (then nothing would ever publish the body). Or it lands and only
+    its reply is lost: it fires, once."""
+    from unittest import mock
+
+    url = store.url(f"a17-takeover-{landed}")
+    producer, worker, again = make_app(url), make_app(url), make_app(url, max_attempts=1)
+    chord = Chord(producer, 2, f"g-a17-takeover-{landed}")
+    chord.finish(worker, 0)
+    with mock.patch.object(type(worker.backend), "_fire_chord", lambda *a: None):
+        chord.finish(worker, 1)  # counted and completed, then "killed" before publishing
+    again.backend._chords.lease_s = 0.3  # type: ignore[attr-defined]
+    refused = {"n": 0}
+
+    def refuse(method: bytes, target: bytes) -> bool:
+        if method == b"PUT" and b"chord-unlock" in target and refused["n"] < 1:
+            refused["n"] += 1
+            return True
+        return False
+
+    if landed:
+        lossy(again, lambda m, t, h: refuse(m, t) and _raise(RequestTimeout("reply lost (test)")))
+    else:
+        refusing(again, refuse)
+    chord.finish(again, 1)
+    assert refused["n"] == 1
+    assert chord.fired == [([0, 2],)]
+    chord.finish(again, 1)
+    assert len(chord.fired) == 1
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
