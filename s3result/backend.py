@@ -388,6 +388,8 @@ class S3Backend(KeyValueStoreBackend):
         try:
             outcome = self._chords.count(key, member, precreated=mark.get("gid") == group_id)
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
+            if self._chords.recover(key, member):  # our write completed the set after all
+                return self._fire_chord(request, group_id, key)
             return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
         if outcome != "fire":
             return None

@@ -308,6 +308,30 @@ class ChordCounter:
                 continue
             return True
 
+    def recover(self, key: str, member: str) -> bool:
+        """After counting ``member`` failed: True when its write completed the set after all
+        (it landed, then the store stopped answering) and this run now owns the completion,
+        taken over after the lease like a redelivery's; the caller then fires instead of failing.
+        """
+        client = self._client()
+        try:
+            for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
+                try:
+                    current = client.get_or_none(key)
+                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                    if not _transient(exc):
+                        raise
+                    continue
+                if current is None:
+                    return False
+                done = CounterState.load(current.body).done
+                if done is None or done.get("by") != member:
+                    return False
+                return self._take_over(key, member)
+        except Exception:  # noqa: BLE001 - still unknown: the caller fails the chord
+            return False
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def fail(self, key: str, reason: str) -> bool | None:
         """Mark the chord failed, so no part fires it any more.
 

@@ -362,3 +362,34 @@ def test_take_over_whose_write_never_landed_tries_again(store: MotoServer, lande
 
 def _raise(exc: BaseException) -> None:
     raise exc
+
+
+def test_completing_write_landed_then_store_gone_past_the_deadline(store: MotoServer) -> None:
+    """The completing PUT lands, its reply is lost, and the counter cannot be read again before
+    the CAS deadline (0.3 s; the outage lasts 0.6 s). When the store answers again, the part
+    finds its own write completed the set: the body must still run once (not PENDING forever)."""
+    import time
+
+    url = store.url("a17-gone")
+    producer, worker = make_app(url), make_app(url, max_attempts=1)
+    worker.backend._chords.deadline_s = 0.3  # type: ignore[attr-defined]
+    worker.backend._chords.lease_s = 0.2  # type: ignore[attr-defined]
+    chord = Chord(producer, 2, "g-a17-gone")
+    state: dict[str, Any] = {"armed": False, "until": 0.0}
+
+    def when(method: bytes, target: bytes, headers: Any) -> None:
+        if b"chord-unlock" not in target:
+            return
+        if state["armed"] and method == b"PUT" and _is_conditional(headers):
+            state["armed"], state["until"] = False, time.monotonic() + 0.6
+            raise RequestTimeout("reply lost (test)")  # the completing write landed
+        if time.monotonic() < state["until"]:
+            raise RequestTimeout("store gone (test)")
+
+    lossy(worker, when)
+    chord.finish(worker, 0)
+    state["armed"] = True
+    chord.finish(worker, 1)
+    meta = chord.body_meta(producer)
+    assert chord.fired == [([0, 2],)] or meta["status"] == states.FAILURE, (chord.fired, meta)
+    assert len(chord.fired) <= 1
