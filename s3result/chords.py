@@ -214,33 +214,42 @@ class ChordCounter:
         """Add ``members`` in one compare-and-swap; one outcome per member."""
         client = self._client()
         tokens: set[str] = set()
-        for _ in cas_attempts(key, self.deadline_s, self._sleep):
-            try:
-                current = client.get_or_none(key)
-                if current is None and precreated:
-                    return ["late"] * len(members)
-                state = CounterState() if current is None else CounterState.load(current.body)
-                if state.failed is not None:
-                    return ["failed"] * len(members)
-                counted = set(state.parts)
-                if all(m in counted for m in members):
-                    # Counted already: by one of our earlier writes (its reply lost) or before.
-                    return self._resolve(key, state, members, tokens)
-                token = uuid.uuid4().hex
-                tokens.add(token)
-                fresh = [m for m in dict.fromkeys(members) if m not in counted]
-                state.parts.extend(fresh)
-                if state.complete and state.done is None:
-                    state.done = {"by": fresh[-1], "token": token, "at": time.time()}
-                body = state.dump()
-                if current is None:
-                    client.put(key, body, if_none_match=True, content_type="application/json")
-                else:
-                    client.put(key, body, if_match=current.etag, content_type="application/json")
-                return self._outcomes(state, members, tokens)
-            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc):
-                    raise
+        last: BaseException | None = None
+        try:
+            for _ in cas_attempts(key, self.deadline_s, self._sleep):
+                try:
+                    current = client.get_or_none(key)
+                    if current is None and precreated:
+                        return ["late"] * len(members)
+                    state = CounterState() if current is None else CounterState.load(current.body)
+                    if state.failed is not None:
+                        return ["failed"] * len(members)
+                    counted = set(state.parts)
+                    if all(m in counted for m in members):
+                        # Counted already: by one of our earlier writes (its reply lost) or before.
+                        return self._resolve(key, state, members, tokens)
+                    token = uuid.uuid4().hex
+                    tokens.add(token)
+                    fresh = [m for m in dict.fromkeys(members) if m not in counted]
+                    state.parts.extend(fresh)
+                    if state.complete and state.done is None:
+                        state.done = {"by": fresh[-1], "token": token, "at": time.time()}
+                    body = state.dump()
+                    if current is None:
+                        client.put(key, body, if_none_match=True, content_type="application/json")
+                    else:
+                        client.put(key, body, if_match=current.etag, content_type="application/json")
+                    return self._outcomes(state, members, tokens)
+                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                    if not _transient(exc):
+                        raise
+                    last = exc
+        except Conflict as deadline:
+            # Past the deadline after store errors (not lost races): the store's own error names
+            # the cause; "losing to concurrent writers" would name the wrong one.
+            if last is None or isinstance(last, (PreconditionFailed, Conflict)):
+                raise
+            raise last from deadline
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

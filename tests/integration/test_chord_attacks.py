@@ -393,3 +393,21 @@ def test_completing_write_landed_then_store_gone_past_the_deadline(store: MotoSe
     meta = chord.body_meta(producer)
     assert chord.fired == [([0, 2],)] or meta["status"] == states.FAILURE, (chord.fired, meta)
     assert len(chord.fired) <= 1
+
+
+def test_counting_past_the_deadline_names_the_store_error(store: MotoServer) -> None:
+    """The store stops answering the counter's requests: the ChordError names that (a timeout),
+    not "still losing to concurrent writers", which would send the reader after contention."""
+    url = store.url("a17-cause")
+    producer, worker = make_app(url), make_app(url, max_attempts=1)
+    worker.backend._chords.deadline_s = 0.3  # type: ignore[attr-defined]
+    chord = Chord(producer, 2, "g-a17-cause")
+    armed = {"on": False}
+    refusing(worker, lambda method, target: armed["on"] and b"chord-unlock" in target and method != b"DELETE")
+    chord.finish(worker, 0)
+    armed["on"] = True
+    chord.finish(worker, 1)
+    meta = chord.body_meta(producer)
+    assert meta["status"] == states.FAILURE, meta
+    assert "store gone" in str(meta["result"]), meta["result"]
+    assert "concurrent writers" not in str(meta["result"])
