@@ -388,6 +388,8 @@ class S3Backend(KeyValueStoreBackend):
         try:
             outcome = self._chords.count(key, member, precreated=mark.get("gid") == group_id)
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
+            if self._chords.recover(key, member):  # our write completed the set after all
+                return self._fire_chord(request, group_id, key)
             return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
         if outcome != "fire":
             return None
@@ -397,9 +399,12 @@ class S3Backend(KeyValueStoreBackend):
         """End the chord with a ChordError on its body, unless it already completed."""
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
-        if not self._chords.fail(key, message):
+        marked = self._chords.fail(key, message)
+        if marked is False:
             return None  # the chord already ended: completed, or failed and reported once
         callback = maybe_signature(request.chord, app=self.app)
+        if marked is None and self._body_ended(callback):
+            return None  # unmarkable counter (a 403): another part reported it already
         try:
             return self._chord_error(callback, ChordError(message))
         finally:
@@ -407,6 +412,13 @@ class S3Backend(KeyValueStoreBackend):
                 self.client.delete(key)
             except Exception:  # noqa: BLE001 - the error above is what matters
                 logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+
+    def _body_ended(self, callback: Any) -> bool:
+        """Whether the chord body already holds a final state (read once; False when unknown)."""
+        try:
+            return self._get_task_meta_for(callback.id)["status"] in states.READY_STATES
+        except Exception:  # noqa: BLE001 - unknown: report (loud beats silent)
+            return False
 
     def _chord_error(self, callback: Any, error: ChordError) -> Any:
         """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
@@ -440,9 +452,21 @@ class S3Backend(KeyValueStoreBackend):
                 return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
             return None
         finally:
+            self._clean_up_chord(group_id, key, deps)
+
+    def _clean_up_chord(self, group_id: str, key: str, deps: Any) -> None:
+        """Delete the counter and the saved group; a failure is logged, never raised.
+
+        Raised, it would make Celery's trace fail the completing part (whose body is already
+        published) and count it again through ``mark_as_failure``, which finds the counter
+        still there and, after the lease, takes the completion over: the body twice.
+        """
+        try:
             self.client.delete(key)
             if deps is not None:
                 deps.delete()
+        except Exception as exc:  # noqa: BLE001 - the body is published; what is left is logged
+            logger.warning("s3result: could not clean up chord %s after publishing its body: %r", group_id, exc)
 
     def _join_header(self, deps: Any, timeout: float | None) -> list[Any]:
         """The header's values, nested as Celery's join gives them, from one round of reads.

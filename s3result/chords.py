@@ -68,16 +68,21 @@ class CounterState:
     parts: list[str] = field(default_factory=list)
     done: dict[str, Any] | None = None
     failed: str | None = None
+    #: The token of the write that set ``failed``: a retry whose reply was lost knows it is its own.
+    failed_token: str | None = None
 
     @classmethod
     def load(cls, body: bytes) -> CounterState:
         data = json.loads(body)
         if not isinstance(data, dict) or data.get("v") != 2:
             raise ValueError("not an s3result chord counter (v2)")
-        return cls(data.get("size"), list(data.get("parts") or []), data.get("done"), data.get("failed"))
+        parts = list(data.get("parts") or [])
+        return cls(data.get("size"), parts, data.get("done"), data.get("failed"), data.get("failed_token"))
 
     def dump(self) -> bytes:
         body = {"v": 2, "size": self.size, "parts": self.parts, "done": self.done, "failed": self.failed}
+        if self.failed_token is not None:
+            body["failed_token"] = self.failed_token
         return json.dumps(body, separators=(",", ":")).encode()
 
     @property
@@ -209,33 +214,42 @@ class ChordCounter:
         """Add ``members`` in one compare-and-swap; one outcome per member."""
         client = self._client()
         tokens: set[str] = set()
-        for _ in cas_attempts(key, self.deadline_s, self._sleep):
-            try:
-                current = client.get_or_none(key)
-                if current is None and precreated:
-                    return ["late"] * len(members)
-                state = CounterState() if current is None else CounterState.load(current.body)
-                if state.failed is not None:
-                    return ["failed"] * len(members)
-                counted = set(state.parts)
-                if all(m in counted for m in members):
-                    # Counted already: by one of our earlier writes (its reply lost) or before.
-                    return self._resolve(key, state, members, tokens)
-                token = uuid.uuid4().hex
-                tokens.add(token)
-                fresh = [m for m in dict.fromkeys(members) if m not in counted]
-                state.parts.extend(fresh)
-                if state.complete and state.done is None:
-                    state.done = {"by": fresh[-1], "token": token, "at": time.time()}
-                body = state.dump()
-                if current is None:
-                    client.put(key, body, if_none_match=True, content_type="application/json")
-                else:
-                    client.put(key, body, if_match=current.etag, content_type="application/json")
-                return self._outcomes(state, members, tokens)
-            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc):
-                    raise
+        last: BaseException | None = None
+        try:
+            for _ in cas_attempts(key, self.deadline_s, self._sleep):
+                try:
+                    current = client.get_or_none(key)
+                    if current is None and precreated:
+                        return ["late"] * len(members)
+                    state = CounterState() if current is None else CounterState.load(current.body)
+                    if state.failed is not None:
+                        return ["failed"] * len(members)
+                    counted = set(state.parts)
+                    if all(m in counted for m in members):
+                        # Counted already: by one of our earlier writes (its reply lost) or before.
+                        return self._resolve(key, state, members, tokens)
+                    token = uuid.uuid4().hex
+                    tokens.add(token)
+                    fresh = [m for m in dict.fromkeys(members) if m not in counted]
+                    state.parts.extend(fresh)
+                    if state.complete and state.done is None:
+                        state.done = {"by": fresh[-1], "token": token, "at": time.time()}
+                    body = state.dump()
+                    if current is None:
+                        client.put(key, body, if_none_match=True, content_type="application/json")
+                    else:
+                        client.put(key, body, if_match=current.etag, content_type="application/json")
+                    return self._outcomes(state, members, tokens)
+                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                    if not _transient(exc):
+                        raise
+                    last = exc
+        except Conflict as deadline:
+            # Past the deadline after store errors (not lost races): the store's own error names
+            # the cause; "losing to concurrent writers" would name the wrong one.
+            if last is None or isinstance(last, (PreconditionFailed, Conflict)):
+                raise
+            raise last from deadline
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -271,12 +285,18 @@ class ChordCounter:
     def _take_over(self, key: str, member: str) -> bool:
         client = self._client()
         deadline = time.monotonic() + self.lease_s + self.deadline_s
+        tokens: set[str] = set()  # our take-over writes whose outcome we did not see
+        replacing: str | None = None  # the completion token our unseen write tried to replace
         while True:
             current = client.get_or_none(key)
             if current is None:
                 return False  # the completing run published the body and deleted the counter
             state = CounterState.load(current.body)
             done = state.done
+            if done is not None and done.get("token") in tokens:
+                return True  # our take-over landed, only its reply was lost
+            if replacing is not None and done is not None and done.get("token") != replacing:
+                return False  # another run took the completion over meanwhile: it publishes
             if state.failed is not None or done is None or done.get("by") != member:
                 return False
             age = time.time() - float(done.get("at", 0))
@@ -286,23 +306,51 @@ class ChordCounter:
                 self._sleep(min(self.lease_s - age, 1.0) + random.random() * 0.1)
                 continue
             token = uuid.uuid4().hex
+            replacing = done.get("token")
             state.done = {"by": member, "token": token, "at": time.time()}
             try:
                 client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
             except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc):
+                if not _transient(exc) or time.monotonic() > deadline:
                     raise
-                after = client.get_or_none(key)
-                return after is not None and (CounterState.load(after.body).done or {}).get("token") == token
+                tokens.add(token)  # its reply may be lost: the next read tells whether it landed
+                continue
             return True
 
-    def fail(self, key: str, reason: str) -> bool:
+    def recover(self, key: str, member: str) -> bool:
+        """After counting ``member`` failed: True when its write completed the set after all
+        (it landed, then the store stopped answering) and this run now owns the completion,
+        taken over after the lease like a redelivery's; the caller then fires instead of failing.
+        """
+        client = self._client()
+        try:
+            for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
+                try:
+                    current = client.get_or_none(key)
+                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                    if not _transient(exc):
+                        raise
+                    continue
+                if current is None:
+                    return False
+                done = CounterState.load(current.body).done
+                if done is None or done.get("by") != member:
+                    return False
+                return self._take_over(key, member)
+        except Exception:  # noqa: BLE001 - still unknown: the caller fails the chord
+            return False
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def fail(self, key: str, reason: str) -> bool | None:
         """Mark the chord failed, so no part fires it any more.
 
         False when the chord already ended (completed, or failed by another part, or its
-        counter is gone): then the caller must not report it again.
+        counter is gone): then the caller must not report it again. None when the store
+        would not tell (the counter cannot be read or written): the caller reports it unless
+        the body already holds a result.
         """
         client = self._client()
+        tokens: set[str] = set()
         try:
             for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
                 try:
@@ -310,14 +358,18 @@ class ChordCounter:
                     if current is None:
                         return False
                     state = CounterState.load(current.body)
-                    if state.done is not None or state.failed is not None:
+                    if state.failed is not None:
+                        return state.failed_token in tokens  # ours, its reply lost: report it
+                    if state.done is not None:
                         return False
-                    state.failed = reason
+                    token = uuid.uuid4().hex
+                    tokens.add(token)
+                    state.failed, state.failed_token = reason, token
                     client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
                     return True
                 except Exception as exc:  # noqa: BLE001 - only transient ones are retried
                     if not _transient(exc):
                         raise
         except (S3Error, TransportError, ValueError):
-            return True  # cannot tell: fail the chord anyway (loud beats silent)
+            return None  # cannot tell: fail the chord anyway (loud beats silent)
         raise AssertionError("unreachable")  # pragma: no cover

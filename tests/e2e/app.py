@@ -246,3 +246,44 @@ def dpart(self: Any, i: int) -> int:
                 chord=self.request.chord,
             )
     return i
+
+
+# -- the completing part's worker killed around the body's publishing (tests/e2e/test_chord_lease.py) --
+
+if os.environ.get("E2E_CHORD_LEASE"):
+    from s3result.backend import S3Backend
+
+    S3Backend.chord_lease = float(os.environ["E2E_CHORD_LEASE"])
+
+if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after"):
+    from s3result.backend import S3Backend
+
+    def _kill_worker_once() -> None:
+        """SIGKILL the whole worker (its own session), once among all the workers."""
+        try:
+            fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        if os.getpgrp() != int(os.environ["E2E_TEST_PGRP"]):
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.environ["E2E_KILL_FIRING"] == "before":
+        _fire = S3Backend._fire_chord
+
+        def _fire_after_kill(self: Any, *args: Any) -> Any:
+            """Killed after the completing write, before publishing the body."""
+            _kill_worker_once()
+            return _fire(self, *args)
+
+        S3Backend._fire_chord = _fire_after_kill  # type: ignore[method-assign]
+    else:
+        _clean = S3Backend._clean_up_chord
+
+        def _kill_before_clean_up(self: Any, *args: Any) -> None:
+            """Killed after publishing the body, before deleting the counter."""
+            _kill_worker_once()
+            _clean(self, *args)
+
+        S3Backend._clean_up_chord = _kill_before_clean_up  # type: ignore[method-assign]

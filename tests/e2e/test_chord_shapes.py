@@ -52,6 +52,14 @@ def _shapes(m: Any) -> dict[str, tuple[Callable[[], Any], Any]]:
         ),
         "replaced_header_tasks": (lambda: chord([m.replaced.s(1), m.replaced.s(2)], m.tsum.s()), 23),
         "empty_header": (lambda: chord([], m.tsum.s()), 0),
+        "chain_body": (lambda: chord([m.add.si(1, 1), m.add.si(2, 2)], chain(m.tsum.s(), m.add.s(100))), 106),
+        "group_body": (lambda: chord([m.add.si(1, 1), m.add.si(2, 2)], group(m.tsum.s(), m.tsum.s())), [6, 6]),
+        "chord_in_chain_in_chord": (
+            lambda: chord(
+                [chain(m.add.si(1, 1), chord([m.add.s(1), m.add.s(2)], m.tsum.s())), m.add.si(3, 3)], m.tsum.s()
+            ),
+            13,
+        ),
     }
 
 
