@@ -32,9 +32,7 @@ Threads of one process that count on the same counter commit together, as ``coun
 from __future__ import annotations
 
 import json
-import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .client import S3Client
-from .counter import cas_attempts
+from .counter import cas_attempts, group_commit
 from .errors import Conflict, PreconditionFailed, S3Error, TransportError
 from .retry import is_retryable
 
@@ -93,37 +91,6 @@ class CounterState:
 def _transient(exc: BaseException) -> bool:
     """A write whose outcome is unknown or that another writer beat: read again and retry."""
     return isinstance(exc, (PreconditionFailed, Conflict, TransportError)) or is_retryable(exc)
-
-
-class _Waiter:
-    __slots__ = ("error", "member", "outcome")
-
-    def __init__(self, member: str) -> None:
-        self.member = member
-        self.outcome: Outcome | None = None
-        self.error: BaseException | None = None
-
-
-class _Slot:
-    __slots__ = ("busy", "cond", "pending")
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.cond = threading.Condition(lock)
-        self.pending: list[_Waiter] = []
-        self.busy = False
-
-
-_lock = threading.Lock()
-_slots: dict[tuple[str, str], _Slot] = {}
-
-
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()
-    _slots.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ChordCounter:
@@ -177,38 +144,7 @@ class ChordCounter:
         ``precreated``: the producer created the counter, so a missing one means the chord
         finished ("late"). Raises when counting failed (the caller fails the chord).
         """
-        me = _Waiter(member)
-        name = (self._scope, key)
-        lock = _lock
-        with lock:
-            slot = _slots.get(name)
-            if slot is None:
-                slot = _slots[name] = _Slot(lock)
-            slot.pending.append(me)
-            while slot.busy and me.outcome is None and me.error is None:
-                slot.cond.wait()
-            if me.outcome is None and me.error is None:
-                batch, slot.pending, slot.busy = slot.pending, [], True
-            else:
-                batch = []
-        if batch:
-            try:
-                outcomes = self._swap(key, [w.member for w in batch], precreated)
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiter of the batch
-                for w in batch:
-                    w.error = exc
-            else:
-                for w, outcome in zip(batch, outcomes, strict=True):
-                    w.outcome = outcome
-            with lock:
-                slot.busy = False
-                slot.cond.notify_all()
-                if not slot.pending and _slots.get(name) is slot:
-                    del _slots[name]
-        if me.error is not None:
-            raise me.error
-        assert me.outcome is not None
-        return me.outcome
+        return group_commit(("chord", self._scope, key), member, lambda batch: self._swap(key, batch, precreated))
 
     def _swap(self, key: str, members: list[str], precreated: bool) -> list[Outcome]:
         """Add ``members`` in one compare-and-swap; one outcome per member."""

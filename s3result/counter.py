@@ -22,12 +22,16 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar, cast
 
 from .client import S3Client
 from .errors import Conflict, PreconditionFailed
 
-__all__ = ("CasCounter", "cas_attempts")
+__all__ = ("CasCounter", "cas_attempts", "group_commit")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def cas_attempts(key: str, deadline_s: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[int]:
@@ -53,15 +57,17 @@ def cas_attempts(key: str, deadline_s: float, sleep: Callable[[float], None] = t
 
 
 class _Waiter:
-    __slots__ = ("error", "value")
+    __slots__ = ("done", "error", "item", "result")
 
-    def __init__(self) -> None:
-        self.value: int | None = None
+    def __init__(self, item: object) -> None:
+        self.item = item
+        self.result: object = None
         self.error: BaseException | None = None
+        self.done = False
 
 
 class _Slot:
-    """The increments of one process queued on one key, and whether a swap is in flight."""
+    """The callers of one process queued on one name, and whether a commit is in flight."""
 
     __slots__ = ("busy", "cond", "pending")
 
@@ -74,17 +80,63 @@ class _Slot:
 # Queues are per process, not per counter object: Celery gives every thread its own backend
 # (``app.backend`` is thread-local), so only a process-wide table lets the threads meet.
 _lock = threading.Lock()
-_slots: dict[tuple[str, str], _Slot] = {}
+_slots: dict[tuple[str, ...], _Slot] = {}
 
 
 def _after_fork_in_child() -> None:
-    # A fork may copy the lock held, or a swap in flight whose threads did not come along.
+    # A fork may copy the lock held, or a commit in flight whose threads did not come along.
     global _lock
     _lock = threading.Lock()
     _slots.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Sequence[R]]) -> R:
+    """Hand ``item`` to the next ``commit`` on ``name`` in this process, and return its result.
+
+    While one thread's commit is in flight, the others queue; the first of them to wake leads
+    the next commit for everyone queued so far. ``commit`` gets a batch's items in arrival
+    order and returns one result per item; what it raises goes to every caller of the batch.
+    """
+    me = _Waiter(item)
+    lock = _lock
+    with lock:
+        slot = _slots.get(name)
+        if slot is None:
+            slot = _slots[name] = _Slot(lock)
+        slot.pending.append(me)
+        while slot.busy and not me.done:
+            slot.cond.wait()
+        batch: list[_Waiter] = []
+        if not me.done:  # nobody is committing: lead the next commit
+            batch, slot.pending, slot.busy = slot.pending, [], True
+    if batch:
+        error: BaseException | None = None
+        results: Sequence[R] = ()
+        try:
+            results = commit([cast(T, w.item) for w in batch])
+            if len(results) != len(batch):  # pragma: no cover - a commit's contract
+                raise AssertionError(f"{len(results)} results for a batch of {len(batch)}")
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+            error = exc
+        with lock:
+            for i, waiter in enumerate(batch):
+                waiter.done = True
+                if error is not None:
+                    waiter.error = error
+                else:
+                    waiter.result = results[i]
+            slot.busy = False
+            # Wake the batch (their results are set) and anyone queued since: one of those
+            # leads the next commit. A slot nobody waits on is dropped.
+            slot.cond.notify_all()
+            if not slot.pending and _slots.get(name) is slot:
+                del _slots[name]
+    if me.error is not None:
+        raise me.error
+    return cast(R, me.result)
 
 
 class CasCounter:
@@ -101,44 +153,12 @@ class CasCounter:
 
     def incr(self, key: str) -> int:
         """Add one to the counter at ``key`` and return the count this increment made."""
-        me = _Waiter()
-        name = (self._scope, key)
-        lock = _lock
-        with lock:
-            slot = _slots.get(name)
-            if slot is None:
-                slot = _slots[name] = _Slot(lock)
-            slot.pending.append(me)
-            while slot.busy and me.value is None and me.error is None:
-                slot.cond.wait()
-            if me.error is not None:
-                raise me.error
-            if me.value is not None:
-                return me.value
-            # Nobody is swapping: lead the next swap for everyone queued so far.
-            batch, slot.pending, slot.busy = slot.pending, [], True
-        try:
+
+        def commit(batch: list[None]) -> list[int]:
             new = self.add(key, len(batch))
-        except BaseException as exc:
-            outcome: int | BaseException = exc
-        else:
-            outcome = new
-        with lock:
-            for i, waiter in enumerate(batch):
-                if isinstance(outcome, BaseException):
-                    waiter.error = outcome
-                else:
-                    waiter.value = outcome - len(batch) + 1 + i
-            slot.busy = False
-            # Wake the batch (their values are set) and anyone queued since: one of those
-            # leads the next swap. A slot nobody waits on is dropped.
-            slot.cond.notify_all()
-            if not slot.pending and _slots.get(name) is slot:
-                del _slots[name]
-        if me.error is not None:
-            raise me.error
-        assert me.value is not None
-        return me.value
+            return [new - len(batch) + 1 + i for i in range(len(batch))]
+
+        return group_commit(("incr", self._scope, key), None, commit)
 
     def add(self, key: str, n: int) -> int:
         """Add ``n`` to the counter by compare-and-swap; return the new count."""
