@@ -92,16 +92,7 @@ def _as_error_of(exc: S3Error | TransportError, method: str, key: str) -> S3Erro
     so the error names that write (same class, code and hint), not a probe key.
     """
     if isinstance(exc, S3Error):
-        return type(exc)(
-            status=exc.status,
-            code=exc.code,
-            message=exc.message,
-            request_id=exc.request_id,
-            key=key,
-            method=method,
-            region=exc.region,
-            hint=exc.hint,
-        )
+        return exc.replace(key=key, method=method)
     text = str(exc).replace(repr(exc.key), repr(key)).replace(f"S3 {exc.method} ", f"S3 {method} ", 1)
     return type(exc)(text, method=method, key=key)
 

@@ -538,25 +538,9 @@ class S3Client:
         )
         if isinstance(error, NotFound) and error.code == "NoSuchBucket":
             # Name the bucket: the key alone does not say which name is wrong.
-            error = NotFound(
-                status=error.status,
-                code=error.code,
-                key=key,
-                method=method,
-                request_id=error.request_id,
-                message=f"bucket {self.settings.bucket!r} does not exist at {self._base}",
-            )
+            error = error.replace(message=f"bucket {self.settings.bucket!r} does not exist at {self._base}")
         if error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
-            error = type(error)(
-                status=error.status,
-                code=error.code,
-                message=error.message,
-                request_id=error.request_id,
-                key=key,
-                method=method,
-                region=error.region,
-                hint=self._credentials_hint(error.code),
-            )
+            error = error.replace(hint=self._credentials_hint(error.code))
         if (
             isinstance(error, AccessDenied)
             and method in ("GET", "HEAD")
@@ -565,12 +549,7 @@ class S3Client:
         ):
             # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
-            error = AccessDenied(
-                status=error.status,
-                code=error.code,
-                key=key,
-                method=method,
-                request_id=error.request_id,
+            error = error.replace(
                 message=(
                     f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
                     f"unless the credentials have s3:ListBucket on bucket {self.settings.bucket!r}; "

@@ -163,8 +163,8 @@ class S3Error(S3ResultError):
             text += f" [request id {self.request_id}]"
         return text
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        fields = {
+    def _fields(self) -> dict[str, Any]:
+        return {
             "status": self.status,
             "code": self.code,
             "message": self.message,
@@ -174,7 +174,13 @@ class S3Error(S3ResultError):
             "region": self.region,
             "hint": self.hint,
         }
-        return (_rebuild_s3, (type(self), fields))
+
+    def replace(self, **changes: Any) -> S3Error:
+        """The same error (same class) with some fields changed: a better message, key or hint."""
+        return type(self)(**{**self._fields(), **changes})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_s3, (type(self), self._fields()))
 
 
 class NotFound(S3Error):

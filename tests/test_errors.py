@@ -76,3 +76,11 @@ def test_non_s3_answers_are_named() -> None:
     assert "HTML" in str(exc) and "endpoint URL" in str(exc)
     exc = error_from_response(status=400, body=b'{"error": 1}', method="GET", key="k")
     assert "non-S3" in str(exc)
+
+
+def test_replace_keeps_the_class_and_every_other_field() -> None:
+    error = errors.AccessDenied(status=403, code="AccessDenied", key="k", method="GET", request_id="r", region="eu")
+    changed = error.replace(message="better", hint="do this")
+    assert type(changed) is errors.AccessDenied
+    assert (changed.key, changed.method, changed.request_id, changed.region) == ("k", "GET", "r", "eu")
+    assert "better" in str(changed) and "do this" in str(changed)
