@@ -90,6 +90,10 @@ class MotoServer:
         for _ in range(3):
             self.port = free_port()
             env = dict(os.environ, MOTO_PORT=str(self.port))
+            # The store is not what a coverage run measures: tracing moto's own Python would slow
+            # every request of every test (coverage's subprocess support keys on these).
+            env.pop("COVERAGE_PROCESS_CONFIG", None)
+            env.pop("COVERAGE_PROCESS_START", None)
             tls_args = ["-c", self.tls[0], "-k", self.tls[1]] if self.tls else []
             self._proc = subprocess.Popen(
                 [
