@@ -249,3 +249,21 @@ def test_raw_secret_with_slash_plus_and_at_is_accepted_and_never_shown() -> None
     with pytest.raises(ConfigError) as exc:
         build(url=raw.replace(":9000", ":99999"), environ={})
     assert "fyt" not in str(exc.value)
+
+
+def test_less_travelled_values_parse_or_fail_in_one_line() -> None:
+    """Booleans given as bools, options given as None, path_style as a bool, an endpoint with a
+    bad port, and the redacted URL of an AWS bucket without an endpoint."""
+    from s3result.config import ConditionalWrites, ConfigError, build, redact_url
+
+    assert str(ConditionalWrites.ETAG) == "etag"
+    s = build(url="s3result://bucket/p", legacy={"reduced_redundancy": True, "encrypt_key": None}, environ={})
+    assert s.storage_class == "REDUCED_REDUNDANCY" and s.sse is None
+    assert build(url="s3result://bucket", options={"path_style": True}, environ={}).path_style
+    assert not build(url="s3result://bucket", options={"addressing": False}, environ={}).path_style
+    assert "region=" in build(url="s3result://bucket/p", environ={}).redacted_url()
+    with pytest.raises(ConfigError, match="expected a boolean"):
+        build(url="s3result://bucket", legacy={"reduced_redundancy": "maybe"}, environ={})
+    with pytest.raises(ConfigError, match="invalid port"):
+        build(url="s3result://bucket", options={"endpoint_url": "http://127.0.0.1:99999"}, environ={})
+    assert redact_url("not a url") == "not a url"
