@@ -110,3 +110,17 @@ def test_all_lists_exactly_the_public_names(name: str) -> None:
     assert public <= set(declared), f"public but not in __all__: {public - set(declared)}"
     for n in declared:
         assert hasattr(module, n)
+
+
+def test_readme_layout_names_every_module() -> None:
+    """The README's layout section matches the tree: every module of the package is named there."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :].split("```")[1]
+    for path in sorted((root / "s3result").rglob("*.py")):
+        name = path.stem
+        if name == "__init__":
+            continue
+        assert name in layout, f"README's layout does not name s3result/{path.relative_to(root / 's3result')}"
