@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3result.cli.cost import Requests, chord_wait_gets, polls_per_wait, task_requests
 from s3result.cli.expiry import coverage, days_from_expires, parse_rules, to_xml
@@ -102,3 +104,57 @@ def test_a_join_costs_what_get_many_sends_not_one_wait_per_result() -> None:
     assert abs(join_gets([5.0] * 100) - 212) <= 0.05 * 212
     assert join_gets([0.3] * 20) == 20 + 3 + 20  # a full round, three one-GET rounds, the full round that finds them
     assert join_gets([]) == 0 and join_gets([0.0]) == 1
+
+
+def _chord_wait_one_by_one(body: float, parts: list[float], latency: float) -> int:
+    """Celery's loop, spelled out part by part (AsyncResult.get with follow_parents, then
+    backend.wait_for): check the parts in order, poll the body, check again, sleep."""
+    from s3result.polling import delays
+
+    waits = delays(0.025, 0.5)
+    pending, t, gets = list(parts), 0.0, 0
+
+    def check() -> None:
+        nonlocal pending, t, gets
+        left = []
+        for done in pending:
+            gets += 1
+            t += latency
+            if done > t:
+                left.append(done)
+        pending = left
+
+    check()
+    while True:
+        gets += 1
+        t += latency
+        if body <= t:
+            return gets
+        check()
+        t += next(waits)
+
+
+# Times in 1/1024 s: sums of them are exact in binary floating point, so the two ways of adding
+# up a check's time (a run at once, or a GET at a time) cannot round apart at a tie.
+_TICKS = st.integers(min_value=0, max_value=1100).map(lambda n: n / 1024)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=_TICKS,
+    parts=st.lists(st.sampled_from([0, 10, 50, 100, 200, 300, 1000]).map(lambda n: n / 1024), max_size=30),
+    latency=st.sampled_from([0, 1, 4, 10, 30, 200]).map(lambda n: n / 1024),
+)
+def test_chord_wait_counts_as_celery_reads_part_by_part(body: float, parts: list[float], latency: float) -> None:
+    """The arithmetic groups parts that end together (a million equal parts is one run); it
+    counts what the loop spelled out part by part counts, and that loop is Celery's."""
+    assert chord_wait_gets(body, parts, latency=latency) == _chord_wait_one_by_one(body, parts, latency)
+
+
+def test_chord_wait_reads_parts_in_the_groups_order() -> None:
+    """A check reads parts one after the other in the group's order, so order counts: with
+    0.3 s per GET, a part ready at 0.5 s read first is still pending, read second it is not."""
+    assert chord_wait_gets(1.0, [0.5, 0.0], latency=0.3) > chord_wait_gets(1.0, [0.0, 0.5], latency=0.3)
+    # A million parts that end together: one run, computed at once; every part read once
+    # (the first check, at 20 ms a GET, outlasts them all), and the body's one poll.
+    assert chord_wait_gets(5.0, [5.0] * 1_000_000, latency=0.02) == 1_000_001

@@ -8,6 +8,9 @@ The numbers follow the code, and tests compare them with counts taken at the wir
 - waiting on a result is one GET per poll (``polls_per_wait``), the last one finding it ready;
   a group's ``get()`` reads every member once, then one pending member per poll until it is
   ready, then the rest (``join_gets``, as ``backend.get_many``); reading a finished result is one GET;
+- a chord's ``get()`` also reads its pending parts, one after the other, before the first poll
+  and after each poll that finds the body pending (Celery's ``follow_parents``,
+  ``chord_wait_gets``); how long one request takes the caller (``latency``) spaces it all out;
 - a native chord adds, per part, the counter's compare-and-swap, and per chord the saved group
   and the join of the parts' results (``chord_requests``).
 """
@@ -15,12 +18,13 @@ The numbers follow the code, and tests compare them with counts taken at the wir
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DEFAULT_LATENCY",
     "POLL_BACKOFF",
     "POLL_FIRST_DELAY",
     "Requests",
@@ -29,13 +33,11 @@ __all__ = [
     "chord_wait",
     "chord_wait_gets",
     "join_gets",
-    "latency_for_wall",
     "monthly_report",
     "per_task_from_args",
     "poll_times",
     "polls_per_wait",
     "task_requests",
-    "wait_end",
 ]
 
 # The poll schedule of ``result.get()`` with default settings: wait_for polls at once, then
@@ -43,6 +45,11 @@ __all__ = [
 # A test checks these against ``polling.delays``; ``poll_initial_delay=off`` is first delay None.
 POLL_FIRST_DELAY: float | None = 0.025
 POLL_BACKOFF = 2.0
+
+# Seconds one GET of a small result takes its caller: Amazon S3 from the same region answers in
+# tens of milliseconds. An input like a task's duration: it spaces the polls out, and a chord's
+# get() reads its pending parts one after the other.
+DEFAULT_LATENCY = 0.02
 
 # AWS S3 Standard list prices (us-east-1), USD: PUT/COPY/POST/LIST and GET/SELECT per 1,000.
 PRICE_PUT_PER_1000 = 0.005
@@ -107,33 +114,6 @@ def polls_per_wait(
     return len(poll_times(duration, interval, first_delay, backoff, latency))
 
 
-def latency_for_wall(wall: float, ends_at: Callable[[float], float]) -> float:
-    """One request's (or one concurrent round's) latency, from how long a whole wait took.
-
-    A poll's latency is not a constant: while workers write, the store answers slower. What a
-    wait measured, its wall time, fixes it: the latency for which ``ends_at(latency)``, the
-    modelled wait's end with its polls included, comes closest to ``wall``.
-    """
-    best, best_miss = 0.0, float("inf")
-    for step in range(401):
-        latency = wall * step / 400
-        miss = abs(ends_at(latency) - wall)
-        if miss < best_miss:
-            best, best_miss = latency, miss
-    return best
-
-
-def wait_end(
-    duration: float,
-    latency: float,
-    interval: float = 0.5,
-    first_delay: float | None = POLL_FIRST_DELAY,
-    backoff: float = POLL_BACKOFF,
-) -> float:
-    """When a single wait (or a join's rounds) for ``duration`` ends, each poll taking ``latency``."""
-    return poll_times(duration, interval, first_delay, backoff, latency)[-1] + latency
-
-
 def join_gets(
     durations: list[float],
     interval: float = 0.5,
@@ -177,10 +157,12 @@ def chord_wait_gets(
 ) -> int:
     """GETs of ``get()`` on a chord's result: the body's polls, and Celery's parent checks.
 
-    Celery (``follow_parents``) checks the header's results once before the first poll and
-    after every poll that finds the body pending; each part is read at each check until one
-    finds it ready (a ready part is then cached on its AsyncResult). ``latency`` is one GET's:
-    a check reads its parts one after the other, so a long check pushes the next poll back.
+    Celery (``AsyncResult.get`` with ``follow_parents``) checks the header's results once
+    before the first poll, and ``wait_for`` checks them again after every poll that finds the
+    body pending, before it sleeps. A check reads the parts one after the other, in the
+    group's order, each until one read finds it ready (a ready part is then cached on its
+    AsyncResult). ``latency`` is one GET as the caller sees it: a check of many pending parts
+    takes that many GETs' time, and pushes the next poll back.
     """
     return chord_wait(body, parts, interval, first_delay, backoff, latency)[0]
 
@@ -193,21 +175,42 @@ def chord_wait(
     backoff: float = POLL_BACKOFF,
     latency: float = 0.0,
 ) -> tuple[int, float]:
-    """``chord_wait_gets`` and when the wait ends, for ``latency_for_wall``."""
+    """``chord_wait_gets`` and when the wait ends (its last answer)."""
     poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
     delay = min(interval if first_delay is None else first_delay, interval)
-    pending = Counter(parts)  # parts that end together are read alike (a chord of a million parts)
+    # Runs of parts that end together, in the group's order: a chord of a million equal parts
+    # is one run, and a check costs O(runs), not O(parts).
+    pending: list[list[float]] = []
+    for done in parts:
+        if pending and pending[-1][0] == done:
+            pending[-1][1] += 1
+        else:
+            pending.append([done, 1])
     t, gets = 0.0, 0
-    while True:
-        for done, count in sorted(pending.items()):  # the parent check: one GET per part not yet ready
-            gets += count
+
+    def check() -> None:
+        nonlocal t, gets, pending
+        left: list[list[float]] = []
+        for done, count in pending:
+            # Read i of this run (1-based) answers at t + i * latency; it finds the part
+            # still pending while that is before ``done``.
+            if latency > 0:
+                still = min(count, max(0.0, math.ceil((done - t) / latency) - 1))
+            else:
+                still = count if done > t else 0
+            gets += int(count)
             t += latency * count
-            if done <= t:
-                del pending[done]
+            if still:
+                left.append([done, still])
+        pending = left
+
+    check()
+    while True:
         gets += 1  # the poll of the body
         t += latency
         if body <= t:
             return gets, t
+        check()
         t += delay
         delay = min(delay * backoff, interval)
 
@@ -301,6 +304,13 @@ def add_cost_arguments(
         default=0.5,
         help="result.get(interval=...) (Celery's default 0.5)",
     )
+    p.add_argument(
+        "--latency",
+        type=count,
+        default=DEFAULT_LATENCY,
+        help=f"seconds one request takes the caller (default {DEFAULT_LATENCY}; `s3result demo` measures its own): "
+        "a chord's get() reads pending parts one after the other",
+    )
     p.add_argument("--reads-per-task", type=count, default=0.0, help="further reads of a finished result (default 0)")
     p.add_argument(
         "--chord-parts", type=number(int, 0, "whole number of parts"), default=0, help="tasks are parts of chords of N"
@@ -326,7 +336,12 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
     """Requests per task for the ``cost`` options (chords: the body is one more task per chord)."""
     states = 1 + int(args.track_started) + args.retries_per_task
     task = task_requests(
-        states=states, waited=args.waited, duration=args.task_seconds, interval=args.interval, reads=args.reads_per_task
+        states=states,
+        waited=args.waited,
+        duration=args.task_seconds,
+        interval=args.interval,
+        reads=args.reads_per_task,
+        latency=args.latency,
     )
     if args.chord_parts:
         # Per chord: the parts' states, the body's, the chord's own requests, and one get() on it.
@@ -335,7 +350,8 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
             task_requests(states=states, waited=0, reads=args.reads_per_task) * (parts + 1)
             + chord_requests(parts, cas_rounds=args.chord_cas_rounds)
             + Requests(
-                gets=args.waited * chord_wait_gets(args.task_seconds, [args.task_seconds] * parts, args.interval)
+                gets=args.waited
+                * chord_wait_gets(args.task_seconds, [args.task_seconds] * parts, args.interval, latency=args.latency)
             )
         )
         return chord * (1.0 / (parts + 1))  # per task: the parts and the body

@@ -26,11 +26,17 @@ def _demo(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     with MotoServer(bucket="s3result-demo") as store, tempfile.TemporaryDirectory() as broker:
-        proxy = CountingProxy(store.host, store.port)
-        url = f"s3result+http://{store.access_key}:{store.secret_key}@127.0.0.1:{proxy.port}/{store.bucket}/demo"
+        # Two counting proxies in front of one store: the worker's requests and the caller's
+        # (the demo's own waits) are counted apart, and the caller's pace is timed.
+        workers = CountingProxy(store.host, store.port)
+        caller = CountingProxy(store.host, store.port, record_times=True)
+
+        def url(proxy: CountingProxy) -> str:
+            return f"s3result+http://{store.access_key}:{store.secret_key}@127.0.0.1:{proxy.port}/{store.bucket}/demo"
+
         out.write(f"embedded S3 store: moto server with SigV4 auth on, {store.endpoint}, bucket {store.bucket!r}\n")
-        env = dict(os.environ, S3RESULT_DEMO_BACKEND=url, S3RESULT_DEMO_BROKER=broker)
-        os.environ.update(S3RESULT_DEMO_BACKEND=url, S3RESULT_DEMO_BROKER=broker)
+        env = dict(os.environ, S3RESULT_DEMO_BACKEND=url(workers), S3RESULT_DEMO_BROKER=broker)
+        os.environ.update(S3RESULT_DEMO_BACKEND=url(caller), S3RESULT_DEMO_BROKER=broker)
         cmd = [
             sys.executable,
             "-m",
@@ -52,18 +58,19 @@ def _demo(args: argparse.Namespace) -> int:
         log = tempfile.TemporaryFile()
         worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            return _run_demo(out, proxy, worker, log)
+            return _run_demo(out, workers, caller, worker, log)
         finally:
             worker.terminate()
             try:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
-            proxy.close()
+            workers.close()
+            caller.close()
             log.close()
 
 
-def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any) -> int:
+def _run_demo(out: TextIO, workers: Any, caller: Any, worker: subprocess.Popen[bytes], log: Any) -> int:
     from celery import chord, group
     from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -83,44 +90,39 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
         )
         return 1
     # From here on, every request at the wire is the workload's, and the model predicts it.
-    start_kinds = proxy.kinds.copy()
+    start_workers, start_caller = workers.kinds.copy(), caller.kinds.copy()
     began: dict[str, float] = {}  # when the wait for each result began
-    walls: dict[str, float] = {}  # how long each wait took
     failing = demo.fail.delay("this task fails on purpose")
     began[failing.id] = time.time()
     try:
-        walls[failing.id] = -time.time()
         failing.get(timeout=60)
     except demo.DemoError as exc:
-        walls[failing.id] += time.time()
         out.write(f"fail(...)                 raised {type(exc).__name__}({str(exc)!r}), state {failing.state}\n")
     g = group(demo.add.s(i, i) for i in range(20)).apply_async()
     began.update(dict.fromkeys((r.id for r in g.results), time.time()))
-    walls[g.id] = -time.time()
     out.write(f"group of 20 x add(i, i)   = {g.get(timeout=60)}\n")
-    walls[g.id] += time.time()
     c = chord(demo.add.s(i, 1) for i in range(10))(demo.tsum.s())
     began[c.id] = time.time()
-    walls[c.id] = -time.time()
+    waited_from = len(caller.arrivals)
     out.write(f"chord of 10, tsum body    = {c.get(timeout=120)}\n\n")
-    walls[c.id] += time.time()
-    measured = Counter(
-        {k: n for k, n in (proxy.kinds - start_kinds).items() if not k.endswith(" other")}  # not the probe
-    )
-    probes = sum((proxy.kinds - start_kinds).values()) - sum(measured.values())
+    pace = _pace(caller.arrivals[waited_from:])
+    by_worker = Counter({k: n for k, n in (workers.kinds - start_workers).items() if not k.endswith(" other")})
+    seen = (workers.kinds - start_workers) + (caller.kinds - start_caller)
+    measured = Counter({k: n for k, n in seen.items() if not k.endswith(" other")})  # not the probe
+    probes = sum(seen.values()) - sum(measured.values())
     cas_rounds = measured.get("PUT chord-unlock", 0) / 10  # the counter's contention: an input, like durations
-    model = _demo_model(began, walls, failing, g, c, cas_rounds)
+    model = _demo_model(began, pace, failing, g, c, cas_rounds)
 
     # Requests per operation, counted at the wire.
-    before = proxy.total
+    before = caller.total
     demo.app.AsyncResult(first.id).get(timeout=10)
-    reads = proxy.total - before
-    before = proxy.total
+    reads = caller.total - before
+    before = caller.total
     demo.app.AsyncResult("no-such-task-yet").state  # noqa: B018 - a pending poll
-    polls = proxy.total - before
-    before = proxy.total
+    polls = caller.total - before
+    before = caller.total
     backend.store_result("demo-write-probe", 42, "SUCCESS")
-    writes = proxy.total - before
+    writes = caller.total - before
     backend.forget("demo-write-probe")
 
     tasks = 1 + 20 + 10 + 1
@@ -138,9 +140,14 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
         f"(and {probes} for the conditional-write probe, once per process)\n"
     )
     out.write(
+        f"  by the worker {by_worker.total()}; by this process {total - by_worker.total()} "
+        "(the chord's set-up and the waits: polls, and Celery's checks of the chord's parts)\n"
+    )
+    out.write(
         f"s3result cost's arithmetic for the same work: {model.total:.0f} "
         f"(DELETE {model.deletes:.0f}, GET {model.gets:.0f}, PUT {model.puts:.0f}), "
-        f"given the task times and the chord counter's {cas_rounds:.1f} compare-and-swap rounds per part\n"
+        f"given the task times, {pace * 1000:.1f} ms per request at the caller "
+        f"and the chord counter's {cas_rounds:.1f} compare-and-swap rounds per part\n"
     )
     out.write(f"requests per result read: {reads}; per pending poll: {polls}; per stored result: {writes}\n")
     out.write(
@@ -151,35 +158,35 @@ def _run_demo(out: TextIO, proxy: Any, worker: subprocess.Popen[bytes], log: Any
     return 0
 
 
-def _demo_model(
-    began: dict[str, float], walls: dict[str, float], failing: Any, g: Any, c: Any, cas_rounds: float
-) -> Any:
-    """``s3result cost``'s arithmetic for the demo's workload, given what each wait measured.
+def _pace(arrivals: list[float]) -> float:
+    """Seconds per request of one caller reading results back to back: the median gap
+    between its requests (most are the reads of a chord's parent check; the gaps that
+    hold a poll's sleep are the few long ones)."""
+    gaps = sorted(later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False))
+    return gaps[len(gaps) // 2] if gaps else 0.0
+
+
+def _demo_model(began: dict[str, float], pace: float, failing: Any, g: Any, c: Any, cas_rounds: float) -> Any:
+    """``s3result cost``'s arithmetic for the demo's workload.
 
     The inputs are what a user would know of their own workload: when each result was stored
-    after the call, how long each wait took (which fixes how long a poll took while the worker
-    was busy), and the chord counter's contention.
+    after the call, how long one request takes the caller while workers write (``pace``),
+    and the chord counter's contention.
     """
-    from .cost import Requests, chord_requests, chord_wait, join_gets, latency_for_wall, task_requests, wait_end
+    from .cost import Requests, chord_requests, chord_wait_gets, join_gets, task_requests
 
     def took(result: Any) -> float:  # read after the count: these GETs are not the workload's
         done = result.date_done
         return max(0.0, done.timestamp() - began[result.id]) if done else 0.0
 
-    fail_took = took(failing)
-    one = latency_for_wall(walls[failing.id], lambda lat: wait_end(fail_took, lat))
-    model = task_requests(duration=fail_took, latency=one)
-    durations = [took(r) for r in g.results]
-    round_ = latency_for_wall(walls[g.id], lambda lat: wait_end(max(durations), lat))
+    model = task_requests(duration=took(failing), latency=pace)
     model += task_requests(waited=0) * len(g.results)
-    model += Requests(gets=join_gets(durations, latency=round_))
+    model += Requests(gets=join_gets([took(r) for r in g.results], latency=pace))
     parts = c.parent.results
     start = began[c.id]
     part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
     model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), cas_rounds=cas_rounds)
-    body = took(c)
-    read = latency_for_wall(walls[c.id], lambda lat: chord_wait(body, part_times, latency=lat)[1])
-    model += Requests(gets=chord_wait(body, part_times, latency=read)[0])
+    model += Requests(gets=chord_wait_gets(took(c), part_times, latency=pace))
     return model
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections import Counter
 
 __all__ = ["CountingProxy"]
@@ -19,10 +20,17 @@ _KIND = re.compile(rb"/([A-Za-z_-]+?)-?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0
 
 
 class CountingProxy:
-    """Listen on 127.0.0.1:0, forward to ``upstream``, count requests per method."""
+    """Listen on 127.0.0.1:0, forward to ``upstream``, count requests per method.
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    With ``record_times``, it also keeps when each request arrived (``time.monotonic()``):
+    the demo reads the caller's pace from it, the time one request takes it on a busy store.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, record_times: bool = False) -> None:
         self.upstream = (upstream_host, upstream_port)
+        #: Arrival time of each request, in order, when ``record_times`` is on.
+        self.arrivals: list[float] = []
+        self._record_times = record_times
         self.counts: Counter[str] = Counter()
         #: Requests per method and kind of key, e.g. ``"PUT chord-unlock"``.
         self.kinds: Counter[str] = Counter()
@@ -84,6 +92,8 @@ class CountingProxy:
                     with self._lock:
                         self.counts[method] += 1
                         self.kinds[f"{method} {kind.group(1).decode() if kind else 'other'}"] += 1
+                        if self._record_times:
+                            self.arrivals.append(time.monotonic())
                     for line in head.split(b"\r\n")[1:]:
                         name, _, value = line.partition(b":")
                         if name.strip().lower() == b"content-length":
