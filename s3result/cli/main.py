@@ -175,16 +175,18 @@ def _demo_model(began: dict[str, float], pace: float, failing: Any, g: Any, c: A
     """
     from .cost import Requests, chord_requests, chord_wait_gets, join_gets, task_requests
 
-    def took(result: Any) -> float:  # read after the count: these GETs are not the workload's
+    # A result is readable once the worker's PUT is through, one request after it stamped
+    # date_done. (Read after the count: these GETs are not the workload's.)
+    def took(result: Any) -> float:
         done = result.date_done
-        return max(0.0, done.timestamp() - began[result.id]) if done else 0.0
+        return max(0.0, done.timestamp() + pace - began[result.id]) if done else 0.0
 
     model = task_requests(duration=took(failing), latency=pace)
     model += task_requests(waited=0) * len(g.results)
     model += Requests(gets=join_gets([took(r) for r in g.results], latency=pace))
     parts = c.parent.results
     start = began[c.id]
-    part_times = [max(0.0, r.date_done.timestamp() - start) for r in parts]
+    part_times = [max(0.0, r.date_done.timestamp() + pace - start) for r in parts]
     model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), cas_rounds=cas_rounds)
     model += Requests(gets=chord_wait_gets(took(c), part_times, latency=pace))
     return model
