@@ -144,3 +144,32 @@ def test_client_counts_its_retries(moto_server: MotoServer, proxy: FaultProxy) -
     for i in range(10):
         client.put(f"faults/count/{i}", b"x")
     assert client.retries >= proxy.stats["error503"] > 0
+
+
+def test_408_from_a_balancer_is_retried(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """A 408 with no S3 error document (a load balancer's idle timeout) is transient."""
+    client = _client(moto_server, proxy)
+    proxy.answer("PUT", "/faults/408", 408, times=1)
+    client.put("faults/408", b"stored after a 408")
+    assert proxy.stats["canned"] == 1 and client.retries == 1
+    assert client.get("faults/408").body == b"stored after a 408"
+
+
+def test_307_to_another_host_is_one_line_at_once_not_followed(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """A store that redirects elsewhere: get() names the host and the setting at once, no wait,
+    and nothing is sent to the other host (the request would be signed for it)."""
+    from s3result.errors import S3Error
+
+    app = Celery("faults", set_as_current=False)
+    app.conf.result_backend = _url(moto_server, proxy, "faults-307")
+    redirect = b"<Error><Code>TemporaryRedirect</Code><Message>Please re-send</Message><Endpoint>s3.eu-west-2.example.net</Endpoint></Error>"
+    proxy.answer(
+        "GET", "/faults-307/", 307, body=redirect, headers=(("Location", "https://s3.eu-west-2.example.net/x"),)
+    )
+    started = time.monotonic()
+    with pytest.raises(S3Error) as exc:
+        app.AsyncResult(str(uuid.uuid4())).get(timeout=10, interval=0.2)
+    assert time.monotonic() - started < 2
+    text = str(exc.value)
+    assert "\n" not in text and "s3.eu-west-2.example.net" in text and "region=" in text and "endpoint_url" in text
+    assert proxy.stats["canned"] == 1
