@@ -424,7 +424,9 @@ class S3Client:
             region=self.region,
             now=self._clock() + self.clock_offset,
         )
-        wire = [(b"Host", self._host.encode())]
+        # Identity: a proxy that compresses would only add CPU on both ends (results are small,
+        # or compressed already by result_compression); a gzipped answer is decoded anyway.
+        wire = [(b"Host", self._host.encode()), (b"Accept-Encoding", b"identity")]
         wire += [(k.encode(), v.encode("utf-8")) for k, v in extra]
         wire += [(k.encode(), v.encode("utf-8")) for k, v in signed]
         if body or method == "PUT":
@@ -610,6 +612,10 @@ class S3Client:
         etag = resp.headers.get("etag", "")
         match = _PLAIN_MD5.match(etag)
         if match is None:
+            return None
+        if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
+            # Decoded by the transport: the ETag may be of either form (a proxy compressed it
+            # in transit, or the object is stored compressed); the coding's own CRC checked it.
             return None
         sse = resp.headers.get("x-amz-server-side-encryption", "")
         if sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in resp.headers:
