@@ -97,6 +97,18 @@ def _as_error_of(exc: S3Error | TransportError, method: str, key: str) -> S3Erro
     return type(exc)(text, method=method, key=key)
 
 
+def _timed_out(text: str, failing: BaseException | None) -> str:
+    """Celery's timeout message, plus the store's last error when the store was failing.
+
+    The error names the endpoint and the cause ("S3 GET '...' to http://127.0.0.1:9999: cannot
+    connect ([Errno 111] Connection refused)"): a wrong port or a store that is down is then
+    told apart from a task that is still running. It is also the exception's ``__cause__``.
+    """
+    if failing is None:
+        return text
+    return f"{text} The store was failing: {' '.join(str(failing).split())}"
+
+
 _store_checked: set[int] = set()
 
 
@@ -564,7 +576,7 @@ class S3Backend(KeyValueStoreBackend):
             if on_interval:
                 on_interval()
             if deadline.passed():
-                raise self.TimeoutError("The operation timed out.") from failing
+                raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
             deadline.nap(next(waits))
 
     def get_many(
@@ -602,6 +614,7 @@ class S3Backend(KeyValueStoreBackend):
         failing: BaseException | None = None
         sentinel: str | None = None
         while ids:
+            failing = None  # the last round's error only: a round the store answered clears it
             if sentinel is not None and sentinel in ids and len(ids) > 1:
                 # Later rounds read one missing result first: a join needs them all, and
                 # results of one group tend to be ready together, so the others are read
@@ -626,7 +639,7 @@ class S3Backend(KeyValueStoreBackend):
             if sentinel not in ids:
                 sentinel = next(reversed(ids))
             if deadline.passed():
-                raise self.TimeoutError(f"Operation timed out ({timeout})") from failing
+                raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
             if on_interval:
                 on_interval()
             deadline.nap(next(waits))
