@@ -61,9 +61,12 @@ _CHORD_SIZES_KEPT = 1024
 
 # Whether this process applied a group as a native chord (True) or with chord_unlock (False).
 _decisions: dict[str, bool] = {}
+# The body of each native chord this process applied, until its size is recorded: if that
+# fails, the body is failed with the cause (the parts already published can never fire it).
+_bodies: dict[str, Any] = {}
 
 
-def _remember_decision(group_id: str, native: bool | None = None) -> bool | None:
+def _remember_decision(group_id: str, native: bool | None = None, body: Any = None) -> bool | None:
     """Record (or, without ``native``, look up) this process's decision for a chord's group."""
     with _chord_sizes_lock:
         if native is None:
@@ -71,7 +74,17 @@ def _remember_decision(group_id: str, native: bool | None = None) -> bool | None
         _decisions[group_id] = native
         while len(_decisions) > _CHORD_SIZES_KEPT:
             _decisions.pop(next(iter(_decisions)))
+        if native and body is not None:
+            _bodies[group_id] = body
+            while len(_bodies) > _CHORD_SIZES_KEPT:
+                _bodies.pop(next(iter(_bodies)))
         return native
+
+
+def _take_body(group_id: str) -> Any:
+    """The body remembered for a native chord applied here (once), or None."""
+    with _chord_sizes_lock:
+        return _bodies.pop(group_id, None)
 
 
 def _after_fork_in_child() -> None:
@@ -95,6 +108,18 @@ def _as_error_of(exc: S3Error | TransportError, method: str, key: str) -> S3Erro
         return exc.replace(key=key, method=method)
     text = str(exc).replace(repr(exc.key), repr(key)).replace(f"S3 {exc.method} ", f"S3 {method} ", 1)
     return type(exc)(text, method=method, key=key)
+
+
+def _timed_out(text: str, failing: BaseException | None) -> str:
+    """Celery's timeout message, plus the store's last error when the store was failing.
+
+    The error names the endpoint and the cause ("S3 GET '...' to http://127.0.0.1:9999: cannot
+    connect ([Errno 111] Connection refused)"): a wrong port or a store that is down is then
+    told apart from a task that is still running. It is also the exception's ``__cause__``.
+    """
+    if failing is None:
+        return text
+    return f"{text} The store was failing: {' '.join(str(failing).split())}"
 
 
 _store_checked: set[int] = set()
@@ -314,7 +339,7 @@ class S3Backend(KeyValueStoreBackend):
         native = self.native_chords
         group_id = header_result_args[0]
         body[chords.MARK] = {"native": native, "gid": group_id}
-        _remember_decision(group_id, native)
+        _remember_decision(group_id, native, body)
         if native:
             result = self._apply_chord_incr(header_result_args, body, **kwargs)
             self._chords.create(self._key(self.get_key_for_chord(group_id)))
@@ -326,10 +351,50 @@ class S3Backend(KeyValueStoreBackend):
 
         Celery counts a chain in the header as its last task, a nested chord as its body, a
         group as its tasks (``_chord._descend``); the size is what the Redis backend uses too.
+
+        The other parts are already published, and without a size the count can never
+        complete: a failure here (a 403 on the counter, the store gone past the retries, the
+        counter gone) fails the body with a ChordError naming the cause, then raises, so the
+        last part is not published and the producer's ``apply_async`` fails loudly too.
         """
-        if _remember_decision(group_id) is False:
+        decision = _remember_decision(group_id)
+        if decision is False:
             return  # this process applied it with chord_unlock
-        self._chords.set_size(self._key(self.get_key_for_chord(group_id)), int(chord_size))
+        key = self._key(self.get_key_for_chord(group_id))
+        body = _take_body(group_id)
+        try:
+            recorded = self._chords.set_size(key, int(chord_size))
+        except Exception as exc:
+            if body is not None:
+                self._fail_unsized_chord(body, group_id, key, f"recording the chord's size failed: {exc!r}")
+            raise
+        if not recorded and decision:
+            reason = "its counter disappeared before the chord's size was recorded (deleted by another process?)"
+            if body is not None:
+                self._fail_unsized_chord(body, group_id, key, reason)
+            raise ChordError(f"s3result: chord {group_id}: {reason}")
+
+    def _fail_unsized_chord(self, body: Any, group_id: str, key: str, reason: str) -> None:
+        """The producer's side of ``_fail_chord``: mark the counter failed, store the error on the body.
+
+        Each step is best effort (the store that refused the size may refuse these too): the
+        error raised to the producer is the one that matters when nothing can be written.
+        """
+        message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
+        logger.error("%s", message)
+        callback = maybe_signature(body, app=self.app)
+        marked = self._chords.fail(key, message)
+        if marked is not True and self._body_ended(callback):
+            return  # a part reported this chord already
+        try:
+            self._chord_error(callback, ChordError(message))
+        except Exception as exc:  # noqa: BLE001 - the producer's own error is raised next
+            logger.error("s3result: could not store the ChordError of chord %s on its body: %r", group_id, exc)
+            return
+        try:
+            self.client.delete(key)  # a part that comes after finds no counter and does nothing
+        except Exception:  # noqa: BLE001 - marked failed or not, the body holds the error
+            logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
         """Count this part (native chords only); the part that completes the count fires.
@@ -564,7 +629,7 @@ class S3Backend(KeyValueStoreBackend):
             if on_interval:
                 on_interval()
             if deadline.passed():
-                raise self.TimeoutError("The operation timed out.") from failing
+                raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
             deadline.nap(next(waits))
 
     def get_many(
@@ -602,6 +667,7 @@ class S3Backend(KeyValueStoreBackend):
         failing: BaseException | None = None
         sentinel: str | None = None
         while ids:
+            failing = None  # the last round's error only: a round the store answered clears it
             if sentinel is not None and sentinel in ids and len(ids) > 1:
                 # Later rounds read one missing result first: a join needs them all, and
                 # results of one group tend to be ready together, so the others are read
@@ -626,7 +692,7 @@ class S3Backend(KeyValueStoreBackend):
             if sentinel not in ids:
                 sentinel = next(reversed(ids))
             if deadline.passed():
-                raise self.TimeoutError(f"Operation timed out ({timeout})") from failing
+                raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
             if on_interval:
                 on_interval()
             deadline.nap(next(waits))

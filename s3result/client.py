@@ -56,6 +56,10 @@ _SKEW_THRESHOLD = 240.0
 _EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
 # The shortest wait an attempt gets under a deadline: enough for a loopback or LAN round trip.
 _MIN_ATTEMPT_S = 0.1
+# The region in an AWS S3 host name: bucket.s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com,
+# s3.dualstack.eu-west-1.amazonaws.com, and the China partition's .amazonaws.com.cn.
+_AWS_REGION_HOST = re.compile(r"(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
+_ENDPOINT_ELEMENT = re.compile(rb"<Endpoint>([^<]{1,255})</Endpoint>")
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
@@ -420,7 +424,9 @@ class S3Client:
             region=self.region,
             now=self._clock() + self.clock_offset,
         )
-        wire = [(b"Host", self._host.encode())]
+        # Identity: a proxy that compresses would only add CPU on both ends (results are small,
+        # or compressed already by result_compression); a gzipped answer is decoded anyway.
+        wire = [(b"Host", self._host.encode()), (b"Accept-Encoding", b"identity")]
         wire += [(k.encode(), v.encode("utf-8")) for k, v in extra]
         wire += [(k.encode(), v.encode("utf-8")) for k, v in signed]
         if body or method == "PUT":
@@ -526,6 +532,15 @@ class S3Client:
                 error,
             )
 
+    @staticmethod
+    def _redirect_host(resp: RawResponse) -> str:
+        """Where a 307 sends the request: the ``<Endpoint>`` element, else the Location's host."""
+        found = _ENDPOINT_ELEMENT.search(resp.body[:8192])
+        if found is not None:
+            return found.group(1).decode("utf-8", "replace").strip()
+        location = resp.headers.get("location", "")
+        return (urlsplit(location).hostname or "") if location else ""
+
     def _error(self, method: str, key: str, resp: RawResponse, creating: bool) -> S3Error:
         error = error_from_response(
             status=resp.status,
@@ -536,6 +551,14 @@ class S3Client:
             creating=creating,
             content_type=resp.headers.get("content-type", ""),
         )
+        if resp.status == 307:
+            # S3 sends this for a bucket created recently in another region (its DNS name is
+            # not everywhere yet); other stores or balancers may too. Never followed to another
+            # host: the request would be signed for it. (On AWS, _learn_region follows it.)
+            where = self._redirect_host(resp) or "another endpoint"
+            error = error.replace(
+                message=f"the store at {self._base} redirected the request to {where} (307 TemporaryRedirect)"
+            )
         if isinstance(error, NotFound) and error.code == "NoSuchBucket":
             # Name the bucket: the key alone does not say which name is wrong.
             error = error.replace(message=f"bucket {self.settings.bucket!r} does not exist at {self._base}")
@@ -590,6 +613,10 @@ class S3Client:
         match = _PLAIN_MD5.match(etag)
         if match is None:
             return None
+        if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
+            # Decoded by the transport: the ETag may be of either form (a proxy compressed it
+            # in transit, or the object is stored compressed); the coding's own CRC checked it.
+            return None
         sse = resp.headers.get("x-amz-server-side-encryption", "")
         if sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in resp.headers:
             return None
@@ -598,9 +625,20 @@ class S3Client:
         return CorruptResponse(f"S3 GET {key!r}: body does not match its ETag {etag}", method="GET", key=key)
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
-        """Switch region once when the store names the right one (301, or a malformed auth)."""
+        """Switch region once when the store names the right one (301, or a malformed auth).
+
+        A 307 from AWS itself (no endpoint_url) names the bucket's regional endpoint: its
+        region is learnt the same way, so the retry goes to the regional endpoint this client
+        builds itself, never to the host the answer names.
+        """
         region = resp.headers.get("x-amz-bucket-region") or error.region
         relevant = error.status == 301 or error.code in ("AuthorizationHeaderMalformed", "PermanentRedirect")
+        if error.status == 307:
+            if self.settings.endpoint_url is not None:
+                return False
+            found = _AWS_REGION_HOST.search(self._redirect_host(resp).lower())
+            region = region or (found.group(1) if found else "")
+            relevant = True
         if not relevant or not region or region == self.region:
             return False
         logger.warning(

@@ -130,11 +130,12 @@ class Settings:
     secret_origin: str | None = None
 
     def __repr__(self) -> str:
+        key = "***" if self.access_key else None
         secret = "***" if self.secret_key else None
         token = "***" if self.session_token else None
         return (
             f"Settings(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r}, "
-            f"region={self.region!r}, access_key={self.access_key!r}, secret_key={secret}, "
+            f"region={self.region!r}, access_key={key}, secret_key={secret}, "
             f"session_token={token}, addressing={self.addressing.value!r})"
         )
 
@@ -168,8 +169,12 @@ class Settings:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def redacted_url(self) -> str:
-        """A URL that rebuilds these settings, minus every secret."""
-        user = f"{quote(self.access_key, safe='')}:***@" if self.access_key else ""
+        """A URL that rebuilds these settings, minus the credentials: ``***@`` where they were.
+
+        The access key ID goes too: not a secret strictly, but it names an account's key, and
+        no credential material is shown in logs, reprs, errors or URLs.
+        """
+        user = "***@" if self.access_key else ""
         path = f"/{self.prefix}" if self.prefix else ""
         if self.endpoint_url is None:
             url = f"{SCHEME}://{user}{self.bucket}{path}?region={self.region}"
@@ -302,11 +307,10 @@ def _split_userinfo(url: str) -> tuple[str, str, str]:
 
 
 def redact_url(url: str) -> str:
-    """Mask the password part of a URL's userinfo (and secret query parameters)."""
+    """Mask a URL's userinfo entirely, access key ID included (and secret query parameters)."""
     head, userinfo, rest = _split_userinfo(url)
     if userinfo:
-        user, colon, _ = userinfo.partition(":")
-        rest = f"{user}:***@{rest}" if colon else f"{user}@{rest}"
+        rest = f"***@{rest}"
     path, qmark, query = rest.partition("?")
     if query:
         pairs = []

@@ -119,6 +119,8 @@ _HINTS = {
     "AccessDenied": "grant s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix (and s3:ListBucket on the bucket)",
     "AuthorizationHeaderMalformed": "the region is wrong; set region= in result_backend or s3_region",
     "PermanentRedirect": "the bucket lives in another region; set region= in result_backend or s3_region",
+    "TemporaryRedirect": "s3result does not follow redirects to another host (it would sign for it): set region= "
+    "in result_backend or s3_region to the bucket's region, or endpoint_url to the host named",
     "InvalidBucketName": "fix the bucket name in result_backend / s3_bucket",
     "ExpiredToken": "the session token expired; refresh the credentials",
     "InvalidToken": "the session token is invalid; refresh the credentials",
@@ -226,6 +228,7 @@ def _rebuild_s3(cls: type[S3Error], fields: dict[str, Any]) -> S3Error:
 _DEFAULT_CODES = {
     301: "PermanentRedirect",
     304: "NotModified",
+    307: "TemporaryRedirect",
     400: "BadRequest",
     401: "Unauthorized",
     403: "AccessDenied",

@@ -59,7 +59,9 @@ _THROTTLING = frozenset(
         "PriorRequestNotComplete",
     }
 )
-_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+# 408: a load balancer or proxy timed out waiting for the request (S3 itself says 400
+# RequestTimeout, listed above); the request was not processed, so another try may succeed.
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,7 +175,13 @@ def is_permanent(exc: BaseException) -> bool:
     network will answer the same way next time is permanent and raised at once: a missing
     bucket (404 ``NoSuchBucket``, never "pending"), 401/403 and signature errors, any other
     4xx, a host name that does not resolve, a TLS handshake that cannot succeed, a result over
-    ``max_result_size``, a key no store accepts.
+    ``max_result_size``, a key no store accepts, and a 307 redirect the client did not follow
+    (to another host: the endpoint or region setting needs fixing).
+
+    ``NoSuchBucket`` is permanent on purpose, even though a few stores answer it for a moment
+    right after the bucket was created (eventual consistency): in a wait it is almost always a
+    wrong bucket name or a missing bucket, and retrying until the caller's timeout would hide
+    that behind a TimeoutError. Create the bucket before starting workers and producers.
     """
     if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey)):
         return True

@@ -17,11 +17,12 @@ import io
 import socket
 import ssl
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from .errors import ConnectError, EndpointError, RequestTimeout, ResultTooLarge, TransportError
+from .errors import ConnectError, CorruptResponse, EndpointError, RequestTimeout, ResultTooLarge, TransportError
 
 if TYPE_CHECKING:
     import httpx
@@ -184,6 +185,57 @@ def _read_body(chunks: Iterable[bytes], status: int, length: str | None, limit: 
     return buf.getvalue()
 
 
+# zlib's window bits per content coding: 31 is the gzip container, 15 the zlib one (RFC 9110's
+# "deflate"); a raw deflate stream, which some servers send as "deflate", is tried with -15.
+_CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def _decode_body(data: bytes, encoding: str, status: int, limit: int) -> bytes:
+    """The body with its Content-Encoding undone: s3result asks for identity, but a proxy (or an
+    object stored with Content-Encoding) may send gzip anyway, and httpcore does not decompress.
+
+    Bounded like ``_read_body``: a decoded result past ``limit`` is ``ResultTooLarge``, and an
+    error document is cut at ``ERROR_BODY_LIMIT``. A result that does not decompress, or whose
+    stream ends early, is ``CorruptResponse`` (retried as a lost reply); an error body that does
+    not is kept as it came (its status still classifies it).
+    """
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip().lower() not in ("", "identity")]
+    if not data or not codings:
+        return data
+    cap = limit if status < 300 else ERROR_BODY_LIMIT
+    for coding in reversed(codings):  # the last coding listed was applied last
+        wbits = _CODINGS.get(coding)
+        if wbits is None:
+            raise EndpointError(
+                f"the store (or a proxy in front of it) answered with Content-Encoding: {coding}, although "
+                "s3result asks for identity and decodes only gzip and deflate; stop the proxy from compressing"
+            )
+        try:
+            try:
+                inflater = zlib.decompressobj(wbits)
+                out = inflater.decompress(data, cap + 1)
+            except zlib.error:
+                if coding != "deflate":
+                    raise
+                inflater = zlib.decompressobj(-15)
+                out = inflater.decompress(data, cap + 1)
+        except zlib.error as exc:
+            if status >= 300:
+                return data
+            raise CorruptResponse(f"the {coding}-encoded body does not decompress ({exc})") from None
+        if len(out) > cap:
+            if status >= 300:
+                return out[:cap]
+            raise ResultTooLarge(
+                f"the {coding}-encoded body decodes to over max_result_size={limit} bytes; raise max_result_size, "
+                "or check endpoint_url and the key"
+            )
+        if not inflater.eof and status < 300:
+            raise CorruptResponse(f"the {coding}-encoded body ends early")
+        data = out
+    return data
+
+
 # httpcore's socket writer re-slices what the kernel did not take (``buffer = buffer[n:]``):
 # given 64 MiB at once, it copies the rest after every partial send. Chunks bound that copy.
 _SEND_CHUNK = 1024 * 1024
@@ -307,9 +359,11 @@ class HttpcoreTransport:
                 with self._lock:
                     self._idle.append(conn)
                 conn = None
-            return RawResponse(
-                response.status, {k.lower().decode("latin-1"): v.decode("latin-1") for k, v in response.headers}, data
-            )
+            answer_headers = {k.lower().decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
+            coding = answer_headers.get("content-encoding")
+            if coding is not None and method != b"HEAD":
+                data = _decode_body(data, coding, response.status, self._max_body)
+            return RawResponse(response.status, answer_headers, data)
         finally:
             if conn is not None:
                 conn.close()

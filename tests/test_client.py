@@ -241,6 +241,50 @@ def test_region_learnt_from_redirect_once(caplog: pytest.LogCaptureFixture) -> N
     assert sum("region" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_temporary_redirect_from_aws_is_followed_once_to_the_regional_endpoint() -> None:
+    """S3's 307 for a bucket created recently in another region: the region is learnt from the
+    Endpoint it names, and the retry goes to the endpoint this client builds for that region."""
+    seen: list[httpx.Request] = []
+    redirect = _xml("TemporaryRedirect", extra="<Endpoint>my-bucket.s3-eu-west-2.amazonaws.com</Endpoint>")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "my-bucket.s3.eu-west-2.amazonaws.com":
+            return httpx.Response(200, content=b"v")
+        return httpx.Response(
+            307, content=redirect, headers={"location": "https://my-bucket.s3-eu-west-2.amazonaws.com/k"}
+        )
+
+    client = make(handler, "s3result://AKID:S@my-bucket?region=us-east-1")
+    assert client.get("k").body == b"v"
+    assert [r.url.host for r in seen] == [
+        "my-bucket.s3.us-east-1.amazonaws.com",
+        "my-bucket.s3.eu-west-2.amazonaws.com",
+    ]
+    assert "/eu-west-2/" in seen[1].headers["authorization"] and client.region == "eu-west-2"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3result+https://AKID:S@store.example/bkt?region=us-east-1",
+        "s3result://AKID:S@my-bucket?region=us-east-1",  # AWS, but the redirect names no AWS region
+    ],
+)
+def test_temporary_redirect_to_another_host_is_reported_never_followed(url: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(307, headers={"location": "https://evil.example/bkt/k"})
+
+    with pytest.raises(S3Error) as exc:
+        make(handler, url).get("k")
+    assert len(seen) == 1 and exc.value.status == 307 and exc.value.code == "TemporaryRedirect"
+    text = str(exc.value)
+    assert "\n" not in text and "evil.example" in text and "set region=" in text and "endpoint_url" in text
+
+
 def test_region_learnt_from_malformed_authorization() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if "/ap-south-1/" in request.headers["authorization"]:

@@ -14,11 +14,11 @@ from s3result.credentials import Credentials, CredentialSource, EnvProvider, Sta
 from s3result.errors import CredentialsError
 
 
-def test_repr_masks_secret_and_token() -> None:
-    c = Credentials("AKID", "SECRETVALUE", "TOKENVALUE", expiry=123.0)
+def test_repr_masks_key_id_secret_and_token() -> None:
+    c = Credentials("AKIDSENTINEL", "SECRETVALUE", "TOKENVALUE", expiry=123.0)
     for text in (repr(c), str(c), f"{c}", f"{c!r}"):
         assert "SECRETVALUE" not in text and "TOKENVALUE" not in text
-        assert "AKID" in text
+        assert "AKIDSENTINEL" not in text and "access_key=***" in text
 
 
 def test_static_before_environment() -> None:

@@ -16,7 +16,7 @@ from s3result.errors import (
     S3Error,
     ServerError,
 )
-from s3result.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_retryable
+from s3result.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_permanent, is_retryable
 
 
 def test_defaults_are_the_sdk_standard_mode() -> None:
@@ -58,6 +58,8 @@ def test_quota_empties_and_refills() -> None:
         (S3Error(status=429, code="TooManyRequests"), True),
         (S3Error(status=400, code="RequestTimeout"), True),
         (S3Error(status=400, code="InvalidArgument"), False),
+        (S3Error(status=408), True),
+        (S3Error(status=307, code="TemporaryRedirect"), False),
         (AccessDenied(status=403), False),
         (NotFound(status=404), False),
         (PreconditionFailed(status=412), False),
@@ -77,3 +79,14 @@ def test_timeouts_only_when_idempotent_and_conflict_only_on_request() -> None:
     assert is_retryable(ConnectError("c"), idempotent=False) is True
     assert is_retryable(Conflict(status=409)) is False
     assert is_retryable(Conflict(status=409), retry_conflict=True) is True
+
+
+def test_408_is_transient_redirect_and_missing_bucket_are_permanent() -> None:
+    """A 408 without an S3 code (a balancer's) heals; a redirect not followed and a missing
+    bucket need a fix of the settings, so waits raise them at once."""
+    assert S3Error(status=408).code == "HTTP408"
+    assert is_permanent(S3Error(status=408)) is False
+    assert is_permanent(S3Error(status=307)) is True
+    assert S3Error(status=307).code == "TemporaryRedirect"
+    assert is_permanent(NotFound(status=404, code="NoSuchBucket")) is True
+    assert is_permanent(NotFound(status=404, code="NoSuchKey")) is False

@@ -110,7 +110,10 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
     found: list[Finding] = []
     try:
         creds = client._credentials.get()
-        creds_source = f"{creds.source} (access key {creds.access_key})"
+        # The last four characters tell two keys apart (as `aws configure list` does); the
+        # whole ID is never printed.
+        hint = f" (access key ending in {creds.access_key[-4:]})" if len(creds.access_key) >= 16 else ""
+        creds_source = f"{creds.source}{hint}"
     except S3ResultError as exc:
         found.append(Finding("credentials", False, str(exc), "configure credentials (see the README's table)"))
     resolved = {

@@ -27,7 +27,7 @@ class Credentials:
     def __repr__(self) -> str:
         token = ", token=***" if self.token else ""
         expiry = f", expiry={self.expiry:.0f}" if self.expiry is not None else ""
-        return f"Credentials(access_key={self.access_key!r}, secret_key=***{token}{expiry}, source={self.source!r})"
+        return f"Credentials(access_key=***, secret_key=***{token}{expiry}, source={self.source!r})"
 
     __str__ = __repr__
 

@@ -132,7 +132,7 @@ class CredentialSource:
             return
         if new.secret_key != old.secret_key:
             sigv4.clear_signing_key_cache()  # the old secret's derived keys are of no more use
-        logger.debug("s3result: credentials refreshed from %s (access key %s)", new.source, new.access_key)
+        logger.debug("s3result: credentials refreshed from %s", new.source)
         self._current = new
 
     def _resolve(self) -> tuple[Credentials, Provider]:
@@ -142,7 +142,7 @@ class CredentialSource:
             tried.append(getattr(provider, "name", type(provider).__name__))
             if creds is not None:
                 self.fetches += 1
-                logger.debug("s3result: credentials from %s (access key %s)", creds.source, creds.access_key)
+                logger.debug("s3result: credentials from %s", creds.source)
                 return creds, provider
         raise CredentialsError(self._none_found.format(tried=", ".join(tried)))
 

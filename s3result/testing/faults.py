@@ -11,6 +11,12 @@ forwards it and relays the answer, or breaks something on purpose:
 - ``lose_conditional_reply``: for a PUT with If-Match or If-None-Match only, forward it (the
   store applies it or refuses it), then RST mid-answer: the writer cannot tell which.
 
+``answer(method, path_part, status, ...)`` sends a canned answer instead of forwarding the
+requests it matches (a 403 where a bucket policy would deny, a 408 from a load balancer, a
+307 redirect), every time or the first ``times`` times. ``gzip`` compresses the bodies of
+forwarded answers as some proxies do: ``"always"`` whatever the request's Accept-Encoding
+says, ``"when-accepted"`` only when it allows gzip (no Accept-Encoding allows any coding).
+
 ``outage(seconds)`` closes the listening socket, so new connections are refused as if the
 store were stopped, and opens it again on the same port afterwards. Every fault injected is
 counted in ``stats``.
@@ -23,7 +29,9 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter
+from dataclasses import dataclass
 
 FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency", "lose_conditional_reply")
 _SLOWDOWN = (
@@ -83,6 +91,47 @@ def _is_conditional_put(head: bytes) -> bool:
     return b"if-match" in names or b"if-none-match" in names
 
 
+def _header_value(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _accepts_gzip(head: bytes) -> bool:
+    """RFC 9110 12.5.3: no Accept-Encoding means any coding is acceptable."""
+    accept = _header_value(head, b"accept-encoding")
+    if accept is None:
+        return True
+    for item in accept.lower().split(b","):
+        coding, _, params = item.strip().partition(b";")
+        refused = params.replace(b" ", b"").rstrip(b"0.") == b"q="  # q=0, q=0.0, ...: "not this one"
+        if coding.strip() in (b"gzip", b"*") and not refused:
+            return True
+    return False
+
+
+def _gzipped(answer: bytes) -> bytes:
+    """The same answer with its body gzip-compressed and the headers saying so."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not body:
+        return answer
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    packed = packer.compress(body) + packer.flush()
+    lines = [ln for ln in head.split(b"\r\n") if ln.partition(b":")[0].strip().lower() != b"content-length"]
+    lines += [b"Content-Encoding: gzip", b"Content-Length: " + str(len(packed)).encode()]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + packed
+
+
+@dataclass
+class _Canned:
+    method: bytes
+    path_part: bytes
+    answer: bytes
+    times: int | None
+
+
 class FaultProxy:
     """Listen on 127.0.0.1, forward to ``upstream``, inject faults with the given odds."""
 
@@ -93,6 +142,9 @@ class FaultProxy:
         self.stats: Counter[str] = Counter()
         #: Request headers (lower-case names) removed before forwarding, as a meddling proxy would.
         self.strip_headers: set[bytes] = set()
+        #: None, "always" or "when-accepted": gzip the bodies of forwarded answers (see the module doc).
+        self.gzip: str | None = None
+        self._canned: list[_Canned] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -115,6 +167,48 @@ class FaultProxy:
             raise ValueError(f"unknown faults: {unknown}")
         with self._lock:
             self.odds = dict(odds)
+
+    def answer(
+        self,
+        method: str,
+        path_part: str,
+        status: int,
+        *,
+        code: str = "",
+        body: bytes | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        times: int | None = None,
+    ) -> None:
+        """Answer ``method`` requests whose target contains ``path_part`` with ``status``, unforwarded.
+
+        ``code`` makes the body an S3 error document; ``body`` gives it verbatim instead (empty:
+        no body). ``times`` limits the canned answer to the first so many matching requests.
+        """
+        if body is None:
+            body = (
+                f"<Error><Code>{code}</Code><Message>canned by FaultProxy</Message><RequestId>FAULT</RequestId></Error>".encode()
+                if code
+                else b""
+            )
+        lines = [f"HTTP/1.1 {status} Canned".encode(), b"Content-Length: " + str(len(body)).encode()]
+        if body.startswith(b"<"):
+            lines.append(b"Content-Type: application/xml")
+        lines += [f"{k}: {v}".encode() for k, v in headers]
+        raw = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        with self._lock:
+            self._canned.append(_Canned(method.encode(), path_part.encode(), raw, times))
+
+    def _canned_answer(self, head: bytes) -> bytes | None:
+        method, _, rest = head.partition(b" ")
+        target = rest.partition(b" ")[0]
+        with self._lock:
+            for rule in self._canned:
+                if rule.method == method and rule.path_part in target and rule.times != 0:
+                    if rule.times is not None:
+                        rule.times -= 1
+                    self.stats["canned"] += 1
+                    return rule.answer
+        return None
 
     def outage(self, seconds: float) -> None:
         """Refuse every connection for ``seconds`` (in a background thread), then recover."""
@@ -176,6 +270,10 @@ class FaultProxy:
                 if self._listener is None:
                     _rst(client)
                     return
+                canned = self._canned_answer(head)
+                if canned is not None:
+                    client.sendall(canned)
+                    continue
                 fault = self._pick(head)
                 if fault == "reset_request":
                     _rst(client)
@@ -190,6 +288,12 @@ class FaultProxy:
                 if answer is None:
                     _rst(client)
                     return
+                if self.gzip == "always" or (self.gzip == "when-accepted" and _accepts_gzip(head)):
+                    gzipped = _gzipped(answer)
+                    if gzipped is not answer:
+                        with self._lock:
+                            self.stats["gzip"] += 1
+                    answer = gzipped
                 if fault == "reset_response":
                     client.sendall(answer[: max(1, len(answer) // 3)])
                     _rst(client)

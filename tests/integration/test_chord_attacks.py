@@ -3,10 +3,13 @@ failures, 1,000-part counters), each on a real moto server in the style of test_
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from unittest import mock
 
 import pytest
 from celery import states
+from celery.canvas import Signature
 
 from s3result.errors import RequestTimeout
 from s3result.testing.store import MotoServer
@@ -411,3 +414,63 @@ def test_counting_past_the_deadline_names_the_store_error(store: MotoServer) -> 
     assert meta["status"] == states.FAILURE, meta
     assert "store gone" in str(meta["result"]), meta["result"]
     assert "concurrent writers" not in str(meta["result"])
+
+
+@pytest.mark.parametrize("refused", ["GET", "PUT"])
+def test_counter_the_producer_cannot_set_up_never_leaves_the_body_pending(store: MotoServer, refused: str) -> None:
+    """The producer's credentials are refused on the counter (a 403 from a policy; here a
+    FaultProxy in front of moto answers it). PUT refused: the counter cannot be created, and
+    apply_async raises before any part is published. GET refused: the counter is created, but
+    recording the size (Celery calls set_chord_size before publishing the last part) fails
+    after the other parts are out: the body must be FAILED with a ChordError naming the cause,
+    so c.get(timeout) raises it at once, and the parts already published never fire it."""
+    from celery import chord, signals
+    from celery.app.task import Context
+    from celery.exceptions import ChordError
+
+    from s3result.errors import AccessDenied
+    from s3result.testing.faults import FaultProxy
+
+    proxy = FaultProxy(store.host, store.port)
+    try:
+        prefix = f"a17-setup-{refused.lower()}"
+        worker = make_app(store.url(prefix))
+        producer = make_app(store.url(prefix).replace(f":{store.port}/", f":{proxy.port}/"))
+        proxy.answer(refused, f"/{prefix}/chord-unlock-", 403, code="AccessDenied")
+        body = producer.tasks["tsum"].s()
+        body.freeze()
+        header = [producer.tasks["add"].s(i, i) for i in range(3)]
+        published: list[dict[str, Any]] = []
+
+        def seen(sender: Any = None, headers: Any = None, **_: Any) -> None:
+            published.append(dict(headers))
+
+        signals.before_task_publish.connect(seen, weak=False)
+        try:
+            with pytest.raises(AccessDenied):
+                chord(header, body).apply_async()
+        finally:
+            signals.before_task_publish.disconnect(seen)
+        assert proxy.stats["canned"] >= 1
+        if refused == "PUT":
+            assert published == []  # nothing can run
+            return
+        assert len(published) == 2  # the last part was never published
+        started = time.monotonic()
+        with pytest.raises(ChordError, match="AccessDenied") as exc:
+            producer.AsyncResult(body.id).get(timeout=10, interval=0.1)
+        assert time.monotonic() - started < 2
+        assert "recording the chord's size failed" in str(exc.value)
+        # The parts that did go out finish on a worker: they never fire the body.
+        fired: list[Any] = []
+        with mock.patch.object(Signature, "delay", lambda sig, *a, **k: fired.append(a)):
+            for i, headers in enumerate(published):
+                req = Context(
+                    id=headers["id"], group=headers["group"], group_index=i, chord=dict(body), children=[], chain=None
+                )
+                req.errbacks = None
+                worker.backend.mark_as_done(req.id, 2 * i, request=req)
+        assert fired == []
+        assert worker.backend.get_task_meta(body.id, cache=False)["status"] == states.FAILURE
+    finally:
+        proxy.close()

@@ -30,7 +30,8 @@ def test_check_all_good(moto_server: MotoServer, capsys: pytest.CaptureFixture[s
     assert main(["check", "--url", moto_server.url("cli")]) == 0
     out = capsys.readouterr().out
     assert "bucket: s3result-tests" in out and "prefix: cli" in out and "addressing: path-style" in out
-    assert "credentials: settings (access key " in out and moto_server.secret_key not in out
+    assert f"credentials: settings (access key ending in {moto_server.access_key[-4:]})" in out
+    assert moto_server.secret_key not in out and moto_server.access_key not in out
     for probe in ("PUT", "GET", "HEAD", "GET missing key", "DELETE", "conditional writes", "clock"):
         assert f"] {probe}:" in out
     assert "supported: one request per write" in out and "all good" in out
@@ -150,7 +151,10 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         (["cost", "--tasks-per-day", "10", "--interval", "0"], "argument --interval: 0 is not a poll interval"),
         (["cost", "--tasks-per-day", "10", "--task-seconds", "-1"], "argument --task-seconds: -1 is not a number"),
         (["cost", "--tasks-per-day", "10", "--chord-parts", "1"], "--chord-parts 1 is not a chord"),
-        (["cost", "--tasks-per-day", "10", "--latency", "-0.1"], "argument --latency: -0.1 is not a number (0 or more)"),
+        (
+            ["cost", "--tasks-per-day", "10", "--latency", "-0.1"],
+            "argument --latency: -0.1 is not a number (0 or more)",
+        ),
         (["cost", "--tasks-per-day", "ten"], "'ten' is not a number of tasks"),
         (["lifecycle", "--days", "0", "--url", "s3result://b/p"], "argument --days: 0 is not a whole number of days"),
         (["lifecycle", "--url", "s3result://bucket"], "no prefix is configured"),

@@ -144,3 +144,69 @@ def test_client_counts_its_retries(moto_server: MotoServer, proxy: FaultProxy) -
     for i in range(10):
         client.put(f"faults/count/{i}", b"x")
     assert client.retries >= proxy.stats["error503"] > 0
+
+
+def test_408_from_a_balancer_is_retried(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """A 408 with no S3 error document (a load balancer's idle timeout) is transient."""
+    client = _client(moto_server, proxy)
+    proxy.answer("PUT", "/faults/408", 408, times=1)
+    client.put("faults/408", b"stored after a 408")
+    assert proxy.stats["canned"] == 1 and client.retries == 1
+    assert client.get("faults/408").body == b"stored after a 408"
+
+
+def test_307_to_another_host_is_one_line_at_once_not_followed(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """A store that redirects elsewhere: get() names the host and the setting at once, no wait,
+    and nothing is sent to the other host (the request would be signed for it)."""
+    from s3result.errors import S3Error
+
+    app = Celery("faults", set_as_current=False)
+    app.conf.result_backend = _url(moto_server, proxy, "faults-307")
+    redirect = b"<Error><Code>TemporaryRedirect</Code><Message>Please re-send</Message><Endpoint>s3.eu-west-2.example.net</Endpoint></Error>"
+    proxy.answer(
+        "GET", "/faults-307/", 307, body=redirect, headers=(("Location", "https://s3.eu-west-2.example.net/x"),)
+    )
+    started = time.monotonic()
+    with pytest.raises(S3Error) as exc:
+        app.AsyncResult(str(uuid.uuid4())).get(timeout=10, interval=0.2)
+    assert time.monotonic() - started < 2
+    text = str(exc.value)
+    assert "\n" not in text and "s3.eu-west-2.example.net" in text and "region=" in text and "endpoint_url" in text
+    assert proxy.stats["canned"] == 1
+
+
+def test_gzip_from_a_proxy_that_ignores_accept_encoding_is_decoded(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """A proxy that gzips every answer (Content-Encoding: gzip): results, group joins and error
+    documents read as if it were not there (httpcore does not decompress; kombu would get gzip)."""
+    from celery.result import GroupResult
+
+    from s3result.errors import NotFound
+
+    proxy.gzip = "always"
+    app = Celery("faults", set_as_current=False)
+    app.conf.result_backend = _url(moto_server, proxy, "faults-gzip")
+    backend = app.backend
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    for i, tid in enumerate(ids):
+        backend.store_result(tid, {"value": i, "text": "x" * 2000}, states.SUCCESS)
+    assert app.AsyncResult(ids[0]).get(timeout=5) == {"value": 0, "text": "x" * 2000}
+    joined = GroupResult(str(uuid.uuid4()), [app.AsyncResult(t) for t in ids], app=app).get(timeout=5)
+    assert [r["value"] for r in joined] == [0, 1, 2]
+    assert proxy.stats["gzip"] >= 4
+    # An error document gzipped too: a missing bucket is still NoSuchBucket, not "pending".
+    missing = Celery("faults", set_as_current=False)
+    missing.conf.result_backend = _url(moto_server, proxy, "x").replace(
+        f"/{moto_server.bucket}/", "/no-such-bucket-gz/"
+    )
+    with pytest.raises(NotFound) as exc:
+        missing.AsyncResult(str(uuid.uuid4())).get(timeout=5)
+    assert exc.value.code == "NoSuchBucket"
+
+
+def test_identity_is_asked_for_so_a_polite_proxy_does_not_compress(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """Without Accept-Encoding any coding is acceptable (RFC 9110 12.5.3); s3result asks for identity."""
+    proxy.gzip = "when-accepted"
+    client = _client(moto_server, proxy)
+    client.put("faults/identity", b"y" * 5000)
+    assert client.get("faults/identity").body == b"y" * 5000
+    assert proxy.stats["gzip"] == 0

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery, states
@@ -225,3 +226,92 @@ def test_embedded_store_with_a_bad_bucket_name_stops_its_server() -> None:
     assert server._proc is None
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+@pytest.mark.parametrize("given", ["url", "env"])
+def test_no_access_key_id_either_in_logs_reprs_urls_or_errors(
+    moto_server: MotoServer, given: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The access key ID is credential material too: no log line, repr, printed URL or exception
+    shows it (nor the secret), whether the keys come in the URL or from AWS_* variables. Paths:
+    a working store, a refused port (a wait's TimeoutError), a chord whose size cannot be
+    recorded (ChordError and its log), the worker's start check, a bad URL, a wrong secret."""
+    from types import SimpleNamespace
+
+    from celery import chord
+    from celery.exceptions import ChordError
+    from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+    from s3result import backend as backend_module
+    from s3result.credentials import chain_for
+    from s3result.testing.faults import FaultProxy
+
+    keys = [(moto_server.access_key, moto_server.secret_key), ("AKIDSENTINEL0KEYID99", SECRET)]
+    proxy = FaultProxy(moto_server.host, moto_server.port)
+    proxy.answer("GET", "/keys-chord/chord-unlock-", 403, code="AccessDenied")
+    seen: list[str] = []
+
+    def url_for(port: int, key: str, secret: str, prefix: str) -> str:
+        quoted = secret.replace("/", "%2F").replace("+", "%2B")
+        user = f"{key}:{quoted}@" if given == "url" else ""
+        return f"s3result+http://{user}127.0.0.1:{port}/{moto_server.bucket}/{prefix}"
+
+    def app_for(url: str, key: str, secret: str) -> Celery:
+        if given == "env":
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        app = Celery(f"keys-{given}", broker="memory://", set_as_current=False)
+        app.conf.result_backend = url
+        app.conf.s3result_options = {"max_attempts": 1}
+
+        @app.task(name="add", shared=False)
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        backend = app.backend
+        seen.extend([repr(backend), str(backend), backend.as_uri(), repr(backend.settings), str(backend.settings)])
+        seen.extend([repr(backend.client), repr(chain_for(backend.settings).get())])
+        return app
+
+    def attempt(call: Any) -> None:
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - every message is checked below
+            seen.extend([str(exc), repr(exc), str(exc.__cause__), repr(exc.__cause__)])
+
+    try:
+        with caplog.at_level(logging.DEBUG):
+            good, wrong = keys
+            app = app_for(url_for(moto_server.port, *good, "keys-ok"), *good)
+            app.backend.store_result("keys-1", 1, states.SUCCESS)
+            assert app.AsyncResult("keys-1").get(timeout=5) == 1
+            backend_module._store_checked.discard(backend_module.os.getpid())
+            backend_module._check_store_at_start(sender=SimpleNamespace(app=app))
+
+            down = app_for(url_for(free_port(), *good, "keys-down"), *good)
+            with pytest.raises(CeleryTimeoutError):
+                down.AsyncResult("keys-2").get(timeout=0.3)
+            attempt(lambda: down.AsyncResult("keys-2").get(timeout=0.3))
+            backend_module._store_checked.discard(backend_module.os.getpid())
+            backend_module._check_store_at_start(sender=SimpleNamespace(app=down))
+
+            producer = app_for(url_for(proxy.port, *good, "keys-chord"), *good)
+            body = producer.tasks["add"].s(1)
+            body.freeze()
+            attempt(lambda: chord([producer.tasks["add"].s(i, i) for i in range(2)], body).apply_async())
+            with pytest.raises(ChordError):
+                producer.AsyncResult(body.id).get(timeout=5)
+            attempt(lambda: producer.AsyncResult(body.id).get(timeout=5))
+
+            bad = app_for(url_for(moto_server.port, *wrong, "keys-bad"), *wrong)
+            attempt(lambda: bad.backend.store_result("keys-3", 1, states.SUCCESS))
+            attempt(lambda: bad.AsyncResult("keys-3").get(timeout=1))
+            if given == "url":
+                attempt(lambda: config.build(url=url_for(99999, *wrong, "p"), environ={}))
+    finally:
+        proxy.close()
+    records = [r.getMessage() for r in caplog.records]
+    assert len(seen) > 30 and any("s3result" in r for r in records)
+    for text in seen + records:
+        for key, secret in keys:
+            assert key not in text and secret not in text, text

@@ -375,3 +375,24 @@ def test_start_check_is_one_request_and_lets_a_transient_failure_pass(
     with pytest.raises(SystemExit):
         backend_module._check_store_at_start(sender=SimpleNamespace(app=missing))
     backend_module._store_checked.clear()
+
+
+@pytest.mark.parametrize("how", ["get", "group", "join_native"])
+def test_timeout_against_a_refusing_endpoint_names_the_endpoint_and_the_error(how: str) -> None:
+    """A wrong port: the TimeoutError says what went wrong, not only "The operation timed out."."""
+    from s3result.errors import ConnectError
+
+    port = free_port()
+    app = _app(f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p")
+    result = app.AsyncResult("x")
+    group = GroupResult("g", [result, app.AsyncResult("y")], app=app)
+    call = {
+        "get": lambda: result.get(timeout=0.5),
+        "group": lambda: group.get(timeout=0.5),
+        "join_native": lambda: group.join_native(timeout=0.5),
+    }[how]
+    exc = _raises_within(2.0, call)
+    assert isinstance(exc, CeleryTimeoutError)
+    text = str(exc)
+    assert "timed out" in text and f"127.0.0.1:{port}" in text and "Connection refused" in text, text
+    assert isinstance(exc.__cause__, ConnectError) and "\n" not in text
