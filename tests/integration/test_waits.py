@@ -358,6 +358,7 @@ def test_start_check_is_one_request_and_lets_a_transient_failure_pass(
 
     from s3result import backend as backend_module
 
+    backend_module._store_checked.clear()  # whatever an earlier test left: this process checks afresh
     proxy = CountingProxy(moto_server.host, moto_server.port)
     try:
         healthy = _counted_app(moto_server, proxy)
