@@ -150,7 +150,10 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         (["cost", "--tasks-per-day", "10", "--interval", "0"], "argument --interval: 0 is not a poll interval"),
         (["cost", "--tasks-per-day", "10", "--task-seconds", "-1"], "argument --task-seconds: -1 is not a number"),
         (["cost", "--tasks-per-day", "10", "--chord-parts", "1"], "--chord-parts 1 is not a chord"),
-        (["cost", "--tasks-per-day", "10", "--latency", "-0.1"], "argument --latency: -0.1 is not a number (0 or more)"),
+        (
+            ["cost", "--tasks-per-day", "10", "--latency", "-0.1"],
+            "argument --latency: -0.1 is not a number (0 or more)",
+        ),
         (["cost", "--tasks-per-day", "ten"], "'ten' is not a number of tasks"),
         (["lifecycle", "--days", "0", "--url", "s3result://b/p"], "argument --days: 0 is not a whole number of days"),
         (["lifecycle", "--url", "s3result://bucket"], "no prefix is configured"),
