@@ -383,6 +383,11 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any) -> Iterator[
         days_from_expires(conf.get("result_expires")) if conf is not None and expires_set_by_user(conf) else None
     )
     apply = "s3result lifecycle --apply" + (f" --days {user_days}" if user_days else "")
+    if not settings.prefix:  # lifecycle refuses a prefix-less rule unless told: it expires the whole bucket
+        apply += (
+            " --whole-bucket (every object in the bucket then expires; a prefix in result_backend, "
+            "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys)"
+        )
     where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
     try:
         rules, ms, error = _timed(lambda: read_rules(client))
