@@ -22,6 +22,9 @@ S3ResultError                 base of everything below
     └── ServerError           5xx: the store's own failure, usually transient
 ```
 
+An answer whose body is not S3 XML (a web server's or a proxy's page) keeps its status's class
+and has the code ``NotS3``: its 403 asks for no IAM grant, its 404 is no missing key.
+
 No error carries headers, credentials or a signature: messages name the method, the key and
 what to do. Every class pickles (Celery ships exceptions between processes).
 """
@@ -41,6 +44,7 @@ __all__ = [
     "CredentialsError",
     "EndpointError",
     "InvalidKey",
+    "NOT_S3",
     "NotFound",
     "NotImplementedByStore",
     "PreconditionFailed",
@@ -111,6 +115,10 @@ class ResultTooLarge(S3ResultError):
     """A value exceeds ``max_result_size``; it was not sent."""
 
 
+#: The code of an error answered with a body that is not S3 XML (an HTML page, say): the
+#: endpoint is not the store's S3 API, whatever the status says.
+NOT_S3 = "NotS3"
+
 _HINTS = {
     "SignatureDoesNotMatch": "the secret access key is wrong for this access key id; fix s3_secret_access_key or AWS_SECRET_ACCESS_KEY",
     "InvalidAccessKeyId": "the store does not know this access key id; fix s3_access_key_id or AWS_ACCESS_KEY_ID",
@@ -124,6 +132,7 @@ _HINTS = {
     "InvalidBucketName": "fix the bucket name in result_backend / s3_bucket",
     "ExpiredToken": "the session token expired; refresh the credentials",
     "InvalidToken": "the session token is invalid; refresh the credentials",
+    NOT_S3: "check endpoint_url: it must be the store's S3 API (scheme, host and port), not a web server or a proxy's page",
 }
 
 
@@ -292,8 +301,11 @@ def error_from_response(
     code = parsed.get("Code", "")
     message = parsed.get("Message", "")
     if body and not parsed:
+        # A web server, a login portal or a proxy's own page: its 403 is no S3 AccessDenied (no
+        # IAM grant can fix it), its 404 no NoSuchKey. The status still picks the class.
         kind = "HTML" if b"<html" in body[:512].lower() or "html" in content_type else "non-S3"
-        message = f"the endpoint answered with {kind} instead of S3 XML; is the endpoint URL an S3 API?"
+        code = NOT_S3
+        message = f"the endpoint URL answered with {kind} instead of S3 XML"
     fields: dict[str, Any] = {
         "status": status,
         "code": code,

@@ -84,3 +84,11 @@ def test_replace_keeps_the_class_and_every_other_field() -> None:
     assert type(changed) is errors.AccessDenied
     assert (changed.key, changed.method, changed.request_id, changed.region) == ("k", "GET", "r", "eu")
     assert "better" in str(changed) and "do this" in str(changed)
+
+
+def test_a_proxy_page_is_not_s3_whatever_its_status() -> None:
+    """A web server's 403 page is no S3 AccessDenied: no IAM grant is offered for it (review of issue 15)."""
+    exc = error_from_response(status=403, body=b"<html><h1>403 Forbidden</h1></html>", method="PUT", key="k")
+    assert isinstance(exc, errors.AccessDenied) and exc.code == errors.NOT_S3
+    assert "grant" not in str(exc) and "endpoint_url" in str(exc)
+    assert error_from_response(status=404, body=b"<html>gone</html>", method="GET", key="k").code == errors.NOT_S3

@@ -158,3 +158,37 @@ def test_chord_wait_reads_parts_in_the_groups_order() -> None:
     # A million parts that end together: one run, computed at once; every part read once
     # (the first check, at 20 ms a GET, outlasts them all), and the body's one poll.
     assert chord_wait_gets(5.0, [5.0] * 1_000_000, latency=0.02) == 1_000_001
+
+
+def test_cost_of_a_billion_part_chord_is_quick_and_small() -> None:
+    """Equal parts are one run: the arithmetic never builds a list of every part (review of issue 15:
+    --chord-parts 100,000,000 took 9 s and 1,000,000,000 ended in MemoryError)."""
+    import argparse
+    import time
+    import tracemalloc
+
+    from s3result.cli.cost import per_task_from_args
+
+    args = argparse.Namespace(
+        track_started=False,
+        retries_per_task=0.0,
+        waited=1.0,
+        task_seconds=1.0,
+        interval=0.5,
+        reads_per_task=0.0,
+        latency=0.0,
+        chord_parts=10**9,
+        chord_cas_rounds=1.5,
+    )
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        per_task = per_task_from_args(args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 1.0
+    assert peak < 10_000_000, peak
+    # As for a million parts: each check reads every part, all pending until they end together.
+    args.chord_parts = 10**6
+    assert per_task == per_task_from_args(args) or abs(per_task.gets - per_task_from_args(args).gets) < 1e-3

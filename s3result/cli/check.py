@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from ..client import S3Client
-from ..errors import _HINTS, ConnectError, NotFound, RequestTimeout, S3Error, S3ResultError, TransportError
+from ..errors import (
+    _HINTS,
+    NOT_S3,
+    ConnectError,
+    NotFound,
+    RequestTimeout,
+    S3Error,
+    S3ResultError,
+    TransportError,
+)
 from ..precondition import probe
 
 if TYPE_CHECKING:
@@ -144,14 +153,14 @@ def iter_findings(client: S3Client, settings: Settings, app: Any, resolved: dict
     key = settings.object_key(f"s3result-check/{uuid.uuid4().hex}")
     missing = settings.object_key(f"s3result-check/missing-{uuid.uuid4().hex}")
     where = _host_port(client)
-    # 1. network and authentication: one GET of a key that does not exist (404 expected).
-    _, ms, error = _timed(lambda: client.get_or_none(missing))
+    # 1. network and authentication: one GET of a key that does not exist (S3's 404 expected).
+    found, ms, error = _timed(lambda: _get_missing(client, missing))
     if isinstance(error, TransportError):
         detail, fix = diagnose_transport(error, client)
         yield Finding("network", False, detail, fix, ms=ms)
         return
-    if isinstance(error, S3Error) and error.status < 500 and not error.code:
-        yield Finding("network", False, str(error), "check endpoint_url: it must be the store's S3 API", ms=ms)
+    if found is not None or (isinstance(error, S3Error) and _not_s3(error)):
+        yield _not_s3_finding(where, found, error, ms)
         return
     yield Finding("network", True, f"{where} answers", ms=ms)
     if isinstance(error, S3Error) and (error.code in _AUTH_CODES or error.status == 401):
@@ -219,6 +228,43 @@ def iter_findings(client: S3Client, settings: Settings, app: Any, resolved: dict
     yield from security_findings(settings, app)
 
 
+def _get_missing(client: S3Client, key: str) -> Any:
+    """GET a key that cannot exist: None for S3's 404, the answer when there is one (not S3)."""
+    try:
+        return client.get(key)
+    except NotFound as exc:
+        if exc.code == "NoSuchBucket" or _not_s3(exc):
+            raise
+        return None
+
+
+def _not_s3(error: S3Error) -> bool:
+    """An answer no S3 API gives: a page instead of S3 XML, or a bare 404 to a GET (S3 says NoSuchKey)."""
+    bare = isinstance(error, NotFound) and error.code == "NotFound" and not error.message and not error.request_id
+    return error.code == NOT_S3 or bare
+
+
+def _not_s3_finding(where: str, found: Any, error: BaseException | None, ms: float) -> Finding:
+    fix = (
+        "check endpoint_url: it must be the store's S3 API (scheme, host and port), not a web server or another service"
+    )
+    if found is not None:
+        return Finding(
+            "network", False, f"{where} answers, but not as an S3 API: 200 for a key that cannot exist", fix, ms=ms
+        )
+    assert isinstance(error, S3Error)
+    if error.status >= 500:
+        return Finding(
+            "network",
+            False,
+            f"{where} answers {error.status} with a page, not S3: a proxy or load balancer whose store is down "
+            f"or unreachable ({error})",
+            "check that the store behind endpoint_url is running, and the proxy's logs",
+            ms=ms,
+        )
+    return Finding("network", False, f"{where} answers, but not as an S3 API: {error}", fix, ms=ms)
+
+
 def _store_fix(error: BaseException) -> str:
     """The fix for a failure that is not a permission: never an IAM grant."""
     if isinstance(error, S3Error):
@@ -271,6 +317,13 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
             return (
                 f"TLS handshake failed: the server at {where} speaks plain HTTP",
                 "use s3result+http:// (or the store's https port)",
+            )
+        if "wrong version" in low or "speaks plain http" in low:
+            # It answered the handshake with bytes that are not TLS, and a plain request got no
+            # HTTP back either: another service on that port (the client can only guess "HTTP").
+            return (
+                f"TLS handshake failed: the server at {where} speaks neither TLS nor HTTP (another service?)",
+                "check endpoint_url's port: it must be the store's S3 API",
             )
         return (f"TLS handshake with {where} failed: {text}", "check that endpoint_url's port speaks TLS")
     if isinstance(error, RequestTimeout) and "no answer" in low:
@@ -333,6 +386,11 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any) -> Iterator[
         days_from_expires(conf.get("result_expires")) if conf is not None and expires_set_by_user(conf) else None
     )
     apply = "s3result lifecycle --apply" + (f" --days {user_days}" if user_days else "")
+    if not settings.prefix:  # lifecycle refuses a prefix-less rule unless told: it expires the whole bucket
+        apply += (
+            " --whole-bucket (every object in the bucket then expires; a prefix in result_backend, "
+            "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys)"
+        )
     where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
     try:
         rules, ms, error = _timed(lambda: read_rules(client))

@@ -176,16 +176,30 @@ def chord_wait(
     latency: float = 0.0,
 ) -> tuple[int, float]:
     """``chord_wait_gets`` and when the wait ends (its last answer)."""
-    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
-    delay = min(interval if first_delay is None else first_delay, interval)
     # Runs of parts that end together, in the group's order: a chord of a million equal parts
     # is one run, and a check costs O(runs), not O(parts).
-    pending: list[list[float]] = []
+    runs: list[list[float]] = []
     for done in parts:
-        if pending and pending[-1][0] == done:
-            pending[-1][1] += 1
+        if runs and runs[-1][0] == done:
+            runs[-1][1] += 1
         else:
-            pending.append([done, 1])
+            runs.append([done, 1])
+    return _chord_wait_runs(body, runs, interval, first_delay, backoff, latency)
+
+
+def _chord_wait_runs(
+    body: float,
+    runs: list[list[float]],
+    interval: float,
+    first_delay: float | None,
+    backoff: float,
+    latency: float,
+) -> tuple[int, float]:
+    """``chord_wait`` on runs of parts, ``[ends at, how many]`` in the group's order: ``cost``
+    hands a chord of N equal parts over as one run, never as a list of N."""
+    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
+    delay = min(interval if first_delay is None else first_delay, interval)
+    pending = runs
     t, gets = 0.0, 0
 
     def check() -> None:
@@ -266,13 +280,15 @@ def monthly_report(
     get_per_1000: float,
     storage_gb_month: float,
 ) -> str:
-    """Requests and storage per 30-day month."""
+    """Requests and storage per 30-day month; ``OverflowError`` when a figure is not finite."""
     month = 30 * tasks_per_day
     puts, gets = month * per_task.puts, month * per_task.gets
     stored_gb = tasks_per_day * retention_days * result_bytes / 1e9
     put_cost, get_cost = puts / 1000 * put_per_1000, gets / 1000 * get_per_1000
     storage_cost = stored_gb * storage_gb_month
     total = put_cost + get_cost + storage_cost
+    if not all(math.isfinite(x) for x in (puts, gets, stored_gb, total)):
+        raise OverflowError("the monthly figures overflow a float")
     return (
         f"{tasks_per_day:,.0f} tasks/day, {month:,.0f} per month; per task {per_task.puts:g} PUT, "
         f"{per_task.gets:g} GET\n"
@@ -351,7 +367,14 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
             + chord_requests(parts, cas_rounds=args.chord_cas_rounds)
             + Requests(
                 gets=args.waited
-                * chord_wait_gets(args.task_seconds, [args.task_seconds] * parts, args.interval, latency=args.latency)
+                * _chord_wait_runs(
+                    args.task_seconds,
+                    [[args.task_seconds, parts]],  # parts that all end together: one run
+                    args.interval,
+                    POLL_FIRST_DELAY,
+                    POLL_BACKOFF,
+                    args.latency,
+                )[0]
             )
         )
         return chord * (1.0 / (parts + 1))  # per task: the parts and the body

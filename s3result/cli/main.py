@@ -384,8 +384,8 @@ def _cost(args: argparse.Namespace) -> int:
             "per get(): give the task's time in seconds and the interval get() polls at"
         )
     per_task: Requests = per_task_from_args(args)
-    sys.stdout.write(
-        monthly_report(
+    try:
+        report = monthly_report(
             tasks_per_day=args.tasks_per_day,
             per_task=per_task,
             result_bytes=args.result_bytes,
@@ -394,7 +394,12 @@ def _cost(args: argparse.Namespace) -> int:
             get_per_1000=args.get_price,
             storage_gb_month=args.storage_price,
         )
-    )
+    except OverflowError:
+        raise UsageError(
+            "the monthly figures overflow (past 1e308): give real --tasks-per-day, --retention-days, "
+            "--result-bytes and prices"
+        ) from None
+    sys.stdout.write(report)
     return 0
 
 

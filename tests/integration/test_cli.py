@@ -156,6 +156,9 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
             "argument --latency: -0.1 is not a number (0 or more)",
         ),
         (["cost", "--tasks-per-day", "ten"], "'ten' is not a number of tasks"),
+        # Finite inputs whose product overflows: no "$inf per month" (review of issue 15).
+        (["cost", "--tasks-per-day", "1e6", "--put-price", "1e308"], "the monthly figures overflow"),
+        (["cost", "--tasks-per-day", "1e300", "--retention-days", "1e300"], "the monthly figures overflow"),
         (["lifecycle", "--days", "0", "--url", "s3result://b/p"], "argument --days: 0 is not a whole number of days"),
         (["lifecycle", "--url", "s3result://bucket"], "no prefix is configured"),
         (["get", "", "--url", "s3result://b/p"], "argument task_id: '' is not a task id"),

@@ -218,3 +218,21 @@ def test_a_rule_of_our_id_over_another_prefix_is_retargeted_and_said(
     assert "updated rule 's3result-expire-results/'" in out and "it covered 'other/' before" in out, out
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["s3result-expire-results/"]["Filter"] == {"Prefix": "results/"} and "keep-logs-30d" in rules
+
+
+def test_the_expiry_fix_check_gives_for_a_whole_bucket_works(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No prefix: check's fix must be a command that runs (plain --apply refuses a prefix-less rule)."""
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    moto_server.create_bucket(bucket)
+    url = moto_server.url("results").replace(f"/{moto_server.bucket}/results", f"/{bucket}")
+    main(["check", "--url", url])
+    out = capsys.readouterr().out
+    fix = next(line.split("fix: ", 1)[1] for line in out.splitlines() if "fix: s3result lifecycle" in line)
+    fix = fix.split(" (", 1)[0]  # the command, without its explanation
+    assert fix.startswith("s3result lifecycle --apply"), out
+    assert main([*fix.split()[1:], "--url", url]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    main(["check", "--url", url])
+    assert f"expires s3://{bucket}/ after 1 day(s)" in capsys.readouterr().out
