@@ -125,25 +125,36 @@ def join_gets(
 
     As ``backend.get_many``: the first round reads every member; each later round reads one
     member still pending (the sentinel: the last in the group's order), and the others only
-    once it is ready. Rounds follow the same schedule as a single wait, ``latency`` each.
+    once it is ready. A round's reads go out together (concurrently over the pool) and
+    answer ``latency`` later, each finding its result if it was stored by then; the next
+    round follows after the same sleeps as a single wait.
     """
-    times = poll_times(max(durations, default=0.0), interval, first_delay, backoff, latency)
+    poll_times(max(durations, default=0.0), interval, first_delay, backoff, latency)  # validates the inputs
+    delay = min(interval if first_delay is None else first_delay, interval)
     missing = list(range(len(durations)))
-    gets = 0
+    t, gets = 0.0, 0
     sentinel: int | None = None
-    for t in times:
+
+    def read(members: list[int]) -> set[int]:
+        nonlocal t, gets
+        gets += len(members)
+        t += latency
+        return {i for i in members if durations[i] <= t}
+
+    while missing:
+        if sentinel in missing and len(missing) > 1:
+            found = read([sentinel])
+            if found:
+                found |= read([i for i in missing if i != sentinel])
+        else:
+            found = read(missing)
+        missing = [i for i in missing if i not in found]
         if not missing:
             break
-        if sentinel in missing and len(missing) > 1:
-            gets += 1
-            if durations[sentinel] <= t:
-                gets += len(missing) - 1
-                missing = [i for i in missing if durations[i] > t]
-        else:
-            gets += len(missing)
-            missing = [i for i in missing if durations[i] > t]
-        if missing and sentinel not in missing:
+        if sentinel not in missing:
             sentinel = missing[-1]
+        t += delay
+        delay = min(delay * backoff, interval)
     return gets
 
 

@@ -28,7 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
     with MotoServer(bucket="s3result-demo") as store, tempfile.TemporaryDirectory() as broker:
         # Two counting proxies in front of one store: the worker's requests and the caller's
         # (the demo's own waits) are counted apart, and the caller's pace is timed.
-        workers = CountingProxy(store.host, store.port)
+        workers = CountingProxy(store.host, store.port, record_times=True)
         caller = CountingProxy(store.host, store.port, record_times=True)
 
         def url(proxy: CountingProxy) -> str:
@@ -103,15 +103,16 @@ def _run_demo(out: TextIO, workers: Any, caller: Any, worker: subprocess.Popen[b
     out.write(f"group of 20 x add(i, i)   = {g.get(timeout=60)}\n")
     c = chord(demo.add.s(i, 1) for i in range(10))(demo.tsum.s())
     began[c.id] = time.time()
-    waited_from = len(caller.arrivals)
+    waited_from = len(caller.requests)
     out.write(f"chord of 10, tsum body    = {c.get(timeout=120)}\n\n")
-    pace = _pace(caller.arrivals[waited_from:])
+    pace = _pace([arrived for arrived, _, _ in caller.requests[waited_from:]])
+    stored = _stored_at(workers.requests)
     by_worker = Counter({k: n for k, n in (workers.kinds - start_workers).items() if not k.endswith(" other")})
     seen = (workers.kinds - start_workers) + (caller.kinds - start_caller)
     measured = Counter({k: n for k, n in seen.items() if not k.endswith(" other")})  # not the probe
     probes = sum(seen.values()) - sum(measured.values())
     cas_rounds = measured.get("PUT chord-unlock", 0) / 10  # the counter's contention: an input, like durations
-    model = _demo_model(began, pace, failing, g, c, cas_rounds)
+    model = _demo_model(began, stored, pace, failing, g, c, cas_rounds)
 
     # Requests per operation, counted at the wire.
     before = caller.total
@@ -166,29 +167,43 @@ def _pace(arrivals: list[float]) -> float:
     return gaps[len(gaps) // 2] if gaps else 0.0
 
 
-def _demo_model(began: dict[str, float], pace: float, failing: Any, g: Any, c: Any, cas_rounds: float) -> Any:
+def _stored_at(requests: list[tuple[float, str, str]]) -> dict[str, float]:
+    """When each task's last state (its result) reached the store: its last PUT at the wire."""
+    marker = "celery-task-meta-"
+    stored: dict[str, float] = {}
+    for arrived, method, target in requests:
+        if method == "PUT" and marker in target:
+            stored[target.rsplit(marker, 1)[1].split("?", 1)[0]] = arrived
+    return stored
+
+
+def _demo_model(
+    began: dict[str, float],
+    stored: dict[str, float],
+    pace: float,
+    failing: Any,
+    g: Any,
+    c: Any,
+    cas_rounds: float,
+) -> Any:
     """``s3result cost``'s arithmetic for the demo's workload.
 
     The inputs are what a user would know of their own workload: when each result was stored
-    after the call, how long one request takes the caller while workers write (``pace``),
-    and the chord counter's contention.
+    after the call (here: when its PUT reached the store, seen at the wire), how long one
+    request takes the caller while workers write (``pace``), and the chord counter's contention.
     """
     from .cost import Requests, chord_requests, chord_wait_gets, join_gets, task_requests
 
-    # A result is readable once the worker's PUT is through, one request after it stamped
-    # date_done. (Read after the count: these GETs are not the workload's.)
-    def took(result: Any) -> float:
-        done = result.date_done
-        return max(0.0, done.timestamp() + pace - began[result.id]) if done else 0.0
+    def took(result: Any, since: float) -> float:
+        return max(0.0, stored[result.id] - since) if result.id in stored else 0.0
 
-    model = task_requests(duration=took(failing), latency=pace)
+    model = task_requests(duration=took(failing, began[failing.id]), latency=pace)
     model += task_requests(waited=0) * len(g.results)
-    model += Requests(gets=join_gets([took(r) for r in g.results], latency=pace))
+    model += Requests(gets=join_gets([took(r, began[r.id]) for r in g.results], latency=pace))
     parts = c.parent.results
     start = began[c.id]
-    part_times = [max(0.0, r.date_done.timestamp() + pace - start) for r in parts]
     model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), cas_rounds=cas_rounds)
-    model += Requests(gets=chord_wait_gets(took(c), part_times, latency=pace))
+    model += Requests(gets=chord_wait_gets(took(c, start), [took(r, start) for r in parts], latency=pace))
     return model
 
 

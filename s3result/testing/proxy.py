@@ -22,14 +22,15 @@ _KIND = re.compile(rb"/([A-Za-z_-]+?)-?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0
 class CountingProxy:
     """Listen on 127.0.0.1:0, forward to ``upstream``, count requests per method.
 
-    With ``record_times``, it also keeps when each request arrived (``time.monotonic()``):
-    the demo reads the caller's pace from it, the time one request takes it on a busy store.
+    With ``record_times``, it also keeps when each request arrived (``time.time()``), with its
+    method and target: the demo reads from it the caller's pace (the time one request takes it
+    on a busy store) and when each result's PUT reached the store.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int, *, record_times: bool = False) -> None:
         self.upstream = (upstream_host, upstream_port)
-        #: Arrival time of each request, in order, when ``record_times`` is on.
-        self.arrivals: list[float] = []
+        #: ``(arrival time, method, target)`` of each request, in order, when ``record_times`` is on.
+        self.requests: list[tuple[float, str, str]] = []
         self._record_times = record_times
         self.counts: Counter[str] = Counter()
         #: Requests per method and kind of key, e.g. ``"PUT chord-unlock"``.
@@ -93,7 +94,8 @@ class CountingProxy:
                         self.counts[method] += 1
                         self.kinds[f"{method} {kind.group(1).decode() if kind else 'other'}"] += 1
                         if self._record_times:
-                            self.arrivals.append(time.monotonic())
+                            target = request_line.split(b" ")[1] if b" " in request_line else b""
+                            self.requests.append((time.time(), method, target.decode("latin-1")))
                     for line in head.split(b"\r\n")[1:]:
                         name, _, value = line.partition(b":")
                         if name.strip().lower() == b"content-length":
