@@ -193,3 +193,13 @@ def test_cost_of_a_billion_part_chord_is_quick_and_small() -> None:
     # As for a million parts: each check reads every part, all pending until they end together.
     args.chord_parts = 10**6
     assert per_task == per_task_from_args(args) or abs(per_task.gets - per_task_from_args(args).gets) < 1e-3
+
+
+@pytest.mark.parametrize("duration", [0.0, 0.01, 0.02, 0.3, 5.0])
+@pytest.mark.parametrize("latency", [0.0, 0.02, 0.2])
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 20, 101])
+def test_a_join_of_equal_members_counts_as_the_list_does(duration: float, latency: float, size: int) -> None:
+    """``cost --group-size N`` never builds a list of N; it counts what ``join_gets`` counts."""
+    from s3result.cli.cost import join_gets, join_gets_equal
+
+    assert join_gets_equal(duration, size, latency=latency) == join_gets([duration] * size, latency=latency)

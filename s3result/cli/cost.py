@@ -33,6 +33,7 @@ __all__ = [
     "chord_wait",
     "chord_wait_gets",
     "join_gets",
+    "join_gets_equal",
     "monthly_report",
     "per_task_from_args",
     "poll_times",
@@ -156,6 +157,23 @@ def join_gets(
         t += delay
         delay = min(delay * backoff, interval)
     return gets
+
+
+def join_gets_equal(
+    duration: float,
+    size: int,
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> int:
+    """``join_gets`` of ``size`` members that are all stored ``duration`` after the call,
+    without a list of ``size``: every member after the second costs what the second does
+    (read in the first round, and again in the round that finds them, unless the first did)."""
+    if size <= 2:
+        return join_gets([duration] * size, interval, first_delay, backoff, latency)
+    two = join_gets([duration, duration], interval, first_delay, backoff, latency)
+    return two + (size - 2) * (1 if duration <= latency else 2)
 
 
 def chord_wait_gets(
@@ -340,6 +358,12 @@ def add_cost_arguments(
     )
     p.add_argument("--reads-per-task", type=count, default=0.0, help="further reads of a finished result (default 0)")
     p.add_argument(
+        "--group-size",
+        type=number(int, 0, "whole number of tasks"),
+        default=0,
+        help="tasks are members of groups of N, each waited for with one GroupResult.get()",
+    )
+    p.add_argument(
         "--chord-parts", type=number(int, 0, "whole number of parts"), default=0, help="tasks are parts of chords of N"
     )
     p.add_argument(
@@ -389,4 +413,10 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
             )
         )
         return chord * (1.0 / (parts + 1))  # per task: the parts and the body
+    if args.group_size:
+        # Per group: the members' states, and one GroupResult.get() on all of them.
+        size = int(args.group_size)
+        join = join_gets_equal(args.task_seconds, size, args.interval, latency=args.latency)
+        members = task_requests(states=states, waited=0, reads=args.reads_per_task) * size
+        return (members + Requests(gets=args.waited * join)) * (1.0 / size)
     return task

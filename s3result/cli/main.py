@@ -386,6 +386,10 @@ _MAX_POLLS = 1_000_000
 def _cost(args: argparse.Namespace) -> int:
     from .cost import Requests, monthly_report, per_task_from_args
 
+    if args.group_size and args.chord_parts:
+        raise UsageError("give --group-size or --chord-parts, not both (a chord's header is its group)")
+    if args.group_size == 1:
+        raise UsageError("--group-size 1 is not a group; give 0 (no groups) or 2 and more")
     if args.chord_parts == 1:
         raise UsageError("--chord-parts 1 is not a chord; give 0 (no chords) or 2 and more")
     if args.waited > 1:

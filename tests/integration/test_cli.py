@@ -142,6 +142,10 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         assert main(["cost", "--tasks-per-day", "1000", "--chord-parts", "10", "--latency", latency]) == 0
         gets[latency] = float(capsys.readouterr().out.split(" PUT, ")[1].split(" GET")[0])
     assert gets["0"] > gets["0.02"] > gets["0.2"], gets
+    # Groups of 100 tasks of 5 s, one GroupResult.get() each: 212 GETs per group, as counted at the
+    # wire by benchmarks/waits.py (100 in the first round, a sentinel per poll, 100 that find them).
+    assert main(["cost", "--tasks-per-day", "1000", "--group-size", "100", "--task-seconds", "5"]) == 0
+    assert "per task 1 PUT, 2.12 GET" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -151,6 +155,11 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         (["cost", "--tasks-per-day", "10", "--interval", "0"], "argument --interval: 0 is not a poll interval"),
         (["cost", "--tasks-per-day", "10", "--task-seconds", "-1"], "argument --task-seconds: -1 is not a number"),
         (["cost", "--tasks-per-day", "10", "--chord-parts", "1"], "--chord-parts 1 is not a chord"),
+        (["cost", "--tasks-per-day", "10", "--group-size", "1"], "--group-size 1 is not a group"),
+        (
+            ["cost", "--tasks-per-day", "10", "--group-size", "5", "--chord-parts", "5"],
+            "give --group-size or --chord-parts, not both",
+        ),
         (
             ["cost", "--tasks-per-day", "10", "--latency", "-0.1"],
             "argument --latency: -0.1 is not a number (0 or more)",
