@@ -593,7 +593,7 @@ class S3Client:
         source = self._credentials.source or ""
         origin = self.settings.secret_origin
         if source == "settings" and origin == "the result_backend URL":
-            where = f"fix the {what} in the result_backend URL (KEY:SECRET@, with '/' and '+' written as %2F and %2B)"
+            where = f"fix the {what} in the result_backend URL (KEY:SECRET@; '/', '+' and '@' may be written raw or as %2F, %2B, %40)"
         elif source == "settings" and origin:
             where = f"fix the {what} in {origin}"
         elif source == "environment":

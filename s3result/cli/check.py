@@ -141,7 +141,9 @@ def _hint(error: S3Error) -> str:
     return error.hint or _HINTS.get(error.code, "")
 
 
-def iter_findings(client: S3Client, settings: Settings, app: Any, resolved: dict[str, Any]) -> Iterator[Finding]:
+def iter_findings(
+    client: S3Client, settings: Settings, app: Any, resolved: dict[str, Any], *, target: str = ""
+) -> Iterator[Finding]:
     """The probes, layer by layer, each yielded as soon as it is known.
 
     Network first, then authentication, then permissions, then what the store can do. The
@@ -224,7 +226,7 @@ def iter_findings(client: S3Client, settings: Settings, app: Any, resolved: dict
                 warning=True,
             )
     yield from _clock_and_region(client, settings, missing)
-    yield from expiry_findings(client, settings, app)
+    yield from expiry_findings(client, settings, app, target=target)
     yield from security_findings(settings, app)
 
 
@@ -377,20 +379,34 @@ def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> Ite
         yield (Finding("region", True, f"{bucket_region} (confirmed by the store)"))
 
 
-def expiry_findings(client: S3Client, settings: Settings, app: Any) -> Iterator[Finding]:
-    """Whether an enabled lifecycle rule expires what s3result writes under the prefix."""
+def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: str = "") -> Iterator[Finding]:
+    """Whether an enabled lifecycle rule expires what s3result writes under the prefix.
+
+    ``target`` is how the user named the configuration to ``check`` (`` --app proj.celery``),
+    so the fix printed is a command that runs as pasted.
+    """
     from .expiry import coverage, days_from_expires, expires_set_by_user, read_rules
 
     conf = getattr(app, "conf", None)
     user_days = (
         days_from_expires(conf.get("result_expires")) if conf is not None and expires_set_by_user(conf) else None
     )
-    apply = "s3result lifecycle --apply" + (f" --days {user_days}" if user_days else "")
+    # result_expires=None (or 0) set on purpose: results are meant to be kept, and lifecycle
+    # refuses to derive a rule from it; only --days N expires them anyway.
+    keep = conf is not None and user_days is None and expires_set_by_user(conf)
+    apply = "s3result lifecycle --apply" + (f" --days {user_days}" if user_days else " --days N" if keep else "")
+    notes = []
     if not settings.prefix:  # lifecycle refuses a prefix-less rule unless told: it expires the whole bucket
-        apply += (
-            " --whole-bucket (every object in the bucket then expires; a prefix in result_backend, "
-            "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys)"
+        apply += " --whole-bucket"
+        notes.append(
+            "every object in the bucket then expires; a prefix in result_backend, "
+            "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys"
         )
+    apply += target
+    if target.endswith(" URL"):
+        notes.append("URL: the same --url as for check")
+    if notes:
+        apply += f" ({'; '.join(notes)})"
     where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
     try:
         rules, ms, error = _timed(lambda: read_rules(client))
@@ -412,6 +428,15 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any) -> Iterator[
         yield Finding("expiry", True, f"cannot read the bucket's lifecycle configuration: {error}", ms=ms, warning=True)
         return
     rule = coverage(rules, settings.prefix)
+    if rule is None and keep:
+        yield Finding(
+            "expiry",
+            True,
+            f"no enabled lifecycle rule expires {where}: results, group metas and chord counters are kept "
+            f"forever, as result_expires=None asks (to expire them anyway: {apply})",
+            ms=ms,
+        )
+        return
     if rule is None:
         yield Finding(
             "expiry",
@@ -424,6 +449,14 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any) -> Iterator[
         return
     after = f"after {rule.days} day(s)" if rule.days is not None else f"on {rule.date}"
     yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
+    if keep:
+        yield Finding(
+            "expiry",
+            True,
+            f"result_expires=None asks to keep results, but lifecycle rule {rule.id!r} expires them {after}",
+            "remove or change the rule, or set result_expires to how long results are kept",
+            warning=True,
+        )
     if user_days is not None and rule.days is not None and rule.days > user_days:
         yield Finding(
             "expiry",
@@ -495,7 +528,7 @@ def _bounded(findings: Iterator[Finding], client: S3Client, limit: float = PROBE
         yield item
 
 
-def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> int:
+def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, target: str = "") -> int:
     """Print the report (text, with colour on a terminal, or JSON) and return the exit status.
 
     Text lines are written and flushed as each probe ends, so a slow store shows where it is slow.
@@ -503,7 +536,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> in
     client = S3Client(_probe_settings(settings))
     resolved, first = _resolve(client, settings)
     if as_json:
-        found = [*first, *_bounded(iter_findings(client, settings, app, resolved), client)]
+        found = [*first, *_bounded(iter_findings(client, settings, app, resolved, target=target), client)]
         ok = all(f.ok for f in found) and bool(found)
         out.write(
             json.dumps({"ok": ok, "configuration": resolved, "checks": [asdict(f) for f in found]}, indent=2) + "\n"
@@ -520,7 +553,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO) -> in
     out.write("\n")
     out.flush()
     ok, seen = True, 0
-    for f in itertools.chain(first, _bounded(iter_findings(client, settings, app, resolved), client)):
+    for f in itertools.chain(first, _bounded(iter_findings(client, settings, app, resolved, target=target), client)):
         seen += 1
         ok = ok and f.ok
         mark = paint("WARN", "yellow") if f.warning else (paint(" ok ", "green") if f.ok else paint("FAIL", "red"))

@@ -282,7 +282,15 @@ def _check(args: argparse.Namespace) -> int:
     from .check import run_check
 
     settings, app = _settings_and_app(args)
-    return run_check(settings, app, as_json=args.json, out=sys.stdout)
+    # How this check was pointed at the configuration, for the fixes it prints; never the URL
+    # itself, which may hold a secret (S3RESULT_URL, when that was used, needs no option).
+    if getattr(args, "app", None):
+        target = f" --app {args.app}"
+    elif getattr(args, "url", None):
+        target = " --url URL"
+    else:
+        target = ""
+    return run_check(settings, app, as_json=args.json, out=sys.stdout, target=target)
 
 
 def _backend(args: argparse.Namespace) -> Any:

@@ -77,7 +77,20 @@ def test_check_reads_the_app_like_the_worker(
     monkeypatch.setenv("CLIAPP_BACKEND", moto_server.url("fromapp"))
     monkeypatch.chdir(ROOT)
     assert main(["check", "--app", "tests.cliapp.celery"]) == 0
-    assert "prefix: fromapp" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "prefix: fromapp" in out
+    # The app sets result_expires=None: results are meant to be kept, so no rule is not a
+    # problem, and the way to expire them anyway is a command that runs as pasted (same app).
+    assert "kept forever, as result_expires=None asks" in out, out
+    hint = "(to expire them anyway: s3result lifecycle --apply --days N --app tests.cliapp.celery)"
+    assert hint in out, out
+    command = hint.strip("()").split(": ", 1)[1].replace(" N ", " 2 ").split()
+    assert main(command[1:]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["check", "--app", "tests.cliapp.celery"]) == 0
+    out = capsys.readouterr().out
+    assert "expires s3://" in out and "after 2 day(s)" in out, out
+    assert "result_expires=None asks to keep results, but lifecycle rule" in out, out
 
 
 def test_get_and_forget(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
