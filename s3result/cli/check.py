@@ -385,7 +385,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     ``target`` is how the user named the configuration to ``check`` (`` --app proj.celery``),
     so the fix printed is a command that runs as pasted.
     """
-    from .expiry import coverage, days_from_expires, expires_set_by_user, read_rules
+    from .expiry import coverage, days_from_expires, expires_set_by_user, read_rules, rule_id, versioned
 
     conf = getattr(app, "conf", None)
     user_days = (
@@ -394,19 +394,22 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     # result_expires=None (or 0) set on purpose: results are meant to be kept, and lifecycle
     # refuses to derive a rule from it; only --days N expires them anyway.
     keep = conf is not None and user_days is None and expires_set_by_user(conf)
-    apply = "s3result lifecycle --apply" + (f" --days {user_days}" if user_days else " --days N" if keep else "")
-    notes = []
-    if not settings.prefix:  # lifecycle refuses a prefix-less rule unless told: it expires the whole bucket
-        apply += " --whole-bucket"
-        notes.append(
-            "every object in the bucket then expires; a prefix in result_backend, "
-            "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys"
-        )
-    apply += target
-    if target.endswith(" URL"):
-        notes.append("URL: the same --url as for check")
-    if notes:
-        apply += f" ({'; '.join(notes)})"
+
+    def apply_command(days: str) -> str:
+        command = "s3result lifecycle --apply" + (f" --days {days}" if days else "")
+        notes = []
+        if not settings.prefix:  # lifecycle refuses a prefix-less rule unless told: it expires the whole bucket
+            command += " --whole-bucket"
+            notes.append(
+                "every object in the bucket then expires; a prefix in result_backend, "
+                "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys"
+            )
+        command += target
+        if target.endswith(" URL"):
+            notes.append("URL: the same --url as for check")
+        return command + (f" ({'; '.join(notes)})" if notes else "")
+
+    apply = apply_command(str(user_days) if user_days else "N" if keep else "")
     where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
     try:
         rules, ms, error = _timed(lambda: read_rules(client))
@@ -449,6 +452,22 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
         return
     after = f"after {rule.days} day(s)" if rule.days is not None else f"on {rule.date}"
     yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
+    if rule.noncurrent_days is None:
+        try:
+            keeps_versions = versioned(client)
+        except Exception:  # noqa: BLE001 - no permission to look, or a store without versioning: nothing to say
+            keeps_versions = False
+        if keeps_versions:
+            yield Finding(
+                "expiry",
+                True,
+                f"the bucket keeps object versions, and rule {rule.id!r} does not expire noncurrent ones: every "
+                "overwritten state and every expired or forgotten result stays as a noncurrent version, billed, forever",
+                apply_command(str(rule.days or ""))
+                if rule.id == rule_id(settings.prefix)
+                else f"add NoncurrentVersionExpiration to rule {rule.id!r}",
+                warning=True,
+            )
     if keep:
         yield Finding(
             "expiry",

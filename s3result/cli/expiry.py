@@ -38,6 +38,7 @@ __all__ = [
     "read_rules",
     "rule_id",
     "to_xml",
+    "versioned",
 ]
 
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -52,6 +53,7 @@ class RuleInfo:
     enabled: bool
     days: int | None
     date: str | None
+    noncurrent_days: int | None = None  # NoncurrentVersionExpiration: what a versioned bucket needs too
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,14 @@ def info(rule: ET.Element) -> RuleInfo:
         narrows = and_ is not None and any(child.tag != "Prefix" for child in and_)
         prefix = None if and_ is None or narrows else (_text(and_, "Prefix") or "")
     days = _text(rule, "Expiration/Days")
+    noncurrent = _text(rule, "NoncurrentVersionExpiration/NoncurrentDays")
     return RuleInfo(
         id=_text(rule, "ID") or "",
         prefix=prefix,
         enabled=(_text(rule, "Status") or "") == "Enabled",
         days=int(days) if days and days.isdigit() else None,
         date=_text(rule, "Expiration/Date"),
+        noncurrent_days=int(noncurrent) if noncurrent and noncurrent.isdigit() else None,
     )
 
 
@@ -122,6 +126,13 @@ def coverage(rules: list[ET.Element], prefix: str) -> RuleInfo | None:
     if not covering:
         return None
     return min(covering, key=lambda r: r.days if r.days is not None else 0)
+
+
+def versioned(client: S3Client) -> bool:
+    """Whether the bucket keeps object versions (versioning Enabled, or Suspended with old ones)."""
+    resp = client.bucket_request("GET", "versioning")
+    status = _text(_strip(ET.fromstring(resp.body)), "Status")
+    return status in ("Enabled", "Suspended")
 
 
 def read_rules(client: S3Client) -> list[ET.Element]:
@@ -141,6 +152,10 @@ def _our_rule(prefix: str, days: int) -> ET.Element:
     ET.SubElement(ET.SubElement(rule, "Filter"), "Prefix").text = f"{prefix}/" if prefix else ""
     ET.SubElement(rule, "Status").text = "Enabled"
     ET.SubElement(ET.SubElement(rule, "Expiration"), "Days").text = str(days)
+    # On a versioned bucket, expiring (or overwriting: STARTED, then SUCCESS) leaves the old
+    # version behind as noncurrent, billed forever unless this expires it too. Harmless elsewhere.
+    noncurrent = ET.SubElement(rule, "NoncurrentVersionExpiration")
+    ET.SubElement(noncurrent, "NoncurrentDays").text = str(days)
     return rule
 
 

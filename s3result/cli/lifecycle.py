@@ -26,6 +26,7 @@ def lifecycle_rule(prefix: str, days: int) -> dict[str, object]:
                 "Filter": {"Prefix": f"{prefix}/" if prefix else ""},
                 "Status": "Enabled",
                 "Expiration": {"Days": days},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": days},
             }
         ]
     }
@@ -40,7 +41,9 @@ def lifecycle_text(settings: Settings, days: int) -> str:
     xml = (
         '<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">\n'
         f"  <Rule>\n    <ID>{rule_id(settings.prefix)}</ID>\n    <Filter><Prefix>{prefix}</Prefix></Filter>\n"
-        f"    <Status>Enabled</Status>\n    <Expiration><Days>{days}</Days></Expiration>\n  </Rule>\n"
+        f"    <Status>Enabled</Status>\n    <Expiration><Days>{days}</Days></Expiration>\n"
+        f"    <NoncurrentVersionExpiration><NoncurrentDays>{days}</NoncurrentDays></NoncurrentVersionExpiration>\n"
+        "  </Rule>\n"
         "</LifecycleConfiguration>\n"
     )
     endpoint = f" --endpoint-url {settings.endpoint_url}" if settings.endpoint_url else ""
@@ -58,5 +61,5 @@ def lifecycle_text(settings: Settings, days: int) -> str:
         f"## AWS CLI\n\ncat > lifecycle.json <<'JSON'\n{json.dumps(rule, indent=2)}\nJSON\n"
         f"aws s3api put-bucket-lifecycle-configuration --bucket {settings.bucket}{endpoint} "
         "--lifecycle-configuration file://lifecycle.json\n\n"
-        f"## MinIO client\n\nmc ilm rule add --expire-days {days} --prefix '{prefix}' ALIAS/{settings.bucket}\n\n{note}"
+        f"## MinIO client\n\nmc ilm rule add --expire-days {days} --noncurrent-expire-days {days} --prefix '{prefix}' ALIAS/{settings.bucket}\n\n{note}"
     )

@@ -123,7 +123,8 @@ def test_lifecycle_prints_xml_aws_and_mc(moto_server: MotoServer, capsys: pytest
     out = capsys.readouterr().out
     assert "<Prefix>cli/</Prefix>" in out and "<Days>7</Days>" in out
     assert "aws s3api put-bucket-lifecycle-configuration --bucket s3result-tests" in out
-    assert "mc ilm rule add --expire-days 7 --prefix 'cli/'" in out
+    assert "mc ilm rule add --expire-days 7 --noncurrent-expire-days 7 --prefix 'cli/'" in out
+    assert "<NoncurrentVersionExpiration><NoncurrentDays>7</NoncurrentDays></NoncurrentVersionExpiration>" in out
 
 
 def test_cost_with_default_and_custom_prices(capsys: pytest.CaptureFixture[str]) -> None:

@@ -236,3 +236,34 @@ def test_the_expiry_fix_check_gives_for_a_whole_bucket_works(
     capsys.readouterr()
     main(["check", "--url", url])
     assert f"expires s3://{bucket}/ after 1 day(s)" in capsys.readouterr().out
+
+
+def test_a_versioned_bucket_gets_its_noncurrent_versions_expired_too(
+    store: tuple[str, Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With versioning on, expiring or overwriting an object keeps the old version: check says so
+    when the rule lacks NoncurrentVersionExpiration, and --apply's rule has it."""
+    url, s3, bucket = store
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old_style = {"ID": "s3result-expire-results/", "Filter": {"Prefix": "results/"}, "Status": "Enabled"}
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [{**old_style, "Expiration": {"Days": 2}}]}
+    )
+    assert main(["check", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "the bucket keeps object versions, and rule 's3result-expire-results/' does not expire noncurrent" in out
+    assert "fix: s3result lifecycle --apply --days 2 --url URL" in out, out  # the rule's own days kept
+    assert main(["lifecycle", "--apply", "--days", "2", "--url", url]) == 0
+    assert "updated rule" in capsys.readouterr().out
+    ours = {r["ID"]: r for r in _rules(s3, bucket)}["s3result-expire-results/"]
+    assert ours["Expiration"]["Days"] == 2 and ours["NoncurrentVersionExpiration"]["NoncurrentDays"] == 2
+    assert main(["check", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "expires s3://" in out and "noncurrent" not in out, out
+    # A rule of the user's own: the fix names it, s3result does not rewrite it.
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [{**old_style, "ID": "mine", "Expiration": {"Days": 1}}]},
+    )
+    assert main(["check", "--url", url]) == 0
+    assert "fix: add NoncurrentVersionExpiration to rule 'mine'" in capsys.readouterr().out
