@@ -238,7 +238,8 @@ def _chord_wait_runs(
             # Read i of this run (1-based) answers at t + i * latency; it finds the part
             # still pending while that is before ``done``.
             if latency > 0:
-                still = min(count, max(0.0, math.ceil((done - t) / latency) - 1))
+                ahead = (done - t) / latency  # inf when a GET takes next to no time: all still pending
+                still = count if ahead > count else max(0.0, math.ceil(ahead) - 1) if ahead > 0 else 0
             else:
                 still = count if done > t else 0
             gets += int(count)
