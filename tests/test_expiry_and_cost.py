@@ -203,3 +203,14 @@ def test_a_join_of_equal_members_counts_as_the_list_does(duration: float, latenc
     from s3result.cli.cost import join_gets, join_gets_equal
 
     assert join_gets_equal(duration, size, latency=latency) == join_gets([duration] * size, latency=latency)
+
+
+@pytest.mark.parametrize("latency", [5e-324, 1e-320, 1e-300])
+def test_a_chord_at_a_vanishing_latency_counts_as_at_none(latency: float) -> None:
+    """A part's reads ahead of its end, (end - now) / latency, overflow a float when a GET takes
+    next to no time: ``cost --latency 1e-320 --chord-parts 5`` ended in "unexpected OverflowError"."""
+    from s3result.cli.cost import chord_wait_gets
+
+    assert chord_wait_gets(5.0, [5.0] * 3, latency=latency) == chord_wait_gets(5.0, [5.0] * 3, latency=0.0)
+    far = chord_wait_gets(1e300, [1e300] * 3, interval=1e300, latency=latency)
+    assert far == chord_wait_gets(1e300, [1e300] * 3, interval=1e300, latency=0.0)

@@ -385,7 +385,15 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     ``target`` is how the user named the configuration to ``check`` (`` --app proj.celery``),
     so the fix printed is a command that runs as pasted.
     """
-    from .expiry import coverage, days_from_expires, expires_set_by_user, read_rules, rule_id, versioned
+    from .expiry import (
+        coverage,
+        days_from_expires,
+        expires_set_by_user,
+        noncurrent_coverage,
+        read_rules,
+        rule_id,
+        versioned,
+    )
 
     conf = getattr(app, "conf", None)
     user_days = (
@@ -452,7 +460,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
         return
     after = f"after {rule.days} day(s)" if rule.days is not None else f"on {rule.date}"
     yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
-    if rule.noncurrent_days is None:
+    if noncurrent_coverage(rules, settings.prefix) is None:
         try:
             keeps_versions = versioned(client)
         except Exception:  # noqa: BLE001 - no permission to look, or a store without versioning: nothing to say
@@ -463,8 +471,10 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
                 True,
                 f"the bucket keeps object versions, and rule {rule.id!r} does not expire noncurrent ones: every "
                 "overwritten state and every expired or forgotten result stays as a noncurrent version, billed, forever",
-                apply_command(str(rule.days or ""))
-                if rule.id == rule_id(settings.prefix)
+                # Our rule after N days: --apply --days N rewrites it with both. A rule of the user's,
+                # or ours on a Date (--apply would turn it into "after N days"): named, left as it is.
+                apply_command(str(rule.days))
+                if rule.id == rule_id(settings.prefix) and rule.days is not None
                 else f"add NoncurrentVersionExpiration to rule {rule.id!r}",
                 warning=True,
             )

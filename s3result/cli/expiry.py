@@ -34,6 +34,7 @@ __all__ = [
     "days_from_expires",
     "expires_set_by_user",
     "info",
+    "noncurrent_coverage",
     "parse_rules",
     "read_rules",
     "rule_id",
@@ -126,6 +127,21 @@ def coverage(rules: list[ET.Element], prefix: str) -> RuleInfo | None:
     if not covering:
         return None
     return min(covering, key=lambda r: r.days if r.days is not None else 0)
+
+
+def noncurrent_coverage(rules: list[ET.Element], prefix: str) -> RuleInfo | None:
+    """The enabled rule that expires noncurrent versions of everything under ``prefix``, or None.
+
+    Any rule does it, not only the one that expires current objects: a versioned bucket often
+    has one rule for every noncurrent version (``Filter {}``) beside its other rules.
+    """
+    target = f"{prefix}/" if prefix else ""
+    covering = [
+        r
+        for r in map(info, rules)
+        if r.enabled and r.prefix is not None and target.startswith(r.prefix) and r.noncurrent_days is not None
+    ]
+    return min(covering, key=lambda r: r.noncurrent_days or 0) if covering else None
 
 
 def versioned(client: S3Client) -> bool:

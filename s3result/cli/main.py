@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -270,7 +271,12 @@ def _number(kind: type[int] | type[float], low: float, what: str) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
-        if value < low or value != value or value in (float("inf"), float("-inf")):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # a whole number past a float's range: the arithmetic cannot hold it
+            shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+            raise argparse.ArgumentTypeError(f"{shown} is not a {what} (too large)") from None
+        if value < low or not finite:
             rule = "" if "(" in what else f" (at least {low:g})"  # "number (0 or more)" says it already
             raise argparse.ArgumentTypeError(f"{text} is not a {what}{rule}")
         return value

@@ -156,6 +156,14 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         assert main(["cost", "--tasks-per-day", "1000", "--chord-parts", "10", "--latency", latency]) == 0
         gets[latency] = float(capsys.readouterr().out.split(" PUT, ")[1].split(" GET")[0])
     assert gets["0"] > gets["0.02"] > gets["0.2"], gets
+    # A threads (or gevent, eventlet) worker counts a process's finished parts in one compare-and-swap
+    # (counter.group_commit): 20 parts of 1 s at -P threads -c 50 took 4 to 6 counter PUTs in all,
+    # producer's included, at the wire; 1 round per part, the old floor, said 20 (review of r15).
+    assert (
+        main(["cost", "--tasks-per-day", "1000", "--waited", "0", "--chord-parts", "20", "--chord-cas-rounds", "0.25"])
+        == 0
+    )
+    assert "per task 1.28571 PUT" in capsys.readouterr().out  # 21 states + 1 group + 5 counter PUTs, per 21 tasks
     # Groups of 100 tasks of 5 s, one GroupResult.get() each: 212 GETs per group, as counted at the
     # wire by benchmarks/waits.py (100 in the first round, a sentinel per poll, 100 that find them).
     assert main(["cost", "--tasks-per-day", "1000", "--group-size", "100", "--task-seconds", "5"]) == 0
@@ -179,6 +187,10 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
             "argument --latency: -0.1 is not a number (0 or more)",
         ),
         (["cost", "--tasks-per-day", "ten"], "'ten' is not a number of tasks"),
+        # A whole number past a float's range: refused in one line, not "unexpected OverflowError".
+        (["cost", "--tasks-per-day", "10", "--group-size", "9" * 400], "argument --group-size: 999999"),
+        (["cost", "--tasks-per-day", "10", "--chord-parts", "9" * 400], "argument --chord-parts: 999999"),
+        (["cost", "--tasks-per-day", "10", "--chord-cas-rounds", "0"], "argument --chord-cas-rounds: 0 is not"),
         # Finite inputs whose product overflows: no "$inf per month" (review of issue 15).
         (["cost", "--tasks-per-day", "1e6", "--put-price", "1e308"], "the monthly figures overflow"),
         (["cost", "--tasks-per-day", "1e300", "--retention-days", "1e300"], "the monthly figures overflow"),

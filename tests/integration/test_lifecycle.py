@@ -267,3 +267,41 @@ def test_a_versioned_bucket_gets_its_noncurrent_versions_expired_too(
     )
     assert main(["check", "--url", url]) == 0
     assert "fix: add NoncurrentVersionExpiration to rule 'mine'" in capsys.readouterr().out
+
+
+def test_a_rule_of_its_own_that_expires_noncurrent_versions_is_enough(
+    store: tuple[str, Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A versioned bucket often has one rule for every noncurrent version (Filter {}) beside the rules
+    that expire current objects: check then has nothing to warn about. A rule that expires on a Date
+    has no days to keep: its fix names the rule instead of a command that would make it "after 1 day"."""
+    url, s3, bucket = store
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old_style = {"ID": "s3result-expire-results/", "Filter": {"Prefix": "results/"}, "Status": "Enabled"}
+    noncurrent = {
+        "ID": "expire-noncurrent-versions",
+        "Filter": {},
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+    }
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [{**old_style, "Expiration": {"Days": 2}}, noncurrent]}
+    )
+    assert main(["check", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "after 2 day(s)" in out and "noncurrent" not in out, out
+    # The same rule, disabled, or over another prefix, expires nothing of ours: the warning stands.
+    for other in ({**noncurrent, "Status": "Disabled"}, {**noncurrent, "Filter": {"Prefix": "logs/"}}):
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": [{**old_style, "Expiration": {"Days": 2}}, other]}
+        )
+        assert main(["check", "--url", url]) == 0
+        assert "does not expire noncurrent" in capsys.readouterr().out
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [{**old_style, "Expiration": {"Date": "2030-01-01T00:00:00Z"}}]},
+    )
+    assert main(["check", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "does not expire noncurrent" in out, out
+    assert "fix: add NoncurrentVersionExpiration to rule 's3result-expire-results/'" in out, out
