@@ -180,6 +180,7 @@ def test_cost_of_a_billion_part_chord_is_quick_and_small() -> None:
         latency=0.0,
         chord_parts=10**9,
         chord_cas_rounds=1.5,
+        worker_concurrency=0,
     )
     tracemalloc.start()
     started = time.perf_counter()
@@ -214,3 +215,26 @@ def test_a_chord_at_a_vanishing_latency_counts_as_at_none(latency: float) -> Non
     assert chord_wait_gets(5.0, [5.0] * 3, latency=latency) == chord_wait_gets(5.0, [5.0] * 3, latency=0.0)
     far = chord_wait_gets(1e300, [1e300] * 3, interval=1e300, latency=latency)
     assert far == chord_wait_gets(1e300, [1e300] * 3, interval=1e300, latency=0.0)
+
+
+def test_waves_of_a_group_or_chord() -> None:
+    """Workers take a group's tasks in order, so many at a time: they are done in waves."""
+    from s3result.cli.cost import MAX_WAVES, waves
+
+    assert waves(10, 0, 1.0) == [[1.0, 10]]  # all at once
+    assert waves(10, 20, 1.0) == [[1.0, 10]]
+    assert waves(10, 4, 0.5) == [[0.5, 4], [1.0, 4], [1.5, 2]]
+    assert sum(n for _, n in waves(1_000_000, 100, 1.0)) == 1_000_000
+    with pytest.raises(ValueError, match="waves"):
+        waves(MAX_WAVES * 4 + 1, 4, 1.0)
+
+
+def test_a_join_in_waves_counts_as_the_list_does() -> None:
+    """Above 100,000 members ``cost`` counts a join in waves as one of equal members done with
+    the last wave: the same count as the member-by-member list, while a task outlasts a read."""
+    from s3result.cli.cost import join_gets, join_gets_equal, waves
+
+    for size, concurrency in ((50, 7), (1000, 100), (3000, 1000)):
+        runs = waves(size, concurrency, 1.0)
+        listed = join_gets([done for done, n in runs for _ in range(int(n))], latency=0.02)
+        assert join_gets_equal(runs[-1][0], size, latency=0.02) == listed

@@ -39,6 +39,7 @@ __all__ = [
     "poll_times",
     "polls_per_wait",
     "task_requests",
+    "waves",
 ]
 
 # The poll schedule of ``result.get()`` with default settings: wait_for polls at once, then
@@ -149,7 +150,8 @@ def join_gets(
                 found |= read([i for i in missing if i != sentinel])
         else:
             found = read(missing)
-        missing = [i for i in missing if i not in found]
+        if found:  # a round of one sentinel that finds nothing leaves the list as it was
+            missing = [i for i in missing if i not in found]
         if not missing:
             break
         if sentinel not in missing:
@@ -369,6 +371,13 @@ def add_cost_arguments(
         help="tasks are members of groups of N, each waited for with one GroupResult.get()",
     )
     p.add_argument(
+        "--worker-concurrency",
+        type=number(int, 0, "whole number of tasks"),
+        default=0,
+        help="tasks your workers run at once (default 0: all of a group or chord at once); "
+        "members and parts then finish in waves of this many, --task-seconds each",
+    )
+    p.add_argument(
         "--chord-parts", type=number(int, 0, "whole number of parts"), default=0, help="tasks are parts of chords of N"
     )
     p.add_argument(
@@ -390,6 +399,27 @@ def add_cost_arguments(
     p.add_argument("--storage-price", type=count, default=PRICE_STORAGE_GB_MONTH, help="USD per GB-month (0.023)")
 
 
+#: Waves of a group or chord the arithmetic follows one by one (a chord's checks read them all).
+MAX_WAVES = 10_000
+
+
+def waves(tasks: int, concurrency: int, seconds: float) -> list[list[float]]:
+    """When the tasks of a group or chord are done, as runs ``[done at, how many]``.
+
+    Workers take them in the group's order, ``concurrency`` at a time (0: all at once), each
+    taking ``seconds``: the first wave is done after ``seconds``, the next after twice that.
+    """
+    if not concurrency or concurrency >= tasks:
+        return [[seconds, tasks]]
+    full, rest = divmod(tasks, concurrency)
+    if full + bool(rest) > MAX_WAVES:
+        raise ValueError(f"more than {MAX_WAVES:,} waves of {concurrency} tasks")
+    runs: list[list[float]] = [[(w + 1) * seconds, concurrency] for w in range(full)]
+    if rest:
+        runs.append([(full + 1) * seconds, rest])
+    return runs
+
+
 def per_task_from_args(args: argparse.Namespace) -> Requests:
     """Requests per task for the ``cost`` options (chords: the body is one more task per chord)."""
     states = 1 + int(args.track_started) + args.retries_per_task
@@ -404,14 +434,15 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
     if args.chord_parts:
         # Per chord: the parts' states, the body's, the chord's own requests, and one get() on it.
         parts = int(args.chord_parts)
+        runs = waves(parts, int(args.worker_concurrency), args.task_seconds)
         chord: Requests = (
             task_requests(states=states, waited=0, reads=args.reads_per_task) * (parts + 1)
             + chord_requests(parts, cas_rounds=args.chord_cas_rounds)
             + Requests(
                 gets=args.waited
                 * _chord_wait_runs(
-                    args.task_seconds,
-                    [[args.task_seconds, parts]],  # parts that all end together: one run
+                    runs[-1][0],  # the body: as soon as the last part is done
+                    runs,
                     args.interval,
                     POLL_FIRST_DELAY,
                     POLL_BACKOFF,
@@ -423,7 +454,15 @@ def per_task_from_args(args: argparse.Namespace) -> Requests:
     if args.group_size:
         # Per group: the members' states, and one GroupResult.get() on all of them.
         size = int(args.group_size)
-        join = join_gets_equal(args.task_seconds, size, args.interval, latency=args.latency)
+        runs = waves(size, int(args.worker_concurrency), args.task_seconds)
+        if len(runs) == 1 or size > 100_000:
+            # In waves, the sentinel (the last member) is done last, so after the first round
+            # (which finds no one while a task outlasts a read) only it is read until then.
+            join = join_gets_equal(runs[-1][0], size, args.interval, latency=args.latency)
+        else:
+            join = join_gets(
+                [done for done, count in runs for _ in range(int(count))], args.interval, latency=args.latency
+            )
         members = task_requests(states=states, waited=0, reads=args.reads_per_task) * size
         return (members + Requests(gets=args.waited * join)) * (1.0 / size)
     return task

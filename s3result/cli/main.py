@@ -398,10 +398,16 @@ _MAX_POLLS = 1_000_000
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from .cost import Requests, monthly_report, per_task_from_args
+    from .cost import MAX_WAVES, Requests, monthly_report, per_task_from_args
 
     if args.group_size and args.chord_parts:
         raise UsageError("give --group-size or --chord-parts, not both (a chord's header is its group)")
+    tasks = args.group_size or args.chord_parts
+    if args.worker_concurrency and tasks and math.ceil(tasks / args.worker_concurrency) > MAX_WAVES:
+        raise UsageError(
+            f"{tasks} tasks at --worker-concurrency {args.worker_concurrency} make more than {MAX_WAVES:,} waves; "
+            "give the concurrency of all your workers together, or 0 (all at once)"
+        )
     if args.group_size == 1:
         raise UsageError("--group-size 1 is not a group; give 0 (no groups) or 2 and more")
     if args.chord_parts == 1:

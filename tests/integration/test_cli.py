@@ -168,6 +168,14 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
     # wire by benchmarks/waits.py (100 in the first round, a sentinel per poll, 100 that find them).
     assert main(["cost", "--tasks-per-day", "1000", "--group-size", "100", "--task-seconds", "5"]) == 0
     assert "per task 1 PUT, 2.12 GET" in capsys.readouterr().out
+    # Parts run 4 at a time finish in waves: the chord's get() reads the later waves' parts at
+    # every check until they are done, more GETs than parts that all end together.
+    per_task = {}
+    for concurrency in ("0", "4"):
+        argv = ["cost", "--tasks-per-day", "1000", "--chord-parts", "20", "--worker-concurrency", concurrency]
+        assert main(argv) == 0
+        per_task[concurrency] = float(capsys.readouterr().out.split(" PUT, ")[1].split(" GET")[0])
+    assert per_task["4"] > per_task["0"], per_task
 
 
 @pytest.mark.parametrize(
@@ -178,6 +186,10 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         (["cost", "--tasks-per-day", "10", "--task-seconds", "-1"], "argument --task-seconds: -1 is not a number"),
         (["cost", "--tasks-per-day", "10", "--chord-parts", "1"], "--chord-parts 1 is not a chord"),
         (["cost", "--tasks-per-day", "10", "--group-size", "1"], "--group-size 1 is not a group"),
+        (
+            ["cost", "--tasks-per-day", "10", "--chord-parts", "100000", "--worker-concurrency", "2"],
+            "100000 tasks at --worker-concurrency 2 make more than 10,000 waves",
+        ),
         (
             ["cost", "--tasks-per-day", "10", "--group-size", "5", "--chord-parts", "5"],
             "give --group-size or --chord-parts, not both",
