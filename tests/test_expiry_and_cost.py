@@ -238,3 +238,17 @@ def test_a_join_in_waves_counts_as_the_list_does() -> None:
         runs = waves(size, concurrency, 1.0)
         listed = join_gets([done for done, n in runs for _ in range(int(n))], latency=0.02)
         assert join_gets_equal(runs[-1][0], size, latency=0.02) == listed
+
+
+@pytest.mark.parametrize(("parts", "concurrency"), [(20, 4), (100, 7), (300, 16), (50, 1)])
+@pytest.mark.parametrize("latency", [0.0, 1 / 1024, 10 / 1024, 0.25])
+def test_a_chord_in_waves_counts_as_celery_reads_part_by_part(parts: int, concurrency: int, latency: float) -> None:
+    """Waves come in order of their end, and the arithmetic then skips the runs that cannot end
+    within a check (``cost --worker-concurrency``): the count stays the part-by-part loop's."""
+    from s3result.cli.cost import POLL_BACKOFF, POLL_FIRST_DELAY, _chord_wait_runs, waves
+
+    runs = waves(parts, concurrency, 0.5)
+    listed = [done for done, n in runs for _ in range(int(n))]
+    body = runs[-1][0]
+    expected = _chord_wait_one_by_one(body, listed, latency)
+    assert _chord_wait_runs(body, runs, 0.5, POLL_FIRST_DELAY, POLL_BACKOFF, latency)[0] == expected

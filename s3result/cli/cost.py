@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,8 @@ def join_gets(
         return {i for i in members if durations[i] <= t}
 
     while missing:
-        if sentinel in missing and len(missing) > 1:
+        # The sentinel, when set, is still missing until a round finds it (O(1), not a search).
+        if sentinel is not None and len(missing) > 1:
             found = read([sentinel])
             if found:
                 found |= read([i for i in missing if i != sentinel])
@@ -152,9 +154,11 @@ def join_gets(
             found = read(missing)
         if found:  # a round of one sentinel that finds nothing leaves the list as it was
             missing = [i for i in missing if i not in found]
+            if sentinel in found:
+                sentinel = None
         if not missing:
             break
-        if sentinel not in missing:
+        if sentinel is None:
             sentinel = missing[-1]
         t += delay
         delay = min(delay * backoff, interval)
@@ -230,13 +234,20 @@ def _chord_wait_runs(
     hands a chord of N equal parts over as one run, never as a list of N."""
     poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
     delay = min(interval if first_delay is None else first_delay, interval)
-    pending = runs
+    # Waves (``cost --worker-concurrency``) come in order of their end: a check then looks only
+    # at the runs that can end before it does; the others are read and still pending as a whole.
+    ordered = all(a[0] <= b[0] for a, b in zip(runs, runs[1:], strict=False))
+    pending = deque(runs)
+    waiting = sum(count for _, count in runs)
     t, gets = 0.0, 0
 
     def check() -> None:
-        nonlocal t, gets, pending
-        left: list[list[float]] = []
-        for done, count in pending:
+        nonlocal t, gets, waiting
+        end = t + latency * waiting
+        kept: list[list[float]] = []
+        seen = 0.0
+        while pending and not (ordered and pending[0][0] > end):
+            done, count = pending.popleft()
             # Read i of this run (1-based) answers at t + i * latency; it finds the part
             # still pending while that is before ``done``.
             if latency > 0:
@@ -244,11 +255,15 @@ def _chord_wait_runs(
                 still = count if ahead > count else max(0.0, math.ceil(ahead) - 1) if ahead > 0 else 0
             else:
                 still = count if done > t else 0
-            gets += int(count)
             t += latency * count
+            seen += count
             if still:
-                left.append([done, still])
-        pending = left
+                kept.append([done, still])
+            waiting -= count - still
+        rest = waiting - sum(n for _, n in kept)  # the runs not looked at: read, and still pending
+        gets += int(seen + rest)
+        t += latency * rest
+        pending.extendleft(reversed(kept))
 
     check()
     while True:

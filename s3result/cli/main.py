@@ -416,11 +416,13 @@ def _cost(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--waited {args.waited:g} is not a share of tasks: give one between 0 and 1 (0.25: a quarter)"
         )
-    if args.task_seconds > _MAX_POLLS * args.interval:
+    rounds = math.ceil(tasks / args.worker_concurrency) if args.worker_concurrency and tasks else 1
+    if args.task_seconds * rounds > _MAX_POLLS * args.interval:
         # The arithmetic walks the poll schedule; beyond this it would run for minutes.
+        waves = f" x {rounds} waves" if rounds > 1 else ""
         raise UsageError(
-            f"--task-seconds {args.task_seconds:g} at --interval {args.interval:g} is over {_MAX_POLLS:,} polls "
-            "per get(): give the task's time in seconds and the interval get() polls at"
+            f"--task-seconds {args.task_seconds:g}{waves} at --interval {args.interval:g} is over {_MAX_POLLS:,} "
+            "polls per get(): give the task's time in seconds and the interval get() polls at"
         )
     per_task: Requests = per_task_from_args(args)
     try:

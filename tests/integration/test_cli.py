@@ -187,6 +187,20 @@ def test_cost_counts_later_states_polls_and_chords(capsys: pytest.CaptureFixture
         (["cost", "--tasks-per-day", "10", "--chord-parts", "1"], "--chord-parts 1 is not a chord"),
         (["cost", "--tasks-per-day", "10", "--group-size", "1"], "--group-size 1 is not a group"),
         (
+            [
+                "cost",
+                "--tasks-per-day",
+                "10",
+                "--group-size",
+                "10000",
+                "--worker-concurrency",
+                "2",
+                "--interval",
+                "0.001",
+            ],
+            "--task-seconds 1 x 5000 waves at --interval 0.001 is over 1,000,000 polls per get()",
+        ),
+        (
             ["cost", "--tasks-per-day", "10", "--chord-parts", "100000", "--worker-concurrency", "2"],
             "100000 tasks at --worker-concurrency 2 make more than 10,000 waves",
         ),
