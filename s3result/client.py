@@ -395,7 +395,15 @@ class S3Client:
         wire = self._signed_headers(
             method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")]
         )
-        resp = self._get_slot().transport.request(method.encode(), target.encode("ascii"), wire, body)
+        try:
+            resp = self._get_slot().transport.request(method.encode(), target.encode("ascii"), wire, body)
+        except TransportError as exc:
+            # Name the request and the endpoint, as _send does for keys: "connection lost" alone
+            # says neither which call nor which store.
+            error = type(exc)(
+                f"S3 {method} ?{subresource} to {self._base}: {exc}", method=method, key=f"?{subresource}"
+            )
+            raise error from exc
         if resp.status >= 300:
             raise self._error(method, f"?{subresource}", resp, False)
         return resp

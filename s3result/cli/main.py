@@ -387,8 +387,23 @@ def _lifecycle(args: argparse.Namespace) -> int:
         sys.stdout.write(lifecycle_text(settings, days))
         return 0
     from ..client import S3Client
+    from ..errors import TransportError
 
-    done = apply_rule(S3Client(settings), settings.prefix, days)
+    client = S3Client(settings)
+    try:
+        done = apply_rule(client, settings.prefix, days)
+    except TransportError as exc:
+        if exc.method != "PUT":
+            raise
+        # The store may have applied the PUT before the connection failed: say how to know.
+        raise type(exc)(
+            f"{exc}; the store may have applied the rule all the same: run the command again, it reads the "
+            "rules and says whether the rule is in place",
+            method=exc.method,
+            key=exc.key,
+        ) from exc
+    finally:
+        client.close()
     sys.stdout.write(done.message + "\n")
     return 0
 

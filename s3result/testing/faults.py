@@ -142,6 +142,8 @@ class FaultProxy:
         self.stats: Counter[str] = Counter()
         #: Request headers (lower-case names) removed before forwarding, as a meddling proxy would.
         self.strip_headers: set[bytes] = set()
+        #: When set, only requests of these methods (b"PUT", ...) get the faults of ``set_faults``.
+        self.only_methods: set[bytes] | None = None
         #: None, "always" or "when-accepted": gzip the bodies of forwarded answers (see the module doc).
         self.gzip: str | None = None
         self._canned: list[_Canned] = []
@@ -225,6 +227,8 @@ class FaultProxy:
         threading.Thread(target=reopen, daemon=True).start()
 
     def _pick(self, head: bytes = b"") -> str | None:
+        if self.only_methods is not None and head.partition(b" ")[0] not in self.only_methods:
+            return None
         with self._lock:
             roll = self._rng.random()
             conditional = self.odds.get("lose_conditional_reply", 0.0)

@@ -305,3 +305,65 @@ def test_a_rule_of_its_own_that_expires_noncurrent_versions_is_enough(
     out = capsys.readouterr().out
     assert "does not expire noncurrent" in out, out
     assert "fix: add NoncurrentVersionExpiration to rule 's3result-expire-results/'" in out, out
+
+
+def test_apply_whose_reply_is_lost_is_reported_and_a_rerun_finds_it_applied(
+    moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store applies the PUT of the configuration and the reply is lost: --apply says it
+    failed in one line (no retry: the command reports), and running it again finds the rule in
+    place and changes nothing, the other rules kept."""
+    from s3result.testing.faults import FaultProxy
+
+    bucket = f"lc-{uuid.uuid4().hex[:12]}"
+    moto_server.create_bucket(bucket)
+    s3 = _boto3(moto_server.endpoint, moto_server.access_key, moto_server.secret_key)
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [UNRELATED]})
+    proxy = FaultProxy(moto_server.host, moto_server.port)
+    try:
+        url = (
+            f"s3result+http://{moto_server.access_key}:{moto_server.secret_key}@127.0.0.1:{proxy.port}/{bucket}/results"
+        )
+        proxy.only_methods = {b"PUT"}
+        proxy.set_faults(reset_response=1.0)
+        assert main(["lifecycle", "--apply", "--days", "4", "--url", url]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"S3 PUT ?lifecycle to http://127.0.0.1:{proxy.port}" in err and "run the command again" in err, err
+        assert moto_server.secret_key not in err
+        assert proxy.stats["reset_response"] == 1
+        rules = {r["ID"]: r for r in _rules(s3, bucket)}  # it was applied all the same
+        assert rules["s3result-expire-results/"]["Expiration"]["Days"] == 4 and "keep-logs-30d" in rules
+        proxy.set_faults()
+        assert main(["lifecycle", "--apply", "--days", "4", "--url", url]) == 0
+        assert "already applied" in capsys.readouterr().out
+    finally:
+        proxy.close()
+
+
+def test_apply_against_a_store_that_never_answers_ends_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A store that accepts connections and never answers: --apply gives up after read_timeout
+    with one line naming the endpoint, never a hang or a traceback."""
+    import socket
+    import time
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    try:
+        server.settimeout(5)
+        port = server.getsockname()[1]
+        url = f"s3result+http://AKID:SECRET@127.0.0.1:{port}/bucket/results?read_timeout=1"
+        started = time.monotonic()
+        import threading
+
+        threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+        assert main(["lifecycle", "--apply", "--days", "2", "--url", url]) == 1
+        took = time.monotonic() - started
+        err = capsys.readouterr().err
+        assert took < 5, took
+        assert err.count("\n") == 1 and "Traceback" not in err and f"127.0.0.1:{port}" in err, err
+        assert "SECRET" not in err
+    finally:
+        for conn in held:
+            conn.close()
+        server.close()
