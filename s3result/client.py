@@ -302,9 +302,9 @@ class S3Client:
                     slot.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3result")
         return list(slot.executor.map(one, keys))
 
-    def head(self, key: str) -> HeadResult:
+    def head(self, key: str, *, deadline: float | None = None) -> HeadResult:
         """HEAD an object; errors are classified by status alone (a HEAD has no body)."""
-        resp = self._send("HEAD", key)
+        resp = self._send("HEAD", key, deadline=deadline)
         return HeadResult(resp.headers.get("etag", ""), int(resp.headers.get("content-length", "0")), resp.headers)
 
     def put(
@@ -353,10 +353,10 @@ class S3Client:
         )
         return resp.headers.get("etag", "")
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, deadline: float | None = None) -> None:
         """DELETE an object; deleting a missing key is not an error (S3 answers 204)."""
         try:
-            self._send("DELETE", key)
+            self._send("DELETE", key, deadline=deadline)
         except NotFound as exc:
             if exc.code == "NoSuchBucket":
                 raise

@@ -316,10 +316,33 @@ def _task_key(backend: Any, task_id: str) -> str:
         raise UsageError(f"argument task_id: {exc}") from None
 
 
+def _within(args: argparse.Namespace, command: str, call: Any) -> Any:
+    """Run ``call(deadline)`` under the command's ``--timeout`` (the store's retries included).
+
+    A store that accepts connections and never answers would otherwise hold the command for
+    read_timeout x max_attempts (90 s by default) without a word; the error says which limit ended it.
+    """
+    from ..errors import RequestTimeout
+
+    deadline = time.monotonic() + args.timeout
+    try:
+        return call(deadline)
+    except RequestTimeout as exc:
+        if time.monotonic() < deadline - 0.05:
+            raise  # the store's read_timeout ended it, and the error says so
+        text = str(exc).split("; raise read_timeout", 1)[0]
+        raise RequestTimeout(
+            f"{text}; {command} gave up after --timeout {args.timeout:g} s (give more if the store is slow)",
+            method=exc.method,
+            key=exc.key,
+        ) from exc
+
+
 def _get(args: argparse.Namespace) -> int:
     backend = _backend(args)
     key = _task_key(backend, args.task_id)
-    body = backend.get(backend.get_key_for_task(args.task_id))
+    found = _within(args, "s3result get", lambda deadline: backend.client.get_or_none(key, deadline=deadline))
+    body = None if found is None else found.body
     if body is None:
         raise NothingStored(
             f"nothing stored for task {args.task_id} at {key!r}: it has not finished (or was never sent), "
@@ -349,12 +372,12 @@ def _forget(args: argparse.Namespace) -> int:
     backend = _backend(args)
     key = _task_key(backend, args.task_id)
     try:
-        backend.client.head(key)
+        _within(args, "s3result forget", lambda deadline: backend.client.head(key, deadline=deadline))
     except NotFound as exc:
         if exc.code == "NoSuchBucket":
             raise
         raise NothingStored(f"nothing stored for task {args.task_id} at {key!r}; nothing deleted") from None
-    backend.forget(args.task_id)
+    _within(args, "s3result forget", lambda deadline: backend.client.delete(key, deadline=deadline))
     sys.stdout.write(f"forgot {args.task_id} (deleted {key!r})\n")
     return 0
 
@@ -498,6 +521,13 @@ def _parser() -> argparse.ArgumentParser:
     target(forget)
     forget.add_argument("task_id", type=_task_id)
     forget.set_defaults(func=_forget)
+    for command in (get, forget):
+        command.add_argument(
+            "--timeout",
+            type=_number(float, 0.1, "number of seconds"),
+            default=20.0,
+            help="give up after this many seconds, the store's retries included (default 20)",
+        )
     lifecycle = sub.add_parser(
         "lifecycle", help="the bucket lifecycle rule that expires results: print it, or --apply it"
     )
