@@ -6,6 +6,8 @@ A server that fails to start fails the tests that need it; nothing is skipped si
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,26 @@ def ceph_target() -> Iterator[Any]:
 
     with launch(bucket="s3result-tests") as target:
         yield target
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A store that accepts connections and never answers a byte (the port it listens on)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    server.close()
+    for conn in held:
+        conn.close()

@@ -355,40 +355,22 @@ def test_an_id_that_cannot_be_a_key_is_a_usage_mistake(
 
 @pytest.mark.parametrize("command", ["get", "forget"])
 def test_get_and_forget_against_a_silent_store_end_on_their_timeout(
-    command: str, capsys: pytest.CaptureFixture[str]
+    command: str, silent_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A store that accepts connections and never answers: the command ends after --timeout with
     one line saying which limit ended it (not read_timeout x attempts, 90 s, in silence)."""
-    import socket
-    import threading
     import time
 
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    port = server.getsockname()[1]
-    try:
-        started = time.monotonic()
-        code = main([command, "abc", "--timeout", "1.5", "--url", f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p"])
-        took = time.monotonic() - started
-        err = capsys.readouterr().err
-        assert code == 1 and took < 4, (code, took, err)
-        assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err, err
-        assert f"s3result {command} gave up after --timeout 1.5 s" in err and "read_timeout" not in err, err
-        # A read_timeout shorter than --timeout ends it first, and the error names read_timeout.
-        url = f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p?read_timeout=0.3&max_attempts=1"
-        assert main([command, "abc", "--timeout", "30", "--url", url]) == 1
-        err = capsys.readouterr().err
-        assert "raise read_timeout" in err and "gave up after" not in err, err
-    finally:
-        server.close()
-        for conn in held:
-            conn.close()
+    port = silent_port
+    started = time.monotonic()
+    code = main([command, "abc", "--timeout", "1.5", "--url", f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p"])
+    took = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 1 and took < 4, (code, took, err)
+    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err, err
+    assert f"s3result {command} gave up after --timeout 1.5 s" in err and "read_timeout" not in err, err
+    # A read_timeout shorter than --timeout ends it first, and the error names read_timeout.
+    url = f"s3result+http://AK:SK@127.0.0.1:{port}/bucket/p?read_timeout=0.3&max_attempts=1"
+    assert main([command, "abc", "--timeout", "30", "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert "raise read_timeout" in err and "gave up after" not in err, err

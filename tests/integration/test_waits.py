@@ -121,29 +121,6 @@ def test_denied_credentials_raise_at_once_and_are_permanent(moto_server: MotoSer
 # -- deadlines hold whatever the store does ----------------------------------------------------
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """Accepts connections and never answers a byte."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield int(server.getsockname()[1])
-    stop.set()
-    server.close()
-    for conn in held:
-        conn.close()
-
-
 @pytest.mark.parametrize("how", ["get", "group"])
 def test_get_with_timeout_returns_within_two_seconds_from_a_silent_store(silent_port: int, how: str) -> None:
     # Default timeouts (read_timeout=30, 3 attempts): each poll still gets only the time left.
