@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from celery import signals, states
@@ -29,8 +31,8 @@ from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
 from . import chords
-from ._forksafe import renew_locks_after_fork
 from .client import S3Client
+from .clients import shared_client
 from .config import Settings, from_celery_conf
 from .counter import CasCounter, cas_attempts
 from .errors import (
@@ -154,7 +156,26 @@ def _check_store_at_start(sender: Any = None, **_: Any) -> None:
     logger.warning("s3result: result store not reachable at worker start (%s), starting anyway: %s", where, error)
 
 
+# The apps this process built an S3Backend for: a prefork parent checks them before it forks.
+_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _check_before_fork(sender: Any = None, **_: Any) -> None:
+    """The start check in a prefork worker's main process, before its first child is forked.
+
+    ``worker_init`` comes before the backend is usually built (the start-up banner builds it),
+    and ``worker_ready`` after the pool has forked its children: checked there, each child
+    would take the conditional-write verdict again (and with ``worker_max_tasks_per_child=1``,
+    once per task). Checked here, once, every child inherits it.
+    """
+    for app in list(_apps):
+        _check_store_at_start(sender=SimpleNamespace(app=app))
+
+
 signals.worker_init.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-init")
+signals.worker_before_create_process.connect(
+    _check_before_fork, weak=False, dispatch_uid="s3result-check-store-before-fork"
+)
 signals.worker_ready.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-ready")
 
 
@@ -183,9 +204,7 @@ class S3Backend(KeyValueStoreBackend):
             self.settings: Settings = from_celery_conf(self.app.conf, url)
         except ConfigError as exc:
             raise ImproperlyConfigured(f"s3result result backend: {exc}") from exc
-        self._client: S3Client | None = None
-        self._client_lock = threading.Lock()
-        renew_locks_after_fork(self, "_client_lock")
+        _apps.add(self.app)
         # The count a chord's last part already took, handed to Celery's completion code.
         self._counted = threading.local()
         scope = f"{self.settings.endpoint_url or self.settings.region} {self.settings.bucket}"
@@ -199,14 +218,8 @@ class S3Backend(KeyValueStoreBackend):
 
     @property
     def client(self) -> S3Client:
-        """The S3 client, made on first use; it keeps one connection pool per process."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = S3Client(self.settings)
-                client = self._client
-        return client
+        """This process's client for these settings, shared by every backend instance (``clients``)."""
+        return shared_client(self.settings)
 
     def _key(self, key: bytes | str) -> str:
         return self.settings.object_key(bytes_to_str(key))
@@ -777,14 +790,17 @@ class S3Backend(KeyValueStoreBackend):
         return isinstance(exc, TransportError) or is_retryable(exc)
 
     def check_store(self, timeout: float = 5.0) -> BaseException | None:
-        """One GET of a key that need not exist; the error, if the store is not usable.
+        """One GET of a key that need not exist, then the conditional-write verdict; the error, if any.
 
-        The worker runs it at start-up (``worker_init``): a missing bucket or denied
-        credentials are then one line before any task is taken, not a failure per task.
+        The worker runs it at start-up (``worker_init``): a missing bucket, denied credentials
+        or a web page on the endpoint are then one line before any task is taken, not a
+        failure per task. The verdict is taken here, in the main process before the pool forks,
+        so every child inherits it instead of probing the store again.
         """
         key = self._key(self.get_key_for_task("s3result-start-check"))
         try:
             self.client.get_or_none(key, deadline=time.monotonic() + timeout, attempts=1)
+            self.conditional_support  # noqa: B018 - probed and cached for this process and its children
         except Exception as exc:  # noqa: BLE001 - reported by the caller
             return exc
         return None

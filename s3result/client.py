@@ -23,6 +23,7 @@ from . import sigv4
 from ._forksafe import renew_locks_after_fork
 from .credentials import CredentialSource, chain_for
 from .errors import (
+    NOT_S3,
     AccessDenied,
     CorruptResponse,
     InvalidKey,
@@ -249,13 +250,14 @@ class S3Client:
     def get_or_none(self, key: str, *, deadline: float | None = None, attempts: int | None = None) -> GetResult | None:
         """GET, with a missing key as None: one request, no HEAD first.
 
-        Only a missing *key* is None: a missing bucket (404 ``NoSuchBucket``) is raised, or a
-        wrong bucket name would read as "pending" forever.
+        Only a missing *key* is None: a missing bucket (404 ``NoSuchBucket``) is raised, and so
+        is a 404 that is not S3's (``NotS3``: a web page from whatever answers on the endpoint),
+        or a wrong bucket name or endpoint would read as "pending" forever.
         """
         try:
             return self.get(key, deadline=deadline, attempts=attempts)
         except NotFound as exc:
-            if exc.code == "NoSuchBucket":
+            if exc.code in ("NoSuchBucket", NOT_S3):
                 raise
             return None
 
@@ -519,7 +521,14 @@ class S3Client:
                         fixed_token = True
                         continue
                     error = s3_error
-            if attempt >= max_attempts or not is_retryable(error, retry_conflict=retry_conflict):
+            if not is_retryable(error, retry_conflict=retry_conflict):
+                if isinstance(error, S3Error):
+                    # The store answered (a 404 "not yet", a 412 lost race): the retries that led
+                    # here are refunded as after a success, or pending reads through a flaky
+                    # network would drain the quota and then fail for want of it.
+                    self._quota.release(cost)
+                raise error
+            if attempt >= max_attempts:
                 raise error
             pause = self._backoff.delay(attempt)
             if deadline is not None and time.monotonic() + pause >= deadline:
@@ -567,6 +576,9 @@ class S3Client:
             error = error.replace(
                 message=f"the store at {self._base} redirected the request to {where} (307 TemporaryRedirect)"
             )
+        if error.code == NOT_S3:
+            # Name the endpoint: whatever answers there is not the store's S3 API.
+            error = error.replace(message=error.message.replace("the endpoint", self._base, 1))
         if isinstance(error, NotFound) and error.code == "NoSuchBucket":
             # Name the bucket: the key alone does not say which name is wrong.
             error = error.replace(message=f"bucket {self.settings.bucket!r} does not exist at {self._base}")

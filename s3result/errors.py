@@ -305,7 +305,7 @@ def error_from_response(
         # IAM grant can fix it), its 404 no NoSuchKey. The status still picks the class.
         kind = "HTML" if b"<html" in body[:512].lower() or "html" in content_type else "non-S3"
         code = NOT_S3
-        message = f"the endpoint URL answered with {kind} instead of S3 XML"
+        message = f"the endpoint answered with {kind}, not an S3 answer"
     fields: dict[str, Any] = {
         "status": status,
         "code": code,

@@ -1,4 +1,4 @@
-"""Conditional writes: probing whether a store really honours them, once per process and bucket.
+"""Conditional writes: probing whether a store really honours them, once per store and bucket.
 
 Never trust a store's conditional writes without probing: some ignore ``If-None-Match`` and
 overwrite (nanio, s3rver), Swift's s3api answers 501, and Ceph RGW 16.2 compares ``If-Match``
@@ -39,7 +39,7 @@ class Support:
     forced: bool = False
 
 
-_cache: dict[tuple[int, str, str], Support] = {}
+_cache: dict[tuple[str, str], Support] = {}
 _lock = threading.Lock()
 
 
@@ -129,12 +129,15 @@ def _landed(client: S3Client, key: str, body: bytes) -> str | None:
 
 
 def support_for(client: S3Client, mode: ConditionalWrites, prefix: str) -> Support:
-    """The verdict for this process and bucket: forced by ``mode``, or probed once and cached."""
+    """The verdict for this store and bucket: forced by ``mode``, or probed once and cached."""
     if mode is ConditionalWrites.ETAG:
         return Support(True, "forced on by conditional_writes=etag", forced=True)
     if mode is ConditionalWrites.DISABLED:
         return Support(False, "forced off by conditional_writes=disabled", forced=True)
-    cache_key = (os.getpid(), client.settings.base_url, client.settings.bucket)
+    # Not keyed by process: the verdict is a property of the store. A prefork worker takes it
+    # once, before forking (the start check), and its children inherit it; a child made for
+    # each task (worker_max_tasks_per_child=1) then costs no probe.
+    cache_key = (client.settings.base_url, client.settings.bucket)
     found = _cache.get(cache_key)
     if found is not None:
         return found

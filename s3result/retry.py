@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ._forksafe import renew_locks_after_fork
 from .errors import (
+    NOT_S3,
     Conflict,
     ConnectError,
     CorruptResponse,
@@ -178,6 +179,9 @@ def is_permanent(exc: BaseException) -> bool:
     ``max_result_size``, a key no store accepts, and a 307 redirect the client did not follow
     (to another host: the endpoint or region setting needs fixing).
 
+    A 404 page that is not S3 XML (``NotS3``: a web server, a load balancer or a wrong path
+    prefix on the endpoint) is permanent too: it is no "pending" result, and never will be.
+
     ``NoSuchBucket`` is permanent on purpose, even though a few stores answer it for a moment
     right after the bucket was created (eventual consistency): in a wait it is almost always a
     wrong bucket name or a missing bucket, and retrying until the caller's timeout would hide
@@ -186,7 +190,7 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey)):
         return True
     if isinstance(exc, NotFound):
-        return exc.code == "NoSuchBucket"
+        return exc.code in ("NoSuchBucket", NOT_S3)
     if isinstance(exc, S3Error):
         return not is_retryable(exc, retry_conflict=True)
     return False

@@ -479,3 +479,27 @@ def test_lone_surrogate_is_an_invalid_key() -> None:
             client.get(key)
         with pytest.raises(InvalidKey):
             client.put(key, b"x")
+
+
+def test_an_answer_after_retries_refunds_the_quota() -> None:
+    """A 503 then a 404 ("not yet"): the store answered, so the retry's tokens come back.
+
+    Pending reads are 404s; kept, those tokens would drain the quota over a flaky network
+    (tests/integration/test_retry_quota.py), and a 503 that persists is still not refunded.
+    """
+    answers = iter([503, 404] * 50)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        return httpx.Response(status, content=_xml("ServiceUnavailable" if status == 503 else "NoSuchKey"))
+
+    client = S3Client(
+        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"),
+        transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
+        retry=RetryConfig(max_attempts=3, base_delay=0.0, quota_capacity=10, retry_cost=5),
+        sleep=lambda s: None,
+    )
+    for _ in range(50):
+        assert client.get_or_none("k") is None
+    assert client._quota.available == 10
+    assert client.retries == 50

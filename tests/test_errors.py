@@ -73,7 +73,7 @@ def test_truncated_xml_still_yields_the_code() -> None:
 
 def test_non_s3_answers_are_named() -> None:
     exc = error_from_response(status=200, body=b"<!DOCTYPE html><html>login</html>", method="GET", key="k")
-    assert "HTML" in str(exc) and "endpoint URL" in str(exc)
+    assert "HTML" in str(exc) and "not an S3 answer" in str(exc) and "endpoint_url" in str(exc)
     exc = error_from_response(status=400, body=b'{"error": 1}', method="GET", key="k")
     assert "non-S3" in str(exc)
 

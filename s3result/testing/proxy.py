@@ -33,6 +33,8 @@ class CountingProxy:
         self.requests: list[tuple[float, str, str]] = []
         self._record_times = record_times
         self.counts: Counter[str] = Counter()
+        #: TCP connections accepted so far: a client that pools its connections opens few.
+        self.connections = 0
         #: Requests per method and kind of key, e.g. ``"PUT chord-unlock"``.
         self.kinds: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -62,6 +64,8 @@ class CountingProxy:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
         try:
             upstream = socket.create_connection(self.upstream)
         except OSError:

@@ -9,6 +9,7 @@ tests/e2e/test_chord_shapes.py and tests/e2e/test_chords.py.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -22,10 +23,18 @@ from s3result.errors import RequestTimeout
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 
+_apps = itertools.count()
+
 
 def make_app(url: str, conditional_writes: str = "probe", **options: Any) -> Celery:
+    """An app standing for one process (a producer, a worker) of a test run in one process.
+
+    Clients are one per process and settings (s3result/clients.py): each app gets settings of
+    its own (its pool size) and so a client of its own, as separate processes would have.
+    """
     app = Celery("cases", broker="memory://", set_as_current=False)
     app.conf.result_backend = url
+    options.setdefault("max_connections", 100 + next(_apps) % 900)
     app.conf.s3result_options = {"conditional_writes": conditional_writes, **options}
 
     @app.task(name="tsum", shared=False)

@@ -19,8 +19,8 @@ from s3result.testing.store import MotoServer
 
 # Which lock to hold, as code run in the parent: it returns the lock. ``b`` is the backend.
 LOCKS = {
-    # The backend's lazy-client lock: the parent has not built its client yet.
-    "backend._client_lock": "b._client_lock",
+    # The process-wide client registry's lock: the parent has not built its client yet.
+    "clients._lock": "sys.modules['s3result.clients']._lock",
     # The client's slot lock: the child makes its own pool under it.
     "S3Client._lock": "b.client._lock",
     # The retry quota: every success refunds a token under it.
@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
     """
     import os, sys, threading, time, traceback
     from celery import Celery
-    import s3result.client, s3result.precondition, s3result.sigv4
+    import s3result.client, s3result.clients, s3result.precondition, s3result.sigv4
     from s3result.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]

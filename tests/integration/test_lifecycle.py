@@ -169,7 +169,15 @@ def test_workers_never_send_bucket_requests() -> None:
 _MAY_READ_LIFECYCLE = json.dumps(
     {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:GetLifecycleConfiguration"], "Resource": "*"}],
+        # moto 5.2.6 checks its API's name (GetBucketLifecycleConfiguration) where AWS checks the
+        # IAM action s3:GetLifecycleConfiguration: the reader gets both, so either moto may read.
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetLifecycleConfiguration", "s3:GetBucketLifecycleConfiguration"],
+                "Resource": "*",
+            }
+        ],
     }
 )
 

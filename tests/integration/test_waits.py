@@ -328,9 +328,10 @@ def test_a_64_mib_result_is_held_about_once_on_the_way_in_and_out(moto_server: M
 # -- the worker's start-up check (the real worker is in tests/e2e/test_waits.py) ------------------
 
 
-def test_start_check_is_one_request_and_lets_a_transient_failure_pass(
+def test_start_check_is_one_read_and_the_probe_and_lets_a_transient_failure_pass(
     moto_server: MotoServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """One GET, then the conditional-write probe (taken here so that forked children inherit it)."""
     from types import SimpleNamespace
 
     from s3result import backend as backend_module
@@ -340,7 +341,10 @@ def test_start_check_is_one_request_and_lets_a_transient_failure_pass(
     try:
         healthy = _counted_app(moto_server, proxy)
         backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
-        assert proxy.snapshot() == {"GET": 1}
+        assert proxy.snapshot() == {"GET": 1 + 2, "PUT": 4, "DELETE": 1}
+        backend_module._store_checked.clear()
+        backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
+        assert proxy.snapshot() == {"GET": 2 + 2, "PUT": 4, "DELETE": 1}  # the verdict is kept
     finally:
         proxy.close()
         backend_module._store_checked.clear()
