@@ -233,7 +233,9 @@ def test_an_empty_region_is_an_error_not_us_east_1_over_aws_region() -> None:
 def test_empty_prefix_and_unset_celery_settings_stay_allowed() -> None:
     assert build(url="s3result://bucket", options={"prefix": ""}, environ={}).prefix == ""
     conf = {"s3_base_path": "", "s3_region": "", "s3_endpoint_url": None}
-    assert build(url="s3result://bucket", celery_settings=conf, environ={"AWS_REGION": "eu-west-3"}).region == "eu-west-3"
+    assert (
+        build(url="s3result://bucket", celery_settings=conf, environ={"AWS_REGION": "eu-west-3"}).region == "eu-west-3"
+    )
 
 
 def test_a_mistyped_option_gets_the_closest_known_one() -> None:
