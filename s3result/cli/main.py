@@ -1,4 +1,4 @@
-"""The ``s3result`` command: check, demo, get, forget, lifecycle, cost (see ``s3result --help``).
+"""The ``s3result`` command: check, demo, serve, get, forget, lifecycle, cost (see ``s3result --help``).
 
 It sits on top of the layers: it may use the backend, the client and the embedded store,
 and nothing below imports it.
@@ -22,6 +22,16 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import demo  # imported when run: the demo needs the embedded store's modules
 
     return demo(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import ServeError, serve
+
+    try:
+        return serve(args)
+    except ServeError as exc:
+        print(f"s3result serve: {exc}", file=sys.stderr)
+        return 1
 
 
 def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -324,6 +334,17 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run tasks, a group and a chord on an embedded S3 store (moto server)")
     demo.set_defaults(func=_demo)
+    serve = sub.add_parser(
+        "serve",
+        help="run a local S3 store for development and CI (moto server, auth on) until Ctrl-C",
+        description="Run the testing kit's local S3 store (moto server on 127.0.0.1, SigV4 auth on, atomic "
+        "conditional writes) in the foreground until Ctrl-C, and print the AWS_* lines to export and the "
+        "result_backend URL. Everything is kept in memory (moto cannot persist). Needs s3result[testing].",
+    )
+    from .serve import add_serve_arguments
+
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_serve)
     check = sub.add_parser("check", help="show the resolved configuration and probe the store live")
     target(check)
     check.add_argument("--json", action="store_true", help="machine-readable output for CI pipelines")
