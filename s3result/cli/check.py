@@ -96,7 +96,6 @@ _AUTH_CODES = frozenset(
 
 def _probe_settings(settings: Settings) -> Settings:
     """The user's settings with short timeouts and one attempt: a probe reports, it does not wait."""
-    from dataclasses import replace
 
     return replace(
         settings,
@@ -388,6 +387,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     from .expiry import (
         coverage,
         days_from_expires,
+        days_text,
         expires_set_by_user,
         noncurrent_coverage,
         read_rules,
@@ -458,7 +458,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
             warning=True,
         )
         return
-    after = f"after {rule.days} day(s)" if rule.days is not None else f"on {rule.date}"
+    after = f"after {days_text(rule.days)}" if rule.days is not None else f"on {rule.date}"
     yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
     if noncurrent_coverage(rules, settings.prefix) is None:
         try:
@@ -490,7 +490,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
         yield Finding(
             "expiry",
             True,
-            f"result_expires is {user_days} day(s), but the rule keeps results {rule.days} day(s)",
+            f"result_expires is {days_text(user_days)}, but the rule keeps results {days_text(rule.days)}",
             apply,
             warning=True,
         )

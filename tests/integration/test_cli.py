@@ -118,7 +118,7 @@ def test_check_reads_the_app_like_the_worker(
     capsys.readouterr()
     assert main(["check", "--app", "tests.cliapp.celery"]) == 0
     out = capsys.readouterr().out
-    assert "expires s3://" in out and "after 2 day(s)" in out, out
+    assert "expires s3://" in out and "after 2 days" in out, out
     assert "result_expires=None asks to keep results, but lifecycle rule" in out, out
 
 
