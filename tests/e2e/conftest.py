@@ -196,6 +196,6 @@ def rabbitmq_broker() -> Iterator[RabbitMQServer]:
 
 @pytest.fixture(scope="session")
 def sqs_stack() -> Iterator[SqsStack]:
-    """SQS and S3 on one moto server, one IAM user with the README's all-AWS policy."""
+    """SQS and S3 on one moto server, one IAM user with the all-AWS policy of docs/deployment.md."""
     with SqsStack() as stack:
         yield stack

@@ -21,13 +21,13 @@ from s3result.testing.store import MotoServer
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _readme_conftest() -> str:
-    """The conftest the README shows users: the test runs exactly that."""
-    section = (REPO / "README.md").read_text().split("## Testing your own Celery app", 1)[1]
+def _docs_conftest() -> str:
+    """The conftest docs/testing.md shows users: the test runs exactly that."""
+    section = (REPO / "docs" / "testing.md").read_text().split("## Fixtures", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-USER_CONFTEST = _readme_conftest()
+USER_CONFTEST = _docs_conftest()
 
 USER_TEST = """\
 def test_result_stored_and_read(app):
