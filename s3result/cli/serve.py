@@ -4,7 +4,7 @@ It is the store the project's own tests use (``s3result.testing.store.MotoServer
 server on 127.0.0.1 with SigV4 auth on, so a wrong key fails as it would on S3, and atomic
 conditional writes, so native chords behave as on S3. It prints what a worker needs (the
 ``AWS_*`` lines to export and the ``result_backend`` URL) and runs until Ctrl-C or SIGTERM.
-moto keeps everything in memory: there is nothing to persist to, so there is no ``--data``.
+moto keeps everything in memory and cannot persist it: ``--data`` says so in one line and exits.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--bucket",
         default=DEFAULT_BUCKET,
         help=f"the bucket to create in the store (default {DEFAULT_BUCKET})",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="keep the store's data in DIR: not possible, moto keeps everything in memory (serve says so and exits)",
     )
 
 
@@ -81,6 +86,11 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Start the store, print how to point Celery at it, and wait for Ctrl-C (exit 0)."""
     out = out or sys.stdout
+    if args.data is not None:
+        raise ServeError(
+            f"--data {args.data}: this store cannot persist (moto keeps everything in memory and loses it when it "
+            "stops); run without --data, or point result_backend at a store that keeps its data"
+        )
     from ..config import build
     from ..errors import ConfigError
 

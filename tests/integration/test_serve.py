@@ -127,3 +127,9 @@ def test_a_port_in_use_and_a_bad_bucket_are_one_line_each() -> None:
     assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err, err
     err = _one_line_failure([str(BIN / "s3result"), "serve", "--port", str(free_port()), "--bucket", "a"])
     assert err.startswith("s3result serve: --bucket 'a': ") and "not a valid bucket name" in err, err
+
+
+def test_data_says_in_one_line_that_the_store_cannot_persist(tmp_path: Path) -> None:
+    err = _one_line_failure([str(BIN / "s3result"), "serve", "--port", str(free_port()), "--data", str(tmp_path)])
+    assert err.startswith(f"s3result serve: --data {tmp_path}: this store cannot persist (moto keeps"), err
+    assert list(tmp_path.iterdir()) == []
