@@ -4,6 +4,7 @@ real broker from tests/brokers.py (Redis, RabbitMQ, SQS), started once per sessi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -109,6 +110,17 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self._logf.close()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """An in-process worker (celery.contrib.testing's start_worker) sets the root logger to its own
+    level (ERROR): later tests' caplog would then see no warning. Put the root logger back."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture(scope="module")
