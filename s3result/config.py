@@ -12,6 +12,7 @@ legacy dict, the environment, the defaults.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -284,8 +285,26 @@ def _canonical(setting: str) -> str:
     key = _CANONICAL.get(setting.strip().lower())
     if key is None:
         known = ", ".join(sorted(_ALIASES))
-        raise ConfigError(setting, f"unknown option; known options are: {known}")
+        close = difflib.get_close_matches(setting.strip().lower(), _CANONICAL, n=1, cutoff=0.6)
+        guess = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(setting, f"unknown option; {guess}known options are: {known}")
     return key
+
+
+#: Options whose empty value means something: no prefix is the bucket's root.
+_EMPTY_ALLOWED = frozenset({"prefix"})
+
+
+def _no_blank(source: dict[str, Any]) -> dict[str, Any]:
+    """Refuse an option given as an empty or blank string (``?region=``, ``?region=%20``).
+
+    Dropping it would fall back to the next source or the default without a word (an empty
+    region became us-east-1, even over AWS_REGION), and on AWS misroute every request.
+    """
+    for key, value in source.items():
+        if isinstance(value, str) and not value.strip() and key not in _EMPTY_ALLOWED:
+            raise ConfigError(key, f"is empty ({value!r}); give a value, or leave the option out")
+    return source
 
 
 _USERINFO_SAFE = ":%+=!$&'()*,;~-._"
@@ -385,7 +404,7 @@ def parse_url(url: str) -> dict[str, Any]:
         raise ConfigError(
             "result_backend", f"unsupported scheme {parts.scheme!r}; use s3result:// or s3result+https://"
         )
-    return raw
+    return _no_blank(raw)
 
 
 def _from_mapping(source: str, mapping: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -407,7 +426,7 @@ def _from_mapping(source: str, mapping: Mapping[str, Any] | None) -> dict[str, A
                 raw[canon] = "AES256"
             continue
         raw[canon] = value
-    return raw
+    return _no_blank(raw)
 
 
 _CELERY_SETTINGS = {
@@ -418,6 +437,19 @@ _CELERY_SETTINGS = {
     "s3_access_key_id": "access_key",
     "s3_secret_access_key": "secret_key",
 }
+
+
+def _from_celery_settings(conf: Mapping[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for name, key in _CELERY_SETTINGS.items():
+        value = conf.get(name)
+        if isinstance(value, str) and not value.strip():
+            if key in _EMPTY_ALLOWED or not value:
+                continue  # s3_base_path "" is the bucket's root; "" is how some configs say unset
+            raise ConfigError(name, f"is blank ({value!r}); give a value, or leave the setting out")
+        if value is not None:
+            raw[key] = value
+    return raw
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -444,11 +476,7 @@ def build(
     layers: list[dict[str, Any]] = [
         _from_environ(env),
         _from_mapping("CELERY_S3_BACKEND_SETTINGS", legacy),
-        {
-            _CELERY_SETTINGS[k]: v
-            for k, v in (celery_settings or {}).items()
-            if k in _CELERY_SETTINGS and v not in (None, "")
-        },
+        _from_celery_settings(celery_settings or {}),
         _from_mapping("s3result_options", options),
         parse_url(url) if url else {},
     ]

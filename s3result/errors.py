@@ -165,13 +165,12 @@ class S3Error(S3ResultError):
     def _render(self) -> str:
         where = f"{self.method} {self.key!r}" if self.method else repr(self.key)
         text = f"S3 {where} failed: {self.status} {self.code}"
-        if self.message:
-            text += f": {self.message}"
+        message = _first_sentence(self.message)
+        if message:
+            text += f": {message}"
         hint = self.hint or _HINTS.get(self.code)
         if hint:
             text += f" ({hint})"
-        if self.request_id:
-            text += f" [request id {self.request_id}]"
         return text
 
     def _fields(self) -> dict[str, Any]:
@@ -224,6 +223,26 @@ class NotImplementedByStore(S3Error):
 
 class ServerError(S3Error):
     """5xx: a failure inside the store."""
+
+
+#: The longest store message kept on the error's one line; the whole one stays in ``.message``.
+_MESSAGE_LIMIT = 160
+
+
+def _first_sentence(message: str) -> str:
+    """The store's message up to its first sentence's end: the rest is boilerplate.
+
+    "The request signature we calculated does not match the signature you provided. Check your
+    key and signing method." says all it has to say in its first sentence, and the hint that
+    follows it says what to fix. The request id stays in ``.request_id`` (and ``check --json``).
+    """
+    text = " ".join(message.split())
+    end = re.search(r"[.!?](\s|$)", text)
+    if end:
+        text = text[: end.start() + 1]
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 3].rstrip() + "..."
+    return text
 
 
 def _rebuild(cls: type[TransportError], message: str, fields: dict[str, str]) -> TransportError:

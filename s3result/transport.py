@@ -92,6 +92,18 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+def _no_answer(cap: float | None, read_timeout: float | None, exc: BaseException) -> str:
+    """Which limit ended a request the store did not answer: the caller's deadline, or read_timeout.
+
+    A caller whose own ``get(timeout=2)`` ran out must not be told to raise read_timeout (30 s
+    by default, never reached): the request was cut to the time left before that deadline.
+    """
+    if cap is not None and (read_timeout is None or cap < read_timeout):
+        return f"no answer within the {cap:.3g} s left before the caller's deadline ({_describe(exc)})"
+    limit = f"read_timeout ({read_timeout:g} s)" if read_timeout is not None else "the timeout"
+    return f"no answer within {limit} ({_describe(exc)}); raise read_timeout if the store is slow"
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: BaseException | None = exc
     while seen is not None:
@@ -352,7 +364,7 @@ class HttpcoreTransport:
             except ResultTooLarge:
                 raise
             except Exception as exc:
-                self._raise_mapped(exc)
+                self._raise_mapped(exc, timeout)
             finally:
                 whole.__exit__()
             if conn.is_idle():
@@ -369,21 +381,19 @@ class HttpcoreTransport:
                 conn.close()
             self._slots.release()
 
-    def _raise_mapped(self, exc: Exception) -> NoReturn:
-        with self._map_errors():
+    def _raise_mapped(self, exc: Exception, cap: float | None = None) -> NoReturn:
+        with self._map_errors(cap):
             raise exc
 
     @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
+    def _map_errors(self, cap: float | None = None) -> Iterator[None]:
         hc = self._httpcore
         try:
             yield
         except (hc.ConnectTimeout, hc.PoolTimeout) as exc:
             raise ConnectError(f"timed out connecting ({_describe(exc)}); check endpoint_url and the network") from exc
         except (hc.ReadTimeout, hc.WriteTimeout) as exc:
-            raise RequestTimeout(
-                f"no answer within the timeout ({_describe(exc)}); raise read_timeout if the store is slow"
-            ) from exc
+            raise RequestTimeout(_no_answer(cap, self._read_timeout, exc)) from exc
         except hc.ConnectError as exc:
             raise _connect_error(exc) from exc
         except (hc.ReadError, hc.WriteError, hc.RemoteProtocolError) as exc:
@@ -421,6 +431,7 @@ class HttpxTransport:
         self._max_body = max_body
         # httpx.Client passes its timeouts to the transport this way; a bare transport needs them too.
         self._extensions = {"timeout": timeout.as_dict()} if timeout is not None else {}
+        self._read_timeout = timeout.read if timeout is not None else None
 
     def request(
         self,
@@ -466,8 +477,9 @@ class HttpxTransport:
                 raise ConnectError(f"timed out ({_describe(exc)})") from exc
             raise TransportError(f"cannot send the request ({_describe(exc)})") from exc
         except hx.TimeoutException as exc:
-            cls: Any = ConnectError if isinstance(exc, (hx.ConnectTimeout, hx.PoolTimeout)) else RequestTimeout
-            raise cls(f"timed out ({_describe(exc)})") from exc
+            if isinstance(exc, (hx.ConnectTimeout, hx.PoolTimeout)):
+                raise ConnectError(f"timed out ({_describe(exc)})") from exc
+            raise RequestTimeout(_no_answer(timeout, self._read_timeout, exc)) from exc
         except (hx.ReadError, hx.WriteError, hx.RemoteProtocolError) as exc:
             raise RequestTimeout(f"connection lost mid-request ({_describe(exc)})") from exc
         except hx.TransportError as exc:

@@ -183,6 +183,13 @@ BAD = [
     ("s3result://bucket", {"s3_access_key_id": "AK"}, "secret_key", "go together"),
     ("s3result://bucket", {"s3_secret_access_key": SECRET}, "access_key", "go together"),
     ("s3result://bucket", {"s3_access_key_id": " AK", "s3_secret_access_key": SECRET}, "access_key", "whitespace"),
+    ("s3result://bucket?region=", {}, "region", "is empty"),
+    ("s3result://bucket?region=%20", {}, "region", "is empty"),
+    ("s3result://bucket?regoin=eu-west-1", {}, "regoin", "did you mean region?"),
+    ("s3result://bucket?read_timeout=", {}, "read_timeout", "is empty"),
+    ("s3result://bucket?ca_bundle=%20%20", {}, "ca_bundle", "is empty"),
+    ("s3result://bucket?conditonal_writes=etag", {}, "conditonal_writes", "did you mean conditional_writes?"),
+    ("s3result://bucket", {"s3_region": " "}, "s3_region", "is blank"),
 ]
 
 
@@ -208,6 +215,38 @@ def test_unknown_option_in_options_dict_and_legacy_dict() -> None:
         build(legacy={"bucket": "bbb", "bogus": 1})
     with pytest.raises(ConfigError, match="expected a dict"):
         build(options=["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_an_empty_region_is_an_error_not_us_east_1_over_aws_region() -> None:
+    """An empty value used to fall through to the default, over the environment's region."""
+    env = {"AWS_REGION": "eu-central-1"}
+    assert build(url="s3result://bucket", environ=env).region == "eu-central-1"
+    for url in ("s3result://bucket?region=", "s3result://bucket?region=%20"):
+        with pytest.raises(ConfigError, match=r"^region: is empty \('\s*'\); give a value, or leave the option out$"):
+            build(url=url, environ=env)
+    with pytest.raises(ConfigError, match="^region: is empty"):
+        build(url="s3result://bucket", options={"region": "  "}, environ=env)
+    with pytest.raises(ConfigError, match="^region: is empty"):
+        build(legacy={"bucket": "bbb", "aws_region": ""}, environ=env)
+
+
+def test_empty_prefix_and_unset_celery_settings_stay_allowed() -> None:
+    assert build(url="s3result://bucket", options={"prefix": ""}, environ={}).prefix == ""
+    conf = {"s3_base_path": "", "s3_region": "", "s3_endpoint_url": None}
+    assert (
+        build(url="s3result://bucket", celery_settings=conf, environ={"AWS_REGION": "eu-west-3"}).region == "eu-west-3"
+    )
+
+
+def test_a_mistyped_option_gets_the_closest_known_one() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build(url="s3result://bucket?regoin=eu-west-1", environ={})
+    assert str(exc.value).startswith("regoin: unknown option; did you mean region? known options are: ")
+    with pytest.raises(ConfigError, match="did you mean read_timeout"):
+        build(url="s3result://bucket", options={"read_timout": 3}, environ={})
+    with pytest.raises(ConfigError) as far:
+        build(url="s3result://bucket?colour=blue", environ={})
+    assert "did you mean" not in str(far.value)
 
 
 def test_compatible_stores_accept_legacy_bucket_names() -> None:

@@ -63,7 +63,29 @@ def test_xml_error_fields_are_parsed_and_unescaped() -> None:
     )
     exc = error_from_response(status=404, body=body, method="GET", key="k")
     assert (exc.code, exc.message, exc.request_id) == ("NoSuchKey", "The key <k> & more", "4442587FB7D0A2F9")
-    assert str(exc) == "S3 GET 'k' failed: 404 NoSuchKey: The key <k> & more [request id 4442587FB7D0A2F9]"
+    assert str(exc) == "S3 GET 'k' failed: 404 NoSuchKey: The key <k> & more"
+
+
+def test_the_one_line_keeps_the_code_and_the_first_sentence_of_the_stores_message() -> None:
+    """A store's message is mostly boilerplate after its first sentence; the line stays short."""
+    body = (
+        b"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match "
+        b"the signature you provided. Check your key and signing method.</Message>"
+        b"<RequestId>" + b"7" * 52 + b"</RequestId></Error>"
+    )
+    exc = error_from_response(status=403, body=body, method="GET", key="celery/celery-task-meta-" + "a" * 36)
+    text = str(exc)
+    assert text == (
+        "S3 GET 'celery/celery-task-meta-" + "a" * 36 + "' failed: 403 SignatureDoesNotMatch: The request "
+        "signature we calculated does not match the signature you provided. (the secret access key is wrong for "
+        "this access key id; fix s3_secret_access_key or AWS_SECRET_ACCESS_KEY)"
+    )
+    assert "Check your key" not in text and "7777" not in text and len(text) < 300
+    assert exc.message.endswith("signing method.") and exc.request_id == "7" * 52  # kept whole on the error
+    long = error_from_response(
+        status=500, body=b"<Error><Code>X</Code><Message>" + b"w " * 200 + b"</Message></Error>", method="GET", key="k"
+    )
+    assert str(long).endswith("...") and len(str(long)) < 220
 
 
 def test_truncated_xml_still_yields_the_code() -> None:

@@ -46,3 +46,19 @@ def test_timeouts_travel_as_request_extensions() -> None:
     assert timed.request(b"GET", b"/k", [], b"").body == b"ok"
     HttpxTransport(httpx.MockTransport(handler), "http://h").request(b"GET", b"/k", [], b"")
     assert seen == [{"connect": 2.0, "read": 7.0, "write": 7.0, "pool": 7.0}, {}]
+
+
+def test_a_read_timeout_names_the_limit_that_ended_it() -> None:
+    """Cut to a caller's deadline shorter than read_timeout: the caller's deadline is named, and
+    read_timeout (never reached) is not blamed; otherwise read_timeout is named, with its value."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out")
+
+    transport = HttpxTransport(httpx.MockTransport(handler), "http://h", timeout=httpx.Timeout(30.0, connect=5.0))
+    with pytest.raises(RequestTimeout) as caller:
+        transport.request(b"GET", b"/k", [], b"", timeout=1.5)
+    assert str(caller.value) == "no answer within the 1.5 s left before the caller's deadline (timed out)"
+    with pytest.raises(RequestTimeout) as own:
+        transport.request(b"GET", b"/k", [], b"")
+    assert str(own.value) == "no answer within read_timeout (30 s) (timed out); raise read_timeout if the store is slow"

@@ -112,15 +112,17 @@ def test_all_lists_exactly_the_public_names(name: str) -> None:
         assert hasattr(module, n)
 
 
-def test_readme_layout_names_every_module() -> None:
-    """The README's layout section matches the tree: every module of the package is named there."""
+def test_docs_layout_names_every_module() -> None:
+    """The layout in docs/contributing.md matches the tree: every module of the package is named there."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text()
-    layout = readme[readme.index("## Layout") :].split("```")[1]
+    page = (root / "docs" / "contributing.md").read_text()
+    layout = page[page.index("## Layout") :].split("```")[1]
     for path in sorted((root / "s3result").rglob("*.py")):
         name = path.stem
         if name == "__init__":
             continue
-        assert name in layout, f"README's layout does not name s3result/{path.relative_to(root / 's3result')}"
+        assert name in layout, (
+            f"docs/contributing.md's layout does not name s3result/{path.relative_to(root / 's3result')}"
+        )

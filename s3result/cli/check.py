@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
@@ -96,7 +96,6 @@ _AUTH_CODES = frozenset(
 
 def _probe_settings(settings: Settings) -> Settings:
     """The user's settings with short timeouts and one attempt: a probe reports, it does not wait."""
-    from dataclasses import replace
 
     return replace(
         settings,
@@ -388,6 +387,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     from .expiry import (
         coverage,
         days_from_expires,
+        days_text,
         expires_set_by_user,
         noncurrent_coverage,
         read_rules,
@@ -458,7 +458,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
             warning=True,
         )
         return
-    after = f"after {rule.days} day(s)" if rule.days is not None else f"on {rule.date}"
+    after = f"after {days_text(rule.days)}" if rule.days is not None else f"on {rule.date}"
     yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
     if noncurrent_coverage(rules, settings.prefix) is None:
         try:
@@ -490,7 +490,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
         yield Finding(
             "expiry",
             True,
-            f"result_expires is {user_days} day(s), but the rule keeps results {rule.days} day(s)",
+            f"result_expires is {days_text(user_days)}, but the rule keeps results {days_text(rule.days)}",
             apply,
             warning=True,
         )
@@ -557,6 +557,20 @@ def _bounded(findings: Iterator[Finding], client: S3Client, limit: float = PROBE
         yield item
 
 
+def _once(finding: Finding) -> Finding:
+    """The fix said once: an error's own text often ends with the same hint, in parentheses."""
+    fix = finding.fix
+    if fix and fix in finding.detail:
+        detail = finding.detail.replace(f" ({fix})", "").replace(f"; {fix}", "").replace(fix, "").rstrip(" ;:")
+        return replace(finding, detail=detail or finding.detail)
+    return finding
+
+
+def _as_json(finding: Finding) -> dict[str, Any]:
+    """A finding's fields without the empty ones (no ``"fix": ""`` for a probe that passed)."""
+    return {k: v for k, v in asdict(finding).items() if v not in ("", None)}
+
+
 def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, target: str = "") -> int:
     """Print the report (text, with colour on a terminal, or JSON) and return the exit status.
 
@@ -567,9 +581,9 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, targe
     if as_json:
         found = [*first, *_bounded(iter_findings(client, settings, app, resolved, target=target), client)]
         ok = all(f.ok for f in found) and bool(found)
-        out.write(
-            json.dumps({"ok": ok, "configuration": resolved, "checks": [asdict(f) for f in found]}, indent=2) + "\n"
-        )
+        checks = [_as_json(_once(f)) for f in found]
+        shown = {k: v for k, v in resolved.items() if v not in ("", None)}
+        out.write(json.dumps({"ok": ok, "configuration": shown, "checks": checks}, indent=2) + "\n")
         return 0 if ok else 1
     tty = out.isatty()
 
@@ -585,6 +599,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, targe
     for f in itertools.chain(first, _bounded(iter_findings(client, settings, app, resolved, target=target), client)):
         seen += 1
         ok = ok and f.ok
+        f = _once(f)
         mark = paint("WARN", "yellow") if f.warning else (paint(" ok ", "green") if f.ok else paint("FAIL", "red"))
         latency = f" ({f.ms:.0f} ms)" if f.ms is not None else ""
         out.write(f"[{mark}] {f.name}: {f.detail}{latency}\n")

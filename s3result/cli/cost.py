@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .expiry import days_text
+
 __all__ = [
     "DEFAULT_LATENCY",
     "POLL_BACKOFF",
@@ -345,7 +347,7 @@ def monthly_report(
         f"{per_task.gets:g} GET\n"
         f"  PUT  {puts:>14,.0f} requests x ${put_per_1000}/1000 = ${put_cost:,.2f}\n"
         f"  GET  {gets:>14,.0f} requests x ${get_per_1000}/1000 = ${get_cost:,.2f}\n"
-        f"  storage {stored_gb:,.4f} GB kept ({retention_days:g} days x {result_bytes} B) x ${storage_gb_month}/GB-month = ${storage_cost:,.2f}\n"
+        f"  storage {stored_gb:,.4f} GB kept ({days_text(retention_days)} x {result_bytes} B) x ${storage_gb_month}/GB-month = ${storage_cost:,.2f}\n"
         f"  total ${total:,.2f} per month\n"
         "  (DELETE is free on S3; lifecycle expirations are free. Prices are parameters: --put-price, --get-price, --storage-price.)\n"
     )
@@ -356,7 +358,12 @@ def add_cost_arguments(
 ) -> None:
     """The ``s3result cost`` options; ``number`` builds argparse types that refuse nonsense."""
     count = number(float, 0, "number (0 or more)")
-    p.add_argument("--tasks-per-day", type=number(float, 1, "number of tasks (1 or more)"), required=True)
+    p.add_argument(
+        "--tasks-per-day",
+        type=number(float, 1, "number of tasks (1 or more)"),
+        required=True,
+        help="tasks your app runs per day (required)",
+    )
     p.add_argument("--track-started", action="store_true", help="task_track_started: one more state (1 PUT)")
     p.add_argument("--retries-per-task", type=count, default=0.0, help="RETRY states per task (1 PUT each)")
     p.add_argument(

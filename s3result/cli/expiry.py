@@ -32,6 +32,7 @@ __all__ = [
     "apply_rule",
     "coverage",
     "days_from_expires",
+    "days_text",
     "expires_set_by_user",
     "info",
     "noncurrent_coverage",
@@ -41,6 +42,12 @@ __all__ = [
     "to_xml",
     "versioned",
 ]
+
+
+def days_text(count: float) -> str:
+    """``1 day``, ``2 days``, ``0.5 days``: never ``1 days`` nor ``day(s)``."""
+    return f"{count:g} day" if count == 1 else f"{count:g} days"
+
 
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -211,7 +218,7 @@ def _apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     where = f"s3://{client.settings.bucket}/{prefix + '/' if prefix else ''}"
     if len(ours) == 1 and info(ours[0]) == info(wanted):  # stores echo rules back in their own form
         return Applied(
-            False, f"already applied: rule {rule_id(prefix)!r} expires {where} after {days} day(s); nothing changed"
+            False, f"already applied: rule {rule_id(prefix)!r} expires {where} after {days_text(days)}; nothing changed"
         )
     kept = [r for r in rules if info(r).id != rule_id(prefix)]
     body = to_xml([*kept, wanted])
@@ -226,7 +233,7 @@ def _apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     # A rule of our ID over another prefix was edited by hand: say what it covered, it no longer does.
     moved = sorted({f"{info(r).prefix!r}" for r in ours if info(r).prefix != info(wanted).prefix})
     was = f"; it covered {', '.join(moved)} before, which it no longer expires" if moved else ""
-    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days} day(s){others}{was}")
+    return Applied(True, f"{verb} rule {rule_id(prefix)!r}: {where} expires after {days_text(days)}{others}{was}")
 
 
 def expires_set_by_user(conf: Any) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from .expiry import rule_id
+from .expiry import days_text, rule_id
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -55,7 +55,7 @@ def lifecycle_text(settings: Settings, days: int) -> str:
         "" if prefix else "Warning: no prefix is configured, so this rule expires every object in the bucket.\n"
     )
     return (
-        f"# Expire results under s3://{settings.bucket}/{prefix} {days} day(s) after they are written.\n"
+        f"# Expire results under s3://{settings.bucket}/{prefix} {days_text(days)} after they are written.\n"
         f"{whole_bucket}\n"
         f"## S3 XML (PutBucketLifecycleConfiguration)\n\n{xml}\n"
         f"## AWS CLI\n\ncat > lifecycle.json <<'JSON'\n{json.dumps(rule, indent=2)}\nJSON\n"

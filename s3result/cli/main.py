@@ -1,4 +1,4 @@
-"""The ``s3result`` command: check, demo, get, forget, lifecycle, cost (see ``s3result --help``).
+"""The ``s3result`` command: check, demo, serve, get, forget, lifecycle, cost (see ``s3result --help``).
 
 It sits on top of the layers: it may use the backend, the client and the embedded store,
 and nothing below imports it.
@@ -22,6 +22,16 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import demo  # imported when run: the demo needs the embedded store's modules
 
     return demo(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import ServeError, serve
+
+    try:
+        return serve(args)
+    except ServeError as exc:
+        print(f"s3result serve: {exc}", file=sys.stderr)
+        return 1
 
 
 def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -199,7 +209,7 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
-    from .expiry import apply_rule, days_from_expires, expires_set_by_user
+    from .expiry import apply_rule, days_from_expires, days_text, expires_set_by_user
     from .lifecycle import lifecycle_text
 
     settings, app = _settings_and_app(args)
@@ -221,7 +231,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
         else:
             days = 1
             origin = "Celery's default result_expires of 1 day (set result_expires, or pass --days, to choose)"
-        sys.stderr.write(f"s3result: expiring after {days} day(s), from {origin}\n")
+        sys.stderr.write(f"s3result: expiring after {days_text(days)}, from {origin}\n")
     if not args.apply:
         sys.stdout.write(lifecycle_text(settings, days))
         return 0
@@ -322,20 +332,50 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--app", help="the Celery app, as for celery -A (proj.celery or proj.celery:app)")
         group.add_argument("--url", help="a result_backend URL (default: $S3RESULT_URL)")
 
-    demo = sub.add_parser("demo", help="run tasks, a group and a chord on an embedded S3 store (moto server)")
+    demo = sub.add_parser(
+        "demo",
+        help="run tasks, a group and a chord on an embedded S3 store (moto server)",
+        description="Start an embedded S3 store (moto server, auth on) and a real Celery worker, run tasks, a "
+        "group and a chord, and print the results, the S3 requests counted at the wire and what cost predicts. "
+        "Needs s3result[testing].",
+    )
     demo.set_defaults(func=_demo)
-    check = sub.add_parser("check", help="show the resolved configuration and probe the store live")
+    serve = sub.add_parser(
+        "serve",
+        help="run a local S3 store for development and CI (moto server, auth on) until Ctrl-C",
+        description="Run the testing kit's local S3 store (moto server on 127.0.0.1, SigV4 auth on, atomic "
+        "conditional writes) in the foreground until Ctrl-C, and print the AWS_* lines to export and the "
+        "result_backend URL. Everything is kept in memory (moto cannot persist). Needs s3result[testing].",
+    )
+    from .serve import add_serve_arguments
+
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser(
+        "check",
+        help="show the resolved configuration and probe the store live",
+        description="Show the resolved configuration, then probe the store layer by layer (network, "
+        "authentication, permissions, store features, expiry, security), each failure with its fix.",
+    )
     target(check)
     check.add_argument("--json", action="store_true", help="machine-readable output for CI pipelines")
     check.set_defaults(func=_check)
-    get = sub.add_parser("get", help="show one stored result, decoded, with its state")
+    get = sub.add_parser(
+        "get",
+        help="show one stored result, decoded, with its state",
+        description="Show the result stored for one task, decoded, with its state (exit 3 when nothing is stored).",
+    )
     target(get)
-    get.add_argument("task_id", type=_task_id)
-    get.add_argument("--json", action="store_true")
+    get.add_argument("task_id", type=_task_id, help="the task's id")
+    get.add_argument("--json", action="store_true", help="print the stored result as JSON")
     get.set_defaults(func=_get)
-    forget = sub.add_parser("forget", help="delete one stored result")
+    forget = sub.add_parser(
+        "forget",
+        help="delete one stored result",
+        description="Delete the result stored for one task (exit 3 when nothing is stored).",
+    )
     target(forget)
-    forget.add_argument("task_id", type=_task_id)
+    forget.add_argument("task_id", type=_task_id, help="the task's id")
     forget.set_defaults(func=_forget)
     for command in (get, forget):
         command.add_argument(
@@ -345,7 +385,10 @@ def _parser() -> argparse.ArgumentParser:
             help="give up after this many seconds, the store's retries included (default 20)",
         )
     lifecycle = sub.add_parser(
-        "lifecycle", help="the bucket lifecycle rule that expires results: print it, or --apply it"
+        "lifecycle",
+        help="the bucket lifecycle rule that expires results: print it, or --apply it",
+        description="Print the bucket lifecycle rule that expires results under the prefix after result_expires "
+        "(S3 XML, aws and mc commands), or merge it into the bucket's configuration with --apply.",
     )
     target(lifecycle)
     lifecycle.add_argument(
@@ -358,7 +401,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     lifecycle.add_argument("--whole-bucket", action="store_true", help="allow a rule without a prefix")
     lifecycle.set_defaults(func=_lifecycle)
-    cost = sub.add_parser("cost", help="requests and storage cost per month (AWS S3 Standard list prices by default)")
+    cost = sub.add_parser(
+        "cost",
+        help="requests and storage cost per month (AWS S3 Standard list prices by default)",
+        description="Requests per task and the cost per month of requests and storage, from s3result's own "
+        "request paths: one PUT per state, one GET per poll while someone waits, a group's and a chord's reads. "
+        "Prices are parameters (AWS S3 Standard list prices by default).",
+    )
     from .cost import add_cost_arguments
 
     add_cost_arguments(cost, _number)

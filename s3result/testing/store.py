@@ -50,11 +50,21 @@ class MotoServer:
     """
 
     def __init__(
-        self, bucket: str = "s3result", *, start_timeout: float = 30.0, tls: tuple[str, str] | None = None
+        self,
+        bucket: str = "s3result",
+        *,
+        start_timeout: float = 30.0,
+        tls: tuple[str, str] | None = None,
+        port: int = 0,
+        own_process_group: bool = False,
     ) -> None:
         self.bucket = bucket
         self.host = "127.0.0.1"
         self.port = 0
+        #: The port asked for; 0 picks a free one (and retries on a race for it).
+        self._fixed_port = port
+        #: The server in a session of its own: a terminal's Ctrl-C reaches only us, and we stop it.
+        self._own_process_group = own_process_group
         self.access_key = ""
         self.secret_key = ""
         #: A second user that may only read (s3:GetObject, s3:ListBucket), for permission tests.
@@ -87,8 +97,8 @@ class MotoServer:
     def start(self) -> MotoServer:
         """Start the server (retrying on a port race), bootstrap it, and turn auth on."""
         last_error = ""
-        for _ in range(3):
-            self.port = free_port()
+        for _ in range(1 if self._fixed_port else 3):
+            self.port = self._fixed_port or free_port()
             env = dict(os.environ, MOTO_PORT=str(self.port))
             # The store is not what a coverage run measures: tracing moto's own Python would slow
             # every request of every test (coverage's subprocess support keys on these).
@@ -109,6 +119,7 @@ class MotoServer:
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
                 env=env,
+                start_new_session=self._own_process_group,
             )
             try:
                 self._wait_ready()
@@ -230,6 +241,11 @@ class MotoServer:
         if status >= 300:
             raise RuntimeError(f"moto {method} {path} failed: {status} {data[:300]!r}")
 
+    @property
+    def running(self) -> bool:
+        """True while the server's process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self) -> None:
         """Terminate the server and wait for it."""
         proc, self._proc = self._proc, None
@@ -249,3 +265,10 @@ class MotoServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a subprocess by tests/integration/test_serve.py
+    # ``python -m s3result.testing.store`` is ``s3result serve``: never a silent exit doing nothing.
+    from ..cli.main import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))

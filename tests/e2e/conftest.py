@@ -4,6 +4,7 @@ real broker from tests/brokers.py (Redis, RabbitMQ, SQS), started once per sessi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -111,6 +112,17 @@ class Worker:
         self._logf.close()
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """An in-process worker (celery.contrib.testing's start_worker) sets the root logger to its own
+    level (ERROR): later tests' caplog would then see no warning. Put the root logger back."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
 @pytest.fixture(scope="module")
 def worker(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     tmp = tmp_path_factory.mktemp("worker")
@@ -196,6 +208,6 @@ def rabbitmq_broker() -> Iterator[RabbitMQServer]:
 
 @pytest.fixture(scope="session")
 def sqs_stack() -> Iterator[SqsStack]:
-    """SQS and S3 on one moto server, one IAM user with the README's all-AWS policy."""
+    """SQS and S3 on one moto server, one IAM user with the all-AWS policy of docs/deployment.md."""
     with SqsStack() as stack:
         yield stack

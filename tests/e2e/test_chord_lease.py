@@ -3,7 +3,7 @@ right after the completing write, before it publishes the body. The broker deliv
 again (Redis visibility timeout, 5 s here) to the other worker, which finds its part completed
 the set and, after ``chord_lease`` (lowered to 2 s in the workers), takes over and publishes.
 
-E2E_CHORD_LEASE_AFTER=1 also runs the window the README names as not covered (killed after
+E2E_CHORD_LEASE_AFTER=1 also runs the window docs/guarantees.md names as not covered (killed after
 publishing, before deleting the counter: the body then runs twice), and reports its count.
 """
 

@@ -42,7 +42,36 @@ def test_check_json_for_ci(moto_server: MotoServer, capsys: pytest.CaptureFixtur
     assert main(["check", "--json", "--url", moto_server.url("cli")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True and report["configuration"]["region"] == "us-east-1"
-    assert all(c["ms"] is None or c["ms"] >= 0 for c in report["checks"])
+    assert all(c.get("ms", 0) >= 0 for c in report["checks"])
+
+
+def test_check_json_has_no_empty_fields(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "--url", moto_server.url("cli")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    passed = [c for c in report["checks"] if c["ok"] and not c["warning"]]
+    assert passed and all("fix" not in c for c in passed), passed
+
+    def empty(value: object) -> bool:
+        if isinstance(value, dict):
+            return any(empty(v) for v in value.values())
+        if isinstance(value, list):
+            return any(empty(v) for v in value)
+        return value in ("", None)
+
+    assert not empty(report), report
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_check_says_each_fix_once(moto_server: MotoServer, capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    """The store's error carries the same hint as the fix: printed once, on the fix line."""
+    url = moto_server.url("cli").replace(moto_server.secret_key, "wrong")
+    assert main(["check", *(["--json"] if as_json else []), "--url", url]) == 1
+    out = capsys.readouterr().out
+    hint = "the secret access key is wrong for this access key id"
+    assert out.count(hint) == 1, out
+    if not as_json:
+        assert f"       fix: {hint}" in out, out
+        assert "SignatureDoesNotMatch: The request signature we calculated does not match" in out, out
 
 
 def test_check_names_the_missing_permission(moto_server: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,7 +118,7 @@ def test_check_reads_the_app_like_the_worker(
     capsys.readouterr()
     assert main(["check", "--app", "tests.cliapp.celery"]) == 0
     out = capsys.readouterr().out
-    assert "expires s3://" in out and "after 2 day(s)" in out, out
+    assert "expires s3://" in out and "after 2 days" in out, out
     assert "result_expires=None asks to keep results, but lifecycle rule" in out, out
 
 

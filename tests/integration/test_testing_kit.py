@@ -21,13 +21,13 @@ from s3result.testing.store import MotoServer
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _readme_conftest() -> str:
-    """The conftest the README shows users: the test runs exactly that."""
-    section = (REPO / "README.md").read_text().split("## Testing your own Celery app", 1)[1]
+def _docs_conftest() -> str:
+    """The conftest docs/testing.md shows users: the test runs exactly that."""
+    section = (REPO / "docs" / "testing.md").read_text().split("## Fixtures", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-USER_CONFTEST = _readme_conftest()
+USER_CONFTEST = _docs_conftest()
 
 USER_TEST = """\
 def test_result_stored_and_read(app):
@@ -186,3 +186,90 @@ def test_moto_without_its_server_extra_is_one_line_naming_the_extra(tmp_path: Pa
     assert "1 passed" in out and "1 error" in out and "During handling" not in out, out[-3000:]
     assert "needs moto's server" in out and "pip install 's3result[testing]'" in out, out[-3000:]
     assert "Traceback" not in out and "moto server did not start" not in out, out[-3000:]
+
+
+PLUGIN_TEST = """\
+import sys
+
+
+def test_the_plugin_is_registered_once(request, s3result_backend_url):
+    manager = request.config.pluginmanager
+    module = sys.modules["s3result.testing.plugin"]
+    assert [p for p in manager.get_plugins() if p is module] == [module]
+    assert s3result_backend_url.startswith("s3result+http://")
+"""
+
+
+@pytest.mark.parametrize(
+    "argv,conftest,autoload",
+    [
+        ([], "", True),
+        (["-p", "s3result"], "", True),
+        (["-p", "s3result.testing.plugin"], "", True),
+        ([], 'pytest_plugins = ["s3result.testing.plugin"]\n', True),
+        (["-p", "s3result.testing.plugin"], 'pytest_plugins = ["s3result.testing.plugin"]\n', True),
+        (["-p", "s3result"], 'pytest_plugins = ["s3result.testing.plugin"]\n', True),
+        ([], 'pytest_plugins = ["s3result.testing.plugin"]\n', False),
+        (["-p", "s3result"], "", False),
+    ],
+    ids=[
+        "entry-point",
+        "-p-s3result",
+        "-p-module",
+        "pytest_plugins",
+        "-p-module+pytest_plugins",
+        "-p-s3result+pytest_plugins",
+        "pytest_plugins-no-autoload",
+        "-p-s3result-no-autoload",
+    ],
+)
+def test_the_plugin_loads_once_whichever_way_it_is_named(
+    tmp_path: Path, argv: list[str], conftest: str, autoload: bool
+) -> None:
+    """In a user's project outside the package: every way of naming the plugin gives its fixtures,
+    registered once, and never pytest's "Plugin already registered under a different name"."""
+    project = tmp_path / "userproject"
+    project.mkdir()
+    (project / "conftest.py").write_text(conftest)
+    (project / "test_user.py").write_text(PLUGIN_TEST)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *argv,
+            "--rootdir",
+            str(project),
+            str(project),
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "1 passed" in out, out[-3000:]
+    assert "already registered" not in out, out[-3000:]
+
+
+def test_no_s3result_turns_the_entry_point_off(tmp_path: Path) -> None:
+    project = tmp_path / "userproject"
+    project.mkdir()
+    (project / "test_user.py").write_text(PLUGIN_TEST)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:s3result", str(project)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode != 0 and "fixture 's3result_backend_url' not found" in done.stdout, done.stdout[-3000:]

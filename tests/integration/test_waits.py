@@ -134,6 +134,31 @@ def test_get_with_timeout_returns_within_two_seconds_from_a_silent_store(silent_
     assert isinstance(exc, CeleryTimeoutError)
 
 
+def test_a_callers_own_timeout_is_named_as_what_ended_the_wait(silent_port: int) -> None:
+    """get(timeout=2) on a silent store: the caller's deadline ended it, not read_timeout (30 s,
+    never reached), so the message must not tell the caller to raise read_timeout."""
+    app = _app(f"s3result+http://AK:SK@127.0.0.1:{silent_port}/bucket/p")
+    exc = _raises_within(2.0, lambda: app.AsyncResult("x").get(timeout=1))
+    assert isinstance(exc, CeleryTimeoutError)
+    text = str(exc)
+    assert "s left before the caller's deadline (timed out)" in text and "raise read_timeout" not in text, text
+    assert f"to http://127.0.0.1:{silent_port}" in text, text
+
+
+def test_a_request_ended_by_read_timeout_names_read_timeout(silent_port: int) -> None:
+    settings = config.build(
+        url=f"s3result+http://AK:SK@127.0.0.1:{silent_port}/bucket/p?read_timeout=0.3&max_attempts=1", environ={}
+    )
+    client = S3Client(settings)
+    try:
+        exc = _raises_within(2.0, lambda: client.get_or_none("k", deadline=time.monotonic() + 30))
+    finally:
+        client.close()
+    text = str(exc)
+    assert "no answer within read_timeout (0.3 s)" in text and "raise read_timeout if the store is slow" in text, text
+    assert "caller's deadline" not in text
+
+
 def test_get_with_timeout_holds_when_the_store_refuses_connections() -> None:
     app = _app(f"s3result+http://AK:SK@127.0.0.1:{free_port()}/bucket/p")
     started = time.monotonic()

@@ -3,7 +3,7 @@
 The oracle is Celery itself: the same input stored through Celery's cache backend with
 ``memory://`` must read back equal (or fail with the same exception type) through s3result.
 What a serializer changes (json turns tuples into lists, say) it changes in both, and the
-README lists those changes. Examples per property: the ``ci`` profile (60) by default,
+docs/guarantees.md (Serializers) lists those changes. Examples per property: the ``ci`` profile (60) by default,
 ``HYPOTHESIS_PROFILE=deep`` for 2,000.
 """
 

@@ -1,0 +1,46 @@
+"""The command's own words: every command has a description, every option its help, and plural days.
+
+Integration: tests/integration/test_cli.py runs the commands against moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from s3result.cli import main
+from s3result.cli.expiry import days_text
+from s3result.cli.main import _parser
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_command_has_a_description_and_every_option_its_help() -> None:
+    missing = []
+    for name, command in _commands().items():
+        if not command.description:
+            missing.append(f"{name}: no description")
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}: no help")
+    assert not missing, missing
+
+
+def test_cost_help_has_a_description_and_tasks_per_day_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["cost", "--help"])
+    out = capsys.readouterr().out
+    assert "Requests per task and the cost per month" in out
+    assert "tasks your app runs per day (required)" in " ".join(out.split())
+
+
+def test_one_day_is_one_day(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (days_text(1), days_text(2), days_text(0.5)) == ("1 day", "2 days", "0.5 days")
+    assert main(["cost", "--tasks-per-day", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "(1 day x 300 B)" in out and "1 days" not in out and "day(s)" not in out, out
