@@ -8,7 +8,6 @@ skew or a wrong region learnt from the store's answer is corrected before the ne
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,18 +20,17 @@ from urllib.parse import urlsplit
 
 from . import sigv4
 from ._forksafe import renew_locks_after_fork
+from .answers import credentials_hint, map_error, redirect_host
 from .credentials import CredentialSource, chain_for
 from .errors import (
-    AccessDenied,
-    CorruptResponse,
     InvalidKey,
     NotFound,
     RequestTimeout,
     ResultTooLarge,
     S3Error,
     TransportError,
-    error_from_response,
 )
+from .integrity import looks_like_html, md5_mismatch
 from .network import environment_proxy, proxy_variable
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
@@ -48,7 +46,6 @@ __all__ = ["GetResult", "HeadResult", "S3Client"]
 logger = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
-_PLAIN_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 # Codes that mean "your clock is off", not "your key is wrong" (botocore's list, for S3).
 _SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
 _SKEW_THRESHOLD = 240.0
@@ -59,7 +56,6 @@ _MIN_ATTEMPT_S = 0.1
 # The region in an AWS S3 host name: bucket.s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com,
 # s3.dualstack.eu-west-1.amazonaws.com, and the China partition's .amazonaws.com.cn.
 _AWS_REGION_HOST = re.compile(r"(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
-_ENDPOINT_ELEMENT = re.compile(rb"<Endpoint>([^<]{1,255})</Endpoint>")
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
@@ -71,13 +67,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _looks_like_html(resp: RawResponse) -> bool:
-    """A web page where S3 sends an object or nothing (moto labels empty bodies text/html)."""
-    return resp.headers.get("content-type", "").startswith("text/html") and (
-        b"<html" in resp.body[:1024].lower() or b"<!doctype html" in resp.body[:1024].lower()
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,11 +487,11 @@ class S3Client:
                 error.__cause__ = exc
             else:
                 if resp.status < 300:
-                    if _looks_like_html(resp):
+                    if looks_like_html(resp):
                         # S3 never answers a key operation with a web page; a proxy, a login
                         # portal or a wrong port does. Reported, not stored as a result.
                         raise self._error(method, key, resp, creating)
-                    corrupt = self._md5_mismatch(key, resp) if method == "GET" else None
+                    corrupt = md5_mismatch(key, resp) if method == "GET" else None
                     if corrupt is None:
                         self._quota.release(cost)
                         return resp
@@ -540,97 +529,20 @@ class S3Client:
                 error,
             )
 
-    @staticmethod
-    def _redirect_host(resp: RawResponse) -> str:
-        """Where a 307 sends the request: the ``<Endpoint>`` element, else the Location's host."""
-        found = _ENDPOINT_ELEMENT.search(resp.body[:8192])
-        if found is not None:
-            return found.group(1).decode("utf-8", "replace").strip()
-        location = resp.headers.get("location", "")
-        return (urlsplit(location).hostname or "") if location else ""
-
     def _error(self, method: str, key: str, resp: RawResponse, creating: bool) -> S3Error:
-        error = error_from_response(
-            status=resp.status,
-            body=resp.body if method != "HEAD" else b"",
-            method=method,
-            key=key,
-            request_id=resp.headers.get("x-amz-request-id", ""),
-            creating=creating,
-            content_type=resp.headers.get("content-type", ""),
+        return map_error(
+            method,
+            key,
+            resp,
+            creating,
+            base=self._base,
+            bucket=self.settings.bucket,
+            source=self._credentials.source,
+            secret_origin=self.settings.secret_origin,
         )
-        if resp.status == 307:
-            # S3 sends this for a bucket created recently in another region (its DNS name is
-            # not everywhere yet); other stores or balancers may too. Never followed to another
-            # host: the request would be signed for it. (On AWS, _learn_region follows it.)
-            where = self._redirect_host(resp) or "another endpoint"
-            error = error.replace(
-                message=f"the store at {self._base} redirected the request to {where} (307 TemporaryRedirect)"
-            )
-        if isinstance(error, NotFound) and error.code == "NoSuchBucket":
-            # Name the bucket: the key alone does not say which name is wrong.
-            error = error.replace(message=f"bucket {self.settings.bucket!r} does not exist at {self._base}")
-        if error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
-            error = error.replace(hint=self._credentials_hint(error.code))
-        if (
-            isinstance(error, AccessDenied)
-            and method in ("GET", "HEAD")
-            and error.code == "AccessDenied"
-            and not key.startswith("?")  # a bucket subresource, not a key that may be missing
-        ):
-            # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
-            # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
-            error = error.replace(
-                message=(
-                    f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
-                    f"unless the credentials have s3:ListBucket on bucket {self.settings.bucket!r}; "
-                    "grant s3:ListBucket and s3:GetObject"
-                ),
-            )
-        return error
 
     def _credentials_hint(self, code: str) -> str:
-        """Where to fix a refused key: the place it was really given, not a generic list."""
-        what = "secret access key" if code == "SignatureDoesNotMatch" else "access key id"
-        field = "aws_secret_access_key" if code == "SignatureDoesNotMatch" else "aws_access_key_id"
-        problem = (
-            "the secret access key is wrong for this access key id"
-            if code == "SignatureDoesNotMatch"
-            else "the store does not know this access key id"
-        )
-        source = self._credentials.source or ""
-        origin = self.settings.secret_origin
-        if source == "settings" and origin == "the result_backend URL":
-            where = f"fix the {what} in the result_backend URL (KEY:SECRET@; '/', '+' and '@' may be written raw or as %2F, %2B, %40)"
-        elif source == "settings" and origin:
-            where = f"fix the {what} in {origin}"
-        elif source == "environment":
-            where = "fix AWS_SECRET_ACCESS_KEY" if code == "SignatureDoesNotMatch" else "fix AWS_ACCESS_KEY_ID"
-        elif source.startswith("shared-files (") and source.endswith(")"):
-            where = f"fix {field} in {source[len('shared-files (') : -1]}"
-        elif source:
-            where = f"the credentials came from {source}"
-        else:
-            return ""
-        return f"{problem}; {where}"
-
-    @staticmethod
-    def _md5_mismatch(key: str, resp: RawResponse) -> CorruptResponse | None:
-        """A plain PUT's ETag is the body's MD5: check it, unless SSE-KMS/SSE-C changes that."""
-        etag = resp.headers.get("etag", "")
-        match = _PLAIN_MD5.match(etag)
-        if match is None:
-            return None
-        if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
-            # Decoded by the transport: the ETag may be of either form (a proxy compressed it
-            # in transit, or the object is stored compressed); the coding's own CRC checked it.
-            return None
-        sse = resp.headers.get("x-amz-server-side-encryption", "")
-        if sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in resp.headers:
-            return None
-        if hashlib.md5(resp.body, usedforsecurity=False).hexdigest() == match.group(1).lower():
-            return None
-        return CorruptResponse(f"S3 GET {key!r}: body does not match its ETag {etag}", method="GET", key=key)
+        return credentials_hint(code, self._credentials.source, self.settings.secret_origin)
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
         """Switch region once when the store names the right one (301, or a malformed auth).
@@ -644,7 +556,7 @@ class S3Client:
         if error.status == 307:
             if self.settings.endpoint_url is not None:
                 return False
-            found = _AWS_REGION_HOST.search(self._redirect_host(resp).lower())
+            found = _AWS_REGION_HOST.search(redirect_host(resp).lower())
             region = region or (found.group(1) if found else "")
             relevant = True
         if not relevant or not region or region == self.region:

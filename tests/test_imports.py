@@ -24,6 +24,8 @@ MODULES = [
     "s3result.transport",
     "s3result.network",
     "s3result.client",
+    "s3result.answers",
+    "s3result.integrity",
     "s3result.backend",
     "s3result.etags",
     "s3result.cli.check",
