@@ -30,7 +30,7 @@ from .errors import (
     S3Error,
     TransportError,
 )
-from .integrity import looks_like_html, md5_mismatch
+from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .network import environment_proxy, proxy_variable
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
@@ -332,6 +332,7 @@ class S3Client:
             headers.append(("x-amz-storage-class", s.storage_class))
         for name, value in (metadata or {}).items():
             headers.append((f"x-amz-meta-{name.lower()}", value))
+        headers.append((CHECKSUM_HEADER, checksum(body)))  # checked by every GET (integrity.py)
         resp = self._send(
             "PUT",
             key,
@@ -466,7 +467,7 @@ class S3Client:
         body_sha = sigv4.payload_hash(body)
         method_b = method.encode()
         attempt = 0
-        fixed_region = fixed_clock = fixed_token = False
+        fixed_region = fixed_clock = fixed_token = corrupted = False
         cost: int | None = None
         max_attempts = self._retry.max_attempts if attempts is None else attempts
         while True:
@@ -491,10 +492,14 @@ class S3Client:
                         # S3 never answers a key operation with a web page; a proxy, a login
                         # portal or a wrong port does. Reported, not stored as a result.
                         raise self._error(method, key, resp, creating)
-                    corrupt = md5_mismatch(key, resp) if method == "GET" else None
+                    corrupt = body_mismatch(key, resp) if method == "GET" else None
                     if corrupt is None:
                         self._quota.release(cost)
                         return resp
+                    if corrupted:
+                        raise corrupt  # a wrong body twice: raised, never decoded, never tried a third time
+                    corrupted = True
+                    max_attempts = max(max_attempts, attempt + 1)  # one more read, even for a poll's single try
                     error = corrupt
                 else:
                     s3_error = self._error(method, key, resp, creating)
