@@ -50,7 +50,8 @@ MAX_KEY_BYTES = 1024
 _SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
 _SKEW_THRESHOLD = 240.0
 # "Your session token expired": botocore refreshes and retries on these.
-_EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
+# InvalidToken: an S3 Express session the store no longer honours.
+_EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken"})
 # The shortest wait an attempt gets under a deadline: enough for a loopback or LAN round trip.
 _MIN_ATTEMPT_S = 0.1
 # The region in an AWS S3 host name: bucket.s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com,
@@ -123,6 +124,10 @@ class S3Client:
         self.clock_offset = 0.0
         #: Retries performed by this client since it was made (for reports and tests).
         self.retries = 0
+        #: S3 Express One Zone: this bucket's session credentials (express.py); None elsewhere.
+        self.session: CredentialSource | None = None
+        if settings.express:
+            self.session = self._session_source()
         self._set_region(settings.region)
         self._warn_plain_http()
 
@@ -156,6 +161,21 @@ class S3Client:
             self._base = self._slot.base if self._slot is not None and self._slot.base == base else base
         if stale is not None:
             stale.close()  # requests in flight on it finish; its idle connections go now
+
+    def _session_source(self) -> CredentialSource:
+        """The directory bucket's session cache; CreateSession goes over this process's pool."""
+        from .express import SessionProvider, session_source
+
+        mode = self.settings.session_mode
+        headers = [("x-amz-create-session-mode", mode)] if mode else []
+        provider = SessionProvider(
+            lambda: self.bucket_request("GET", "session", headers=headers, session=False).body,
+            bucket=self.settings.bucket,
+            attempts=self._retry.max_attempts,
+            backoff=lambda attempt: self._backoff.sleep(self._backoff.delay(attempt)),
+            clock=lambda: self._clock() + self.clock_offset,
+        )
+        return session_source(provider, clock=lambda: self._clock() + self.clock_offset)
 
     def _warn_plain_http(self) -> None:
         parts = urlsplit(self._base)
@@ -370,7 +390,13 @@ class S3Client:
         return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
 
     def bucket_request(
-        self, method: str, subresource: str, *, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
+        self,
+        method: str,
+        subresource: str,
+        *,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        session: bool = True,
     ) -> RawResponse:
         """One signed request on a bucket subresource (``?lifecycle``), for the ``s3result`` command.
 
@@ -383,7 +409,7 @@ class S3Client:
         target = f"{self._bucket_path}?{subresource}"
         extra = list(headers)
         wire = self._signed_headers(
-            method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")]
+            method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")], session=session
         )
         try:
             resp = self._get_slot().transport.request(method.encode(), target.encode("ascii"), wire, body)
@@ -406,9 +432,22 @@ class S3Client:
         body: bytes,
         body_sha: str,
         query: Sequence[tuple[str, str]] = (),
+        session: bool = True,
     ) -> list[tuple[bytes, bytes]]:
-        """Sign with the current credentials and clock; the request's headers, as bytes."""
-        creds = self._credentials.get()
+        """Sign with the current credentials and clock; the request's headers, as bytes.
+
+        On a directory bucket: with the bucket's session credentials, or (``session=False``,
+        for CreateSession itself) the ordinary ones, both under the signing name ``s3express``.
+        """
+        service, token_header = "s3", "x-amz-security-token"
+        if self.session is None:
+            creds = self._credentials.get()
+        elif session:
+            creds = self.session.get()
+            service, token_header = "s3express", "x-amz-s3session-token"
+        else:
+            creds = self._credentials.get()
+            service = "s3express"
         signed = sigv4.sign_s3(
             method=method,
             host=self._host,
@@ -421,6 +460,8 @@ class S3Client:
             session_token=creds.token,
             region=self.region,
             now=self._clock() + self.clock_offset,
+            service=service,
+            token_header=token_header,
         )
         # Identity: a proxy that compresses would only add CPU on both ends (results are small,
         # or compressed already by result_compression); a gzipped answer is decoded anyway.
@@ -586,8 +627,13 @@ class S3Client:
         """
         if error.code not in _EXPIRED_TOKEN_CODES:
             return False
-        token = next((v.decode() for k, v in wire if k.lower() == b"x-amz-security-token"), None)
-        if not self._credentials.refresh_rejected(token):
+        source, header = (
+            (self._credentials, b"x-amz-security-token")
+            if self.session is None
+            else (self.session, b"x-amz-s3session-token")
+        )
+        token = next((v.decode() for k, v in wire if k.lower() == header), None)
+        if not source.refresh_rejected(token):
             return False
         logger.warning("s3result: the store says the session token expired; signing with refreshed credentials")
         return True

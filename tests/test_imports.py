@@ -26,6 +26,7 @@ MODULES = [
     "s3result.client",
     "s3result.answers",
     "s3result.integrity",
+    "s3result.express",
     "s3result.backend",
     "s3result.etags",
     "s3result.cli.check",
