@@ -533,7 +533,7 @@ class S3Client:
                         # S3 never answers a key operation with a web page; a proxy, a login
                         # portal or a wrong port does. Reported, not stored as a result.
                         raise self._error(method, key, resp, creating)
-                    corrupt = body_mismatch(key, resp) if method == "GET" else None
+                    corrupt = body_mismatch(key, resp, md5_etags=self.session is None) if method == "GET" else None
                     if corrupt is None:
                         self._quota.release(cost)
                         return resp

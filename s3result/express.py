@@ -115,8 +115,13 @@ def parse_session(body: bytes) -> tuple[str, str, str, float]:
 
 
 def refresh_windows(lifetime: float) -> tuple[float, float]:
-    """Seconds before expiry at which to refresh in one thread, and at which every caller waits."""
-    return lifetime * _ADVISORY_SHARE, lifetime * _MANDATORY_SHARE
+    """Seconds before expiry at which to refresh in one thread, and at which every caller waits.
+
+    A share of the session's life (45 s and 10 s of 5 minutes), but the mandatory window keeps
+    up to a second (a sixth of a short session) for a request signed now to arrive in time.
+    """
+    mandatory = max(lifetime * _MANDATORY_SHARE, min(1.0, lifetime / 6))
+    return max(lifetime * _ADVISORY_SHARE, 2 * mandatory), mandatory
 
 
 class SessionProvider:

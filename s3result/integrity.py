@@ -42,11 +42,15 @@ def checksum(body: bytes) -> str:
     return f"{zlib.crc32(body):08x}"
 
 
-def body_mismatch(key: str, resp: RawResponse) -> CorruptResponse | None:
-    """The error for a GET body that is not the stored one, or None when it checks out."""
+def body_mismatch(key: str, resp: RawResponse, *, md5_etags: bool = True) -> CorruptResponse | None:
+    """The error for a GET body that is not the stored one, or None when it checks out.
+
+    ``md5_etags=False`` where ETags are never MD5s whatever their look (directory buckets
+    answer 32 hex digits that are not the body's MD5): only the checksum can tell there.
+    """
     stated = resp.headers.get(CHECKSUM_HEADER)
     if stated is None:
-        return md5_mismatch(key, resp)
+        return md5_mismatch(key, resp) if md5_etags else None
     if stated.strip().lower() == checksum(resp.body):
         return None
     return ChecksumMismatch(

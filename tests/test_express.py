@@ -406,3 +406,18 @@ def test_a_forked_child_renews_the_session_over_its_own_connections() -> None:
         clock.now += 400
         client.get("k")
         assert zone.sessions == 2
+
+
+def test_directory_bucket_etags_are_never_taken_for_md5s() -> None:
+    """S3 Express ETags look like MD5s (32 hex digits) and are not: only the CRC is checked there."""
+    from s3result.integrity import CHECKSUM_HEADER, checksum
+
+    clock = Clock()
+    zone = Zone(clock)
+    client = _client(zone, URL, clock)
+    zone.object_answers.append(httpx.Response(200, content=b"v", headers={"ETag": '"' + "ab" * 16 + '"'}))
+    assert client.get("k").body == b"v"  # no checksum (written by another tool): nothing to check
+    wrong = {"ETag": '"' + "ab" * 16 + '"', CHECKSUM_HEADER: checksum(b"w")}
+    zone.object_answers += [httpx.Response(200, content=b"v", headers=wrong)] * 2
+    with pytest.raises(Exception, match="CRC32"):
+        client.get("k")
