@@ -127,8 +127,9 @@ def refresh_windows(lifetime: float) -> tuple[float, float]:
 class SessionProvider:
     """A credentials provider that runs CreateSession; ``send`` does the request and returns its XML.
 
-    Transient failures (a lost connection, a 503) are tried again up to ``attempts`` times with
-    ``backoff``; a refusal (403: no ``s3express:CreateSession`` permission) is raised at once.
+    Transient failures (a lost connection, a 503, an answer that does not parse) are tried again
+    up to ``attempts`` times with ``backoff``; a refusal (403: no ``s3express:CreateSession``
+    permission) is raised at once.
     """
 
     name = "CreateSession"
@@ -159,14 +160,14 @@ class SessionProvider:
         while True:
             attempt += 1
             try:
-                body = self._send()
+                # An answer that does not parse was damaged on its way: asked again, as a lost reply.
+                access, secret, token, expiry = parse_session(self._send())
                 break
-            except (S3Error, TransportError) as exc:
-                if attempt >= self._attempts or not is_retryable(exc):
+            except (S3Error, TransportError, CredentialsError) as exc:
+                if attempt >= self._attempts or not (isinstance(exc, CredentialsError) or is_retryable(exc)):
                     raise
                 logger.info("s3result: CreateSession on %s failed (%s); trying again", self._bucket, exc)
                 self._backoff(attempt)
-        access, secret, token, expiry = parse_session(body)
         self.lifetime = max(expiry - self._clock(), 1.0)
         self.sessions += 1
         logger.debug("s3result: new S3 Express session for %s, %.0fs long", self._bucket, self.lifetime)

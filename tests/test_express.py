@@ -367,6 +367,19 @@ def test_create_session_is_retried_when_transient() -> None:
     assert zone.sessions == 1
 
 
+def test_a_create_session_answer_that_does_not_parse_is_asked_again() -> None:
+    clock = Clock()
+    zone = Zone(clock)
+    zone.session_answers.append(httpx.Response(200, content=b"<CreateSessionResult><Credentials><Sessi"))
+    client = _client(zone, URL, clock)
+    assert client.get("k").body == b"v"
+    assert zone.sessions == 1 and len(zone.requests) == 3
+    zone.session_answers += [httpx.Response(200, content=b"garbage")] * 3
+    clock.now += 400
+    with pytest.raises(CredentialsError, match="without"):
+        client.get("k")
+
+
 def test_parse_session_refuses_an_incomplete_answer() -> None:
     with pytest.raises(CredentialsError, match="SessionToken"):
         express.parse_session(b"<Credentials><AccessKeyId>A</AccessKeyId></Credentials>")
