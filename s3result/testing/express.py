@@ -11,7 +11,7 @@ Signatures are checked with botocore (moto's own dependency): an implementation 
 of s3result's signer. What a test can turn: ``session_ttl`` (seconds a session lives, 300 on
 AWS), ``refuse(n)`` (the next ``n`` object requests answered ``400 ExpiredToken`` whatever
 their session), ``expire_sessions()``. ``stats`` counts sessions created, requests verified,
-forwarded and rejected (by error code).
+forwarded, conditional (``if-match``, ``if-none-match``), refused and rejected (by error code).
 
 Addressing: path-style (``/<bucket>/<key>``, as clients address an IP endpoint) or
 virtual-hosted (``Host: <bucket>.<anything>``).
@@ -317,8 +317,9 @@ class DirectoryBucketFront:
             lname = name.lower()
             if lname in _HOP or lname in _AUTH_HEADERS:
                 continue
-            if lname == "if-match":
+            if lname in ("if-match", "if-none-match"):
                 with self._lock:
+                    self.stats[lname] += 1
                     value = self._etags.get(value, value)
             extra.append((lname, value))
         params = [(k, v) for k, _, v in (p.partition("=") for p in query.split("&") if p)]
