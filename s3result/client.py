@@ -23,6 +23,7 @@ from ._forksafe import renew_locks_after_fork
 from .answers import credentials_hint, map_error, redirect_host
 from .credentials import CredentialSource, chain_for
 from .errors import (
+    ConfigError,
     InvalidKey,
     NotFound,
     RequestTimeout,
@@ -406,6 +407,13 @@ class S3Client:
         """
         if not re.fullmatch(r"[a-z-]+", subresource):
             raise ValueError(f"not a bucket subresource: {subresource!r}")
+        if self.session is not None and session:
+            raise ConfigError(
+                "bucket",
+                f"{self.settings.bucket!r} is a directory bucket: its ?{subresource} is served by the regional "
+                f"endpoint s3express-control.{self.region}.amazonaws.com, which s3result does not use; "
+                f"use aws s3api (e.g. put-bucket-lifecycle-configuration --bucket {self.settings.bucket})",
+            )
         target = f"{self._bucket_path}?{subresource}"
         extra = list(headers)
         wire = self._signed_headers(

@@ -30,6 +30,8 @@ MODULES = [
     "s3result.backend",
     "s3result.etags",
     "s3result.cli.check",
+    "s3result.cli.session_check",
+    "s3result.testing.express",
     "s3result.cli.cost",
     "s3result.cli.expiry",
     "s3result.testing.store",

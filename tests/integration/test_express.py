@@ -126,3 +126,21 @@ def test_a_read_only_session_cannot_write(front: DirectoryBucketFront) -> None:
     with pytest.raises(AccessDenied):
         client.put("ro/k", b"v")
     assert client.get_or_none("ro/k") is None
+
+
+def test_check_reports_the_session_layer(front: DirectoryBucketFront, moto_server: MotoServer) -> None:
+    from s3result.cli.check import findings_for
+
+    resolved, findings = findings_for(config.build(url=front.url("check"), environ={}))
+    by_name = {f.name: f for f in findings}
+    assert resolved["addressing"] == "path-style"
+    session = by_name["session"]
+    assert session.ok and "CreateSession on results--usw2-az1--x-s3" in session.detail and "300s" in session.detail
+    assert all(by_name[n].ok for n in ("PUT", "GET", "HEAD", "DELETE", "conditional writes")), findings
+    assert by_name["expiry"].warning and "s3express-control" in by_name["expiry"].detail
+    # A secret the store refuses: the session finding says so, and nothing is probed after it.
+    wrong = front.url("check").replace(moto_server.secret_key, "not-the-secret")
+    _, findings = findings_for(config.build(url=wrong, environ={}))
+    last = findings[-1]
+    assert last.name == "session" and not last.ok and "SignatureDoesNotMatch" in last.detail
+    assert "secret access key" in last.fix
