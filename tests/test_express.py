@@ -434,3 +434,52 @@ def test_directory_bucket_etags_are_never_taken_for_md5s() -> None:
     zone.object_answers += [httpx.Response(200, content=b"v", headers=wrong)] * 2
     with pytest.raises(Exception, match="CRC32"):
         client.get("k")
+
+
+def _in_child(fn: Callable[[], None], timeout: float = 20.0) -> int:
+    """Run ``fn`` in a forked child; its exit status (1 on an exception, -9 if it hung)."""
+    import os
+    import signal
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected from os._exit
+        code = 0
+        try:
+            fn()
+        except BaseException:  # noqa: BLE001 - any failure is the child's status
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -9
+
+
+def test_a_fork_while_another_thread_renews_the_session_does_not_hang_the_child() -> None:
+    """The parent's refresh lock is copied held into the child; the child gets a free one."""
+    clock = Clock()
+    zone = Zone(clock)
+    client = _client(zone, URL, clock)
+    client.get("k")
+    assert client.session is not None
+    held = client.session._refresh_lock
+    held.acquire()  # a refresh in flight in another thread of the parent
+    try:
+
+        def child() -> None:
+            clock.now += 400  # the session ended: the child must renew it itself
+            assert client.get("k").body == b"v"
+            assert zone.sessions == 2 and _tokens(zone)[-1] == "token-2"
+
+        assert _in_child(child) == 0
+    finally:
+        held.release()
+    assert zone.sessions == 1  # the child's session is its own (the parent's memory is untouched)

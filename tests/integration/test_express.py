@@ -144,3 +144,20 @@ def test_check_reports_the_session_layer(front: DirectoryBucketFront, moto_serve
     last = findings[-1]
     assert last.name == "session" and not last.ok and "SignatureDoesNotMatch" in last.detail
     assert "secret access key" in last.fix
+
+
+def test_a_forked_child_keeps_the_session_on_its_own_connections(front: DirectoryBucketFront) -> None:
+    from tests.test_express import _in_child
+
+    client = _client(front.url("fork"))
+    client.put("fork/k", b"parent")
+    parent_slot = client._slot
+
+    def child() -> None:
+        assert client.get("fork/k").body == b"parent"
+        assert client._slot is not parent_slot  # its own pool: the parent's sockets are never written to
+        client.put("fork/k", b"child")
+
+    assert _in_child(child) == 0
+    assert client.get("fork/k").body == b"child"  # the parent's pool still works
+    assert front.stats["sessions"] == 1  # the child signed with the session it inherited
