@@ -483,3 +483,16 @@ def test_a_fork_while_another_thread_renews_the_session_does_not_hang_the_child(
     finally:
         held.release()
     assert zone.sessions == 1  # the child's session is its own (the parent's memory is untouched)
+
+
+def test_small_edges() -> None:
+    with pytest.raises(ValueError, match="not a directory bucket"):
+        express.zonal_endpoint("results--x-s3", "us-west-2")
+    assert not express.is_directory_bucket("results") and express.zone_id("results") is None
+    assert express.zone_id("1.2.3.4--usw2-az1--x-s3") is None  # not a DNS label
+    naive = _session_xml("A", "S", "T", 1_800_000_000).replace(b"Z</Expiration>", b"</Expiration>")
+    assert express.parse_session(naive)[3] == 1_800_000_000  # no zone: UTC, as S3 means it
+    provider = express.SessionProvider(lambda: b"", bucket="b--usw2-az1--x-s3", attempts=1, backoff=lambda a: None)
+    assert repr(provider) == "SessionProvider(bucket='b--usw2-az1--x-s3', sessions=0)"
+    assert express.refresh_windows(300.0) == (45.0, 10.0)  # botocore's, for S3's 5-minute sessions
+    assert express.refresh_windows(3.0) == (1.0, 0.5)  # a short test session keeps room for a request
