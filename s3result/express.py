@@ -39,6 +39,7 @@ __all__ = [
     "SESSION_TOKEN_HEADER",
     "SUFFIX",
     "SessionProvider",
+    "UnreadableSession",
     "is_directory_bucket",
     "parse_session",
     "refresh_windows",
@@ -65,6 +66,10 @@ _FIELD = re.compile(rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration)>([
 # botocore's windows for a 5-minute session (45 s, 10 s), as fractions of the session's life.
 _ADVISORY_SHARE = 45 / 300
 _MANDATORY_SHARE = 10 / 300
+
+
+class UnreadableSession(CredentialsError):
+    """A CreateSession answer without the credentials in it: damaged on its way, or not S3's."""
 
 
 def is_directory_bucket(bucket: str) -> bool:
@@ -103,12 +108,12 @@ def parse_session(body: bytes) -> tuple[str, str, str, float]:
     fields = {name.decode(): unescape(value.decode("utf-8")).strip() for name, value in _FIELD.findall(body)}
     missing = [n for n in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration") if not fields.get(n)]
     if missing:
-        raise CredentialsError(f"CreateSession answered without {', '.join(missing)}")
+        raise UnreadableSession(f"CreateSession answered without {', '.join(missing)}")
     stamp = fields["Expiration"].replace("Z", "+00:00")
     try:
         expiry = datetime.fromisoformat(stamp)
     except ValueError:
-        raise CredentialsError(f"CreateSession answered an unreadable Expiration {fields['Expiration']!r}") from None
+        raise UnreadableSession(f"CreateSession answered an unreadable Expiration {fields['Expiration']!r}") from None
     if expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=timezone.utc)
     return fields["AccessKeyId"], fields["SecretAccessKey"], fields["SessionToken"], expiry.timestamp()
@@ -160,14 +165,20 @@ class SessionProvider:
         while True:
             attempt += 1
             try:
+                body = self._send()
                 # An answer that does not parse was damaged on its way: asked again, as a lost reply.
-                access, secret, token, expiry = parse_session(self._send())
+                access, secret, token, expiry = parse_session(body)
                 break
-            except (S3Error, TransportError, CredentialsError) as exc:
-                if attempt >= self._attempts or not (isinstance(exc, CredentialsError) or is_retryable(exc)):
+            except (S3Error, TransportError) as exc:
+                if attempt >= self._attempts or not is_retryable(exc):
                     raise
-                logger.info("s3result: CreateSession on %s failed (%s); trying again", self._bucket, exc)
-                self._backoff(attempt)
+                failure: Exception = exc
+            except UnreadableSession as exc:
+                if attempt >= self._attempts:
+                    raise
+                failure = exc
+            logger.info("s3result: CreateSession on %s failed (%s); trying again", self._bucket, failure)
+            self._backoff(attempt)
         self.lifetime = max(expiry - self._clock(), 1.0)
         self.sessions += 1
         logger.debug("s3result: new S3 Express session for %s, %.0fs long", self._bucket, self.lifetime)
