@@ -1,6 +1,6 @@
 """End to end on a directory bucket (S3 Express One Zone): a real prefork worker and a caller,
 both through the testing kit's directory-bucket front (s3result/testing/express.py) with
-sessions shortened to 4 s, so that both sides renew theirs several times during the test.
+sessions shortened to 6 s, so that both sides renew theirs several times during the test.
 Integration: tests/integration/test_express.py; unit: tests/test_express.py.
 """
 
@@ -26,7 +26,7 @@ def _rejected(front: DirectoryBucketFront) -> dict[str, int]:
 
 
 def test_worker_and_caller_on_a_directory_bucket(moto_server: MotoServer, tmp_path: Path) -> None:
-    with DirectoryBucketFront(moto_server, session_ttl=4.0) as front:
+    with DirectoryBucketFront(moto_server, session_ttl=6.0) as front:
         url = front.url(f"e2e-express-{uuid.uuid4().hex[:8]}")
         calls = tmp_path / "calls"
         calls.mkdir()
@@ -37,7 +37,7 @@ def test_worker_and_caller_on_a_directory_bucket(moto_server: MotoServer, tmp_pa
             backend = module.app.backend
             assert backend.settings.express
             # Results stored by the worker's processes and read by this one, over ~3 session lives.
-            deadline = time.monotonic() + 12
+            deadline = time.monotonic() + 14
             n = 0
             while time.monotonic() < deadline:
                 assert module.add.delay(n, 1).get(timeout=30, interval=0.05) == n + 1

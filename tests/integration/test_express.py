@@ -80,8 +80,8 @@ def test_the_front_really_checks(front: DirectoryBucketFront, moto_server: MotoS
 
 
 def test_sessions_are_renewed_across_their_expiry_with_no_failed_request(moto_server: MotoServer) -> None:
-    """Sessions of 3 s, four threads reading and writing for 7 s: not one request refused."""
-    with DirectoryBucketFront(moto_server, session_ttl=3.0) as front:
+    """Sessions of 4 s, four threads reading and writing for 9 s: not one request refused."""
+    with DirectoryBucketFront(moto_server, session_ttl=4.0) as front:
         client = _client(front.url("renew"))
         errors: list[BaseException] = []
         done = threading.Event()
@@ -99,7 +99,7 @@ def test_sessions_are_renewed_across_their_expiry_with_no_failed_request(moto_se
         threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
-        time.sleep(7)
+        time.sleep(9)
         done.set()
         for t in threads:
             t.join(30)
