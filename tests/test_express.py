@@ -206,7 +206,11 @@ _meta = st.dictionaries(
 @given(
     zone_bucket=st.sampled_from(["results--usw2-az1--x-s3", "a--b--use1-az4--x-s3", "x--apne1-az4--x-s3"]),
     region=st.sampled_from(REGIONS),
-    key=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40),
+    # No "." or ".." segment: the mock transport (httpx) normalises them away after signing, the
+    # real one does not (tests/test_sigv4.py and the conformance suite cover such keys).
+    key=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
+        lambda k: not {".", ".."} & set(("p/" + k).split("/"))
+    ),
     body=st.binary(max_size=200),
     meta=_meta,
     token=st.one_of(st.none(), st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=30)),
