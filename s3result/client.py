@@ -429,7 +429,10 @@ class S3Client:
             )
             raise error from exc
         if resp.status >= 300:
-            raise self._error(method, f"?{subresource}", resp, False)
+            refused = self._error(method, f"?{subresource}", resp, False)
+            if not session and self._learn_clock(refused, resp):  # CreateSession, first of all: a skewed clock
+                return self.bucket_request(method, subresource, body=body, headers=extra, session=False)
+            raise refused
         return resp
 
     def _signed_headers(

@@ -500,3 +500,19 @@ def test_small_edges() -> None:
     assert repr(provider) == "SessionProvider(bucket='b--usw2-az1--x-s3', sessions=0)"
     assert express.refresh_windows(300.0) == (45.0, 10.0)  # botocore's, for S3's 5-minute sessions
     assert express.refresh_windows(3.0) == (1.0, 0.5)  # a short test session keeps room for a request
+
+
+def test_a_skewed_clock_is_corrected_from_the_create_session_answer() -> None:
+    """CreateSession is a directory bucket's first request: a clock an hour off is learnt from it."""
+    from email.utils import formatdate
+
+    clock = Clock()
+    zone = Zone(lambda: clock.now + 3600)  # the store's time
+    skewed = b"<Error><Code>RequestTimeTooSkewed</Code><Message>too skewed</Message></Error>"
+    zone.session_answers.append(
+        httpx.Response(403, content=skewed, headers={"Date": formatdate(clock.now + 3600, usegmt=True)})
+    )
+    client = _client(zone, URL, clock)
+    assert client.get("k").body == b"v"
+    assert abs(client.clock_offset - 3600) < 2 and zone.sessions == 1
+    assert [r.url.query for r in zone.requests] == [b"session", b"session", b""]
