@@ -1,6 +1,7 @@
 """nginx as a fixed-response S3 stand-in, so the server's own cost is out of the client figures.
 
-Keys ending in ``-done`` answer GET/HEAD with a stored SUCCESS result; every other key
+Keys ending in ``-done`` answer GET/HEAD with a stored SUCCESS result (its MD5 ETag and its
+CRC32 in ``x-amz-meta-s3result-crc32``, as a store returns what s3result wrote); every other key
 answers GET/HEAD with S3's 404 NoSuchKey; PUT answers 201 with an ETag (not 200: nginx's
 not-modified filter would turn a 200 into 304 for ``If-None-Match: *``); DELETE 204. nginx
 checks nothing, which is the point: only the client's CPU is measured.
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import zlib
 
 from s3result.testing.store import free_port
 
@@ -22,6 +24,8 @@ DONE_BODY = (
     '"date_done": "2026-11-24T00:00:00.000000+00:00", "task_id": "bench-done"}'
 )
 DONE_ETAG = hashlib.md5(DONE_BODY.encode()).hexdigest()
+# The checksum every result carries (s3result/integrity.py), returned as a real store returns it.
+DONE_CRC32 = f"{zlib.crc32(DONE_BODY.encode()):08x}"
 _MISSING = "<?xml version='1.0' encoding='UTF-8'?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"
 
 _CONF = """
@@ -47,6 +51,7 @@ http {{
             if ($request_method = PUT) {{ add_header ETag '"{etag}"' always; return 201; }}
             if ($request_method = DELETE) {{ return 204; }}
             add_header ETag '"{etag}"' always;
+            add_header x-amz-meta-s3result-crc32 '{crc}' always;
             default_type application/json;
             return 200 '{done}';
         }}
@@ -76,6 +81,7 @@ class FixedServer:
                     tmp=self.tmp,
                     port=self.port,
                     etag=DONE_ETAG,
+                    crc=DONE_CRC32,
                     done=DONE_BODY.replace("'", "\\'"),
                     missing=_MISSING.replace('"', '\\"'),
                 )

@@ -19,6 +19,7 @@ from typing import Any
 from s3result import config
 from s3result.client import S3Client
 from s3result.errors import AlreadyExists, NotFound, PreconditionFailed, S3Error
+from s3result.integrity import CHECKSUM_HEADER, checksum
 
 from .servers import Target
 
@@ -208,6 +209,53 @@ def user_metadata(ctx: Ctx) -> str:
     key = ctx.key()
     ctx.client.put(key, b"m", metadata={"task-state": "SUCCESS"})
     return "kept" if ctx.client.head(key).headers.get("x-amz-meta-task-state") == "SUCCESS" else "lost"
+
+
+# The result checksum (s3result/integrity.py) is user metadata: it works only where the store
+# keeps it byte for byte, returns it on GET (where it is checked) and HEAD, and replaces it
+# with the object, never keeps a stale one.
+
+
+@check("returned unchanged")
+def checksum_on_get(ctx: Ctx) -> str:
+    key = ctx.key()
+    body = b'{"status": "SUCCESS", "result": 42}'
+    ctx.client.put(key, body)
+    resp = ctx.client.send_raw("GET", key)
+    got = resp.headers.get(CHECKSUM_HEADER)
+    if got is None:
+        return "not returned"
+    return "returned unchanged" if got == checksum(body) and resp.body == body else f"returned as {got!r}"
+
+
+@check("returned unchanged")
+def checksum_on_head(ctx: Ctx) -> str:
+    key = ctx.key()
+    ctx.client.put(key, b"h" * 100)
+    got = ctx.client.head(key).headers.get(CHECKSUM_HEADER)
+    return "returned unchanged" if got == checksum(b"h" * 100) else f"returned as {got!r}"
+
+
+@check("replaced with the object")
+def checksum_after_overwrite(ctx: Ctx) -> str:
+    """A later state replaces the object and its metadata: the GET checks the new body's CRC."""
+    key = ctx.key()
+    ctx.client.put(key, b"STARTED")
+    ctx.client.put(key, b"SUCCESS, a longer body")
+    got = ctx.client.send_raw("GET", key).headers.get(CHECKSUM_HEADER)
+    return "replaced with the object" if got == checksum(b"SUCCESS, a longer body") else f"stale: {got!r}"
+
+
+@check("verified")
+def checksum_verified_on_read(ctx: Ctx) -> str:
+    """The client's own read: every size it may meet passes its checksum (none is a false alarm)."""
+    for size in (0, 1, 1000, 300_000):
+        key = ctx.key()
+        body = bytes(i % 251 for i in range(size))
+        ctx.client.put(key, body)
+        if ctx.client.get(key).body != body:
+            return f"wrong body at {size} bytes"
+    return "verified"
 
 
 @check("application/x-python-serialize")

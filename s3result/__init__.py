@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import (
     AccessDenied,
     AlreadyExists,
+    ChecksumMismatch,
     ConfigError,
     Conflict,
     ConnectError,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "ConnectError",

@@ -8,7 +8,6 @@ skew or a wrong region learnt from the store's answer is corrected before the ne
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,19 +20,19 @@ from urllib.parse import urlsplit
 
 from . import sigv4
 from ._forksafe import renew_locks_after_fork
+from .answers import credentials_hint, map_error, redirect_host
 from .credentials import CredentialSource, chain_for
 from .errors import (
     NOT_S3,
-    AccessDenied,
-    CorruptResponse,
+    ConfigError,
     InvalidKey,
     NotFound,
     RequestTimeout,
     ResultTooLarge,
     S3Error,
     TransportError,
-    error_from_response,
 )
+from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .network import environment_proxy, proxy_variable
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
@@ -49,18 +48,17 @@ __all__ = ["GetResult", "HeadResult", "S3Client"]
 logger = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
-_PLAIN_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 # Codes that mean "your clock is off", not "your key is wrong" (botocore's list, for S3).
 _SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
 _SKEW_THRESHOLD = 240.0
 # "Your session token expired": botocore refreshes and retries on these.
-_EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
+# InvalidToken: an S3 Express session the store no longer honours.
+_EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken"})
 # The shortest wait an attempt gets under a deadline: enough for a loopback or LAN round trip.
 _MIN_ATTEMPT_S = 0.1
 # The region in an AWS S3 host name: bucket.s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com,
 # s3.dualstack.eu-west-1.amazonaws.com, and the China partition's .amazonaws.com.cn.
 _AWS_REGION_HOST = re.compile(r"(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
-_ENDPOINT_ELEMENT = re.compile(rb"<Endpoint>([^<]{1,255})</Endpoint>")
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
@@ -72,13 +70,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _looks_like_html(resp: RawResponse) -> bool:
-    """A web page where S3 sends an object or nothing (moto labels empty bodies text/html)."""
-    return resp.headers.get("content-type", "").startswith("text/html") and (
-        b"<html" in resp.body[:1024].lower() or b"<!doctype html" in resp.body[:1024].lower()
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +126,10 @@ class S3Client:
         self.clock_offset = 0.0
         #: Retries performed by this client since it was made (for reports and tests).
         self.retries = 0
+        #: S3 Express One Zone: this bucket's session credentials (express.py); None elsewhere.
+        self.session: CredentialSource | None = None
+        if settings.express:
+            self.session = self._session_source()
         self._set_region(settings.region)
         self._warn_plain_http()
 
@@ -168,6 +163,21 @@ class S3Client:
             self._base = self._slot.base if self._slot is not None and self._slot.base == base else base
         if stale is not None:
             stale.close()  # requests in flight on it finish; its idle connections go now
+
+    def _session_source(self) -> CredentialSource:
+        """The directory bucket's session cache; CreateSession goes over this process's pool."""
+        from .express import SessionProvider, session_source
+
+        mode = self.settings.session_mode
+        headers = [("x-amz-create-session-mode", mode)] if mode else []
+        provider = SessionProvider(
+            lambda: self.bucket_request("GET", "session", headers=headers, session=False).body,
+            bucket=self.settings.bucket,
+            attempts=self._retry.max_attempts,
+            backoff=lambda attempt: self._backoff.sleep(self._backoff.delay(attempt)),
+            clock=lambda: self._clock() + self.clock_offset,
+        )
+        return session_source(provider, clock=lambda: self._clock() + self.clock_offset)
 
     def _warn_plain_http(self) -> None:
         parts = urlsplit(self._base)
@@ -345,6 +355,7 @@ class S3Client:
             headers.append(("x-amz-storage-class", s.storage_class))
         for name, value in (metadata or {}).items():
             headers.append((f"x-amz-meta-{name.lower()}", value))
+        headers.append((CHECKSUM_HEADER, checksum(body)))  # checked by every GET (integrity.py)
         resp = self._send(
             "PUT",
             key,
@@ -382,7 +393,13 @@ class S3Client:
         return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
 
     def bucket_request(
-        self, method: str, subresource: str, *, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
+        self,
+        method: str,
+        subresource: str,
+        *,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        session: bool = True,
     ) -> RawResponse:
         """One signed request on a bucket subresource (``?lifecycle``), for the ``s3result`` command.
 
@@ -392,10 +409,17 @@ class S3Client:
         """
         if not re.fullmatch(r"[a-z-]+", subresource):
             raise ValueError(f"not a bucket subresource: {subresource!r}")
+        if self.session is not None and session:
+            raise ConfigError(
+                "bucket",
+                f"{self.settings.bucket!r} is a directory bucket: its ?{subresource} is served by the regional "
+                f"endpoint s3express-control.{self.region}.amazonaws.com, which s3result does not use; "
+                f"use aws s3api (e.g. put-bucket-lifecycle-configuration --bucket {self.settings.bucket})",
+            )
         target = f"{self._bucket_path}?{subresource}"
         extra = list(headers)
         wire = self._signed_headers(
-            method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")]
+            method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")], session=session
         )
         try:
             resp = self._get_slot().transport.request(method.encode(), target.encode("ascii"), wire, body)
@@ -407,7 +431,10 @@ class S3Client:
             )
             raise error from exc
         if resp.status >= 300:
-            raise self._error(method, f"?{subresource}", resp, False)
+            refused = self._error(method, f"?{subresource}", resp, False)
+            if not session and self._learn_clock(refused, resp):  # CreateSession, first of all: a skewed clock
+                return self.bucket_request(method, subresource, body=body, headers=extra, session=False)
+            raise refused
         return resp
 
     def _signed_headers(
@@ -418,9 +445,22 @@ class S3Client:
         body: bytes,
         body_sha: str,
         query: Sequence[tuple[str, str]] = (),
+        session: bool = True,
     ) -> list[tuple[bytes, bytes]]:
-        """Sign with the current credentials and clock; the request's headers, as bytes."""
-        creds = self._credentials.get()
+        """Sign with the current credentials and clock; the request's headers, as bytes.
+
+        On a directory bucket: with the bucket's session credentials, or (``session=False``,
+        for CreateSession itself) the ordinary ones, both under the signing name ``s3express``.
+        """
+        service, token_header = "s3", "x-amz-security-token"
+        if self.session is None:
+            creds = self._credentials.get()
+        elif session:
+            creds = self.session.get()
+            service, token_header = "s3express", "x-amz-s3session-token"
+        else:
+            creds = self._credentials.get()
+            service = "s3express"
         signed = sigv4.sign_s3(
             method=method,
             host=self._host,
@@ -433,6 +473,8 @@ class S3Client:
             session_token=creds.token,
             region=self.region,
             now=self._clock() + self.clock_offset,
+            service=service,
+            token_header=token_header,
         )
         # Identity: a proxy that compresses would only add CPU on both ends (results are small,
         # or compressed already by result_compression); a gzipped answer is decoded anyway.
@@ -479,7 +521,7 @@ class S3Client:
         body_sha = sigv4.payload_hash(body)
         method_b = method.encode()
         attempt = 0
-        fixed_region = fixed_clock = fixed_token = False
+        fixed_region = fixed_clock = fixed_token = corrupted = False
         cost: int | None = None
         max_attempts = self._retry.max_attempts if attempts is None else attempts
         while True:
@@ -500,14 +542,18 @@ class S3Client:
                 error.__cause__ = exc
             else:
                 if resp.status < 300:
-                    if _looks_like_html(resp):
+                    if looks_like_html(resp):
                         # S3 never answers a key operation with a web page; a proxy, a login
                         # portal or a wrong port does. Reported, not stored as a result.
                         raise self._error(method, key, resp, creating)
-                    corrupt = self._md5_mismatch(key, resp) if method == "GET" else None
+                    corrupt = body_mismatch(key, resp, md5_etags=self.session is None) if method == "GET" else None
                     if corrupt is None:
                         self._quota.release(cost)
                         return resp
+                    if corrupted:
+                        raise corrupt  # a wrong body twice: raised, never decoded, never tried a third time
+                    corrupted = True
+                    max_attempts = max(max_attempts, attempt + 1)  # one more read, even for a poll's single try
                     error = corrupt
                 else:
                     s3_error = self._error(method, key, resp, creating)
@@ -549,100 +595,20 @@ class S3Client:
                 error,
             )
 
-    @staticmethod
-    def _redirect_host(resp: RawResponse) -> str:
-        """Where a 307 sends the request: the ``<Endpoint>`` element, else the Location's host."""
-        found = _ENDPOINT_ELEMENT.search(resp.body[:8192])
-        if found is not None:
-            return found.group(1).decode("utf-8", "replace").strip()
-        location = resp.headers.get("location", "")
-        return (urlsplit(location).hostname or "") if location else ""
-
     def _error(self, method: str, key: str, resp: RawResponse, creating: bool) -> S3Error:
-        error = error_from_response(
-            status=resp.status,
-            body=resp.body if method != "HEAD" else b"",
-            method=method,
-            key=key,
-            request_id=resp.headers.get("x-amz-request-id", ""),
-            creating=creating,
-            content_type=resp.headers.get("content-type", ""),
+        return map_error(
+            method,
+            key,
+            resp,
+            creating,
+            base=self._base,
+            bucket=self.settings.bucket,
+            source=self._credentials.source,
+            secret_origin=self.settings.secret_origin,
         )
-        if resp.status == 307:
-            # S3 sends this for a bucket created recently in another region (its DNS name is
-            # not everywhere yet); other stores or balancers may too. Never followed to another
-            # host: the request would be signed for it. (On AWS, _learn_region follows it.)
-            where = self._redirect_host(resp) or "another endpoint"
-            error = error.replace(
-                message=f"the store at {self._base} redirected the request to {where} (307 TemporaryRedirect)"
-            )
-        if error.code == NOT_S3:
-            # Name the endpoint: whatever answers there is not the store's S3 API.
-            error = error.replace(message=error.message.replace("the endpoint", self._base, 1))
-        if isinstance(error, NotFound) and error.code == "NoSuchBucket":
-            # Name the bucket: the key alone does not say which name is wrong.
-            error = error.replace(message=f"bucket {self.settings.bucket!r} does not exist at {self._base}")
-        if error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
-            error = error.replace(hint=self._credentials_hint(error.code))
-        if (
-            isinstance(error, AccessDenied)
-            and method in ("GET", "HEAD")
-            and error.code == "AccessDenied"
-            and not key.startswith("?")  # a bucket subresource, not a key that may be missing
-        ):
-            # S3 hides whether a key exists from callers without s3:ListBucket: 403, not 404.
-            # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
-            error = error.replace(
-                message=(
-                    f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
-                    f"unless the credentials have s3:ListBucket on bucket {self.settings.bucket!r}; "
-                    "grant s3:ListBucket and s3:GetObject"
-                ),
-            )
-        return error
 
     def _credentials_hint(self, code: str) -> str:
-        """Where to fix a refused key: the place it was really given, not a generic list."""
-        what = "secret access key" if code == "SignatureDoesNotMatch" else "access key id"
-        field = "aws_secret_access_key" if code == "SignatureDoesNotMatch" else "aws_access_key_id"
-        problem = (
-            "the secret access key is wrong for this access key id"
-            if code == "SignatureDoesNotMatch"
-            else "the store does not know this access key id"
-        )
-        source = self._credentials.source or ""
-        origin = self.settings.secret_origin
-        if source == "settings" and origin == "the result_backend URL":
-            where = f"fix the {what} in the result_backend URL (KEY:SECRET@; '/', '+' and '@' may be written raw or as %2F, %2B, %40)"
-        elif source == "settings" and origin:
-            where = f"fix the {what} in {origin}"
-        elif source == "environment":
-            where = "fix AWS_SECRET_ACCESS_KEY" if code == "SignatureDoesNotMatch" else "fix AWS_ACCESS_KEY_ID"
-        elif source.startswith("shared-files (") and source.endswith(")"):
-            where = f"fix {field} in {source[len('shared-files (') : -1]}"
-        elif source:
-            where = f"the credentials came from {source}"
-        else:
-            return ""
-        return f"{problem}; {where}"
-
-    @staticmethod
-    def _md5_mismatch(key: str, resp: RawResponse) -> CorruptResponse | None:
-        """A plain PUT's ETag is the body's MD5: check it, unless SSE-KMS/SSE-C changes that."""
-        etag = resp.headers.get("etag", "")
-        match = _PLAIN_MD5.match(etag)
-        if match is None:
-            return None
-        if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
-            # Decoded by the transport: the ETag may be of either form (a proxy compressed it
-            # in transit, or the object is stored compressed); the coding's own CRC checked it.
-            return None
-        sse = resp.headers.get("x-amz-server-side-encryption", "")
-        if sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in resp.headers:
-            return None
-        if hashlib.md5(resp.body, usedforsecurity=False).hexdigest() == match.group(1).lower():
-            return None
-        return CorruptResponse(f"S3 GET {key!r}: body does not match its ETag {etag}", method="GET", key=key)
+        return credentials_hint(code, self._credentials.source, self.settings.secret_origin)
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
         """Switch region once when the store names the right one (301, or a malformed auth).
@@ -656,7 +622,7 @@ class S3Client:
         if error.status == 307:
             if self.settings.endpoint_url is not None:
                 return False
-            found = _AWS_REGION_HOST.search(self._redirect_host(resp).lower())
+            found = _AWS_REGION_HOST.search(redirect_host(resp).lower())
             region = region or (found.group(1) if found else "")
             relevant = True
         if not relevant or not region or region == self.region:
@@ -681,8 +647,13 @@ class S3Client:
         """
         if error.code not in _EXPIRED_TOKEN_CODES:
             return False
-        token = next((v.decode() for k, v in wire if k.lower() == b"x-amz-security-token"), None)
-        if not self._credentials.refresh_rejected(token):
+        source, header = (
+            (self._credentials, b"x-amz-security-token")
+            if self.session is None
+            else (self.session, b"x-amz-s3session-token")
+        )
+        token = next((v.decode() for k, v in wire if k.lower() == header), None)
+        if not source.refresh_rejected(token):
             return False
         logger.warning("s3result: the store says the session token expired; signing with refreshed credentials")
         return True

@@ -94,6 +94,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "max_result_size": (),
     "ca_bundle": ("verify",),
     "poll_initial_delay": (),
+    "session_mode": ("create_session_mode",),
 }
 _CANONICAL = {alias: key for key, aliases in _ALIASES.items() for alias in (key, *aliases)}
 _SECRET_KEYS = frozenset({"secret_key", "session_token"})
@@ -129,6 +130,8 @@ class Settings:
     #: Where the secret key was given ("the result_backend URL", "s3_secret_access_key", ...),
     #: so an error about a wrong secret points at the place to fix it.
     secret_origin: str | None = None
+    #: S3 Express One Zone: the CreateSession mode asked for (ReadWrite, ReadOnly); None lets S3 choose.
+    session_mode: str | None = None
 
     def __repr__(self) -> str:
         key = "***" if self.access_key else None
@@ -146,8 +149,20 @@ class Settings:
         return _is_aws_endpoint(self.endpoint_url)
 
     @property
+    def express(self) -> bool:
+        """A directory bucket (S3 Express One Zone): zonal endpoint, session credentials."""
+        return self.bucket.endswith("--x-s3")
+
+    @property
     def path_style(self) -> bool:
-        """``auto``: virtual-hosted on AWS unless the bucket has dots (TLS wildcard), else path."""
+        """``auto``: virtual-hosted on AWS unless the bucket has dots (TLS wildcard), else path.
+
+        A directory bucket is virtual-hosted, but path-style behind an IP address (as the S3
+        endpoint rules do for an endpoint override).
+        """
+        if self.express and self.addressing is Addressing.AUTO:
+            host = urlsplit(self.endpoint_url).hostname or "" if self.endpoint_url else ""
+            return re.fullmatch(r"[\d.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*", host) is not None
         if self.addressing is Addressing.AUTO:
             return not self.is_aws or "." in self.bucket
         return self.addressing is Addressing.PATH
@@ -157,6 +172,10 @@ class Settings:
         """Scheme and authority the requests go to, without the bucket in the path."""
         if self.endpoint_url is not None:
             base = self.endpoint_url.rstrip("/")
+        elif self.express:
+            from .express import zonal_endpoint
+
+            return zonal_endpoint(self.bucket, self.region)
         else:
             suffix = ".amazonaws.com.cn" if self.region.startswith("cn-") else ".amazonaws.com"
             base = f"https://s3.{self.region}{suffix}"
@@ -582,6 +601,13 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
             "ca_bundle",
             f"{ca_bundle!r} is not a file; give the path of a PEM CA bundle (or false to skip verification)",
         )
+    session_mode = _opt_str(raw, "session_mode")
+    if session_mode is not None:
+        session_mode = {"readwrite": "ReadWrite", "readonly": "ReadOnly"}.get(session_mode.lower().replace("-", ""))
+        if session_mode is None:
+            raise ConfigError("session_mode", f"expected ReadWrite or ReadOnly, got {raw.get('session_mode')!r}")
+    if bucket.endswith("--x-s3") and endpoint is None:
+        _check_directory_bucket(bucket, addressing)
     return Settings(
         bucket=bucket,
         prefix=_check_prefix(str(raw.get("prefix") or "")),
@@ -604,7 +630,22 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         ca_bundle=ca_bundle,
         poll_initial_delay=_parse_poll_delay(raw.get("poll_initial_delay", 0.025)),
         region_explicit=region_explicit,
+        session_mode=session_mode,
     )
+
+
+def _check_directory_bucket(bucket: str, addressing: Addressing) -> None:
+    """A directory bucket on AWS: a name S3 can route to a zone, and virtual-hosted addressing."""
+    from .express import zone_id
+
+    if zone_id(bucket) is None:
+        raise ConfigError(
+            "bucket",
+            f"{bucket!r} ends in --x-s3 but is not a directory bucket name S3 can route: use "
+            "NAME--ZONEID--x-s3 with an Availability Zone ID such as usw2-az1 (lower-case letters, digits, hyphens)",
+        )
+    if addressing is Addressing.PATH:
+        raise ConfigError("addressing", "directory buckets (--x-s3) are virtual-hosted only; drop addressing=path")
 
 
 _FIXED_POLLING = frozenset({"off", "fixed", "none", "false", "no"})

@@ -7,8 +7,9 @@ S3ResultError                 base of everything below
 ├── TransportError            the request did not produce an HTTP response
 │   ├── ConnectError          nothing was sent: refused, DNS, TLS handshake
 │   │   └── EndpointError     ...and retrying cannot help: no such host name, TLS mismatch
-│   └── RequestTimeout        sent, but no (complete) answer in time
-│   └── CorruptResponse       the body does not match its ETag: retried like a lost reply
+│   ├── RequestTimeout        sent, but no (complete) answer in time
+│   └── CorruptResponse       the body is not what the store sent: retried like a lost reply
+│       └── ChecksumMismatch  ...its checksum or MD5 ETag says so: retried once, then raised
 ├── InvalidKey                a key no S3 store can hold (over 1024 bytes, say)
 ├── ResultTooLarge            a value over ``max_result_size``
 └── S3Error                   the store answered with an error status
@@ -37,6 +38,7 @@ from typing import Any
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "ConnectError",
@@ -105,6 +107,10 @@ class RequestTimeout(TransportError):
 
 class CorruptResponse(TransportError):
     """The body received does not match what the store said it sent; safe to retry."""
+
+
+class ChecksumMismatch(CorruptResponse):
+    """A GET body failed its checksum (or MD5 ETag) twice in a row: never decoded, never waited out."""
 
 
 class InvalidKey(S3ResultError, ValueError):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ._forksafe import renew_locks_after_fork
 from .errors import (
     NOT_S3,
+    ChecksumMismatch,
     Conflict,
     ConnectError,
     CorruptResponse,
@@ -187,7 +188,8 @@ def is_permanent(exc: BaseException) -> bool:
     wrong bucket name or a missing bucket, and retrying until the caller's timeout would hide
     that behind a TimeoutError. Create the bucket before starting workers and producers.
     """
-    if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey)):
+    if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey, ChecksumMismatch)):
+        # ChecksumMismatch: the client already read the key again and got a wrong body twice.
         return True
     if isinstance(exc, NotFound):
         return exc.code in ("NoSuchBucket", NOT_S3)

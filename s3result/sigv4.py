@@ -179,6 +179,7 @@ def sign_s3(
     region: str,
     now: float,
     service: str = "s3",
+    token_header: str = "x-amz-security-token",
 ) -> list[tuple[str, str]]:
     """Sign an S3 request and return the headers to add to it.
 
@@ -186,12 +187,13 @@ def sign_s3(
     caller encodes the key once for both purposes. ``headers`` are the request's own headers;
     host, every ``x-amz-*``, content-md5 and content-type among them are signed. The result
     holds ``x-amz-date``, ``x-amz-content-sha256``, the session token when there is one, and
-    ``Authorization``.
+    ``Authorization``. The token goes in ``token_header``: S3 Express One Zone object requests
+    carry their session's in ``x-amz-s3session-token`` (with ``service="s3express"``).
     """
     date_time = amz_date(now)
     added = [("x-amz-date", date_time), ("x-amz-content-sha256", body_sha256)]
     if session_token:
-        added.append(("x-amz-security-token", session_token))
+        added.append((token_header, session_token))
     to_sign = [("host", host), *added]
     for name, value in headers:
         lname = name.lower()

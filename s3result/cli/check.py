@@ -164,6 +164,13 @@ def iter_findings(
         yield _not_s3_finding(where, found, error, ms)
         return
     yield Finding("network", True, f"{where} answers", ms=ms)
+    if settings.express:  # a directory bucket: the session is what every later request stands on
+        from .session_check import session_findings
+
+        session = list(session_findings(client, settings))
+        yield from session
+        if not all(f.ok for f in session):
+            return
     if isinstance(error, S3Error) and (error.code in _AUTH_CODES or error.status == 401):
         yield Finding("authentication", False, str(error), _hint(error) or "check the credentials", ms=ms)
         return

@@ -53,9 +53,17 @@ class CredentialSource:
     """
 
     def __init__(
-        self, providers: Sequence[Provider], *, clock: Callable[[], float] = time.time, none_found: str = _NONE_FOUND
+        self,
+        providers: Sequence[Provider],
+        *,
+        clock: Callable[[], float] = time.time,
+        none_found: str = _NONE_FOUND,
+        windows: Callable[[], tuple[float, float]] | None = None,
     ) -> None:
+        """``windows`` gives the advisory and mandatory windows when they are not the defaults
+        (an S3 Express session lives 5 minutes: its windows are shorter, see ``express``)."""
         self._providers = tuple(providers)
+        self._windows = windows
         self._none_found = none_found
         self._clock = clock
         self._lock = threading.Lock()
@@ -76,10 +84,11 @@ class CredentialSource:
                 creds = self._current
         if creds.expiry is None:
             return creds
+        advisory, mandatory = (ADVISORY_REFRESH, MANDATORY_REFRESH) if self._windows is None else self._windows()
         remaining = creds.expiry - self._clock()
-        if remaining > ADVISORY_REFRESH:
+        if remaining > advisory:
             return creds
-        if remaining > MANDATORY_REFRESH:
+        if remaining > mandatory:
             if self._refresh_lock.acquire(blocking=False):
                 try:
                     self._refresh(creds, mandatory=False)
@@ -88,7 +97,7 @@ class CredentialSource:
             return self._current or creds
         with self._refresh_lock:
             current = self._current or creds
-            if current.expiry is None or current.expiry - self._clock() > MANDATORY_REFRESH:
+            if current.expiry is None or current.expiry - self._clock() > mandatory:
                 return current  # another thread refreshed while this one waited
             self._refresh(current, mandatory=True)
             return self._current or current

@@ -9,7 +9,9 @@ forwards it and relays the answer, or breaks something on purpose:
 - ``error503``: answer 503 SlowDown without forwarding;
 - ``latency``: wait before forwarding;
 - ``lose_conditional_reply``: for a PUT with If-Match or If-None-Match only, forward it (the
-  store applies it or refuses it), then RST mid-answer: the writer cannot tell which.
+  store applies it or refuses it), then RST mid-answer: the writer cannot tell which;
+- ``flip_byte``: forward a GET, then change one byte of a 200 answer's body (its length and
+  headers kept), as a faulty NIC, disk or middlebox would.
 
 ``answer(method, path_part, status, ...)`` sends a canned answer instead of forwarding the
 requests it matches (a 403 where a bucket policy would deny, a 408 from a load balancer, a
@@ -33,7 +35,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 
-FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency", "lose_conditional_reply")
+FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency", "lose_conditional_reply", "flip_byte")
 _SLOWDOWN = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nConnection: close\r\n"
     b"Content-Length: 120\r\n\r\n"
@@ -110,6 +112,15 @@ def _accepts_gzip(head: bytes) -> bool:
         if coding.strip() in (b"gzip", b"*") and not refused:
             return True
     return False
+
+
+def _flipped(answer: bytes) -> bytes:
+    """The same 200 answer with the middle byte of its body changed (XOR 1: '2' becomes '3')."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not body or not head.startswith(b"HTTP/1.1 200"):
+        return answer
+    i = len(body) // 2
+    return head + b"\r\n\r\n" + body[:i] + bytes([body[i] ^ 1]) + body[i + 1 :]
 
 
 def _gzipped(answer: bytes) -> bytes:
@@ -302,6 +313,8 @@ class FaultProxy:
                     client.sendall(answer[: max(1, len(answer) // 3)])
                     _rst(client)
                     return
+                if fault == "flip_byte" and head.startswith(b"GET "):
+                    answer = _flipped(answer)
                 if fault == "truncate" and head.startswith(b"GET "):
                     resp_head, _, resp_body = answer.partition(b"\r\n\r\n")
                     if len(resp_body) > 1:

@@ -1,0 +1,198 @@
+"""S3 Express One Zone: directory buckets, their zonal endpoints and their session credentials.
+
+A directory bucket is named ``name--<zone id>--x-s3`` and lives in one Availability Zone,
+behind ``https://<bucket>.s3express-<zone id>.<region>.amazonaws.com`` (virtual-hosted only).
+Object requests there are not signed with the account's credentials but with a session's:
+``CreateSession`` (``GET /?session``, signed with the ordinary credentials under the signing
+name ``s3express``) answers an access key, a secret, a session token and an expiry five
+minutes away. Object requests are signed with those under ``s3express`` and carry the token
+in ``x-amz-s3session-token`` (``X-Amz-Security-Token`` is not accepted there).
+
+The session is a credentials source like any other (``CredentialSource``, one per client, so
+one per bucket): in the last 15% of its life one thread asks for the next session while the
+others go on signing with the current one; in the last 1/30 every caller waits for it (one
+request, not one per thread). For a 5-minute session these are botocore's 45 s and 10 s
+(``utils.IdentityCache``); a shorter session (the testing kit's front) scales them down. A
+session the store refuses before its expiry (``ExpiredToken``) is renewed once and the request
+sent once more, as for any session token (``client._renew_token``).
+
+After a fork the child keeps the parent's session (it is only credentials, valid until its
+expiry) and renews it over its own connections: the client's pool is per process.
+
+Spec: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateSession.html; the endpoint
+rules are those of the S3 endpoint ruleset botocore ships (the tests compare with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from .credentials import Credentials, CredentialSource
+from .errors import CredentialsError, S3Error, TransportError
+
+__all__ = [
+    "SERVICE",
+    "SESSION_TOKEN_HEADER",
+    "SUFFIX",
+    "SessionProvider",
+    "UnreadableSession",
+    "is_directory_bucket",
+    "parse_session",
+    "refresh_windows",
+    "session_source",
+    "zonal_endpoint",
+    "zone_id",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The suffix that makes a bucket name a directory bucket's.
+SUFFIX = "--x-s3"
+#: The signing name of CreateSession and of every object request on a directory bucket.
+SERVICE = "s3express"
+#: Where object requests carry the session token.
+SESSION_TOKEN_HEADER = "x-amz-s3session-token"
+# The zone id lengths the S3 endpoint ruleset recognises ("usw2-az1", "use1-az12",
+# "usw2-lax1-az1", "usw2-lax1-az12", Dedicated Local Zones' 20): it reads the id from the end
+# of the name by these lengths, so a base name may itself hold "--".
+_ZONE_ID_LENGTHS = (8, 9, 13, 14, 20)
+_HOST_LABEL = re.compile(r"(?!-)[a-z\d-]{3,63}(?<!-)")
+_IPV4_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_FIELD = re.compile(rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration)>([^<]*)</\1>")
+# botocore's windows for a 5-minute session (45 s, 10 s), as fractions of the session's life.
+_ADVISORY_SHARE = 45 / 300
+_MANDATORY_SHARE = 10 / 300
+
+
+class UnreadableSession(CredentialsError):
+    """A CreateSession answer without the credentials in it: damaged on its way, or not S3's."""
+
+
+def is_directory_bucket(bucket: str) -> bool:
+    """Whether S3 treats this bucket name as a directory bucket's (``...--x-s3``)."""
+    return bucket.endswith(SUFFIX)
+
+
+def zone_id(bucket: str) -> str | None:
+    """The Availability Zone ID in a directory bucket's name, as the S3 endpoint rules read it.
+
+    None when the name is not one S3 can address: not a single DNS label of 3-63 lower-case
+    letters, digits and hyphens, or no zone id of a known length after a ``--``.
+    """
+    if not is_directory_bucket(bucket) or not _HOST_LABEL.fullmatch(bucket) or _IPV4_LIKE.fullmatch(bucket):
+        return None
+    stem = bucket[: -len(SUFFIX)]
+    for length in _ZONE_ID_LENGTHS:
+        if len(stem) >= length + 2 and stem[-length - 2 : -length] == "--":
+            return stem[-length:]
+    return None
+
+
+def zonal_endpoint(bucket: str, region: str) -> str:
+    """``https://<bucket>.s3express-<zone id>.<region>.amazonaws.com`` (``.com.cn`` in China)."""
+    zone = zone_id(bucket)
+    if zone is None:
+        raise ValueError(f"{bucket!r} is not a directory bucket name")
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"https://{bucket}.s3express-{zone}.{region}{suffix}"
+
+
+def parse_session(body: bytes) -> tuple[str, str, str, float]:
+    """Access key, secret, token and expiry (UNIX time) of a ``CreateSessionResult``."""
+    from xml.sax.saxutils import unescape  # only on a session fetch, every few minutes
+
+    fields = {name.decode(): unescape(value.decode("utf-8")).strip() for name, value in _FIELD.findall(body)}
+    missing = [n for n in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration") if not fields.get(n)]
+    if missing:
+        raise UnreadableSession(f"CreateSession answered without {', '.join(missing)}")
+    stamp = fields["Expiration"].replace("Z", "+00:00")
+    try:
+        expiry = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise UnreadableSession(f"CreateSession answered an unreadable Expiration {fields['Expiration']!r}") from None
+    if expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=timezone.utc)
+    return fields["AccessKeyId"], fields["SecretAccessKey"], fields["SessionToken"], expiry.timestamp()
+
+
+def refresh_windows(lifetime: float) -> tuple[float, float]:
+    """Seconds before expiry at which to refresh in one thread, and at which every caller waits.
+
+    A share of the session's life (45 s and 10 s of 5 minutes), but the mandatory window keeps
+    up to a second (a sixth of a short session) for a request signed now to arrive in time.
+    """
+    mandatory = max(lifetime * _MANDATORY_SHARE, min(1.0, lifetime / 6))
+    return max(lifetime * _ADVISORY_SHARE, 2 * mandatory), mandatory
+
+
+class SessionProvider:
+    """A credentials provider that runs CreateSession; ``send`` does the request and returns its XML.
+
+    Transient failures (a lost connection, a 503, an answer that does not parse) are tried again
+    up to ``attempts`` times with ``backoff``; a refusal (403: no ``s3express:CreateSession``
+    permission) is raised at once.
+    """
+
+    name = "CreateSession"
+
+    def __init__(
+        self,
+        send: Callable[[], bytes],
+        *,
+        bucket: str,
+        attempts: int,
+        backoff: Callable[[int], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._send = send
+        self._bucket = bucket
+        self._attempts = attempts
+        self._backoff = backoff
+        self._clock = clock
+        #: The granted life of the current session, in seconds (for the refresh windows).
+        self.lifetime = 300.0
+        #: Sessions created by this provider (for ``check`` and the tests).
+        self.sessions = 0
+
+    def __call__(self) -> Credentials:
+        from .retry import is_retryable
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = self._send()
+                # An answer that does not parse was damaged on its way: asked again, as a lost reply.
+                access, secret, token, expiry = parse_session(body)
+                break
+            except (S3Error, TransportError) as exc:
+                if attempt >= self._attempts or not is_retryable(exc):
+                    raise
+                failure: Exception = exc
+            except UnreadableSession as exc:
+                if attempt >= self._attempts:
+                    raise
+                failure = exc
+            logger.info("s3result: CreateSession on %s failed (%s); trying again", self._bucket, failure)
+            self._backoff(attempt)
+        self.lifetime = max(expiry - self._clock(), 1.0)
+        self.sessions += 1
+        logger.debug("s3result: new S3 Express session for %s, %.0fs long", self._bucket, self.lifetime)
+        return Credentials(access, secret, token, expiry=expiry, source=f"CreateSession on {self._bucket}")
+
+    def __repr__(self) -> str:
+        return f"SessionProvider(bucket={self._bucket!r}, sessions={self.sessions})"
+
+
+def session_source(provider: SessionProvider, *, clock: Callable[[], float] = time.time) -> CredentialSource:
+    """The per-bucket session cache: a ``CredentialSource`` over ``provider``, windows scaled to the session."""
+    return CredentialSource(
+        [provider],
+        clock=clock,
+        windows=lambda: refresh_windows(provider.lifetime),
+        none_found="CreateSession answered nothing ({tried})",
+    )
