@@ -248,22 +248,26 @@ class S3Backend(Waits, KeyValueStoreBackend):
         except (S3Error, TransportError) as exc:
             raise _as_error_of(exc, "PUT", key) from exc
         if not support.ok:
-            return super()._store_result(task_id, result, state, traceback, request, **kwargs)
+            stored = super()._store_result(task_id, result, state, traceback, request, **kwargs)
+            self._notify_caller(task_id, state, None, request)
+            return stored
         meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        self._write_state(key, body, final=state in states.READY_STATES)
+        etag = self._write_state(key, body, final=state in states.READY_STATES)
+        self._notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result
 
     def _etag_slot(self, key: str) -> str:
         """The ETag memory's key: the same object key in another bucket is another object."""
         return f"{self.settings.base_url} {self.settings.bucket} {key}"
 
-    def _write_state(self, key: str, body: bytes, final: bool = False) -> None:
+    def _write_state(self, key: str, body: bytes, final: bool = False) -> str | None:
         """``PUT If-Match`` with the ETag this process wrote last, else create, else read then replace.
 
         ``final`` (a ready state) is never remembered: whatever comes after it must read it first.
+        Returns the ETag now stored (None if unknown).
         """
         slot = self._etag_slot(key)
         etag = self._put_state(key, body, slot)
@@ -271,6 +275,7 @@ class S3Backend(Waits, KeyValueStoreBackend):
             _etags.forget(slot)
         else:
             _etags.put(slot, etag)
+        return etag
 
     def _put_state(self, key: str, body: bytes, slot: str) -> str | None:
         """Store ``body`` at ``key`` as the race-free rules say; the ETag now there, None if unknown."""

@@ -15,6 +15,7 @@ from celery.result import ResultSet
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from . import notify
 from .polling import Deadline, delays
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class Waits:
 
     if TYPE_CHECKING:  # provided by S3Backend and Celery's backend classes
         settings: Settings
+        app: Any
         _cache: Any
         TimeoutError: type[Exception]
 
@@ -63,7 +65,12 @@ class Waits:
         no_ack: bool = True,
         on_interval: Any = None,
     ) -> Any:
-        """Poll until the task is ready: soon at first, backing off to ``interval``.
+        """Wait until the task is ready: woken by its notification, polling behind it.
+
+        Where the broker carries notifications (``notify``), the wait listens before its first
+        read, then reads again when the worker says the task is ready; polling goes on behind it,
+        every ``interval`` while notifications arrive, else soon at first, backing off to
+        ``interval`` (as without notifications).
 
         Each poll is one GET bounded by the time left before ``timeout``, so
         ``get(timeout=T)`` raises Celery's ``TimeoutError`` on time whether the store is up,
@@ -76,28 +83,38 @@ class Waits:
         """
         self._ensure_not_eager()
         deadline = Deadline(timeout)
-        waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
+        interval = 0.5 if interval is None else interval
+        fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
+        watch = self._watch([task_id], deadline)
         failing: BaseException | None = None
-        while True:
-            try:
-                meta = self._get_meta_once(task_id, deadline.at)
-            except Exception as exc:
-                if not self.exception_safe_to_retry(exc):
-                    raise
-                if failing is None:
-                    logger.warning("s3result: store unavailable while waiting for %s: %s", task_id, exc)
-                failing = exc
-            else:
-                if meta["status"] in states.READY_STATES:
-                    if on_interval and meta["status"] in states.PROPAGATE_STATES:
-                        on_interval()
-                    return meta
-                failing = None
-            if on_interval:
-                on_interval()
-            if deadline.passed():
-                raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
-            deadline.nap(next(waits))
+        polls = 0
+        try:
+            while True:
+                try:
+                    meta = self._get_meta_once(task_id, deadline.at)
+                except Exception as exc:
+                    if not self.exception_safe_to_retry(exc):
+                        raise
+                    if failing is None:
+                        logger.warning("s3result: store unavailable while waiting for %s: %s", task_id, exc)
+                    failing = exc
+                else:
+                    if meta["status"] in states.READY_STATES:
+                        if watch is not None and polls:
+                            watch.found_by_poll(task_id)
+                        if on_interval and meta["status"] in states.PROPAGATE_STATES:
+                            on_interval()
+                        return meta
+                    failing = None
+                if on_interval:
+                    on_interval()
+                if deadline.passed():
+                    raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
+                polls += 1
+                self._pause(watch, deadline, next(slow) if watch is not None and watch.reliable() else next(fast))
+        finally:
+            if watch is not None:
+                watch.close()
 
     def get_many(
         self,
@@ -129,43 +146,60 @@ class Waits:
                 del ids[task_id]
                 yield bytes_to_str(task_id), cached
         deadline = Deadline(timeout)
-        waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
+        interval = 0.5 if interval is None else interval
+        fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
+        watch = self._watch([bytes_to_str(k) for k in ids], deadline) if ids else None
+        notified: set[str] = set()
+        again = False
         iterations = 0
         failing: BaseException | None = None
         sentinel: str | None = None
-        while ids:
-            failing = None  # the last round's error only: a round the store answered clears it
-            if sentinel is not None and sentinel in ids and len(ids) > 1:
-                # Later rounds read one missing result first: a join needs them all, and
-                # results of one group tend to be ready together, so the others are read
-                # (at once, concurrently) only when it is. The sentinel is the last member
-                # still missing: workers take a group's tasks in order.
-                ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
-                if sentinel in ready:
-                    rest, failing = self._read_ready([k for k in ids if k != sentinel], READY_STATES, deadline, failing)
-                    ready.update(rest)
-            else:
-                ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
-            cache.update(ready)
-            for k in ready:
-                ids.pop(bytes_to_str(k), None)
-                ids.pop(k, None)
-            for key, value in ready.items():
-                if on_message is not None:
-                    on_message(value)
-                yield bytes_to_str(key), value
-            if not ids:
-                break
-            if sentinel not in ids:
-                sentinel = next(reversed(ids))
-            if deadline.passed():
-                raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
-            if on_interval:
-                on_interval()
-            deadline.nap(next(waits))
-            iterations += 1
-            if max_iterations and iterations >= max_iterations:
-                break
+        try:
+            while ids:
+                failing = None  # the last round's error only: a round the store answered clears it
+                told = [k for k in ids if bytes_to_str(k) in notified]
+                if told and not again:
+                    # Woken: read what the workers said is ready, and nothing else.
+                    ready, failing = self._read_ready(told, READY_STATES, deadline, failing)
+                elif sentinel is not None and sentinel in ids and len(ids) > 1 and not again:
+                    # Later rounds read one missing result first: a join needs them all, and
+                    # results of one group tend to be ready together, so the others are read
+                    # (at once, concurrently) only when it is. The sentinel is the last member
+                    # still missing: workers take a group's tasks in order.
+                    ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
+                    if sentinel in ready:
+                        rest, failing = self._read_ready(
+                            [k for k in ids if k != sentinel], READY_STATES, deadline, failing
+                        )
+                        ready.update(rest)
+                else:
+                    ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
+                cache.update(ready)
+                for k in ready:
+                    ids.pop(bytes_to_str(k), None)
+                    ids.pop(k, None)
+                    if watch is not None and iterations and bytes_to_str(k) not in notified:
+                        watch.found_by_poll(bytes_to_str(k))
+                for key, value in ready.items():
+                    if on_message is not None:
+                        on_message(value)
+                    yield bytes_to_str(key), value
+                if not ids:
+                    break
+                if sentinel not in ids:
+                    sentinel = next(reversed(ids))
+                if deadline.passed():
+                    raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
+                if on_interval:
+                    on_interval()
+                wait = next(slow) if watch is not None and watch.reliable() else next(fast)
+                notified, again = self._pause(watch, deadline, wait)
+                iterations += 1
+                if max_iterations and iterations >= max_iterations:
+                    break
+        finally:
+            if watch is not None:
+                watch.close()
 
     def iter_native(
         self,
@@ -232,3 +266,42 @@ class Waits:
         if meta.get("status") == states.SUCCESS:
             self._cache[task_id] = meta
         return meta
+
+    def _watch(self, ids: list[str], deadline: Deadline) -> notify.Watch | None:
+        """Listen for the notifications of ``ids`` before the first read; None without them."""
+        if not self.settings.notify:
+            return None
+        try:
+            listener = notify.listener_for(self.app)
+            if listener is None:
+                return None
+            left = deadline.remaining()
+            return listener.watch(
+                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT)
+            )
+        except Exception as exc:  # noqa: BLE001 - waits poll without notifications
+            logger.debug("s3result: waiting without notifications: %r", exc)
+            return None
+
+    @staticmethod
+    def _pause(watch: notify.Watch | None, deadline: Deadline, wait: float) -> tuple[set[str], bool]:
+        """Until the next poll, a notification or the deadline: (ids notified, read all again)."""
+        if watch is None:
+            deadline.nap(wait)
+            return set(), False
+        left = deadline.remaining()
+        return watch.wait(wait if left is None else max(0.0, min(wait, left)))
+
+    def on_task_call(self, producer: Any, task_id: Any) -> dict[str, Any]:
+        """A task is about to be sent from this thread: its ``reply_to`` is worth listening to."""
+        if self.settings.notify:
+            notify.sent_from(self.app, self.app.thread_oid)
+        return {}
+
+    def _notify_caller(self, task_id: Any, state: str, etag: str | None, request: Any) -> None:
+        """After a ready state is stored: wake the process that sent the task (see ``notify``)."""
+        if not self.settings.notify or state not in states.READY_STATES:
+            return
+        reply_to = getattr(request, "reply_to", None) if request is not None else None
+        if reply_to:
+            notify.publish(self.app, str(reply_to), bytes_to_str(task_id), state, etag)
