@@ -42,6 +42,7 @@ __all__ = [
     "Listener",
     "Watch",
     "broker_kind",
+    "current_listener",
     "listener_for",
     "publish",
     "sent_from",
@@ -62,8 +63,8 @@ SUBSCRIBE_TIMEOUT = 2.0
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
-_kinds: dict[int, str] = {}
-_listeners: dict[int, Listener] = {}
+_kinds: dict[tuple[int, str], str] = {}
+_listeners: dict[tuple[int, str], Listener] = {}
 _senders: dict[int, set[str]] = {}
 _said: set[str] = set()
 # Listeners of a parent process, kept (never closed: their sockets are the parent's) after a fork.
@@ -81,16 +82,23 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _app_key(app: Any) -> tuple[int, str]:
+    """An app and the broker it is configured with now (tests and tools point an app elsewhere)."""
+    conf = app.conf
+    return id(app), f"{conf.broker_read_url or conf.broker_url} {conf.broker_transport}"
+
+
 def broker_kind(app: Any) -> str:
-    """The broker's driver type (``redis``, ``amqp``, ``sqs``...), found once per app."""
-    kind = _kinds.get(id(app))
+    """The broker's driver type (``redis``, ``amqp``, ``sqs``...), found once per app and broker."""
+    key = _app_key(app)
+    kind = _kinds.get(key)
     if kind is None:
         conn = app.connection_for_write()
         try:
             kind = str(getattr(conn.transport, "driver_type", "") or "")
         finally:
             conn.release()
-        _kinds[id(app)] = kind
+        _kinds[key] = kind
     return kind
 
 
@@ -171,7 +179,8 @@ def listener_for(app: Any) -> Listener | None:
     """This process's listener for ``app``, started on first use; None when it cannot listen."""
     if not _senders.get(id(app)):
         return None  # this process sent nothing: nobody would notify it
-    listener = _listeners.get(id(app))
+    key = _app_key(app)
+    listener = _listeners.get(key)
     if listener is not None:
         return listener
     kind = broker_kind(app)
@@ -179,10 +188,17 @@ def listener_for(app: Any) -> Listener | None:
     if kind not in _SUPPORTED:
         return None
     with _lock:
-        listener = _listeners.get(id(app))
+        listener = _listeners.get(key)
         if listener is None:
-            listener = _listeners[id(app)] = Listener(app, kind)
+            for old in [k for k in _listeners if k[0] == key[0]]:
+                _listeners.pop(old).stop()  # the app was pointed at another broker
+            listener = _listeners[key] = Listener(app, kind)
     return listener
+
+
+def current_listener(app: Any) -> Listener | None:
+    """The listener already running for ``app`` and its broker, if any (for tests and tools)."""
+    return _listeners.get(_app_key(app))
 
 
 class Watch:
@@ -234,6 +250,9 @@ class Listener:
         self._wanted: set[str] = set()
         self._confirmed: set[str] = set()
         self._connected = False
+        self._stopped = False
+        #: Notifications that woke a wait of this process (a count, for tests and tools).
+        self.delivered = 0
         self._failed = False
         self._awaiting: set[str] | None = None
         self._queue = f"s3result.notify.{uuid.uuid4().hex}"
@@ -268,6 +287,11 @@ class Listener:
             self._cond.wait_for(lambda: self._wanted <= self._confirmed, max(0.0, deadline - time.monotonic()))
             w.epoch = self.epoch
         return w
+
+    def stop(self) -> None:
+        """End the listening thread; its connection closes (and, on RabbitMQ, its queue goes)."""
+        self._stopped = True
+        os.write(self._wake_w, b"x")
 
     def unwatch(self, w: Watch) -> None:
         with self._cond:
@@ -323,6 +347,7 @@ class Listener:
         with self._cond:
             watches = self._watches.get(task_id)
             if watches:
+                self.delivered += 1
                 for w in watches:
                     w.notified.add(task_id)
                 self._cond.notify_all()
@@ -356,7 +381,7 @@ class Listener:
 
     def _run(self) -> None:
         pause = 0.1
-        while True:
+        while not self._stopped:
             try:
                 if self.kind == "redis":
                     self._run_redis()
@@ -378,7 +403,7 @@ class Listener:
                 pubsub.subscribe(*[CHANNEL_PREFIX + r for r in subscribed])
                 self._up(set(), subscribed)
                 sock = pubsub.connection._sock
-                while True:
+                while not self._stopped:
                     while True:
                         message = pubsub.get_message(timeout=0)
                         if message is None:
@@ -435,9 +460,9 @@ class Listener:
                 channel.queue_bind(queue=self._queue, exchange=EXCHANGE, routing_key=reply_to)
             channel.basic_consume(queue=self._queue, no_ack=True, callback=lambda message: self._deliver(message.body))
             self._up(wanted, wanted)
-            while True:
+            while not self._stopped:
                 try:
-                    conn.drain_events(timeout=5.0)
+                    conn.drain_events(timeout=1.0)
                 except TimeoutError:
                     conn.heartbeat_check()
         finally:
