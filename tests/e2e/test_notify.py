@@ -287,9 +287,7 @@ def test_a_caller_sigkilled_mid_wait_leaves_nothing_behind(caller: Caller, tmp_p
         assert sum(queues_after.values()) <= sum(queues_before.values()), queues_after
 
 
-def test_a_notify_off_worker_beside_notifying_ones(
-    caller: Caller, moto_server: MotoServer, tmp_path: Path
-) -> None:
+def test_a_notify_off_worker_beside_notifying_ones(caller: Caller, moto_server: MotoServer, tmp_path: Path) -> None:
     """A worker with notify=off takes some of the tasks: their callers poll and return within an interval."""
     off = Worker(
         caller.worker.url + "?notify=off",
