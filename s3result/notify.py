@@ -60,6 +60,8 @@ QUEUE_EXPIRES_MS = 60_000
 MESSAGE_TTL_MS = 60_000
 #: How long a wait gives the listener to connect and subscribe before it polls without it.
 SUBSCRIBE_TIMEOUT = 2.0
+#: Reply channels one process listens on at most (one per thread that sent tasks).
+MAX_SENDERS = 1024
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
@@ -166,12 +168,16 @@ def publish(app: Any, reply_to: str, task_id: str, state: str, etag: str | None)
 
 
 def sent_from(app: Any, reply_to: str) -> None:
-    """Record a ``reply_to`` this process sends tasks with (called for every task sent)."""
+    """Record a ``reply_to`` this process sends tasks with (called for every task sent).
+
+    One per sending thread (Celery's ``thread_oid``); past ``MAX_SENDERS`` (a server that makes a
+    thread per request), the tasks of new threads are not listened for: their waits poll.
+    """
     senders = _senders.get(id(app))
     if senders is None:
         with _lock:
             senders = _senders.setdefault(id(app), set())
-    if reply_to not in senders:
+    if reply_to not in senders and len(senders) < MAX_SENDERS:
         senders.add(reply_to)
 
 
@@ -273,8 +279,8 @@ class Listener:
         with self._cond:
             for task_id in w.ids:
                 self._watches.setdefault(task_id, []).append(w)
-        senders = set(_senders.get(id(self.app), ()))
-        new = senders - self._wanted
+        senders = _senders.get(id(self.app), set())
+        new = set(senders) - self._wanted if len(senders) > len(self._wanted) else set()
         if new:
             with self._cond:
                 self._wanted |= new

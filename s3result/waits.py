@@ -269,8 +269,8 @@ class Waits:
 
     def _watch(self, ids: list[str], deadline: Deadline) -> notify.Watch | None:
         """Listen for the notifications of ``ids`` before the first read; None without them."""
-        if not self.settings.notify:
-            return None
+        if not self.settings.notify or self.app.current_worker_task is not None:
+            return None  # a wait inside a task (e.g. a chord's join, all ready) polls: no listener in workers
         try:
             listener = notify.listener_for(self.app)
             if listener is None:
