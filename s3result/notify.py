@@ -233,13 +233,8 @@ class Watch:
             self.listener.trusted = False
 
     def close(self) -> None:
+        """The wait is over: its ids are no longer listened for."""
         self.listener.unwatch(self)
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 class Listener:
@@ -264,8 +259,15 @@ class Listener:
         self._queue = f"s3result.notify.{uuid.uuid4().hex}"
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._thread = threading.Thread(target=self._run, name="s3result-notify", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the listening thread (once; the first ``watch`` does)."""
+        if self._thread is None:
+            with self._cond:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="s3result-notify", daemon=True)
+                    self._thread.start()
 
     # -- the waiting side -------------------------------------------------------------------
 
@@ -275,6 +277,7 @@ class Listener:
         Returns once subscribed, or after ``timeout`` (the wait then polls as without notifications):
         the caller reads the store only after this, so a result stored in between is not missed.
         """
+        self.start()
         w = Watch(self, ids)
         with self._cond:
             for task_id in w.ids:
@@ -298,6 +301,9 @@ class Listener:
         """End the listening thread; its connection closes (and, on RabbitMQ, its queue goes)."""
         self._stopped = True
         os.write(self._wake_w, b"x")
+        for key, listener in list(_listeners.items()):
+            if listener is self:
+                _listeners.pop(key, None)
 
     def unwatch(self, w: Watch) -> None:
         with self._cond:

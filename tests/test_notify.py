@@ -56,3 +56,95 @@ def test_no_listener_where_the_broker_carries_no_notifications(caplog: pytest.Lo
     lines = [r for r in caplog.records if "poll the store" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.INFO
     assert notify.broker_kind(app) == "memory"
+
+
+def _listener() -> notify.Listener:
+    """A listener whose thread is never started: its bookkeeping is pure logic."""
+    app = Celery("notify-logic", set_as_current=False)
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    return notify.Listener(app, "redis")
+
+
+def _note(task_id: str) -> bytes:
+    return notify._payload(task_id, states.SUCCESS, '"etag"').encode()
+
+
+def test_a_notification_wakes_the_waits_on_its_id_and_only_those() -> None:
+    listener = _listener()
+    listener._up(set(), set())
+    a, b = notify.Watch(listener, ["t1"]), notify.Watch(listener, ["t1", "t2"])
+    for w in (a, b):
+        for tid in w.ids:
+            listener._watches.setdefault(tid, []).append(w)
+    listener._deliver(_note("t2"))
+    listener._deliver(_note("unknown"))  # another process's task on the same channel: ignored
+    listener._deliver(b"not json")
+    listener._deliver(b'{"state": "SUCCESS"}')
+    assert listener.delivered == 1
+    assert a.wait(0) == (set(), False)
+    assert b.wait(0) == ({"t2"}, False)
+    assert b.wait(0) == (set(), False)  # taken once
+    listener._deliver(_note("t1"))
+    assert a.wait(0) == ({"t1"}, False) and b.wait(0) == ({"t1"}, False)
+    a.close()
+    b.close()
+    assert listener._watches == {}
+
+
+def test_polls_slow_down_only_while_notifications_arrive() -> None:
+    listener = _listener()
+    w = notify.Watch(listener, ["t1", "t2"])
+    listener._watches = {"t1": [w], "t2": [w]}
+    assert not w.reliable()  # not connected, nothing arrived yet
+    listener._up({"oid"}, set())
+    listener._wanted = {"oid"}
+    w.epoch = listener.epoch  # as watch() does once subscribed
+    assert not w.reliable()  # connected, but no notification has woken a wait yet
+    listener._deliver(_note("t1"))
+    assert w.wait(0) == ({"t1"}, False)
+    assert w.reliable()
+    w.found_by_poll("t1")  # read after its notification: notifications still arrive
+    assert w.reliable()
+    w.found_by_poll("t2")  # found by a poll, no notification: poll as without them
+    assert not w.reliable()
+    listener._wanted = {"oid", "another thread"}
+    listener.trusted = True
+    assert not w.reliable()  # a sending thread not subscribed yet
+
+
+def test_after_a_reconnect_every_wait_reads_again() -> None:
+    """Notifications sent while the connection was down are lost: once subscribed again, all waits read."""
+    listener = _listener()
+    w = notify.Watch(listener, ["t1"])
+    listener._up(set(), {"oid"})
+    assert w.wait(0) == (set(), False)  # not confirmed yet: no re-read before the subscription holds
+    listener._down(ConnectionError("broker restarted"))
+    assert listener._failed and not listener._connected
+    listener._up(set(), {"oid"})
+    with listener._cond:
+        listener._confirm({"oid"})
+    assert w.wait(0) == (set(), True)
+    assert w.wait(0) == (set(), False)
+
+
+def test_a_forked_child_starts_afresh() -> None:
+    """A child never uses its parent's listener (its socket is the parent's) nor its senders."""
+    import os
+
+    app = Celery("notify-fork", set_as_current=False)
+    app.conf.broker_url = "memory://"
+    notify.sent_from(app, "parent-thread")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's exit code is the assertion
+        os._exit(0 if not notify._senders and not notify._listeners else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert notify._senders[id(app)] == {"parent-thread"}
+
+
+def test_sending_threads_listened_for_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = Celery("notify-many", set_as_current=False)
+    monkeypatch.setattr(notify, "MAX_SENDERS", 3)
+    for i in range(10):
+        notify.sent_from(app, f"thread-{i}")
+    assert notify._senders[id(app)] == {"thread-0", "thread-1", "thread-2"}

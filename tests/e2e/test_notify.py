@@ -111,6 +111,12 @@ def stack(
     worker.start()
     yield broker, worker
     worker.stop()
+    from tests.e2e import app as module
+
+    listener = notify.current_listener(module.app)
+    if listener is not None:
+        listener.stop()  # its connection closes: the next module starts from nothing
+        assert notify.current_listener(module.app) is None
 
 
 @pytest.fixture
