@@ -257,8 +257,7 @@ class Listener:
         self._failed = False
         self._awaiting: set[str] | None = None
         self._queue = f"s3result.notify.{uuid.uuid4().hex}"
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self._wake_r = self._wake_w = -1  # a pipe that wakes the Redis thread, made with it
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -266,8 +265,17 @@ class Listener:
         if self._thread is None:
             with self._cond:
                 if self._thread is None:
+                    self._wake_r, self._wake_w = os.pipe()
+                    os.set_blocking(self._wake_r, False)
                     self._thread = threading.Thread(target=self._run, name="s3result-notify", daemon=True)
                     self._thread.start()
+
+    def _wake(self) -> None:
+        """Interrupt the Redis thread's wait on its socket (to subscribe, or to stop)."""
+        try:
+            os.write(self._wake_w, b"w")
+        except OSError:  # not started, or stopped and closed
+            pass
 
     # -- the waiting side -------------------------------------------------------------------
 
@@ -287,11 +295,12 @@ class Listener:
         if new:
             with self._cond:
                 self._wanted |= new
-            if self.kind == "amqp":
-                self._bind(new)
-            else:
-                os.write(self._wake_w, b"s")
         deadline = time.monotonic() + (0.0 if self._failed else timeout)  # down: do not wait
+        if new:
+            if self.kind == "amqp":
+                self._bind(new, deadline)
+            else:
+                self._wake()
         with self._cond:
             self._cond.wait_for(lambda: self._wanted <= self._confirmed, max(0.0, deadline - time.monotonic()))
             w.epoch = self.epoch
@@ -300,12 +309,13 @@ class Listener:
     def stop(self) -> None:
         """End the listening thread; its connection closes (and, on RabbitMQ, its queue goes)."""
         self._stopped = True
-        os.write(self._wake_w, b"x")
+        self._wake()
         for key, listener in list(_listeners.items()):
             if listener is self:
                 _listeners.pop(key, None)
 
     def unwatch(self, w: Watch) -> None:
+        """Forget a wait that ended."""
         with self._cond:
             for task_id in w.ids:
                 watches = self._watches.get(task_id)
@@ -318,9 +328,11 @@ class Listener:
                         del self._watches[task_id]
 
     def reliable(self) -> bool:
+        """Connected, every sending thread subscribed, and the last ended wait was woken."""
         return self._connected and self.trusted and self._wanted <= self._confirmed
 
     def wait(self, w: Watch, timeout: float) -> tuple[set[str], bool]:
+        """See ``Watch.wait``."""
         with self._cond:
             self._cond.wait_for(lambda: bool(w.notified) or w.epoch != self.epoch, max(0.0, timeout))
             notified, w.notified = w.notified, set()
@@ -331,14 +343,14 @@ class Listener:
             self.trusted = True
         return notified, again
 
-    def _bind(self, reply_tos: set[str]) -> None:
+    def _bind(self, reply_tos: set[str], deadline: float) -> None:
         """RabbitMQ: bind this process's queue to each new ``reply_to`` (a pooled connection)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._connected, SUBSCRIBE_TIMEOUT)
+            self._cond.wait_for(lambda: self._connected, max(0.0, deadline - time.monotonic()))
             if not self._connected:
                 return  # the listener binds everything wanted when it connects
         try:
-            with self.app.pool.acquire(block=True, timeout=SUBSCRIBE_TIMEOUT) as conn:
+            with self.app.pool.acquire(block=True, timeout=max(0.1, deadline - time.monotonic())) as conn:
                 channel = conn.default_channel
                 for reply_to in reply_tos:
                     channel.queue_bind(queue=self._queue, exchange=EXCHANGE, routing_key=reply_to)
@@ -401,8 +413,10 @@ class Listener:
                     self._run_amqp()
             except Exception as exc:  # noqa: BLE001 - reconnect; waits poll meanwhile
                 self._down(exc)
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+            if not self._stopped:
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+        # The pipe stays open: a late _wake() must never write into a file that reused its number.
 
     def _run_redis(self) -> None:
         conn = self.app.connection_for_read()
