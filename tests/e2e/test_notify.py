@@ -263,10 +263,15 @@ def test_a_caller_sigkilled_mid_wait_leaves_nothing_behind(caller: Caller, tmp_p
         assert isinstance(broker, RabbitMQServer)
         queues_before = broker.queues()
     info = tmp_path / "doomed.json"
+    env = caller.env()
+    if isinstance(broker, RabbitMQServer):
+        # Every task reaches the broker before the caller dies: a process killed with frames
+        # still unread on its socket resets the connection, and what it sent last may be lost.
+        env["E2E_BROKER_OPTIONS"] = json.dumps({**json.loads(env["E2E_BROKER_OPTIONS"]), "confirm_publish": True})
     doomed = subprocess.Popen(
         [sys.executable, "-c", _DOOMED, str(info)],
         cwd=ROOT,
-        env=caller.env(),
+        env=env,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -280,8 +285,13 @@ def test_a_caller_sigkilled_mid_wait_leaves_nothing_behind(caller: Caller, tmp_p
         doomed.wait()
     sent = json.loads(info.read_text())
     # Every task runs, is stored and notifies the dead caller; read them all (this process polls).
-    joined = dict(caller.app.backend.get_many(sent["ids"], timeout=300))
-    assert len(joined) == 1000, caller.worker.tail()
+    joined: dict[str, Any] = {}
+    try:
+        for task_id, meta in caller.app.backend.get_many(sent["ids"], timeout=180):
+            joined[task_id] = meta
+    except caller.app.backend.TimeoutError:
+        pass
+    assert len(joined) == 1000, f"{len(joined)} of 1000 tasks stored: {caller.worker.tail()}"
     time.sleep(1.0)  # the last notifications land
     if isinstance(broker, RedisServer):
         keys_after, lists_after, channels = _redis_state(broker, caller.namespace)
