@@ -1,8 +1,16 @@
-"""Waiting for results: ``get()``, joins and ``iter_native`` poll the store, one GET per poll.
+"""Waiting for results: ``get()``, joins and ``iter_native`` are woken, and poll the store behind.
 
 ``Waits`` is mixed into ``S3Backend`` ahead of Celery's ``KeyValueStoreBackend``, whose own
-``wait_for`` / ``get_many`` / ``iter_native`` it replaces: every poll is one GET of one attempt,
-bounded by the time left before the caller's timeout, on the schedule of ``polling``.
+``wait_for`` / ``get_many`` / ``iter_native`` it replaces. Where the broker carries notifications
+(``notify``), a wait listens before its first read, then reads what a notification says is ready.
+Polling goes on behind, as the safety net: every poll is one GET of one attempt, bounded by the
+time left before the caller's timeout, every ``interval`` while notifications arrive, else on the
+schedule of ``polling``. Celery's ``AsyncBackendMixin`` delivers the result carried by a message;
+here the message carries no result, and the store is read once it comes, so the wait loop stays
+this one, for every broker.
+
+The worker's half is here too: ``on_task_call`` records the sending thread's ``reply_to`` and
+``_notify_caller`` publishes after the store write (see ``notify``).
 """
 
 from __future__ import annotations
