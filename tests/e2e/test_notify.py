@@ -332,7 +332,8 @@ def test_a_notify_off_worker_beside_notifying_ones(caller: Caller, moto_server: 
         off.stop()
 
 
-_GEVENT = """
+_GREEN = {
+    "gevent": """
 from gevent import monkey
 
 monkey.patch_all()
@@ -344,14 +345,34 @@ jobs = [gevent.spawn(lambda: m.sleepy.delay(0.3).get(timeout=60)) for _ in range
 gevent.joinall(jobs, timeout=120)
 values = [j.value for j in jobs]
 print(values.count(0.3), notify.current_listener(m.app).delivered, flush=True)
-"""
+""",
+    "eventlet": """
+import eventlet
+
+eventlet.monkey_patch()
+from s3result import notify
+from tests.e2e import app as m
+
+values = list(eventlet.GreenPool().imap(lambda _: m.sleepy.delay(0.3).get(timeout=60), range(20)))
+print(values.count(0.3), notify.current_listener(m.app).delivered, flush=True)
+""",
+}
 
 
-def test_gevent_callers_are_woken(caller: Caller) -> None:
+@pytest.mark.parametrize("green", ["gevent", "eventlet"])
+def test_green_callers_are_woken(caller: Caller, green: str) -> None:
     """20 greenlets of one monkey-patched process wait at once: all return, woken by notifications."""
-    pytest.importorskip("gevent", reason="gevent is a test dependency (pyproject [test]); not installed here")
+    import importlib.util
+
+    if importlib.util.find_spec(green) is None:  # not imported here: it would patch this process
+        pytest.skip(f"{green} is a test dependency (pyproject [test]) and is not installed here")
     out = subprocess.run(
-        [sys.executable, "-c", _GEVENT], cwd=ROOT, env=caller.env(), capture_output=True, text=True, timeout=180
+        [sys.executable, "-W", "ignore", "-c", _GREEN[green]],
+        cwd=ROOT,
+        env=caller.env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     returned, delivered = map(int, out.stdout.split())
