@@ -1,6 +1,7 @@
 """Waiting for results: adaptive polling against fixed polling and Celery's built-in S3 backend.
 
     python -m benchmarks.waits           # prints a section; benchmarks.run puts it in RESULTS.md
+    python -m benchmarks.waits --brokers # waking over Redis and RabbitMQ, against Celery's own backends
 
 One moto server and one real worker (threads pool, 100 threads, on the e2e filesystem
 broker) that stores results with s3result. Three clients wait for the same kind of tasks,
@@ -30,6 +31,7 @@ from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
+RIVALS = {"redis": "celery redis:// backend", "rabbitmq": "celery rpc:// backend"}
 DURATIONS = (0.05, 0.1, 1.0, 5.0)
 CLIENTS = ("s3result (adaptive, default)", "s3result (fixed, poll_initial_delay=off)", "celery s3 (boto3)")
 
@@ -174,13 +176,142 @@ def report(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
+def _broker_client(name: str, url: str, broker: Any, namespace: int) -> Celery:
+    from tests.e2e.conftest import queue_for
+
+    app = Celery(f"bench-wake-{name}", set_as_current=False)
+    app.conf.update(
+        broker_url=broker.url(namespace),
+        broker_transport_options=broker.transport_options(namespace),
+        task_default_queue=queue_for(namespace),
+        result_backend=url,
+    )
+    return app
+
+
+def measure_brokers(reps: int = 40, duration: float = 0.1) -> dict[str, Any]:
+    """Per broker: ``get()`` of a ``duration`` task, s3result (default settings) against Celery's backend
+    for that broker (``redis://`` on Redis, ``rpc://`` on RabbitMQ), each with its own worker (threads
+    pool, 8) on the same broker, taking turns. s3result's GETs are counted at the wire."""
+    sys.path.insert(0, str(ROOT))
+    from tests.brokers import RabbitMQServer, RedisServer
+    from tests.e2e.conftest import Worker
+
+    out: dict[str, Any] = {}
+    with MotoServer(bucket="bench-wake") as moto, tempfile.TemporaryDirectory(prefix="s3result-wake-") as tmp:
+        for name, broker_cls in (("redis", RedisServer), ("rabbitmq", RabbitMQServer)):
+            with broker_cls() as broker:
+                rival_url = f"redis://127.0.0.1:{broker.port}/9" if name == "redis" else "rpc://"
+                proxy = CountingProxy("127.0.0.1", moto.port)
+                urls = {"s3result (default)": (moto.url("wake"), 1), RIVALS[name]: (rival_url, 2)}
+                workers = []
+                for i, (url, ns) in enumerate(urls.values()):
+                    folder = Path(tmp) / f"{name}-{i}"
+                    folder.mkdir()
+                    workers.append(
+                        Worker(
+                            url,
+                            folder,
+                            pool="threads",
+                            concurrency=8,
+                            name=f"wake-{name}-{i}",
+                            broker=broker,
+                            namespace=ns,
+                        )
+                    )
+                for w in workers:
+                    w.start()
+                try:
+                    clients = {}
+                    for client, (url, ns) in urls.items():
+                        if url.startswith("s3result"):
+                            url = url.replace(f":{moto.port}/", f":{proxy.port}/", 1)
+                        clients[client] = _broker_client(client, url, broker, ns)
+                    row: dict[str, dict[str, list[float]]] = {c: {"wall": [], "GET": []} for c in clients}
+                    for turn in range(reps + 3):
+                        for client, app in clients.items():  # taking turns: noise hits all
+                            before = proxy.snapshot()
+                            start = time.perf_counter()
+                            got = app.send_task("tests.e2e.app.sleepy", (duration,)).get(timeout=60)
+                            wall = time.perf_counter() - start
+                            assert got == duration, got
+                            if turn >= 3:  # the first waits connect, subscribe and learn to trust
+                                row[client]["wall"].append(wall)
+                                row[client]["GET"].append((proxy.snapshot() - before)["GET"])
+                    out[name] = row
+                    print(f"waits: broker {name} done", file=sys.stderr, flush=True)
+                finally:
+                    for w in workers:
+                        w.stop()
+                    proxy.close()
+    return out
+
+
+def broker_bars(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Woken get() within 1.2x of Celery's backend for the broker, at most 2 GETs per get()."""
+    out = []
+    for name, row in results.items():
+        ours = row["s3result (default)"]
+        theirs = row[RIVALS[name]]
+        p50, rival = statistics.median(ours["wall"]), statistics.median(theirs["wall"])
+        out.append(
+            (
+                f"{name}: 0.1 s task p50 <= 1.2 x {RIVALS[name]}",
+                f"{p50:.3f} s vs {rival:.3f} s ({p50 / rival:.2f}x)",
+                p50 <= 1.2 * rival,
+            )
+        )
+        gets = max(ours["GET"])
+        out.append((f"{name}: <= 2 GETs per get()", f"{gets:.0f} (max)", gets <= 2))
+    return out
+
+
+def broker_report(results: dict[str, Any], command: str) -> str:
+    """The RESULTS.md section for waking over the broker."""
+    lines = [
+        "",
+        "## Waking the caller over the broker (`benchmarks/waits.py --brokers`)",
+        "",
+        f"`{command}`. One moto server; per broker (Redis, then RabbitMQ, started by the run on",
+        "loopback), two workers (threads pool, 8 threads): one storing with s3result (default settings:",
+        "notifications on), one with Celery's own backend for that broker (`redis://` on the same Redis,",
+        "`rpc://` on RabbitMQ). The callers take turns; a 0.1 s task; wall from `send_task` to `get()`",
+        "returning, seconds; s3result's GETs counted at the wire, median (max). The first 3 waits of each",
+        "caller are left out (they connect, subscribe, and learn that notifications arrive).",
+        "",
+        "| broker | client | runs | wall p50 | wall p95 | GETs per get() |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in results.items():
+        for client, data in row.items():
+            gets = (
+                f"{statistics.median(data['GET']):.0f} ({max(data['GET']):.0f})"
+                if client.startswith("s3result")
+                else "-"
+            )
+            lines.append(
+                f"| {name} | {client} | {len(data['wall'])} | {statistics.median(data['wall']):.3f} | "
+                f"{_pct(data['wall'], 0.95):.3f} | {gets} |"
+            )
+    lines += ["", "| bar | measured | |", "|---|---|---|"]
+    for bar, measured, met in broker_bars(results):
+        lines.append(f"| {bar} | {measured} | {'met' if met else 'NOT met'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the repetitions (0.2 for a smoke run)")
     parser.add_argument("--durations", default=",".join(f"{d:g}" for d in DURATIONS))
     parser.add_argument("--group-size", type=int, default=100)
+    parser.add_argument("--brokers", action="store_true", help="waking over Redis and RabbitMQ instead")
+    parser.add_argument("--reps", type=int, default=40, help="waits per client and broker (--brokers)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.waits " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.brokers:
+        print(broker_report(measure_brokers(args.reps), command.strip()))
+        return 0
     durations = tuple(float(d) for d in args.durations.split(","))
     print(report(measure(args.scale, durations, args.group_size), command.strip()))
     return 0

@@ -18,7 +18,6 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -46,9 +45,9 @@ from .errors import (
     TransportError,
 )
 from .etags import EtagMemory
-from .polling import Deadline, delays
 from .precondition import Support, support_for
 from .retry import is_permanent, is_retryable
+from .waits import Waits
 
 __all__ = ("S3Backend",)
 
@@ -112,18 +111,6 @@ def _as_error_of(exc: S3Error | TransportError, method: str, key: str) -> S3Erro
     return type(exc)(text, method=method, key=key)
 
 
-def _timed_out(text: str, failing: BaseException | None) -> str:
-    """Celery's timeout message, plus the store's last error when the store was failing.
-
-    The error names the endpoint and the cause ("S3 GET '...' to http://127.0.0.1:9999: cannot
-    connect ([Errno 111] Connection refused)"): a wrong port or a store that is down is then
-    told apart from a task that is still running. It is also the exception's ``__cause__``.
-    """
-    if failing is None:
-        return text
-    return f"{text} The store was failing: {' '.join(str(failing).split())}"
-
-
 _store_checked: set[int] = set()
 
 
@@ -179,7 +166,7 @@ signals.worker_before_create_process.connect(
 signals.worker_ready.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-ready")
 
 
-class S3Backend(KeyValueStoreBackend):
+class S3Backend(Waits, KeyValueStoreBackend):
     """Celery results as S3 objects: ``<prefix>/celery-task-meta-<task id>``."""
 
     #: ``mget`` fetches many keys concurrently, so joins need no per-task polling loop.
@@ -274,22 +261,26 @@ class S3Backend(KeyValueStoreBackend):
         except (S3Error, TransportError) as exc:
             raise _as_error_of(exc, "PUT", key) from exc
         if not support.ok:
-            return super()._store_result(task_id, result, state, traceback, request, **kwargs)
+            stored = super()._store_result(task_id, result, state, traceback, request, **kwargs)
+            self._notify_caller(task_id, state, None, request)
+            return stored
         meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        self._write_state(key, body, final=state in states.READY_STATES)
+        etag = self._write_state(key, body, final=state in states.READY_STATES)
+        self._notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result
 
     def _etag_slot(self, key: str) -> str:
         """The ETag memory's key: the same object key in another bucket is another object."""
         return f"{self.settings.base_url} {self.settings.bucket} {key}"
 
-    def _write_state(self, key: str, body: bytes, final: bool = False) -> None:
+    def _write_state(self, key: str, body: bytes, final: bool = False) -> str | None:
         """``PUT If-Match`` with the ETag this process wrote last, else create, else read then replace.
 
         ``final`` (a ready state) is never remembered: whatever comes after it must read it first.
+        Returns the ETag now stored (None if unknown).
         """
         slot = self._etag_slot(key)
         etag = self._put_state(key, body, slot)
@@ -297,6 +288,7 @@ class S3Backend(KeyValueStoreBackend):
             _etags.forget(slot)
         else:
             _etags.put(slot, etag)
+        return etag
 
     def _put_state(self, key: str, body: bytes, slot: str) -> str | None:
         """Store ``body`` at ``key`` as the race-free rules say; the ETag now there, None if unknown."""
@@ -600,184 +592,6 @@ class S3Backend(KeyValueStoreBackend):
 
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)
-
-    def wait_for(
-        self,
-        task_id: str,
-        timeout: float | None = None,
-        interval: float = 0.5,
-        no_ack: bool = True,
-        on_interval: Any = None,
-    ) -> Any:
-        """Poll until the task is ready: soon at first, backing off to ``interval``.
-
-        Each poll is one GET bounded by the time left before ``timeout``, so
-        ``get(timeout=T)`` raises Celery's ``TimeoutError`` on time whether the store is up,
-        down or silent. What can heal (refused or reset connections, timeouts, 5xx,
-        throttling) is "not ready yet"; what cannot (a missing bucket, 401/403, TLS, a name
-        that does not resolve) is raised at once. When the result is a failure,
-        ``on_interval`` runs first: ``AsyncResult.get`` passes the check of the result's
-        parents there, so a failed parent's own error wins over a chord body's
-        ``ChordError``, as with Celery's other backends.
-        """
-        self._ensure_not_eager()
-        deadline = Deadline(timeout)
-        waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
-        failing: BaseException | None = None
-        while True:
-            try:
-                meta = self._get_meta_once(task_id, deadline.at)
-            except Exception as exc:
-                if not self.exception_safe_to_retry(exc):
-                    raise
-                if failing is None:
-                    logger.warning("s3result: store unavailable while waiting for %s: %s", task_id, exc)
-                failing = exc
-            else:
-                if meta["status"] in states.READY_STATES:
-                    if on_interval and meta["status"] in states.PROPAGATE_STATES:
-                        on_interval()
-                    return meta
-                failing = None
-            if on_interval:
-                on_interval()
-            if deadline.passed():
-                raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
-            deadline.nap(next(waits))
-
-    def get_many(
-        self,
-        task_ids: Any,
-        timeout: float | None = None,
-        interval: float = 0.5,
-        no_ack: bool = True,
-        on_message: Any = None,
-        on_interval: Any = None,
-        max_iterations: int | None = None,
-        READY_STATES: frozenset[str] = states.READY_STATES,  # noqa: N803 - Celery's signature
-    ) -> Iterator[tuple[str, Any]]:
-        """Celery's join loop (``GroupResult.get()``, ``join_native``), with waits that hold.
-
-        Each round GETs only the results still missing, concurrently, one attempt each and
-        bounded by the time left; rounds follow the same schedule as ``wait_for``. After the
-        first round, a round reads one missing result first and the others only once it is
-        ready: a join of 100 five-second tasks then costs about 2 x 100 + 15 GETs, not 100
-        per round. A GET that fails transiently leaves its result for the next round; a
-        permanent error is raised.
-        """
-        # In the group's order when the caller keeps it (``iter_native``): the sentinel below is
-        # the last member still missing, the one a worker is likely to finish last.
-        ids = dict.fromkeys(task_ids)
-        cache = self._cache
-        for task_id in list(ids):
-            cached = cache.get(task_id)
-            if cached is not None and cached["status"] in READY_STATES:
-                del ids[task_id]
-                yield bytes_to_str(task_id), cached
-        deadline = Deadline(timeout)
-        waits = delays(self.settings.poll_initial_delay, 0.5 if interval is None else interval)
-        iterations = 0
-        failing: BaseException | None = None
-        sentinel: str | None = None
-        while ids:
-            failing = None  # the last round's error only: a round the store answered clears it
-            if sentinel is not None and sentinel in ids and len(ids) > 1:
-                # Later rounds read one missing result first: a join needs them all, and
-                # results of one group tend to be ready together, so the others are read
-                # (at once, concurrently) only when it is. The sentinel is the last member
-                # still missing: workers take a group's tasks in order.
-                ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
-                if sentinel in ready:
-                    rest, failing = self._read_ready([k for k in ids if k != sentinel], READY_STATES, deadline, failing)
-                    ready.update(rest)
-            else:
-                ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
-            cache.update(ready)
-            for k in ready:
-                ids.pop(bytes_to_str(k), None)
-                ids.pop(k, None)
-            for key, value in ready.items():
-                if on_message is not None:
-                    on_message(value)
-                yield bytes_to_str(key), value
-            if not ids:
-                break
-            if sentinel not in ids:
-                sentinel = next(reversed(ids))
-            if deadline.passed():
-                raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
-            if on_interval:
-                on_interval()
-            deadline.nap(next(waits))
-            iterations += 1
-            if max_iterations and iterations >= max_iterations:
-                break
-
-    def iter_native(
-        self,
-        result: Any,
-        timeout: float | None = None,
-        interval: float = 0.5,
-        no_ack: bool = True,
-        on_message: Any = None,
-        on_interval: Any = None,
-    ) -> Iterator[tuple[str, Any]]:
-        """Celery's ``iter_native``, handing ``get_many`` the group's ids in the group's order."""
-        self._ensure_not_eager()
-        results = result.results
-        if not results:
-            return
-        task_ids: list[str] = []
-        for child in results:
-            if isinstance(child, ResultSet):
-                yield child.id, child.results
-            else:
-                task_ids.append(child.id)
-        yield from self.get_many(
-            task_ids, timeout=timeout, interval=interval, no_ack=no_ack, on_message=on_message, on_interval=on_interval
-        )
-
-    def _read_ready(
-        self, keys: list[str], ready_states: frozenset[str], deadline: Deadline, failing: BaseException | None
-    ) -> tuple[dict[str, Any], BaseException | None]:
-        """One concurrent round of single-attempt GETs: the ready metas by task id.
-
-        A transient failure leaves its result for the next round and is handed back as the
-        last failure (the cause of a later timeout); a permanent one is raised.
-        """
-        found = self.client.get_each(
-            [self._key(self.get_key_for_task(k)) for k in keys], deadline=deadline.at, attempts=1
-        )
-        values: list[bytes | None] = []
-        for item in found:
-            if isinstance(item, Exception):
-                if not self.exception_safe_to_retry(item):
-                    raise item
-                if failing is None:
-                    logger.warning("s3result: store unavailable while joining %d results: %s", len(keys), item)
-                failing = item
-                values.append(None)
-            else:
-                values.append(None if item is None else item.body)
-        ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
-        return ready, failing
-
-    def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
-        """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).
-
-        Neither Celery's retry loop (``result_backend_always_retry``) nor the client's retry
-        budget runs inside a poll: the polling loop is the retry, and it has the deadline.
-        """
-        cached = self._cache.get(task_id)
-        if cached is not None:
-            return cached
-        found = self.client.get_or_none(self._key(self.get_key_for_task(task_id)), deadline=deadline, attempts=1)
-        if found is None or not found.body:
-            return {"status": states.PENDING, "result": None}
-        meta = self.decode_result(found.body)
-        if meta.get("status") == states.SUCCESS:
-            self._cache[task_id] = meta
-        return meta
 
     def exception_safe_to_retry(self, exc: BaseException) -> bool:
         """Transient store failures only: what waiting longer can heal.

@@ -95,6 +95,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "ca_bundle": ("verify",),
     "poll_initial_delay": (),
     "session_mode": ("create_session_mode",),
+    "notify": (),
 }
 _CANONICAL = {alias: key for key, aliases in _ALIASES.items() for alias in (key, *aliases)}
 _SECRET_KEYS = frozenset({"secret_key", "session_token"})
@@ -126,6 +127,8 @@ class Settings:
     #: Seconds from a waiting call's first poll to its second; each later wait doubles, up to
     #: the caller's ``interval``. None polls every ``interval`` (Celery's fixed loop).
     poll_initial_delay: float | None = 0.025
+    #: Wake waiting callers with a notification over the broker (Redis, RabbitMQ); off: poll only.
+    notify: bool = True
     region_explicit: bool = True
     #: Where the secret key was given ("the result_backend URL", "s3_secret_access_key", ...),
     #: so an error about a wrong secret points at the place to fix it.
@@ -629,6 +632,7 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         max_result_size=_parse_size("max_result_size", raw.get("max_result_size", 64 * 1024 * 1024)),
         ca_bundle=ca_bundle,
         poll_initial_delay=_parse_poll_delay(raw.get("poll_initial_delay", 0.025)),
+        notify=_parse_bool("notify", raw.get("notify", True)),
         region_explicit=region_explicit,
         session_mode=session_mode,
     )

@@ -150,6 +150,7 @@ class RabbitMQServer(Broker):
         self._timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._epmd: subprocess.Popen[bytes] | None = None
+        self._env: dict[str, str] = {}
 
     def url(self, namespace: int = 0) -> str:
         # guest/guest is allowed from loopback only, which is all this node listens on.
@@ -190,6 +191,7 @@ class RabbitMQServer(Broker):
             # The distribution listener binds every interface unless told otherwise.
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
+        self._env = env
         log = d / "stdout.log"
         try:
             with open(log, "ab") as out:
@@ -216,6 +218,26 @@ class RabbitMQServer(Broker):
 
         with Connection(self.url(), connect_timeout=10) as conn:
             conn.ensure_connection(max_retries=20, interval_start=0.2, interval_step=0.2, interval_max=1)
+
+    def queues(self) -> dict[str, int]:
+        """Every queue of the node and its message count (``rabbitmqctl``: an Erlang VM, seconds)."""
+        out = subprocess.run(
+            [
+                "/usr/lib/rabbitmq/bin/rabbitmqctl",
+                "-q",
+                "-n",
+                self._env["RABBITMQ_NODENAME"],
+                "list_queues",
+                "name",
+                "messages",
+            ],
+            env=self._env,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        ).stdout.decode()
+        rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+        return {name: int(count) for name, count in rows if count.isdigit()}
 
     def _stop_processes(self) -> None:
         _stop_group(self._proc, timeout=30)

@@ -289,3 +289,19 @@ if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after"):
             _clean(self, *args)
 
         S3Backend._clean_up_chord = _kill_before_clean_up  # type: ignore[method-assign]
+
+
+# -- notifications lost on the way (tests/e2e/test_notify.py) --
+
+if os.environ.get("E2E_DROP_NOTIFY"):
+    from s3result import notify as _notify
+
+    _publish = _notify.publish
+
+    def _drop_some(app: Any, reply_to: str, task_id: str, state: str, etag: str | None) -> bool:
+        """The notification of a task whose id starts with ``drop-`` is lost (stored, never sent)."""
+        if task_id.startswith("drop-"):
+            return False
+        return _publish(app, reply_to, task_id, state, etag)
+
+    _notify.publish = _drop_some

@@ -1,0 +1,498 @@
+"""Waking the caller: a tiny notification over the Celery broker; the store keeps the result.
+
+A worker stores a ready state in S3 first, then publishes ``{"id", "state", "etag"}`` (never the
+result) to the reply channel named by the task message's ``reply_to``, which Celery sets to the
+sending thread's ``app.thread_oid``. The sending process listens on the ``reply_to`` of each of
+its threads that sent a task (``sent_from``, called from ``on_task_call``), over one broker
+connection per process and app, in one daemon thread (a greenlet under gevent or eventlet
+monkey-patching). A notification only wakes a wait, which then reads the store: a lost one costs
+a poll, never a wrong answer, and any process can still read any result.
+
+Nothing piles up on the broker:
+
+- Redis: ``PUBLISH`` / ``SUBSCRIBE`` on ``s3result.notify.<reply_to>``, through the redis client
+  of kombu's Redis transport (its URL, options and ``global_keyprefix``). Redis keeps nothing:
+  with nobody subscribed a notification is dropped, and a subscription ends with its connection.
+- RabbitMQ (``amqp``): one auto-delete queue per listening process, with ``x-expires`` and
+  ``x-message-ttl``, bound to the built-in ``amq.direct`` exchange once per ``reply_to``; a
+  notification is published there without ``mandatory``, so with no queue bound it is dropped.
+  The queue is not exclusive: a waiting thread binds its ``reply_to`` over a pooled connection
+  while the listener consumes. Auto-delete removes it (and its bindings) when the listener's
+  connection goes, SIGKILL included; ``x-expires`` removes one that never got a consumer.
+- Any other transport (SQS, filesystem, memory...): no notifications; callers poll.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from celery import signals
+from celery.utils.log import get_logger
+
+__all__ = [
+    "CHANNEL_PREFIX",
+    "EXCHANGE",
+    "Listener",
+    "Watch",
+    "broker_kind",
+    "current_listener",
+    "listener_for",
+    "publish",
+    "sent_from",
+]
+
+logger = get_logger(__name__)
+
+#: Redis channel of a reply_to: ``s3result.notify.<reply_to>``.
+CHANNEL_PREFIX = "s3result.notify."
+#: RabbitMQ: the built-in direct exchange, present in every vhost and never deleted.
+EXCHANGE = "amq.direct"
+#: RabbitMQ: a listener's queue goes this long (ms) after its last consumer, and a notification
+#: not consumed within the TTL is dropped.
+QUEUE_EXPIRES_MS = 60_000
+MESSAGE_TTL_MS = 60_000
+#: How long a wait gives the listener to connect and subscribe before it polls without it.
+SUBSCRIBE_TIMEOUT = 2.0
+#: Reply channels one process listens on at most (one per thread that sent tasks).
+MAX_SENDERS = 1024
+_SUPPORTED = ("redis", "amqp")
+
+_lock = threading.Lock()
+_kinds: dict[tuple[int, str], str] = {}
+_listeners: dict[tuple[int, str], Listener] = {}
+_senders: dict[int, set[str]] = {}
+_said: set[str] = set()
+# Listeners of a parent process, kept (never closed: their sockets are the parent's) after a fork.
+_inherited: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _inherited.extend(_listeners.values())
+    _listeners.clear()
+    _senders.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _app_key(app: Any) -> tuple[int, str]:
+    """An app and the broker it is configured with now (tests and tools point an app elsewhere)."""
+    conf = app.conf
+    return id(app), f"{conf.broker_read_url or conf.broker_url} {conf.broker_transport}"
+
+
+def broker_kind(app: Any) -> str:
+    """The broker's driver type (``redis``, ``amqp``, ``sqs``...), found once per app and broker."""
+    key = _app_key(app)
+    kind = _kinds.get(key)
+    if kind is None:
+        conn = app.connection_for_write()
+        try:
+            kind = str(getattr(conn.transport, "driver_type", "") or "")
+        finally:
+            conn.release()
+        _kinds[key] = kind
+    return kind
+
+
+def say_once(kind: str) -> None:
+    """One INFO line per process and broker kind: woken over the broker, or polling."""
+    if kind in _said:
+        return
+    _said.add(kind)
+    if kind in _SUPPORTED:
+        logger.info("s3result: waiting callers are woken over the broker (%s); the store stays the result", kind)
+    else:
+        logger.info("s3result: no notifications over a %r broker: waiting callers poll the store", kind or "unknown")
+
+
+def _say_at_worker_start(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    backend = getattr(app, "backend", None) if app is not None else None
+    settings = getattr(backend, "settings", None)
+    if settings is None or not getattr(settings, "notify", False):
+        return
+    try:
+        say_once(broker_kind(app))
+    except Exception as exc:  # noqa: BLE001 - a log line must not stop a worker
+        logger.debug("s3result: broker kind unknown: %r", exc)
+
+
+signals.worker_ready.connect(_say_at_worker_start, weak=False, dispatch_uid="s3result-notify-at-ready")
+
+
+def _payload(task_id: str, state: str, etag: str | None) -> str:
+    return json.dumps({"id": task_id, "state": state, "etag": etag}, separators=(",", ":"))
+
+
+def publish(app: Any, reply_to: str, task_id: str, state: str, etag: str | None) -> bool:
+    """Tell ``reply_to`` that ``task_id`` reached ``state``; False where it was not sent.
+
+    Never raises: the result is stored already, and the caller's polling finds it anyway.
+    """
+    try:
+        kind = broker_kind(app)
+        if kind == "redis":
+            with app.pool.acquire(block=True, timeout=5) as conn:
+                with conn.default_channel.conn_or_acquire() as client:
+                    client.publish(CHANNEL_PREFIX + reply_to, _payload(task_id, state, etag))
+            return True
+        if kind == "amqp":
+            with app.producer_pool.acquire(block=True, timeout=5) as producer:
+                producer.publish(
+                    _payload(task_id, state, etag),
+                    exchange=EXCHANGE,
+                    routing_key=reply_to,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=1,  # transient
+                    expiration=MESSAGE_TTL_MS / 1000,
+                    retry=False,
+                    declare=None,
+                )
+            return True
+    except Exception as exc:  # noqa: BLE001 - the caller polls; say why once per process
+        if "publish" not in _said:
+            _said.add("publish")
+            logger.warning("s3result: could not notify the caller (it polls instead): %r", exc)
+    return False
+
+
+def sent_from(app: Any, reply_to: str) -> None:
+    """Record a ``reply_to`` this process sends tasks with (called for every task sent).
+
+    One per sending thread (Celery's ``thread_oid``); past ``MAX_SENDERS`` (a server that makes a
+    thread per request), the tasks of new threads are not listened for: their waits poll.
+    """
+    senders = _senders.get(id(app))
+    if senders is None:
+        with _lock:
+            senders = _senders.setdefault(id(app), set())
+    if reply_to not in senders and len(senders) < MAX_SENDERS:
+        senders.add(reply_to)
+
+
+def listener_for(app: Any) -> Listener | None:
+    """This process's listener for ``app``, started on first use; None when it cannot listen."""
+    if not _senders.get(id(app)):
+        return None  # this process sent nothing: nobody would notify it
+    key = _app_key(app)
+    listener = _listeners.get(key)
+    if listener is not None:
+        return listener
+    kind = broker_kind(app)
+    say_once(kind)
+    if kind not in _SUPPORTED:
+        return None
+    with _lock:
+        listener = _listeners.get(key)
+        if listener is None:
+            for old in [k for k in _listeners if k[0] == key[0]]:
+                _listeners.pop(old).stop()  # the app was pointed at another broker
+            listener = _listeners[key] = Listener(app, kind)
+    return listener
+
+
+def current_listener(app: Any) -> Listener | None:
+    """The listener already running for ``app`` and its broker, if any (for tests and tools)."""
+    return _listeners.get(_app_key(app))
+
+
+class Watch:
+    """One wait's interest in some task ids: notified ids collect here until taken."""
+
+    __slots__ = ("epoch", "ids", "listener", "notified", "seen")
+
+    def __init__(self, listener: Listener, ids: Iterable[str]) -> None:
+        self.listener = listener
+        self.ids = list(ids)
+        self.notified: set[str] = set()
+        self.seen: set[str] = set()
+        self.epoch = listener.epoch
+
+    def reliable(self) -> bool:
+        """True when polling may slow down: connected, subscribed, and notifications arrive."""
+        return self.listener.reliable()
+
+    def wait(self, timeout: float) -> tuple[set[str], bool]:
+        """Block up to ``timeout``: (the ids notified since the last call, whether to read all again)."""
+        return self.listener.wait(self, timeout)
+
+    def found_by_poll(self, task_id: str) -> None:
+        """A poll found ``task_id`` ready with no notification yet: stop trusting them."""
+        if task_id not in self.seen and task_id not in self.notified:
+            self.listener.trusted = False
+
+    def close(self) -> None:
+        """The wait is over: its ids are no longer listened for."""
+        self.listener.unwatch(self)
+
+
+class Listener:
+    """One broker connection per process and app that turns notifications into wake-ups."""
+
+    def __init__(self, app: Any, kind: str) -> None:
+        self.app = app
+        self.kind = kind
+        self.epoch = 0
+        #: Whether the last wait that ended was ended by a notification (polls slow down).
+        self.trusted = False
+        self._cond = threading.Condition()
+        self._watches: dict[str, list[Watch]] = {}
+        self._wanted: set[str] = set()
+        self._confirmed: set[str] = set()
+        self._connected = False
+        self._stopped = False
+        #: Notifications that woke a wait of this process (a count, for tests and tools).
+        self.delivered = 0
+        self._failed = False
+        self._awaiting: set[str] | None = None
+        self._queue = f"s3result.notify.{uuid.uuid4().hex}"
+        self._wake_r = self._wake_w = -1  # a pipe that wakes the Redis thread, made with it
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the listening thread (once; the first ``watch`` does)."""
+        if self._thread is None:
+            with self._cond:
+                if self._thread is None:
+                    self._wake_r, self._wake_w = os.pipe()
+                    os.set_blocking(self._wake_r, False)
+                    self._thread = threading.Thread(target=self._run, name="s3result-notify", daemon=True)
+                    self._thread.start()
+
+    def _wake(self) -> None:
+        """Interrupt the Redis thread's wait on its socket (to subscribe, or to stop)."""
+        try:
+            os.write(self._wake_w, b"w")
+        except OSError:  # not started, or stopped and closed
+            pass
+
+    # -- the waiting side -------------------------------------------------------------------
+
+    def watch(self, ids: Iterable[str], timeout: float = SUBSCRIBE_TIMEOUT) -> Watch:
+        """Register a wait on ``ids`` and make sure every sender of this process is listened to.
+
+        Returns once subscribed, or after ``timeout`` (the wait then polls as without notifications):
+        the caller reads the store only after this, so a result stored in between is not missed.
+        """
+        self.start()
+        w = Watch(self, ids)
+        with self._cond:
+            for task_id in w.ids:
+                self._watches.setdefault(task_id, []).append(w)
+        senders = _senders.get(id(self.app), set())
+        new = set(senders) - self._wanted if len(senders) > len(self._wanted) else set()
+        if new:
+            with self._cond:
+                self._wanted |= new
+        deadline = time.monotonic() + (0.0 if self._failed else timeout)  # down: do not wait
+        if new:
+            if self.kind == "amqp":
+                self._bind(new, deadline)
+            else:
+                self._wake()
+        with self._cond:
+            self._cond.wait_for(lambda: self._wanted <= self._confirmed, max(0.0, deadline - time.monotonic()))
+            w.epoch = self.epoch
+        return w
+
+    def stop(self) -> None:
+        """End the listening thread; its connection closes (and, on RabbitMQ, its queue goes)."""
+        self._stopped = True
+        self._wake()
+        for key, listener in list(_listeners.items()):
+            if listener is self:
+                _listeners.pop(key, None)
+
+    def unwatch(self, w: Watch) -> None:
+        """Forget a wait that ended."""
+        with self._cond:
+            for task_id in w.ids:
+                watches = self._watches.get(task_id)
+                if watches is not None:
+                    try:
+                        watches.remove(w)
+                    except ValueError:
+                        pass
+                    if not watches:
+                        del self._watches[task_id]
+
+    def reliable(self) -> bool:
+        """Connected, every sending thread subscribed, and the last ended wait was woken."""
+        return self._connected and self.trusted and self._wanted <= self._confirmed
+
+    def wait(self, w: Watch, timeout: float) -> tuple[set[str], bool]:
+        """See ``Watch.wait``."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(w.notified) or w.epoch != self.epoch, max(0.0, timeout))
+            notified, w.notified = w.notified, set()
+            w.seen |= notified
+            again = w.epoch != self.epoch
+            w.epoch = self.epoch
+        if notified:
+            self.trusted = True
+        return notified, again
+
+    def _bind(self, reply_tos: set[str], deadline: float) -> None:
+        """RabbitMQ: bind this process's queue to each new ``reply_to`` (a pooled connection)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._connected, max(0.0, deadline - time.monotonic()))
+            if not self._connected:
+                return  # the listener binds everything wanted when it connects
+        try:
+            with self.app.pool.acquire(block=True, timeout=max(0.1, deadline - time.monotonic())) as conn:
+                channel = conn.default_channel
+                for reply_to in reply_tos:
+                    channel.queue_bind(queue=self._queue, exchange=EXCHANGE, routing_key=reply_to)
+        except Exception as exc:  # noqa: BLE001 - waits poll; the listener binds again on reconnect
+            logger.debug("s3result: binding the reply queue failed: %r", exc)
+            return
+        with self._cond:
+            self._confirm(reply_tos)
+
+    # -- the listening thread ---------------------------------------------------------------
+
+    def _deliver(self, data: Any) -> None:
+        try:
+            note = json.loads(data)
+            task_id = str(note["id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._cond:
+            watches = self._watches.get(task_id)
+            if watches:
+                self.delivered += 1
+                for w in watches:
+                    w.notified.add(task_id)
+                self._cond.notify_all()
+
+    def _up(self, confirmed: set[str], awaiting: set[str]) -> None:
+        """Connected (again). Once ``awaiting`` is confirmed every wait reads the store once more:
+        notifications sent while the connection was down are lost."""
+        with self._cond:
+            self._connected = True
+            self._failed = False
+            self._confirmed = set(confirmed)
+            self._awaiting = set(awaiting)
+            self._confirm(set())
+
+    def _confirm(self, reply_tos: set[str]) -> None:
+        """Record subscriptions the broker confirmed (``self._cond`` held)."""
+        self._confirmed |= reply_tos
+        if self._awaiting is not None and self._awaiting <= self._confirmed:
+            self._awaiting = None
+            self.epoch += 1
+        self._cond.notify_all()
+
+    def _down(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._connected:
+                logger.warning("s3result: notification listener lost the broker (waits poll): %r", exc)
+            self._connected = False
+            self._failed = True
+            self._confirmed = set()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        pause = 0.1
+        while not self._stopped:
+            try:
+                if self.kind == "redis":
+                    self._run_redis()
+                else:
+                    self._run_amqp()
+            except Exception as exc:  # noqa: BLE001 - reconnect; waits poll meanwhile
+                self._down(exc)
+            if not self._stopped:
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+        # The pipe stays open: a late _wake() must never write into a file that reused its number.
+
+    def _run_redis(self) -> None:
+        conn = self.app.connection_for_read()
+        try:
+            with conn.default_channel.conn_or_acquire() as client:
+                pubsub = client.pubsub()
+            try:
+                with self._cond:
+                    subscribed = set(self._wanted)
+                pubsub.subscribe(*[CHANNEL_PREFIX + r for r in subscribed])
+                self._up(set(), subscribed)
+                sock = pubsub.connection._sock
+                while not self._stopped:
+                    while True:
+                        message = pubsub.get_message(timeout=0)
+                        if message is None:
+                            break
+                        self._on_redis(message)
+                    with self._cond:
+                        new = self._wanted - subscribed
+                    if new:
+                        pubsub.subscribe(*[CHANNEL_PREFIX + r for r in new])
+                        subscribed |= new
+                    if pubsub.connection is None or pubsub.connection._sock is not sock:
+                        # redis-py reconnected by itself (its retries) and subscribes again:
+                        # notifications may have been lost meanwhile.
+                        sock = pubsub.connection._sock if pubsub.connection is not None else None
+                        self._up(set(), subscribed)
+                    readable, _, _ = select.select([sock, self._wake_r], [], [], 5.0)
+                    if self._wake_r in readable:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                    if not readable:
+                        pubsub.ping()  # a dead connection shows itself
+            finally:
+                pubsub.close()
+        finally:
+            conn.release()
+
+    def _on_redis(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "message":
+            self._deliver(message.get("data"))
+        elif kind == "subscribe":
+            name = message.get("channel")
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            with self._cond:
+                self._confirm({name[name.find(CHANNEL_PREFIX) + len(CHANNEL_PREFIX) :]})
+
+    def _run_amqp(self) -> None:
+        conn = self.app.connection_for_read()
+        try:
+            conn.ensure_connection(max_retries=1)
+            channel = conn.channel()
+            channel.queue_declare(
+                queue=self._queue,
+                durable=False,
+                exclusive=False,
+                auto_delete=True,
+                arguments={"x-expires": QUEUE_EXPIRES_MS, "x-message-ttl": MESSAGE_TTL_MS},
+            )
+            with self._cond:
+                wanted = set(self._wanted)
+            for reply_to in wanted:
+                channel.queue_bind(queue=self._queue, exchange=EXCHANGE, routing_key=reply_to)
+            channel.basic_consume(queue=self._queue, no_ack=True, callback=lambda message: self._deliver(message.body))
+            self._up(wanted, wanted)
+            while not self._stopped:
+                try:
+                    conn.drain_events(timeout=1.0)
+                except TimeoutError:
+                    conn.heartbeat_check()
+        finally:
+            try:
+                conn.release()
+            except Exception:  # noqa: BLE001, S110 - the connection is gone already
+                pass

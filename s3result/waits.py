@@ -1,0 +1,315 @@
+"""Waiting for results: ``get()``, joins and ``iter_native`` are woken, and poll the store behind.
+
+``Waits`` is mixed into ``S3Backend`` ahead of Celery's ``KeyValueStoreBackend``, whose own
+``wait_for`` / ``get_many`` / ``iter_native`` it replaces. Where the broker carries notifications
+(``notify``), a wait listens before its first read, then reads what a notification says is ready.
+Polling goes on behind, as the safety net: every poll is one GET of one attempt, bounded by the
+time left before the caller's timeout, every ``interval`` while notifications arrive, else on the
+schedule of ``polling``. Celery's ``AsyncBackendMixin`` delivers the result carried by a message;
+here the message carries no result, and the store is read once it comes, so the wait loop stays
+this one, for every broker.
+
+The worker's half is here too: ``on_task_call`` records the sending thread's ``reply_to`` and
+``_notify_caller`` publishes after the store write (see ``notify``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from celery import states
+from celery.result import ResultSet
+from celery.utils.log import get_logger
+from kombu.utils.encoding import bytes_to_str
+
+from . import notify
+from .polling import Deadline, delays
+
+if TYPE_CHECKING:
+    from .client import S3Client
+    from .config import Settings
+
+__all__ = ["Waits"]
+
+logger = get_logger(__name__)
+
+
+def _timed_out(text: str, failing: BaseException | None) -> str:
+    """Celery's timeout message, plus the store's last error when the store was failing.
+
+    The error names the endpoint and the cause ("S3 GET '...' to http://127.0.0.1:9999: cannot
+    connect ([Errno 111] Connection refused)"): a wrong port or a store that is down is then
+    told apart from a task that is still running. It is also the exception's ``__cause__``.
+    """
+    if failing is None:
+        return text
+    return f"{text} The store was failing: {' '.join(str(failing).split())}"
+
+
+class Waits:
+    """The waiting half of ``S3Backend``: ``wait_for``, ``get_many`` and ``iter_native``."""
+
+    if TYPE_CHECKING:  # provided by S3Backend and Celery's backend classes
+        settings: Settings
+        app: Any
+        _cache: Any
+        TimeoutError: type[Exception]
+
+        @property
+        def client(self) -> S3Client: ...
+        def _ensure_not_eager(self) -> None: ...
+        def _key(self, key: bytes | str) -> str: ...
+        def get_key_for_task(self, task_id: Any, key: Any = "") -> Any: ...
+        def decode_result(self, payload: Any) -> Any: ...
+        def exception_safe_to_retry(self, exc: BaseException) -> bool: ...
+        def _mget_to_results(self, values: Any, keys: Any, READY_STATES: Any = ...) -> Any: ...  # noqa: N803
+
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Any = None,
+    ) -> Any:
+        """Wait until the task is ready: woken by its notification, polling behind it.
+
+        Where the broker carries notifications (``notify``), the wait listens before its first
+        read, then reads again when the worker says the task is ready; polling goes on behind it,
+        every ``interval`` while notifications arrive, else soon at first, backing off to
+        ``interval`` (as without notifications).
+
+        Each poll is one GET bounded by the time left before ``timeout``, so
+        ``get(timeout=T)`` raises Celery's ``TimeoutError`` on time whether the store is up,
+        down or silent. What can heal (refused or reset connections, timeouts, 5xx,
+        throttling) is "not ready yet"; what cannot (a missing bucket, 401/403, TLS, a name
+        that does not resolve) is raised at once. When the result is a failure,
+        ``on_interval`` runs first: ``AsyncResult.get`` passes the check of the result's
+        parents there, so a failed parent's own error wins over a chord body's
+        ``ChordError``, as with Celery's other backends.
+        """
+        self._ensure_not_eager()
+        deadline = Deadline(timeout)
+        interval = 0.5 if interval is None else interval
+        fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
+        watch = self._watch([task_id], deadline)
+        failing: BaseException | None = None
+        polls = 0
+        try:
+            while True:
+                try:
+                    meta = self._get_meta_once(task_id, deadline.at)
+                except Exception as exc:
+                    if not self.exception_safe_to_retry(exc):
+                        raise
+                    if failing is None:
+                        logger.warning("s3result: store unavailable while waiting for %s: %s", task_id, exc)
+                    failing = exc
+                else:
+                    if meta["status"] in states.READY_STATES:
+                        if watch is not None and polls:
+                            watch.found_by_poll(task_id)
+                        if on_interval and meta["status"] in states.PROPAGATE_STATES:
+                            on_interval()
+                        return meta
+                    failing = None
+                if on_interval:
+                    on_interval()
+                if deadline.passed():
+                    raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
+                polls += 1
+                self._pause(watch, deadline, next(slow) if watch is not None and watch.reliable() else next(fast))
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def get_many(
+        self,
+        task_ids: Any,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Any = None,
+        on_interval: Any = None,
+        max_iterations: int | None = None,
+        READY_STATES: frozenset[str] = states.READY_STATES,  # noqa: N803 - Celery's signature
+    ) -> Iterator[tuple[str, Any]]:
+        """Celery's join loop (``GroupResult.get()``, ``join_native``), with waits that hold.
+
+        Each round GETs only the results still missing, concurrently, one attempt each and
+        bounded by the time left; rounds follow the same schedule as ``wait_for``. After the
+        first round, a round reads one missing result first and the others only once it is
+        ready: a join of 100 five-second tasks then costs about 2 x 100 + 15 GETs, not 100
+        per round. A GET that fails transiently leaves its result for the next round; a
+        permanent error is raised.
+        """
+        # In the group's order when the caller keeps it (``iter_native``): the sentinel below is
+        # the last member still missing, the one a worker is likely to finish last.
+        ids = dict.fromkeys(task_ids)
+        cache = self._cache
+        for task_id in list(ids):
+            cached = cache.get(task_id)
+            if cached is not None and cached["status"] in READY_STATES:
+                del ids[task_id]
+                yield bytes_to_str(task_id), cached
+        deadline = Deadline(timeout)
+        interval = 0.5 if interval is None else interval
+        fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
+        watch = self._watch([bytes_to_str(k) for k in ids], deadline) if ids else None
+        notified: set[str] = set()
+        again = False
+        iterations = 0
+        failing: BaseException | None = None
+        sentinel: str | None = None
+        try:
+            while ids:
+                failing = None  # the last round's error only: a round the store answered clears it
+                told = [k for k in ids if bytes_to_str(k) in notified]
+                if told and not again:
+                    # Woken: read what the workers said is ready, and nothing else.
+                    ready, failing = self._read_ready(told, READY_STATES, deadline, failing)
+                elif sentinel is not None and sentinel in ids and len(ids) > 1 and not again:
+                    # Later rounds read one missing result first: a join needs them all, and
+                    # results of one group tend to be ready together, so the others are read
+                    # (at once, concurrently) only when it is. The sentinel is the last member
+                    # still missing: workers take a group's tasks in order.
+                    ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
+                    if sentinel in ready:
+                        rest, failing = self._read_ready(
+                            [k for k in ids if k != sentinel], READY_STATES, deadline, failing
+                        )
+                        ready.update(rest)
+                else:
+                    ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
+                cache.update(ready)
+                for k in ready:
+                    ids.pop(bytes_to_str(k), None)
+                    ids.pop(k, None)
+                    if watch is not None and iterations and bytes_to_str(k) not in notified:
+                        watch.found_by_poll(bytes_to_str(k))
+                for key, value in ready.items():
+                    if on_message is not None:
+                        on_message(value)
+                    yield bytes_to_str(key), value
+                if not ids:
+                    break
+                if sentinel not in ids:
+                    sentinel = next(reversed(ids))
+                if deadline.passed():
+                    raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
+                if on_interval:
+                    on_interval()
+                wait = next(slow) if watch is not None and watch.reliable() else next(fast)
+                notified, again = self._pause(watch, deadline, wait)
+                iterations += 1
+                if max_iterations and iterations >= max_iterations:
+                    break
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def iter_native(
+        self,
+        result: Any,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Any = None,
+        on_interval: Any = None,
+    ) -> Iterator[tuple[str, Any]]:
+        """Celery's ``iter_native``, handing ``get_many`` the group's ids in the group's order."""
+        self._ensure_not_eager()
+        results = result.results
+        if not results:
+            return
+        task_ids: list[str] = []
+        for child in results:
+            if isinstance(child, ResultSet):
+                yield child.id, child.results
+            else:
+                task_ids.append(child.id)
+        yield from self.get_many(
+            task_ids, timeout=timeout, interval=interval, no_ack=no_ack, on_message=on_message, on_interval=on_interval
+        )
+
+    def _read_ready(
+        self, keys: list[str], ready_states: frozenset[str], deadline: Deadline, failing: BaseException | None
+    ) -> tuple[dict[str, Any], BaseException | None]:
+        """One concurrent round of single-attempt GETs: the ready metas by task id.
+
+        A transient failure leaves its result for the next round and is handed back as the
+        last failure (the cause of a later timeout); a permanent one is raised.
+        """
+        found = self.client.get_each(
+            [self._key(self.get_key_for_task(k)) for k in keys], deadline=deadline.at, attempts=1
+        )
+        values: list[bytes | None] = []
+        for item in found:
+            if isinstance(item, Exception):
+                if not self.exception_safe_to_retry(item):
+                    raise item
+                if failing is None:
+                    logger.warning("s3result: store unavailable while joining %d results: %s", len(keys), item)
+                failing = item
+                values.append(None)
+            else:
+                values.append(None if item is None else item.body)
+        ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
+        return ready, failing
+
+    def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
+        """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).
+
+        Neither Celery's retry loop (``result_backend_always_retry``) nor the client's retry
+        budget runs inside a poll: the polling loop is the retry, and it has the deadline.
+        """
+        cached = self._cache.get(task_id)
+        if cached is not None:
+            return cached
+        found = self.client.get_or_none(self._key(self.get_key_for_task(task_id)), deadline=deadline, attempts=1)
+        if found is None or not found.body:
+            return {"status": states.PENDING, "result": None}
+        meta = self.decode_result(found.body)
+        if meta.get("status") == states.SUCCESS:
+            self._cache[task_id] = meta
+        return meta
+
+    def _watch(self, ids: list[str], deadline: Deadline) -> notify.Watch | None:
+        """Listen for the notifications of ``ids`` before the first read; None without them."""
+        if not self.settings.notify or self.app.current_worker_task is not None:
+            return None  # a wait inside a task (e.g. a chord's join, all ready) polls: no listener in workers
+        try:
+            listener = notify.listener_for(self.app)
+            if listener is None:
+                return None
+            left = deadline.remaining()
+            return listener.watch(
+                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT)
+            )
+        except Exception as exc:  # noqa: BLE001 - waits poll without notifications
+            logger.debug("s3result: waiting without notifications: %r", exc)
+            return None
+
+    @staticmethod
+    def _pause(watch: notify.Watch | None, deadline: Deadline, wait: float) -> tuple[set[str], bool]:
+        """Until the next poll, a notification or the deadline: (ids notified, read all again)."""
+        if watch is None:
+            deadline.nap(wait)
+            return set(), False
+        left = deadline.remaining()
+        return watch.wait(wait if left is None else max(0.0, min(wait, left)))
+
+    def on_task_call(self, producer: Any, task_id: Any) -> dict[str, Any]:
+        """A task is about to be sent from this thread: its ``reply_to`` is worth listening to."""
+        if self.settings.notify:
+            notify.sent_from(self.app, self.app.thread_oid)
+        return {}
+
+    def _notify_caller(self, task_id: Any, state: str, etag: str | None, request: Any) -> None:
+        """After a ready state is stored: wake the process that sent the task (see ``notify``)."""
+        if not self.settings.notify or state not in states.READY_STATES:
+            return
+        reply_to = getattr(request, "reply_to", None) if request is not None else None
+        if reply_to:
+            notify.publish(self.app, str(reply_to), bytes_to_str(task_id), state, etag)

@@ -1,0 +1,385 @@
+"""Waking the caller over the broker (s3result.notify), on real Redis and RabbitMQ brokers and workers.
+
+The caller reaches the store through a ``CountingProxy``, so GETs per ``get()`` are counted at the
+wire. Faults: a notification lost on the way (the worker drops it: ``E2E_DROP_NOTIFY``), the caller's
+subscription killed mid-wait (Redis ``CLIENT KILL``), a worker with ``notify=off`` beside one with
+it on, a second process waiting for the same result, and a caller SIGKILLed mid-wait while 1,000
+tasks it sent still run (nothing may pile up on the broker). Unit-level: tests/test_notify.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import chord, group
+
+from s3result import notify
+from s3result.testing.proxy import CountingProxy
+from s3result.testing.store import MotoServer
+from tests.brokers import Broker, RabbitMQServer, RedisServer
+
+from .conftest import ROOT, Worker, point_app_at, queue_for
+
+pytestmark = pytest.mark.e2e
+
+_FIXTURE = {"redis": "redis_broker", "rabbitmq": "rabbitmq_broker"}
+_NAMESPACES = {"redis": 11, "rabbitmq": 111}  # apart from test_brokers' namespaces
+
+
+def _adaptive_gets(seconds: float, first: float = 0.025, interval: float = 0.5) -> int:
+    """GETs adaptive polling alone spends waiting ``seconds`` (s3result.polling's formula)."""
+    k = math.ceil(math.log2(interval / first))
+    ramp = first * (2**k - 1)
+    if seconds <= ramp:
+        return 1 + math.ceil(math.log2(seconds / first + 1))
+    return 1 + k + math.ceil((seconds - ramp) / interval)
+
+
+@dataclass
+class Caller:
+    """The test process as a caller: the e2e app on the worker's broker, its store behind a proxy."""
+
+    module: Any
+    proxy: CountingProxy
+    worker: Worker
+    broker: Broker
+    namespace: int
+
+    @property
+    def app(self) -> Any:
+        return self.module.app
+
+    def listener(self) -> notify.Listener:
+        listener = notify.current_listener(self.app)
+        assert listener is not None, "no notification listener in the caller"
+        return listener
+
+    def gets(self, fn: Any) -> tuple[Any, int, float]:
+        """Run ``fn``; its value, the GETs it sent to the store, and its wall time."""
+        before = self.proxy.snapshot()
+        start = time.monotonic()
+        value = fn()
+        return value, (self.proxy.snapshot() - before)["GET"], time.monotonic() - start
+
+    def warm(self) -> None:
+        """A few waits, so this process trusts notifications (polls slowly behind them)."""
+        for _ in range(3):
+            assert self.module.sleepy.delay(0.05).get(timeout=60) == 0.05
+        assert self.listener().reliable(), self.worker.tail()
+
+    def env(self) -> dict[str, str]:
+        return dict(self.worker.env)
+
+
+def _caller(moto: MotoServer, worker: Worker, broker: Broker, namespace: int) -> Caller:
+    proxy = CountingProxy("127.0.0.1", moto.port)
+    url = worker.url.replace(f"127.0.0.1:{moto.port}/", f"127.0.0.1:{proxy.port}/", 1)
+    module = point_app_at(url, worker.broker_dir, broker, namespace)
+    return Caller(module, proxy, worker, broker, namespace)
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def stack(
+    request: pytest.FixtureRequest, moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Broker, Worker]]:
+    """One worker (threads pool, 8) on the broker, notifications on (the default), some dropped."""
+    name = request.param
+    broker = request.getfixturevalue(_FIXTURE[name])
+    tmp = tmp_path_factory.mktemp(f"notify-{name}")
+    worker = Worker(
+        moto_server.url(prefix=f"notify-{name}"),
+        tmp,
+        pool="threads",
+        concurrency=8,
+        name=f"notify-{name}",
+        broker=broker,
+        namespace=_NAMESPACES[name],
+        extra_env={"E2E_DROP_NOTIFY": "1"},
+    )
+    worker.start()
+    yield broker, worker
+    worker.stop()
+    from tests.e2e import app as module
+
+    listener = notify.current_listener(module.app)
+    if listener is not None:
+        listener.stop()  # its connection closes: the next module starts from nothing
+        assert notify.current_listener(module.app) is None
+
+
+@pytest.fixture
+def caller(stack: tuple[Broker, Worker], moto_server: MotoServer) -> Iterator[Caller]:
+    broker, worker = stack
+    c = _caller(moto_server, worker, broker, worker.namespace)
+    c.warm()
+    yield c
+    c.proxy.close()
+
+
+def test_a_woken_get_costs_two_gets(caller: Caller) -> None:
+    """Listen, read once (pending), woken, read once: 2 GETs, plus one per interval of polling behind."""
+    counts, woken = [], 0
+    for seconds in (0.1, 0.3, 0.7, 1.3):
+        delivered = caller.listener().delivered
+        value, gets, wall = caller.gets(lambda s=seconds: caller.module.sleepy.delay(s).get(timeout=60))
+        assert value == seconds
+        woken += caller.listener().delivered - delivered
+        # Polling behind the notification every interval (0.5 s): a wait of `wall` seconds polls
+        # at 0, 0.5, 1.0...; the notification adds the read that returns.
+        assert gets <= 2 + int(wall / 0.5), (seconds, gets, wall)
+        assert gets <= _adaptive_gets(wall), (seconds, gets, wall)
+        counts.append(gets)
+    # A notification can lose the race to a poll that lands between the store's write and the
+    # broker's publish (a millisecond or so): most waits are woken, none costs more than the bound.
+    assert woken >= 3, f"{woken} of 4 waits woken, GETs {counts}"
+    assert 2 in counts, counts
+
+
+def test_a_lost_notification_costs_no_more_than_polling(caller: Caller) -> None:
+    """The worker stores the result and never notifies: the caller's polling finds it within an interval."""
+    tid = f"drop-{uuid.uuid4()}"
+    value, gets, wall = caller.gets(lambda: caller.module.sleepy.apply_async((0.3,), task_id=tid).get(timeout=60))
+    assert value == 0.3
+    # Trusting notifications, it polled every interval: at 0 and 0.5 s (the result landed at ~0.3 s).
+    assert gets <= _adaptive_gets(wall), (gets, wall)
+    assert wall < 0.3 + 0.5 + 2.0  # within an interval of the result, generous for a busy machine
+    # One missed notification is enough to poll as without notifications again...
+    assert not caller.listener().reliable()
+    tid = f"drop-{uuid.uuid4()}"
+    _, gets, wall = caller.gets(lambda: caller.module.sleepy.apply_async((0.1,), task_id=tid).get(timeout=60))
+    assert gets <= _adaptive_gets(wall), (gets, wall)
+    # ...until notifications wake waits again (a fast poll may still find a result first).
+    for _ in range(5):
+        assert caller.module.sleepy.delay(0.1).get(timeout=60) == 0.1
+        if caller.listener().reliable():
+            break
+    assert caller.listener().reliable()
+
+
+def test_a_group_of_100_is_woken(caller: Caller) -> None:
+    delivered = caller.listener().delivered
+    res = group(caller.module.sleepy.s(0.2) for _ in range(100)).apply_async()
+    values, gets, _ = caller.gets(lambda: res.get(timeout=120))
+    assert values == [0.2] * 100
+    woken = caller.listener().delivered - delivered
+    assert woken >= 90, f"only {woken} of 100 results were notified"
+    # Each result read when listening starts (pending) and once when notified; a few sentinel polls.
+    assert gets <= 2 * 100 + 10, gets
+
+
+def test_a_chord_of_100_is_woken(caller: Caller) -> None:
+    """The body (1 s, after a header of 100) wakes the caller that applied the chord."""
+    delivered = caller.listener().delivered
+    res = chord(caller.module.part.s(i) for i in range(100))(caller.module.slow_part.s(1.0))
+    value, gets, wall = caller.gets(lambda: res.get(timeout=120))
+    assert value == list(range(100)), caller.worker.tail()
+    assert caller.listener().delivered == delivered + 1, "the chord's body did not wake its caller"
+    # Celery's get() first checks the body's parents: the header's 100 results, each read once
+    # (once ready, they are cached). Then the body: read, woken, read; a poll every interval behind.
+    assert gets <= 100 + 2 + math.ceil(wall / 0.5), gets
+
+
+def test_the_subscription_killed_mid_wait(caller: Caller) -> None:
+    """The broker drops the caller's listening connection mid-wait: it returns, reconnects, is woken again."""
+    if not isinstance(caller.broker, RedisServer):
+        pytest.skip("killing one client connection is a Redis command (CLIENT KILL TYPE pubsub)")
+    import redis
+
+    client = redis.Redis(port=caller.broker.port)
+    res = caller.module.sleepy.delay(1.0)
+    time.sleep(0.3)
+    assert client.client_kill_filter(_type="pubsub") >= 1
+    assert res.get(timeout=60) == 1.0
+    deadline = time.monotonic() + 30
+    delivered = caller.listener().delivered
+    while caller.listener().delivered == delivered and time.monotonic() < deadline:
+        assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05
+    assert caller.listener().delivered > delivered, "the listener never came back"
+
+
+_WAITER = """
+import sys
+from tests.e2e import app as m
+res = m.app.AsyncResult(sys.argv[1])
+print("value", res.get(timeout=60), flush=True)
+"""
+
+
+def test_two_processes_wait_for_one_result(caller: Caller) -> None:
+    """The sender is woken; another process, which did not send the task, polls and returns too."""
+    # 0.7 s: between two of the sender's slow polls (0.5 s apart), so its notification is what ends its wait.
+    res = caller.module.sleepy.delay(0.7)
+    other = subprocess.Popen(
+        [sys.executable, "-c", _WAITER, res.id], cwd=ROOT, env=caller.env(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        delivered = caller.listener().delivered
+        assert res.get(timeout=60) == 0.7
+        assert caller.listener().delivered == delivered + 1
+        out, _ = other.communicate(timeout=60)
+    finally:
+        other.kill()
+    assert out.strip() == "value 0.7", out
+
+
+_DOOMED = """
+import json, sys
+from celery import group
+from s3result import notify
+from tests.e2e import app as m
+assert m.add.delay(1, 1).get(timeout=60) == 2  # listening now
+listener = notify.current_listener(m.app)
+res = group(m.add.s(i, i) for i in range(1000)).apply_async()
+with open(sys.argv[1], "w") as f:
+    json.dump({"ids": [r.id for r in res.results], "reply_to": m.app.thread_oid, "queue": listener._queue}, f)
+print("waiting", flush=True)
+res.get(timeout=300)
+"""
+
+
+def _redis_state(broker: RedisServer, namespace: int) -> tuple[set[bytes], int, list[Any]]:
+    """Keys of the namespace's database, the length of all its lists, and live notification channels."""
+    import redis
+
+    client = redis.Redis(port=broker.port, db=namespace % 16)
+    keys = set(client.keys("*"))
+    lists = sum(client.llen(k) for k in keys if client.type(k) == b"list")
+    return keys, lists, client.pubsub_channels(f"{notify.CHANNEL_PREFIX}*")
+
+
+def test_a_caller_sigkilled_mid_wait_leaves_nothing_behind(caller: Caller, tmp_path: Path) -> None:
+    """The caller dies while 1,000 tasks it sent still run; each notifies it; nothing accumulates."""
+    broker = caller.broker
+    if isinstance(broker, RedisServer):
+        keys_before, lists_before, _ = _redis_state(broker, caller.namespace)
+    else:
+        assert isinstance(broker, RabbitMQServer)
+        queues_before = broker.queues()
+    info = tmp_path / "doomed.json"
+    env = caller.env()
+    if isinstance(broker, RabbitMQServer):
+        # Every task reaches the broker before the caller dies: a process killed with frames
+        # still unread on its socket resets the connection, and what it sent last may be lost.
+        env["E2E_BROKER_OPTIONS"] = json.dumps({**json.loads(env["E2E_BROKER_OPTIONS"]), "confirm_publish": True})
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", _DOOMED, str(info)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert doomed.stdout is not None
+        assert doomed.stdout.readline().strip() == "waiting"
+        os.killpg(doomed.pid, signal.SIGKILL)
+    finally:
+        doomed.kill()
+        doomed.wait()
+    sent = json.loads(info.read_text())
+    # Every task runs, is stored and notifies the dead caller; read them all (this process polls).
+    joined: dict[str, Any] = {}
+    try:
+        for task_id, meta in caller.app.backend.get_many(sent["ids"], timeout=180):
+            joined[task_id] = meta
+    except caller.app.backend.TimeoutError:
+        pass
+    assert len(joined) == 1000, f"{len(joined)} of 1000 tasks stored: {caller.worker.tail()}"
+    time.sleep(1.0)  # the last notifications land
+    if isinstance(broker, RedisServer):
+        keys_after, lists_after, channels = _redis_state(broker, caller.namespace)
+        assert keys_after <= keys_before, f"new keys: {keys_after - keys_before}"
+        assert lists_after <= lists_before
+        assert (notify.CHANNEL_PREFIX + sent["reply_to"]).encode() not in channels
+        assert not [k for k in keys_after if b"s3result" in k or sent["reply_to"].encode() in k]
+    else:
+        queues_after = broker.queues()
+        assert sent["queue"] not in queues_after, "the dead caller's queue outlived it"
+        assert set(queues_after) <= set(queues_before), f"new queues: {set(queues_after) - set(queues_before)}"
+        assert sum(queues_after.values()) <= sum(queues_before.values()), queues_after
+
+
+def test_a_notify_off_worker_beside_notifying_ones(caller: Caller, moto_server: MotoServer, tmp_path: Path) -> None:
+    """A worker with notify=off takes some of the tasks: their callers poll and return within an interval."""
+    off = Worker(
+        caller.worker.url + "?notify=off",
+        tmp_path,
+        pool="threads",
+        concurrency=8,
+        name=f"notify-off-{caller.broker.name}",
+        broker=caller.broker,
+        namespace=caller.namespace,
+    )
+    assert off.env["E2E_QUEUE"] == queue_for(caller.namespace)  # the same queue: both take its tasks
+    off.start()
+    try:
+        walls = []
+        for _ in range(12):
+            value, gets, wall = caller.gets(lambda: caller.module.sleepy.delay(0.1).get(timeout=60))
+            assert value == 0.1
+            assert gets <= _adaptive_gets(wall), (gets, wall)  # never more than polling alone
+            walls.append(wall)
+        assert max(walls) < 0.1 + 0.5 + 2.0, walls  # within an interval of the result, generous
+        assert "Task tests.e2e.app.sleepy" in off.tail(20000), "the notify=off worker took no task"
+    finally:
+        off.stop()
+
+
+_GREEN = {
+    "gevent": """
+from gevent import monkey
+
+monkey.patch_all()
+import gevent
+from s3result import notify
+from tests.e2e import app as m
+
+jobs = [gevent.spawn(lambda: m.sleepy.delay(0.3).get(timeout=60)) for _ in range(20)]
+gevent.joinall(jobs, timeout=120)
+values = [j.value for j in jobs]
+print(values.count(0.3), notify.current_listener(m.app).delivered, flush=True)
+""",
+    "eventlet": """
+import eventlet
+
+eventlet.monkey_patch()
+from s3result import notify
+from tests.e2e import app as m
+
+values = list(eventlet.GreenPool().imap(lambda _: m.sleepy.delay(0.3).get(timeout=60), range(20)))
+print(values.count(0.3), notify.current_listener(m.app).delivered, flush=True)
+""",
+}
+
+
+@pytest.mark.parametrize("green", ["gevent", "eventlet"])
+def test_green_callers_are_woken(caller: Caller, green: str) -> None:
+    """20 greenlets of one monkey-patched process wait at once: all return, woken by notifications."""
+    import importlib.util
+
+    if importlib.util.find_spec(green) is None:  # not imported here: it would patch this process
+        pytest.skip(f"{green} is a test dependency (pyproject [test]) and is not installed here")
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _GREEN[green]],
+        cwd=ROOT,
+        env=caller.env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    returned, delivered = map(int, out.stdout.split())
+    assert returned == 20, out.stderr[-3000:]
+    assert delivered >= 15, f"only {delivered} of 20 waits were woken"

@@ -1,0 +1,150 @@
+"""Notifications (s3result.notify): the setting, a broker that fails, a broker that carries none.
+
+Integration (moto): tests/integration/test_notify.py, the result stored before its notification goes.
+End to end, on real Redis and RabbitMQ brokers and workers: tests/e2e/test_notify.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from celery import Celery, states
+
+from s3result import notify
+from s3result.config import build
+from s3result.errors import ConfigError
+
+
+def test_notify_is_on_by_default_and_can_be_turned_off() -> None:
+    assert build(url="s3result://bkt").notify is True
+    assert build(url="s3result://bkt?notify=off").notify is False
+    assert build(url="s3result://bkt", options={"notify": "no"}).notify is False
+    with pytest.raises(ConfigError) as exc:
+        build(url="s3result://bkt?notify=sometimes")
+    assert str(exc.value).startswith("notify")
+
+
+def test_a_failing_broker_never_fails_the_task(caplog: pytest.LogCaptureFixture) -> None:
+    """publish() swallows the broker's error (the caller polls) and says so once per process."""
+
+    class Broken:
+        conf = Celery("broken", set_as_current=False).conf
+
+        def connection_for_write(self) -> Any:
+            raise ConnectionError("broker down")
+
+    notify._said.discard("publish")
+    with caplog.at_level(logging.WARNING, logger="s3result.notify"):
+        assert notify.publish(Broken(), "oid", "tid", states.SUCCESS, None) is False
+        assert notify.publish(Broken(), "oid", "tid", states.SUCCESS, None) is False
+    lines = [r for r in caplog.records if "could not notify" in r.getMessage()]
+    assert len(lines) == 1 and "broker down" in lines[0].getMessage()
+
+
+def test_no_listener_where_the_broker_carries_no_notifications(caplog: pytest.LogCaptureFixture) -> None:
+    """A memory (or SQS, filesystem...) broker: waits poll as without notifications, said once at INFO."""
+    app = Celery("notify-memory", set_as_current=False)
+    app.conf.broker_url = "memory://"
+    assert notify.listener_for(app) is None  # this process sent nothing: nobody would notify it
+    notify.sent_from(app, app.thread_oid)
+    notify._said.discard("memory")
+    with caplog.at_level(logging.INFO, logger="s3result.notify"):
+        assert notify.listener_for(app) is None
+        assert notify.listener_for(app) is None
+    lines = [r for r in caplog.records if "poll the store" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert notify.broker_kind(app) == "memory"
+
+
+def _listener() -> notify.Listener:
+    """A listener whose thread is never started: its bookkeeping is pure logic."""
+    app = Celery("notify-logic", set_as_current=False)
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    return notify.Listener(app, "redis")
+
+
+def _note(task_id: str) -> bytes:
+    return notify._payload(task_id, states.SUCCESS, '"etag"').encode()
+
+
+def test_a_notification_wakes_the_waits_on_its_id_and_only_those() -> None:
+    listener = _listener()
+    listener._up(set(), set())
+    a, b = notify.Watch(listener, ["t1"]), notify.Watch(listener, ["t1", "t2"])
+    for w in (a, b):
+        for tid in w.ids:
+            listener._watches.setdefault(tid, []).append(w)
+    listener._deliver(_note("t2"))
+    listener._deliver(_note("unknown"))  # another process's task on the same channel: ignored
+    listener._deliver(b"not json")
+    listener._deliver(b'{"state": "SUCCESS"}')
+    assert listener.delivered == 1
+    assert a.wait(0) == (set(), False)
+    assert b.wait(0) == ({"t2"}, False)
+    assert b.wait(0) == (set(), False)  # taken once
+    listener._deliver(_note("t1"))
+    assert a.wait(0) == ({"t1"}, False) and b.wait(0) == ({"t1"}, False)
+    a.close()
+    b.close()
+    assert listener._watches == {}
+
+
+def test_polls_slow_down_only_while_notifications_arrive() -> None:
+    listener = _listener()
+    w = notify.Watch(listener, ["t1", "t2"])
+    listener._watches = {"t1": [w], "t2": [w]}
+    assert not w.reliable()  # not connected, nothing arrived yet
+    listener._up({"oid"}, set())
+    listener._wanted = {"oid"}
+    w.epoch = listener.epoch  # as watch() does once subscribed
+    assert not w.reliable()  # connected, but no notification has woken a wait yet
+    listener._deliver(_note("t1"))
+    assert w.wait(0) == ({"t1"}, False)
+    assert w.reliable()
+    w.found_by_poll("t1")  # read after its notification: notifications still arrive
+    assert w.reliable()
+    w.found_by_poll("t2")  # found by a poll, no notification: poll as without them
+    assert not w.reliable()
+    listener._wanted = {"oid", "another thread"}
+    listener.trusted = True
+    assert not w.reliable()  # a sending thread not subscribed yet
+
+
+def test_after_a_reconnect_every_wait_reads_again() -> None:
+    """Notifications sent while the connection was down are lost: once subscribed again, all waits read."""
+    listener = _listener()
+    w = notify.Watch(listener, ["t1"])
+    listener._up(set(), {"oid"})
+    assert w.wait(0) == (set(), False)  # not confirmed yet: no re-read before the subscription holds
+    listener._down(ConnectionError("broker restarted"))
+    assert listener._failed and not listener._connected
+    listener._up(set(), {"oid"})
+    with listener._cond:
+        listener._confirm({"oid"})
+    assert w.wait(0) == (set(), True)
+    assert w.wait(0) == (set(), False)
+
+
+def test_a_forked_child_starts_afresh() -> None:
+    """A child never uses its parent's listener (its socket is the parent's) nor its senders."""
+    import os
+
+    app = Celery("notify-fork", set_as_current=False)
+    app.conf.broker_url = "memory://"
+    notify.sent_from(app, "parent-thread")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's exit code is the assertion
+        os._exit(0 if not notify._senders and not notify._listeners else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert notify._senders[id(app)] == {"parent-thread"}
+
+
+def test_sending_threads_listened_for_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = Celery("notify-many", set_as_current=False)
+    monkeypatch.setattr(notify, "MAX_SENDERS", 3)
+    for i in range(10):
+        notify.sent_from(app, f"thread-{i}")
+    assert notify._senders[id(app)] == {"thread-0", "thread-1", "thread-2"}
