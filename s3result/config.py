@@ -16,12 +16,13 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import ConfigError
+from .settings import SCHEME, Addressing, ConditionalWrites, Settings
+from .settings import is_aws_endpoint as _is_aws_endpoint
 
 __all__ = [
     "Addressing",
@@ -33,32 +34,8 @@ __all__ = [
     "redact_url",
 ]
 
-SCHEME = "s3result"
-
 _TRUE = frozenset({"1", "true", "on", "yes", "y"})
 _FALSE = frozenset({"0", "false", "off", "no", "n"})
-
-
-class Addressing(str, Enum):
-    """How the bucket is put in the request: ``auto`` picks per endpoint and bucket."""
-
-    AUTO = "auto"
-    PATH = "path"
-    VIRTUAL = "virtual"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class ConditionalWrites(str, Enum):
-    """Whether writes use If-None-Match/If-Match: probe the store, trust it, or never."""
-
-    PROBE = "probe"
-    ETAG = "etag"
-    DISABLED = "disabled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _SSE = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -99,118 +76,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 _CANONICAL = {alias: key for key, aliases in _ALIASES.items() for alias in (key, *aliases)}
 _SECRET_KEYS = frozenset({"secret_key", "session_token"})
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Plain, validated configuration; required fields are never None."""
-
-    bucket: str
-    prefix: str = ""
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    access_key: str | None = None
-    secret_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    profile: str | None = None
-    addressing: Addressing = Addressing.AUTO
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    max_connections: int = 32
-    max_attempts: int = 3
-    sse: str | None = None
-    sse_kms_key_id: str | None = None
-    storage_class: str | None = None
-    conditional_writes: ConditionalWrites = ConditionalWrites.PROBE
-    max_result_size: int = 64 * 1024 * 1024
-    ca_bundle: str | None = None
-    #: Seconds from a waiting call's first poll to its second; each later wait doubles, up to
-    #: the caller's ``interval``. None polls every ``interval`` (Celery's fixed loop).
-    poll_initial_delay: float | None = 0.025
-    #: Wake waiting callers with a notification over the broker (Redis, RabbitMQ); off: poll only.
-    notify: bool = True
-    region_explicit: bool = True
-    #: Where the secret key was given ("the result_backend URL", "s3_secret_access_key", ...),
-    #: so an error about a wrong secret points at the place to fix it.
-    secret_origin: str | None = None
-    #: S3 Express One Zone: the CreateSession mode asked for (ReadWrite, ReadOnly); None lets S3 choose.
-    session_mode: str | None = None
-
-    def __repr__(self) -> str:
-        key = "***" if self.access_key else None
-        secret = "***" if self.secret_key else None
-        token = "***" if self.session_token else None
-        return (
-            f"Settings(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r}, "
-            f"region={self.region!r}, access_key={key}, secret_key={secret}, "
-            f"session_token={token}, addressing={self.addressing.value!r})"
-        )
-
-    @property
-    def is_aws(self) -> bool:
-        """True when talking to Amazon S3 itself (no endpoint, or an amazonaws.com one)."""
-        return _is_aws_endpoint(self.endpoint_url)
-
-    @property
-    def express(self) -> bool:
-        """A directory bucket (S3 Express One Zone): zonal endpoint, session credentials."""
-        return self.bucket.endswith("--x-s3")
-
-    @property
-    def path_style(self) -> bool:
-        """``auto``: virtual-hosted on AWS unless the bucket has dots (TLS wildcard), else path.
-
-        A directory bucket is virtual-hosted, but path-style behind an IP address (as the S3
-        endpoint rules do for an endpoint override).
-        """
-        if self.express and self.addressing is Addressing.AUTO:
-            host = urlsplit(self.endpoint_url).hostname or "" if self.endpoint_url else ""
-            return re.fullmatch(r"[\d.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*", host) is not None
-        if self.addressing is Addressing.AUTO:
-            return not self.is_aws or "." in self.bucket
-        return self.addressing is Addressing.PATH
-
-    @property
-    def base_url(self) -> str:
-        """Scheme and authority the requests go to, without the bucket in the path."""
-        if self.endpoint_url is not None:
-            base = self.endpoint_url.rstrip("/")
-        elif self.express:
-            from .express import zonal_endpoint
-
-            return zonal_endpoint(self.bucket, self.region)
-        else:
-            suffix = ".amazonaws.com.cn" if self.region.startswith("cn-") else ".amazonaws.com"
-            base = f"https://s3.{self.region}{suffix}"
-        if not self.path_style:
-            scheme, _, host = base.partition("://")
-            base = f"{scheme}://{self.bucket}.{host}"
-        return base
-
-    def object_key(self, name: str) -> str:
-        """Base path joined with ``/``, then Celery's key, with no leading slash."""
-        return f"{self.prefix}/{name}" if self.prefix else name
-
-    def redacted_url(self) -> str:
-        """A URL that rebuilds these settings, minus the credentials: ``***@`` where they were.
-
-        The access key ID goes too: not a secret strictly, but it names an account's key, and
-        no credential material is shown in logs, reprs, errors or URLs.
-        """
-        user = "***@" if self.access_key else ""
-        path = f"/{self.prefix}" if self.prefix else ""
-        if self.endpoint_url is None:
-            url = f"{SCHEME}://{user}{self.bucket}{path}?region={self.region}"
-        else:
-            scheme, _, host = self.endpoint_url.partition("://")
-            url = f"{SCHEME}+{scheme}://{user}{host.rstrip('/')}/{self.bucket}{path}"
-        return url
-
-
-def _is_aws_endpoint(endpoint: str | None) -> bool:
-    if endpoint is None:
-        return True
-    return (urlsplit(endpoint).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
 def _parse_bool(setting: str, value: Any) -> bool:
