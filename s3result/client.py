@@ -356,11 +356,15 @@ class S3Client:
         return resp.headers.get("etag", "")
 
     def delete(self, key: str, *, deadline: float | None = None) -> None:
-        """DELETE an object; deleting a missing key is not an error (S3 answers 204)."""
+        """DELETE an object; deleting a missing key is not an error (S3 answers 204).
+
+        A missing bucket and a 404 page that is not S3's (``NotS3``) are raised: "already gone"
+        would hide a wrong bucket or endpoint behind a ``forget()`` that seems to work.
+        """
         try:
             self._send("DELETE", key, deadline=deadline)
         except NotFound as exc:
-            if exc.code == "NoSuchBucket":
+            if exc.code in ("NoSuchBucket", NOT_S3):
                 raise
 
     def send_raw(

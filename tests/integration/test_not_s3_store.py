@@ -105,6 +105,24 @@ def test_storing_a_result_raises_never_drops_it(html_404: int, other_page: int) 
         assert is_permanent(exc.value) and exc.value.code == NOT_S3, exc.value
 
 
+def test_forget_raises_never_already_gone(html_404: int) -> None:
+    """A DELETE's 404 page is no "already deleted": forget() on a wrong endpoint must not seem to work."""
+    app = _app(html_404)
+    with pytest.raises(S3Error) as exc:
+        app.AsyncResult("some-task").forget()
+    assert exc.value.code == NOT_S3 and f"127.0.0.1:{html_404}" in str(exc.value), exc.value
+
+
+def test_cli_forget_says_not_s3_not_nothing_stored(html_404: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """``s3result forget`` checks with a HEAD, whose 404 has no body: the page must still be told apart."""
+    from s3result.cli.main import main
+
+    assert main(["forget", "some-task", "--url", f"s3result+http://AKID:SECRET@127.0.0.1:{html_404}/bucket/p"]) == 1
+    err = capsys.readouterr().err
+    assert "not an S3 answer" in err and "nothing stored" not in err, err
+    assert "SECRET" not in err
+
+
 def test_the_worker_refuses_to_start_with_one_line(html_404: int, tmp_path: Path) -> None:
     app_file = tmp_path / "notstore.py"
     app_file.write_text(
