@@ -23,7 +23,7 @@ from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3
 if TYPE_CHECKING:
     from .client import S3Client
 
-__all__ = ["PROBE_PREFIX", "Support", "probe", "support_for"]
+__all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,11 @@ def _landed(client: S3Client, key: str, body: bytes) -> str | None:
     """The ETag when the key holds ``body``: our write landed and only its reply was lost."""
     found = client.get_or_none(key)
     return found.etag if found is not None and found.body == body else None
+
+
+def known(client: S3Client) -> Support | None:
+    """The verdict already taken for this client's store and bucket, or None; sends nothing."""
+    return _cache.get((client.settings.base_url, client.settings.bucket))
 
 
 def support_for(client: S3Client, mode: ConditionalWrites, prefix: str) -> Support:
