@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,6 +41,8 @@ class Support:
 
 
 _cache: dict[tuple[str, str], Support] = {}
+# The last probe that failed per store and bucket: when it ended, and its error.
+_failed: dict[tuple[str, str], tuple[float, S3ResultError]] = {}
 _lock = threading.Lock()
 
 
@@ -146,10 +149,21 @@ def support_for(client: S3Client, mode: ConditionalWrites, prefix: str) -> Suppo
     found = _cache.get(cache_key)
     if found is not None:
         return found
+    asked = time.monotonic()
     with _lock:
         found = _cache.get(cache_key)
         if found is None:
-            found = probe(client, prefix)
+            failed = _failed.get(cache_key)
+            if failed is not None and failed[0] >= asked:
+                # A probe that ended while this caller waited for the lock failed: its error, not a
+                # probe more each in turn (a pool of 20 behind a silent store waited 20 timeouts).
+                raise failed[1].with_traceback(None)
+            try:
+                found = probe(client, prefix)
+            except S3ResultError as exc:  # not a time limit or an interrupt of the caller that probed
+                _failed[cache_key] = (time.monotonic(), exc)
+                raise
+            _failed.pop(cache_key, None)
             _cache[cache_key] = found
             if found.ok:
                 logger.info(
