@@ -171,6 +171,23 @@ def _check_before_fork(sender: Any = None, **_: Any) -> None:
     for app in list(_apps):
         _check_store_at_start(sender=SimpleNamespace(app=app))
         _retake_verdict(app)
+        _renew_credentials(app)
+
+
+def _renew_credentials(app: Any) -> None:
+    """Credentials due for a refresh are refreshed here, once, not by every child forked next.
+
+    The main process makes no request after its start check: hours later its credentials
+    (an IAM role's, from IMDS or a container endpoint) are inside their refresh window, and
+    with ``worker_max_tasks_per_child=1`` each child would fetch them again for its one task.
+    """
+    backend = app.backend
+    if not isinstance(backend, S3Backend):
+        return
+    try:
+        backend.client.renew_credentials()
+    except Exception as exc:  # noqa: BLE001 - a child resolves them itself, and reports a failure
+        logger.info("s3result: could not renew the credentials before forking a child: %s", exc)
 
 
 # When the main process may next try a verdict the start check could not take, and the pause after.

@@ -227,6 +227,15 @@ class S3Client:
                 self._slot = slot
             return slot
 
+    def renew_credentials(self) -> None:
+        """Refresh the credentials now if they are due (sends nothing to the store).
+
+        A prefork worker's main process calls it before it forks: its children inherit the
+        credentials, and the main process, which makes no request of its own, would otherwise
+        hand every child credentials due for a refresh (one fetch per child).
+        """
+        self._credentials.get()
+
     def close(self) -> None:
         """Close this process's pool and executor; the next request opens new ones."""
         with self._lock:
