@@ -854,9 +854,11 @@ class S3Backend(KeyValueStoreBackend):
         so every child inherits it instead of probing the store again.
         """
         key = self._key(self.get_key_for_task("s3result-start-check"))
+        deadline = time.monotonic() + timeout
         try:
-            self.client.get_or_none(key, deadline=time.monotonic() + timeout, attempts=1)
-            self.conditional_support  # noqa: B018 - probed and cached for this process and its children
+            self.client.get_or_none(key, deadline=deadline, attempts=1)
+            # Probed within the same timeout, and cached for this process and its children.
+            support_for(self.client, self.settings.conditional_writes, self.settings.prefix, deadline)
         except Exception as exc:  # noqa: BLE001 - reported by the caller
             return exc
         return None

@@ -327,11 +327,13 @@ class S3Client:
         if_match: str | None = None,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> str:
         """PUT a whole object and return its ETag.
 
         ``if_none_match`` creates only when absent (``AlreadyExists`` otherwise);
-        ``if_match`` replaces only the version with that ETag (``PreconditionFailed``).
+        ``if_match`` replaces only the version with that ETag (``PreconditionFailed``);
+        ``deadline`` (``time.monotonic()``) bounds the request and its retries.
         """
         if len(body) > self.settings.max_result_size:
             raise ResultTooLarge(
@@ -361,6 +363,7 @@ class S3Client:
             headers=headers,
             creating=if_none_match,
             retry_conflict=if_none_match or if_match is not None,
+            deadline=deadline,
         )
         return resp.headers.get("etag", "")
 
