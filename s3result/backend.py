@@ -32,7 +32,7 @@ from kombu.utils.encoding import bytes_to_str
 from . import chords
 from .client import S3Client
 from .clients import shared_client
-from .config import Settings, from_celery_conf
+from .config import ConditionalWrites, Settings, from_celery_conf
 from .counter import CasCounter, cas_attempts
 from .errors import (
     AlreadyExists,
@@ -45,7 +45,7 @@ from .errors import (
     TransportError,
 )
 from .etags import EtagMemory
-from .precondition import Support, support_for
+from .precondition import Support, known, support_for
 from .retry import is_permanent, is_retryable
 from .waits import Waits
 
@@ -157,6 +157,62 @@ def _check_before_fork(sender: Any = None, **_: Any) -> None:
     """
     for app in list(_apps):
         _check_store_at_start(sender=SimpleNamespace(app=app))
+        _retake_verdict(app)
+        _renew_credentials(app)
+
+
+def _renew_credentials(app: Any) -> None:
+    """Credentials due for a refresh are refreshed here, once, not by every child forked next.
+
+    The main process makes no request after its start check: hours later its credentials
+    (an IAM role's, from IMDS or a container endpoint) are inside their refresh window, and
+    with ``worker_max_tasks_per_child=1`` each child would fetch them again for its one task.
+    """
+    backend = app.backend
+    if not isinstance(backend, S3Backend):
+        return
+    try:
+        backend.client.renew_credentials()
+    except Exception as exc:  # noqa: BLE001 - a child resolves them itself, and reports a failure
+        logger.info("s3result: could not renew the credentials before forking a child: %s", exc)
+
+
+# When the main process may next try a verdict the start check could not take, and the pause after.
+_retake_at: float | None = None
+_retake_pause = 1.0
+
+
+def _retake_verdict(app: Any) -> None:
+    """Take the conditional-write verdict before this fork if the start check could not.
+
+    A store down or slow while the worker starts (started at the same time by a compose file,
+    say) leaves no verdict to inherit: every child would probe for itself, with
+    ``worker_max_tasks_per_child=1`` 7 requests more per task, for the worker's whole life.
+    Tried again before a later fork, one bounded GET first; the pause between tries doubles
+    from 1 s to a minute, so a store that stays down costs the main process little.
+    """
+    global _retake_at, _retake_pause
+    backend = app.backend
+    if not isinstance(backend, S3Backend) or backend.settings.conditional_writes is not ConditionalWrites.PROBE:
+        return
+    now = time.monotonic()
+    if known(backend.client) is not None:
+        return
+    if _retake_at is None:  # the start check has just failed: not again at once
+        _retake_at = now + _retake_pause
+    if now < _retake_at:
+        return
+    error = backend.check_store(min(backend.settings.connect_timeout, 2.0))
+    if error is None:
+        return
+    _retake_pause = min(_retake_pause * 2, 60.0)
+    _retake_at = time.monotonic() + _retake_pause
+    logger.info(
+        "s3result: conditional-write verdict still not taken (%s); children probe for themselves until "
+        "it is, tried again before a fork in %gs",
+        error,
+        _retake_pause,
+    )
 
 
 signals.worker_init.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-init")
@@ -612,9 +668,11 @@ class S3Backend(Waits, KeyValueStoreBackend):
         so every child inherits it instead of probing the store again.
         """
         key = self._key(self.get_key_for_task("s3result-start-check"))
+        deadline = time.monotonic() + timeout
         try:
-            self.client.get_or_none(key, deadline=time.monotonic() + timeout, attempts=1)
-            self.conditional_support  # noqa: B018 - probed and cached for this process and its children
+            self.client.get_or_none(key, deadline=deadline, attempts=1)
+            # Probed within the same timeout, and cached for this process and its children.
+            support_for(self.client, self.settings.conditional_writes, self.settings.prefix, deadline)
         except Exception as exc:  # noqa: BLE001 - reported by the caller
             return exc
         return None

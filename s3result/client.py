@@ -237,6 +237,15 @@ class S3Client:
                 self._slot = slot
             return slot
 
+    def renew_credentials(self) -> None:
+        """Refresh the credentials now if they are due (sends nothing to the store).
+
+        A prefork worker's main process calls it before it forks: its children inherit the
+        credentials, and the main process, which makes no request of its own, would otherwise
+        hand every child credentials due for a refresh (one fetch per child).
+        """
+        self._credentials.get()
+
     def close(self) -> None:
         """Close this process's pool and executor; the next request opens new ones."""
         with self._lock:
@@ -328,11 +337,13 @@ class S3Client:
         if_match: str | None = None,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> str:
         """PUT a whole object and return its ETag.
 
         ``if_none_match`` creates only when absent (``AlreadyExists`` otherwise);
-        ``if_match`` replaces only the version with that ETag (``PreconditionFailed``).
+        ``if_match`` replaces only the version with that ETag (``PreconditionFailed``);
+        ``deadline`` (``time.monotonic()``) bounds the request and its retries.
         """
         if len(body) > self.settings.max_result_size:
             raise ResultTooLarge(
@@ -363,15 +374,20 @@ class S3Client:
             headers=headers,
             creating=if_none_match,
             retry_conflict=if_none_match or if_match is not None,
+            deadline=deadline,
         )
         return resp.headers.get("etag", "")
 
     def delete(self, key: str, *, deadline: float | None = None) -> None:
-        """DELETE an object; deleting a missing key is not an error (S3 answers 204)."""
+        """DELETE an object; deleting a missing key is not an error (S3 answers 204).
+
+        A missing bucket and a 404 page that is not S3's (``NotS3``) are raised: "already gone"
+        would hide a wrong bucket or endpoint behind a ``forget()`` that seems to work.
+        """
         try:
             self._send("DELETE", key, deadline=deadline)
         except NotFound as exc:
-            if exc.code == "NoSuchBucket":
+            if exc.code in ("NoSuchBucket", NOT_S3):
                 raise
 
     def send_raw(

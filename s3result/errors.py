@@ -331,6 +331,12 @@ def error_from_response(
         kind = "HTML" if b"<html" in body[:512].lower() or "html" in content_type else "non-S3"
         code = NOT_S3
         message = f"the endpoint answered with {kind}, not an S3 answer"
+    elif status == 404 and not body and method != "HEAD":
+        # S3 answers a missing key or bucket with an error document; a proxy with no route for
+        # the path (Envoy, a balancer's default rule) answers nothing. Taken as "no such key",
+        # every result would read as pending. Only a HEAD's 404 is bodiless by nature.
+        code = NOT_S3
+        message = "the endpoint answered 404 with no body, not an S3 answer"
     fields: dict[str, Any] = {
         "status": status,
         "code": code,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3
 if TYPE_CHECKING:
     from .client import S3Client
 
-__all__ = ["PROBE_PREFIX", "Support", "probe", "support_for"]
+__all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Support:
 
 
 _cache: dict[tuple[str, str], Support] = {}
+# The last probe that failed per store and bucket: when it ended, and its error.
+_failed: dict[tuple[str, str], tuple[float, S3ResultError]] = {}
 _lock = threading.Lock()
 
 
@@ -51,85 +54,97 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def probe(client: S3Client, prefix: str) -> Support:
-    """Run the three checks on a fresh key under ``prefix`` and delete it afterwards."""
+def probe(client: S3Client, prefix: str, deadline: float | None = None) -> Support:
+    """Run the three checks on a fresh key under ``prefix`` and delete it afterwards.
+
+    ``deadline`` (``time.monotonic()``) bounds every request: the worker's start check takes
+    the verdict within its own timeout, not three read timeouts per request.
+    """
     key = f"{prefix}/{PROBE_PREFIX}/{uuid.uuid4()}" if prefix else f"{PROBE_PREFIX}/{uuid.uuid4()}"
     try:
-        verdict = _probe(client, key)
+        verdict = _probe(client, key, deadline)
     except NotImplementedByStore:
         # Swift s3api: https://docs.openstack.org/swift/latest/s3_compat.html
         verdict = Support(False, "the store answers 501 Not Implemented to conditional PUTs (Swift s3api)")
     except BaseException:
-        _clean_up(client, key)  # never in place of the error that stopped the probe
+        _clean_up(client, key, deadline)  # never in place of the error that stopped the probe
         raise
-    _clean_up(client, key)
+    _clean_up(client, key, deadline)
     return verdict
 
 
-def _clean_up(client: S3Client, key: str) -> None:
+def _clean_up(client: S3Client, key: str, deadline: float | None) -> None:
     """Delete the probe key; a failure is logged, never raised (a lifecycle rule on the prefix
     expires a key left behind, and the error that matters is the probe's own)."""
     try:
-        client.delete(key)
+        client.delete(key, deadline=deadline)
     except S3ResultError as exc:
         logger.warning(
             "s3result: could not delete the probe key %r (%s); a lifecycle rule on the prefix expires it", key, exc
         )
 
 
-def _probe(client: S3Client, key: str) -> Support:
+def _probe(client: S3Client, key: str, deadline: float | None) -> Support:
     """The three checks; a 501 at any step is handled once, in ``probe``."""
     try:
-        first = client.put(key, b"probe-1", if_none_match=True)
+        first = client.put(key, b"probe-1", if_none_match=True, deadline=deadline)
     except AlreadyExists:
-        landed = _landed(client, key, b"probe-1")  # a retry after a lost reply finds our own write
+        landed = _landed(client, key, b"probe-1", deadline)  # a retry after a lost reply finds our own write
         if landed is None:
             return Support(False, "If-None-Match: * refused to create a key that did not exist")
         first = landed
     try:
-        client.put(key, b"probe-2", if_none_match=True)
+        client.put(key, b"probe-2", if_none_match=True, deadline=deadline)
     except AlreadyExists:
         pass
     else:
         return Support(False, "the store ignores If-None-Match: * and overwrote an existing key (nanio, s3rver)")
-    if client.get(key).body != b"probe-1":
+    if client.get(key, deadline=deadline).body != b"probe-1":
         return Support(False, "a refused If-None-Match write still changed the object")
     try:
-        second = client.put(key, b"probe-3", if_match=first)
+        second = client.put(key, b"probe-3", if_match=first, deadline=deadline)
     except PreconditionFailed:
-        landed = _landed(client, key, b"probe-3")
+        landed = _landed(client, key, b"probe-3", deadline)
         if landed is not None:
-            return _probe_stale(client, key, first, landed)
+            return _probe_stale(client, key, first, landed, deadline)
         try:
-            client.put(key, b"probe-3", if_match=first.strip('"'))
+            client.put(key, b"probe-3", if_match=first.strip('"'), deadline=deadline)
         except S3Error:
             return Support(False, "If-Match with the current ETag was refused")
         # Ceph RGW rejects a quoted ETag in If-Match: https://github.com/block/buzz/issues/3002
         return Support(False, "the store compares If-Match without the ETag's quotes (Ceph RGW 16.2 bug)")
-    return _probe_stale(client, key, first, second)
+    return _probe_stale(client, key, first, second, deadline)
 
 
-def _probe_stale(client: S3Client, key: str, first: str, second: str) -> Support:
+def _probe_stale(client: S3Client, key: str, first: str, second: str, deadline: float | None) -> Support:
     """The last check: a stale ETag in If-Match must be refused, and change nothing."""
     try:
-        client.put(key, b"probe-4", if_match=first)
+        client.put(key, b"probe-4", if_match=first, deadline=deadline)
     except PreconditionFailed:
         pass
     else:
         return Support(False, "the store ignores If-Match and overwrote a newer version (stale ETag accepted)")
-    if client.get(key).etag != second:
+    if client.get(key, deadline=deadline).etag != second:
         return Support(False, "a refused If-Match write still changed the object")
     return Support(True, "If-None-Match and If-Match honoured")
 
 
-def _landed(client: S3Client, key: str, body: bytes) -> str | None:
+def _landed(client: S3Client, key: str, body: bytes, deadline: float | None) -> str | None:
     """The ETag when the key holds ``body``: our write landed and only its reply was lost."""
-    found = client.get_or_none(key)
+    found = client.get_or_none(key, deadline=deadline)
     return found.etag if found is not None and found.body == body else None
 
 
-def support_for(client: S3Client, mode: ConditionalWrites, prefix: str) -> Support:
-    """The verdict for this store and bucket: forced by ``mode``, or probed once and cached."""
+def known(client: S3Client) -> Support | None:
+    """The verdict already taken for this client's store and bucket, or None; sends nothing."""
+    return _cache.get((client.settings.base_url, client.settings.bucket))
+
+
+def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline: float | None = None) -> Support:
+    """The verdict for this store and bucket: forced by ``mode``, or probed once and cached.
+
+    ``deadline`` bounds a probe this call runs (see ``probe``).
+    """
     if mode is ConditionalWrites.ETAG:
         return Support(True, "forced on by conditional_writes=etag", forced=True)
     if mode is ConditionalWrites.DISABLED:
@@ -141,10 +156,21 @@ def support_for(client: S3Client, mode: ConditionalWrites, prefix: str) -> Suppo
     found = _cache.get(cache_key)
     if found is not None:
         return found
+    asked = time.monotonic()
     with _lock:
         found = _cache.get(cache_key)
         if found is None:
-            found = probe(client, prefix)
+            failed = _failed.get(cache_key)
+            if failed is not None and failed[0] >= asked:
+                # A probe that ended while this caller waited for the lock failed: its error, not a
+                # probe more each in turn (a pool of 20 behind a silent store waited 20 timeouts).
+                raise failed[1].with_traceback(None)
+            try:
+                found = probe(client, prefix, deadline)
+            except S3ResultError as exc:  # not a time limit or an interrupt of the caller that probed
+                _failed[cache_key] = (time.monotonic(), exc)
+                raise
+            _failed.pop(cache_key, None)
             _cache[cache_key] = found
             if found.ok:
                 logger.info(

@@ -302,6 +302,9 @@ class HttpcoreTransport:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_body = max_body
+        self._max_connections = max_connections
+        #: Answers read so far: a caller that waited for a connection tells a silent store from a small pool.
+        self._answered = 0
         self._extensions = self._timeouts(None)
         self._network = DeadlineBackend()
         self._request_deadline = request_deadline
@@ -342,8 +345,9 @@ class HttpcoreTransport:
         whole = self._request_deadline(timeout)
         extensions = self._extensions if timeout is None else self._timeouts(timeout)
         pool_timeout = self._pool_timeout if timeout is None else min(self._pool_timeout, timeout)
+        answered = self._answered
         if not self._slots.acquire(timeout=pool_timeout):
-            raise ConnectError(f"no pooled connection came free in {pool_timeout:g}s; raise max_connections")
+            raise ConnectError(self._pool_full(pool_timeout, answered))
         conn = None
         try:
             # A plain try (not the context manager) on the hot path: it is cheaper.
@@ -367,6 +371,7 @@ class HttpcoreTransport:
                 self._raise_mapped(exc, timeout)
             finally:
                 whole.__exit__()
+            self._answered += 1
             if conn.is_idle():
                 with self._lock:
                     self._idle.append(conn)
@@ -380,6 +385,18 @@ class HttpcoreTransport:
             if conn is not None:
                 conn.close()
             self._slots.release()
+
+    def _pool_full(self, waited: float, answered: int) -> str:
+        """Why no connection came free: a store that answered nothing meanwhile, or too small a pool."""
+        if self._answered == answered:
+            return (
+                f"no pooled connection came free in {waited:g}s: all {self._max_connections} are waiting on the "
+                "store, which answered none of them meanwhile; check that the store is up and answering"
+            )
+        return (
+            f"no pooled connection came free in {waited:g}s: all {self._max_connections} stayed busy; "
+            "raise max_connections, or lower the pool's concurrency"
+        )
 
     def _raise_mapped(self, exc: Exception, cap: float | None = None) -> NoReturn:
         with self._map_errors(cap):

@@ -71,10 +71,15 @@ def test_backend_uri_masks_the_secret_and_pickles() -> None:
     assert type(restored) is type(backend) and restored.settings == backend.settings
 
 
+_NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code></Error>"
+
+
 def test_close_shuts_the_read_executor_and_is_idempotent() -> None:
     client = S3Client(
         config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
-        transport_factory=lambda base: HttpxTransport(httpx.MockTransport(lambda r: httpx.Response(404)), base),
+        transport_factory=lambda base: HttpxTransport(
+            httpx.MockTransport(lambda r: httpx.Response(404, content=_NO_SUCH_KEY)), base
+        ),
     )
     assert client.get_many(["a", "b"]) == [None, None]
     executor = client._get_slot().executor

@@ -202,6 +202,9 @@ def _forget(args: argparse.Namespace) -> int:
     except NotFound as exc:
         if exc.code == "NoSuchBucket":
             raise
+        # A HEAD's 404 has no body to tell S3's "no such key" from a web page on the endpoint:
+        # one GET does (it raises NotS3), so a wrong endpoint is never "nothing stored".
+        _within(args, "s3result forget", lambda deadline: backend.client.get_or_none(key, deadline=deadline))
         raise NothingStored(f"nothing stored for task {args.task_id} at {key!r}; nothing deleted") from None
     _within(args, "s3result forget", lambda deadline: backend.client.delete(key, deadline=deadline))
     sys.stdout.write(f"forgot {args.task_id} (deleted {key!r})\n")

@@ -7,11 +7,14 @@ same promise in one process, under a lost reply.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from s3result.precondition import PROBE_PREFIX
+from s3result.testing.faults import FaultProxy
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 from tests.brokers import RedisServer
@@ -80,3 +83,50 @@ def test_a_child_per_task_takes_no_probe(moto_server: MotoServer, redis_broker: 
     assert started["GET other"] + started["GET celery-task-meta"] <= 3, (started, worker.tail())
     assert sum(started.values()) <= 10, (started, worker.tail())
     assert proxy.kinds - started == {"PUT celery-task-meta": 20}, (proxy.kinds - started, worker.tail())
+
+
+def test_a_probe_that_failed_at_start_is_taken_before_a_later_fork(
+    moto_server: MotoServer, redis_broker: RedisServer, tmp_path: Path
+) -> None:
+    """The store answers 503 to the probe while the worker starts (both started at once), then heals.
+
+    The start check warns and the worker starts; the verdict is then taken again in the main
+    process before a later fork, so the children made after it inherit it instead of probing
+    once per task (``worker_max_tasks_per_child=1``: 7 requests more per task).
+    """
+    counting = CountingProxy("127.0.0.1", moto_server.port)
+    faults = FaultProxy("127.0.0.1", counting.port, latency=0.0)
+    faults.answer("PUT", PROBE_PREFIX, 503, code="SlowDown", times=3)  # the start check's probe, 3 attempts
+    url = moto_server.url("late-probe").replace(f":{moto_server.port}/", f":{faults.port}/")
+    worker = Worker(
+        url,
+        tmp_path,
+        concurrency=2,
+        name="late-probe",
+        broker=redis_broker,
+        namespace=42,
+        extra_env={"E2E_MAX_TASKS_PER_CHILD": "1"},
+    )
+    worker.start()
+    try:
+        assert faults.stats["canned"] == 3, worker.tail()
+        module = point_app_at(moto_server.url("late-probe"), Path(worker.broker_dir), redis_broker, 42)
+        total, later = 0, None
+        for batch, size in enumerate((2, 6, 6, 6)):
+            if batch == 2:  # every child alive now was forked after the verdict was taken
+                later = counting.kinds.copy()
+            results = [module.add.delay(i, batch) for i in range(size)]
+            assert [r.get(timeout=120) for r in results] == [i + batch for i in range(size)]
+            total += size
+            time.sleep(2)  # past the first pause before the main process tries again
+    finally:
+        worker.stop()
+        faults.close()
+        counting.close()
+    assert later is not None
+    # The children forked before the verdict (2 at start, 2 after the first batch) probe for
+    # themselves, 4 PUTs each, and the main process once; none after.
+    assert counting.kinds["PUT other"] <= 5 * 4, (counting.kinds, worker.tail())
+    assert {k: n for k, n in (counting.kinds - later).items() if k.endswith("other")} == {}, counting.kinds - later
+    assert counting.kinds["PUT celery-task-meta"] == total, (counting.kinds, worker.tail())
+    assert worker.tail(100_000).count("conditional writes work") <= 5, worker.tail()

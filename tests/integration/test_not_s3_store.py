@@ -26,7 +26,7 @@ from s3result.retry import is_permanent
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _server(status: int, body: bytes) -> Iterator[int]:
+def _server(status: int, body: bytes, content_type: str | None = "text/html; charset=utf-8") -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -35,7 +35,8 @@ def _server(status: int, body: bytes) -> Iterator[int]:
             if length:
                 self.rfile.read(length)
             self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            if content_type is not None:
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
@@ -103,6 +104,45 @@ def test_storing_a_result_raises_never_drops_it(html_404: int, other_page: int) 
         with pytest.raises(S3Error) as exc:
             backend.store_result("t1", 42, "SUCCESS")
         assert is_permanent(exc.value) and exc.value.code == NOT_S3, exc.value
+
+
+@pytest.fixture
+def empty_404() -> Iterator[int]:
+    """A 404 with no body and no content type, as a proxy with no route for the path answers (Envoy)."""
+    yield from _server(404, b"", content_type=None)
+
+
+def test_a_bodiless_404_is_not_pending(empty_404: int) -> None:
+    """S3 answers a GET, PUT or DELETE of a missing key with an XML error document, never nothing."""
+    app = _app(empty_404)
+    started = time.monotonic()
+    with pytest.raises(S3Error) as exc:
+        app.AsyncResult("some-task").get(timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert exc.value.code == NOT_S3 and is_permanent(exc.value), exc.value
+    assert f"127.0.0.1:{empty_404}" in str(exc.value) and "not an S3 answer" in str(exc.value), exc.value
+    error = app.backend.check_store()  # the worker's start check: refuses to start
+    assert error is not None and is_permanent(error), error
+    with pytest.raises(S3Error, match="not an S3 answer"):
+        app.AsyncResult("some-task").forget()
+
+
+def test_forget_raises_never_already_gone(html_404: int) -> None:
+    """A DELETE's 404 page is no "already deleted": forget() on a wrong endpoint must not seem to work."""
+    app = _app(html_404)
+    with pytest.raises(S3Error) as exc:
+        app.AsyncResult("some-task").forget()
+    assert exc.value.code == NOT_S3 and f"127.0.0.1:{html_404}" in str(exc.value), exc.value
+
+
+def test_cli_forget_says_not_s3_not_nothing_stored(html_404: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """``s3result forget`` checks with a HEAD, whose 404 has no body: the page must still be told apart."""
+    from s3result.cli.main import main
+
+    assert main(["forget", "some-task", "--url", f"s3result+http://AKID:SECRET@127.0.0.1:{html_404}/bucket/p"]) == 1
+    err = capsys.readouterr().err
+    assert "not an S3 answer" in err and "nothing stored" not in err, err
+    assert "SECRET" not in err
 
 
 def test_the_worker_refuses_to_start_with_one_line(html_404: int, tmp_path: Path) -> None:

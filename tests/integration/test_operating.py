@@ -34,7 +34,7 @@ def test_probe_clean_up_failure_is_logged_not_raised(moto_server: MotoServer) ->
     client = S3Client(config.build(url=moto_server.url("nodelete"), environ={}))
     real_delete = client.delete
 
-    def refuse(key: str) -> None:
+    def refuse(key: str, deadline: float | None = None) -> None:
         raise AccessDenied(status=403, code="AccessDenied", key=key, method="DELETE")
 
     client.delete = refuse  # type: ignore[method-assign]
