@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 from . import sigv4
 from ._forksafe import renew_locks_after_fork
-from .answers import credentials_hint, map_error, redirect_host
+from .answers import credentials_hint, map_error
+from .connect import make_transport
 from .credentials import CredentialSource, chain_for
 from .errors import (
     NOT_S3,
@@ -33,12 +34,11 @@ from .errors import (
     TransportError,
 )
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
-from .network import environment_proxy, proxy_variable
+from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
-from .transport import HttpcoreTransport, HttpxTransport, RawResponse, Transport, make_ssl_context
+from .transport import RawResponse, Transport
 
 if TYPE_CHECKING:
-    import ssl
     from concurrent.futures import ThreadPoolExecutor
 
     from .config import Settings
@@ -48,17 +48,8 @@ __all__ = ["GetResult", "HeadResult", "S3Client"]
 logger = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
-# Codes that mean "your clock is off", not "your key is wrong" (botocore's list, for S3).
-_SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException"})
-_SKEW_THRESHOLD = 240.0
-# "Your session token expired": botocore refreshes and retries on these.
-# InvalidToken: an S3 Express session the store no longer honours.
-_EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken"})
 # The shortest wait an attempt gets under a deadline: enough for a loopback or LAN round trip.
 _MIN_ATTEMPT_S = 0.1
-# The region in an AWS S3 host name: bucket.s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com,
-# s3.dualstack.eu-west-1.amazonaws.com, and the China partition's .amazonaws.com.cn.
-_AWS_REGION_HOST = re.compile(r"(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
@@ -193,35 +184,7 @@ class S3Client:
     # -- per-process resources --------------------------------------------------------------
 
     def _default_transport(self, base_url: str) -> Transport:
-        context = make_ssl_context(self.settings.ca_bundle) if base_url.startswith("https:") else None
-        proxy = environment_proxy(base_url)
-        if proxy is not None:
-            return self._proxied_transport(base_url, proxy, context)
-        return HttpcoreTransport(
-            base_url=base_url,
-            max_connections=self.settings.max_connections,
-            connect_timeout=self.settings.connect_timeout,
-            read_timeout=self.settings.read_timeout,
-            ssl_context=context,
-            max_body=self.settings.max_result_size,
-        )
-
-    def _proxied_transport(self, base_url: str, proxy: str, context: ssl.SSLContext | None) -> Transport:
-        """httpx's own proxy transport (CONNECT for https, forwarding for http), same limits and timeouts."""
-        import httpx
-
-        s = self.settings
-        parts = urlsplit(proxy)
-        logger.info("s3result: reaching %s through the proxy at %s:%s", base_url, parts.hostname, parts.port or "")
-        where = (f"{parts.hostname}:{parts.port or ''}", proxy_variable(base_url))
-        transport = httpx.HTTPTransport(
-            proxy=proxy,
-            verify=context if context is not None else True,
-            limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
-            trust_env=False,
-        )
-        timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
-        return HttpxTransport(transport, base_url, timeout=timeout, proxy=where)
+        return make_transport(self.settings, base_url)
 
     def _get_slot(self) -> _Slot:
         pid = os.getpid()
@@ -627,21 +590,11 @@ class S3Client:
         return credentials_hint(code, self._credentials.source, self.settings.secret_origin)
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
-        """Switch region once when the store names the right one (301, or a malformed auth).
-
-        A 307 from AWS itself (no endpoint_url) names the bucket's regional endpoint: its
-        region is learnt the same way, so the retry goes to the regional endpoint this client
-        builds itself, never to the host the answer names.
-        """
-        region = resp.headers.get("x-amz-bucket-region") or error.region
-        relevant = error.status == 301 or error.code in ("AuthorizationHeaderMalformed", "PermanentRedirect")
-        if error.status == 307:
-            if self.settings.endpoint_url is not None:
-                return False
-            found = _AWS_REGION_HOST.search(redirect_host(resp).lower())
-            region = region or (found.group(1) if found else "")
-            relevant = True
-        if not relevant or not region or region == self.region:
+        """Switch region once when the store names the right one (see ``recovery``)."""
+        region = region_to_learn(
+            error, resp, current=self.region, endpoint_given=self.settings.endpoint_url is not None
+        )
+        if region is None:
             return False
         logger.warning(
             "s3result: bucket %r is in region %s, not %s; using %s (set region=%s to skip this)",
@@ -661,36 +614,22 @@ class S3Client:
         token ends sooner. Fresh credentials heal that; the same ones (a static token that
         really expired) do not, and the error is raised as before.
         """
-        if error.code not in _EXPIRED_TOKEN_CODES:
+        if error.code not in EXPIRED_TOKEN_CODES:
             return False
         source, header = (
             (self._credentials, b"x-amz-security-token")
             if self.session is None
             else (self.session, b"x-amz-s3session-token")
         )
-        token = next((v.decode() for k, v in wire if k.lower() == header), None)
-        if not source.refresh_rejected(token):
+        if not source.refresh_rejected(rejected_token(wire, header)):
             return False
         logger.warning("s3result: the store says the session token expired; signing with refreshed credentials")
         return True
 
     def _learn_clock(self, error: S3Error, resp: RawResponse) -> bool:
         """Correct the clock once from the store's Date header when the store says it is off."""
-        if error.code not in _SKEW_CODES and error.status != 403:
-            return False
-        date = resp.headers.get("date")
-        if not date:
-            return False
-        from email.utils import parsedate_to_datetime  # only ever needed on this error path
-
-        try:
-            server = parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            return False
-        offset = server - self._clock()
-        if error.code not in _SKEW_CODES and abs(offset - self.clock_offset) < _SKEW_THRESHOLD:
-            return False
-        if abs(offset - self.clock_offset) < 1.0:
+        offset = clock_offset_to_learn(error, resp, clock=self._clock, current_offset=self.clock_offset)
+        if offset is None:
             return False
         logger.warning("s3result: local clock is %.0fs off the store's; correcting signatures by that much", -offset)
         self.clock_offset = offset
