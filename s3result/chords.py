@@ -68,6 +68,8 @@ class CounterState:
     failed: str | None = None
     #: The token of the write that set ``failed``: a retry whose reply was lost knows it is its own.
     failed_token: str | None = None
+    #: Each counted part's encoded result when small (see ``chordtree``): the join reads no more.
+    values: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, body: bytes) -> CounterState:
@@ -75,12 +77,28 @@ class CounterState:
         if not isinstance(data, dict) or data.get("v") != 2:
             raise ValueError("not an s3result chord counter (v2)")
         parts = list(data.get("parts") or [])
-        return cls(data.get("size"), parts, data.get("done"), data.get("failed"), data.get("failed_token"))
+        values = data.get("values")
+        return cls(
+            data.get("size"),
+            parts,
+            data.get("done"),
+            data.get("failed"),
+            data.get("failed_token"),
+            dict(values) if isinstance(values, dict) else {},
+        )
 
     def dump(self) -> bytes:
-        body = {"v": 2, "size": self.size, "parts": self.parts, "done": self.done, "failed": self.failed}
+        body: dict[str, Any] = {
+            "v": 2,
+            "size": self.size,
+            "parts": self.parts,
+            "done": self.done,
+            "failed": self.failed,
+        }
         if self.failed_token is not None:
             body["failed_token"] = self.failed_token
+        if self.values:
+            body["values"] = self.values
         return json.dumps(body, separators=(",", ":")).encode()
 
     @property
@@ -138,16 +156,20 @@ class ChordCounter:
 
     # -- parts -----------------------------------------------------------------------------
 
-    def count(self, key: str, member: str, *, precreated: bool) -> Outcome:
+    def count(self, key: str, member: str, *, precreated: bool, value: str | None = None) -> Outcome:
         """Count ``member`` once; "fire" for exactly one part of the chord.
 
         ``precreated``: the producer created the counter, so a missing one means the chord
-        finished ("late"). Raises when counting failed (the caller fails the chord).
+        finished ("late"). ``value``: the part's encoded result, kept for the join. Raises
+        when counting failed (the caller fails the chord).
         """
-        return group_commit(("chord", self._scope, key), member, lambda batch: self._swap(key, batch, precreated))
+        return group_commit(
+            ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated)
+        )
 
-    def _swap(self, key: str, members: list[str], precreated: bool) -> list[Outcome]:
-        """Add ``members`` in one compare-and-swap; one outcome per member."""
+    def _swap(self, key: str, items: list[tuple[str, str | None]], precreated: bool) -> list[Outcome]:
+        """Add the members of ``items`` in one compare-and-swap; one outcome per member."""
+        members = [m for m, _ in items]
         client = self._client()
         tokens: set[str] = set()
         last: BaseException | None = None
@@ -168,6 +190,7 @@ class ChordCounter:
                     tokens.add(token)
                     fresh = [m for m in dict.fromkeys(members) if m not in counted]
                     state.parts.extend(fresh)
+                    state.values.update((m, v) for m, v in items if v is not None and m in fresh)
                     if state.complete and state.done is None:
                         state.done = {"by": fresh[-1], "token": token, "at": time.time()}
                     body = state.dump()
