@@ -319,7 +319,7 @@ class ChordMethods(KeyValueStoreBackend):  # type: ignore[misc]
             raise chordtree.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
         level, node = 0, tree.leaf_of(index)
         name = str(index)
-        entry: Any = [chordtree.fingerprint(task_id), value]
+        entry: Any = chordtree.fingerprint(task_id) + (value or "")
         while level < tree.height:
             step = self._tree.add(key, tree, level, node, name, entry)
             if step == "wait":
@@ -525,15 +525,17 @@ class ChordMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 ) from exc
             raise
         values: dict[str, Any] = {}
-        for leaf_key, leaf in zip(leaves, bodies, strict=True):
+        fp_len = chordtree.FP_LEN
+        for leaf_id, leaf_key, leaf in zip(tree.levels[0], leaves, bodies, strict=True):
             if leaf is None:
                 raise ChordError(f"the chord's counter node {leaf_key!r} is missing")
-            for index, (fp, value) in chordtree.load_node(leaf.body)["m"].items():
+            slots = chordtree.load_node(leaf.body)["m"]
+            for index, slot in zip(tree.expected(0, leaf_id), slots, strict=True):
                 task_id = ids[int(index)]
-                if fp != chordtree.fingerprint(task_id):
+                if not isinstance(slot, str) or slot[:fp_len] != chordtree.fingerprint(task_id):
                     raise ChordError(f"part index {index} was counted for another task than {task_id}")
-                if value is not None:
-                    values[task_id] = self.decode(value)
+                if len(slot) > fp_len:
+                    values[task_id] = self.decode(slot[fp_len:])
         return values
 
     def _chord_size(self, request: Any, group_id: str) -> int | None:

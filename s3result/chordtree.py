@@ -67,10 +67,22 @@ from .client import S3Client
 from .counter import cas_attempts, group_commit
 from .errors import Conflict, PreconditionFailed
 
-__all__ = ("VALUE_MAX", "Geometry", "PartClash", "Step", "TreeCounter", "fingerprint", "load_node", "node_key")
+__all__ = (
+    "FP_LEN",
+    "VALUE_MAX",
+    "Geometry",
+    "PartClash",
+    "Step",
+    "TreeCounter",
+    "fingerprint",
+    "load_node",
+    "node_key",
+)
 
 #: Encoded results up to this size travel in the leaf; bigger ones are read at join time.
 VALUE_MAX = 48
+#: A leaf slot starts with this many hex digits of its task id's hash (see ``fingerprint``).
+FP_LEN = 6
 
 Step = Literal["up", "wait", "late", "failed"]
 
@@ -80,8 +92,8 @@ class PartClash(ValueError):
 
 
 def fingerprint(task_id: str) -> str:
-    """8 hex digits of the task id's hash: tells a redelivery from another task at the same index."""
-    return hashlib.blake2b(task_id.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    """``FP_LEN`` hex digits of the task id's hash: tells a redelivery from another task at one index."""
+    return hashlib.blake2b(task_id.encode("utf-8", "surrogatepass"), digest_size=FP_LEN // 2).hexdigest()
 
 
 def node_key(root_key: str, level: int, node: int) -> str:
@@ -164,9 +176,14 @@ class Geometry:
 
 
 def load_node(body: bytes) -> dict[str, Any]:
-    """A tree node's content: ``{"v": 3, "m": {member: entry}, "by": the member that completed it}``."""
+    """A tree node's content: ``{"v": 3, "m": [slot, ...], "by": the member that completed it}``.
+
+    Slots follow ``Geometry.expected``: null until counted; a leaf's slot is the fingerprint of
+    the part's task id followed by its encoded result (nothing after it: read at join time), an
+    inner node's is 1.
+    """
     data = json.loads(body)
-    if not isinstance(data, dict) or data.get("v") != 3 or not isinstance(data.get("m"), dict):
+    if not isinstance(data, dict) or data.get("v") != 3 or not isinstance(data.get("m"), list):
         raise ValueError("not an s3result chord tree node (v3)")
     return data
 
@@ -239,24 +256,29 @@ class TreeCounter:
                 ended = self._root_state(root_key)
                 if ended is not None:
                     return [ended] * len(batch)
-            node: dict[str, Any] = {"v": 3, "m": {}, "by": None}
+            node: dict[str, Any] = {"v": 3, "m": [None] * len(expected), "by": None}
         else:
             node = load_node(current.body)
-        members: dict[str, Any] = node["m"]
+        slots: list[Any] = node["m"]
+        if len(slots) != len(expected):
+            raise ValueError(f"tree node {key!r} holds {len(slots)} slots, the chord's geometry says {len(expected)}")
+        where = {m: k for k, m in enumerate(expected)}
         fresh: list[str] = []
         for member, entry in batch:
-            if member not in members:
-                members[member] = entry
+            slot = where.get(member)
+            if slot is None:
+                raise PartClash(f"{member!r} is not counted in tree node {key!r}")
+            held = slots[slot]
+            if held is None:
+                slots[slot] = entry
                 fresh.append(member)
-                continue
-            held = members[member]
-            if level == 0 and isinstance(held, list) and isinstance(entry, list) and held[:1] != entry[:1]:
+            elif level == 0 and str(held)[:FP_LEN] != str(entry)[:FP_LEN]:
                 raise PartClash(
-                    f"part index {member} is held by another task (fingerprint {held[0]}, ours {entry[0]}): "
-                    "a duplicated group_index"
+                    f"part index {member} is held by another task (fingerprint {str(held)[:FP_LEN]}, "
+                    f"ours {str(entry)[:FP_LEN]}): a duplicated group_index"
                 )
         if fresh:
-            if node["by"] is None and all(m in members for m in expected):
+            if node["by"] is None and all(held is not None for held in slots):
                 node["by"] = fresh[-1]
             body = _dump(node)
             if current is None:
