@@ -14,9 +14,11 @@ DESIGN notes (why it is built this way):
   leaf slot carries the part's encoded result when it is small (``VALUE_MAX`` bytes, as
   Celery's Redis backend carries results in the chord's list) and the join reads the
   leaves, ~N/``fill`` GETs. A part whose result is bigger, not JSON text, or not a success
-  has ``null`` in its slot and is read on its own at join time: 3 requests per part, plus 1
-  for such a part. A slot is ``"<index>": ["<fingerprint of the task id>", <value or null>]``,
-  ~25 bytes: a full leaf of 32 is under 1 KB, so bytes per part stay a few hundred at any N.
+  carries none and is read on its own at join time: 3 requests per part, plus 1 for such a
+  part. Slots are positional (``Geometry.expected`` says which index each is): ``0`` until
+  counted, then ``FP_LEN`` hex digits of the task id's hash followed by the encoded result,
+  ~10 bytes. A full leaf of 32 is ~400 bytes, so bytes per part stay a few hundred at any N
+  beyond the requests' own headers (~900-1,000 bytes a request, reply included).
 - Contention. Prefork processes take a chord's parts in ``group_index`` order, so consecutive
   indexes run at the same moment. Leaves of contiguous ranges would put the whole fleet on
   one leaf; leaves are stripes instead: index ``i`` is at row ``i // stripes`` and column
@@ -178,7 +180,7 @@ class Geometry:
 def load_node(body: bytes) -> dict[str, Any]:
     """A tree node's content: ``{"v": 3, "m": [slot, ...], "by": the member that completed it}``.
 
-    Slots follow ``Geometry.expected``: null until counted; a leaf's slot is the fingerprint of
+    Slots follow ``Geometry.expected``: 0 until counted (``by`` is absent until complete); a leaf's slot is the fingerprint of
     the part's task id followed by its encoded result (nothing after it: read at join time), an
     inner node's is 1.
     """
@@ -256,7 +258,7 @@ class TreeCounter:
                 ended = self._root_state(root_key)
                 if ended is not None:
                     return [ended] * len(batch)
-            node: dict[str, Any] = {"v": 3, "m": [None] * len(expected), "by": None}
+            node: dict[str, Any] = {"v": 3, "m": [0] * len(expected)}
         else:
             node = load_node(current.body)
         slots: list[Any] = node["m"]
@@ -269,7 +271,7 @@ class TreeCounter:
             if slot is None:
                 raise PartClash(f"{member!r} is not counted in tree node {key!r}")
             held = slots[slot]
-            if held is None:
+            if not held:
                 slots[slot] = entry
                 fresh.append(member)
             elif level == 0 and str(held)[:FP_LEN] != str(entry)[:FP_LEN]:
@@ -278,14 +280,14 @@ class TreeCounter:
                     f"ours {str(entry)[:FP_LEN]}): a duplicated group_index"
                 )
         if fresh:
-            if node["by"] is None and all(held is not None for held in slots):
+            if node.get("by") is None and all(slots):
                 node["by"] = fresh[-1]
             body = _dump(node)
             if current is None:
                 client.put(key, body, if_none_match=True, content_type="application/json")
             else:
                 client.put(key, body, if_match=current.etag, content_type="application/json")
-        return self._steps(node["by"], batch)
+        return self._steps(node.get("by"), batch)
 
     @staticmethod
     def _steps(by: str | None, batch: list[Item]) -> list[Step]:
