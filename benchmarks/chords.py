@@ -158,7 +158,7 @@ def _counting_process(
     q.put(len(fired))
 
 
-def count_parts(parts: int, procs: int, latency: float = 0.0) -> dict[str, float]:
+def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None) -> dict[str, float]:
     """One native chord of ``parts`` counted by ``procs`` processes: requests and bytes per part.
 
     The store is a moto server behind a ``WireCounter``; what the producer does (save the group,
@@ -176,6 +176,8 @@ def count_parts(parts: int, procs: int, latency: float = 0.0) -> dict[str, float
             direct = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{moto.port}/chordcount/{prefix}"
             url = direct.replace(f":{moto.port}/", f":{relay.port}/")
             producer = _app(direct)
+            if tree_from is not None:
+                producer.backend.chord_tree_from = tree_from
 
             @producer.task(name="part", shared=False)
             def part(i: int) -> int:  # pragma: no cover - never run, only signed
@@ -273,7 +275,7 @@ def run(
     latency: float = 0.02,
 ) -> str:
     """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section."""
-    from celery import chord
+    from celery import chord, group
 
     from s3result.testing.store import MotoServer
     from tests.brokers import RedisServer
@@ -297,6 +299,10 @@ def run(
                     w.start()
                 try:
                     module = point_app_at(client_url, tmp / "broker", broker=redis)
+                    # Every pool process has stored a result (and probed the store) before the
+                    # first chord, as in a fleet that has been up for a while.
+                    warm = group(module.add.si(i, i) for i in range(workers * concurrency * 4)).apply_async()
+                    warm.get(timeout=600, interval=0.2)
                     for size in sizes:
                         for _ in range(repeats):
                             before = relay.snapshot()
@@ -343,12 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
     parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
     parser.add_argument("--procs", type=int, default=16, help="processes for --counting")
+    parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from for --counting")
     parser.add_argument("--title", default="", help="appended to the section's heading (e.g. the commit)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.counting:
-        print(count_parts(args.counting, args.procs, args.latency))
+        print(count_parts(args.counting, args.procs, args.latency, args.tree_from))
         return 0
     modes = tuple(m for m in args.modes.split(",") if m)
     section = run(
