@@ -154,7 +154,7 @@ class ChordMethods(FiringMethods):
         _remember_decision(group_id, native, body)
         if native:
             result = self._apply_chord_incr(header_result_args, body, **kwargs)
-            self._chords.create(self._key(self.get_key_for_chord(group_id)))
+            self._chords.create(self._key(self.get_key_for_chord(group_id)), tree=tree is not None)
             return result
         return Backend.apply_chord(self, header_result_args, body, **kwargs)
 

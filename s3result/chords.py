@@ -70,12 +70,15 @@ class CounterState:
     failed_token: str | None = None
     #: Each counted part's encoded result when small (see ``chordtree``): the join reads no more.
     values: dict[str, str] = field(default_factory=dict)
+    #: The root of a tree (its members are nodes, not parts). Written as version 3, which
+    #: workers that know no trees refuse (their parts fail) instead of counting parts in it.
+    tree: bool = False
 
     @classmethod
     def load(cls, body: bytes) -> CounterState:
         data = json.loads(body)
-        if not isinstance(data, dict) or data.get("v") != 2:
-            raise ValueError("not an s3result chord counter (v2)")
+        if not isinstance(data, dict) or data.get("v") not in (2, 3):
+            raise ValueError("not an s3result chord counter (v2 or v3)")
         parts = list(data.get("parts") or [])
         values = data.get("values")
         return cls(
@@ -85,6 +88,7 @@ class CounterState:
             data.get("failed"),
             data.get("failed_token"),
             dict(values) if isinstance(values, dict) else {},
+            data.get("v") == 3,
         )
 
     def dump(self) -> bytes:
@@ -131,9 +135,9 @@ class ChordCounter:
 
     # -- producer ---------------------------------------------------------------------------
 
-    def create(self, key: str) -> None:
+    def create(self, key: str, *, tree: bool = False) -> None:
         """A fresh counter (an unconditional PUT: applying a frozen chord again starts over)."""
-        self._client().put(key, CounterState().dump(), content_type="application/json")
+        self._client().put(key, CounterState(tree=tree).dump(), content_type="application/json")
 
     def set_size(self, key: str, size: int) -> bool:
         """Record the chord's size; False when there is no counter (not a native chord's group)."""

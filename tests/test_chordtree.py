@@ -150,3 +150,12 @@ def test_a_store_that_keeps_failing_names_its_own_error_past_the_deadline() -> N
     store.put = refuse  # type: ignore[method-assign]
     with pytest.raises(RequestTimeout, match="store gone"):
         _tree(store, deadline_s=0.05, sleep=lambda s: None).add("root", tree, 0, tree.leaf_of(1), "1", fingerprint("x"))
+
+
+def test_a_tree_root_is_version_3_which_older_workers_refuse() -> None:
+    """An older worker would count parts in a tree's root and complete it early: it must refuse it."""
+    import json
+
+    assert json.loads(CounterState(tree=True).dump())["v"] == 3
+    assert json.loads(CounterState().dump())["v"] == 2
+    assert CounterState.load(CounterState(tree=True, size=3).dump()).tree
