@@ -140,22 +140,32 @@ def _counting_process(
     backend = _app(url).backend
     _ = backend.conditional_support  # probed long before a chord, in a real worker: not counted
     q.put(0)
-    fired = []
+    fired: list[float] = []
     backend_fire = backend._fire_chord
+    backend_join = backend._join_header
 
     def fire(*args: Any) -> Any:
-        fired.append(1)
+        fired.append(time.time())
         return backend_fire(*args)
 
+    def join(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return backend_join(*args, **kwargs)
+        finally:
+            fired.append(time.time())
+
     backend._fire_chord = fire
+    backend._join_header = join
     go.wait()
+    last = 0.0
     for i in mine:
+        last = time.time()
         req = SimpleNamespace(
             id=ids[i], group=gid, group_index=i, chord=body, task="part", delivery_info={},
             ignore_result=False, hostname="w", correlation_id=ids[i], errbacks=None, chain=None, children=[],
         )  # fmt: skip
         backend.mark_as_done(ids[i], i, request=req)
-    q.put(len(fired))
+    q.put((last, fired))
 
 
 def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None) -> dict[str, float]:
@@ -212,7 +222,10 @@ def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | N
             before = relay.snapshot()
             start = time.time()
             go.set()
-            fired = sum(queue.get(timeout=3600) for _ in workers)
+            ends = [queue.get(timeout=3600) for _ in workers]
+            fired = sum(1 for _, times in ends if times)
+            last_start = max(last for last, _ in ends)  # the last part's start (its result PUT next)
+            times = [t for _, ts in ends for t in ts]
             for w in workers:
                 w.join()
             wall = time.time() - start
@@ -228,6 +241,9 @@ def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | N
                 "bytes_per_part": moved / parts,
                 "wall_s": wall,
                 "body_failed": float(body_meta["status"] == "FAILURE"),
+                # From the last part's start to the firing part's start and to its join's end.
+                "fire_s": (times[0] - last_start) if times else -1.0,
+                "joined_s": (times[-1] - last_start) if times else -1.0,
                 "counter_left": float(left is not None),
                 "kinds": dict(sorted(relay.kinds.items())),  # type: ignore[dict-item]
             }
@@ -273,6 +289,7 @@ def run(
     workers: int = 2,
     concurrency: int = 8,
     latency: float = 0.02,
+    join_timeout: float = 120.0,
 ) -> str:
     """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section."""
     from celery import chord, group
@@ -292,7 +309,15 @@ def run(
             with tempfile.TemporaryDirectory() as tmp_name:
                 tmp = Path(tmp_name)
                 fleet = [
-                    Worker(url, tmp, pool="prefork", concurrency=concurrency, name=f"w{i}", broker=redis)
+                    Worker(
+                        url,
+                        tmp,
+                        pool="prefork",
+                        concurrency=concurrency,
+                        name=f"w{i}",
+                        broker=redis,
+                        extra_env={"E2E_CHORD_JOIN_TIMEOUT": str(join_timeout)},
+                    )
                     for i in range(workers)
                 ]
                 for w in fleet:

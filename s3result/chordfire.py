@@ -64,8 +64,18 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             tree = chordtree.Geometry.from_mark(chords.marking(request.chord))
         except chordtree.PartClash as exc:
             return self._chord_error(callback, ChordError(str(exc)))
+        pool: Any = None
+        leaf_reads: list[Any] | None = None
         if tree is not None:
             nodes = [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+            # The leaves are read while the group is restored, 32 at a time: the body waits on this.
+            from concurrent.futures import ThreadPoolExecutor  # only large chords need it
+
+            pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
+            reads = self._reads_deadline(deadline)
+            leaf_reads = [
+                pool.submit(self.client.get_or_none, leaf, deadline=reads) for leaf in nodes[: len(tree.levels[0])]
+            ]
         try:
             try:
                 deps = self.restore_group(group_id)
@@ -74,7 +84,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             if deps is None:
                 return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
             try:
-                values = self._join_header(deps, timeout, key=key, tree=tree, deadline=deadline)
+                values = self._join_header(deps, timeout, key=key, tree=tree, deadline=deadline, leaf_reads=leaf_reads)
             except ChordError as exc:
                 return self._chord_error(callback, exc)
             except Exception as exc:  # noqa: BLE001 - reported on the body
@@ -86,7 +96,16 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
             return None
         finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
             self._clean_up_chord(group_id, key, deps, nodes)
+
+    def _reads_deadline(self, deadline: float | None) -> float | None:
+        """The counter's reads may end one request's time past the join's deadline: they are
+        what lets the join wait for nothing (a timeout shorter than a read still joins)."""
+        if deadline is None:
+            return None
+        return max(deadline, time.monotonic() + self.settings.connect_timeout + self.settings.read_timeout)
 
     def _clean_up_chord(self, group_id: str, key: str, deps: Any, nodes: list[str] | None = None) -> None:
         """Delete the counter (root first: late parts then stop), its tree and the saved group.
@@ -121,6 +140,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         key: str | None = None,
         tree: chordtree.Geometry | None = None,
         deadline: float | None = None,
+        leaf_reads: list[Any] | None = None,
     ) -> list[Any]:
         """The header's values, nested as Celery's join gives them, within the join timeout.
 
@@ -141,7 +161,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 ids.append(res.id)
 
         walk(deps)
-        carried = self._carried_values(deps, ids, key, tree, deadline, timeout)
+        carried = self._carried_values(deps, ids, key, tree, deadline, timeout, leaf_reads)
         missing = [i for i in dict.fromkeys(ids) if i not in carried]
         metas: dict[str, Any] = {}
         if missing:
@@ -178,19 +198,13 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         tree: chordtree.Geometry | None,
         deadline: float | None,
         timeout: float | None,
+        leaf_reads: list[Any] | None = None,
     ) -> dict[str, Any]:
         """The values that travelled with the counts, by task id (read from the root or the leaves)."""
         if key is None:
             return {}
         client = self.client
-        # The counter's reads may end one request's time past the join's deadline: they are
-        # what lets the join wait for nothing (a timeout shorter than a read still joins).
-        settings = self.settings
-        reads = (
-            None
-            if deadline is None
-            else max(deadline, time.monotonic() + settings.connect_timeout + settings.read_timeout)
-        )
+        reads = self._reads_deadline(deadline)
         try:
             if tree is None:
                 found = client.get_or_none(key, deadline=reads)
@@ -201,7 +215,10 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             if len(ids) != tree.n:
                 raise ChordError(f"the saved group holds {len(ids)} results, the chord was counted for {tree.n}")
             leaves = [chordtree.node_key(key, 0, leaf) for leaf in tree.levels[0]]
-            bodies = client.get_many(leaves, deadline=reads)
+            if leaf_reads is None:
+                bodies = client.get_many(leaves, deadline=reads)
+            else:
+                bodies = [f.result() for f in leaf_reads]
         except ChordError:
             raise
         except Exception as exc:

@@ -93,7 +93,7 @@ class CounterState:
 
     def dump(self) -> bytes:
         body: dict[str, Any] = {
-            "v": 2,
+            "v": 3 if self.tree else 2,
             "size": self.size,
             "parts": self.parts,
             "done": self.done,
