@@ -27,6 +27,11 @@ run is still busy publishing after the lease (then twice), or every run of the c
 part dies between the completing write and the publish (then the redelivery fires it).
 
 Threads of one process that count on the same counter commit together, as ``counter`` does.
+
+Each part's small encoded result travels with its count (``values``), so the firing part's
+join reads the counter instead of every result. A large chord counts its parts in a tree of
+small objects (``chordtree``) whose root is this counter, holding the tree's top nodes as its
+members; such a root is written as version 3, which workers that know no trees refuse.
 """
 
 from __future__ import annotations
