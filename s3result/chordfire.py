@@ -68,13 +68,14 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         leaf_reads: list[Any] | None = None
         if tree is not None:
             nodes = [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
-            # The leaves are read while the group is restored, 32 at a time: the body waits on this.
+            # The carrying nodes are read while the group is restored, 32 at a time.
             from concurrent.futures import ThreadPoolExecutor  # only large chords need it
 
             pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
             reads = self._reads_deadline(deadline)
             leaf_reads = [
-                pool.submit(self.client.get_or_none, leaf, deadline=reads) for leaf in nodes[: len(tree.levels[0])]
+                pool.submit(self.client.get_or_none, chordtree.node_key(key, tree.join_level, n), deadline=reads)
+                for n in tree.levels[tree.join_level]
             ]
         try:
             try:
@@ -214,7 +215,8 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 return {i: self.decode(encoded[i]) for i in ids if i in encoded}
             if len(ids) != tree.n:
                 raise ChordError(f"the saved group holds {len(ids)} results, the chord was counted for {tree.n}")
-            leaves = [chordtree.node_key(key, 0, leaf) for leaf in tree.levels[0]]
+            level = tree.join_level
+            leaves = [chordtree.node_key(key, level, node) for node in tree.levels[level]]
             if leaf_reads is None:
                 bodies = client.get_many(leaves, deadline=reads)
             else:
@@ -230,12 +232,11 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             raise
         values: dict[str, Any] = {}
         fp_len = chordtree.FP_LEN
-        for leaf_id, leaf_key, leaf in zip(tree.levels[0], leaves, bodies, strict=True):
+        for node, leaf_key, leaf in zip(tree.levels[level], leaves, bodies, strict=True):
             if leaf is None:
                 raise ChordError(f"the chord's counter node {leaf_key!r} is missing")
-            slots = chordtree.load_node(leaf.body)["m"]
-            for index, slot in zip(tree.expected(0, leaf_id), slots, strict=True):
-                task_id = ids[int(index)]
+            for index, slot in tree.part_slots(level, node, chordtree.load_node(leaf.body)["m"]):
+                task_id = ids[index]
                 if not isinstance(slot, str) or slot[:fp_len] != chordtree.fingerprint(task_id):
                     raise ChordError(f"part index {index} was counted for another task than {task_id}")
                 if len(slot) > fp_len:

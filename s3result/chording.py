@@ -307,12 +307,13 @@ class ChordMethods(FiringMethods):
         name = str(index)
         entry: Any = chordtree.fingerprint(task_id) + (value or "")
         while level < tree.height:
-            step = self._tree.add(key, tree, level, node, name, entry)
+            step, slots = self._tree.add_and_read(key, tree, level, node, name, entry)
             if step == "wait":
                 return "wait"
             if step != "up":
                 return "late" if step == "late" else "failed"
-            name, entry = str(node), 1
+            # A node up to CARRY_LEVEL carries its children's slots: the join reads fewer objects.
+            name, entry = str(node), (slots if level + 1 <= chordtree.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
         return self._chords.count(key, name, precreated=True)

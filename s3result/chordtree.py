@@ -59,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -83,6 +83,9 @@ __all__ = (
 
 #: Encoded results up to this size travel in the leaf; bigger ones are read at join time.
 VALUE_MAX = 48
+#: Inner nodes up to this level carry their children's slots (a copy of each completed child):
+#: the join reads the nodes of this level, 1 per 512 parts, instead of every leaf, 1 per 32.
+CARRY_LEVEL = 2
 #: A leaf slot starts with this many hex digits of its task id's hash (see ``fingerprint``).
 FP_LEN = 6
 
@@ -162,6 +165,21 @@ class Geometry:
         """The root's level."""
         return len(self.levels) - 1
 
+    @property
+    def join_level(self) -> int:
+        """The level whose nodes the join reads: they carry every part's slot below them."""
+        return min(CARRY_LEVEL, self.height - 1)
+
+    def part_slots(self, level: int, node: int, slots: list[Any]) -> Iterator[tuple[int, Any]]:
+        """Each part's slot (index, slot) under a node of ``level`` that carries its children's."""
+        for member, slot in zip(self.expected(level, node), slots, strict=True):
+            if level == 0:
+                yield int(member), slot
+            elif not isinstance(slot, list):
+                raise ValueError(f"tree node {level}.{node} does not carry node {level - 1}.{member}")
+            else:
+                yield from self.part_slots(level - 1, int(member), slot)
+
     def parent(self, node: int) -> int:
         return node // self.fan_in
 
@@ -195,6 +213,7 @@ def _dump(node: dict[str, Any]) -> bytes:
 
 
 Item = tuple[str, Any]
+Done = tuple[Step, "list[Any] | None"]
 
 
 class TreeCounter:
@@ -218,6 +237,12 @@ class TreeCounter:
 
         "late": the chord's root is gone (it fired and was cleaned up); "failed": it was failed.
         """
+        return self.add_and_read(root_key, geometry, level, node, member, entry)[0]
+
+    def add_and_read(
+        self, root_key: str, geometry: Geometry, level: int, node: int, member: str, entry: Any
+    ) -> tuple[Step, list[Any] | None]:
+        """``add``, and the completed node's slots with "up" (the parent may carry them)."""
         key = node_key(root_key, level, node)
         expected = geometry.expected(level, node)
         return group_commit(
@@ -232,7 +257,7 @@ class TreeCounter:
             return "late"
         return "failed" if CounterState.load(found.body).failed is not None else None
 
-    def _swap(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Step]:
+    def _swap(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Done]:
         last: BaseException | None = None
         try:
             for _ in cas_attempts(key, self.deadline_s, self._sleep):
@@ -249,7 +274,7 @@ class TreeCounter:
             raise last from deadline
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _swap_once(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Step]:
+    def _swap_once(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Done]:
         """One read and (when something is new) one conditional write; a lost race raises."""
         client = self._client()
         current = client.get_or_none(key)
@@ -257,7 +282,7 @@ class TreeCounter:
             if level == 0:
                 ended = self._root_state(root_key)
                 if ended is not None:
-                    return [ended] * len(batch)
+                    return [(ended, None)] * len(batch)
             node: dict[str, Any] = {"v": 3, "m": [0] * len(expected)}
         else:
             node = load_node(current.body)
@@ -287,16 +312,16 @@ class TreeCounter:
                 client.put(key, body, if_none_match=True, content_type="application/json")
             else:
                 client.put(key, body, if_match=current.etag, content_type="application/json")
-        return self._steps(node.get("by"), batch)
+        return self._steps(node.get("by"), batch, slots)
 
     @staticmethod
-    def _steps(by: str | None, batch: list[Item]) -> list[Step]:
+    def _steps(by: str | None, batch: list[Item], slots: list[Any]) -> list[Done]:
         """The member that completed the node goes up (once per batch); the others wait."""
-        out: list[Step] = []
+        out: list[Done] = []
         for member, _entry in batch:
             if member == by:
-                out.append("up")
+                out.append(("up", slots))
                 by = None
             else:
-                out.append("wait")
+                out.append(("wait", None))
         return out

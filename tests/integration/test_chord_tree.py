@@ -173,14 +173,14 @@ def test_redelivery_of_a_leaf_completing_part_whose_first_run_died_climbs_again(
     chord = tree_chord(producer, 40, "g-tree-climb")
     for i in range(39):
         chord.finish(worker, i)
-    real_add = chordtree.TreeCounter.add
+    real_add = chordtree.TreeCounter.add_and_read
 
     def die_above_the_leaf(self: Any, root: str, tree: Any, level: int, *a: Any) -> Any:
         if level > 0:
             raise SystemExit("killed (test)")
         return real_add(self, root, tree, level, *a)
 
-    with mock.patch.object(chordtree.TreeCounter, "add", die_above_the_leaf), pytest.raises(SystemExit):
+    with mock.patch.object(chordtree.TreeCounter, "add_and_read", die_above_the_leaf), pytest.raises(SystemExit):
         chord.finish(worker, 39)
     assert chord.fired == []
     chord.finish(worker, 39)
