@@ -38,6 +38,11 @@ DESIGN notes (why it is built this way):
   slot another task holds (a duplicated index), fails the chord with a ChordError naming it:
   counting it anywhere would complete some leaf early or leave one open for good. A size
   that differs from ``n`` fails the chord at ``set_chord_size``, before the last part is out.
+- The join's reads. Reading one leaf per 32 parts still costs the firing part ~N/32 GETs
+  (at 10,000 parts, ~0.4 s of a 20 ms store's time after the last part ended). Inner nodes
+  up to ``CARRY_LEVEL`` therefore carry a copy of each completed child's slots (the child is
+  complete, so the copy never changes): the join reads the ~N/512 nodes of level 2, while the
+  parts pay ~60 more bytes each for the copies (measured at 1,000 parts: 3,914 -> 3,972).
 - Exactly once, node by node. Adding a member to a node is idempotent (a set), so below
   the root no write token is needed: a lost reply is resolved by re-reading (our slot is
   there); the member whose add completed the node is recorded (``by``), and every run of
