@@ -33,8 +33,8 @@ logger = get_logger(__name__)
 # Chord sizes learnt from saved groups, oldest first; a group never changes size. Process-wide,
 # because Celery gives each thread its own backend instance.
 _chord_sizes: dict[str, int] = {}
-_lock = threading.Lock()
-_KEPT = 1024
+_chord_sizes_lock = threading.Lock()
+_CHORD_SIZES_KEPT = 1024
 
 # Whether this process applied a group as a native chord (True) or with chord_unlock (False).
 _decisions: dict[str, bool] = {}
@@ -45,13 +45,13 @@ _bodies: dict[str, Any] = {}
 
 def _keep(table: dict[str, Any], key: str, value: Any) -> None:
     table[key] = value
-    while len(table) > _KEPT:
+    while len(table) > _CHORD_SIZES_KEPT:
         table.pop(next(iter(table)))
 
 
 def _remember_decision(group_id: str, native: bool | None = None, body: Any = None) -> bool | None:
     """Record (or, without ``native``, look up) this process's decision for a chord's group."""
-    with _lock:
+    with _chord_sizes_lock:
         if native is None:
             return _decisions.get(group_id)
         _keep(_decisions, group_id, native)
@@ -62,13 +62,13 @@ def _remember_decision(group_id: str, native: bool | None = None, body: Any = No
 
 def _take_body(group_id: str) -> Any:
     """The body remembered for a native chord applied here (once), or None."""
-    with _lock:
+    with _chord_sizes_lock:
         return _bodies.pop(group_id, None)
 
 
 def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # a fork may have copied it held
+    global _chord_sizes_lock
+    _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -349,7 +349,7 @@ class ChordMethods(FiringMethods):
         size = chord.get("chord_size") if isinstance(chord, dict) else None
         if isinstance(size, int):
             return size
-        with _lock:
+        with _chord_sizes_lock:
             size = _chord_sizes.get(group_id)
         if size is None:
             try:
@@ -359,6 +359,6 @@ class ChordMethods(FiringMethods):
             if group is None:
                 return None
             size = len(group)
-            with _lock:
+            with _chord_sizes_lock:
                 _keep(_chord_sizes, group_id, size)
         return size
