@@ -1,38 +1,257 @@
-"""Chord completion, native (compare-and-swap counter) against the chord_unlock fallback.
+"""Chords at fleet scale: native (tree of compare-and-swap counters) against chord_unlock.
 
-    python -m benchmarks.chords          # appends a section to benchmarks/RESULTS.md
+    python -m benchmarks.chords                                   # 10, 100, 1,000 parts, 2 x prefork 8
+    python -m benchmarks.chords --sizes 10,100,1000,10000 --workers 2 --concurrency 12 --latency 0.02
+    python -m benchmarks.chords --counting 2000 --procs 16        # counting only, forked processes
 
-For chords of 10, 100 and 1,000 parts run by real workers (4 processes x 4 threads) on moto,
-it measures the wall time from the end of the last header task (the latest ``date_done`` of
-the header results, stamped as each part's result is stored) to the start of the body (the
-``received`` line of the workers' logs), and the S3 requests made for the whole chord
-made by the workers (counted at the wire by a proxy the workers go through; the client
-polls the store directly, since Celery's ``AsyncResult.get()`` re-reads every header result
-at each poll interval, which says more about the poll interval than about the chord). Native mode is the default (moto passes the probe); the fallback is
-forced with conditional_writes=disabled.
+Real workers (``--workers`` x prefork ``--concurrency``, Redis broker) run chords of each size,
+natively and with chord_unlock (``conditional_writes=disabled``) in the same run, against moto
+behind a relay that answers each request after ``--latency`` seconds (AWS S3 answers in ~20 ms)
+and counts requests and bytes at the wire. Only the workers go through the relay: the producer
+and the caller's polling go straight to moto, so what is counted is what the fleet does for
+the chord (each part's result PUT included, the join's reads and the clean-up included).
+
+Per chord: the whole time (apply to the body's result), the time from the last part's end (the
+latest ``date_done`` of the header results) to the body's start (the ``received`` line in the
+workers' logs), and requests and bytes per part.
+
+``--counting N``: the counting alone, as the repro of the scaling issue did it: ``--procs``
+forked processes store and count the parts of one native chord, all at once; the part that
+completes the count joins, publishes (to an in-memory broker) and cleans up as a worker does.
+tests/integration/test_chord_tree_counts.py holds these counts in CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing as mp
 import re
-import statistics
+import socket
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
-
-from celery import chord
-
-from s3result.testing.proxy import CountingProxy
-from s3result.testing.store import MotoServer
-from tests.e2e.conftest import Worker, point_app_at
+from types import SimpleNamespace
+from typing import Any
 
 _LINE = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/[^\]]+\] Task tests\.e2e\.app\.(\w+)\[([^\]]+)\] (received|succeeded)"
 )
+
+
+_REQUEST = re.compile(rb"(GET|PUT|DELETE|HEAD|POST) (\S+) HTTP/1\.1\r\n")
+
+
+def _kind(target: bytes) -> str:
+    if b"chord-unlock" in target:
+        return "node" if re.search(rb"chord-unlock-[^/?]*\.\d+\.\d+", target) else "root"
+    for name in (b"task-meta", b"taskset-meta"):
+        if name in target:
+            return name.decode()
+    return "other"
+
+
+class WireCounter:
+    """A TCP relay to ``upstream`` that counts requests and bytes (both ways) and delays each request."""
+
+    def __init__(self, upstream_port: int, latency: float = 0.0) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.latency = latency
+        self.requests = 0
+        self.bytes = 0
+        #: Requests by method and kind of key (``PUT task``, ``GET node``...).
+        self.kinds: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.port = int(self._sock.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.requests, self.bytes
+
+    def close(self) -> None:
+        self._closed = True
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                n = data.count(b" HTTP/1.1\r\n") if requests else 0
+                with self._lock:
+                    self.bytes += len(data)
+                    self.requests += n
+                    for line in _REQUEST.findall(data) if n else ():
+                        kind = f"{line[0].decode()} {_kind(line[1])}"
+                        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+                if n and self.latency:
+                    time.sleep(self.latency)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            up = socket.create_connection(self.upstream)
+        except OSError:
+            conn.close()
+            return
+        for s in (conn, up):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._pipe, args=(up, conn, False), daemon=True).start()
+        self._pipe(conn, up, True)
+
+
+# -- counting only: forked processes -----------------------------------------------------------
+
+
+def _app(url: str) -> Any:
+    from celery import Celery
+
+    app = Celery("chordbench", broker="memory://", set_as_current=False)
+    app.conf.result_backend = url
+    return app
+
+
+def _counting_process(
+    url: str, gid: str, body: dict[str, Any], ids: list[str], mine: list[int], go: Any, q: Any
+) -> None:
+    backend = _app(url).backend
+    _ = backend.conditional_support  # probed long before a chord, in a real worker: not counted
+    q.put(0)
+    fired: list[float] = []
+    backend_fire = backend._fire_chord
+    backend_join = backend._join_header
+
+    def fire(*args: Any) -> Any:
+        fired.append(time.time())
+        return backend_fire(*args)
+
+    def join(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return backend_join(*args, **kwargs)
+        finally:
+            fired.append(time.time())
+
+    backend._fire_chord = fire
+    backend._join_header = join
+    go.wait()
+    last = 0.0
+    for i in mine:
+        last = time.time()
+        req = SimpleNamespace(
+            id=ids[i], group=gid, group_index=i, chord=body, task="part", delivery_info={},
+            ignore_result=False, hostname="w", correlation_id=ids[i], errbacks=None, chain=None, children=[],
+        )  # fmt: skip
+        backend.mark_as_done(ids[i], i, request=req)
+    q.put((last, fired))
+
+
+def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None) -> dict[str, float]:
+    """One native chord of ``parts`` counted by ``procs`` processes: requests and bytes per part.
+
+    The store is a moto server behind a ``WireCounter``; what the producer does (save the group,
+    create the counter, record the size) is not counted; what the processes do is (each part's
+    result PUT and count, the firing part's join, publish and clean-up).
+    """
+    from celery import group
+
+    from s3result.testing.store import MotoServer
+
+    with MotoServer(bucket="chordcount") as moto:
+        relay = WireCounter(moto.port, latency)
+        try:
+            prefix = uuid.uuid4().hex[:8]
+            direct = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{moto.port}/chordcount/{prefix}"
+            url = direct.replace(f":{moto.port}/", f":{relay.port}/")
+            producer = _app(direct)
+            if tree_from is not None:
+                producer.backend.chord_tree_from = tree_from
+
+            @producer.task(name="part", shared=False)
+            def part(i: int) -> int:  # pragma: no cover - never run, only signed
+                return i
+
+            @producer.task(name="collect", shared=False)
+            def collect(values: list[int]) -> int:  # pragma: no cover - never run, only signed
+                return sum(values)
+
+            body = producer.tasks["collect"].s()
+            body.freeze()
+            gid = uuid.uuid4().hex
+            header = group(producer.tasks["part"].s(i) for i in range(parts))
+            header.options["task_id"] = gid
+            args = header._freeze_group_tasks(group_id=gid, chord=body)
+            producer.backend.apply_chord(args, body)
+            producer.backend.set_chord_size(gid, parts)
+            ids = [r.id for r in args[1]]
+            ctx = mp.get_context("fork")
+            queue: Any = ctx.Queue()
+            go = ctx.Event()
+            workers = [
+                ctx.Process(
+                    target=_counting_process, args=(url, gid, dict(body), ids, list(range(p, parts, procs)), go, queue)
+                )
+                for p in range(procs)
+            ]
+            for w in workers:
+                w.start()
+            for _ in workers:
+                queue.get(timeout=600)  # probed, ready
+            before = relay.snapshot()
+            start = time.time()
+            go.set()
+            ends = [queue.get(timeout=3600) for _ in workers]
+            fired = sum(1 for _, times in ends if times)
+            last_start = max(last for last, _ in ends)  # the last part's start (its result PUT next)
+            times = [t for _, ts in ends for t in ts]
+            for w in workers:
+                w.join()
+            wall = time.time() - start
+            after = relay.snapshot()
+            body_meta = producer.backend.get_task_meta(body.id, cache=False)
+            left = producer.backend.client.get_or_none(producer.backend._key(producer.backend.get_key_for_chord(gid)))
+            requests, moved = after[0] - before[0], after[1] - before[1]
+            return {
+                "parts": parts,
+                "procs": procs,
+                "fired": fired,
+                "requests_per_part": requests / parts,
+                "bytes_per_part": moved / parts,
+                "wall_s": wall,
+                "body_failed": float(body_meta["status"] == "FAILURE"),
+                # From the last part's start to the firing part's start and to its join's end.
+                "fire_s": (times[0] - last_start) if times else -1.0,
+                "joined_s": (times[-1] - last_start) if times else -1.0,
+                "counter_left": float(left is not None),
+                "kinds": dict(sorted(relay.kinds.items())),  # type: ignore[dict-item]
+            }
+        finally:
+            relay.close()
+
+
+# -- real workers ------------------------------------------------------------------------------
 
 
 def _stamp(text: str) -> float:
@@ -48,83 +267,134 @@ def _body_received(logs: list[Path], body_id: str) -> float:
     raise RuntimeError("the chord body never started")
 
 
-def _last_part_done(backend: object, part_ids: list[str]) -> float:
-    metas = [backend.get_task_meta(pid, cache=False) for pid in part_ids]  # type: ignore[attr-defined]
-    return max(
-        m["date_done"].timestamp()
-        if hasattr(m["date_done"], "timestamp")
-        else dt.datetime.fromisoformat(m["date_done"]).timestamp()
-        for m in metas
-    )
+def _last_part_done(backend: Any, part_ids: list[str]) -> float:
+    keys = [backend._key(backend.get_key_for_task(pid)) for pid in part_ids]
+    last = 0.0
+    for found in backend.client.get_many(keys):
+        done = backend.decode_result(found.body)["date_done"]
+        stamp = done.timestamp() if hasattr(done, "timestamp") else dt.datetime.fromisoformat(done).timestamp()
+        last = max(last, stamp)
+    return last
 
 
-MODES = {"native": ("native (CAS counter)", ""), "unlock": ("chord_unlock fallback", "?conditional_writes=disabled")}
+MODES = {"native": ("native", ""), "unlock": ("chord_unlock", "?conditional_writes=disabled")}
 
 
-def run(sizes: list[int], repeats: int, modes: tuple[str, ...] = ("native", "unlock"), title: str = "") -> str:
+def run(
+    sizes: list[int],
+    repeats: int = 1,
+    modes: tuple[str, ...] = ("native", "unlock"),
+    title: str = "",
+    *,
+    workers: int = 2,
+    concurrency: int = 8,
+    latency: float = 0.02,
+    join_timeout: float = 120.0,
+) -> str:
+    """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section."""
+    from celery import chord, group
+
+    from s3result.testing.store import MotoServer
+    from tests.brokers import RedisServer
+    from tests.e2e.conftest import Worker, point_app_at
+
     rows = []
-    with MotoServer(bucket="chords") as moto:
-        proxy = CountingProxy("127.0.0.1", moto.port)
-        for mode, query in (MODES[m] for m in modes):
+    with MotoServer(bucket="chords") as moto, RedisServer() as redis:
+        relay = WireCounter(moto.port, latency)
+        for mode in modes:
+            name, query = MODES[mode]
             path = f"{moto.bucket}/{uuid.uuid4().hex[:6]}{query}"
-            url = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{proxy.port}/{path}"
-            # The client polls the store directly: what is counted is what the workers do.
-            client_url = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{moto.port}/{path}"
+            url = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{relay.port}/{path}"
+            client_url = url.replace(f":{relay.port}/", f":{moto.port}/")
             with tempfile.TemporaryDirectory() as tmp_name:
                 tmp = Path(tmp_name)
-                broker = tmp / "broker"
-                workers = [
-                    Worker(url, tmp, pool="threads", concurrency=4, name=f"w{i}", broker_dir=broker) for i in range(4)
+                fleet = [
+                    Worker(
+                        url,
+                        tmp,
+                        pool="prefork",
+                        concurrency=concurrency,
+                        name=f"w{i}",
+                        broker=redis,
+                        extra_env={"E2E_CHORD_JOIN_TIMEOUT": str(join_timeout)},
+                    )
+                    for i in range(workers)
                 ]
-                for w in workers:
+                for w in fleet:
                     w.start()
                 try:
-                    module = point_app_at(client_url, broker)
+                    module = point_app_at(client_url, tmp / "broker", broker=redis)
+                    # Every pool process has stored a result (and probed the store) before the
+                    # first chord, as in a fleet that has been up for a while.
+                    warm = group(module.add.si(i, i) for i in range(workers * concurrency * 4)).apply_async()
+                    warm.get(timeout=600, interval=0.2)
                     for size in sizes:
-                        lat, reqs = [], []
                         for _ in range(repeats):
-                            before = proxy.total
+                            before = relay.snapshot()
+                            started = time.time()
                             res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
-                            assert res.get(timeout=600, interval=0.2) == sum(range(size))
-                            time.sleep(1.0)  # let the last log lines land
-                            reqs.append(proxy.total - before)
-                            part_ids = [r.id for r in res.parent.results] if res.parent else []
-                            body = _body_received([w.log for w in workers], res.id)
-                            lat.append((body - _last_part_done(module.app.backend, part_ids)) * 1000)
-                        rows.append((mode, size, statistics.median(lat), min(lat), max(lat), statistics.median(reqs)))
-                        print(rows[-1], flush=True)
+                            assert res.get(timeout=3600, interval=0.2) == sum(range(size))
+                            whole = time.time() - started
+                            time.sleep(2.0)  # the clean-up after publishing, and the last log lines
+                            after = relay.snapshot()
+                            part_ids = [r.id for r in res.parent.results]
+                            body = _body_received([w.log for w in fleet], res.id)
+                            gap = body - _last_part_done(module.app.backend, part_ids)
+                            req, moved = after[0] - before[0], after[1] - before[1]
+                            rows.append((name, size, whole, gap, req / size, moved / size))
+                            print(rows[-1], flush=True)
                 finally:
-                    for w in workers:
+                    for w in fleet:
                         w.stop()
-        proxy.close()
+        relay.close()
     lines = [
         "",
-        f"## Chord completion, 4 worker processes x 4 threads, moto (python -m benchmarks.chords){title}",
+        f"## Chords at fleet scale, {workers} workers x prefork {concurrency}, Redis broker, moto behind a "
+        f"{latency * 1000:.0f} ms relay (python -m benchmarks.chords){title}",
         "",
-        "Wall time from the end of the last header task to the start of the body (workers' log",
-        "timestamps, millisecond resolution), and S3 requests for the whole chord (counted at the",
-        "wire, workers only; the client's polling is not counted). Median (min-max).",
+        "Whole time: apply to the body's result. Gap: the last part's end (latest `date_done`) to the",
+        "body's start (`received` in the workers' logs). Requests and bytes: the workers' only, at the",
+        "wire (each part's result PUT, the counting, the join's reads, the clean-up).",
         "",
-        "| mode | parts | last part -> body start, ms | S3 requests per chord |",
-        "|---|---|---|---|",
+        "| mode | parts | whole time, s | last part -> body start, s | requests per part | bytes per part |",
+        "|---|---|---|---|---|---|",
     ]
-    for mode, size, med, lo, hi, req in rows:
-        lines.append(f"| {mode} | {size} | {med:.0f} ({lo:.0f}-{hi:.0f}) | {req:.0f} |")
+    for name, size, whole, gap, req, moved in rows:
+        lines.append(f"| {name} | {size} | {whole:.1f} | {gap:.2f} | {req:.2f} | {moved:.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--modes", default="native,unlock", help="native, unlock or both")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8, help="prefork processes per worker")
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
+    parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
+    parser.add_argument("--procs", type=int, default=16, help="processes for --counting")
+    parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from for --counting")
     parser.add_argument("--title", default="", help="appended to the section's heading (e.g. the commit)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.counting:
+        print(count_parts(args.counting, args.procs, args.latency, args.tree_from))
+        return 0
     modes = tuple(m for m in args.modes.split(",") if m)
-    section = run([int(s) for s in args.sizes.split(",")], args.repeats, modes, args.title)
-    with open(args.output, "a") as f:
-        f.write(section)
+    section = run(
+        [int(s) for s in args.sizes.split(",")],
+        args.repeats,
+        modes,
+        args.title,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        latency=args.latency,
+    )
+    if not args.no_write:
+        with open(args.output, "a") as f:
+            f.write(section)
     print(section)
     return 0
 

@@ -15,25 +15,21 @@ publishes the callback). Elsewhere, Celery's read-then-write and ``chord_unlock`
 from __future__ import annotations
 
 import os
-import threading
 import time
 import weakref
 from types import SimpleNamespace
 from typing import Any
 
 from celery import signals, states
-from celery.backends.base import Backend, KeyValueStoreBackend
-from celery.canvas import maybe_signature
-from celery.exceptions import ChordError, ImproperlyConfigured
-from celery.result import ResultSet
+from celery.exceptions import ImproperlyConfigured
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
-from . import chords
+from .chording import ChordMethods
 from .client import S3Client
 from .clients import shared_client
 from .config import ConditionalWrites, Settings, from_celery_conf
-from .counter import CasCounter, cas_attempts
+from .counter import cas_attempts
 from .errors import (
     AlreadyExists,
     ConfigError,
@@ -52,48 +48,6 @@ from .waits import Waits
 __all__ = ("S3Backend",)
 
 logger = get_logger(__name__)
-
-# Chord sizes learnt from saved groups, oldest first; a group never changes size. Process-wide,
-# because Celery gives each thread its own backend instance.
-_chord_sizes: dict[str, int] = {}
-_chord_sizes_lock = threading.Lock()
-_CHORD_SIZES_KEPT = 1024
-
-
-# Whether this process applied a group as a native chord (True) or with chord_unlock (False).
-_decisions: dict[str, bool] = {}
-# The body of each native chord this process applied, until its size is recorded: if that
-# fails, the body is failed with the cause (the parts already published can never fire it).
-_bodies: dict[str, Any] = {}
-
-
-def _remember_decision(group_id: str, native: bool | None = None, body: Any = None) -> bool | None:
-    """Record (or, without ``native``, look up) this process's decision for a chord's group."""
-    with _chord_sizes_lock:
-        if native is None:
-            return _decisions.get(group_id)
-        _decisions[group_id] = native
-        while len(_decisions) > _CHORD_SIZES_KEPT:
-            _decisions.pop(next(iter(_decisions)))
-        if native and body is not None:
-            _bodies[group_id] = body
-            while len(_bodies) > _CHORD_SIZES_KEPT:
-                _bodies.pop(next(iter(_bodies)))
-        return native
-
-
-def _take_body(group_id: str) -> Any:
-    """The body remembered for a native chord applied here (once), or None."""
-    with _chord_sizes_lock:
-        return _bodies.pop(group_id, None)
-
-
-def _after_fork_in_child() -> None:
-    global _chord_sizes_lock
-    _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # The ETag of each state this process wrote, for the next state of the same task (see etags).
 _etags = EtagMemory()
@@ -222,7 +176,7 @@ signals.worker_before_create_process.connect(
 signals.worker_ready.connect(_check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-ready")
 
 
-class S3Backend(Waits, KeyValueStoreBackend):
+class S3Backend(Waits, ChordMethods):
     """Celery results as S3 objects: ``<prefix>/celery-task-meta-<task id>``."""
 
     #: ``mget`` fetches many keys concurrently, so joins need no per-task polling loop.
@@ -235,12 +189,6 @@ class S3Backend(Waits, KeyValueStoreBackend):
     #: passed the conditional-write probe (``native_chords``), else chord_unlock.
     implements_incr = True
 
-    #: How long a compare-and-swap may keep losing to other writers before giving up.
-    cas_deadline = 120.0
-    #: How long the run of a chord part that completed the count owns the body's publishing;
-    #: a redelivery of that same part takes over only after this (see ``chords``).
-    chord_lease = 60.0
-
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
         try:
@@ -248,16 +196,7 @@ class S3Backend(Waits, KeyValueStoreBackend):
         except ConfigError as exc:
             raise ImproperlyConfigured(f"s3result result backend: {exc}") from exc
         _apps.add(self.app)
-        # The count a chord's last part already took, handed to Celery's completion code.
-        self._counted = threading.local()
-        scope = f"{self.settings.endpoint_url or self.settings.region} {self.settings.bucket}"
-        self._counter = CasCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
-        self._chords = chords.ChordCounter(
-            lambda: self.client, scope, deadline_s=self.cas_deadline, lease_s=self.chord_lease
-        )
-        # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
-        # decides per store (native_chords), so drop that binding and use the method.
-        self.__dict__.pop("apply_chord", None)
+        self._init_chords(f"{self.settings.endpoint_url or self.settings.region} {self.settings.bucket}")
 
     @property
     def client(self) -> S3Client:
@@ -375,276 +314,6 @@ class S3Backend(Waits, KeyValueStoreBackend):
             except (PreconditionFailed, Conflict):
                 continue
         return None  # pragma: no cover - cas_attempts raises when its deadline passes
-
-    # -- chords --------------------------------------------------------------------------------
-
-    def incr(self, key: bytes | str) -> int:
-        """Add one to a counter object by compare-and-swap and return the new value.
-
-        See ``counter``: the threads of a process commit together, and each increment gets
-        its own value, so exactly one chord part sees the chord's size.
-        """
-        counted = getattr(self._counted, "value", None)
-        if counted is not None:  # on_chord_part_return counted this part already
-            self._counted.value = None
-            return int(counted)
-        return self._counter.incr(self._key(key))
-
-    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
-        """Decide native counting or chord_unlock once, here, and send the decision with the chord.
-
-        The decision goes into the body signature (``chords.MARK``), which every header task
-        receives as ``request.chord``. Native: save the group and create the counter before
-        any part is published; the part that completes the count fires the body.
-        """
-        native = self.native_chords
-        group_id = header_result_args[0]
-        body[chords.MARK] = {"native": native, "gid": group_id}
-        _remember_decision(group_id, native, body)
-        if native:
-            result = self._apply_chord_incr(header_result_args, body, **kwargs)
-            self._chords.create(self._key(self.get_key_for_chord(group_id)))
-            return result
-        return Backend.apply_chord(self, header_result_args, body, **kwargs)
-
-    def set_chord_size(self, group_id: str, chord_size: int) -> None:
-        """Record Celery's size of the chord (called before its last part is published).
-
-        Celery counts a chain in the header as its last task, a nested chord as its body, a
-        group as its tasks (``_chord._descend``); the size is what the Redis backend uses too.
-
-        The other parts are already published, and without a size the count can never
-        complete: a failure here (a 403 on the counter, the store gone past the retries, the
-        counter gone) fails the body with a ChordError naming the cause, then raises, so the
-        last part is not published and the producer's ``apply_async`` fails loudly too.
-        """
-        decision = _remember_decision(group_id)
-        if decision is False:
-            return  # this process applied it with chord_unlock
-        key = self._key(self.get_key_for_chord(group_id))
-        body = _take_body(group_id)
-        try:
-            recorded = self._chords.set_size(key, int(chord_size))
-        except Exception as exc:
-            if body is not None:
-                self._fail_unsized_chord(body, group_id, key, f"recording the chord's size failed: {exc!r}")
-            raise
-        if not recorded and decision:
-            reason = "its counter disappeared before the chord's size was recorded (deleted by another process?)"
-            if body is not None:
-                self._fail_unsized_chord(body, group_id, key, reason)
-            raise ChordError(f"s3result: chord {group_id}: {reason}")
-
-    def _fail_unsized_chord(self, body: Any, group_id: str, key: str, reason: str) -> None:
-        """The producer's side of ``_fail_chord``: mark the counter failed, store the error on the body.
-
-        Each step is best effort (the store that refused the size may refuse these too): the
-        error raised to the producer is the one that matters when nothing can be written.
-        """
-        message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
-        logger.error("%s", message)
-        callback = maybe_signature(body, app=self.app)
-        marked = self._chords.fail(key, message)
-        if marked is not True and self._body_ended(callback):
-            return  # a part reported this chord already
-        try:
-            self._chord_error(callback, ChordError(message))
-        except Exception as exc:  # noqa: BLE001 - the producer's own error is raised next
-            logger.error("s3result: could not store the ChordError of chord %s on its body: %r", group_id, exc)
-            return
-        try:
-            self.client.delete(key)  # a part that comes after finds no counter and does nothing
-        except Exception:  # noqa: BLE001 - marked failed or not, the body holds the error
-            logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
-
-    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
-        """Count this part (native chords only); the part that completes the count fires.
-
-        Celery's version reads and decodes the whole group in every part to learn the chord's
-        size: one more GET per part and O(parts) decoding each, O(parts^2) per chord. The size
-        never changes, so each process learns it once per chord (``_chord_size``); a part that
-        does not complete the count is then one CAS, and the part that does hands its count
-        to Celery's completion code (restore, join, publish, clean up) through ``incr``.
-        """
-        mark = chords.marking(getattr(request, "chord", None))
-        if mark is not None:
-            return self._chord_part_native(request, mark) if mark["native"] else None
-        if not self.native_chords:
-            return None
-        group_id = getattr(request, "group", None)
-        size = self._chord_size(request, group_id) if group_id else None
-        if size is not None:
-            count = self.incr(self.get_key_for_chord(group_id))
-            if count < size:
-                return None
-            self._counted.value = count
-        try:
-            return super().on_chord_part_return(request, state, result, **kwargs)
-        finally:
-            self._counted.value = None
-
-    def _chord_part_native(self, request: Any, mark: dict[str, Any]) -> Any:
-        """Count this part in the chord's counter; fire the body iff this part completed it."""
-        group_id = getattr(request, "group", None)
-        if not group_id:
-            return None
-        key = self._key(self.get_key_for_chord(group_id))
-        try:
-            support = self.conditional_support
-        except Exception as exc:  # noqa: BLE001 - a failed probe fails the chord, loudly
-            return self._fail_chord(request, group_id, key, f"the conditional-write probe failed: {exc!r}")
-        if not support.ok:
-            return self._fail_chord(
-                request,
-                group_id,
-                key,
-                f"the producer chose native chords but this worker cannot count natively "
-                f"({support.reason}); give producer and workers the same conditional_writes setting",
-            )
-        member = f"{request.id}:{getattr(request, 'group_index', None)}"
-        try:
-            outcome = self._chords.count(key, member, precreated=mark.get("gid") == group_id)
-        except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
-            if self._chords.recover(key, member):  # our write completed the set after all
-                return self._fire_chord(request, group_id, key)
-            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
-        if outcome != "fire":
-            return None
-        return self._fire_chord(request, group_id, key)
-
-    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str) -> Any:
-        """End the chord with a ChordError on its body, unless it already completed."""
-        message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
-        logger.error("%s", message)
-        marked = self._chords.fail(key, message)
-        if marked is False:
-            return None  # the chord already ended: completed, or failed and reported once
-        callback = maybe_signature(request.chord, app=self.app)
-        if marked is None and self._body_ended(callback):
-            return None  # unmarkable counter (a 403): another part reported it already
-        try:
-            return self._chord_error(callback, ChordError(message))
-        finally:
-            try:
-                self.client.delete(key)
-            except Exception:  # noqa: BLE001 - the error above is what matters
-                logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
-
-    def _body_ended(self, callback: Any) -> bool:
-        """Whether the chord body already holds a final state (read once; False when unknown)."""
-        try:
-            return self._get_task_meta_for(callback.id)["status"] in states.READY_STATES
-        except Exception:  # noqa: BLE001 - unknown: report (loud beats silent)
-            return False
-
-    def _chord_error(self, callback: Any, error: ChordError) -> Any:
-        """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
-        try:
-            raise error
-        except ChordError:
-            return self.chord_error_from_stack(callback, error)
-
-    def _fire_chord(self, request: Any, group_id: str, key: str) -> Any:
-        """Join the header, publish the body, then delete the counter and the saved group."""
-        app = self.app
-        callback = maybe_signature(request.chord, app=app)
-        deps = None
-        try:
-            try:
-                deps = self.restore_group(group_id)
-            except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self._chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
-            if deps is None:
-                return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
-            try:
-                values = self._join_header(deps, app.conf.result_chord_join_timeout)
-            except ChordError as exc:
-                return self._chord_error(callback, exc)
-            except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
-            try:
-                app.amqp._retry_publish(callback.delay, values)
-            except Exception as exc:  # noqa: BLE001 - reported on the body
-                logger.exception("Chord %r raised: %r", group_id, exc)
-                return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
-            return None
-        finally:
-            self._clean_up_chord(group_id, key, deps)
-
-    def _clean_up_chord(self, group_id: str, key: str, deps: Any) -> None:
-        """Delete the counter and the saved group; a failure is logged, never raised.
-
-        Raised, it would make Celery's trace fail the completing part (whose body is already
-        published) and count it again through ``mark_as_failure``, which finds the counter
-        still there and, after the lease, takes the completion over: the body twice.
-        """
-        try:
-            self.client.delete(key)
-            if deps is not None:
-                deps.delete()
-        except Exception as exc:  # noqa: BLE001 - the body is published; what is left is logged
-            logger.warning("s3result: could not clean up chord %s after publishing its body: %r", group_id, exc)
-
-    def _join_header(self, deps: Any, timeout: float | None) -> list[Any]:
-        """The header's values, nested as Celery's join gives them, from one round of reads.
-
-        Celery's ``join_native`` calls ``get()`` without a timeout on a nested group, which
-        can block a pool process for good; here every task result, nested or not, is read
-        with ``get_many`` under the chord join timeout.
-        """
-        leaves: list[str] = []
-
-        def walk(res: Any) -> None:
-            if isinstance(res, ResultSet):
-                for child in res.results:
-                    walk(child)
-            else:
-                leaves.append(res.id)
-
-        walk(deps)
-        if timeout is not None:
-            # Every part is counted, so every result is stored: the join timeout bounds waiting,
-            # not reading. Reading 1,000 results takes seconds on a busy store (Celery's own
-            # join reads its first round whatever the timeout), so the reads get their own budget:
-            # one read timeout per round of the pool.
-            rounds = -(-len(leaves) // max(1, self.settings.max_connections))
-            timeout += self.settings.read_timeout * rounds
-        metas = dict(self.get_many(leaves, timeout=timeout, interval=0.1)) if leaves else {}
-
-        def build(res: Any) -> Any:
-            if isinstance(res, ResultSet):
-                return [build(child) for child in res.results]
-            meta = metas[res.id]
-            value = meta["result"]
-            if meta["status"] in states.PROPAGATE_STATES:
-                error = ChordError(f"Dependency {res.id} raised {value!r}")
-                error.__cause__ = value if isinstance(value, BaseException) else None
-                raise error
-            return value
-
-        return [build(child) for child in deps.results]
-
-    def _chord_size(self, request: Any, group_id: str) -> int | None:
-        """The chord's size as Celery reckons it, or None to let Celery's code decide."""
-        chord = getattr(request, "chord", None)
-        size = chord.get("chord_size") if isinstance(chord, dict) else None
-        if isinstance(size, int):
-            return size
-        with _chord_sizes_lock:
-            size = _chord_sizes.get(group_id)
-        if size is None:
-            try:
-                group = self.restore_group(group_id)
-            except Exception:  # noqa: BLE001 - Celery's own path reports a failed restore
-                return None
-            if group is None:
-                return None
-            size = len(group)
-            with _chord_sizes_lock:
-                _chord_sizes[group_id] = size
-                while len(_chord_sizes) > _CHORD_SIZES_KEPT:
-                    _chord_sizes.pop(next(iter(_chord_sizes)))
-        return size
 
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)

@@ -27,6 +27,11 @@ run is still busy publishing after the lease (then twice), or every run of the c
 part dies between the completing write and the publish (then the redelivery fires it).
 
 Threads of one process that count on the same counter commit together, as ``counter`` does.
+
+Each part's small encoded result travels with its count (``values``), so the firing part's
+join reads the counter instead of every result. A large chord counts its parts in a tree of
+small objects (``chordtree``) whose root is this counter, holding the tree's top nodes as its
+members; such a root is written as version 3, which workers that know no trees refuse.
 """
 
 from __future__ import annotations
@@ -68,19 +73,41 @@ class CounterState:
     failed: str | None = None
     #: The token of the write that set ``failed``: a retry whose reply was lost knows it is its own.
     failed_token: str | None = None
+    #: Each counted part's encoded result when small (see ``chordtree``): the join reads no more.
+    values: dict[str, str] = field(default_factory=dict)
+    #: The root of a tree (its members are nodes, not parts). Written as version 3, which
+    #: workers that know no trees refuse (their parts fail) instead of counting parts in it.
+    tree: bool = False
 
     @classmethod
     def load(cls, body: bytes) -> CounterState:
         data = json.loads(body)
-        if not isinstance(data, dict) or data.get("v") != 2:
-            raise ValueError("not an s3result chord counter (v2)")
+        if not isinstance(data, dict) or data.get("v") not in (2, 3):
+            raise ValueError("not an s3result chord counter (v2 or v3)")
         parts = list(data.get("parts") or [])
-        return cls(data.get("size"), parts, data.get("done"), data.get("failed"), data.get("failed_token"))
+        values = data.get("values")
+        return cls(
+            data.get("size"),
+            parts,
+            data.get("done"),
+            data.get("failed"),
+            data.get("failed_token"),
+            dict(values) if isinstance(values, dict) else {},
+            data.get("v") == 3,
+        )
 
     def dump(self) -> bytes:
-        body = {"v": 2, "size": self.size, "parts": self.parts, "done": self.done, "failed": self.failed}
+        body: dict[str, Any] = {
+            "v": 3 if self.tree else 2,
+            "size": self.size,
+            "parts": self.parts,
+            "done": self.done,
+            "failed": self.failed,
+        }
         if self.failed_token is not None:
             body["failed_token"] = self.failed_token
+        if self.values:
+            body["values"] = self.values
         return json.dumps(body, separators=(",", ":")).encode()
 
     @property
@@ -113,9 +140,9 @@ class ChordCounter:
 
     # -- producer ---------------------------------------------------------------------------
 
-    def create(self, key: str) -> None:
+    def create(self, key: str, *, tree: bool = False) -> None:
         """A fresh counter (an unconditional PUT: applying a frozen chord again starts over)."""
-        self._client().put(key, CounterState().dump(), content_type="application/json")
+        self._client().put(key, CounterState(tree=tree).dump(), content_type="application/json")
 
     def set_size(self, key: str, size: int) -> bool:
         """Record the chord's size; False when there is no counter (not a native chord's group)."""
@@ -138,16 +165,20 @@ class ChordCounter:
 
     # -- parts -----------------------------------------------------------------------------
 
-    def count(self, key: str, member: str, *, precreated: bool) -> Outcome:
+    def count(self, key: str, member: str, *, precreated: bool, value: str | None = None) -> Outcome:
         """Count ``member`` once; "fire" for exactly one part of the chord.
 
         ``precreated``: the producer created the counter, so a missing one means the chord
-        finished ("late"). Raises when counting failed (the caller fails the chord).
+        finished ("late"). ``value``: the part's encoded result, kept for the join. Raises
+        when counting failed (the caller fails the chord).
         """
-        return group_commit(("chord", self._scope, key), member, lambda batch: self._swap(key, batch, precreated))
+        return group_commit(
+            ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated)
+        )
 
-    def _swap(self, key: str, members: list[str], precreated: bool) -> list[Outcome]:
-        """Add ``members`` in one compare-and-swap; one outcome per member."""
+    def _swap(self, key: str, items: list[tuple[str, str | None]], precreated: bool) -> list[Outcome]:
+        """Add the members of ``items`` in one compare-and-swap; one outcome per member."""
+        members = [m for m, _ in items]
         client = self._client()
         tokens: set[str] = set()
         last: BaseException | None = None
@@ -168,6 +199,7 @@ class ChordCounter:
                     tokens.add(token)
                     fresh = [m for m in dict.fromkeys(members) if m not in counted]
                     state.parts.extend(fresh)
+                    state.values.update((m, v) for m, v in items if v is not None and m in fresh)
                     if state.complete and state.done is None:
                         state.done = {"by": fresh[-1], "token": token, "at": time.time()}
                     body = state.dump()

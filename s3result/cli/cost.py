@@ -12,7 +12,7 @@ The numbers follow the code, and tests compare them with counts taken at the wir
   and after each poll that finds the body pending (Celery's ``follow_parents``,
   ``chord_wait_gets``); how long one request takes the caller (``latency``) spaces it all out;
 - a native chord adds, per part, the counter's compare-and-swap, and per chord the saved group
-  and the join of the parts' results (``chord_requests``).
+  and the join (``chord_requests``).
 """
 
 from __future__ import annotations
@@ -308,18 +308,28 @@ def task_requests(
 CHORD_CAS_ROUNDS_PER_PART = 1.5
 
 
+#: ``S3Backend.chord_tree_from``: chords of this many parts or more count in a tree (chordtree).
+CHORD_TREE_FROM = 64
+
+
 def chord_requests(parts: int, cas_rounds: float = CHORD_CAS_ROUNDS_PER_PART) -> Requests:
     """What a native chord of ``parts`` adds to its tasks' own state writes.
 
     ``cas_rounds``: the counter's PUTs per part; contention decides it, so it is an input like a
     task's duration (about 1 when parts never collide, and below 1 when a process's threads
     commit their parts together). Every counter PUT but the producer's creation follows a GET
-    of the counter.
+    of the counter. The join reads the counter (small results travel with the counts) and the
+    saved group. From ``CHORD_TREE_FROM`` parts, the parts count in leaves of up to 32 (the first
+    part of each also reads the root), a third more inner nodes above them, and the join reads
+    one node per 512 parts; the clean-up deletes every node.
     """
+    if parts < CHORD_TREE_FROM:
+        return Requests(puts=1 + cas_rounds * parts, gets=(cas_rounds * parts - 1) + 1 + 1, deletes=2)
+    nodes = parts / 32 * 4 / 3
     return Requests(
-        puts=1 + cas_rounds * parts,
-        gets=(cas_rounds * parts - 1) + 1 + parts,
-        deletes=2,
+        puts=2 + cas_rounds * parts + nodes,
+        gets=1 + cas_rounds * parts + parts / 32 + nodes + 1 + parts / 512,
+        deletes=2 + nodes,
     )
 
 

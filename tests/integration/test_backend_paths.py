@@ -14,7 +14,6 @@ from celery import states
 from celery.canvas import Signature
 from celery.result import GroupResult
 
-from s3result import backend as backend_module
 from s3result.testing.store import MotoServer
 from tests.integration.test_chord_cases import Chord, make_app
 
@@ -75,16 +74,18 @@ def test_joins_and_waits_are_served_from_the_cache(moto_server: MotoServer) -> N
 
 @pytest.mark.parametrize("table", ["_decisions", "_chord_sizes"])
 def test_per_process_chord_tables_stay_bounded(table: str) -> None:
-    kept = backend_module._CHORD_SIZES_KEPT
-    entries: dict[str, Any] = getattr(backend_module, table)
+    from s3result import chording as chord_module  # the chord methods' process-wide tables
+
+    kept = chord_module._CHORD_SIZES_KEPT
+    entries: dict[str, Any] = getattr(chord_module, table)
     saved = dict(entries)
     try:
         for i in range(kept + 5):
             if table == "_decisions":
-                backend_module._remember_decision(f"bounded-{i}", True)
+                chord_module._remember_decision(f"bounded-{i}", True)
             else:
                 entries[f"bounded-{i}"] = 1
-                with backend_module._chord_sizes_lock:
+                with chord_module._chord_sizes_lock:
                     while len(entries) > kept:
                         entries.pop(next(iter(entries)))
         assert len(entries) == kept

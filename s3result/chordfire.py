@@ -1,0 +1,244 @@
+"""The chord's firing part: join the header, publish the body, clean up (``S3Backend`` inherits it).
+
+The join reads what the counter carries: each part's small encoded result travels with its
+count (in the root for a small chord, in its leaf for a large one, see ``chordtree``), so
+the firing part reads the counter (or the leaves) instead of every result; only a part whose
+result is too big, not JSON text, or not a success is read on its own. The whole join is
+bounded by ``result_chord_join_timeout``: waiting for results that are not in the counter
+stops there, and the body fails with a ChordError that says so (the counter's own reads may
+end one request's time later). Celery's ``join_native`` calls ``get()`` without a timeout on
+a nested group, which can block a pool process for good; this join never does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import states
+from celery.backends.base import KeyValueStoreBackend
+from celery.canvas import maybe_signature
+from celery.exceptions import ChordError
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import ResultSet
+from celery.utils.log import get_logger
+
+from . import chords, chordtree
+from .client import S3Client
+from .config import Settings
+
+__all__ = ("FiringMethods",)
+
+logger = get_logger(__name__)
+
+_MISSING = object()
+
+
+class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
+    """Join, publish and clean up a native chord (``S3Backend`` provides the store side)."""
+
+    settings: Settings
+
+    @property
+    def client(self) -> S3Client:  # pragma: no cover - S3Backend's
+        raise NotImplementedError
+
+    def _chord_error(self, callback: Any, error: ChordError) -> Any:
+        """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
+        try:
+            raise error
+        except ChordError:
+            return self.chord_error_from_stack(callback, error)
+
+    # -- the firing part -----------------------------------------------------------------------
+
+    def _fire_chord(self, request: Any, group_id: str, key: str) -> Any:
+        """Join the header, publish the body, then delete the counter and the saved group."""
+        app = self.app
+        callback = maybe_signature(request.chord, app=app)
+        deps = None
+        nodes: list[str] = []
+        timeout = app.conf.result_chord_join_timeout
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        try:
+            tree = chordtree.Geometry.from_mark(chords.marking(request.chord))
+        except chordtree.PartClash as exc:
+            return self._chord_error(callback, ChordError(str(exc)))
+        pool: Any = None
+        leaf_reads: list[Any] | None = None
+        if tree is not None:
+            nodes = [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+            # The carrying nodes are read while the group is restored, 32 at a time.
+            from concurrent.futures import ThreadPoolExecutor  # only large chords need it
+
+            pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
+            reads = self._reads_deadline(deadline)
+            leaf_reads = [
+                pool.submit(self.client.get_or_none, chordtree.node_key(key, tree.join_level, n), deadline=reads)
+                for n in tree.levels[tree.join_level]
+            ]
+        try:
+            try:
+                deps = self.restore_group(group_id)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                return self._chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
+            if deps is None:
+                return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
+            try:
+                values = self._join_header(deps, timeout, key=key, tree=tree, deadline=deadline, leaf_reads=leaf_reads)
+            except ChordError as exc:
+                return self._chord_error(callback, exc)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
+            try:
+                app.amqp._retry_publish(callback.delay, values)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                logger.exception("Chord %r raised: %r", group_id, exc)
+                return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
+            return None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._clean_up_chord(group_id, key, deps, nodes)
+
+    def _reads_deadline(self, deadline: float | None) -> float | None:
+        """The counter's reads may end one request's time past the join's deadline: they are
+        what lets the join wait for nothing (a timeout shorter than a read still joins)."""
+        if deadline is None:
+            return None
+        return max(deadline, time.monotonic() + self.settings.connect_timeout + self.settings.read_timeout)
+
+    def _clean_up_chord(self, group_id: str, key: str, deps: Any, nodes: list[str] | None = None) -> None:
+        """Delete the counter (root first: late parts then stop), its tree and the saved group.
+
+        A failure is logged, never raised: raised, it would make Celery's trace fail the
+        completing part (whose body is already published) and count it again through
+        ``mark_as_failure``, which finds the counter still there and, after the lease, takes
+        the completion over: the body twice. What is left behind expires by the lifecycle rule.
+        """
+        try:
+            self.client.delete(key)
+            if nodes:
+                self._delete_all(nodes)
+            if deps is not None:
+                deps.delete()
+        except Exception as exc:  # noqa: BLE001 - the body is published; what is left is logged
+            logger.warning("s3result: could not clean up chord %s after publishing its body: %r", group_id, exc)
+
+    def _delete_all(self, keys: list[str]) -> None:
+        """DELETE every key, concurrently over the pool (a large chord's tree: hundreds of nodes)."""
+        from concurrent.futures import ThreadPoolExecutor  # only large chords need it
+
+        with ThreadPoolExecutor(max_workers=min(16, self.settings.max_connections)) as pool:
+            for _ in pool.map(self.client.delete, keys):
+                pass
+
+    def _join_header(
+        self,
+        deps: Any,
+        timeout: float | None,
+        *,
+        key: str | None = None,
+        tree: chordtree.Geometry | None = None,
+        deadline: float | None = None,
+        leaf_reads: list[Any] | None = None,
+    ) -> list[Any]:
+        """The header's values, nested as Celery's join gives them, within the join timeout.
+
+        Values come from the counter where they travelled with the counts (the root's, or a
+        tree's leaves); the others are read with ``get_many``, once each, under what is left
+        of ``result_chord_join_timeout`` (Celery's ``join_native`` calls ``get()`` without a
+        timeout on a nested group, which can block a pool process for good).
+        """
+        if deadline is None and timeout is not None:
+            deadline = time.monotonic() + float(timeout)
+        ids: list[str] = []
+
+        def walk(res: Any) -> None:
+            if isinstance(res, ResultSet):
+                for child in res.results:
+                    walk(child)
+            else:
+                ids.append(res.id)
+
+        walk(deps)
+        carried = self._carried_values(deps, ids, key, tree, deadline, timeout, leaf_reads)
+        missing = [i for i in dict.fromkeys(ids) if i not in carried]
+        metas: dict[str, Any] = {}
+        if missing:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                metas = dict(self.get_many(missing, timeout=left, interval=0.1))
+            except CeleryTimeout as exc:
+                raise ChordError(
+                    f"the chord's join did not finish within result_chord_join_timeout={timeout}s: "
+                    f"{len(missing) - len(metas)} of {len(ids)} header results not read ({exc})"
+                ) from exc
+
+        def build(res: Any) -> Any:
+            if isinstance(res, ResultSet):
+                return [build(child) for child in res.results]
+            value = carried.get(res.id, _MISSING)
+            if value is not _MISSING:
+                return value
+            meta = metas[res.id]
+            value = meta["result"]
+            if meta["status"] in states.PROPAGATE_STATES:
+                error = ChordError(f"Dependency {res.id} raised {value!r}")
+                error.__cause__ = value if isinstance(value, BaseException) else None
+                raise error
+            return value
+
+        return [build(child) for child in deps.results]
+
+    def _carried_values(
+        self,
+        deps: Any,
+        ids: list[str],
+        key: str | None,
+        tree: chordtree.Geometry | None,
+        deadline: float | None,
+        timeout: float | None,
+        leaf_reads: list[Any] | None = None,
+    ) -> dict[str, Any]:
+        """The values that travelled with the counts, by task id (read from the root or the leaves)."""
+        if key is None:
+            return {}
+        client = self.client
+        reads = self._reads_deadline(deadline)
+        try:
+            if tree is None:
+                found = client.get_or_none(key, deadline=reads)
+                if found is None:
+                    return {}
+                encoded = {m.rpartition(":")[0]: v for m, v in chords.CounterState.load(found.body).values.items()}
+                return {i: self.decode(encoded[i]) for i in ids if i in encoded}
+            if len(ids) != tree.n:
+                raise ChordError(f"the saved group holds {len(ids)} results, the chord was counted for {tree.n}")
+            level = tree.join_level
+            leaves = [chordtree.node_key(key, level, node) for node in tree.levels[level]]
+            if leaf_reads is None:
+                bodies = client.get_many(leaves, deadline=reads)
+            else:
+                bodies = [f.result() for f in leaf_reads]
+        except ChordError:
+            raise
+        except Exception as exc:
+            if reads is not None and time.monotonic() >= reads:
+                raise ChordError(
+                    f"the chord's join did not finish within result_chord_join_timeout={timeout}s: "
+                    f"reading its counter failed: {exc!r}"
+                ) from exc
+            raise
+        values: dict[str, Any] = {}
+        fp_len = chordtree.FP_LEN
+        for node, leaf_key, leaf in zip(tree.levels[level], leaves, bodies, strict=True):
+            if leaf is None:
+                raise ChordError(f"the chord's counter node {leaf_key!r} is missing")
+            for index, slot in tree.part_slots(level, node, chordtree.load_node(leaf.body)["m"]):
+                task_id = ids[index]
+                if not isinstance(slot, str) or slot[:fp_len] != chordtree.fingerprint(task_id):
+                    raise ChordError(f"part index {index} was counted for another task than {task_id}")
+                if len(slot) > fp_len:
+                    values[task_id] = self.decode(slot[fp_len:])
+        return values

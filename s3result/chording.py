@@ -1,0 +1,364 @@
+"""The chord side of S3Backend: Celery's chord interface, counted natively where the store allows.
+
+``S3Backend`` inherits these methods (Celery calls them on the backend: ``apply_chord``,
+``set_chord_size``, ``on_chord_part_return``); the counting itself is in ``chords`` (the
+chord's root counter: exactly once, the lease, failures) and ``chordtree`` (the tree of
+small counters a large chord counts in), the firing part's join, publish and clean-up in
+``chordfire``. This module holds the producer's one decision (native or chord_unlock, root or
+tree: ``chords.MARK``) and each part's count, with its small result carried along.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from celery import states
+from celery.backends.base import Backend
+from celery.canvas import maybe_signature
+from celery.exceptions import ChordError
+from celery.result import ResultSet
+from celery.utils.log import get_logger
+
+from . import chords, chordtree
+from .chordfire import FiringMethods
+from .counter import CasCounter
+from .precondition import Support
+
+__all__ = ("ChordMethods",)
+
+logger = get_logger(__name__)
+
+# Chord sizes learnt from saved groups, oldest first; a group never changes size. Process-wide,
+# because Celery gives each thread its own backend instance.
+_chord_sizes: dict[str, int] = {}
+_chord_sizes_lock = threading.Lock()
+_CHORD_SIZES_KEPT = 1024
+
+# Whether this process applied a group as a native chord (True) or with chord_unlock (False).
+_decisions: dict[str, bool] = {}
+# The body of each native chord this process applied, until its size is recorded: if that
+# fails, the body is failed with the cause (the parts already published can never fire it).
+_bodies: dict[str, Any] = {}
+
+
+def _keep(table: dict[str, Any], key: str, value: Any) -> None:
+    table[key] = value
+    while len(table) > _CHORD_SIZES_KEPT:
+        table.pop(next(iter(table)))
+
+
+def _remember_decision(group_id: str, native: bool | None = None, body: Any = None) -> bool | None:
+    """Record (or, without ``native``, look up) this process's decision for a chord's group."""
+    with _chord_sizes_lock:
+        if native is None:
+            return _decisions.get(group_id)
+        _keep(_decisions, group_id, native)
+        if native and body is not None:
+            _keep(_bodies, group_id, body)
+        return native
+
+
+def _take_body(group_id: str) -> Any:
+    """The body remembered for a native chord applied here (once), or None."""
+    with _chord_sizes_lock:
+        return _bodies.pop(group_id, None)
+
+
+def _after_fork_in_child() -> None:
+    global _chord_sizes_lock
+    _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ChordMethods(FiringMethods):
+    """Celery's chord interface for ``S3Backend`` (which provides the store side)."""
+
+    #: How long a compare-and-swap may keep losing to other writers before giving up.
+    cas_deadline = 120.0
+    #: How long the run of a chord part that completed the count owns the body's publishing;
+    #: a redelivery of that same part takes over only after this (see ``chords``).
+    chord_lease = 60.0
+    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``).
+    #: Below it, one counter is cheaper: at 10 parts on 24 processes, 8 requests per part in
+    #: the root against 11.5 in a tree of 1-part leaves; at 40, 11.6 against 9.8; at 100, 15.4
+    #: against 5.5 (``python -m benchmarks.chords --counting N --procs 24 --tree-from T``).
+    chord_tree_from = 64
+
+    @property
+    def conditional_support(self) -> Support:  # pragma: no cover - S3Backend's
+        raise NotImplementedError
+
+    @property
+    def native_chords(self) -> bool:  # pragma: no cover - S3Backend's
+        raise NotImplementedError
+
+    def _key(self, key: bytes | str) -> str:  # pragma: no cover - S3Backend's
+        raise NotImplementedError
+
+    def _init_chords(self, scope: str) -> None:
+        """The counters, made once per backend (Celery gives each thread its own backend)."""
+        # The count a chord's last part already took, handed to Celery's completion code.
+        self._counted = threading.local()
+        self._counter = CasCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
+        self._chords = chords.ChordCounter(
+            lambda: self.client, scope, deadline_s=self.cas_deadline, lease_s=self.chord_lease
+        )
+        self._tree = chordtree.TreeCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
+        # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
+        # decides per store (native_chords), so drop that binding and use the method.
+        self.__dict__.pop("apply_chord", None)
+
+    def incr(self, key: bytes | str) -> int:
+        """Add one to a counter object by compare-and-swap and return the new value.
+
+        See ``counter``: the threads of a process commit together, and each increment gets
+        its own value, so exactly one chord part sees the chord's size.
+        """
+        counted = getattr(self._counted, "value", None)
+        if counted is not None:  # on_chord_part_return counted this part already
+            self._counted.value = None
+            return int(counted)
+        return self._counter.incr(self._key(key))
+
+    # -- producer ------------------------------------------------------------------------------
+
+    def _tree_for(self, header_result_args: Any) -> chordtree.Geometry | None:
+        """A tree for a large header of plain tasks (numbered 0..n-1 by Celery), else None."""
+        try:
+            results = list(header_result_args[1])
+        except Exception:  # noqa: BLE001 - an unusual header counts in the root
+            return None
+        if len(results) < max(2, self.chord_tree_from) or any(isinstance(r, ResultSet) for r in results):
+            return None
+        return chordtree.Geometry(len(results))
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
+        """Decide native counting or chord_unlock once, here, and send the decision with the chord.
+
+        The decision goes into the body signature (``chords.MARK``), which every header task
+        receives as ``request.chord``, with the tree's geometry for a large chord. Native: save
+        the group and create the counter before any part is published; the part that completes
+        the count fires the body.
+        """
+        native = self.native_chords
+        group_id = header_result_args[0]
+        mark: dict[str, Any] = {"native": native, "gid": group_id}
+        tree = self._tree_for(header_result_args) if native else None
+        if tree is not None:
+            mark["tree"] = tree.to_mark()
+        body[chords.MARK] = mark
+        _remember_decision(group_id, native, body)
+        if native:
+            result = self._apply_chord_incr(header_result_args, body, **kwargs)
+            self._chords.create(self._key(self.get_key_for_chord(group_id)), tree=tree is not None)
+            return result
+        return Backend.apply_chord(self, header_result_args, body, **kwargs)
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        """Record Celery's size of the chord (called before its last part is published).
+
+        Celery counts a chain in the header as its last task, a nested chord as its body, a
+        group as its tasks (``_chord._descend``); the size is what the Redis backend uses too.
+        A tree chord's root counts the root's children instead, and its size must be the
+        number of header tasks the producer numbered.
+
+        The other parts are already published, and without a size the count can never
+        complete: a failure here (a 403 on the counter, the store gone past the retries, the
+        counter gone) fails the body with a ChordError naming the cause, then raises, so the
+        last part is not published and the producer's ``apply_async`` fails loudly too.
+        """
+        decision = _remember_decision(group_id)
+        if decision is False:
+            return  # this process applied it with chord_unlock
+        key = self._key(self.get_key_for_chord(group_id))
+        body = _take_body(group_id)
+        tree = chordtree.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
+        size = int(chord_size)
+        if tree is not None:
+            if size != tree.n:
+                reason = f"its size ({size}) is not its number of header tasks ({tree.n}): it cannot be counted"
+                self._fail_unsized_chord(body, group_id, key, reason)
+                raise ChordError(f"s3result: chord {group_id}: {reason}")
+            size = len(tree.expected(tree.height, 0))
+        try:
+            recorded = self._chords.set_size(key, size)
+        except Exception as exc:
+            if body is not None:
+                self._fail_unsized_chord(body, group_id, key, f"recording the chord's size failed: {exc!r}")
+            raise
+        if not recorded and decision:
+            reason = "its counter disappeared before the chord's size was recorded (deleted by another process?)"
+            if body is not None:
+                self._fail_unsized_chord(body, group_id, key, reason)
+            raise ChordError(f"s3result: chord {group_id}: {reason}")
+
+    def _fail_unsized_chord(self, body: Any, group_id: str, key: str, reason: str) -> None:
+        """The producer's side of ``_fail_chord``: mark the counter failed, store the error on the body.
+
+        Each step is best effort (the store that refused the size may refuse these too): the
+        error raised to the producer is the one that matters when nothing can be written.
+        """
+        message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
+        logger.error("%s", message)
+        callback = maybe_signature(body, app=self.app)
+        marked = self._chords.fail(key, message)
+        if marked is not True and self._body_ended(callback):
+            return  # a part reported this chord already
+        try:
+            self._chord_error(callback, ChordError(message))
+        except Exception as exc:  # noqa: BLE001 - the producer's own error is raised next
+            logger.error("s3result: could not store the ChordError of chord %s on its body: %r", group_id, exc)
+            return
+        try:
+            self.client.delete(key)  # a part that comes after finds no counter and does nothing
+        except Exception:  # noqa: BLE001 - marked failed or not, the body holds the error
+            logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
+        """Count this part (native chords only); the part that completes the count fires.
+
+        Celery's version reads and decodes the whole group in every part to learn the chord's
+        size: one more GET per part and O(parts) decoding each, O(parts^2) per chord. The size
+        never changes, so each process learns it once per chord (``_chord_size``); a part that
+        does not complete the count is then one CAS, and the part that does hands its count
+        to Celery's completion code (restore, join, publish, clean up) through ``incr``.
+        """
+        mark = chords.marking(getattr(request, "chord", None))
+        if mark is not None:
+            return self._chord_part_native(request, mark, state, result) if mark["native"] else None
+        if not self.native_chords:
+            return None
+        group_id = getattr(request, "group", None)
+        size = self._chord_size(request, group_id) if group_id else None
+        if size is not None:
+            count = self.incr(self.get_key_for_chord(group_id))
+            if count < size:
+                return None
+            self._counted.value = count
+        try:
+            return super().on_chord_part_return(request, state, result, **kwargs)
+        finally:
+            self._counted.value = None
+
+    def _carried(self, state: str, result: Any) -> str | None:
+        """The part's encoded result when it can travel with its count (small JSON text), else None."""
+        if state != states.SUCCESS:
+            return None
+        try:
+            encoded = self.encode(self.prepare_value(result))
+        except Exception:  # noqa: BLE001 - then the join reads the stored result
+            return None
+        if not isinstance(encoded, str) or len(encoded) > chordtree.VALUE_MAX:
+            return None
+        return encoded
+
+    def _chord_part_native(self, request: Any, mark: dict[str, Any], state: str = "", result: Any = None) -> Any:
+        """Count this part in the chord's counter; fire the body iff this part completed it."""
+        group_id = getattr(request, "group", None)
+        if not group_id:
+            return None
+        key = self._key(self.get_key_for_chord(group_id))
+        try:
+            support = self.conditional_support
+        except Exception as exc:  # noqa: BLE001 - a failed probe fails the chord, loudly
+            return self._fail_chord(request, group_id, key, f"the conditional-write probe failed: {exc!r}")
+        if not support.ok:
+            return self._fail_chord(
+                request,
+                group_id,
+                key,
+                f"the producer chose native chords but this worker cannot count natively "
+                f"({support.reason}); give producer and workers the same conditional_writes setting",
+            )
+        index = getattr(request, "group_index", None)
+        # The member counted in the root (the last node's name, in a tree), for ``recover``.
+        member = [f"{request.id}:{index}"]
+        value = self._carried(state, result)
+        try:
+            tree = chordtree.Geometry.from_mark(mark)
+            if tree is None:
+                outcome = self._chords.count(key, member[0], precreated=mark.get("gid") == group_id, value=value)
+            else:
+                outcome = self._count_in_tree(key, tree, request.id, index, value, member)
+        except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
+            if self._chords.recover(key, member[0]):  # our write completed the set after all
+                return self._fire_chord(request, group_id, key)
+            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
+        if outcome != "fire":
+            return None
+        return self._fire_chord(request, group_id, key)
+
+    def _count_in_tree(
+        self, key: str, tree: chordtree.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
+    ) -> chords.Outcome:
+        """Climb from this part's leaf while our add completes each node; count at the root last.
+
+        ``member[0]`` is set to the node counted in the root before that count (for ``recover``).
+        """
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < tree.n:
+            raise chordtree.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
+        level, node = 0, tree.leaf_of(index)
+        name = str(index)
+        entry: Any = chordtree.fingerprint(task_id) + (value or "")
+        while level < tree.height:
+            step, slots = self._tree.add_and_read(key, tree, level, node, name, entry)
+            if step == "wait":
+                return "wait"
+            if step != "up":
+                return "late" if step == "late" else "failed"
+            # A node up to CARRY_LEVEL carries its children's slots: the join reads fewer objects.
+            name, entry = str(node), (slots if level + 1 <= chordtree.CARRY_LEVEL else 1)
+            level, node = level + 1, tree.parent(node)
+        member[0] = name
+        return self._chords.count(key, name, precreated=True)
+
+    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str) -> Any:
+        """End the chord with a ChordError on its body, unless it already completed."""
+        message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
+        logger.error("%s", message)
+        marked = self._chords.fail(key, message)
+        if marked is False:
+            return None  # the chord already ended: completed, or failed and reported once
+        callback = maybe_signature(request.chord, app=self.app)
+        if marked is None and self._body_ended(callback):
+            return None  # unmarkable counter (a 403): another part reported it already
+        try:
+            return self._chord_error(callback, ChordError(message))
+        finally:
+            try:
+                self.client.delete(key)
+            except Exception:  # noqa: BLE001 - the error above is what matters
+                logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+
+    def _body_ended(self, callback: Any) -> bool:
+        """Whether the chord body already holds a final state (read once; False when unknown)."""
+        try:
+            return self._get_task_meta_for(callback.id)["status"] in states.READY_STATES
+        except Exception:  # noqa: BLE001 - unknown: report (loud beats silent)
+            return False
+
+    def _chord_size(self, request: Any, group_id: str) -> int | None:
+        """The chord's size as Celery reckons it, or None to let Celery's code decide."""
+        chord = getattr(request, "chord", None)
+        size = chord.get("chord_size") if isinstance(chord, dict) else None
+        if isinstance(size, int):
+            return size
+        with _chord_sizes_lock:
+            size = _chord_sizes.get(group_id)
+        if size is None:
+            try:
+                group = self.restore_group(group_id)
+            except Exception:  # noqa: BLE001 - Celery's own path reports a failed restore
+                return None
+            if group is None:
+                return None
+            size = len(group)
+            with _chord_sizes_lock:
+                _keep(_chord_sizes, group_id, size)
+        return size

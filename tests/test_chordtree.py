@@ -1,0 +1,161 @@
+"""chordtree as pure logic: the geometry's arithmetic, and node counting over the in-memory
+conditional store of test_counter.
+
+Against moto and Celery's trace: tests/integration/test_chord_tree.py; counts at the wire:
+tests/integration/test_chord_tree_counts.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from s3result.chords import CounterState
+from s3result.chordtree import Geometry, PartClash, TreeCounter, fingerprint, load_node, node_key
+from s3result.errors import RequestTimeout
+
+from .test_counter import MemoryStore
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 100, 256, 1000, 2049, 10000])
+def test_every_part_is_counted_in_exactly_one_leaf_and_every_node_has_a_parent(n: int) -> None:
+    tree = Geometry(n)
+    owner: dict[int, int] = {}
+    for leaf in tree.levels[0]:
+        for i in tree.leaf_indexes(leaf):
+            assert i not in owner
+            owner[i] = leaf
+    assert sorted(owner) == list(range(n))
+    assert all(tree.leaf_of(i) == owner[i] for i in range(n))
+    for level in range(1, tree.height + 1):
+        children = [int(c) for j in tree.levels[level] for c in tree.expected(level, j)]
+        assert sorted(children) == tree.levels[level - 1]
+    assert tree.levels[-1] == [0] or len(tree.levels[-1]) == 1
+
+
+def test_leaves_are_small_and_a_fleet_working_in_index_order_touches_different_leaves() -> None:
+    tree = Geometry(10000)
+    assert max(len(tree.leaf_indexes(leaf)) for leaf in tree.levels[0]) == tree.fill
+    for start in range(0, 10000 - 32, 997):
+        window = {tree.leaf_of(i) for i in range(start, start + 32)}
+        assert len(window) == 32, "32 consecutive parts should count in 32 different leaves"
+
+
+def test_leaves_complete_spread_along_the_chord_not_all_at_its_end() -> None:
+    """Parts end in index order: the index at which each leaf completes is its last index."""
+    tree = Geometry(10000)
+    ends = sorted(max(tree.leaf_indexes(leaf)) for leaf in tree.levels[0])
+    in_last_tenth = sum(1 for e in ends if e >= 9000)
+    assert in_last_tenth < len(ends) / 5, in_last_tenth
+
+
+def test_geometry_round_trips_through_the_mark_and_refuses_nonsense() -> None:
+    tree = Geometry(5000)
+    assert Geometry.from_mark({"tree": tree.to_mark()}) == tree
+    assert Geometry.from_mark({"native": True}) is None
+    for bad in ({"n": 0, "s": 32, "f": 32, "k": 4}, {"n": "5", "s": 32, "f": 32, "k": 4}, {"n": True}):
+        with pytest.raises(PartClash):
+            Geometry.from_mark({"tree": bad})
+
+
+def _root(store: MemoryStore, key: str = "root", **state: Any) -> None:
+    store.put(key, CounterState(**state).dump())
+
+
+def _tree(store: MemoryStore, **kw: Any) -> TreeCounter:
+    return TreeCounter(lambda: store, "scope", **kw)  # type: ignore[arg-type,return-value]
+
+
+def test_threads_count_a_leaf_together_and_the_completing_member_goes_up_once() -> None:
+    store = MemoryStore(delay=0.005)
+    _root(store)
+    tree = Geometry(2000)
+    leaf = tree.leaf_of(1000)
+    indexes = tree.leaf_indexes(leaf)
+    steps: list[str] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        step = _tree(store).add("root", tree, 0, leaf, str(i), fingerprint(f"t{i}") + str(i))
+        with lock:
+            steps.append(step)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in indexes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Counter(steps) == {"up": 1, "wait": len(indexes) - 1}
+    node = load_node(store.objects[node_key("root", 0, leaf)][0])
+    assert all(slot is not None for slot in node["m"])
+
+
+def test_a_lost_reply_is_resolved_by_reading_again_and_a_redelivery_climbs_again() -> None:
+    store = MemoryStore()
+    _root(store)
+    tree = Geometry(300)
+    leaf = tree.leaf_of(5)
+    members = tree.leaf_indexes(leaf)
+    counter = _tree(store)
+    for i in members[:-1]:
+        assert counter.add("root", tree, 0, leaf, str(i), fingerprint(f"t{i}")) == "wait"
+    real_put = store.put
+
+    def put_then_lose(key: str, body: bytes, **kw: Any) -> str:
+        real_put(key, body, **kw)
+        raise RequestTimeout("reply lost")
+
+    store.put = put_then_lose  # type: ignore[method-assign]
+    last = members[-1]
+    assert counter.add("root", tree, 0, leaf, str(last), fingerprint(f"t{last}")) == "up"
+    store.put = real_put  # type: ignore[method-assign]
+    # The same part again (a redelivery): its add is a no-op, and it goes up again (idempotent above).
+    assert counter.add("root", tree, 0, leaf, str(last), fingerprint(f"t{last}")) == "up"
+    assert counter.add("root", tree, 0, leaf, str(members[0]), fingerprint(f"t{members[0]}")) == "wait"
+
+
+def test_another_task_at_a_counted_index_is_a_clash() -> None:
+    store = MemoryStore()
+    _root(store)
+    tree = Geometry(300)
+    counter = _tree(store)
+    counter.add("root", tree, 0, tree.leaf_of(7), "7", fingerprint("a") + "1")
+    with pytest.raises(PartClash, match="duplicated group_index"):
+        counter.add("root", tree, 0, tree.leaf_of(7), "7", fingerprint("b") + "1")
+    with pytest.raises(PartClash):
+        counter.add("root", tree, 0, tree.leaf_of(7), "8", fingerprint("c"))
+
+
+def test_a_leaf_is_not_created_once_the_chord_ended() -> None:
+    store = MemoryStore()
+    tree = Geometry(300)
+    assert _tree(store).add("gone", tree, 0, tree.leaf_of(3), "3", fingerprint("x")) == "late"
+    assert list(store.objects) == []
+    _root(store, "failed", failed="boom")
+    assert _tree(store).add("failed", tree, 0, tree.leaf_of(3), "3", fingerprint("x")) == "failed"
+    assert list(store.objects) == ["failed"]
+
+
+def test_a_store_that_keeps_failing_names_its_own_error_past_the_deadline() -> None:
+    store = MemoryStore()
+    _root(store)
+    tree = Geometry(300)
+
+    def refuse(key: str, body: bytes, **kw: Any) -> str:
+        raise RequestTimeout("store gone (test)")
+
+    store.put = refuse  # type: ignore[method-assign]
+    with pytest.raises(RequestTimeout, match="store gone"):
+        _tree(store, deadline_s=0.05, sleep=lambda s: None).add("root", tree, 0, tree.leaf_of(1), "1", fingerprint("x"))
+
+
+def test_a_tree_root_is_version_3_which_older_workers_refuse() -> None:
+    """An older worker would count parts in a tree's root and complete it early: it must refuse it."""
+    import json
+
+    assert json.loads(CounterState(tree=True).dump())["v"] == 3
+    assert json.loads(CounterState().dump())["v"] == 2
+    assert CounterState.load(CounterState(tree=True, size=3).dump()).tree
