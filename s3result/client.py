@@ -25,7 +25,6 @@ from .connect import make_transport
 from .credentials import CredentialSource, chain_for
 from .errors import (
     NOT_S3,
-    ConfigError,
     InvalidKey,
     NotFound,
     RequestTimeout,
@@ -36,6 +35,7 @@ from .errors import (
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
+from .subresources import SubresourceRequests
 from .transport import RawResponse, Transport
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class _Slot:
     executor: ThreadPoolExecutor | None = None
 
 
-class S3Client:
+class S3Client(SubresourceRequests):
     """A small S3 client for one bucket: exactly HEAD, GET, PUT and DELETE of keys."""
 
     def __init__(
@@ -352,69 +352,6 @@ class S3Client:
         except NotFound as exc:
             if exc.code in ("NoSuchBucket", NOT_S3):
                 raise
-
-    def send_raw(
-        self,
-        method: str,
-        key: str,
-        *,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        body_sha256: str | None = None,
-    ) -> RawResponse:
-        """One signed attempt, answered as it came: no retry, no recovery, no error mapping.
-
-        For probes and the conformance suite, which look at a store's exact behaviour.
-        ``body_sha256`` overrides the signed payload hash (to test that stores check it).
-        """
-        path = self._target(key)
-        wire = self._signed_headers(method, path, list(headers), body, body_sha256 or sigv4.payload_hash(body))
-        return self._get_slot().transport.request(method.encode(), path.encode("ascii"), wire, body)
-
-    def bucket_request(
-        self,
-        method: str,
-        subresource: str,
-        *,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        session: bool = True,
-    ) -> RawResponse:
-        """One signed request on a bucket subresource (``?lifecycle``), for the ``s3result`` command.
-
-        Workers never call it: at runtime the client sends only HEAD, GET, PUT and DELETE of
-        result keys. A status of 300 or more raises the mapped ``S3Error`` (key ``?lifecycle``);
-        a transport failure raises as usual. No retry: the command reports, the user re-runs.
-        """
-        if not re.fullmatch(r"[a-z-]+", subresource):
-            raise ValueError(f"not a bucket subresource: {subresource!r}")
-        if self.session is not None and session:
-            raise ConfigError(
-                "bucket",
-                f"{self.settings.bucket!r} is a directory bucket: its ?{subresource} is served by the regional "
-                f"endpoint s3express-control.{self.region}.amazonaws.com, which s3result does not use; "
-                f"use aws s3api (e.g. put-bucket-lifecycle-configuration --bucket {self.settings.bucket})",
-            )
-        target = f"{self._bucket_path}?{subresource}"
-        extra = list(headers)
-        wire = self._signed_headers(
-            method, self._bucket_path, extra, body, sigv4.payload_hash(body), query=[(subresource, "")], session=session
-        )
-        try:
-            resp = self._get_slot().transport.request(method.encode(), target.encode("ascii"), wire, body)
-        except TransportError as exc:
-            # Name the request and the endpoint, as _send does for keys: "connection lost" alone
-            # says neither which call nor which store.
-            error = type(exc)(
-                f"S3 {method} ?{subresource} to {self._base}: {exc}", method=method, key=f"?{subresource}"
-            )
-            raise error from exc
-        if resp.status >= 300:
-            refused = self._error(method, f"?{subresource}", resp, False)
-            if not session and self._learn_clock(refused, resp):  # CreateSession, first of all: a skewed clock
-                return self.bucket_request(method, subresource, body=body, headers=extra, session=False)
-            raise refused
-        return resp
 
     def _signed_headers(
         self,
