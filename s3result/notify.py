@@ -62,6 +62,8 @@ MESSAGE_TTL_MS = 60_000
 SUBSCRIBE_TIMEOUT = 2.0
 #: Reply channels one process listens on at most (one per thread that sent tasks).
 MAX_SENDERS = 1024
+#: Bytes of a notification at most (a real one is ~120): anything longer is dropped unread.
+MAX_NOTIFICATION = 1024
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
@@ -363,10 +365,17 @@ class Listener:
     # -- the listening thread ---------------------------------------------------------------
 
     def _deliver(self, data: Any) -> None:
+        """Wake the waits on the notified id. Anyone who can publish on the broker can send
+        anything here: a notification only names an id to read again, and one that is too
+        long, nested or malformed is dropped (it must never cost the listener its connection)."""
+        if not isinstance(data, (bytes, str)) or len(data) > MAX_NOTIFICATION:
+            return
         try:
             note = json.loads(data)
-            task_id = str(note["id"])
-        except (ValueError, KeyError, TypeError):
+            task_id = note["id"]
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+            return
+        if not isinstance(task_id, str):
             return
         with self._cond:
             watches = self._watches.get(task_id)

@@ -383,3 +383,58 @@ def test_green_callers_are_woken(caller: Caller, green: str) -> None:
     returned, delivered = map(int, out.stdout.split())
     assert returned == 20, out.stderr[-3000:]
     assert delivered >= 15, f"only {delivered} of 20 waits were woken"
+
+
+def test_a_child_forked_while_the_listener_runs_waits_on_its_own(caller: Caller) -> None:
+    """A caller forks (os.fork) while its listener thread runs: the child's waits return, the parent's too."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            value = caller.module.sleepy.delay(0.2).get(timeout=20)
+            os.write(w, json.dumps({"value": value, "delivered": caller.listener().delivered}).encode())
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - told to the parent
+            os.write(w, repr(exc).encode()[:4000])
+        finally:
+            os._exit(code)
+    os.close(w)
+    deadline = time.monotonic() + 60
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's get() hung")
+    said = os.read(r, 8192).decode()
+    os.close(r)
+    assert status == 0, said
+    assert json.loads(said)["value"] == 0.2
+    assert caller.module.sleepy.delay(0.05).get(timeout=20) == 0.05  # the parent's listener is intact
+
+
+def test_a_forged_notification_is_never_the_result(caller: Caller) -> None:
+    """Notifications nobody asked for, forged ones (a ready state for a running task), garbage: the store decides."""
+    publish = notify.publish
+    reply_to = caller.app.thread_oid
+    res = caller.module.sleepy.delay(3.0)
+    before = caller.listener().epoch
+    for payload in ("not json", "[1]", '{"id": null}', "[" * 100_000, '{"id": "nobody-asked"}'):
+        if isinstance(caller.broker, RedisServer):
+            import redis
+
+            redis.Redis(port=caller.broker.port, db=caller.namespace % 16).publish(
+                notify.CHANNEL_PREFIX + reply_to, payload
+            )
+    assert publish(caller.app, reply_to, res.id, "SUCCESS", '"forged"')
+    with pytest.raises(caller.app.backend.TimeoutError):
+        res.get(timeout=1.0)
+    assert res.state != "SUCCESS"
+    assert res.get(timeout=60) == 3.0
+    assert caller.module.sleepy.delay(0.05).get(timeout=20) == 0.05
+    assert caller.listener().epoch == before, "a forged notification made the listener reconnect"
