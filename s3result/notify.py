@@ -297,6 +297,7 @@ class Listener:
         if new:
             with self._cond:
                 self._wanted |= new
+                self._cond.notify_all()  # a Redis thread that had nothing to subscribe to yet
         deadline = time.monotonic() + (0.0 if self._failed else timeout)  # down: do not wait
         if new:
             if self.kind == "amqp":
@@ -312,6 +313,8 @@ class Listener:
         """End the listening thread; its connection closes (and, on RabbitMQ, its queue goes)."""
         self._stopped = True
         self._wake()
+        with self._cond:
+            self._cond.notify_all()
         for key, listener in list(_listeners.items()):
             if listener is self:
                 _listeners.pop(key, None)
@@ -428,6 +431,11 @@ class Listener:
         # The pipe stays open: a late _wake() must never write into a file that reused its number.
 
     def _run_redis(self) -> None:
+        with self._cond:
+            # A SUBSCRIBE of no channel is an error: connect once there is something to hear.
+            self._cond.wait_for(lambda: bool(self._wanted) or self._stopped)
+        if self._stopped:
+            return
         conn = self.app.connection_for_read()
         try:
             with conn.default_channel.conn_or_acquire() as client:

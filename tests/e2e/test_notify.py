@@ -438,3 +438,28 @@ def test_a_forged_notification_is_never_the_result(caller: Caller) -> None:
     assert res.get(timeout=60) == 3.0
     assert caller.module.sleepy.delay(0.05).get(timeout=20) == 0.05
     assert caller.listener().epoch == before, "a forged notification made the listener reconnect"
+
+
+def test_a_listener_started_before_any_subscription_connects(caller: Caller) -> None:
+    """The listening thread may run before a wait says what to subscribe to: it waits, never errs.
+
+    A Redis SUBSCRIBE of no channel is an error; a listener that sent one failed, reconnected and,
+    marked as failing, let the next wait read before it was subscribed (a notification lost).
+    """
+    from celery import Celery
+
+    app = Celery("early-listener", set_as_current=False)
+    app.conf.broker_url = caller.broker.url(caller.namespace)
+    app.conf.broker_transport_options = caller.broker.transport_options(caller.namespace)
+    listener = notify.Listener(app, notify.broker_kind(app))
+    try:
+        listener.start()  # nothing to subscribe to yet
+        time.sleep(1.0)
+        assert not listener._failed, "the listener failed with nothing to listen to"
+        notify.sent_from(app, "a-sending-thread")
+        w = listener.watch(["some-task"], timeout=10)
+        assert listener._wanted <= listener._confirmed, "the wait went on before it was subscribed"
+        w.close()
+    finally:
+        listener.stop()
+        notify._senders.pop(id(app), None)
