@@ -463,3 +463,66 @@ def test_a_listener_started_before_any_subscription_connects(caller: Caller) -> 
     finally:
         listener.stop()
         notify._senders.pop(id(app), None)
+
+
+def test_a_redis_restart_while_callers_wait(moto_server: MotoServer, tmp_path: Path) -> None:
+    """The broker crashes and comes back while a caller waits: waits stay bounded, and are woken again after."""
+    import threading
+
+    broker = RedisServer()
+    broker.start()
+    worker = Worker(
+        moto_server.url(prefix="notify-restart"),
+        tmp_path,
+        pool="threads",
+        concurrency=4,
+        name="notify-restart",
+        broker=broker,
+        namespace=12,
+    )
+    worker.start()
+    c = _caller(moto_server, worker, broker, 12)
+    try:
+        c.warm()
+        res = c.module.sleepy.delay(3.0)
+        outcome: dict[str, Any] = {}
+
+        def wait() -> None:
+            start = time.monotonic()
+            try:
+                outcome["value"] = res.get(timeout=60)
+            except BaseException as exc:  # noqa: BLE001 - told to the test
+                outcome["error"] = exc
+            outcome["wall"] = time.monotonic() - start
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.5)
+        broker.kill()
+        # While the broker is down: a wait on a task that never ends still times out on time.
+        start = time.monotonic()
+        with pytest.raises(c.app.backend.TimeoutError):
+            c.app.AsyncResult(str(uuid.uuid4())).get(timeout=2.0)
+        assert time.monotonic() - start < 2.0 + 3.0
+        time.sleep(1.0)
+        broker.revive()
+        waiter.join(timeout=90)
+        assert not waiter.is_alive(), "a wait hung across the broker's restart"
+        assert outcome.get("value") == 3.0, (outcome, worker.tail())
+        # Woken again: the listener came back. The worker is started afresh: a Celery worker on
+        # Redis may die of the restart itself (kombu: "Unrecoverable error: AttributeError
+        # ('NoneType' object has no attribute 'hostname')"), which is no part of this test.
+        worker.stop()
+        worker.start()
+        deadline = time.monotonic() + 60
+        delivered = c.listener().delivered
+        while c.listener().delivered == delivered and time.monotonic() < deadline:
+            assert c.module.sleepy.delay(0.05).get(timeout=60) == 0.05, worker.tail()
+        assert c.listener().delivered > delivered, "the listener never came back after the restart"
+    finally:
+        listener = notify.current_listener(c.app)
+        if listener is not None:
+            listener.stop()
+        c.proxy.close()
+        worker.stop()
+        broker.stop()
