@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -526,3 +527,49 @@ def test_a_redis_restart_while_callers_wait(moto_server: MotoServer, tmp_path: P
         c.proxy.close()
         worker.stop()
         broker.stop()
+
+
+def test_many_threads_wait_at_once(caller: Caller) -> None:
+    """32 threads of one process send and wait at once: one listener, all return, most are woken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads_before = threading.active_count()
+    delivered = caller.listener().delivered
+    with ThreadPoolExecutor(32) as pool:
+        values = list(pool.map(lambda _: caller.module.sleepy.delay(0.3).get(timeout=60), range(32)))
+    assert values == [0.3] * 32
+    assert caller.listener().delivered - delivered >= 16, "most waits should be woken, not polled"
+    assert threading.active_count() <= threads_before + 1, "a listener per thread?"
+
+
+def test_10000_waits_leave_the_listener_as_it_was(caller: Caller) -> None:
+    """Watches that come and go, each notified: no watch, id or thread left behind, memory bounded."""
+    import gc
+    import tracemalloc
+
+    listener = caller.listener()
+    reply_to = caller.app.thread_oid
+    caller.module.sleepy.delay(0.01).get(timeout=60)  # this thread is a sender, subscribed
+    threads = threading.active_count()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(10_000):
+            task_id = f"growth-{i}"
+            w = listener.watch([task_id], timeout=5)
+            if i % 10 == 0:  # a tenth notified (a round trip through the broker each), the rest time out
+                assert notify.publish(caller.app, reply_to, task_id, "SUCCESS", None)
+                assert w.wait(10)[0] == {task_id}
+            else:
+                w.wait(0)
+            w.close()
+            if i == 999:
+                gc.collect()
+                early = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        late = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert not listener._watches, "watches outlived their waits"
+    assert threading.active_count() <= threads, "threads grew"
+    assert late - early < 256 * 1024, f"memory grew by {late - early} bytes over 9,000 waits"
