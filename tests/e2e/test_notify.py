@@ -573,3 +573,46 @@ def test_10000_waits_leave_the_listener_as_it_was(caller: Caller) -> None:
     assert not listener._watches, "watches outlived their waits"
     assert threading.active_count() <= threads, "threads grew"
     assert late - early < 256 * 1024, f"memory grew by {late - early} bytes over 9,000 waits"
+
+
+def test_two_apps_of_one_process_on_two_brokers(
+    caller: Caller, moto_server: MotoServer, redis_broker: RedisServer, tmp_path: Path
+) -> None:
+    """A second app in the caller's process, on another broker (its own Redis database), waits beside the first.
+
+    Each app gets its own listener on its own broker; waits on both at once from one thread are woken.
+    """
+    from celery import Celery
+
+    other = Worker(
+        moto_server.url(prefix="notify-other-app"),
+        tmp_path,
+        pool="threads",
+        concurrency=4,
+        name="notify-other-app",
+        broker=redis_broker,
+        namespace=13,
+    )
+    other.start()
+    app = Celery("other-app", set_as_current=False)
+    app.conf.update(
+        broker_url=redis_broker.url(13),
+        broker_transport_options=redis_broker.transport_options(13),
+        task_default_queue=queue_for(13),
+        result_backend=other.url,
+    )
+    try:
+        for _ in range(3):
+            a = caller.module.sleepy.delay(0.3)
+            b = app.send_task("tests.e2e.app.sleepy", (0.4,))
+            assert (a.get(timeout=60), b.get(timeout=60)) == (0.3, 0.4), other.tail()
+        mine, theirs = notify.current_listener(caller.app), notify.current_listener(app)
+        assert mine is not None and theirs is not None and mine is not theirs
+        assert theirs.delivered >= 2, "the second app's waits were never woken"
+        assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05  # the first app's listener intact
+    finally:
+        listener = notify.current_listener(app)
+        if listener is not None:
+            listener.stop()
+        notify._senders.pop(id(app), None)
+        other.stop()
