@@ -616,3 +616,30 @@ def test_two_apps_of_one_process_on_two_brokers(
             listener.stop()
         notify._senders.pop(id(app), None)
         other.stop()
+
+
+def test_notified_while_the_store_is_down_with_always_retry(caller: Caller, moto_server: MotoServer) -> None:
+    """result_backend_always_retry, the caller's store refusing connections when the notification comes:
+    get(timeout=T) still raises on time (naming the store's error), and returns once the store is back."""
+    from s3result.testing.faults import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", moto_server.port, latency=0.0)
+    url = caller.worker.url.replace(f"127.0.0.1:{moto_server.port}/", f"127.0.0.1:{proxy.port}/", 1)
+    app = caller.app
+    app.conf.result_backend_always_retry = True
+    module = point_app_at(url, caller.worker.broker_dir, caller.broker, caller.namespace)
+    try:
+        assert module.sleepy.delay(0.05).get(timeout=60) == 0.05  # listening, store reachable
+        delivered = caller.listener().delivered
+        res = module.sleepy.delay(0.5)
+        proxy.outage(8.0)
+        start = time.monotonic()
+        with pytest.raises(app.backend.TimeoutError, match="store was failing"):
+            res.get(timeout=3.0)
+        assert time.monotonic() - start < 3.0 + 3.0
+        assert caller.listener().delivered > delivered, "the notification should have come during the outage"
+        assert res.get(timeout=60) == 0.5
+    finally:
+        app.conf.result_backend_always_retry = False
+        point_app_at(caller.worker.url, caller.worker.broker_dir, caller.broker, caller.namespace)
+        proxy.close()
