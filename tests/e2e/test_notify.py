@@ -632,7 +632,7 @@ def test_notified_while_the_store_is_down_with_always_retry(caller: Caller, moto
         assert module.sleepy.delay(0.05).get(timeout=60) == 0.05  # listening, store reachable
         delivered = caller.listener().delivered
         res = module.sleepy.delay(0.5)
-        proxy.outage(8.0)
+        proxy.outage(4.5)
         start = time.monotonic()
         with pytest.raises(app.backend.TimeoutError, match="store was failing"):
             res.get(timeout=3.0)
