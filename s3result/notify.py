@@ -62,8 +62,9 @@ MESSAGE_TTL_MS = 60_000
 SUBSCRIBE_TIMEOUT = 2.0
 #: Reply channels one process listens on at most (one per thread that sent tasks).
 MAX_SENDERS = 1024
-#: Bytes of a notification at most (a real one is ~120): anything longer is dropped unread.
-MAX_NOTIFICATION = 1024
+#: Bytes of a notification at most (a real one is ~120; a task id fits an S3 key, under 1 KB):
+#: anything longer is dropped unread.
+MAX_NOTIFICATION = 2048
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
