@@ -157,12 +157,21 @@ class S3Client(SubresourceRequests):
 
     def _session_source(self) -> CredentialSource:
         """The directory bucket's session cache; CreateSession goes over this process's pool."""
-        from .express import SessionProvider, session_source
+        from .express import SessionProvider, session_hint, session_source
 
         mode = self.settings.session_mode
         headers = [("x-amz-create-session-mode", mode)] if mode else []
+
+        def send() -> bytes:
+            try:
+                return self.bucket_request("GET", "session", headers=headers, session=False).body
+            except S3Error as exc:
+                settings = self.settings
+                hint = session_hint(settings.bucket, self.region, settings.endpoint_url, settings.is_aws, exc.code)
+                raise (exc if hint is None else exc.replace(hint=hint)) from None
+
         provider = SessionProvider(
-            lambda: self.bucket_request("GET", "session", headers=headers, session=False).body,
+            send,
             bucket=self.settings.bucket,
             attempts=self._retry.max_attempts,
             backoff=lambda attempt: self._backoff.sleep(self._backoff.delay(attempt)),

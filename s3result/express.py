@@ -43,6 +43,7 @@ __all__ = [
     "is_directory_bucket",
     "parse_session",
     "refresh_windows",
+    "session_hint",
     "session_source",
     "zonal_endpoint",
     "zone_id",
@@ -99,6 +100,23 @@ def zonal_endpoint(bucket: str, region: str) -> str:
         raise ValueError(f"{bucket!r} is not a directory bucket name")
     suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
     return f"https://{bucket}.s3express-{zone}.{region}{suffix}"
+
+
+def session_hint(bucket: str, region: str, endpoint: str | None, on_aws: bool, code: str) -> str | None:
+    """The fix for a CreateSession that failed with ``code``; None where the error's own hint is right.
+
+    On Amazon S3 a refusal means a missing ``s3express:CreateSession`` grant (``s3:GetObject`` is
+    not what a directory bucket asks for). Elsewhere the likely cause is the name: ``--x-s3``
+    makes any bucket a directory bucket, which only AWS serves, so the name is the fix, named first.
+    """
+    grant = f'grant "s3express:CreateSession" on "arn:aws:s3express:{region}:ACCOUNT_ID:bucket/{bucket}"'
+    if on_aws:
+        return f"{grant} to these credentials" if code == "AccessDenied" else None
+    return (
+        f"{bucket!r} ends in --x-s3, which makes it an S3 Express One Zone directory bucket (AWS only); "
+        f"on {endpoint}, a store that is not Amazon S3, use a bucket name without --x-s3 "
+        f"(on S3 Express behind this endpoint: {grant})"
+    )
 
 
 def parse_session(body: bytes) -> tuple[str, str, str, float]:

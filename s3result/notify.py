@@ -62,6 +62,9 @@ MESSAGE_TTL_MS = 60_000
 SUBSCRIBE_TIMEOUT = 2.0
 #: Reply channels one process listens on at most (one per thread that sent tasks).
 MAX_SENDERS = 1024
+#: Bytes of a notification at most (a real one is ~120; a task id fits an S3 key, under 1 KB):
+#: anything longer is dropped unread.
+MAX_NOTIFICATION = 2048
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
@@ -295,6 +298,7 @@ class Listener:
         if new:
             with self._cond:
                 self._wanted |= new
+                self._cond.notify_all()  # a Redis thread that had nothing to subscribe to yet
         deadline = time.monotonic() + (0.0 if self._failed else timeout)  # down: do not wait
         if new:
             if self.kind == "amqp":
@@ -310,6 +314,8 @@ class Listener:
         """End the listening thread; its connection closes (and, on RabbitMQ, its queue goes)."""
         self._stopped = True
         self._wake()
+        with self._cond:
+            self._cond.notify_all()
         for key, listener in list(_listeners.items()):
             if listener is self:
                 _listeners.pop(key, None)
@@ -363,10 +369,17 @@ class Listener:
     # -- the listening thread ---------------------------------------------------------------
 
     def _deliver(self, data: Any) -> None:
+        """Wake the waits on the notified id. Anyone who can publish on the broker can send
+        anything here: a notification only names an id to read again, and one that is too
+        long, nested or malformed is dropped (it must never cost the listener its connection)."""
+        if not isinstance(data, (bytes, str)) or len(data) > MAX_NOTIFICATION:
+            return
         try:
             note = json.loads(data)
-            task_id = str(note["id"])
-        except (ValueError, KeyError, TypeError):
+            task_id = note["id"]
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+            return
+        if not isinstance(task_id, str):
             return
         with self._cond:
             watches = self._watches.get(task_id)
@@ -419,6 +432,11 @@ class Listener:
         # The pipe stays open: a late _wake() must never write into a file that reused its number.
 
     def _run_redis(self) -> None:
+        with self._cond:
+            # A SUBSCRIBE of no channel is an error: connect once there is something to hear.
+            self._cond.wait_for(lambda: bool(self._wanted) or self._stopped)
+        if self._stopped:
+            return
         conn = self.app.connection_for_read()
         try:
             with conn.default_channel.conn_or_acquire() as client:

@@ -132,6 +132,21 @@ class RedisServer(Broker):
                 self._proc = None
         raise RuntimeError(f"redis-server did not start: {_tail(log)}")
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: clients see their connections reset); ``revive`` restarts it."""
+        if self._proc is not None:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
+    def revive(self) -> None:
+        """Start the server again on the same port, empty (no persistence), after ``kill``."""
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        log = self._dir / "redis.log"
+        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(self._dir), "--logfile", str(log), "--daemonize", "no"]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_port(self.port, self._proc, 30, "redis-server", log)
+
     def stop(self) -> None:
         _stop_group(self._proc)
         self._proc = None

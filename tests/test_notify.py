@@ -148,3 +148,27 @@ def test_sending_threads_listened_for_are_bounded(monkeypatch: pytest.MonkeyPatc
     for i in range(10):
         notify.sent_from(app, f"thread-{i}")
     assert notify._senders[id(app)] == {"thread-0", "thread-1", "thread-2"}
+
+
+def test_what_anyone_may_publish_is_dropped_unless_it_names_a_watched_id() -> None:
+    """Malformed, nested, oversized or non-string ids are dropped without raising (the listener
+    would lose its connection); an id as long as an S3 key allows still wakes its wait."""
+    listener = _listener()
+    long_id = "t" * 950
+    w = notify.Watch(listener, ["t1", long_id])
+    with listener._cond:
+        for task_id in w.ids:
+            listener._watches.setdefault(task_id, []).append(w)
+    for junk in (
+        b"\xff",
+        b"[1]",
+        b'{"id": null}',
+        b'{"id": ["t1"]}',
+        b"[" * 100_000,
+        b'{"id": "t1", "x": "' + b"y" * 3000 + b'"}',
+    ):
+        listener._deliver(junk)
+    assert listener.delivered == 0 and not w.notified
+    listener._deliver(_note(long_id))
+    listener._deliver(_note("t1"))
+    assert w.notified == {"t1", long_id}

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -383,3 +384,262 @@ def test_green_callers_are_woken(caller: Caller, green: str) -> None:
     returned, delivered = map(int, out.stdout.split())
     assert returned == 20, out.stderr[-3000:]
     assert delivered >= 15, f"only {delivered} of 20 waits were woken"
+
+
+def test_a_child_forked_while_the_listener_runs_waits_on_its_own(caller: Caller) -> None:
+    """A caller forks (os.fork) while its listener thread runs: the child's waits return, the parent's too."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            value = caller.module.sleepy.delay(0.2).get(timeout=20)
+            os.write(w, json.dumps({"value": value, "delivered": caller.listener().delivered}).encode())
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - told to the parent
+            os.write(w, repr(exc).encode()[:4000])
+        finally:
+            os._exit(code)
+    os.close(w)
+    deadline = time.monotonic() + 60
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's get() hung")
+    said = os.read(r, 8192).decode()
+    os.close(r)
+    assert status == 0, said
+    assert json.loads(said)["value"] == 0.2
+    assert caller.module.sleepy.delay(0.05).get(timeout=20) == 0.05  # the parent's listener is intact
+
+
+def test_a_forged_notification_is_never_the_result(caller: Caller) -> None:
+    """Notifications nobody asked for, forged ones (a ready state for a running task), garbage: the store decides."""
+    publish = notify.publish
+    reply_to = caller.app.thread_oid
+    res = caller.module.sleepy.delay(3.0)
+    before = caller.listener().epoch
+    for payload in ("not json", "[1]", '{"id": null}', "[" * 100_000, '{"id": "nobody-asked"}'):
+        if isinstance(caller.broker, RedisServer):
+            import redis
+
+            redis.Redis(port=caller.broker.port, db=caller.namespace % 16).publish(
+                notify.CHANNEL_PREFIX + reply_to, payload
+            )
+    assert publish(caller.app, reply_to, res.id, "SUCCESS", '"forged"')
+    with pytest.raises(caller.app.backend.TimeoutError):
+        res.get(timeout=1.0)
+    assert res.state != "SUCCESS"
+    assert res.get(timeout=60) == 3.0
+    assert caller.module.sleepy.delay(0.05).get(timeout=20) == 0.05
+    assert caller.listener().epoch == before, "a forged notification made the listener reconnect"
+
+
+def test_a_listener_started_before_any_subscription_connects(caller: Caller) -> None:
+    """The listening thread may run before a wait says what to subscribe to: it waits, never errs.
+
+    A Redis SUBSCRIBE of no channel is an error; a listener that sent one failed, reconnected and,
+    marked as failing, let the next wait read before it was subscribed (a notification lost).
+    """
+    from celery import Celery
+
+    app = Celery("early-listener", set_as_current=False)
+    app.conf.broker_url = caller.broker.url(caller.namespace)
+    app.conf.broker_transport_options = caller.broker.transport_options(caller.namespace)
+    listener = notify.Listener(app, notify.broker_kind(app))
+    try:
+        listener.start()  # nothing to subscribe to yet
+        time.sleep(1.0)
+        assert not listener._failed, "the listener failed with nothing to listen to"
+        notify.sent_from(app, "a-sending-thread")
+        w = listener.watch(["some-task"], timeout=10)
+        assert listener._wanted <= listener._confirmed, "the wait went on before it was subscribed"
+        w.close()
+    finally:
+        listener.stop()
+        notify._senders.pop(id(app), None)
+
+
+def test_a_redis_restart_while_callers_wait(moto_server: MotoServer, tmp_path: Path) -> None:
+    """The broker crashes and comes back while a caller waits: waits stay bounded, and are woken again after."""
+    import threading
+
+    broker = RedisServer()
+    broker.start()
+    worker = Worker(
+        moto_server.url(prefix="notify-restart"),
+        tmp_path,
+        pool="threads",
+        concurrency=4,
+        name="notify-restart",
+        broker=broker,
+        namespace=12,
+    )
+    worker.start()
+    c = _caller(moto_server, worker, broker, 12)
+    try:
+        c.warm()
+        res = c.module.sleepy.delay(3.0)
+        outcome: dict[str, Any] = {}
+
+        def wait() -> None:
+            start = time.monotonic()
+            try:
+                outcome["value"] = res.get(timeout=60)
+            except BaseException as exc:  # noqa: BLE001 - told to the test
+                outcome["error"] = exc
+            outcome["wall"] = time.monotonic() - start
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.5)
+        broker.kill()
+        # While the broker is down: a wait on a task that never ends still times out on time.
+        start = time.monotonic()
+        with pytest.raises(c.app.backend.TimeoutError):
+            c.app.AsyncResult(str(uuid.uuid4())).get(timeout=2.0)
+        assert time.monotonic() - start < 2.0 + 3.0
+        time.sleep(1.0)
+        broker.revive()
+        waiter.join(timeout=90)
+        assert not waiter.is_alive(), "a wait hung across the broker's restart"
+        assert outcome.get("value") == 3.0, (outcome, worker.tail())
+        # Woken again: the listener came back. The worker is started afresh: a Celery worker on
+        # Redis may die of the restart itself (kombu: "Unrecoverable error: AttributeError
+        # ('NoneType' object has no attribute 'hostname')"), which is no part of this test.
+        worker.stop()
+        worker.start()
+        deadline = time.monotonic() + 60
+        delivered = c.listener().delivered
+        while c.listener().delivered == delivered and time.monotonic() < deadline:
+            assert c.module.sleepy.delay(0.05).get(timeout=60) == 0.05, worker.tail()
+        assert c.listener().delivered > delivered, "the listener never came back after the restart"
+    finally:
+        listener = notify.current_listener(c.app)
+        if listener is not None:
+            listener.stop()
+        c.proxy.close()
+        worker.stop()
+        broker.stop()
+
+
+def test_many_threads_wait_at_once(caller: Caller) -> None:
+    """32 threads of one process send and wait at once: one listener, all return, most are woken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads_before = threading.active_count()
+    delivered = caller.listener().delivered
+    with ThreadPoolExecutor(32) as pool:
+        values = list(pool.map(lambda _: caller.module.sleepy.delay(0.3).get(timeout=60), range(32)))
+    assert values == [0.3] * 32
+    assert caller.listener().delivered - delivered >= 16, "most waits should be woken, not polled"
+    assert threading.active_count() <= threads_before + 1, "a listener per thread?"
+
+
+def test_10000_waits_leave_the_listener_as_it_was(caller: Caller) -> None:
+    """Watches that come and go, each notified: no watch, id or thread left behind, memory bounded."""
+    import gc
+    import tracemalloc
+
+    listener = caller.listener()
+    reply_to = caller.app.thread_oid
+    caller.module.sleepy.delay(0.01).get(timeout=60)  # this thread is a sender, subscribed
+    threads = threading.active_count()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(10_000):
+            task_id = f"growth-{i}"
+            w = listener.watch([task_id], timeout=5)
+            if i % 10 == 0:  # a tenth notified (a round trip through the broker each), the rest time out
+                assert notify.publish(caller.app, reply_to, task_id, "SUCCESS", None)
+                assert w.wait(10)[0] == {task_id}
+            else:
+                w.wait(0)
+            w.close()
+            if i == 999:
+                gc.collect()
+                early = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        late = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert not listener._watches, "watches outlived their waits"
+    assert threading.active_count() <= threads, "threads grew"
+    assert late - early < 256 * 1024, f"memory grew by {late - early} bytes over 9,000 waits"
+
+
+def test_two_apps_of_one_process_on_two_brokers(
+    caller: Caller, moto_server: MotoServer, redis_broker: RedisServer, tmp_path: Path
+) -> None:
+    """A second app in the caller's process, on another broker (its own Redis database), waits beside the first.
+
+    Each app gets its own listener on its own broker; waits on both at once from one thread are woken.
+    """
+    from celery import Celery
+
+    other = Worker(
+        moto_server.url(prefix="notify-other-app"),
+        tmp_path,
+        pool="threads",
+        concurrency=4,
+        name="notify-other-app",
+        broker=redis_broker,
+        namespace=13,
+    )
+    other.start()
+    app = Celery("other-app", set_as_current=False)
+    app.conf.update(
+        broker_url=redis_broker.url(13),
+        broker_transport_options=redis_broker.transport_options(13),
+        task_default_queue=queue_for(13),
+        result_backend=other.url,
+    )
+    try:
+        for _ in range(3):
+            a = caller.module.sleepy.delay(0.3)
+            b = app.send_task("tests.e2e.app.sleepy", (0.4,))
+            assert (a.get(timeout=60), b.get(timeout=60)) == (0.3, 0.4), other.tail()
+        mine, theirs = notify.current_listener(caller.app), notify.current_listener(app)
+        assert mine is not None and theirs is not None and mine is not theirs
+        assert theirs.delivered >= 2, "the second app's waits were never woken"
+        assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05  # the first app's listener intact
+    finally:
+        listener = notify.current_listener(app)
+        if listener is not None:
+            listener.stop()
+        notify._senders.pop(id(app), None)
+        other.stop()
+
+
+def test_notified_while_the_store_is_down_with_always_retry(caller: Caller, moto_server: MotoServer) -> None:
+    """result_backend_always_retry, the caller's store refusing connections when the notification comes:
+    get(timeout=T) still raises on time (naming the store's error), and returns once the store is back."""
+    from s3result.testing.faults import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", moto_server.port, latency=0.0)
+    url = caller.worker.url.replace(f"127.0.0.1:{moto_server.port}/", f"127.0.0.1:{proxy.port}/", 1)
+    app = caller.app
+    app.conf.result_backend_always_retry = True
+    module = point_app_at(url, caller.worker.broker_dir, caller.broker, caller.namespace)
+    try:
+        assert module.sleepy.delay(0.05).get(timeout=60) == 0.05  # listening, store reachable
+        delivered = caller.listener().delivered
+        res = module.sleepy.delay(0.5)
+        proxy.outage(4.5)
+        start = time.monotonic()
+        with pytest.raises(app.backend.TimeoutError, match="store was failing"):
+            res.get(timeout=3.0)
+        assert time.monotonic() - start < 3.0 + 3.0
+        assert caller.listener().delivered > delivered, "the notification should have come during the outage"
+        assert res.get(timeout=60) == 0.5
+    finally:
+        app.conf.result_backend_always_retry = False
+        point_app_at(caller.worker.url, caller.worker.broker_dir, caller.broker, caller.namespace)
+        proxy.close()
