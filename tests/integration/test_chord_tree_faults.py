@@ -222,3 +222,34 @@ def test_store_that_never_answers_mid_climb_fails_the_body_in_bounded_time(store
         assert took < 40, took
     finally:
         proxy.close()
+
+
+def test_late_climb_through_a_half_cleaned_tree_leaves_nothing(store: MotoServer, boto3_client: Any) -> None:
+    """The firing part's clean-up deleted the root and the inner nodes, not yet the leaves, when
+    a part that completed a leaf is delivered again: its climb finds its leaf, then no parent.
+    It must not create the parent (nobody would ever delete it): it reads the root, finds the
+    chord ended, and stops."""
+    url = store.url("tree-lateclimb")
+    producer, worker = make_app(url), make_app(url)
+    chord = tree_chord(producer, N, "g-tree-lateclimb")
+    tree = chordtree.Geometry.from_mark(chord.requests[0].chord["s3result_chord"])
+    assert tree is not None
+    real_clean = worker.backend._clean_up_chord
+    kept: list[str] = []
+
+    def clean_up_but_the_leaves(group_id: str, key: str, deps: Any, nodes: Any = None) -> None:
+        leaves = [chordtree.node_key(key, 0, n) for n in tree.levels[0]]
+        kept.extend(leaves)
+        real_clean(group_id, key, deps, [n for n in nodes or [] if n not in leaves])
+
+    worker.backend._clean_up_chord = clean_up_but_the_leaves  # type: ignore[method-assign]
+    for i in range(N):
+        chord.finish(worker, i)
+    assert len(chord.fired) == 1
+    first = max(tree.leaf_indexes(tree.levels[0][0]))  # parts ran in order: it completed its leaf
+    chord.finish(worker, first)
+    for key in kept:
+        worker.backend.client.delete(key)  # the rest of the clean-up
+    left = objects_under(boto3_client, store.bucket, "tree-lateclimb/")
+    assert [k for k in left if "task-meta" not in k] == []
+    assert len(chord.fired) == 1
