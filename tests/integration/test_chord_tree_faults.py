@@ -253,3 +253,40 @@ def test_late_climb_through_a_half_cleaned_tree_leaves_nothing(store: MotoServer
     left = objects_under(boto3_client, store.bucket, "tree-lateclimb/")
     assert [k for k in left if "task-meta" not in k] == []
     assert len(chord.fired) == 1
+
+
+def test_join_timeout_in_a_tree_with_a_result_that_did_not_travel(store: MotoServer) -> None:
+    """A tree chord's part whose result is too big to travel and was never stored: the join
+    waits ``result_chord_join_timeout`` (2 s) for it, then the body fails naming the setting."""
+    url = store.url("tree-jt")
+    producer, worker = make_app(url), make_app(url)
+    worker.conf.result_chord_join_timeout = 2.0
+    chord = tree_chord(producer, 100, "g-tree-jt")
+    for i in range(99):
+        chord.finish(worker, i)
+    started = time.monotonic()
+    with chord.recording():
+        worker.backend.on_chord_part_return(chord.requests[99], states.SUCCESS, "z" * 100)  # stored nowhere
+    took = time.monotonic() - started
+    meta = chord.body_meta(producer)
+    assert meta["status"] == states.FAILURE, meta
+    assert "result_chord_join_timeout=2.0" in str(meta["result"]) and "1 of 100" in str(meta["result"]), meta
+    assert chord.fired == []
+    assert took < 2.0 + 3.0, took
+
+
+def test_pickled_results_do_not_travel_and_are_read_at_join_time(store: MotoServer) -> None:
+    url = store.url("tree-pickle")
+    producer = make_app(url)
+    worker = make_app(url)
+    for app in (producer, worker):
+        app.conf.result_serializer = "pickle"
+        app.conf.result_accept_content = ["pickle", "json"]
+    chord = tree_chord(producer, 100, "g-tree-pickle")
+    reads: list[str] = []
+    real_get_many = worker.backend.get_many
+    worker.backend.get_many = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)  # type: ignore[method-assign]
+    for i in range(100):
+        chord.finish(worker, i)
+    assert chord.fired == [([2 * i for i in range(100)],)], chord.body_meta(producer)
+    assert len(reads) == 100
