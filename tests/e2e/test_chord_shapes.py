@@ -162,6 +162,8 @@ LARGE_SHAPES = list(_large_shapes(type("M", (), {"__getattr__": lambda s, n: Non
 def test_large_shape(fleet: tuple[Any, Worker], shape: str) -> None:
     """The shapes above at 64+ parts: a plain-task header counts in a tree, the others in the root."""
     module, worker = fleet
+    if not module.app.backend.native_chords:
+        pytest.skip("chord_unlock counts no tree: the small shapes above hold its values (CI time)")
     make, expected = _large_shapes(module)[shape]
     try:
         res = make().apply_async()
