@@ -1,6 +1,6 @@
 """Review of the chord tree (s3result/chordtree.py) under faults, on moto, level by level.
 
-The chord of 600 parts below has a tree of height 3: leaves (level 0), inner nodes of levels 1
+The chord of 130 parts below has a tree of height 3: leaves (level 0), inner nodes of levels 1
 and 2, and the root (the chord's counter). Each fault is injected at one level at a time.
 Real workers: tests/e2e/test_chord_shapes.py (64+ parts of each canvas shape).
 """
@@ -26,7 +26,7 @@ from .test_chord_tree import tree_chord
 
 __all__ = ("store",)
 
-N = 600
+N = 130
 LEVELS = ["0", "1", "2", "root"]
 
 
