@@ -306,8 +306,9 @@ class ChordMethods(FiringMethods):
         level, node = 0, tree.leaf_of(index)
         name = str(index)
         entry: Any = chordtree.fingerprint(task_id) + (value or "")
+        again = False
         while level < tree.height:
-            step, slots = self._tree.add_and_read(key, tree, level, node, name, entry)
+            step, slots, again = self._tree.add_and_read(key, tree, level, node, name, entry, again)
             if step == "wait":
                 return "wait"
             if step != "up":

@@ -51,7 +51,10 @@ DESIGN notes (why it is built this way):
   and take-over. Any failure to count is raised; the caller fails the body loudly.
 - Late parts. The first part to reach a leaf creates it (``If-None-Match: *``) after reading
   the root: a missing root means the chord fired and was cleaned up (the part does nothing
-  and leaves nothing), a failed one that it failed.
+  and leaves nothing), a failed one that it failed. A redelivery climbs through nodes that
+  already count it; the clean-up may have deleted the node above (nodes go concurrently), so
+  a climb that was counted already below reads the root before creating a node too (only
+  redeliveries and lost replies pay that GET; the first run of a part never does).
 - Clean-up. After publishing the body, the firing part deletes the root first (late parts
   then stop), then every node, concurrently, then the saved group. Nodes a crash leaves
   behind are expired by the lifecycle rule on the prefix (``s3result lifecycle --apply``).
@@ -217,8 +220,10 @@ def _dump(node: dict[str, Any]) -> bytes:
     return json.dumps(node, separators=(",", ":")).encode()
 
 
-Item = tuple[str, Any]
-Done = tuple[Step, "list[Any] | None"]
+#: (member, entry, whether a missing node may mean the chord was cleaned up: check the root).
+Item = tuple[str, Any, bool]
+#: (step, the completed node's slots with "up", whether the member was counted there already).
+Done = tuple[Step, "list[Any] | None", bool]
 
 
 class TreeCounter:
@@ -245,14 +250,20 @@ class TreeCounter:
         return self.add_and_read(root_key, geometry, level, node, member, entry)[0]
 
     def add_and_read(
-        self, root_key: str, geometry: Geometry, level: int, node: int, member: str, entry: Any
-    ) -> tuple[Step, list[Any] | None]:
-        """``add``, and the completed node's slots with "up" (the parent may carry them)."""
+        self, root_key: str, geometry: Geometry, level: int, node: int, member: str, entry: Any, again: bool = False
+    ) -> Done:
+        """``add``, the completed node's slots with "up" (the parent may carry them), and whether
+        ``member`` was counted in the node already (a redelivery, or our reply lost).
+
+        ``again``: the member was counted already in the node below. A missing node then may be
+        one the firing part's clean-up deleted (a redelivery climbing late): the root is read
+        before creating it, as for a leaf, so a late climb leaves nothing behind.
+        """
         key = node_key(root_key, level, node)
         expected = geometry.expected(level, node)
         return group_commit(
             ("node", self._scope, key),
-            (member, entry),
+            (member, entry, level == 0 or again),
             lambda batch: self._swap(root_key, key, level, expected, batch),
         )
 
@@ -284,10 +295,10 @@ class TreeCounter:
         client = self._client()
         current = client.get_or_none(key)
         if current is None:
-            if level == 0:
+            if any(check for _m, _e, check in batch):
                 ended = self._root_state(root_key)
                 if ended is not None:
-                    return [(ended, None)] * len(batch)
+                    return [(ended, None, False)] * len(batch)
             node: dict[str, Any] = {"v": 3, "m": [0] * len(expected)}
         else:
             node = load_node(current.body)
@@ -296,7 +307,7 @@ class TreeCounter:
             raise ValueError(f"tree node {key!r} holds {len(slots)} slots, the chord's geometry says {len(expected)}")
         where = {m: k for k, m in enumerate(expected)}
         fresh: list[str] = []
-        for member, entry in batch:
+        for member, entry, _check in batch:
             slot = where.get(member)
             if slot is None:
                 raise PartClash(f"{member!r} is not counted in tree node {key!r}")
@@ -317,16 +328,16 @@ class TreeCounter:
                 client.put(key, body, if_none_match=True, content_type="application/json")
             else:
                 client.put(key, body, if_match=current.etag, content_type="application/json")
-        return self._steps(node.get("by"), batch, slots)
+        return self._steps(node.get("by"), batch, slots, fresh)
 
     @staticmethod
-    def _steps(by: str | None, batch: list[Item], slots: list[Any]) -> list[Done]:
+    def _steps(by: str | None, batch: list[Item], slots: list[Any], fresh: Sequence[str] = ()) -> list[Done]:
         """The member that completed the node goes up (once per batch); the others wait."""
         out: list[Done] = []
-        for member, _entry in batch:
+        for member, _entry, _check in batch:
             if member == by:
-                out.append(("up", slots))
+                out.append(("up", slots, member not in fresh))
                 by = None
             else:
-                out.append(("wait", None))
+                out.append(("wait", None, member not in fresh))
         return out

@@ -97,13 +97,20 @@ def part(i: int) -> int:
     return i
 
 
-@app.task
-def collect(values: list[int], marker: str) -> int:
-    """A chord body that records each time it runs, so a test can count invocations."""
+@app.task(bind=True)
+def collect(self: Any, values: list[int], marker: str) -> int:
+    """A chord body that records each time it runs, so a test can count invocations.
+
+    A run from a message the broker gave back (Redis after its visibility timeout, RabbitMQ
+    after a dropped connection: ``delivery_info["redelivered"]``) is named ``<marker>.redelivered-*``:
+    a test can tell one publication delivered twice from two publications.
+    """
     import uuid
 
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     if _calls_dir:
-        with open(os.path.join(_calls_dir, f"{marker}.{uuid.uuid4().hex}"), "w") as f:
+        name = f"{marker}.{'redelivered-' if redelivered else ''}{uuid.uuid4().hex}"
+        with open(os.path.join(_calls_dir, name), "w") as f:
             f.write(",".join(map(str, sorted(values))))
     return sum(values)
 
@@ -259,7 +266,7 @@ if os.environ.get("E2E_CHORD_LEASE"):
 
     S3Backend.chord_lease = float(os.environ["E2E_CHORD_LEASE"])
 
-if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after"):
+if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "climb"):
     from s3result.backend import S3Backend
 
     def _kill_worker_once() -> None:
@@ -273,7 +280,19 @@ if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after"):
             os.killpg(os.getpgrp(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if os.environ["E2E_KILL_FIRING"] == "before":
+    if os.environ["E2E_KILL_FIRING"] == "climb":
+        from s3result import chordtree as _chordtree
+
+        _add = _chordtree.TreeCounter.add_and_read
+
+        def _kill_above_the_leaf(self: Any, root_key: str, geometry: Any, level: int, *args: Any) -> Any:
+            """Killed after completing a leaf of a chord's tree, before counting it in its parent."""
+            if level > 0:
+                _kill_worker_once()
+            return _add(self, root_key, geometry, level, *args)
+
+        _chordtree.TreeCounter.add_and_read = _kill_above_the_leaf  # type: ignore[method-assign]
+    elif os.environ["E2E_KILL_FIRING"] == "before":
         _fire = S3Backend._fire_chord
 
         def _fire_after_kill(self: Any, *args: Any) -> Any:
