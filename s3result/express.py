@@ -102,6 +102,9 @@ def zonal_endpoint(bucket: str, region: str) -> str:
     return f"https://{bucket}.s3express-{zone}.{region}{suffix}"
 
 
+_CREDENTIAL_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken"})
+
+
 def session_hint(bucket: str, region: str, endpoint: str | None, on_aws: bool, code: str) -> str | None:
     """The fix for a CreateSession that failed with ``code``; None where the error's own hint is right.
 
@@ -112,6 +115,10 @@ def session_hint(bucket: str, region: str, endpoint: str | None, on_aws: bool, c
     grant = f'grant "s3express:CreateSession" on "arn:aws:s3express:{region}:ACCOUNT_ID:bucket/{bucket}"'
     if on_aws:
         return f"{grant} to these credentials" if code == "AccessDenied" else None
+    if code in _CREDENTIAL_CODES:
+        # The store checked our signature: it speaks S3 Express (a front such as the testing
+        # kit's); the credentials are what to fix, as the error's own hint says.
+        return None
     return (
         f"{bucket!r} ends in --x-s3, which makes it an S3 Express One Zone directory bucket (AWS only); "
         f"on {endpoint}, a store that is not Amazon S3, use a bucket name without --x-s3 "
