@@ -50,6 +50,36 @@ def finish_unpatched(chord: Chord, worker: Any, i: int) -> None:
         worker.backend.mark_as_failure(req.id, exc, request=req)
 
 
+def finish_in_threads(
+    chord: Chord, worker: Any, work: list[int], *, threads: int = 16, timeout: float
+) -> list[BaseException]:
+    """Finish the parts in ``work`` (popped from its end) from ``threads`` threads of one process,
+    as a threads or gevent worker would; what any part raised, for the caller to assert on."""
+    import threading
+
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        while True:
+            with lock:
+                if not work:
+                    return
+                i = work.pop()
+            try:
+                finish_unpatched(chord, worker, i)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                errors.append(exc)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    with chord.recording():
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join(timeout)
+    return errors
+
+
 def _is_conditional(headers: Any) -> bool:
     return any(k.lower() in (b"if-match", b"if-none-match") for k, _ in headers)
 
@@ -249,8 +279,6 @@ def test_same_completing_part_in_two_processes_at_once_fires_once(store: MotoSer
 def test_sixteen_threads_count_through_lost_replies(store: MotoServer) -> None:
     """16 threads of one process count a 64-part chord (each part twice) while a third of the
     conditional PUTs' replies are lost: one body, every part's value."""
-    import threading
-
     from s3result.testing.faults import FaultProxy
 
     faults = FaultProxy(store.host, store.port, seed=17)
@@ -262,26 +290,7 @@ def test_sixteen_threads_count_through_lost_replies(store: MotoServer) -> None:
         worker = make_app(url.replace(f":{store.port}/", f":{faults.port}/"), max_attempts=12)
         chord = Chord(producer, 64, "g-a17-threads")
         work = [i for i in range(64)] * 2
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            while True:
-                with lock:
-                    if not work:
-                        return
-                    i = work.pop()
-                try:
-                    finish_unpatched(chord, worker, i)
-                except BaseException as exc:  # noqa: BLE001 - asserted below
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=run) for _ in range(16)]
-        with chord.recording():
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
+        errors = finish_in_threads(chord, worker, work, timeout=60)
         assert not errors, errors
         assert faults.stats["lose_conditional_reply"] > 0
         assert chord.fired == [([2 * i for i in range(64)],)]

@@ -9,7 +9,6 @@ processes: test_chord_tree_counts below; timings: benchmarks/chords.py.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from typing import Any
 from unittest import mock
@@ -23,7 +22,7 @@ from s3result.chords import MARK
 from s3result.errors import RequestTimeout
 from s3result.testing.store import MotoServer
 
-from .test_chord_attacks import finish_unpatched
+from .test_chord_attacks import finish_in_threads
 from .test_chord_cases import Chord, lossy, make_app, store, store_has
 
 __all__ = ("store",)
@@ -75,26 +74,7 @@ def test_tree_chord_through_lost_conditional_replies_of_two_thousand_parts(store
         chord = tree_chord(producer, 2000, "g-tree-lossy", tree_from=256)
         work = list(range(2000)) * 2
         random.Random(5).shuffle(work)
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            while True:
-                with lock:
-                    if not work:
-                        return
-                    i = work.pop()
-                try:
-                    finish_unpatched(chord, worker, i)
-                except BaseException as exc:  # noqa: BLE001 - asserted below
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=run) for _ in range(16)]
-        with chord.recording():
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(300)
+        errors = finish_in_threads(chord, worker, work, timeout=300)
         assert not errors, errors[:3]
         assert faults.stats["lose_conditional_reply"] > 50
         assert chord.fired == [([2 * i for i in range(2000)],)]
