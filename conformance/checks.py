@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import AlreadyExists, NotFound, PreconditionFailed, S3Error
-from s3result.integrity import CHECKSUM_HEADER, checksum
+from s3result.s3.client import S3Client
+from s3result.s3.integrity import CHECKSUM_HEADER, checksum
 
 from .servers import Target
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 
 from .checks import CHECKS, EXPECTED, Ctx
 from .divergences import DIVERGENCES

@@ -26,7 +26,6 @@ from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
 from .chording import ChordMethods
-from .client import S3Client
 from .clients import shared_client
 from .config import ConditionalWrites, Settings, from_celery_conf
 from .counter import cas_attempts
@@ -42,7 +41,8 @@ from .errors import (
 )
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
-from .retry import is_permanent, is_retryable
+from .s3.client import S3Client
+from .s3.retry import is_permanent, is_retryable
 from .waits import Waits
 
 __all__ = ("S3Backend",)

@@ -44,10 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .client import S3Client
 from .counter import cas_attempts, group_commit
 from .errors import Conflict, PreconditionFailed, S3Error, TransportError
-from .retry import is_retryable
+from .s3.client import S3Client
+from .s3.retry import is_retryable
 
 __all__ = ("MARK", "ChordCounter", "CounterState", "Outcome", "marking")
 

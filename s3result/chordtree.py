@@ -73,9 +73,9 @@ from functools import cached_property
 from typing import Any, Literal
 
 from .chords import CounterState, _transient
-from .client import S3Client
 from .counter import cas_attempts, group_commit
 from .errors import Conflict, PreconditionFailed
+from .s3.client import S3Client
 
 __all__ = (
     "FP_LEN",

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from .client import S3Client
+from .s3.client import S3Client
 
 if TYPE_CHECKING:
     from .config import Settings

@@ -373,7 +373,7 @@ def build(
     region_explicit = any("region" in layer for layer in layers)
     if "region" not in raw:
         # Last before the default, as in the SDKs: the profile's region in ~/.aws/config.
-        from .credentials import awsfiles
+        from .s3.credentials import awsfiles
 
         profile = awsfiles.profile_name(str(raw["profile"]) if raw.get("profile") else None, env)
         region = awsfiles.profile_section(profile, env, config_file=True).get("region")
@@ -505,7 +505,7 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
 
 def _check_directory_bucket(bucket: str, addressing: Addressing) -> None:
     """A directory bucket on AWS: a name S3 can route to a zone, and virtual-hosted addressing."""
-    from .express import zone_id
+    from .s3.express import zone_id
 
     if zone_id(bucket) is None:
         raise ConfigError(

@@ -25,8 +25,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar, cast
 
-from .client import S3Client
 from .errors import Conflict, PreconditionFailed
+from .s3.client import S3Client
 
 __all__ = ("CasCounter", "cas_attempts", "group_commit")
 

@@ -22,7 +22,7 @@ from .config import ConditionalWrites
 from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
 
 if TYPE_CHECKING:
-    from .client import S3Client
+    from .s3.client import S3Client
 
 __all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 

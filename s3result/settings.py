@@ -115,7 +115,7 @@ class Settings:
         if self.endpoint_url is not None:
             base = self.endpoint_url.rstrip("/")
         elif self.express:
-            from .express import zonal_endpoint
+            from .s3.express import zonal_endpoint
 
             return zonal_endpoint(self.bucket, self.region)
         else:

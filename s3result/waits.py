@@ -27,8 +27,8 @@ from . import notify
 from .polling import Deadline, delays
 
 if TYPE_CHECKING:
-    from .client import S3Client
     from .config import Settings
+    from .s3.client import S3Client
 
 __all__ = ["Waits"]
 

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import (
     AccessDenied,
     AlreadyExists,
@@ -29,8 +28,9 @@ from s3result.errors import (
     S3Error,
     ServerError,
 )
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 SECRET = "SECRETsecretSECRET"
 Handler = Callable[[httpx.Request], httpx.Response]

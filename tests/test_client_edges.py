@@ -14,10 +14,10 @@ from celery import Celery
 from celery.exceptions import ImproperlyConfigured
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import AccessDenied
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 SKEWED = b"<Error><Code>RequestTimeTooSkewed</Code><Message>m</Message></Error>"
 

@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from s3result.errors import CorruptResponse, EndpointError, ResultTooLarge
-from s3result.transport import ERROR_BODY_LIMIT, _decode_body
+from s3result.s3.transport import ERROR_BODY_LIMIT, _decode_body
 
 BODY = b'{"status": "SUCCESS", "result": 42}' * 50
 

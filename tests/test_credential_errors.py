@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
-from s3result.credentials import chain_for
 from s3result.errors import CredentialsError
+from s3result.s3.client import S3Client
+from s3result.s3.credentials import chain_for
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -10,8 +10,8 @@ import logging
 import pytest
 
 from s3result import config
-from s3result.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
 from s3result.errors import CredentialsError
+from s3result.s3.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
 
 
 def test_repr_masks_key_id_secret_and_token() -> None:

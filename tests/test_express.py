@@ -21,11 +21,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3result import config, express
-from s3result.client import S3Client
+from s3result import config
 from s3result.errors import AccessDenied, ConfigError, CredentialsError
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3 import express
+from s3result.s3.client import S3Client
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2", "cn-north-1"]
 
@@ -427,7 +428,7 @@ def test_a_forked_child_renews_the_session_over_its_own_connections() -> None:
 
 def test_directory_bucket_etags_are_never_taken_for_md5s() -> None:
     """S3 Express ETags look like MD5s (32 hex digits) and are not: only the CRC is checked there."""
-    from s3result.integrity import CHECKSUM_HEADER, checksum
+    from s3result.s3.integrity import CHECKSUM_HEADER, checksum
 
     clock = Clock()
     zone = Zone(clock)

@@ -11,22 +11,22 @@ import pytest
 
 MODULES = [
     "s3result",
-    "s3result.sigv4",
+    "s3result.s3.sigv4",
     "s3result.errors",
     "s3result.config",
-    "s3result.credentials",
-    "s3result.credentials.base",
-    "s3result.credentials.chain",
-    "s3result.credentials.providers",
-    "s3result.credentials.awsfiles",
+    "s3result.s3.credentials",
+    "s3result.s3.credentials.base",
+    "s3result.s3.credentials.chain",
+    "s3result.s3.credentials.providers",
+    "s3result.s3.credentials.awsfiles",
     "s3result.precondition",
-    "s3result.retry",
-    "s3result.transport",
-    "s3result.network",
-    "s3result.client",
-    "s3result.answers",
-    "s3result.integrity",
-    "s3result.express",
+    "s3result.s3.retry",
+    "s3result.s3.transport",
+    "s3result.s3.network",
+    "s3result.s3.client",
+    "s3result.s3.answers",
+    "s3result.s3.integrity",
+    "s3result.s3.express",
     "s3result.backend",
     "s3result.etags",
     "s3result.cli.check",
@@ -50,7 +50,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_sigv4_imports_only_the_stdlib() -> None:
-    loaded = _modules_after("import s3result.sigv4")
+    loaded = _modules_after("import s3result.s3.sigv4")
     assert not {"httpx", "httpcore", "celery", "kombu"} & loaded
 
 
@@ -60,7 +60,7 @@ def test_package_import_is_cheap() -> None:
 
 
 def test_client_never_imports_celery() -> None:
-    loaded = _modules_after("import s3result.client")
+    loaded = _modules_after("import s3result.s3.client")
     assert not {"celery", "kombu"} & loaded
 
 
@@ -88,7 +88,7 @@ calls = []
 orig = ssl.create_default_context
 ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
 from s3result import config
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket'))
 c._get_slot()
 assert not calls, calls

@@ -16,11 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import ChecksumMismatch, CorruptResponse
-from s3result.integrity import CHECKSUM_HEADER, body_mismatch, checksum
-from s3result.retry import RetryConfig, is_permanent, is_retryable
-from s3result.transport import HttpxTransport, RawResponse
+from s3result.s3.client import S3Client
+from s3result.s3.integrity import CHECKSUM_HEADER, body_mismatch, checksum
+from s3result.s3.retry import RetryConfig, is_permanent, is_retryable
+from s3result.s3.transport import HttpxTransport, RawResponse
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

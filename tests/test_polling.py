@@ -22,8 +22,8 @@ from s3result.errors import (
     Unauthenticated,
 )
 from s3result.polling import delays
-from s3result.retry import is_permanent, is_retryable
-from s3result.transport import _connect_error
+from s3result.s3.retry import is_permanent, is_retryable
+from s3result.s3.transport import _connect_error
 
 
 def test_delays_double_from_the_first_up_to_the_interval() -> None:

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from s3result import config, precondition
-from s3result.client import S3Client
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 
 def _store(quirk: str) -> S3Client:

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from s3result import config, sigv4
-from s3result.credentials import ADVISORY_REFRESH, MANDATORY_REFRESH, Credentials, CredentialSource, chain_for
-from s3result.credentials.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
+from s3result import config
 from s3result.errors import CredentialsError
+from s3result.s3 import sigv4
+from s3result.s3.credentials import ADVISORY_REFRESH, MANDATORY_REFRESH, Credentials, CredentialSource, chain_for
+from s3result.s3.credentials.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
 from s3result.testing.store import free_port
 from tests.fakes import FakeServer, creds_json
 

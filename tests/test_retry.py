@@ -16,7 +16,7 @@ from s3result.errors import (
     S3Error,
     ServerError,
 )
-from s3result.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_permanent, is_retryable
+from s3result.s3.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_permanent, is_retryable
 
 
 def test_defaults_are_the_sdk_standard_mode() -> None:

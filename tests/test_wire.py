@@ -11,10 +11,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 from s3result import config
-from s3result.client import S3Client
-from s3result.credentials import CredentialSource, StaticProvider
-from s3result.retry import RetryConfig
-from s3result.transport import RawResponse
+from s3result.s3.client import S3Client
+from s3result.s3.credentials import CredentialSource, StaticProvider
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import RawResponse
 
 NOW = 1_700_000_000.0
 Sent = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]

@@ -23,7 +23,6 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
-from ..client import S3Client
 from ..errors import (
     _HINTS,
     NOT_S3,
@@ -35,6 +34,7 @@ from ..errors import (
     TransportError,
 )
 from ..precondition import probe
+from ..s3.client import S3Client
 
 if TYPE_CHECKING:
     from ..config import Settings

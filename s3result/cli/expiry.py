@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AccessDenied, NotFound
 
 if TYPE_CHECKING:
-    from ..client import S3Client
+    from ..s3.client import S3Client
 
 __all__ = [
     "Applied",

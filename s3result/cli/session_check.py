@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from ..errors import S3Error, TransportError
 
 if TYPE_CHECKING:
-    from ..client import S3Client
     from ..config import Settings
+    from ..s3.client import S3Client
     from .check import Finding
 
 __all__ = ["session_findings"]
@@ -23,7 +23,7 @@ __all__ = ["session_findings"]
 
 def session_findings(client: S3Client, settings: Settings) -> Iterator[Finding]:
     """One CreateSession: the session's mode and life, or why there is none and the fix."""
-    from ..express import SessionProvider, refresh_windows
+    from ..s3.express import SessionProvider, refresh_windows
     from .check import Finding, diagnose_transport
 
     source = client.session

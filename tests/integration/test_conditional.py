@@ -16,7 +16,7 @@ from celery import Celery, states
 from conformance.servers import Target
 from s3result import config, precondition
 from s3result.backend import S3Backend
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 

@@ -17,7 +17,7 @@ from conformance.servers import Target
 from s3result import config
 from s3result.cli import main
 from s3result.cli.expiry import coverage, read_rules
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 
 UNRELATED = {

@@ -16,9 +16,10 @@ import certifi
 import pytest
 from celery import Celery
 
-from s3result import config, network
-from s3result.client import S3Client
+from s3result import config
 from s3result.errors import ConnectError
+from s3result.s3 import network
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 from tests.integration.test_misconfig import _make_cert
 
@@ -136,8 +137,8 @@ def test_sts_over_https_trusts_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch, tm
     import ssl
     import threading
 
-    from s3result.credentials.providers import WebIdentityProvider
     from s3result.errors import CredentialsError
+    from s3result.s3.credentials.providers import WebIdentityProvider
 
     answer = (
         b"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"

@@ -14,8 +14,8 @@ from celery.app.task import Context
 
 from s3result import notify
 from s3result.backend import S3Backend
-from s3result.client import S3Client
 from s3result.config import build
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 
 

@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import ConnectError, RequestTimeout
+from s3result.s3.client import S3Client
 
 
 def test_a_full_pool_behind_a_silent_store_blames_the_store(silent_port: int) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from s3result.client import S3Client
 from s3result.config import build
 from s3result.errors import S3Error
+from s3result.s3.client import S3Client
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 

@@ -23,9 +23,9 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import AccessDenied, EndpointError, NotFound, ResultTooLarge
-from s3result.retry import is_permanent
+from s3result.s3.client import S3Client
+from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer, free_port
 
@@ -320,7 +320,7 @@ def test_a_body_over_max_result_size_is_refused_naming_the_setting(moto_server: 
 
 
 def test_error_bodies_are_cut_at_a_small_cap() -> None:
-    from s3result.transport import ERROR_BODY_LIMIT, _read_body
+    from s3result.s3.transport import ERROR_BODY_LIMIT, _read_body
 
     chunks = [b"<Error><Code>SlowDown</Code>" + b"x" * 60_000, b"y" * 10_000_000]
     body = _read_body(iter(chunks), 503, None, 1 << 30)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from .errors import ConnectError, CorruptResponse, EndpointError, RequestTimeout, ResultTooLarge, TransportError
+from ..errors import ConnectError, CorruptResponse, EndpointError, RequestTimeout, ResultTooLarge, TransportError
 
 if TYPE_CHECKING:
     import httpx

@@ -18,12 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from . import sigv4
-from ._forksafe import renew_locks_after_fork
-from .answers import credentials_hint, map_error
-from .connect import make_transport
-from .credentials import CredentialSource, chain_for
-from .errors import (
+from ..errors import (
     NOT_S3,
     InvalidKey,
     NotFound,
@@ -32,6 +27,11 @@ from .errors import (
     S3Error,
     TransportError,
 )
+from . import sigv4
+from ._forksafe import renew_locks_after_fork
+from .answers import credentials_hint, map_error
+from .connect import make_transport
+from .credentials import CredentialSource, chain_for
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
@@ -41,7 +41,7 @@ from .transport import RawResponse, Transport
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = ["GetResult", "HeadResult", "S3Client"]
 

@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._forksafe import renew_locks_after_fork
-from .errors import (
+from ..errors import (
     NOT_S3,
     ChecksumMismatch,
     Conflict,
@@ -29,6 +28,7 @@ from .errors import (
     S3Error,
     ServerError,
 )
+from ._forksafe import renew_locks_after_fork
 
 __all__ = [
     "Backoff",

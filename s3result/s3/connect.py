@@ -19,11 +19,11 @@ from .transport import HttpcoreTransport, HttpxTransport, Transport, make_ssl_co
 if TYPE_CHECKING:
     import ssl
 
-    from .settings import Settings
+    from ..settings import Settings
 
 __all__ = ["make_transport"]
 
-logger = logging.getLogger("s3result.client")
+logger = logging.getLogger("s3result.s3.client")
 
 
 def make_transport(settings: Settings, base_url: str) -> Transport:

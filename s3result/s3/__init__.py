@@ -1,0 +1,1 @@
+"""A small S3 client that stands on its own: no Celery, no kombu, no result-backend vocabulary."""
