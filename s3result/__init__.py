@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import (
     AccessDenied,
     AlreadyExists,
+    BodyTooLarge,
     ChecksumMismatch,
     ConfigError,
     Conflict,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "BodyTooLarge",
     "ChecksumMismatch",
     "ConfigError",
     "Conflict",

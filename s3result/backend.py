@@ -36,6 +36,7 @@ from .errors import (
     InvalidKey,
     NotFound,
     PreconditionFailed,
+    ResultTooLarge,
     S3Error,
     TransportError,
 )
@@ -228,7 +229,17 @@ class S3Backend(Waits, ChordMethods):
     def set(self, key: bytes | str, value: bytes | str) -> None:
         """One PUT of the encoded value."""
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._check_size(key, body)
         self.client.put(self._key(key), body, content_type=self._content_type())
+
+    def _check_size(self, key: bytes | str, body: bytes) -> None:
+        """Refuse a result over ``max_result_size`` before anything is sent (the store would take it)."""
+        limit = self.settings.max_result_size
+        if len(body) > limit:
+            raise ResultTooLarge(
+                f"result for {bytes_to_str(key)!r} is {len(body)} bytes, over max_result_size={limit}; "
+                "return a reference to the data instead, or raise max_result_size"
+            )
 
     def delete(self, key: bytes | str) -> None:
         """DELETE, idempotent: a missing key is fine."""
@@ -263,6 +274,7 @@ class S3Backend(Waits, ChordMethods):
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._check_size(key, body)
         etag = self._write_state(key, body, final=state in states.READY_STATES)
         self._notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result

@@ -11,6 +11,7 @@ import pytest
 from s3result import config
 from s3result.errors import (
     AccessDenied,
+    BodyTooLarge,
     ConfigError,
     ConnectError,
     EndpointError,
@@ -74,6 +75,7 @@ def test_poll_initial_delay_setting() -> None:
         (ConnectError("refused"), False),
         (RequestTimeout("silent"), False),
         (ResultTooLarge("big"), True),
+        (BodyTooLarge("big"), True),
     ],
 )
 def test_what_waiting_cannot_heal(exc: BaseException, permanent: bool) -> None:

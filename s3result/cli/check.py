@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from ..errors import (
-    _HINTS,
     NOT_S3,
     ConnectError,
     NotFound,
@@ -35,6 +34,7 @@ from ..errors import (
 )
 from ..precondition import probe
 from ..s3.client import S3Client
+from ..s3.errors import _HINTS
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..errors import (
-    NOT_S3,
-    InvalidKey,
-    NotFound,
-    RequestTimeout,
-    ResultTooLarge,
-    S3Error,
-    TransportError,
-)
 from . import sigv4
 from ._forksafe import renew_locks_after_fork
 from .answers import credentials_hint, map_error
 from .connect import make_transport
 from .credentials import CredentialSource, chain_for
+from .errors import (
+    NOT_S3,
+    BodyTooLarge,
+    InvalidKey,
+    NotFound,
+    RequestTimeout,
+    S3Error,
+    TransportError,
+)
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
@@ -317,11 +317,6 @@ class S3Client(SubresourceRequests):
         ``if_match`` replaces only the version with that ETag (``PreconditionFailed``);
         ``deadline`` (``time.monotonic()``) bounds the request and its retries.
         """
-        if len(body) > self.settings.max_result_size:
-            raise ResultTooLarge(
-                f"result for {key!r} is {len(body)} bytes, over max_result_size={self.settings.max_result_size}; "
-                "return a reference to the data instead, or raise max_result_size"
-            )
         headers: list[tuple[str, str]] = []
         if content_type:
             headers.append(("content-type", content_type))
@@ -460,8 +455,8 @@ class S3Client(SubresourceRequests):
                     # A deadline already passed still gets a short try: get(timeout=0) polls once.
                     left = max(deadline - time.monotonic(), _MIN_ATTEMPT_S)
                     resp = transport.request(method_b, target, wire, body, timeout=left)
-            except ResultTooLarge as exc:
-                raise ResultTooLarge(f"S3 {method} {key!r}: {exc}") from None
+            except BodyTooLarge as exc:
+                raise BodyTooLarge(f"S3 {method} {key!r}: {exc}") from None
             except TransportError as exc:
                 error: Exception = type(exc)(f"S3 {method} {key!r} to {self._base}: {exc}", method=method, key=key)
                 error.__cause__ = exc

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from ..errors import CredentialsError, S3Error, TransportError
 from .credentials import Credentials, CredentialSource
+from .errors import CredentialsError, S3Error, TransportError
 
 __all__ = [
     "SERVICE",

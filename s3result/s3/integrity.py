@@ -27,7 +27,7 @@ import hashlib
 import re
 import zlib
 
-from ..errors import ChecksumMismatch, CorruptResponse
+from .errors import ChecksumMismatch, CorruptResponse
 from .transport import RawResponse
 
 __all__ = ["CHECKSUM_HEADER", "body_mismatch", "checksum", "looks_like_html", "md5_mismatch"]

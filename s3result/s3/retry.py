@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import (
+from ._forksafe import renew_locks_after_fork
+from .errors import (
     NOT_S3,
+    BodyTooLarge,
     ChecksumMismatch,
     Conflict,
     ConnectError,
@@ -24,11 +26,9 @@ from ..errors import (
     InvalidKey,
     NotFound,
     RequestTimeout,
-    ResultTooLarge,
     S3Error,
     ServerError,
 )
-from ._forksafe import renew_locks_after_fork
 
 __all__ = [
     "Backoff",
@@ -188,7 +188,7 @@ def is_permanent(exc: BaseException) -> bool:
     wrong bucket name or a missing bucket, and retrying until the caller's timeout would hide
     that behind a TimeoutError. Create the bucket before starting workers and producers.
     """
-    if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey, ChecksumMismatch)):
+    if isinstance(exc, (EndpointError, BodyTooLarge, InvalidKey, ChecksumMismatch)):
         # ChecksumMismatch: the client already read the key again and got a wrong body twice.
         return True
     if isinstance(exc, NotFound):

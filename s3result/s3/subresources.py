@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, S3Error, TransportError
 from . import sigv4
+from .errors import ConfigError, S3Error, TransportError
 
 if TYPE_CHECKING:
     from ..settings import Settings

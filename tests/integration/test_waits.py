@@ -23,7 +23,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult
 
 from s3result import config
-from s3result.errors import AccessDenied, EndpointError, NotFound, ResultTooLarge
+from s3result.errors import AccessDenied, BodyTooLarge, EndpointError, NotFound
 from s3result.s3.client import S3Client
 from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy
@@ -310,13 +310,13 @@ def test_a_body_over_max_result_size_is_refused_naming_the_setting(moto_server: 
     big.put("bounded/k", b"x" * 5000)
     big.put("bounded/celery-task-meta-k", b"x" * 5000)
     small = S3Client(config.build(url=moto_server.url("bounded") + "?max_result_size=4KiB", environ={}))
-    with pytest.raises(ResultTooLarge) as exc:
+    with pytest.raises(BodyTooLarge) as exc:
         small.get("bounded/k")
     assert "max_result_size=4096" in str(exc.value) and "bounded/k" in str(exc.value)
     assert small.head("bounded/k").size == 5000  # a HEAD's length is no body to refuse
     app = _app(moto_server.url("bounded") + "?max_result_size=4KiB")
     exc2 = _raises_within(1.0, lambda: app.backend.wait_for("k"))
-    assert isinstance(exc2, ResultTooLarge)  # permanent: not polled until a timeout
+    assert isinstance(exc2, BodyTooLarge)  # permanent: not polled until a timeout
 
 
 def test_error_bodies_are_cut_at_a_small_cap() -> None:

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ...errors import CredentialsError
 from .. import sigv4
 from .._forksafe import renew_locks_after_fork
+from ..errors import CredentialsError
 from .base import Credentials, EnvProvider, Provider, StaticProvider
 
 if TYPE_CHECKING:

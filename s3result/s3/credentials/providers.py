@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
-from ...errors import CredentialsError
+from ..errors import CredentialsError
 from . import awsfiles
 from .base import Credentials
 
