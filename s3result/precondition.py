@@ -137,7 +137,7 @@ def _landed(client: S3Client, key: str, body: bytes, deadline: float | None) -> 
 
 def known(client: S3Client) -> Support | None:
     """The verdict already taken for this client's store and bucket, or None; sends nothing."""
-    return _cache.get((client.settings.base_url, client.settings.bucket))
+    return _cache.get((client.config.base_url, client.config.bucket))
 
 
 def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline: float | None = None) -> Support:
@@ -152,7 +152,7 @@ def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline
     # Not keyed by process: the verdict is a property of the store. A prefork worker takes it
     # once, before forking (the start check), and its children inherit it; a child made for
     # each task (worker_max_tasks_per_child=1) then costs no probe.
-    cache_key = (client.settings.base_url, client.settings.bucket)
+    cache_key = (client.config.base_url, client.config.bucket)
     found = _cache.get(cache_key)
     if found is not None:
         return found
@@ -175,13 +175,13 @@ def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline
             if found.ok:
                 logger.info(
                     "s3result: conditional writes work on bucket %r: race-free writes, native chords",
-                    client.settings.bucket,
+                    client.config.bucket,
                 )
             else:
                 logger.warning(
                     "s3result: conditional writes unusable on bucket %r (%s); falling back to read-then-write "
                     "and chord_unlock",
-                    client.settings.bucket,
+                    client.config.bucket,
                     found.reason,
                 )
     return found

@@ -47,7 +47,7 @@ def make(
     attempts: int = 3,
 ) -> S3Client:
     return S3Client(
-        config.build(url=url, environ={}),
+        config.build(url=url, environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=attempts, base_delay=0.0),
         sleep=lambda s: None,
@@ -354,7 +354,7 @@ def test_new_pool_after_fork() -> None:
         made.append(1)
         return HttpxTransport(httpx.MockTransport(lambda r: httpx.Response(200, content=b"")), base)
 
-    client = S3Client(config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"), transport_factory=factory)
+    client = S3Client(config.build(url="s3result+http://A:S@127.0.0.1:9/bkt").s3, transport_factory=factory)
     client.get("k")
     client.get("k")
     assert len(made) == 1
@@ -392,7 +392,7 @@ def test_retry_quota_stops_retries_against_a_dead_store() -> None:
         return httpx.Response(503, content=_xml("ServiceUnavailable"))
 
     client = S3Client(
-        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"),
+        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt").s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=3, base_delay=0.0, quota_capacity=10, retry_cost=5),
         sleep=lambda s: None,
@@ -444,7 +444,7 @@ def test_region_switch_closes_the_old_pool_and_takes_the_lock() -> None:
         return spy  # type: ignore[no-any-return]
 
     client = S3Client(
-        config.build(url="s3result://AKID:S@my-bucket?region=us-east-1", environ={}),
+        config.build(url="s3result://AKID:S@my-bucket?region=us-east-1", environ={}).s3,
         transport_factory=factory,
         retry=RetryConfig(max_attempts=3, base_delay=0.0),
         sleep=lambda s: None,
@@ -489,7 +489,7 @@ def test_an_answer_after_retries_refunds_the_quota() -> None:
         return httpx.Response(status, content=_xml("ServiceUnavailable" if status == 503 else "NoSuchKey"))
 
     client = S3Client(
-        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"),
+        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt").s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=3, base_delay=0.0, quota_capacity=10, retry_cost=5),
         sleep=lambda s: None,

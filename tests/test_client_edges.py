@@ -30,7 +30,7 @@ def _client(date: str, now: float) -> tuple[S3Client, list[httpx.Request]]:
         return httpx.Response(403, content=SKEWED, headers={"Date": date})
 
     client = S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=1, base_delay=0.0),
         clock=lambda: now,
@@ -76,7 +76,7 @@ _NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code></Error>"
 
 def test_close_shuts_the_read_executor_and_is_idempotent() -> None:
     client = S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(
             httpx.MockTransport(lambda r: httpx.Response(404, content=_NO_SUCH_KEY)), base
         ),

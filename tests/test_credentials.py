@@ -38,7 +38,7 @@ def test_environment_session_token_and_legacy_name() -> None:
 
 def test_no_credentials_is_one_clear_line() -> None:
     with pytest.raises(CredentialsError) as exc:
-        chain_for(config.build(url="s3result://bkt", environ={})).get()
+        chain_for(config.build(url="s3result://bkt", environ={}).s3).get()
     assert "\n" not in str(exc.value)
     assert "AWS_ACCESS_KEY_ID" in str(exc.value) and "s3_access_key_id" in str(exc.value)
 
@@ -49,7 +49,7 @@ def test_debug_log_names_the_source_not_the_secret(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
     with caplog.at_level(logging.DEBUG):
-        creds = chain_for(config.build(url="s3result://bkt", environ={})).get()
+        creds = chain_for(config.build(url="s3result://bkt", environ={}).s3).get()
     assert creds.source == "environment"
     text = caplog.text
     assert "environment" in text and "ENVSECRET" not in text

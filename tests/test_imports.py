@@ -11,6 +11,9 @@ import pytest
 
 MODULES = [
     "s3result",
+    "s3result.s3",
+    "s3result.s3.config",
+    "s3result.s3.errors",
     "s3result.s3.sigv4",
     "s3result.errors",
     "s3result.config",
@@ -89,7 +92,7 @@ orig = ssl.create_default_context
 ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
 from s3result import config
 from s3result.s3.client import S3Client
-c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket'))
+c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket').s3)
 c._get_slot()
 assert not calls, calls
 """
@@ -131,3 +134,13 @@ def test_docs_layout_names_every_module() -> None:
         assert name in layout, (
             f"docs/contributing.md's layout does not name s3result/{path.relative_to(root / 's3result')}"
         )
+
+
+def test_the_s3_client_on_its_own_never_imports_celery_or_kombu() -> None:
+    code = """
+from s3result.s3 import S3Client, S3Config
+c = S3Client(S3Config(bucket='bucket', endpoint_url='http://127.0.0.1:9', access_key='A', secret_key='S'))
+"""
+    loaded = _modules_after(code)
+    assert "s3result.s3.client" in loaded
+    assert not {"celery", "kombu", "s3result.backend", "s3result.config", "s3result.settings"} & loaded

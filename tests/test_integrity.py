@@ -27,7 +27,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def make(handler: Handler, *, attempts: int = 3) -> S3Client:
     return S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=attempts, base_delay=0.0),
         sleep=lambda s: None,

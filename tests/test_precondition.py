@@ -59,7 +59,7 @@ def _store(quirk: str) -> S3Client:
         return httpx.Response(200, headers={"ETag": etag(body)})
 
     return S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bucket/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bucket/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=1, base_delay=0.0),
         sleep=lambda s: None,

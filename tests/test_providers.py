@@ -28,7 +28,7 @@ SECRET = "Provider/Secret+Sentinel"
 
 
 def _chain(env: dict[str, str], **settings: Any) -> CredentialSource:
-    return chain_for(config.build(url="s3result://bucket-name", options=settings or None, environ={}), env)
+    return chain_for(config.build(url="s3result://bucket-name", options=settings or None, environ={}).s3, env)
 
 
 def _imds(token_status: int = 200, creds: bytes | None = None) -> FakeServer:

@@ -51,7 +51,7 @@ def _client(recorder: Recorder) -> S3Client:
     )
     creds = CredentialSource([StaticProvider("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "TOKEN/+=")])
     return S3Client(
-        settings,
+        settings.s3,
         credentials=creds,
         transport_factory=lambda base: recorder,
         retry=RetryConfig(max_attempts=1),

@@ -107,7 +107,7 @@ def _probe_settings(settings: Settings) -> Settings:
 
 def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], list[Finding]]:
     """Everything ``check`` reports, as data."""
-    client = S3Client(_probe_settings(settings))
+    client = S3Client(_probe_settings(settings).s3)
     resolved, first = _resolve(client, settings)
     return resolved, [*first, *iter_findings(client, settings, app, resolved)]
 
@@ -303,7 +303,7 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
     text = str(error)
     low = text.lower()
     where = f"{host}:{port}"
-    s = client.settings
+    s = client.config
     for said in ("cannot reach the proxy at ", "the proxy at "):  # the proxy from the environment, not the store
         if said in text:
             what, _, fix = text[text.index(said) :].rpartition("; ")
@@ -583,7 +583,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, targe
 
     Text lines are written and flushed as each probe ends, so a slow store shows where it is slow.
     """
-    client = S3Client(_probe_settings(settings))
+    client = S3Client(_probe_settings(settings).s3)
     resolved, first = _resolve(client, settings)
     if as_json:
         found = [*first, *_bounded(iter_findings(client, settings, app, resolved, target=target), client)]

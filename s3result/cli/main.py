@@ -241,7 +241,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
     from ..errors import TransportError
     from ..s3.client import S3Client
 
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     try:
         done = apply_rule(client, settings.prefix, days)
     except TransportError as exc:

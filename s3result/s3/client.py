@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from . import sigv4
 from ._forksafe import renew_locks_after_fork
 from .answers import credentials_hint, map_error
+from .config import S3Config
 from .connect import make_transport
 from .credentials import CredentialSource, chain_for
 from .errors import (
@@ -40,8 +41,6 @@ from .transport import RawResponse, Transport
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
-
-    from ..config import Settings
 
 __all__ = ["GetResult", "HeadResult", "S3Client"]
 
@@ -95,7 +94,7 @@ class S3Client(SubresourceRequests):
 
     def __init__(
         self,
-        settings: Settings,
+        config: S3Config,
         *,
         credentials: CredentialSource | None = None,
         transport_factory: Callable[[str], Transport] | None = None,
@@ -103,10 +102,10 @@ class S3Client(SubresourceRequests):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
-        self._credentials = credentials or chain_for(settings)
+        self.config = config
+        self._credentials = credentials or chain_for(config)
         self._transport_factory = transport_factory or self._default_transport
-        self._retry = retry or RetryConfig(max_attempts=settings.max_attempts)
+        self._retry = retry or RetryConfig(max_attempts=config.max_attempts)
         self._backoff = Backoff(self._retry, sleep=sleep)
         self._quota = RetryQuota(self._retry)
         self._clock = clock
@@ -119,13 +118,13 @@ class S3Client(SubresourceRequests):
         self.retries = 0
         #: S3 Express One Zone: this bucket's session credentials (express.py); None elsewhere.
         self.session: CredentialSource | None = None
-        if settings.express:
+        if config.express:
             self.session = self._session_source()
-        self._set_region(settings.region)
+        self._set_region(config.region)
         self._warn_plain_http()
 
     def __repr__(self) -> str:
-        return f"S3Client(endpoint={self._base!r}, bucket={self.settings.bucket!r}, region={self.region!r})"
+        return f"S3Client(endpoint={self._base!r}, bucket={self.config.bucket!r}, region={self.region!r})"
 
     # -- addressing -------------------------------------------------------------------------
 
@@ -137,14 +136,14 @@ class S3Client(SubresourceRequests):
         """
         from dataclasses import replace
 
-        settings = replace(self.settings, region=region) if region != self.settings.region else self.settings
-        base = settings.base_url
+        config = replace(self.config, region=region) if region != self.config.region else self.config
+        base = config.base_url
         parts = urlsplit(base)
         stale: Transport | None = None
         with self._lock:
             self.region = region
             self._host = parts.netloc
-            self._path_prefix = f"/{sigv4.canonical_uri(settings.bucket)}/" if settings.path_style else "/"
+            self._path_prefix = f"/{sigv4.canonical_uri(config.bucket)}/" if config.path_style else "/"
             self._bucket_path = self._path_prefix.rstrip("/") or "/"
             slot = self._slot
             if slot is not None and slot.pid == os.getpid() and slot.base != base:
@@ -159,20 +158,20 @@ class S3Client(SubresourceRequests):
         """The directory bucket's session cache; CreateSession goes over this process's pool."""
         from .express import SessionProvider, session_hint, session_source
 
-        mode = self.settings.session_mode
+        mode = self.config.session_mode
         headers = [("x-amz-create-session-mode", mode)] if mode else []
 
         def send() -> bytes:
             try:
                 return self.bucket_request("GET", "session", headers=headers, session=False).body
             except S3Error as exc:
-                settings = self.settings
-                hint = session_hint(settings.bucket, self.region, settings.endpoint_url, settings.is_aws, exc.code)
+                c = self.config
+                hint = session_hint(c.bucket, self.region, c.endpoint_url, c.is_aws, exc.code)
                 raise (exc if hint is None else exc.replace(hint=hint)) from None
 
         provider = SessionProvider(
             send,
-            bucket=self.settings.bucket,
+            bucket=self.config.bucket,
             attempts=self._retry.max_attempts,
             backoff=lambda attempt: self._backoff.sleep(self._backoff.delay(attempt)),
             clock=lambda: self._clock() + self.clock_offset,
@@ -193,7 +192,7 @@ class S3Client(SubresourceRequests):
     # -- per-process resources --------------------------------------------------------------
 
     def _default_transport(self, base_url: str) -> Transport:
-        return make_transport(self.settings, base_url)
+        return make_transport(self.config, base_url)
 
     def _get_slot(self) -> _Slot:
         pid = os.getpid()
@@ -291,7 +290,7 @@ class S3Client(SubresourceRequests):
                     # Imported here: only group reads need it, and cold start should not pay.
                     from concurrent.futures import ThreadPoolExecutor
 
-                    workers = min(self.settings.max_connections, 16)
+                    workers = min(self.config.max_connections, 16)
                     slot.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3result")
         return list(slot.executor.map(one, keys))
 
@@ -324,7 +323,7 @@ class S3Client(SubresourceRequests):
             headers.append(("if-none-match", "*"))
         if if_match is not None:
             headers.append(("if-match", if_match))
-        s = self.settings
+        s = self.config
         if s.sse:
             headers.append(("x-amz-server-side-encryption", s.sse))
             if s.sse_kms_key_id:
@@ -522,24 +521,22 @@ class S3Client(SubresourceRequests):
             resp,
             creating,
             base=self._base,
-            bucket=self.settings.bucket,
+            bucket=self.config.bucket,
             source=self._credentials.source,
-            secret_origin=self.settings.secret_origin,
+            secret_origin=self.config.secret_origin,
         )
 
     def _credentials_hint(self, code: str) -> str:
-        return credentials_hint(code, self._credentials.source, self.settings.secret_origin)
+        return credentials_hint(code, self._credentials.source, self.config.secret_origin)
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
         """Switch region once when the store names the right one (see ``recovery``)."""
-        region = region_to_learn(
-            error, resp, current=self.region, endpoint_given=self.settings.endpoint_url is not None
-        )
+        region = region_to_learn(error, resp, current=self.region, endpoint_given=self.config.endpoint_url is not None)
         if region is None:
             return False
         logger.warning(
             "s3result: bucket %r is in region %s, not %s; using %s (set region=%s to skip this)",
-            self.settings.bucket,
+            self.config.bucket,
             region,
             self.region,
             region,

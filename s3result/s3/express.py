@@ -35,34 +35,19 @@ from .credentials import Credentials, CredentialSource
 from .errors import CredentialsError, S3Error, TransportError
 
 __all__ = [
-    "SERVICE",
     "SESSION_TOKEN_HEADER",
-    "SUFFIX",
     "SessionProvider",
     "UnreadableSession",
-    "is_directory_bucket",
     "parse_session",
     "refresh_windows",
     "session_hint",
     "session_source",
-    "zonal_endpoint",
-    "zone_id",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The suffix that makes a bucket name a directory bucket's.
-SUFFIX = "--x-s3"
-#: The signing name of CreateSession and of every object request on a directory bucket.
-SERVICE = "s3express"
 #: Where object requests carry the session token.
 SESSION_TOKEN_HEADER = "x-amz-s3session-token"
-# The zone id lengths the S3 endpoint ruleset recognises ("usw2-az1", "use1-az12",
-# "usw2-lax1-az1", "usw2-lax1-az12", Dedicated Local Zones' 20): it reads the id from the end
-# of the name by these lengths, so a base name may itself hold "--".
-_ZONE_ID_LENGTHS = (8, 9, 13, 14, 20)
-_HOST_LABEL = re.compile(r"(?!-)[a-z\d-]{3,63}(?<!-)")
-_IPV4_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _FIELD = re.compile(rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration)>([^<]*)</\1>")
 # botocore's windows for a 5-minute session (45 s, 10 s), as fractions of the session's life.
 _ADVISORY_SHARE = 45 / 300
@@ -71,35 +56,6 @@ _MANDATORY_SHARE = 10 / 300
 
 class UnreadableSession(CredentialsError):
     """A CreateSession answer without the credentials in it: damaged on its way, or not S3's."""
-
-
-def is_directory_bucket(bucket: str) -> bool:
-    """Whether S3 treats this bucket name as a directory bucket's (``...--x-s3``)."""
-    return bucket.endswith(SUFFIX)
-
-
-def zone_id(bucket: str) -> str | None:
-    """The Availability Zone ID in a directory bucket's name, as the S3 endpoint rules read it.
-
-    None when the name is not one S3 can address: not a single DNS label of 3-63 lower-case
-    letters, digits and hyphens, or no zone id of a known length after a ``--``.
-    """
-    if not is_directory_bucket(bucket) or not _HOST_LABEL.fullmatch(bucket) or _IPV4_LIKE.fullmatch(bucket):
-        return None
-    stem = bucket[: -len(SUFFIX)]
-    for length in _ZONE_ID_LENGTHS:
-        if len(stem) >= length + 2 and stem[-length - 2 : -length] == "--":
-            return stem[-length:]
-    return None
-
-
-def zonal_endpoint(bucket: str, region: str) -> str:
-    """``https://<bucket>.s3express-<zone id>.<region>.amazonaws.com`` (``.com.cn`` in China)."""
-    zone = zone_id(bucket)
-    if zone is None:
-        raise ValueError(f"{bucket!r} is not a directory bucket name")
-    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
-    return f"https://{bucket}.s3express-{zone}.{region}{suffix}"
 
 
 _CREDENTIAL_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken"})

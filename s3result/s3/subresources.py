@@ -18,8 +18,8 @@ from . import sigv4
 from .errors import ConfigError, S3Error, TransportError
 
 if TYPE_CHECKING:
-    from ..settings import Settings
     from .client import _Slot
+    from .config import S3Config
     from .credentials import CredentialSource
     from .transport import RawResponse
 
@@ -30,7 +30,7 @@ class SubresourceRequests:
     """The raw and bucket-level requests of ``S3Client`` (a mixin: it holds no state of its own)."""
 
     if TYPE_CHECKING:  # provided by S3Client
-        settings: Settings
+        config: S3Config
         session: CredentialSource | None
         region: str
         _base: str
@@ -89,9 +89,9 @@ class SubresourceRequests:
         if self.session is not None and session:
             raise ConfigError(
                 "bucket",
-                f"{self.settings.bucket!r} is a directory bucket: its ?{subresource} is served by the regional "
+                f"{self.config.bucket!r} is a directory bucket: its ?{subresource} is served by the regional "
                 f"endpoint s3express-control.{self.region}.amazonaws.com, which s3result does not use; "
-                f"use aws s3api (e.g. put-bucket-lifecycle-configuration --bucket {self.settings.bucket})",
+                f"use aws s3api (e.g. put-bucket-lifecycle-configuration --bucket {self.config.bucket})",
             )
         target = f"{self._bucket_path}?{subresource}"
         extra = list(headers)

@@ -179,8 +179,8 @@ def _read_body(chunks: Iterable[bytes], status: int, length: str | None, limit: 
     cap = limit if status < 300 else ERROR_BODY_LIMIT
     if status < 300 and length is not None and length.isdigit() and int(length) > cap:
         raise BodyTooLarge(
-            f"the store announced a {int(length)}-byte body, over max_result_size={limit}; "
-            "raise max_result_size, or check endpoint_url and the key"
+            f"the store announced a {int(length)}-byte body, over max_body_size={limit} (max_result_size in s3result's settings); "
+            "raise it, or check endpoint_url and the key"
         )
     buf = io.BytesIO()
     size = 0
@@ -191,7 +191,8 @@ def _read_body(chunks: Iterable[bytes], status: int, length: str | None, limit: 
                 buf.write(chunk[: len(chunk) - (size - cap)])
                 break
             raise BodyTooLarge(
-                f"the body is over max_result_size={limit} bytes; raise max_result_size, or check endpoint_url and the key"
+                f"the body is over max_body_size={limit} bytes (max_result_size in s3result's settings); "
+                "raise it, or check endpoint_url and the key"
             )
         buf.write(chunk)
     return buf.getvalue()
@@ -239,7 +240,7 @@ def _decode_body(data: bytes, encoding: str, status: int, limit: int) -> bytes:
             if status >= 300:
                 return out[:cap]
             raise BodyTooLarge(
-                f"the {coding}-encoded body decodes to over max_result_size={limit} bytes; raise max_result_size, "
+                f"the {coding}-encoded body decodes to over max_body_size={limit} bytes (max_result_size in s3result's settings); raise it, "
                 "or check endpoint_url and the key"
             )
         if not inflater.eof and status < 300:

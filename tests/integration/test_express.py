@@ -37,14 +37,14 @@ def _close_clients() -> Iterator[None]:
 
 
 def _client(url: str) -> S3Client:
-    client = S3Client(config.build(url=url, environ={}))
+    client = S3Client(config.build(url=url, environ={}).s3)
     _opened.append(client)
     return client
 
 
 def test_round_trip_through_sessions(front: DirectoryBucketFront) -> None:
     client = _client(front.url("it"))
-    assert client.settings.express and client.settings.path_style  # an IP endpoint: path-style, as botocore
+    assert client.config.express and client.config.path_style  # an IP endpoint: path-style, as botocore
     etag = client.put("it/k", b"value", if_none_match=True)
     assert client.get("it/k").body == b"value"
     assert client.head("it/k").size == 5

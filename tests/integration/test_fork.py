@@ -77,7 +77,7 @@ SCRIPT = textwrap.dedent(
         try:
             from s3result import config
             from s3result.s3.client import S3Client
-            S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}))  # warns; no I/O
+            S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}).s3)  # warns; no I/O
             b.store_result(tid, 42, "SUCCESS")
             assert b.get_task_meta(tid)["result"] == 42
         except BaseException:

@@ -93,7 +93,7 @@ def html_server() -> Iterator[int]:
 
 
 def _client(url: str) -> S3Client:
-    return S3Client(config.build(url=url, environ={}))
+    return S3Client(config.build(url=url, environ={}).s3)
 
 
 def test_unreachable_endpoint(caplog: pytest.LogCaptureFixture) -> None:
@@ -191,7 +191,7 @@ def test_no_secret_in_any_log_record_exception_or_repr(
             f"s3result+http://AKID:{url_secret}@127.0.0.1:{moto_server.port}/bucket?max_result_size=1",
         ):
             settings = config.build(url=url, options={"session_token": token}, environ={})
-            client = S3Client(settings)
+            client = S3Client(settings.s3)
             seen += [repr(settings), str(settings), repr(client), settings.redacted_url()]
             for call in (
                 lambda c=client: c.get("k"),
@@ -270,7 +270,7 @@ def test_no_access_key_id_either_in_logs_reprs_urls_or_errors(
 
         backend = app.backend
         seen.extend([repr(backend), str(backend), backend.as_uri(), repr(backend.settings), str(backend.settings)])
-        seen.extend([repr(backend.client), repr(chain_for(backend.settings).get())])
+        seen.extend([repr(backend.client), repr(chain_for(backend.settings.s3).get())])
         return app
 
     def attempt(call: Any) -> None:

@@ -60,7 +60,7 @@ def tls_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MotoSe
 
 
 def _client(url: str) -> S3Client:
-    return S3Client(config.build(url=url + ("&" if "?" in url else "?") + "max_attempts=1", environ={}))
+    return S3Client(config.build(url=url + ("&" if "?" in url else "?") + "max_attempts=1", environ={}).s3)
 
 
 def test_http_proxy_from_environment_carries_every_request(

@@ -31,7 +31,7 @@ def test_probe_clean_up_failure_is_logged_not_raised(moto_server: MotoServer) ->
     from s3result.precondition import probe
     from s3result.s3.client import S3Client
 
-    client = S3Client(config.build(url=moto_server.url("nodelete"), environ={}))
+    client = S3Client(config.build(url=moto_server.url("nodelete"), environ={}).s3)
     real_delete = client.delete
 
     def refuse(key: str, deadline: float | None = None) -> None:

@@ -21,7 +21,7 @@ def test_a_full_pool_behind_a_silent_store_blames_the_store(silent_port: int) ->
         url=f"s3result+http://AKID:SECRET@127.0.0.1:{silent_port}/bucket?read_timeout=1&max_connections=1&max_attempts=1",
         environ={},
     )
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     first: list[BaseException] = []
     holder = threading.Thread(target=lambda: first.append(pytest.raises(RequestTimeout, client.get, "a").value))
     holder.start()

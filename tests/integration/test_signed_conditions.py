@@ -20,7 +20,7 @@ def _signed_headers(wire: list[tuple[bytes, bytes]]) -> str:
 
 
 def test_conditional_headers_are_in_signed_headers(moto_server: MotoServer) -> None:
-    client = S3Client(build(url=moto_server.url("sig"), environ={}))
+    client = S3Client(build(url=moto_server.url("sig"), environ={}).s3)
     for extra in ([("if-match", '"abc"')], [("if-none-match", "*")]):
         wire = client._signed_headers("PUT", "/b/k", extra, b"x", "0" * 64)
         assert extra[0][0] in _signed_headers(wire).split(";")
@@ -37,11 +37,11 @@ def stripping_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
 def test_store_refuses_conditional_put_whose_condition_was_stripped(
     moto_server: MotoServer, stripping_proxy: FaultProxy
 ) -> None:
-    direct = S3Client(build(url=moto_server.url("strip"), environ={}))
+    direct = S3Client(build(url=moto_server.url("strip"), environ={}).s3)
     etag = direct.put("strip/k", b"v1")
     direct.put("strip/k", b"v2")  # the ETag above is now stale
     url = moto_server.url("strip").replace(f":{moto_server.port}/", f":{stripping_proxy.port}/")
-    client = S3Client(build(url=url, environ={"S3RESULT_MAX_ATTEMPTS": "1"}))
+    client = S3Client(build(url=url, environ={"S3RESULT_MAX_ATTEMPTS": "1"}).s3)
     with pytest.raises(S3Error) as refused:
         client.put("strip/k", b"blind", if_match=etag)
     assert refused.value.status == 403, refused.value

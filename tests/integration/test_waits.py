@@ -149,7 +149,7 @@ def test_a_request_ended_by_read_timeout_names_read_timeout(silent_port: int) ->
     settings = config.build(
         url=f"s3result+http://AK:SK@127.0.0.1:{silent_port}/bucket/p?read_timeout=0.3&max_attempts=1", environ={}
     )
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     try:
         exc = _raises_within(2.0, lambda: client.get_or_none("k", deadline=time.monotonic() + 30))
     finally:
@@ -306,13 +306,13 @@ def test_a_join_reads_every_missing_result_once_the_first_is_ready(moto_server: 
 
 
 def test_a_body_over_max_result_size_is_refused_naming_the_setting(moto_server: MotoServer) -> None:
-    big = S3Client(config.build(url=moto_server.url("bounded"), environ={}))
+    big = S3Client(config.build(url=moto_server.url("bounded"), environ={}).s3)
     big.put("bounded/k", b"x" * 5000)
     big.put("bounded/celery-task-meta-k", b"x" * 5000)
-    small = S3Client(config.build(url=moto_server.url("bounded") + "?max_result_size=4KiB", environ={}))
+    small = S3Client(config.build(url=moto_server.url("bounded") + "?max_result_size=4KiB", environ={}).s3)
     with pytest.raises(BodyTooLarge) as exc:
         small.get("bounded/k")
-    assert "max_result_size=4096" in str(exc.value) and "bounded/k" in str(exc.value)
+    assert "max_body_size=4096 (max_result_size" in str(exc.value) and "bounded/k" in str(exc.value)
     assert small.head("bounded/k").size == 5000  # a HEAD's length is no body to refuse
     app = _app(moto_server.url("bounded") + "?max_result_size=4KiB")
     exc2 = _raises_within(1.0, lambda: app.backend.wait_for("k"))
@@ -328,7 +328,7 @@ def test_error_bodies_are_cut_at_a_small_cap() -> None:
 
 
 def test_a_64_mib_result_is_held_about_once_on_the_way_in_and_out(moto_server: MotoServer) -> None:
-    client = S3Client(config.build(url=moto_server.url("big"), environ={}))
+    client = S3Client(config.build(url=moto_server.url("big"), environ={}).s3)
     size = 64 * 1024 * 1024
     body = b"\x07" * size
     client.put("big/64mib", body)
