@@ -20,6 +20,7 @@ from s3result import config
 from s3result.errors import AlreadyExists, NotFound, PreconditionFailed, S3Error
 from s3result.s3.client import S3Client
 from s3result.s3.integrity import CHECKSUM_HEADER, checksum
+from s3result.s3.request import PutMode
 
 from .servers import Target
 
@@ -46,7 +47,7 @@ class Ctx:
             from dataclasses import replace
 
             settings = replace(settings, **overrides)
-        return S3Client(settings, clock=clock)
+        return S3Client(settings.s3, clock=clock)
 
 
 def _code(resp: Any) -> str:
@@ -318,7 +319,7 @@ def if_none_match_on_existing_key(ctx: Ctx) -> tuple[str, str]:
     key = ctx.key()
     ctx.client.put(key, b"original")
     try:
-        ctx.client.put(key, b"replaced", if_none_match=True)
+        ctx.client.put(key, b"replaced", mode=PutMode.CREATE)
         status = "200"
     except AlreadyExists as exc:
         status = str(exc.status)
@@ -364,7 +365,7 @@ def concurrent_creates_one_winner(ctx: Ctx) -> str:
     def writer(i: int) -> None:
         barrier.wait()
         try:
-            ctx.client.put(key, f"writer {i}".encode(), if_none_match=True)
+            ctx.client.put(key, f"writer {i}".encode(), mode=PutMode.CREATE)
             wins.append(i)
         except (AlreadyExists, PreconditionFailed):
             pass
@@ -386,7 +387,7 @@ def compare_and_swap_counter(ctx: Ctx) -> str:
     """5 writers x 10 increments by GET + PUT If-Match must count to exactly 50."""
     key = ctx.key()
     try:
-        ctx.client.put(key, b"0", if_none_match=True)
+        ctx.client.put(key, b"0", mode=PutMode.CREATE)
     except S3Error as exc:
         return f"refused: {exc.status} {exc.code}"
 
@@ -395,7 +396,7 @@ def compare_and_swap_counter(ctx: Ctx) -> str:
             for _attempt in range(100):  # a store that refuses every If-Match gives up here
                 cur = ctx.client.get(key)
                 try:
-                    ctx.client.put(key, str(int(cur.body) + 1).encode(), if_match=cur.etag)
+                    ctx.client.put(key, str(int(cur.body) + 1).encode(), mode=PutMode.update(cur.etag))
                     break
                 except PreconditionFailed:
                     time.sleep(0.001)

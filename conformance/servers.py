@@ -332,7 +332,7 @@ def _wait_writable(target: Target, deadline: float) -> None:
     from s3result.errors import S3ResultError
     from s3result.s3.client import S3Client
 
-    client = S3Client(config.build(url=target.url(), environ={}))
+    client = S3Client(config.build(url=target.url(), environ={}).s3)
     while True:
         try:
             client.put("s3result-ready-check", b"ready")

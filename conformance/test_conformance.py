@@ -19,7 +19,7 @@ from .servers import Target
 @pytest.fixture(scope="session")
 def preflight(target: Target) -> S3Client:
     """One PUT/GET/DELETE first: a target we cannot even write to fails with the reason."""
-    client = S3Client(config.build(url=target.url("conformance"), environ={}))
+    client = S3Client(config.build(url=target.url("conformance"), environ={}).s3)
     key = f"conformance/preflight-{uuid.uuid4().hex}"
     try:
         client.put(key, b"preflight")

@@ -43,6 +43,7 @@ from .errors import (
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
 from .s3.client import S3Client
+from .s3.request import PutMode
 from .s3.retry import is_permanent, is_retryable
 from .waits import Waits
 
@@ -304,25 +305,25 @@ class S3Backend(Waits, ChordMethods):
         known = _etags.get(slot)
         if known is not None:
             try:
-                return client.put(key, body, if_match=known, content_type=content_type)
+                return client.put(key, body, mode=PutMode.update(known), content_type=content_type)
             except (PreconditionFailed, Conflict, NotFound):
                 pass  # written by someone else since, or forgotten: read what is there
         else:
             try:
-                return client.put(key, body, if_none_match=True, content_type=content_type)
+                return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
             except AlreadyExists:
                 pass
         for _attempt in cas_attempts(key, self.cas_deadline):
             current = client.get_or_none(key)
             try:
                 if current is None:  # forgotten in between: create again
-                    return client.put(key, body, if_none_match=True, content_type=content_type)
+                    return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
                 if current.body == body:
                     return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
                 if self.decode_result(current.body).get("status") == states.SUCCESS:
                     logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
                     return None
-                return client.put(key, body, if_match=current.etag, content_type=content_type)
+                return client.put(key, body, mode=PutMode.update(current.etag), content_type=content_type)
             except (PreconditionFailed, Conflict):
                 continue
         return None  # pragma: no cover - cas_attempts raises when its deadline passes

@@ -47,6 +47,7 @@ from typing import Any, Literal
 from .counter import cas_attempts, group_commit
 from .errors import Conflict, PreconditionFailed, S3Error, TransportError
 from .s3.client import S3Client
+from .s3.request import PutMode
 from .s3.retry import is_retryable
 
 __all__ = ("MARK", "ChordCounter", "CounterState", "Outcome", "marking")
@@ -156,7 +157,7 @@ class ChordCounter:
                 if state.size == size:
                     return True
                 state.size = size
-                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
                 return True
             except Exception as exc:  # noqa: BLE001 - only transient ones are retried
                 if not _transient(exc):
@@ -204,9 +205,9 @@ class ChordCounter:
                         state.done = {"by": fresh[-1], "token": token, "at": time.time()}
                     body = state.dump()
                     if current is None:
-                        client.put(key, body, if_none_match=True, content_type="application/json")
+                        client.put(key, body, mode=PutMode.CREATE, content_type="application/json")
                     else:
-                        client.put(key, body, if_match=current.etag, content_type="application/json")
+                        client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
                     return self._outcomes(state, members, tokens)
                 except Exception as exc:  # noqa: BLE001 - only transient ones are retried
                     if not _transient(exc):
@@ -277,7 +278,7 @@ class ChordCounter:
             replacing = done.get("token")
             state.done = {"by": member, "token": token, "at": time.time()}
             try:
-                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
             except Exception as exc:  # noqa: BLE001 - only transient ones are retried
                 if not _transient(exc) or time.monotonic() > deadline:
                     raise
@@ -333,7 +334,7 @@ class ChordCounter:
                     token = uuid.uuid4().hex
                     tokens.add(token)
                     state.failed, state.failed_token = reason, token
-                    client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                    client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
                     return True
                 except Exception as exc:  # noqa: BLE001 - only transient ones are retried
                     if not _transient(exc):

@@ -76,6 +76,7 @@ from .chords import CounterState, _transient
 from .counter import cas_attempts, group_commit
 from .errors import Conflict, PreconditionFailed
 from .s3.client import S3Client
+from .s3.request import PutMode
 
 __all__ = (
     "FP_LEN",
@@ -325,9 +326,9 @@ class TreeCounter:
                 node["by"] = fresh[-1]
             body = _dump(node)
             if current is None:
-                client.put(key, body, if_none_match=True, content_type="application/json")
+                client.put(key, body, mode=PutMode.CREATE, content_type="application/json")
             else:
-                client.put(key, body, if_match=current.etag, content_type="application/json")
+                client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
         return self._steps(node.get("by"), batch, slots, fresh)
 
     @staticmethod

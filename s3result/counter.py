@@ -27,6 +27,7 @@ from typing import TypeVar, cast
 
 from .errors import Conflict, PreconditionFailed
 from .s3.client import S3Client
+from .s3.request import PutMode
 
 __all__ = ("CasCounter", "cas_attempts", "group_commit")
 
@@ -175,9 +176,9 @@ class CasCounter:
             new = f"{count + n}\n{token}".encode()
             try:
                 if current is None:
-                    client.put(key, new, if_none_match=True, content_type="text/plain")
+                    client.put(key, new, mode=PutMode.CREATE, content_type="text/plain")
                 else:
-                    client.put(key, new, if_match=current.etag, content_type="text/plain")
+                    client.put(key, new, mode=PutMode.update(current.etag), content_type="text/plain")
                 return count + n
             except (PreconditionFailed, Conflict):
                 continue

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .config import ConditionalWrites
 from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
+from .s3.request import PutMode
 
 if TYPE_CHECKING:
     from .s3.client import S3Client
@@ -87,14 +88,14 @@ def _clean_up(client: S3Client, key: str, deadline: float | None) -> None:
 def _probe(client: S3Client, key: str, deadline: float | None) -> Support:
     """The three checks; a 501 at any step is handled once, in ``probe``."""
     try:
-        first = client.put(key, b"probe-1", if_none_match=True, deadline=deadline)
+        first = client.put(key, b"probe-1", mode=PutMode.CREATE, deadline=deadline)
     except AlreadyExists:
         landed = _landed(client, key, b"probe-1", deadline)  # a retry after a lost reply finds our own write
         if landed is None:
             return Support(False, "If-None-Match: * refused to create a key that did not exist")
         first = landed
     try:
-        client.put(key, b"probe-2", if_none_match=True, deadline=deadline)
+        client.put(key, b"probe-2", mode=PutMode.CREATE, deadline=deadline)
     except AlreadyExists:
         pass
     else:
@@ -102,13 +103,13 @@ def _probe(client: S3Client, key: str, deadline: float | None) -> Support:
     if client.get(key, deadline=deadline).body != b"probe-1":
         return Support(False, "a refused If-None-Match write still changed the object")
     try:
-        second = client.put(key, b"probe-3", if_match=first, deadline=deadline)
+        second = client.put(key, b"probe-3", mode=PutMode.update(first), deadline=deadline)
     except PreconditionFailed:
         landed = _landed(client, key, b"probe-3", deadline)
         if landed is not None:
             return _probe_stale(client, key, first, landed, deadline)
         try:
-            client.put(key, b"probe-3", if_match=first.strip('"'), deadline=deadline)
+            client.put(key, b"probe-3", mode=PutMode.update(first.strip('"')), deadline=deadline)
         except S3Error:
             return Support(False, "If-Match with the current ETag was refused")
         # Ceph RGW rejects a quoted ETag in If-Match: https://github.com/block/buzz/issues/3002
@@ -119,7 +120,7 @@ def _probe(client: S3Client, key: str, deadline: float | None) -> Support:
 def _probe_stale(client: S3Client, key: str, first: str, second: str, deadline: float | None) -> Support:
     """The last check: a stale ETag in If-Match must be refused, and change nothing."""
     try:
-        client.put(key, b"probe-4", if_match=first, deadline=deadline)
+        client.put(key, b"probe-4", mode=PutMode.update(first), deadline=deadline)
     except PreconditionFailed:
         pass
     else:

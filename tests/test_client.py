@@ -28,6 +28,7 @@ from s3result.errors import (
     ServerError,
 )
 from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.s3.retry import RetryConfig
 from s3result.s3.transport import HttpxTransport
 
@@ -83,8 +84,8 @@ def test_put_sends_conditional_and_sse_headers() -> None:
     client = make(
         handler, "s3result+http://AKID:S@127.0.0.1:9000/bkt?sse=aws:kms&sse_kms_key_id=kk&storage_class=STANDARD_IA"
     )
-    assert client.put("k", b"v", if_none_match=True, content_type="application/json", metadata={"Task": "t"}) == '"e1"'
-    client.put("k", b"v", if_match='"e1"')
+    assert client.put("k", b"v", mode=PutMode.CREATE, content_type="application/json", metadata={"Task": "t"}) == '"e1"'
+    client.put("k", b"v", mode=PutMode.update('"e1"'))
     first, second = seen
     assert first.headers["if-none-match"] == "*" and "if-match" not in first.headers
     assert second.headers["if-match"] == '"e1"'
@@ -134,7 +135,7 @@ def test_client_errors_are_not_retried(status: int, code: str, cls: type[S3Error
 
 def test_412_on_create_is_already_exists() -> None:
     with pytest.raises(AlreadyExists):
-        make(lambda r: httpx.Response(412, content=_xml("PreconditionFailed"))).put("k", b"v", if_none_match=True)
+        make(lambda r: httpx.Response(412, content=_xml("PreconditionFailed"))).put("k", b"v", mode=PutMode.CREATE)
 
 
 def test_head_errors_are_classified_by_status_alone() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from s3result import config
 from s3result.errors import CredentialsError
+from s3result.s3.answers import credentials_hint
 from s3result.s3.client import S3Client
 from s3result.s3.credentials import chain_for
 
@@ -71,7 +72,7 @@ def test_the_hint_for_a_refused_secret_points_where_it_was_given(
     settings = config.build(url=url, celery_settings=options, environ={})
     client = S3Client(settings.s3)
     client._credentials.get()
-    hint = client._credentials_hint("SignatureDoesNotMatch")
+    hint = credentials_hint("SignatureDoesNotMatch", client._credentials.source, client.config.secret_origin)
     assert expected in hint
     if "URL" in expected:
         assert "s3_secret_access_key" not in hint and "AWS_SECRET_ACCESS_KEY" not in hint
@@ -84,11 +85,13 @@ def test_the_hint_for_environment_and_shared_files(tmp_path: Path, monkeypatch: 
         credentials=chain_for(config.build(url="s3result://bucket", environ=env).s3, env),
     )
     client._credentials.get()
-    assert client._credentials_hint("SignatureDoesNotMatch").endswith("fix AWS_SECRET_ACCESS_KEY")
+    assert credentials_hint("SignatureDoesNotMatch", client._credentials.source, client.config.secret_origin).endswith(
+        "fix AWS_SECRET_ACCESS_KEY"
+    )
     (tmp_path / "credentials").write_text("[prod]\naws_access_key_id = A\naws_secret_access_key = S\n")
     env = _env(tmp_path, AWS_PROFILE="prod")
     settings = config.build(url="s3result://bucket", environ=env)
     client = S3Client(settings.s3, credentials=chain_for(settings.s3, env))
     client._credentials.get()
-    hint = client._credentials_hint("InvalidAccessKeyId")
+    hint = credentials_hint("InvalidAccessKeyId", client._credentials.source, client.config.secret_origin)
     assert "aws_access_key_id" in hint and str(tmp_path / "credentials") in hint and "[prod]" in hint

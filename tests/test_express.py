@@ -26,6 +26,7 @@ from s3result.errors import AccessDenied, ConfigError, CredentialsError
 from s3result.s3 import config as s3config
 from s3result.s3 import express
 from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.s3.retry import RetryConfig
 from s3result.s3.transport import HttpxTransport
 
@@ -241,8 +242,7 @@ def test_create_session_and_object_requests_are_signed_as_botocore_signs_them(
         key,
         body,
         metadata=meta,
-        if_none_match=conditional == "if_none_match",
-        if_match='"e"' if conditional == "if_match" else None,
+        mode={"if_none_match": PutMode.CREATE, "if_match": PutMode.update('"e"')}.get(conditional, PutMode.OVERWRITE),
     )
     client.get(key)
     client.head(key)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from s3result import config
 from s3result.s3.client import S3Client
 from s3result.s3.credentials import CredentialSource, StaticProvider
+from s3result.s3.request import PutMode
 from s3result.s3.retry import RetryConfig
 from s3result.s3.transport import RawResponse
 
@@ -62,8 +63,8 @@ def _client(recorder: Recorder) -> S3Client:
 def _send_all(client: S3Client) -> None:
     client.head("pre/k ey")
     client.get("pre/k ey")
-    client.put("pre/k ey", b"create", if_none_match=True, content_type="application/json")
-    client.put("pre/k ey", b"update", if_match='"abc"', content_type="application/json")
+    client.put("pre/k ey", b"create", mode=PutMode.CREATE, content_type="application/json")
+    client.put("pre/k ey", b"update", mode=PutMode.update('"abc"'), content_type="application/json")
     client.put("pre/k ey", b"overwrite", content_type="text/plain", metadata={"Origin": "x"})
     client.delete("pre/k ey")
     client.bucket_request("GET", "lifecycle")

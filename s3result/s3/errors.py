@@ -63,6 +63,7 @@ __all__ = [
     "TransportError",
     "Unauthenticated",
     "error_from_response",
+    "is_missing_key",
 ]
 
 
@@ -310,6 +311,21 @@ def _unescape(text: str) -> str:
         .replace("&apos;", "'")
         .replace("&amp;", "&")
     )
+
+
+def is_missing_key(status: int, body: bytes) -> bool:
+    """Whether an answer is S3's "no such key": a 404 with an S3 error document, not NoSuchBucket.
+
+    Read without building an error: a pending poll is the common 404, and an exception built,
+    rendered and caught costs more than the request's signature. What this says is missing,
+    ``error_from_response`` would map to ``NotFound`` with a code other than NoSuchBucket or NotS3.
+    """
+    if status != 404 or not body:
+        return False
+    if b"<Code>NoSuchKey</Code>" in body:
+        return True
+    fields = _parse_xml_error(body)
+    return bool(fields) and fields.get("Code") != "NoSuchBucket"
 
 
 def error_from_response(

@@ -15,6 +15,7 @@ from s3result import config
 from s3result.backend import S3Backend
 from s3result.errors import AccessDenied, AlreadyExists, InvalidKey, NotFound, PreconditionFailed
 from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.testing.store import MotoServer
 
 
@@ -94,13 +95,13 @@ def test_key_longer_than_1024_bytes_is_refused_before_sending(client: S3Client) 
 
 def test_conditional_writes(client: S3Client) -> None:
     key = _k()
-    etag = client.put(key, b"one", if_none_match=True)
+    etag = client.put(key, b"one", mode=PutMode.CREATE)
     with pytest.raises(AlreadyExists):
-        client.put(key, b"two", if_none_match=True)
+        client.put(key, b"two", mode=PutMode.CREATE)
     assert client.get(key).body == b"one"
-    etag2 = client.put(key, b"three", if_match=etag)
+    etag2 = client.put(key, b"three", mode=PutMode.update(etag))
     with pytest.raises(PreconditionFailed):
-        client.put(key, b"four", if_match=etag)
+        client.put(key, b"four", mode=PutMode.update(etag))
     assert client.get(key).body == b"three" and client.get(key).etag == etag2
 
 

@@ -10,6 +10,7 @@ import pytest
 from s3result.config import build
 from s3result.errors import S3Error
 from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
@@ -43,8 +44,8 @@ def test_store_refuses_conditional_put_whose_condition_was_stripped(
     url = moto_server.url("strip").replace(f":{moto_server.port}/", f":{stripping_proxy.port}/")
     client = S3Client(build(url=url, environ={"S3RESULT_MAX_ATTEMPTS": "1"}).s3)
     with pytest.raises(S3Error) as refused:
-        client.put("strip/k", b"blind", if_match=etag)
+        client.put("strip/k", b"blind", mode=PutMode.update(etag))
     assert refused.value.status == 403, refused.value
     with pytest.raises(S3Error):
-        client.put("strip/k", b"blind", if_none_match=True)
+        client.put("strip/k", b"blind", mode=PutMode.CREATE)
     assert direct.get("strip/k").body == b"v2"
