@@ -44,7 +44,7 @@ from .etags import EtagMemory
 from .precondition import Support, known, support_for
 from .s3.client import S3Client
 from .s3.request import PutMode
-from .s3.retry import is_permanent, is_retryable
+from .s3.retry import Backoff, RetryConfig, is_permanent, is_retryable
 from .waits import Waits
 
 __all__ = ("S3Backend",)
@@ -133,9 +133,11 @@ def _renew_credentials(app: Any) -> None:
         logger.info("s3result: could not renew the credentials before forking a child: %s", exc)
 
 
-# When the main process may next try a verdict the start check could not take, and the pause after.
+# When the main process may next try a verdict the start check could not take, and how many
+# tries failed: the pause after the n-th doubles from 1 s to a minute (the retry policy's ceiling).
 _retake_at: float | None = None
-_retake_pause = 1.0
+_retake_failures = 0
+_RETAKE_BACKOFF = Backoff(RetryConfig(base_delay=1.0, max_delay=60.0))
 
 
 def _retake_verdict(app: Any) -> None:
@@ -147,7 +149,7 @@ def _retake_verdict(app: Any) -> None:
     Tried again before a later fork, one bounded GET first; the pause between tries doubles
     from 1 s to a minute, so a store that stays down costs the main process little.
     """
-    global _retake_at, _retake_pause
+    global _retake_at, _retake_failures
     backend = app.backend
     if not isinstance(backend, S3Backend) or backend.settings.conditional_writes is not ConditionalWrites.PROBE:
         return
@@ -155,19 +157,20 @@ def _retake_verdict(app: Any) -> None:
     if known(backend.client) is not None:
         return
     if _retake_at is None:  # the start check has just failed: not again at once
-        _retake_at = now + _retake_pause
+        _retake_at = now + _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
     if now < _retake_at:
         return
     error = backend.check_store(min(backend.settings.connect_timeout, 2.0))
     if error is None:
         return
-    _retake_pause = min(_retake_pause * 2, 60.0)
-    _retake_at = time.monotonic() + _retake_pause
+    _retake_failures += 1
+    pause = _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
+    _retake_at = time.monotonic() + pause
     logger.info(
         "s3result: conditional-write verdict still not taken (%s); children probe for themselves until "
         "it is, tried again before a fork in %gs",
         error,
-        _retake_pause,
+        pause,
     )
 
 

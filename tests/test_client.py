@@ -497,5 +497,34 @@ def test_an_answer_after_retries_refunds_the_quota() -> None:
     )
     for _ in range(50):
         assert client.get_or_none("k") is None
-    assert client._quota.available == 10
+    assert client._quota.acquire(ServerError(status=503)) == 5 and client._quota.acquire(ServerError(status=503)) == 5
     assert client.retries == 50
+
+
+def test_a_pending_poll_is_an_answer_no_error_is_built() -> None:
+    """404 NoSuchKey to get_or_none is None straight from classification: no S3Error made or caught."""
+    client = make(lambda r: httpx.Response(404, content=_xml("NoSuchKey")))
+    with mock.patch("s3result.s3.client.map_error", side_effect=AssertionError("an error was built")):
+        assert client.get_or_none("k") is None
+        client.delete("k")
+    with pytest.raises(NotFound):  # the same answer to a plain get is NotFound
+        client.get("k")
+    with pytest.raises(NotFound, match="NoSuchBucket"):
+        make(lambda r: httpx.Response(404, content=_xml("NoSuchBucket"))).get_or_none("k")
+
+
+def test_put_modes_send_one_condition_each() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"ETag": '"e"'})
+
+    client = make(handler)
+    client.put("k", b"v")
+    client.put("k", b"v", mode=PutMode.CREATE)
+    client.put("k", b"v", mode=PutMode.update('"e1"'))
+    conditions = [(r.headers.get("if-none-match"), r.headers.get("if-match")) for r in seen]
+    assert conditions == [(None, None), ("*", None), (None, '"e1"')]
+    assert repr(PutMode.update('"e1"')) == "PutMode.update('\"e1\"')" and repr(PutMode.CREATE) == "PutMode.CREATE"
+    assert PutMode.update("x") == PutMode.update("x") and PutMode.OVERWRITE.header is None

@@ -498,7 +498,7 @@ def test_small_edges() -> None:
     assert s3config.zone_id("1.2.3.4--usw2-az1--x-s3") is None  # not a DNS label
     naive = _session_xml("A", "S", "T", 1_800_000_000).replace(b"Z</Expiration>", b"</Expiration>")
     assert express.parse_session(naive)[3] == 1_800_000_000  # no zone: UTC, as S3 means it
-    provider = express.SessionProvider(lambda: b"", bucket="b--usw2-az1--x-s3", attempts=1, backoff=lambda a: None)
+    provider = express.SessionProvider(lambda: b"", bucket="b--usw2-az1--x-s3", retry=RetryConfig(max_attempts=1))
     assert repr(provider) == "SessionProvider(bucket='b--usw2-az1--x-s3', sessions=0)"
     assert express.refresh_windows(300.0) == (45.0, 10.0)  # botocore's, for S3's 5-minute sessions
     assert express.refresh_windows(3.0) == (1.0, 0.5)  # a short test session keeps room for a request

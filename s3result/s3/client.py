@@ -184,8 +184,8 @@ class S3Client:
         provider = SessionProvider(
             send,
             bucket=self.config.bucket,
-            attempts=self._retry.max_attempts,
-            backoff=lambda attempt: self._backoff.sleep(self._backoff.delay(attempt)),
+            retry=self._retry,
+            backoff=self._backoff,
             clock=lambda: self._clock() + self.clock_offset,
         )
         return session_source(provider, clock=lambda: self._clock() + self.clock_offset)

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 
 from .credentials import Credentials, CredentialSource
 from .errors import CredentialsError, S3Error, TransportError
+from .retry import Backoff, RetryConfig, is_retryable, retry_call
 
 __all__ = [
     "SESSION_TOKEN_HEADER",
@@ -114,8 +115,8 @@ class SessionProvider:
     """A credentials provider that runs CreateSession; ``send`` does the request and returns its XML.
 
     Transient failures (a lost connection, a 503, an answer that does not parse) are tried again
-    up to ``attempts`` times with ``backoff``; a refusal (403: no ``s3express:CreateSession``
-    permission) is raised at once.
+    under the client's retry policy (``retry.retry_call``); a refusal (403: no
+    ``s3express:CreateSession`` permission) is raised at once.
     """
 
     name = "CreateSession"
@@ -125,13 +126,13 @@ class SessionProvider:
         send: Callable[[], bytes],
         *,
         bucket: str,
-        attempts: int,
-        backoff: Callable[[int], None],
+        retry: RetryConfig,
+        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._send = send
         self._bucket = bucket
-        self._attempts = attempts
+        self._retry = retry
         self._backoff = backoff
         self._clock = clock
         #: The granted life of the current session, in seconds (for the refresh windows).
@@ -140,26 +141,14 @@ class SessionProvider:
         self.sessions = 0
 
     def __call__(self) -> Credentials:
-        from .retry import is_retryable
-
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                body = self._send()
-                # An answer that does not parse was damaged on its way: asked again, as a lost reply.
-                access, secret, token, expiry = parse_session(body)
-                break
-            except (S3Error, TransportError) as exc:
-                if attempt >= self._attempts or not is_retryable(exc):
-                    raise
-                failure: Exception = exc
-            except UnreadableSession as exc:
-                if attempt >= self._attempts:
-                    raise
-                failure = exc
-            logger.info("s3result: CreateSession on %s failed (%s); trying again", self._bucket, failure)
-            self._backoff(attempt)
+        access, secret, token, expiry = retry_call(
+            # An answer that does not parse was damaged on its way: asked again, as a lost reply.
+            lambda: parse_session(self._send()),
+            config=self._retry,
+            retryable=_may_heal,
+            backoff=self._backoff,
+            what=f"CreateSession on {self._bucket}",
+        )
         self.lifetime = max(expiry - self._clock(), 1.0)
         self.sessions += 1
         logger.debug("s3result: new S3 Express session for %s, %.0fs long", self._bucket, self.lifetime)
@@ -167,6 +156,11 @@ class SessionProvider:
 
     def __repr__(self) -> str:
         return f"SessionProvider(bucket={self._bucket!r}, sessions={self.sessions})"
+
+
+def _may_heal(exc: Exception) -> bool:
+    """A CreateSession failure worth another try: transient, or an answer damaged on its way."""
+    return isinstance(exc, UnreadableSession) or (isinstance(exc, (S3Error, TransportError)) and is_retryable(exc))
 
 
 def session_source(provider: SessionProvider, *, clock: Callable[[], float] = time.time) -> CredentialSource:
