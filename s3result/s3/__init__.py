@@ -17,15 +17,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .client import GetResult, HeadResult, S3Client
     from .config import Addressing, S3Config
+    from .request import PutMode, Request
     from .retry import Backoff, RetryConfig
 
-__all__ = ["Addressing", "Backoff", "GetResult", "HeadResult", "RetryConfig", "S3Client", "S3Config"]
+__all__ = [
+    "Addressing",
+    "Backoff",
+    "GetResult",
+    "HeadResult",
+    "PutMode",
+    "Request",
+    "RetryConfig",
+    "S3Client",
+    "S3Config",
+]
 
 _HOMES = {
     "Addressing": "config",
     "Backoff": "retry",
     "GetResult": "client",
     "HeadResult": "client",
+    "PutMode": "request",
+    "Request": "request",
     "RetryConfig": "retry",
     "S3Client": "client",
     "S3Config": "config",
