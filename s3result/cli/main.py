@@ -1,4 +1,4 @@
-"""The ``s3result`` command: check, demo, serve, get, forget, lifecycle, cost (see ``s3result --help``).
+"""The ``s3result`` command: check, conformance, demo, serve, get, forget, lifecycle, cost (see ``s3result --help``).
 
 It sits on top of the layers: it may use the backend, the client and the embedded store,
 and nothing below imports it.
@@ -48,6 +48,10 @@ def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         return from_celery_conf(app.conf, backend), app
     url = getattr(args, "url", None) or os.environ.get("S3RESULT_URL")
+    if not url and args.command == "conformance":
+        raise UsageError(
+            "give the store's URL: s3result conformance s3result+https://HOST/BUCKET/PREFIX (or set S3RESULT_URL)"
+        )
     if not url:
         raise UsageError("give --app proj.celery or --url s3result://BUCKET/PREFIX (or set S3RESULT_URL)")
     from celery import Celery
@@ -123,6 +127,17 @@ def _check(args: argparse.Namespace) -> int:
     else:
         target = ""
     return run_check(settings, app, as_json=args.json, out=sys.stdout, target=target)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from ..conformance.checks import CHECKS
+    from .conformance import conformance
+
+    unknown = [c for c in args.check or () if c not in CHECKS]
+    if unknown:
+        raise UsageError(f"no check named {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+    settings, _ = _settings_and_app(args)
+    return conformance(args, settings)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -363,6 +378,18 @@ def _parser() -> argparse.ArgumentParser:
     target(check)
     check.add_argument("--json", action="store_true", help="machine-readable output for CI pipelines")
     check.set_defaults(func=_check)
+    conformance = sub.add_parser(
+        "conformance",
+        help="check that a store has the S3 semantics s3result relies on (one line per check)",
+        description="Run the conformance checks against the store a result_backend URL names, with the credentials "
+        "a worker would use, and say per check: pass, differs (and what that means for s3result) or FAIL. Exit 0 "
+        "when every semantic s3result relies on holds, 1 naming the first that does not. What it writes is "
+        "under PREFIX/s3result-conformance/ and deleted at the end.",
+    )
+    from .conformance import add_conformance_arguments
+
+    add_conformance_arguments(conformance)
+    conformance.set_defaults(func=_conformance)
     get = sub.add_parser(
         "get",
         help="show one stored result, decoded, with its state",
