@@ -138,7 +138,6 @@ def test_docs_layout_names_every_module() -> None:
         )
 
 
-
 def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:
     """Every s3result module ``path`` imports, at the top, in functions and under TYPE_CHECKING.
 
