@@ -40,6 +40,7 @@ MODULES = [
     "s3result.cli.cost",
     "s3result.cli.expiry",
     "s3result.testing.store",
+    "s3result.testing.entry",
     "s3result.testing.plugin",
 ]
 

@@ -25,6 +25,7 @@ from ..client import S3Client
 from ..errors import (
     _HINTS,
     NOT_S3,
+    ConfigError,
     NotFound,
     S3Error,
     S3ResultError,
@@ -105,6 +106,9 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
         # whole ID is never printed.
         hint = f" (access key ending in {creds.access_key[-4:]})" if len(creds.access_key) >= 16 else ""
         creds_source = f"{creds.source}{hint}"
+    except ConfigError as exc:  # half of a key pair, a pasted space: the message names the variable
+        found.append(Finding("credentials", False, str(exc), exc.detail.rpartition("; ")[2]))
+        creds_source = "not usable (below)"
     except S3ResultError as exc:
         found.append(Finding("credentials", False, str(exc), "configure credentials (see the README's table)"))
     resolved = {
@@ -157,7 +161,18 @@ def iter_findings(
     if isinstance(error, S3Error) and (error.code in _AUTH_CODES or error.status == 401):
         yield Finding("authentication", False, str(error), _hint(error) or "check the credentials", ms=ms)
         return
-    yield Finding("authentication", True, "the store accepted the signature")
+    if isinstance(error, S3Error) and error.code == "AccessDenied":
+        # AWS checks the signature before the policy, but a store (or a proxy) that denies everything
+        # answers the same 403 to any signature: the probes below tell.
+        yield Finding(
+            "authentication",
+            True,
+            "not confirmed: the store answered 403 AccessDenied, which a store denying every request sends too",
+            "see the probes below; if every one is denied, check the credentials and the store's policies",
+            warning=True,
+        )
+    else:
+        yield Finding("authentication", True, "the store accepted the signature")
     if isinstance(error, NotFound) and error.code == "NoSuchBucket":
         yield Finding("bucket", False, str(error), _hint(error), ms=ms)
         return
@@ -307,6 +322,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
         days_from_expires,
         days_text,
         expires_set_by_user,
+        negative_expires,
         noncurrent_coverage,
         read_rules,
         rule_id,
@@ -314,12 +330,15 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     )
 
     conf = getattr(app, "conf", None)
-    user_days = (
-        days_from_expires(conf.get("result_expires")) if conf is not None and expires_set_by_user(conf) else None
-    )
-    # result_expires=None (or 0) set on purpose: results are meant to be kept, and lifecycle
-    # refuses to derive a rule from it; only --days N expires them anyway.
+    given = conf.get("result_expires") if conf is not None and expires_set_by_user(conf) else None
+    if negative_expires(given):
+        yield Finding("expiry", False, f"result_expires={given!r} is negative", str(negative_expires(given)))
+        return
+    user_days = days_from_expires(given)
+    # result_expires=None (or 0, which Celery reads the same) set on purpose: results are meant to
+    # be kept, and lifecycle refuses to derive a rule from it; only --days N expires them anyway.
     keep = conf is not None and user_days is None and expires_set_by_user(conf)
+    asked = f"result_expires={given!r}" + (" (Celery keeps results forever for 0, as for None)" if given == 0 else "")
 
     def apply_command(days: str) -> str:
         command = "s3result lifecycle --apply" + (f" --days {days}" if days else "")
@@ -362,8 +381,10 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
             "expiry",
             True,
             f"no enabled lifecycle rule expires {where}: results, group metas and chord counters are kept "
-            f"forever, as result_expires=None asks (to expire them anyway: {apply})",
+            f"forever, as {asked} asks (to expire them anyway: {apply})",
+            "if you meant results to expire at once or soon, give result_expires in seconds" if given == 0 else "",
             ms=ms,
+            warning=given == 0,  # 0 is read as "never" by Celery, and often meant as "at once"
         )
         return
     if rule is None:
@@ -400,7 +421,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
         yield Finding(
             "expiry",
             True,
-            f"result_expires=None asks to keep results, but lifecycle rule {rule.id!r} expires them {after}",
+            f"{asked} asks to keep results, but lifecycle rule {rule.id!r} expires them {after}",
             "remove or change the rule, or set result_expires to how long results are kept",
             warning=True,
         )
@@ -415,10 +436,16 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
 
 
 def security_findings(settings: Settings, app: Any) -> Iterator[Finding]:
-    """Pickle in the results: whoever can write under the prefix runs code in every reader."""
+    """A secret Celery cannot mask; pickle in the results (whoever can write under the prefix runs code)."""
     conf = getattr(app, "conf", None)
     if conf is None:
         return
+    from ..config import raw_slash_warning
+
+    slash = raw_slash_warning(conf.get("result_backend"))
+    if slash:
+        what, _, fix = slash.partition("; ")
+        yield Finding("security", True, what, fix, warning=True)
     accept = conf.get("result_accept_content") or conf.get("accept_content") or []
     serializer = str(conf.get("result_serializer") or "")
     names = {str(a).lower() for a in accept}

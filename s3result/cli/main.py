@@ -42,8 +42,16 @@ def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
         app = _import_app(args.app)
         backend = app.conf.result_backend
         if not isinstance(backend, str) or not backend.startswith("s3result"):
+            from ..config import redact_url
+
+            shown = redact_url(backend) if isinstance(backend, str) else repr(backend)
+            if isinstance(backend, str) and backend.startswith("s3:"):
+                raise UsageError(
+                    f"the app {args.app!r} has result_backend={shown!r}: s3:// is Celery's built-in boto3 backend "
+                    "(it wants s3_bucket, hence its 'Missing bucket name'), not s3result; write s3result://BUCKET/PREFIX"
+                )
             raise UsageError(
-                f"the app {args.app!r} has result_backend={backend!r}, not an s3result:// URL; "
+                f"the app {args.app!r} has result_backend={shown!r}, not an s3result:// URL; "
                 "set result_backend, or give --url"
             )
         return from_celery_conf(app.conf, backend), app
@@ -227,7 +235,7 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
-    from .expiry import apply_rule, days_from_expires, days_text, expires_set_by_user
+    from .expiry import apply_rule, days_from_expires, days_text, expires_set_by_user, negative_expires
     from .lifecycle import lifecycle_text
 
     settings, app = _settings_and_app(args)
@@ -239,6 +247,9 @@ def _lifecycle(args: argparse.Namespace) -> int:
     days = args.days
     if days is None:
         if expires_set_by_user(app.conf):
+            negative = negative_expires(app.conf.result_expires)
+            if negative:
+                raise UsageError(f"{negative}; or give --days N")
             days = days_from_expires(app.conf.result_expires)
             if days is None:
                 raise UsageError(

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
+
 __all__ = ["Credentials", "EnvProvider", "Provider", "StaticProvider"]
 
 
@@ -63,8 +65,16 @@ class EnvProvider:
     def __call__(self) -> Credentials | None:
         env = self._environ
         access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        if not access or not secret:
+        if not access and not secret:
             return None
+        if not access or not secret:  # botocore raises PartialCredentialsError here too
+            given, missing = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")[:: 1 if access else -1]
+            raise ConfigError(
+                missing, f"not set, while {given} is; export {missing} too, or unset {given} to use another source"
+            )
+        for name, value in (("AWS_ACCESS_KEY_ID", access), ("AWS_SECRET_ACCESS_KEY", secret)):
+            if value != value.strip():  # pasted with a space or a newline: the store would say "wrong secret"
+                raise ConfigError(name, f"has leading or trailing whitespace; remove it from {name}")
         token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
         return Credentials(access, secret, token, source=self.name)
 

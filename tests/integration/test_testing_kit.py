@@ -78,7 +78,7 @@ def test_the_plugin_costs_nothing_when_its_fixtures_are_unused() -> None:
     assert not {m for m in loaded if m.split(".")[0] in ("moto", "celery", "kombu", "httpx", "httpcore", "boto3")}
     ours = {m for m in loaded if m.startswith("s3result")}
     assert ours <= {"s3result", "s3result.errors", "s3result.testing", "s3result.testing.plugin"}, ours
-    entry = [ep for ep in metadata.entry_points(group="pytest11") if ep.value == "s3result.testing.plugin"]
+    entry = [ep for ep in metadata.entry_points(group="pytest11") if ep.value == "s3result.testing.entry"]
     assert [ep.name for ep in entry] == ["s3result"]
 
 
@@ -211,6 +211,9 @@ def test_the_plugin_is_registered_once(request, s3result_backend_url):
         (["-p", "s3result"], 'pytest_plugins = ["s3result.testing.plugin"]\n', True),
         ([], 'pytest_plugins = ["s3result.testing.plugin"]\n', False),
         (["-p", "s3result"], "", False),
+        (["-p", "s3result", "-p", "s3result.testing.plugin"], "", True),
+        (["-p", "s3result.testing.plugin", "-p", "s3result"], "", True),
+        (["-p", "s3result", "-p", "s3result.testing.plugin"], "", False),
     ],
     ids=[
         "entry-point",
@@ -221,6 +224,9 @@ def test_the_plugin_is_registered_once(request, s3result_backend_url):
         "-p-s3result+pytest_plugins",
         "pytest_plugins-no-autoload",
         "-p-s3result-no-autoload",
+        "-p-s3result+-p-module",
+        "-p-module+-p-s3result",
+        "-p-s3result+-p-module-no-autoload",
     ],
 )
 def test_the_plugin_loads_once_whichever_way_it_is_named(
