@@ -426,17 +426,23 @@ def _secret_origin(layers: list[dict[str, Any]], key: str = "secret_key") -> str
 
 
 def _named_by_origin(exc: ConfigError, layers: list[dict[str, Any]], env: Mapping[str, str]) -> ConfigError:
-    """The same error, saying where the value came from (a variable, a Celery setting, the URL)."""
+    """The same error, saying where a credential or an environment value came from.
+
+    A secret can be given in four places and an endpoint by two variables: "secret_key" alone
+    does not say which one to fix.
+    """
     where = _secret_origin(layers, exc.setting)
+    if exc.setting not in ("access_key", "secret_key", "session_token") and where != "the environment":
+        return exc
     if where == "the environment":  # _from_environ: the endpoint and the region
         names = {
             "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
             "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
         }
         where = next((n for n in names.get(exc.setting, ()) if env.get(n)), where)
-    if where is None or where == exc.setting:
+    if where is None:
         return exc
-    return ConfigError(f"{exc.setting} (from {where})", exc.detail)
+    return ConfigError(exc.setting, f"from {where}: {exc.detail}")
 
 
 def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:

@@ -65,12 +65,13 @@ class EnvProvider:
     def __call__(self) -> Credentials | None:
         env = self._environ
         access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        if not access and not secret:
+        if not access:  # a secret alone is passed over, as botocore's EnvProvider does
             return None
-        if not access or not secret:  # botocore raises PartialCredentialsError here too
-            given, missing = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")[:: 1 if access else -1]
+        if not secret:  # botocore raises PartialCredentialsError here: never fall through to IMDS
             raise ConfigError(
-                missing, f"not set, while {given} is; export {missing} too, or unset {given} to use another source"
+                "AWS_SECRET_ACCESS_KEY",
+                "not set, while AWS_ACCESS_KEY_ID is; export AWS_SECRET_ACCESS_KEY too, "
+                "or unset AWS_ACCESS_KEY_ID to use another source",
             )
         for name, value in (("AWS_ACCESS_KEY_ID", access), ("AWS_SECRET_ACCESS_KEY", secret)):
             if value != value.strip():  # pasted with a space or a newline: the store would say "wrong secret"
