@@ -61,5 +61,13 @@ def s3result_store() -> Iterator[MotoServer]:
 
 @pytest.fixture
 def s3result_backend_url(s3result_store: MotoServer) -> str:
-    """A ``result_backend`` URL into the session's store, under a prefix of this test's own."""
-    return s3result_store.url(prefix=f"t-{uuid.uuid4().hex[:16]}")
+    """A ``result_backend`` URL into the session's store, under a prefix of this test's own.
+
+    The secret is percent-encoded, as it should be in any URL Celery shows (a raw '/' defeats its
+    masking, and the worker warns of it).
+    """
+    from urllib.parse import quote
+
+    url = s3result_store.url(prefix=f"t-{uuid.uuid4().hex[:16]}")
+    secret = s3result_store.secret_key
+    return url.replace(f":{secret}@", f":{quote(secret, safe='')}@", 1)
