@@ -49,7 +49,7 @@ def _line(outcome: Outcome) -> str:
 
 def _verdict(outcomes: list[Outcome]) -> tuple[int, str]:
     counts = {v: sum(o.verdict == v for o in outcomes) for v in ("pass", "differs", "fail")}
-    summary = f"{len(outcomes)} checks: {counts['pass']} pass, {counts['differs']} differ, {counts['fail']} fail"
+    summary = f"{len(outcomes)} check{'' if len(outcomes) == 1 else 's'}: {counts['pass']} pass, {counts['differs']} differ, {counts['fail']} fail"
     failed = next((o for o in outcomes if o.verdict == "fail"), None)
     if failed is None:
         return 0, f"{summary}. Every semantic s3result relies on holds on this store."

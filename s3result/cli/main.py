@@ -144,7 +144,12 @@ def _conformance(args: argparse.Namespace) -> int:
     unknown = [c for c in args.check or () if c not in CHECKS]
     if unknown:
         raise UsageError(f"no check named {', '.join(unknown)}; known: {', '.join(CHECKS)}")
-    settings, _ = _settings_and_app(args)
+    settings, app = _settings_and_app(args)
+    from ..config import raw_slash_warning
+
+    slash = raw_slash_warning(app.conf.result_backend)
+    if slash:
+        print(f"s3result conformance: warning: {slash}", file=sys.stderr)
     return conformance(args, settings)
 
 

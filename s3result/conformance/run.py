@@ -62,7 +62,7 @@ def _preflight(client: S3Client, key: str) -> None:
             raise PreflightError(f"preflight: {key!r} read back other bytes than were written")
         client.delete(key)
     except S3ResultError as exc:
-        raise PreflightError(f"preflight PUT/GET/DELETE of {key!r} failed: {exc}") from exc
+        raise PreflightError(f"no check run: one object could not be written, read and deleted: {exc}") from exc
 
 
 def _judge(name: str, observed: Any, ms: float) -> Outcome:
