@@ -32,6 +32,7 @@ MODULES = [
     "s3result.etags",
     "s3result.cli.check",
     "s3result.cli.conformance",
+    "s3result.cli.expiry_check",
     "s3result.cli.findings",
     "s3result.cli.session_check",
     "s3result.conformance.run",

@@ -7,14 +7,16 @@ import it, and neither imports the other.
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import ConnectError, RequestTimeout, TransportError
+from ..errors import ConnectError, RequestTimeout, S3ResultError, TransportError
 
 if TYPE_CHECKING:
     from ..client import S3Client
+    from ..settings import Settings
 
 __all__ = ["Finding", "PROBE_CONNECT_TIMEOUT", "diagnose_transport"]
 
@@ -104,3 +106,19 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
             "check endpoint_url (http vs https, the port): it must be the store's S3 API",
         )
     return (text, "check endpoint_url and the network")
+
+
+def _arn(settings: Settings, objects: bool) -> str:
+    if not objects:
+        return f"arn:aws:s3:::{settings.bucket}"
+    return f"arn:aws:s3:::{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}*"
+
+
+def _timed(fn: Any) -> tuple[Any, float, BaseException | None]:
+    start = time.perf_counter()
+    try:
+        value = fn()
+        error = None
+    except S3ResultError as exc:
+        value, error = None, exc
+    return value, (time.perf_counter() - start) * 1000, error
