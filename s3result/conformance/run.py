@@ -72,7 +72,7 @@ def _judge(name: str, observed: Any, ms: float) -> Outcome:
         verdict = "pass"
     else:
         verdict = "fail" if meaning.fails(observed) else "differs"
-    return Outcome(name, meaning.semantic, verdict, str(observed), str(expected), meaning.if_different, ms)
+    return Outcome(name, meaning.semantic, verdict, str(observed), str(expected), meaning.meaning(observed), ms)
 
 
 def run_checks(

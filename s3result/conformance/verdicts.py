@@ -25,18 +25,45 @@ class Meaning:
     #: Whether a different answer breaks s3result (True), or only changes something (False).
     #: A callable decides from the observed answer where both can happen.
     breaks: bool | Callable[[Any], bool] = False
+    #: What a breaking answer means, where it says more than ``if_different``.
+    if_broken: str | None = None
 
     def fails(self, observed: Any) -> bool:
         return self.breaks(observed) if callable(self.breaks) else self.breaks
+
+    def meaning(self, observed: Any) -> str:
+        """The sentence for this answer: the breaking one's where it has its own."""
+        return self.if_broken if self.if_broken is not None and self.fails(observed) else self.if_different
 
 
 _STORED = "results are not stored and read back byte for byte: s3result cannot keep results here"
 _KEYS = "keys like these are refused: keep the prefix and task ids to plain characters (Celery's UUIDs are fine)"
 _CONDITIONAL = (
-    "conditional writes do not hold: s3result's probe turns them off, so a late duplicate can overwrite a "
-    "result and chords fall back to chord_unlock (set conditional_writes=disabled to skip the probe)"
+    "the store ignores If-None-Match/If-Match (it writes where the condition must refuse): s3result's probe "
+    "turns conditional writes off, so a late duplicate can overwrite a result and chords use chord_unlock; "
+    "never set conditional_writes=etag on this store"
+)
+_REFUSED = (
+    "the store refuses a condition that holds: s3result's probe turns conditional writes off and stays "
+    "correct (plain PUTs, as Celery's other backends; chords use chord_unlock); set conditional_writes=disabled "
+    "to skip the probe"
 )
 _AUTH = "a wrong key is not named as such: check and errors say less precisely which credential is wrong"
+
+
+def _ignored(observed: Any) -> bool:
+    """A conditional write the store *applied* where it had to refuse: the semantic is broken.
+
+    A store that refuses a condition that holds (Ceph RGW 16.2 compares If-Match without the
+    quotes, Swift answers 501) only costs the fallback; one that says yes and overwrites (nanio)
+    would lose a result to any writer that trusts it.
+    """
+    text = " ".join(str(part) for part in observed) if isinstance(observed, tuple) else str(observed)
+    return any(word in text for word in ("overwritten", "several winners", "lost updates")) or text.startswith("2")
+
+
+#: One meaning for every conditional-write check; what was observed tells ignored from refused.
+_CONDITIONAL_MEANING = Meaning("conditional writes", _REFUSED, _ignored, _CONDITIONAL)
 
 
 def _no_auth(observed: Any) -> bool:
@@ -94,13 +121,13 @@ MEANINGS: dict[str, Meaning] = {
     "clock_20_minutes_off": Meaning(
         "authentication", "does not check the request time: a worker with a wrong clock is not told here"
     ),
-    "if_none_match_on_existing_key": Meaning("conditional writes", _CONDITIONAL, True),
-    "if_none_match_on_missing_key": Meaning("conditional writes", _CONDITIONAL, True),
-    "if_match_current_etag": Meaning("conditional writes", _CONDITIONAL, True),
-    "if_match_stale_etag": Meaning("conditional writes", _CONDITIONAL, True),
-    "if_match_missing_key": Meaning("conditional writes", _CONDITIONAL, True),
-    "concurrent_creates_one_winner": Meaning("conditional writes", _CONDITIONAL, True),
-    "compare_and_swap_counter": Meaning("conditional writes", _CONDITIONAL, True),
+    "if_none_match_on_existing_key": _CONDITIONAL_MEANING,
+    "if_none_match_on_missing_key": _CONDITIONAL_MEANING,
+    "if_match_current_etag": _CONDITIONAL_MEANING,
+    "if_match_stale_etag": _CONDITIONAL_MEANING,
+    "if_match_missing_key": _CONDITIONAL_MEANING,
+    "concurrent_creates_one_winner": _CONDITIONAL_MEANING,
+    "compare_and_swap_counter": _CONDITIONAL_MEANING,
     "read_after_write_and_delete": Meaning(
         "consistency", "a result just stored can read as pending, or a forgotten one as present", True
     ),
