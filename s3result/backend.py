@@ -27,7 +27,7 @@ from kombu.utils.encoding import bytes_to_str
 
 from .chording import ChordMethods
 from .clients import shared_client
-from .config import ConditionalWrites, Settings, from_celery_conf
+from .config import ConditionalWrites, Settings, from_celery_conf, raw_slash_warning
 from .counter import cas_attempts
 from .errors import (
     AlreadyExists,
@@ -89,11 +89,14 @@ def _check_store_at_start(sender: Any = None, **_: Any) -> None:
     if not isinstance(backend, S3Backend):
         return
     _store_checked.add(os.getpid())
+    slash = raw_slash_warning(backend.url)
+    if slash:
+        logger.warning("s3result: %s", slash)
     error = backend.check_store(min(backend.settings.connect_timeout + backend.settings.read_timeout, 5.0))
     if error is None:
         return
     where = backend.settings.redacted_url()
-    if is_permanent(error):
+    if is_permanent(error) or isinstance(error, ConfigError):  # a half-set key pair: no wait mends it
         logger.critical("s3result: result store not usable, worker not started: %s: %s", where, error)
         raise SystemExit(1)
     logger.warning("s3result: result store not reachable at worker start (%s), starting anyway: %s", where, error)

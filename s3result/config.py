@@ -31,6 +31,7 @@ __all__ = [
     "build",
     "from_celery_conf",
     "parse_url",
+    "raw_slash_warning",
     "redact_url",
 ]
 
@@ -152,6 +153,8 @@ def _check_prefix(prefix: str) -> str:
 
 def _check_endpoint(url: str) -> str:
     parts = urlsplit(url)
+    if "://" not in url:
+        raise ConfigError("endpoint_url", f"{redact_url(url)!r} has no scheme; write https://{url} (or http://)")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("endpoint_url", f"{redact_url(url)!r} is not an http:// or https:// URL with a host")
     if parts.username or parts.password:
@@ -210,6 +213,24 @@ def _split_userinfo(url: str) -> tuple[str, str, str]:
     if at < 0:
         return scheme + sep, "", rest
     return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def raw_slash_warning(url: object) -> str | None:
+    """The warning for a URL whose userinfo holds a raw ``/``, or None.
+
+    s3result reads such a URL, but Celery's own masking (kombu's ``maybe_sanitize_url``, used by
+    ``celery report`` and the worker's banner) cannot parse it and prints it whole, secret included.
+    """
+    if not isinstance(url, str):
+        return None
+    _, userinfo, _ = _split_userinfo(url.strip())
+    if "/" not in userinfo:
+        return None
+    return (
+        "the secret in result_backend holds a raw '/': Celery cannot mask such a URL (celery report would "
+        "print the secret); percent-encode it as %2F (and '+' as %2B), or move the keys to AWS_ACCESS_KEY_ID "
+        "and AWS_SECRET_ACCESS_KEY"
+    )
 
 
 def redact_url(url: str) -> str:
@@ -286,7 +307,11 @@ def parse_url(url: str) -> dict[str, Any]:
         if prefix.strip("/"):
             raw["prefix"] = prefix
     elif parts.scheme == "s3":
-        raise ConfigError("result_backend", "s3:// is Celery's own boto3 backend; use s3result://BUCKET/PREFIX")
+        raise ConfigError(
+            "result_backend",
+            "s3:// is Celery's built-in boto3 backend (a worker given it says 'Missing bucket name'); "
+            "s3result's scheme is s3result://BUCKET/PREFIX",
+        )
     else:
         raise ConfigError(
             "result_backend", f"unsupported scheme {parts.scheme!r}; use s3result:// or s3result+https://"
@@ -378,19 +403,44 @@ def build(
         region = awsfiles.profile_section(profile, env, config_file=True).get("region")
         if region:
             raw["region"] = region
-    settings = _validate(raw)
+    try:
+        settings = _validate(raw)
+    except ConfigError as exc:
+        raise _named_by_origin(exc, layers, env) from None
     origin = _secret_origin(layers)
     return replace(settings, secret_origin=origin) if origin and settings.secret_key else settings
 
 
-def _secret_origin(layers: list[dict[str, Any]]) -> str | None:
-    """Which of ``build``'s layers gave the secret key that won (the last one that has it)."""
-    names = ("the environment", "CELERY_S3_BACKEND_SETTINGS", "s3_secret_access_key", "s3result_options", "")
+def _secret_origin(layers: list[dict[str, Any]], key: str = "secret_key") -> str | None:
+    """Which of ``build``'s layers gave the value of ``key`` that won (the last one that has it)."""
+    names = ("the environment", "CELERY_S3_BACKEND_SETTINGS", "Celery's s3_* settings", "s3result_options", "")
     found = None
     for name, layer in zip(names, layers, strict=True):
-        if layer.get("secret_key") is not None:
+        if layer.get(key) is not None:
             found = name or "the result_backend URL"
+    if found == "Celery's s3_* settings":
+        found = next((name for name, k in _CELERY_SETTINGS.items() if k == key), found)
     return found
+
+
+def _named_by_origin(exc: ConfigError, layers: list[dict[str, Any]], env: Mapping[str, str]) -> ConfigError:
+    """The same error, saying where a credential or an environment value came from.
+
+    A secret can be given in four places and an endpoint by two variables: "secret_key" alone
+    does not say which one to fix.
+    """
+    where = _secret_origin(layers, exc.setting)
+    if exc.setting not in ("access_key", "secret_key", "session_token") and where != "the environment":
+        return exc
+    if where == "the environment":  # _from_environ: the endpoint and the region
+        names = {
+            "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+            "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+        }
+        where = next((n for n in names.get(exc.setting, ()) if env.get(n)), where)
+    if where is None:
+        return exc
+    return ConfigError(exc.setting, f"from {where}: {exc.detail}")
 
 
 def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:

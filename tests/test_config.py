@@ -172,7 +172,7 @@ BAD = [
     ("s3result://bucket/a#frag", {}, "result_backend", "fragment"),
     ("s3result+http://host:99999/b", {}, "result_backend", "not a valid URL"),
     ("s3result+https:///bucket", {}, "result_backend", "has no host"),
-    ("s3://bucket", {}, "result_backend", "Celery's own boto3 backend"),
+    ("s3://bucket", {}, "result_backend", "Celery's built-in boto3 backend"),
     ("ftp://host/bucket", {}, "result_backend", "unsupported scheme"),
     ("s3result+http://127.0.0.1:9000/bkt?addressing=virtual", {}, "addressing", "needs a DNS name"),
     ("s3result://bucket/a//b", {}, "prefix", "empty path segment"),

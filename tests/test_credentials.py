@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from s3result import config
-from s3result.errors import CredentialsError
+from s3result.errors import ConfigError, CredentialsError
 from s3result.s3.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
 
 
@@ -33,7 +33,11 @@ def test_environment_session_token_and_legacy_name() -> None:
     base = {"AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S"}
     assert EnvProvider({**base, "AWS_SESSION_TOKEN": "T1"})().token == "T1"  # type: ignore[union-attr]
     assert EnvProvider({**base, "AWS_SECURITY_TOKEN": "T2"})().token == "T2"  # type: ignore[union-attr]
-    assert EnvProvider({"AWS_ACCESS_KEY_ID": "K"})() is None
+    assert EnvProvider({"AWS_SECRET_ACCESS_KEY": "S"})() is None  # passed over, as botocore does
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY: not set, while AWS_ACCESS_KEY_ID is"):
+        EnvProvider({"AWS_ACCESS_KEY_ID": "K"})()  # botocore: PartialCredentialsError
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY: has leading or trailing whitespace"):
+        EnvProvider({**base, "AWS_SECRET_ACCESS_KEY": "S "})()
 
 
 def test_no_credentials_is_one_clear_line() -> None:

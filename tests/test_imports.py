@@ -6,6 +6,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,11 +34,17 @@ MODULES = [
     "s3result.backend",
     "s3result.etags",
     "s3result.cli.check",
+    "s3result.cli.conformance",
+    "s3result.cli.expiry_check",
+    "s3result.cli.findings",
     "s3result.cli.session_check",
+    "s3result.conformance.run",
+    "s3result.conformance.verdicts",
     "s3result.testing.express",
     "s3result.cli.cost",
     "s3result.cli.expiry",
     "s3result.testing.store",
+    "s3result.testing.entry",
     "s3result.testing.plugin",
 ]
 
@@ -144,3 +151,46 @@ c = S3Client(S3Config(bucket='bucket', endpoint_url='http://127.0.0.1:9', access
     loaded = _modules_after(code)
     assert "s3result.s3.client" in loaded
     assert not {"celery", "kombu", "s3result.backend", "s3result.config", "s3result.settings"} & loaded
+
+
+def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:
+    """Every s3result module ``path`` imports, at the top, in functions and under TYPE_CHECKING.
+
+    ``from . import x`` counts as importing ``x`` (a submodule) only, not its package.
+    """
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            subs = {f"{base}.{a.name}" for a in node.names} & modules
+            found |= subs or {base}
+    return found & modules - {module}
+
+
+def test_no_import_cycle_through_the_command_the_kit_or_conformance() -> None:
+    """Counting every import: cli/, testing/ and conformance/ sit on top, and no cycle runs through them."""
+    root = Path(__file__).resolve().parent.parent
+    paths = {}
+    for path in (root / "s3result").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {m: _imports_of(p, m, set(paths)) for m, p in paths.items()}
+    on_top = sorted(m for m in graph if m.split(".")[1:2] in (["cli"], ["testing"], ["conformance"]))
+    for start in on_top:
+        stack, seen = [(start, [start])], {start}
+        while stack:
+            node, trail = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    pytest.fail(f"import cycle: {' -> '.join([*trail, nxt])}")
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import S3Error, TransportError
+from .findings import Finding, diagnose_transport
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..s3.client import S3Client
-    from .check import Finding
 
 __all__ = ["session_findings"]
 
@@ -24,7 +24,6 @@ __all__ = ["session_findings"]
 def session_findings(client: S3Client, settings: Settings) -> Iterator[Finding]:
     """One CreateSession: the session's mode and life, or why there is none and the fix."""
     from ..s3.express import SessionProvider, refresh_windows
-    from .check import Finding, diagnose_transport
 
     source = client.session
     if source is None:

@@ -253,7 +253,8 @@ def _first_sentence(message: str) -> str:
     if end:
         text = text[: end.start() + 1]
     if len(text) > _MESSAGE_LIMIT:
-        text = text[: _MESSAGE_LIMIT - 3].rstrip() + "..."
+        # Cut between words, never inside one ("unless the cred..." reads as a typo, or a secret).
+        text = text[: _MESSAGE_LIMIT - 3].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
     return text
 
 
