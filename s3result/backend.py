@@ -4,8 +4,8 @@ A read is one GET (a 404 is "pending"); ``mget`` runs concurrently over the pool
 ``GroupResult.get()`` is one round of parallel GETs. Settings are read once, in ``__init__``,
 through ``config.from_celery_conf``; a bad one becomes ``ImproperlyConfigured`` naming it.
 
-Where the store honours conditional writes (probed once per process and bucket, see
-``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
+Where the store honours conditional writes (probed once per store and bucket, the verdict
+kept in the bucket for the next process, see ``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
 is it read, and replaced with ``PUT If-Match`` unless it already holds a SUCCESS. Chords then
 count their parts in a compare-and-swap counter object (``chords``: the producer decides
 native or ``chord_unlock`` once, each part counts once, the part that completes the count
@@ -329,19 +329,24 @@ class S3Backend(Waits, ChordMethods):
         return isinstance(exc, TransportError) or is_retryable(exc)
 
     def check_store(self, timeout: float = 5.0) -> BaseException | None:
-        """One GET of a key that need not exist, then the conditional-write verdict; the error, if any.
+        """The store's first answers, before any task is taken; the error, if any.
 
         The worker runs it at start-up (``worker_init``): a missing bucket, denied credentials
         or a web page on the endpoint are then one line before any task is taken, not a
-        failure per task. The verdict is taken here, in the main process before the pool forks,
-        so every child inherits it instead of probing the store again.
+        failure per task. With ``conditional_writes=probe`` it is the conditional-write verdict:
+        the GET of the verdict stored in the bucket, confirmed by one conditional PUT (which a
+        read-only key is refused), or the probe where there is none. It is taken here, in the
+        main process before the pool forks, so every child inherits it. Otherwise one GET of a
+        key that need not exist.
         """
-        key = self._key(self.get_key_for_task("s3result-start-check"))
         deadline = time.monotonic() + timeout
         try:
-            self.client.get_or_none(key, deadline=deadline, attempts=1)
-            # Probed within the same timeout, and cached for this process and its children.
-            support_for(self.client, self.settings.conditional_writes, self.settings.prefix, deadline)
+            mode = self.settings.conditional_writes
+            if mode is ConditionalWrites.PROBE and known(self.client) is None:
+                support_for(self.client, mode, self.settings.prefix, deadline, confirm=True)
+            else:
+                key = self._key(self.get_key_for_task("s3result-start-check"))
+                self.client.get_or_none(key, deadline=deadline, attempts=1)
         except Exception as exc:  # noqa: BLE001 - reported by the caller
             return exc
         return None

@@ -5,7 +5,8 @@ overwrite (nanio, s3rver), Swift's s3api answers 501, and Ceph RGW 16.2 compares
 without the quotes S3 puts around ETags, so a correct ``If-Match`` fails. The probe writes a
 dedicated key under the prefix, checks the three behaviours s3result relies on, and deletes it.
 A transport failure during the probe is raised, never taken as an answer, so two processes
-talking to the same store always reach the same verdict.
+talking to the same store always reach the same verdict. The verdict is kept in the bucket
+(``verdict``), so a process that starts after it reads it with one GET instead of probing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import verdict
 from .config import ConditionalWrites
 from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
 
@@ -170,10 +172,20 @@ def known(client: S3Client) -> Support | None:
     return _cache.get((client.settings.base_url, client.settings.bucket))
 
 
-def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline: float | None = None) -> Support:
-    """The verdict for this store and bucket: forced by ``mode``, or probed once and cached.
+def support_for(
+    client: S3Client,
+    mode: ConditionalWrites,
+    prefix: str,
+    deadline: float | None = None,
+    *,
+    confirm: bool = False,
+) -> Support:
+    """The verdict for this store and bucket: forced by ``mode``, else stored or probed, then cached.
 
-    ``deadline`` bounds a probe this call runs (see ``probe``).
+    A verdict stored in the bucket by an earlier process (``verdict``) costs one GET; without
+    one that may be trusted, the store is probed and the verdict stored for the next process.
+    ``confirm`` (the worker's start check) checks a stored verdict with one conditional PUT,
+    which also shows the credentials may write. ``deadline`` bounds every request sent here.
     """
     if mode is ConditionalWrites.ETAG:
         return Support(True, "forced on by conditional_writes=etag", forced=True)
@@ -181,7 +193,7 @@ def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline
         return Support(False, "forced off by conditional_writes=disabled", forced=True)
     # Not keyed by process: the verdict is a property of the store. A prefork worker takes it
     # once, before forking (the start check), and its children inherit it; a child made for
-    # each task (worker_max_tasks_per_child=1) then costs no probe.
+    # each task (worker_max_tasks_per_child=1) then costs no request for it.
     cache_key = (client.settings.base_url, client.settings.bucket)
     found = _cache.get(cache_key)
     if found is not None:
@@ -196,22 +208,39 @@ def support_for(client: S3Client, mode: ConditionalWrites, prefix: str, deadline
                 # probe more each in turn (a pool of 20 behind a silent store waited 20 timeouts).
                 raise failed[1].with_traceback(None)
             try:
-                found = probe(client, prefix, deadline)
+                found, how = _take(client, prefix, deadline, confirm)
             except S3ResultError as exc:  # not a time limit or an interrupt of the caller that probed
                 _failed[cache_key] = (time.monotonic(), exc)
                 raise
             _failed.pop(cache_key, None)
             _cache[cache_key] = found
-            if found.ok:
-                logger.info(
-                    "s3result: conditional writes work on bucket %r: race-free writes, native chords",
-                    client.settings.bucket,
-                )
-            else:
-                logger.warning(
-                    "s3result: conditional writes unusable on bucket %r (%s); falling back to read-then-write "
-                    "and chord_unlock",
-                    client.settings.bucket,
-                    found.reason,
-                )
+            _log(client, found, how)
     return found
+
+
+def _take(client: S3Client, prefix: str, deadline: float | None, confirm: bool) -> tuple[Support, str]:
+    """The stored verdict if it may be trusted, else a probe whose verdict is stored; and which."""
+    key = verdict.verdict_key(client, prefix)
+    stored = verdict.read(client, key, deadline)
+    if stored is not None and (not confirm or verdict.confirm(client, key, stored, deadline)):
+        return Support(stored.ok, stored.reason), f"stored in the bucket by a probe {stored.age:.0f}s ago"
+    found, run = _probe_run(client, prefix, deadline)
+    verdict.write(client, key, verdict.encode(client, found.ok, found.reason, run.server), deadline)
+    return found, "probed"
+
+
+def _log(client: S3Client, found: Support, how: str) -> None:
+    if found.ok:
+        logger.info(
+            "s3result: conditional writes work on bucket %r (%s): race-free writes, native chords",
+            client.settings.bucket,
+            how,
+        )
+    else:
+        logger.warning(
+            "s3result: conditional writes unusable on bucket %r (%s; %s); falling back to read-then-write "
+            "and chord_unlock",
+            client.settings.bucket,
+            found.reason,
+            how,
+        )
