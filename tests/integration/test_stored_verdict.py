@@ -234,3 +234,15 @@ def test_a_store_that_ignores_if_none_match_is_probed_at_the_start_check(nanio_t
     found = precondition.support_for(client, PROBE, "replaced", confirm=True)
     assert not found.ok and "ignores If-None-Match" in found.reason
     assert json.loads(client.get(key).body)["ok"] is False  # stored for the next process
+
+
+def test_a_verdict_whose_checksum_fails_means_probe_again(
+    moto_server: MotoServer, counted: CountingProxy, boto3_client: Any
+) -> None:
+    """A body that does not match the CRC32 it travels with is never decoded: probe again, and replace it."""
+    client = _client(_url(moto_server, counted, "badcrc"))
+    key = verdict.verdict_key(client, "badcrc")
+    good = verdict.encode(client, False, "forged: unusable", None)
+    boto3_client.put_object(Bucket=moto_server.bucket, Key=key, Body=good, Metadata={"s3result-crc32": "00000000"})
+    assert precondition.support_for(client, PROBE, "badcrc").ok
+    assert json.loads(client.get(key).body)["ok"] is True
