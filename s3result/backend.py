@@ -69,7 +69,11 @@ _store_checked: set[int] = set()
 
 
 def _check_store_at_start(sender: Any = None, **_: Any) -> None:
-    """One GET before the worker takes a task; a store that cannot work stops the worker.
+    """The store's first answers before the worker takes a task; a store that cannot work stops it.
+
+    With ``conditional_writes=probe`` that is the conditional-write verdict kept in the bucket
+    (its GET and one conditional PUT that confirms it; the probe where there is none), else one
+    GET (``S3Backend.check_store``).
 
     Connected to ``worker_init`` (runs when this module was imported before the worker starts,
     e.g. by the app) and to ``worker_ready``, which Celery sends before its consumer handles
@@ -140,8 +144,9 @@ def _retake_verdict(app: Any) -> None:
     """Take the conditional-write verdict before this fork if the start check could not.
 
     A store down or slow while the worker starts (started at the same time by a compose file,
-    say) leaves no verdict to inherit: every child would probe for itself, with
-    ``worker_max_tasks_per_child=1`` 7 requests more per task, for the worker's whole life.
+    say) leaves no verdict to inherit: every child would take it for itself, with
+    ``worker_max_tasks_per_child=1`` a request or more per task (the probe's 7 where no verdict
+    is stored yet), for the worker's whole life.
     Tried again before a later fork, one bounded GET first; the pause between tries doubles
     from 1 s to a minute, so a store that stays down costs the main process little.
     """
