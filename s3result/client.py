@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -65,10 +65,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @dataclass(frozen=True, slots=True)
 class GetResult:
-    """A whole object and its ETag."""
+    """A whole object and its ETag (and the store's ``Server`` header, which names its software)."""
 
     body: bytes
     etag: str
+    server: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,7 @@ class S3Client(SubresourceRequests):
         ``attempts`` overrides ``max_attempts`` (a polling loop makes one per poll).
         """
         resp = self._send("GET", key, deadline=deadline, attempts=attempts)
-        return GetResult(resp.body, resp.headers.get("etag", ""))
+        return GetResult(resp.body, resp.headers.get("etag", ""), resp.headers.get("server", ""))
 
     def get_or_none(self, key: str, *, deadline: float | None = None, attempts: int | None = None) -> GetResult | None:
         """GET, with a missing key as None: one request, no HEAD first.
