@@ -70,6 +70,11 @@ BIND_WAIT = 0.25
 RECONNECT = RetryConfig(base_delay=0.1, max_delay=5.0)
 #: A connection that stayed up this long (s) was healthy: the next reconnect starts the back-off over.
 HEALTHY_AFTER = 1.0
+#: A poll may find a result before its notification comes (the worker publishes once its PUT
+#: returns): trust in notifications is lost only if it has not come this long (s) after.
+LATE_GRACE = 1.0
+#: Results found by a poll whose notifications are awaited, at most (past it: trust is lost).
+MAX_LATE = 1024
 #: Reply channels one process listens on at most (one per thread that sent tasks).
 MAX_SENDERS = 1024
 #: Bytes of a notification at most (a real one is ~120; a task id fits an S3 key, under 1 KB):
@@ -248,9 +253,10 @@ class Watch:
         return self.listener.wait(self, timeout)
 
     def found_by_poll(self, task_id: str) -> None:
-        """A poll found ``task_id`` ready with no notification yet: stop trusting them."""
+        """A poll found ``task_id`` ready with no notification yet: unless it comes soon, stop
+        trusting them (a late one is no lost one: polling fast again would only race it)."""
         if task_id not in self.seen and task_id not in self.notified:
-            self.listener.trusted = False
+            self.listener.late(task_id)
 
     def close(self) -> None:
         """The wait is over: its ids are no longer listened for."""
@@ -297,6 +303,10 @@ class Listener:
         self._wake_r = self._wake_w = -1  # a pipe that wakes the Redis thread, made with it
         self._thread: threading.Thread | None = None
         self._ups = 0
+        #: Ids found ready by a poll before their notification, and until when it may still come.
+        self._late: dict[str, float] = {}
+        #: Times trust was lost: a notification did not come (a count, for tests and tools).
+        self.distrusted = 0
         self.backoff = Backoff(RECONNECT, sleep=self._nap)
 
     def start(self) -> None:
@@ -375,8 +385,28 @@ class Listener:
                         del self._watches[task_id]
 
     def reliable(self) -> bool:
-        """Connected, every sending thread subscribed, and the last ended wait was woken."""
+        """Connected, every sending thread subscribed, the last ended wait was woken, and every
+        result a poll found first had its notification within ``LATE_GRACE``."""
+        if self._late:
+            now = time.monotonic()
+            with self._cond:
+                if any(until <= now for until in self._late.values()):
+                    self._late.clear()
+                    self._distrust()
         return self._connected and self.trusted and self._wanted <= self._confirmed
+
+    def late(self, task_id: str) -> None:
+        """A poll found ``task_id`` ready before its notification: trust holds if it comes soon."""
+        with self._cond:
+            if len(self._late) >= MAX_LATE:
+                self._late.clear()
+                self._distrust()
+            self._late[task_id] = time.monotonic() + LATE_GRACE
+
+    def _distrust(self) -> None:
+        if self.trusted:
+            self.trusted = False
+            self.distrusted += 1
 
     def wait(self, w: Watch, timeout: float) -> tuple[set[str], bool]:
         """See ``Watch.wait``."""
@@ -431,6 +461,8 @@ class Listener:
         if not isinstance(task_id, str):
             return
         with self._cond:
+            if self._late:
+                self._late.pop(task_id, None)  # late, not lost
             watches = self._watches.get(task_id)
             if watches:
                 self.delivered += 1
