@@ -817,3 +817,37 @@ def test_many_callers_at_once_cost_at_most_3_gets_per_wait(caller: Caller) -> No
     assert all(words[0] == "done" for words in said), said
     woken = sum(int(words[1]) for words in said)
     assert gets <= 3 * 150, f"{gets} GETs for 150 waits ({woken} notifications delivered)"
+
+
+def _rabbitmqctl(broker: RabbitMQServer, *args: str) -> None:
+    subprocess.run(
+        ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", broker._env["RABBITMQ_NODENAME"], *args],
+        env=broker._env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_a_rabbitmq_restart_while_a_caller_waits(caller: Caller) -> None:
+    """The broker's app stops and starts again (every connection closed) mid-wait: the wait returns,
+    and the caller is woken again soon after, with the back-off of this one outage only."""
+    if not isinstance(caller.broker, RabbitMQServer):
+        pytest.skip("Redis: test_a_redis_restart_while_callers_wait")
+    res = caller.module.sleepy.delay(2.0)
+    outcome: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: outcome.update(value=res.get(timeout=120)))
+    waiter.start()
+    time.sleep(0.3)
+    _rabbitmqctl(caller.broker, "stop_app")
+    time.sleep(1.0)
+    _rabbitmqctl(caller.broker, "start_app")
+    waiter.join(timeout=150)
+    assert outcome.get("value") == 2.0, caller.worker.tail()
+    deadline = time.monotonic() + 60
+    delivered, tries = caller.listener().delivered, 0
+    while caller.listener().delivered == delivered and time.monotonic() < deadline:
+        tries += 1
+        assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05, caller.worker.tail()
+    assert caller.listener().delivered > delivered, "the listener never came back after the restart"
+    assert tries <= 20, f"{tries} waits before one was woken again"
