@@ -4,8 +4,8 @@ A read is one GET (a 404 is "pending"); ``mget`` runs concurrently over the pool
 ``GroupResult.get()`` is one round of parallel GETs. Settings are read once, in ``__init__``,
 through ``config.from_celery_conf``; a bad one becomes ``ImproperlyConfigured`` naming it.
 
-Where the store honours conditional writes (probed once per process and bucket, see
-``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
+Where the store honours conditional writes (probed once per store and bucket, the verdict
+kept in the bucket for the next process, see ``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
 is it read, and replaced with ``PUT If-Match`` unless it already holds a SUCCESS. Chords then
 count their parts in a compare-and-swap counter object (``chords``: the producer decides
 native or ``chord_unlock`` once, each part counts once, the part that completes the count
@@ -71,7 +71,11 @@ _store_checked: set[int] = set()
 
 
 def _check_store_at_start(sender: Any = None, **_: Any) -> None:
-    """One GET before the worker takes a task; a store that cannot work stops the worker.
+    """The store's first answers before the worker takes a task; a store that cannot work stops it.
+
+    With ``conditional_writes=probe`` that is the conditional-write verdict kept in the bucket
+    (its GET and one conditional PUT that confirms it; the probe where there is none), else one
+    GET (``S3Backend.check_store``).
 
     Connected to ``worker_init`` (runs when this module was imported before the worker starts,
     e.g. by the app) and to ``worker_ready``, which Celery sends before its consumer handles
@@ -147,8 +151,9 @@ def _retake_verdict(app: Any) -> None:
     """Take the conditional-write verdict before this fork if the start check could not.
 
     A store down or slow while the worker starts (started at the same time by a compose file,
-    say) leaves no verdict to inherit: every child would probe for itself, with
-    ``worker_max_tasks_per_child=1`` 7 requests more per task, for the worker's whole life.
+    say) leaves no verdict to inherit: every child would take it for itself, with
+    ``worker_max_tasks_per_child=1`` a request or more per task (the probe's 7 where no verdict
+    is stored yet), for the worker's whole life.
     Tried again before a later fork, one bounded GET first; the pause between tries doubles
     from 1 s to a minute, so a store that stays down costs the main process little.
     """
@@ -348,19 +353,24 @@ class S3Backend(Waits, ChordMethods):
         return isinstance(exc, TransportError) or is_retryable(exc)
 
     def check_store(self, timeout: float = 5.0) -> BaseException | None:
-        """One GET of a key that need not exist, then the conditional-write verdict; the error, if any.
+        """The store's first answers, before any task is taken; the error, if any.
 
         The worker runs it at start-up (``worker_init``): a missing bucket, denied credentials
         or a web page on the endpoint are then one line before any task is taken, not a
-        failure per task. The verdict is taken here, in the main process before the pool forks,
-        so every child inherits it instead of probing the store again.
+        failure per task. With ``conditional_writes=probe`` it is the conditional-write verdict:
+        the GET of the verdict stored in the bucket, confirmed by one conditional PUT (which a
+        read-only key is refused), or the probe where there is none. It is taken here, in the
+        main process before the pool forks, so every child inherits it. Otherwise one GET of a
+        key that need not exist.
         """
-        key = self._key(self.get_key_for_task("s3result-start-check"))
         deadline = time.monotonic() + timeout
         try:
-            self.client.get_or_none(key, deadline=deadline, attempts=1)
-            # Probed within the same timeout, and cached for this process and its children.
-            support_for(self.client, self.settings.conditional_writes, self.settings.prefix, deadline)
+            mode = self.settings.conditional_writes
+            if mode is ConditionalWrites.PROBE and known(self.client) is None:
+                support_for(self.client, mode, self.settings.prefix, deadline, confirm=True)
+            else:
+                key = self._key(self.get_key_for_task("s3result-start-check"))
+                self.client.get_or_none(key, deadline=deadline, attempts=1)
         except Exception as exc:  # noqa: BLE001 - reported by the caller
             return exc
         return None

@@ -12,7 +12,6 @@ legacy dict, the environment, the defaults.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -175,6 +174,8 @@ def _canonical(setting: str) -> str:
     key = _CANONICAL.get(setting.strip().lower())
     if key is None:
         known = ", ".join(sorted(_ALIASES))
+        import difflib  # only for a mistyped option: a worker's start does not pay for it
+
         close = difflib.get_close_matches(setting.strip().lower(), _CANONICAL, n=1, cutoff=0.6)
         guess = f"did you mean {close[0]}? " if close else ""
         raise ConfigError(setting, f"unknown option; {guess}known options are: {known}")

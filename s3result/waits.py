@@ -93,7 +93,7 @@ class Waits:
         deadline = Deadline(timeout)
         interval = 0.5 if interval is None else interval
         fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
-        watch = self._watch([task_id], deadline)
+        watch = self._watch([task_id], deadline, interval)
         failing: BaseException | None = None
         polls = 0
         try:
@@ -137,51 +137,26 @@ class Waits:
     ) -> Iterator[tuple[str, Any]]:
         """Celery's join loop (``GroupResult.get()``, ``join_native``), with waits that hold.
 
-        Each round GETs only the results still missing, concurrently, one attempt each and
-        bounded by the time left; rounds follow the same schedule as ``wait_for``. After the
-        first round, a round reads one missing result first and the others only once it is
-        ready: a join of 100 five-second tasks then costs about 2 x 100 + 15 GETs, not 100
-        per round. A GET that fails transiently leaves its result for the next round; a
-        permanent error is raised.
+        Each round GETs only the results still missing (see ``_join_round``), concurrently, one
+        attempt each, bounded by the time left, on ``wait_for``'s schedule: a join of 100
+        five-second tasks costs about 2 x 100 + 15 GETs, not 100 per round. A GET that fails
+        transiently leaves its result for the next round; a permanent error is raised.
         """
         # In the group's order when the caller keeps it (``iter_native``): the sentinel below is
         # the last member still missing, the one a worker is likely to finish last.
         ids = dict.fromkeys(task_ids)
+        yield from self._take_cached(ids, READY_STATES)
         cache = self._cache
-        for task_id in list(ids):
-            cached = cache.get(task_id)
-            if cached is not None and cached["status"] in READY_STATES:
-                del ids[task_id]
-                yield bytes_to_str(task_id), cached
         deadline = Deadline(timeout)
         interval = 0.5 if interval is None else interval
         fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
-        watch = self._watch([bytes_to_str(k) for k in ids], deadline) if ids else None
+        watch = self._watch([bytes_to_str(k) for k in ids], deadline, interval) if ids else None
         notified: set[str] = set()
-        again = False
-        iterations = 0
-        failing: BaseException | None = None
         sentinel: str | None = None
+        again, iterations = False, 0
         try:
             while ids:
-                failing = None  # the last round's error only: a round the store answered clears it
-                told = [k for k in ids if bytes_to_str(k) in notified]
-                if told and not again:
-                    # Woken: read what the workers said is ready, and nothing else.
-                    ready, failing = self._read_ready(told, READY_STATES, deadline, failing)
-                elif sentinel is not None and sentinel in ids and len(ids) > 1 and not again:
-                    # Later rounds read one missing result first: a join needs them all, and
-                    # results of one group tend to be ready together, so the others are read
-                    # (at once, concurrently) only when it is. The sentinel is the last member
-                    # still missing: workers take a group's tasks in order.
-                    ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
-                    if sentinel in ready:
-                        rest, failing = self._read_ready(
-                            [k for k in ids if k != sentinel], READY_STATES, deadline, failing
-                        )
-                        ready.update(rest)
-                else:
-                    ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
+                ready, failing = self._join_round(ids, notified, again, sentinel, READY_STATES, deadline)
                 cache.update(ready)
                 for k in ready:
                     ids.pop(bytes_to_str(k), None)
@@ -208,6 +183,42 @@ class Waits:
         finally:
             if watch is not None:
                 watch.close()
+
+    def _take_cached(self, ids: dict[Any, None], ready_states: frozenset[str]) -> Iterator[tuple[str, Any]]:
+        """The results this process has cached already, taken out of ``ids``."""
+        for task_id in list(ids):
+            cached = self._cache.get(task_id)
+            if cached is not None and cached["status"] in ready_states:
+                del ids[task_id]
+                yield bytes_to_str(task_id), cached
+
+    def _join_round(
+        self,
+        ids: dict[Any, None],
+        notified: set[str],
+        again: bool,
+        sentinel: str | None,
+        ready_states: frozenset[str],
+        deadline: Deadline,
+    ) -> tuple[dict[str, Any], BaseException | None]:
+        """One round of a join: what a notification said is ready, else the sentinel, else all.
+
+        Woken, it reads what the workers said is ready and nothing else. Later rounds read one
+        missing result first: a join needs them all, and results of one group tend to be ready
+        together, so the others are read (at once, concurrently) only when it is. The sentinel
+        is the last member still missing: workers take a group's tasks in order. After a
+        reconnect (``again``) every missing result is read. The error is this round's only.
+        """
+        told = [k for k in ids if bytes_to_str(k) in notified]
+        if told and not again:
+            return self._read_ready(told, ready_states, deadline, None)
+        if sentinel is not None and sentinel in ids and len(ids) > 1 and not again:
+            ready, failing = self._read_ready([sentinel], ready_states, deadline, None)
+            if sentinel in ready:
+                rest, failing = self._read_ready([k for k in ids if k != sentinel], ready_states, deadline, failing)
+                ready.update(rest)
+            return ready, failing
+        return self._read_ready(list(ids), ready_states, deadline, None)
 
     def iter_native(
         self,
@@ -275,8 +286,11 @@ class Waits:
             self._cache[task_id] = meta
         return meta
 
-    def _watch(self, ids: list[str], deadline: Deadline) -> notify.Watch | None:
-        """Listen for the notifications of ``ids`` before the first read; None without them."""
+    def _watch(self, ids: list[str], deadline: Deadline, interval: float) -> notify.Watch | None:
+        """Listen for the notifications of ``ids`` before the first read; None without them.
+
+        A task's repeated notifications wake the wait at most once per ``interval``.
+        """
         if not self.settings.notify or self.app.current_worker_task is not None:
             return None  # a wait inside a task (e.g. a chord's join, all ready) polls: no listener in workers
         try:
@@ -285,7 +299,7 @@ class Waits:
                 return None
             left = deadline.remaining()
             return listener.watch(
-                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT)
+                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT), interval
             )
         except Exception as exc:  # noqa: BLE001 - waits poll without notifications
             logger.debug("s3result: waiting without notifications: %r", exc)

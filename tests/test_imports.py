@@ -24,6 +24,7 @@ MODULES = [
     "s3result.s3.credentials.providers",
     "s3result.s3.credentials.awsfiles",
     "s3result.precondition",
+    "s3result.verdict",
     "s3result.s3.retry",
     "s3result.s3.transport",
     "s3result.s3.network",

@@ -31,6 +31,9 @@ def test_full_jitter_bounds() -> None:
     assert Backoff(cfg, rng=lambda: 1.0).delay(10) == pytest.approx(1.0)
     assert Backoff(cfg, rng=lambda: 0.0).delay(5) == 0.0
     assert Backoff(cfg).ceiling(3) == pytest.approx(0.4) and Backoff(cfg).ceiling(100) == 1.0
+    slept: list[float] = []
+    assert Backoff(cfg, rng=lambda: 0.5, sleep=slept.append).wait(2) == pytest.approx(0.1)
+    assert slept == [pytest.approx(0.1)]
 
 
 def test_quota_empties_and_refills() -> None:

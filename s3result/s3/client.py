@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -56,10 +56,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @dataclass(frozen=True, slots=True)
 class GetResult:
-    """A whole object and its ETag."""
+    """A whole object and its ETag (and the store's ``Server`` header, which names its software)."""
 
     body: bytes
     etag: str
+    server: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ class S3Client:
         """
         resp = self.send(Request("GET", key, deadline=deadline, attempts=attempts))
         assert resp is not None  # only a missing_ok request answers None
-        return GetResult(resp.body, resp.headers.get("etag", ""))
+        return GetResult(resp.body, resp.headers.get("etag", ""), resp.headers.get("server", ""))
 
     def get_or_none(self, key: str, *, deadline: float | None = None, attempts: int | None = None) -> GetResult | None:
         """GET, with a missing key as None: one request, no HEAD first, no error built.
@@ -258,7 +259,9 @@ class S3Client:
         or a wrong bucket name or endpoint would read as "pending" forever.
         """
         resp = self.send(Request("GET", key, missing_ok=True, deadline=deadline, attempts=attempts))
-        return None if resp is None else GetResult(resp.body, resp.headers.get("etag", ""))
+        return (
+            None if resp is None else GetResult(resp.body, resp.headers.get("etag", ""), resp.headers.get("server", ""))
+        )
 
     def get_many(
         self, keys: Sequence[str], *, deadline: float | None = None, attempts: int | None = None

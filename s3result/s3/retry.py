@@ -121,6 +121,12 @@ class Backoff:
         """The wait before retry number ``attempt`` (1 for the first retry)."""
         return float(self._rng() * self.ceiling(attempt))
 
+    def wait(self, attempt: int) -> float:
+        """Sleep for ``delay(attempt)`` and return it (a reconnect loop's pause, notify's listener)."""
+        pause = self.delay(attempt)
+        self.sleep(pause)
+        return pause
+
     def sleep(self, pause: float) -> None:
         """Sleep for a delay computed earlier (to check it against a deadline first)."""
         if pause > 0:

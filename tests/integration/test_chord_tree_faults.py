@@ -38,8 +38,9 @@ def _level_of(target: bytes, gid: str) -> str | None:
 
 
 def objects_under(boto3_client: Any, bucket: str, prefix: str) -> list[str]:
+    """The keys under ``prefix``, but the conditional-write verdict kept there (s3result.verdict)."""
     pages = boto3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return [o["Key"] for page in pages for o in page.get("Contents", []) if "/s3result-probe/verdict-" not in o["Key"]]
 
 
 def test_the_chord_below_has_every_level() -> None:

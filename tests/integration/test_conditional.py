@@ -5,6 +5,7 @@ Unit side: tests/test_client.py (conditional headers). End to end: tests/e2e/tes
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import uuid
@@ -16,6 +17,7 @@ from celery import Celery, states
 from conformance.servers import Target
 from s3result import config, precondition
 from s3result.backend import S3Backend
+from s3result.errors import AccessDenied
 from s3result.s3.client import S3Client
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
@@ -192,3 +194,22 @@ def test_probe_verdict_on_swift() -> None:
         tid = str(uuid.uuid4())
         backend.store_result(tid, "on swift", states.SUCCESS)
         assert backend.get_task_meta(tid, cache=False)["result"] == "on swift"
+
+
+def test_a_read_only_key_fails_the_probe_with_nothing_to_clean_up(
+    moto_server: MotoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's first PUT is refused, so no key was made: no DELETE, no "could not delete" warning."""
+    proxy = CountingProxy("127.0.0.1", moto_server.port)
+    url = (
+        f"s3result+http://{moto_server.readonly_access_key}:{moto_server.readonly_secret_key}"
+        f"@127.0.0.1:{proxy.port}/{moto_server.bucket}/ro-probe"
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="s3result"), pytest.raises(AccessDenied) as exc:
+            precondition.probe(S3Client(config.build(url=url, environ={}).s3), "ro-probe")
+    finally:
+        proxy.close()
+    assert "s3:PutObject" in str(exc.value)
+    assert proxy.snapshot() == {"PUT": 1}, proxy.snapshot()
+    assert not [r for r in caplog.records if "could not delete" in r.getMessage()], caplog.text

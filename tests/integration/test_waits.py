@@ -356,7 +356,9 @@ def test_a_64_mib_result_is_held_about_once_on_the_way_in_and_out(moto_server: M
 def test_start_check_is_one_read_and_the_probe_and_lets_a_transient_failure_pass(
     moto_server: MotoServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """One GET, then the conditional-write probe (taken here so that forked children inherit it)."""
+    """The verdict's GET, then the conditional-write probe (taken here so that forked children inherit
+    it) and the verdict's PUT; once the verdict is known, one GET. tests/integration/test_stored_verdict.py
+    has a later process's check, on a verdict already stored."""
     from types import SimpleNamespace
 
     from s3result import backend as backend_module
@@ -366,10 +368,10 @@ def test_start_check_is_one_read_and_the_probe_and_lets_a_transient_failure_pass
     try:
         healthy = _counted_app(moto_server, proxy)
         backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
-        assert proxy.snapshot() == {"GET": 1 + 2, "PUT": 4, "DELETE": 1}
+        assert proxy.snapshot() == {"GET": 1 + 2, "PUT": 4 + 1, "DELETE": 1}
         backend_module._store_checked.clear()
         backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
-        assert proxy.snapshot() == {"GET": 2 + 2, "PUT": 4, "DELETE": 1}  # the verdict is kept
+        assert proxy.snapshot() == {"GET": 2 + 2, "PUT": 4 + 1, "DELETE": 1}  # the verdict is kept
     finally:
         proxy.close()
         backend_module._store_checked.clear()
