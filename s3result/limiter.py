@@ -50,6 +50,7 @@ __all__ = [
     "ThrottledRequest",
     "is_throttling",
     "limiter_for",
+    "reset_all",
     "retry_after",
 ]
 
@@ -148,6 +149,10 @@ class Pacer:
         self._sleep = sleep  # None: time.sleep looked up at call time (gevent patches it late)
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what was learnt: off, no history (a test between two scenarios, say)."""
         #: True once the store has throttled these requests; read without the lock on the hot path.
         self.active = False
         #: Times of recent successes: deque.append is atomic, so the hot path takes no lock.
@@ -297,22 +302,31 @@ class ThrottledRequest:
         elif self.error is not None and now >= self._until:
             raise self._over_budget()
         limit = self._until if deadline is None else min(self._until, deadline)
-        at = self._pacer.reserve(limit)
-        if at is None:
-            if deadline is not None and deadline < self._until:
-                # The caller's deadline comes first (a poll under get(timeout=T)): the last
-                # throttling answer (retryable: the waiting loop polls on), or nothing sent.
-                if self.error is not None:
-                    raise self.error
-                raise RequestTimeout(
-                    f"S3 {self._method} {self._key!r}: not sent, the store is throttling "
-                    f"{self._pacer.name} and the next turn is past the deadline",
-                    method=self._method,
-                    key=self._key,
-                )
-            raise self._over_budget()
-        self._pacer.wait_until(at)
-        return at
+        while True:
+            cuts = self._pacer.cuts
+            at = self._pacer.reserve(limit)
+            if at is None:
+                raise self._give_up(deadline)
+            self._pacer.wait_until(at)
+            if self._pacer.cuts == cuts:
+                return at
+            # The rate was cut while this request waited: its turn was spaced at the old rate
+            # (the one the store just refused), so it queues again at the new one.
+
+    def _give_up(self, deadline: float | None) -> S3Error | RequestTimeout:
+        """The error when no turn fits: the deadline's, or past ``throttle_wait``, ``Throttled``."""
+        if deadline is not None and self._until is not None and deadline < self._until:
+            # The caller's deadline comes first (a poll under get(timeout=T)): the last
+            # throttling answer (retryable: the waiting loop polls on), or nothing sent.
+            if self.error is not None:
+                return self.error
+            return RequestTimeout(
+                f"S3 {self._method} {self._key!r}: not sent, the store is throttling "
+                f"{self._pacer.name} and the next turn is past the deadline",
+                method=self._method,
+                key=self._key,
+            )
+        return self._over_budget()
 
     def answered(self, error: S3Error, sent: float, wait: float | None) -> None:
         """The store throttled this request (sent at ``sent``): feed the pacer, keep the answer."""
@@ -348,6 +362,11 @@ class StoreLimiter:
         """The pacer of requests with this method."""
         return self.reads if method in ("GET", "HEAD") else self.writes
 
+    def reset(self) -> None:
+        """Both pacers off, their history forgotten."""
+        self.reads.reset()
+        self.writes.reset()
+
 
 _limiters: dict[str, StoreLimiter] = {}
 _registry_lock = threading.Lock()
@@ -359,6 +378,13 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def reset_all() -> None:
+    """Every store's pacers off (tests: what one test taught a store's pacer must not slow the next)."""
+    with _registry_lock:
+        for limiter in _limiters.values():
+            limiter.reset()
 
 
 def limiter_for(store: str) -> StoreLimiter:

@@ -32,6 +32,7 @@ counted in ``stats``.
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import struct
@@ -39,6 +40,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency", "lose_conditional_reply", "flip_byte")
@@ -51,10 +53,12 @@ _SLOWDOWN = (
 )
 
 
-def _slowdown(retry_after: float | None) -> bytes:
+def _slowdown(retry_after: float | None, *, close: bool = False) -> bytes:
     """S3's throttling answer (kept alive, as S3 does), optionally with Retry-After."""
     body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>RATE</RequestId></Error>"
     head = b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: " + str(len(body)).encode()
+    if close:
+        head += b"\r\nConnection: close"
     if retry_after is not None:
         head += f"\r\nRetry-After: {retry_after:g}".encode()
     return head + b"\r\n\r\n" + body
@@ -70,15 +74,29 @@ def _rst(sock: socket.socket) -> None:
 
 
 def _read_message(
-    sock: socket.socket, buffer: bytes, *, response: bool, no_body: bool = False
+    sock: socket.socket,
+    buffer: bytes,
+    *,
+    response: bool,
+    no_body: bool = False,
+    on_expect: Callable[[bytes], bool] | None = None,
 ) -> tuple[bytes, bytes, bytes] | None:
-    """Read one HTTP message: (head, body, leftover). None when the peer closed first."""
+    """Read one HTTP message: (head, body, leftover). None when the peer closed first.
+
+    A request with ``Expect: 100-continue`` (boto3 sends it with every PUT) waits for an
+    interim answer before its body: ``on_expect(head)`` sends one, or a final answer and then
+    returns False, and the body is not read (the head comes back with an empty body).
+    """
     while b"\r\n\r\n" not in buffer:
         data = sock.recv(65536)
         if not data:
             return None
         buffer += data
     head, _, rest = buffer.partition(b"\r\n\r\n")
+    if on_expect is not None and (_header_value(head, b"expect") or b"").lower() == b"100-continue":
+        head = b"\r\n".join(ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"expect:"))
+        if not on_expect(head):
+            return head, b"", b""
     length = None
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -337,12 +355,27 @@ class FaultProxy:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _expect(self, client: socket.socket, head: bytes, *, answered: list[bool]) -> bool:
+        """``Expect: 100-continue``: throttled, the final answer now and no body read (S3 does
+        the same; the connection is closed, as the client may send the body all the same);
+        else ``100 Continue``."""
+        if self._over_rate(head):
+            client.sendall(_slowdown(self._retry_after, close=True))
+            answered.append(True)
+            return False
+        client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        answered.append(False)
+        return True
+
     def _serve(self, client: socket.socket) -> None:
         buffer = b""
         try:
             while True:
-                request = _read_message(client, buffer, response=False)
-                if request is None:
+                answered: list[bool] = []  # [True]: throttled at Expect, [False]: 100 Continue sent
+                request = _read_message(
+                    client, buffer, response=False, on_expect=functools.partial(self._expect, client, answered=answered)
+                )
+                if request is None or answered == [True]:
                     return
                 head, body, buffer = request
                 if self.strip_headers:
@@ -358,7 +391,7 @@ class FaultProxy:
                 if canned is not None:
                     client.sendall(canned)
                     continue
-                if self._over_rate(head):
+                if not answered and self._over_rate(head):
                     client.sendall(_slowdown(self._retry_after))
                     continue
                 fault = self._pick(head)
