@@ -125,6 +125,9 @@ class PacingConfig:
     episode_gap: float = 1.0
     #: Back off (switch the pacer off: no cost, no limit) after this long without throttling.
     off_after: float = 60.0
+    #: Cut with no recent success to measure (a process's first request throttled): the rate
+    #: starts at ``min_rate`` and doubles every this many seconds until the next throttling.
+    probe_doubling: float = 0.5
     #: Requests that may go back to back after a pause.
     burst: float = 1.0
 
@@ -166,6 +169,7 @@ class Pacer:
         self._last_throttle = -math.inf
         self._tick = 0.0
         self._waited = False
+        self._probing = False
         #: Throttling answers and cuts seen (for reports and tests).
         self.throttles = 0
         self.cuts = 0
@@ -190,6 +194,10 @@ class Pacer:
         c = self._config
         k = ((1 - c.beta) / c.cubic) ** (1 / 3)
         t = now - self._climb_from
+        if self._probing:
+            # Cut without a measurement (no recent success): find the rate by doubling, as
+            # TCP's slow start does, instead of a cubic climb from the minimum.
+            return float(self._w * 2 ** min(t / c.probe_doubling, 30))
         return max(c.min_rate, self._w * (1 + c.cubic * float(t - k) ** 3))
 
     def reserve(self, until: float) -> float | None:
@@ -244,10 +252,11 @@ class Pacer:
             if self.active and sent < self._cut_at:
                 return  # sent before the last cut: that cut already answered this congestion
             since = self._episode if now - self._episode >= 0.2 else now - self._config.window
-            measured = self._measure(now, since)
+            measured, samples = self._measure(now, since)
             current = self.rate(now)
             first = not self.active
             self._w = max(min(measured, current), self._config.min_rate)
+            self._probing = samples < 2
             self._cut_at = self._climb_from = self._tick = now
             self._next = max(self._next, now)
             self.active = True
@@ -260,8 +269,9 @@ class Pacer:
             measured,
         )
 
-    def _measure(self, now: float, since: float) -> float:
-        """Successes per second since ``since`` (lock held), over at least ``min_samples`` of them."""
+    def _measure(self, now: float, since: float) -> tuple[float, int]:
+        """Successes per second since ``since``, over at least ``min_samples`` of them, and how
+        many were counted (lock held)."""
         stamps = list(self._successes)  # a copy: other threads append meanwhile
         recent = [t for t in stamps if t >= since]
         if len(recent) >= self._config.min_samples:
@@ -270,9 +280,9 @@ class Pacer:
         else:
             recent = [t for t in stamps[-self._config.min_samples :] if t > now - 4 * self._config.window]
             if not recent:
-                return self._config.min_rate
+                return self._config.min_rate, 0
             start = recent[0]
-        return len(recent) / max(now - start, 1e-3)
+        return len(recent) / max(now - start, 1e-3), len(recent)
 
 
 class ThrottledRequest:

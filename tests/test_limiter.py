@@ -85,7 +85,7 @@ def test_turns_are_spaced_at_the_rate_and_sleep_outside_the_lock() -> None:
     rate = pacer.rate()
     turns = [pacer.reserve(math.inf) for _ in range(10)]
     assert all(t is not None for t in turns)
-    gaps = [b - a for a, b in zip(turns, turns[1:])]  # type: ignore[operator]
+    gaps = [b - a for a, b in zip(turns, turns[1:], strict=False)]  # type: ignore[operator]
     assert all(g == pytest.approx(1 / rate, rel=0.01) for g in gaps)
 
     def sleep(seconds: float) -> None:
@@ -284,3 +284,17 @@ def test_a_fork_while_another_thread_holds_the_lock_leaves_the_child_a_free_one(
     thread.join()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_cut_with_nothing_to_measure_finds_the_rate_by_doubling() -> None:
+    """A process whose first request is throttled knows no rate: it starts low and doubles, not
+    a cubic climb from the minimum (a fresh prefork child would crawl at 0.5 requests/s)."""
+    pacer, clock = _pacer()
+    pacer.throttled(0.0)
+    start = pacer.rate()
+    assert start == pytest.approx(0.5)
+    for _ in range(30):  # 3 s, with a request always waiting
+        clock.now += 0.1
+        pacer._next = clock.now + 1.0
+        pacer.reserve(math.inf)
+    assert pacer.rate() >= start * 2**5
