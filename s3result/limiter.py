@@ -121,6 +121,8 @@ class PacingConfig:
     #: Successes measured over at least this window (seconds), and at least ``min_samples`` of them.
     window: float = 0.5
     min_samples: int = 8
+    #: How far back (seconds) a process with fewer recent successes looks for ``min_samples``.
+    lookback: float = 10.0
     #: Throttling answers further apart than this (seconds) are separate congestion episodes.
     episode_gap: float = 1.0
     #: Back off (switch the pacer off: no cost, no limit) after this long without throttling.
@@ -278,7 +280,9 @@ class Pacer:
             # From ``since``, unless this process's history starts later than that.
             start = since if stamps[0] < since else recent[0]
         else:
-            recent = [t for t in stamps[-self._config.min_samples :] if t > now - 4 * self._config.window]
+            # A slow process (one prefork child's share of a fleet: a few requests/s) looks further
+            # back for its samples, or each of its cuts would be a guess.
+            recent = [t for t in stamps[-self._config.min_samples :] if t > now - self._config.lookback]
             if not recent:
                 return self._config.min_rate, 0
             start = recent[0]

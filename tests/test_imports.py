@@ -21,6 +21,7 @@ MODULES = [
     "s3result.credentials.awsfiles",
     "s3result.precondition",
     "s3result.retry",
+    "s3result.limiter",
     "s3result.transport",
     "s3result.network",
     "s3result.client",
