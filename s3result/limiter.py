@@ -260,8 +260,11 @@ class Pacer:
             self._w = max(min(measured, current), self._config.min_rate)
             self._probing = samples < 2
             self._cut_at = self._climb_from = self._tick = now
-            self._next = max(self._next, now)
             self.active = True
+            # The store has no allowance left: the next turn is one interval away at the new rate
+            # (not now: each cut would let one request straight into another SlowDown, a cascade
+            # of cuts). Turns queued at the old rate queue again (ThrottledRequest.turn).
+            self._next = now + 1 / self.rate(now)
             self.cuts += 1
         log = logger.warning if first else logger.info
         log(
