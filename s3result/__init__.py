@@ -27,6 +27,7 @@ from .errors import (
     S3Error,
     S3ResultError,
     ServerError,
+    Throttled,
     TransportError,
     Unauthenticated,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "S3Error",
     "S3ResultError",
     "ServerError",
+    "Throttled",
     "TransportError",
     "Unauthenticated",
     "__version__",

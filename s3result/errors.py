@@ -22,6 +22,7 @@ S3ResultError                 base of everything below
     ├── Unauthenticated       401
     ├── NotImplementedByStore 501: the store lacks a feature we asked for
     └── ServerError           5xx: the store's own failure, usually transient
+        └── Throttled         the store kept throttling (503 SlowDown, 429) past ``throttle_wait``
 ```
 
 This module is the public home of every class above: the S3 client's errors live in
@@ -52,6 +53,7 @@ from .s3.errors import (
     S3Error,
     S3ResultError,
     ServerError,
+    Throttled,
     TransportError,
     Unauthenticated,
     _rebuild,  # noqa: F401 - named by pickles of TransportError
@@ -80,6 +82,7 @@ __all__ = [
     "S3Error",
     "S3ResultError",
     "ServerError",
+    "Throttled",
     "TransportError",
     "Unauthenticated",
     "error_from_response",

@@ -47,6 +47,9 @@ class Settings:
     read_timeout: float = 30.0
     max_connections: int = 32
     max_attempts: int = 3
+    #: Seconds one request may spend waiting out the store's throttling (503 SlowDown, 429)
+    #: before ``Throttled`` is raised; waiting then is pacing, not failing (``limiter``).
+    throttle_wait: float = 60.0
     sse: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
@@ -80,6 +83,7 @@ class Settings:
             read_timeout=self.read_timeout,
             max_connections=self.max_connections,
             max_attempts=self.max_attempts,
+            throttle_wait=self.throttle_wait,
             max_body_size=self.max_result_size,
             sse=self.sse,
             sse_kms_key_id=self.sse_kms_key_id,

@@ -26,6 +26,7 @@ MODULES = [
     "s3result.precondition",
     "s3result.verdict",
     "s3result.s3.retry",
+    "s3result.s3.limiter",
     "s3result.s3.transport",
     "s3result.s3.network",
     "s3result.s3.client",

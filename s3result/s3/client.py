@@ -26,6 +26,7 @@ from .connect import make_transport
 from .credentials import CredentialSource, chain_for
 from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError, is_missing_key
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
+from .limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .request import PutMode, Request
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
@@ -77,12 +78,17 @@ class _Progress:
     """One request's way through the pipeline: attempts made, corrections spent, quota held."""
 
     max_attempts: int
+    pacer: Pacer
     attempt: int = 0
     cost: int | None = None
     fixed_region: bool = False
     fixed_clock: bool = False
     fixed_token: bool = False
     corrupted: bool = False
+    #: Set once the store has throttled this request: its turns and its budget (``limiter``).
+    throttled: ThrottledRequest | None = None
+    #: When the current attempt's turn was (for the limiter's measure of the store's answer).
+    sent: float = 0.0
 
 
 class _Again:
@@ -121,6 +127,8 @@ class S3Client:
         self._retry = retry or RetryConfig(max_attempts=config.max_attempts)
         self._backoff = Backoff(self._retry, sleep=sleep)
         self._quota = RetryQuota(self._retry)
+        #: This store's pacers, shared by every client of the process (back-pressure: limiter.py).
+        self.limits = limiter_for(f"{config.base_url} {config.bucket}")
         self._clock = clock
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
@@ -484,10 +492,11 @@ class S3Client:
     def send(self, request: Request) -> RawResponse | None:
         """The one pipeline every request goes through; the answer, or None for a missing key.
 
-        Each attempt is signed again (fresh date, refreshed credentials, learnt clock), sent,
-        and its answer classified: a success (its body checked), a missing key (``missing_ok``),
-        a correction to make before trying again (region, clock, session token: once each),
-        or an error that is retried under the policy (``retry``) or raised.
+        Each attempt waits for its turn while the store throttles (``limiter``), is signed again
+        (fresh date, refreshed credentials, learnt clock), sent, and its answer classified: a
+        success (its body checked), a missing key (``missing_ok``), throttling (back-pressure:
+        no attempt, no retry quota spent), a correction to make before trying again (region,
+        clock, session token: once each), or an error retried under the policy (``retry``) or raised.
         """
         if request.subresource:
             path, query = self._bucket_path, [(request.subresource, "")]
@@ -496,9 +505,13 @@ class S3Client:
             path, query = self._target(request.key), []
             target = path.encode("ascii")
         body_sha = request.body_sha256 or sigv4.payload_hash(request.body)
-        progress = _Progress(self._retry.max_attempts if request.attempts is None else request.attempts)
+        pacer = self.limits.pacer(request.method)
+        progress = _Progress(self._retry.max_attempts if request.attempts is None else request.attempts, pacer)
         while True:
             progress.attempt += 1
+            if pacer.active:  # the store has throttled: wait for a turn (limiter.py)
+                progress.throttled = progress.throttled or self._throttled(request, pacer)
+                progress.sent = progress.throttled.turn(request.deadline)
             extra = list(request.headers)
             wire = self._signed_headers(request.method, path, extra, request.body, body_sha, query, request.session)
             outcome = self._transmit(request, target, wire)
@@ -535,6 +548,7 @@ class S3Client:
     ) -> RawResponse | None | Exception | _Again:
         """What an answer means: the response, None (a missing key), ``_AGAIN`` (corrected) or an error."""
         if resp.status < 300:
+            progress.pacer.succeeded()
             if request.subresource:
                 return resp
             if looks_like_html(resp):
@@ -554,12 +568,23 @@ class S3Client:
             return corrupt
         if request.missing_ok and is_missing_key(resp.status, resp.body):
             # "Not there yet" is an answer, not a failure: no error is built (a pending poll's cost).
+            progress.pacer.succeeded()
             self._quota.release(progress.cost)
             return None
         error = self._error(request, resp)
+        if is_throttling(request.method, resp.status, error.code, resp.headers):
+            # Back-pressure, not a failure: no attempt, no retry quota spent.
+            progress.throttled = progress.throttled or self._throttled(request, progress.pacer)
+            progress.throttled.answered(error, progress.sent, retry_after(resp.headers))
+            progress.attempt -= 1
+            return _AGAIN
+        progress.pacer.succeeded()  # served: a 404 "not yet" or a 412 counts as much as a 200
         if self._recover(request, error, resp, wire, progress):
             return _AGAIN
         return error
+
+    def _throttled(self, request: Request, pacer: Pacer) -> ThrottledRequest:
+        return ThrottledRequest(pacer, self.config.throttle_wait, request.method, request.name)
 
     def _recover(
         self, request: Request, error: S3Error, resp: RawResponse, wire: list[tuple[bytes, bytes]], progress: _Progress

@@ -71,6 +71,9 @@ class S3Config:
     read_timeout: float = 30.0
     max_connections: int = 32
     max_attempts: int = 3
+    #: Seconds one request may spend waiting out the store's throttling (503 SlowDown, 429)
+    #: before ``Throttled`` is raised; waiting then is pacing, not failing (``limiter``).
+    throttle_wait: float = 60.0
     max_body_size: int = 64 * 1024 * 1024
     sse: str | None = None
     sse_kms_key_id: str | None = None
