@@ -20,6 +20,8 @@ along a cubic curve in absolute requests/s (69% of a store's limit, measured):
   ``W`` for ~1.7 s, then faster, so a store that grew (S3 split a partition) is found again.
   The climb stops while the process is not using its rate (no request had to wait), so a quiet
   process does not bank a rate that a later burst would overshoot with.
+- A cut with no success to measure (a process's first request throttled) starts at 2/s and
+  doubles every 0.5 s (TCP's slow start), halving on each throttling answer meanwhile.
 - ``Retry-After`` holds every new turn until it has passed.
 - Turns are handed out as reservations under the lock (a virtual clock, GCRA); the sleep comes
   after, outside it. Nothing sleeps while holding the lock, so threads and gevent greenlets
