@@ -292,9 +292,15 @@ def test_a_cut_with_nothing_to_measure_finds_the_rate_by_doubling() -> None:
     pacer, clock = _pacer()
     pacer.throttled(0.0)
     start = pacer.rate()
-    assert start == pytest.approx(0.5)
+    assert start == pytest.approx(2.0)
     for _ in range(30):  # 3 s, with a request always waiting
         clock.now += 0.1
         pacer._next = clock.now + 1.0
         pacer.reserve(math.inf)
     assert pacer.rate() >= start * 2**5
+    sent = pacer.reserve(math.inf)
+    assert sent is not None
+    clock.now += 0.01
+    before = pacer.rate()
+    pacer.throttled(sent)  # throttled again, still nothing measured: half the rate reached
+    assert pacer.rate() == pytest.approx(before / 2, rel=0.05)

@@ -20,6 +20,8 @@ along a cubic curve in absolute requests/s (69% of a store's limit, measured):
   ``W`` for ~1.7 s, then faster, so a store that grew (S3 split a partition) is found again.
   The climb stops while the process is not using its rate (no request had to wait), so a quiet
   process does not bank a rate that a later burst would overshoot with.
+- A cut with no success to measure (a process's first request throttled) starts at 2/s and
+  doubles every 0.5 s (TCP's slow start), halving on each throttling answer meanwhile.
 - ``Retry-After`` holds every new turn until it has passed.
 - Turns are handed out as reservations under the lock (a virtual clock, GCRA); the sleep comes
   after, outside it. Nothing sleeps while holding the lock, so threads and gevent greenlets
@@ -128,8 +130,10 @@ class PacingConfig:
     #: Back off (switch the pacer off: no cost, no limit) after this long without throttling.
     off_after: float = 60.0
     #: Cut with no recent success to measure (a process's first request throttled): the rate
-    #: starts at ``min_rate`` and doubles every this many seconds until the next throttling.
+    #: starts at ``probe_start`` and doubles every this many seconds until the next throttling.
     probe_doubling: float = 0.5
+    #: The rate (requests/s) such a probe starts from; halved at each throttling answer meanwhile.
+    probe_start: float = 2.0
     #: Requests that may go back to back after a pause.
     burst: float = 1.0
 
@@ -257,7 +261,12 @@ class Pacer:
             measured, samples = self._measure(now, since)
             current = self.rate(now)
             first = not self.active
-            self._w = max(min(measured, current), self._config.min_rate)
+            if samples >= 2:
+                self._w = max(min(measured, current), self._config.min_rate)
+            elif self.active and self._probing:  # throttled again with nothing to measure: halve
+                self._w = max(current / 2, self._config.min_rate)
+            else:  # nothing to measure yet: a first guess, then doubling (rate())
+                self._w = self._config.probe_start
             self._probing = samples < 2
             self._cut_at = self._climb_from = self._tick = now
             self.active = True
