@@ -33,6 +33,7 @@ from .errors import (
     TransportError,
 )
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
+from .limiter import ThrottledRequest, is_throttling, limiter_for, retry_after
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .subresources import SubresourceRequests
@@ -110,6 +111,8 @@ class S3Client(SubresourceRequests):
         self._retry = retry or RetryConfig(max_attempts=settings.max_attempts)
         self._backoff = Backoff(self._retry, sleep=sleep)
         self._quota = RetryQuota(self._retry)
+        #: This store's pacers, shared by every client of the process (back-pressure: limiter.py).
+        self.limits = limiter_for(f"{settings.base_url} {settings.bucket}")
         self._clock = clock
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
@@ -450,8 +453,14 @@ class S3Client(SubresourceRequests):
         fixed_region = fixed_clock = fixed_token = corrupted = False
         cost: int | None = None
         max_attempts = self._retry.max_attempts if attempts is None else attempts
+        pacer = self.limits.pacer(method)
+        throttled: ThrottledRequest | None = None
+        sent = 0.0
         while True:
             attempt += 1
+            if pacer.active:  # the store has throttled: wait for a turn (limiter.py)
+                throttled = throttled or ThrottledRequest(pacer, self.settings.throttle_wait, method, key)
+                sent = throttled.turn(deadline)
             wire = self._signed_headers(method, path, extra, body, body_sha)
             transport = self._get_slot().transport
             try:
@@ -475,6 +484,7 @@ class S3Client(SubresourceRequests):
                     corrupt = body_mismatch(key, resp, md5_etags=self.session is None) if method == "GET" else None
                     if corrupt is None:
                         self._quota.release(cost)
+                        pacer.succeeded()
                         return resp
                     if corrupted:
                         raise corrupt  # a wrong body twice: raised, never decoded, never tried a third time
@@ -483,6 +493,13 @@ class S3Client(SubresourceRequests):
                     error = corrupt
                 else:
                     s3_error = self._error(method, key, resp, creating)
+                    if is_throttling(method, resp.status, s3_error.code, resp.headers):
+                        # Back-pressure, not a failure: no attempt, no retry quota spent.
+                        throttled = throttled or ThrottledRequest(pacer, self.settings.throttle_wait, method, key)
+                        throttled.answered(s3_error, sent, retry_after(resp.headers))
+                        attempt -= 1
+                        continue
+                    pacer.succeeded()  # served: a 404 "not yet" or a 412 counts as much as a 200
                     if not fixed_region and self._learn_region(s3_error, resp):
                         fixed_region = True
                         continue

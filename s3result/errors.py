@@ -21,6 +21,7 @@ S3ResultError                 base of everything below
     ├── Unauthenticated       401
     ├── NotImplementedByStore 501: the store lacks a feature we asked for
     └── ServerError           5xx: the store's own failure, usually transient
+        └── Throttled         the store kept throttling (503 SlowDown, 429) past ``throttle_wait``
 ```
 
 An answer whose body is not S3 XML (a web server's or a proxy's page) keeps its status's class
@@ -55,6 +56,7 @@ __all__ = [
     "S3Error",
     "S3ResultError",
     "ServerError",
+    "Throttled",
     "TransportError",
     "Unauthenticated",
     "error_from_response",
@@ -229,6 +231,10 @@ class NotImplementedByStore(S3Error):
 
 class ServerError(S3Error):
     """5xx: a failure inside the store."""
+
+
+class Throttled(ServerError):
+    """The store answered "slow down" (503 SlowDown, 429) for longer than ``throttle_wait`` allows."""
 
 
 #: The longest store message kept on the error's one line; the whole one stays in ``.message``.

@@ -57,6 +57,9 @@ class Settings:
     read_timeout: float = 30.0
     max_connections: int = 32
     max_attempts: int = 3
+    #: Seconds one request may spend waiting out the store's throttling (503 SlowDown, 429)
+    #: before ``Throttled`` is raised; waiting then is pacing, not failing (``limiter``).
+    throttle_wait: float = 60.0
     sse: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None

@@ -151,7 +151,7 @@ def test_transient_errors_are_retried_and_signed_again() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if len(seen) == 1:
-            return httpx.Response(503, content=_xml("SlowDown"))
+            return httpx.Response(503, content=_xml("ServiceUnavailable"))
         if len(seen) == 2:
             return httpx.Response(500, content=_xml("InternalError"))
         return httpx.Response(200, headers={"ETag": '"x"'})

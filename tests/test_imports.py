@@ -23,6 +23,7 @@ MODULES = [
     "s3result.precondition",
     "s3result.verdict",
     "s3result.retry",
+    "s3result.limiter",
     "s3result.transport",
     "s3result.network",
     "s3result.client",

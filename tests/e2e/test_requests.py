@@ -96,7 +96,9 @@ def test_a_probe_that_failed_at_start_is_taken_before_a_later_fork(
     """
     counting = CountingProxy("127.0.0.1", moto_server.port)
     faults = FaultProxy("127.0.0.1", counting.port, latency=0.0)
-    faults.answer("PUT", PROBE_PREFIX, 503, code="SlowDown", times=3)  # the start check's probe, 3 attempts
+    faults.answer(
+        "PUT", PROBE_PREFIX, 503, code="ServiceUnavailable", times=3
+    )  # the start check's probe, 3 attempts (a failing store, not throttling: SlowDown is waited out)
     url = moto_server.url("late-probe").replace(f":{moto_server.port}/", f":{faults.port}/")
     worker = Worker(
         url,

@@ -140,10 +140,20 @@ def test_corrupt_body_is_never_returned(moto_server: MotoServer, proxy: FaultPro
 
 def test_client_counts_its_retries(moto_server: MotoServer, proxy: FaultProxy) -> None:
     client = _client(moto_server, proxy, max_attempts="10")
-    proxy.set_faults(error503=0.5)
+    proxy.set_faults(reset_request=0.5)
     for i in range(10):
         client.put(f"faults/count/{i}", b"x")
-    assert client.retries >= proxy.stats["error503"] > 0
+    assert client.retries >= proxy.stats["reset_request"] > 0
+
+
+def test_slowdowns_are_waited_out_not_retries(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """503 SlowDown is throttling: the pacer counts it, the retry count and max_attempts do not."""
+    client = _client(moto_server, proxy, max_attempts="1")
+    proxy.set_faults(error503=0.5)
+    for i in range(10):
+        client.put(f"faults/slow/{i}", b"x")
+    assert client.retries == 0
+    assert client.limits.writes.throttles == proxy.stats["error503"] > 0
 
 
 def test_408_from_a_balancer_is_retried(moto_server: MotoServer, proxy: FaultProxy) -> None:

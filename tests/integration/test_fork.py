@@ -35,6 +35,10 @@ LOCKS = {
     "sigv4._key_cache_lock": "sys.modules['s3result.sigv4']._key_cache_lock",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
     "client._warned_lock": "sys.modules['s3result.client']._warned_lock",
+    # The write pacer, switched on by a throttling answer: the child's PUT takes a turn under it.
+    "Pacer._lock": "(b.client.limits.writes.throttled(0.0), b.client.limits.writes)[1]._lock",
+    # The registry of pacers: the child's first client of another store registers under it.
+    "limiter._registry_lock": "sys.modules['s3result.limiter']._registry_lock",
     # The parent's pool (its HttpcoreTransport): the child must never use it.
     "HttpcoreTransport._lock": "warm(b.client)._get_slot().transport._lock",
 }
