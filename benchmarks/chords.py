@@ -168,7 +168,9 @@ def _counting_process(
     q.put((last, fired))
 
 
-def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None) -> dict[str, float]:
+def count_parts(
+    parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None, geometry: str = ""
+) -> dict[str, float]:
     """One native chord of ``parts`` counted by ``procs`` processes: requests and bytes per part.
 
     The store is a moto server behind a ``WireCounter``; what the producer does (save the group,
@@ -188,6 +190,14 @@ def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | N
             producer = _app(direct)
             if tree_from is not None:
                 producer.backend.chord_tree_from = tree_from
+            if geometry:  # "S,F,K": a tree of this shape, to compare shapes (0 = count in the root)
+                from s3result.chordtree import Geometry
+
+                shape = [int(v) for v in geometry.split(",")]
+                if shape[0] and not shape[1]:  # one leaf per column
+                    shape[1] = shape[0] * -(-parts // shape[0])
+                fixed = Geometry(parts, *shape) if shape[0] else None
+                producer.backend._tree_for = lambda _args: fixed
 
             @producer.task(name="part", shared=False)
             def part(i: int) -> int:  # pragma: no cover - never run, only signed
@@ -290,6 +300,7 @@ def run(
     concurrency: int = 8,
     latency: float = 0.02,
     join_timeout: float = 120.0,
+    tree_from: int | None = None,
 ) -> str:
     """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section."""
     from celery import chord, group
@@ -324,6 +335,8 @@ def run(
                     w.start()
                 try:
                     module = point_app_at(client_url, tmp / "broker", broker=redis)
+                    if tree_from is not None:
+                        module.app.backend.chord_tree_from = tree_from
                     # Every pool process has stored a result (and probed the store) before the
                     # first chord, as in a fleet that has been up for a while.
                     warm = group(module.add.si(i, i) for i in range(workers * concurrency * 4)).apply_async()
@@ -331,6 +344,7 @@ def run(
                     for size in sizes:
                         for _ in range(repeats):
                             before = relay.snapshot()
+                            kinds = dict(relay.kinds)
                             started = time.time()
                             res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
                             assert res.get(timeout=3600, interval=0.2) == sum(range(size))
@@ -342,7 +356,8 @@ def run(
                             gap = body - _last_part_done(module.app.backend, part_ids)
                             req, moved = after[0] - before[0], after[1] - before[1]
                             rows.append((name, size, whole, gap, req / size, moved / size))
-                            print(rows[-1], flush=True)
+                            spent = {k: v - kinds.get(k, 0) for k, v in relay.kinds.items() if v != kinds.get(k, 0)}
+                            print(rows[-1], dict(sorted(spent.items())), flush=True)
                 finally:
                     for w in fleet:
                         w.stop()
@@ -374,13 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
     parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
     parser.add_argument("--procs", type=int, default=16, help="processes for --counting")
-    parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from for --counting")
+    parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from")
+    parser.add_argument(
+        "--geometry", default="", help="S,F,K: the tree's stripes, fill, fan-in for --counting (0: root)"
+    )
     parser.add_argument("--title", default="", help="appended to the section's heading (e.g. the commit)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.counting:
-        print(count_parts(args.counting, args.procs, args.latency, args.tree_from))
+        print(count_parts(args.counting, args.procs, args.latency, args.tree_from, args.geometry))
         return 0
     modes = tuple(m for m in args.modes.split(",") if m)
     section = run(
@@ -391,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         concurrency=args.concurrency,
         latency=args.latency,
+        tree_from=args.tree_from,
     )
     if not args.no_write:
         with open(args.output, "a") as f:
