@@ -3,6 +3,7 @@
     python -m benchmarks.chords                                   # 10, 100, 1,000 parts, 2 x prefork 8
     python -m benchmarks.chords --sizes 10,100,1000,10000 --workers 2 --concurrency 12 --latency 0.02
     python -m benchmarks.chords --counting 2000 --procs 16        # counting only, forked processes
+    python -m benchmarks.chords --failing 500 --concurrency 12    # a failed part at the caller, vs redis://
 
 Real workers (``--workers`` x prefork ``--concurrency``, Redis broker) run chords of each size,
 natively and with chord_unlock (``conditional_writes=disabled``) in the same run, against moto
@@ -379,6 +380,66 @@ def run(
     return "\n".join(lines) + "\n"
 
 
+def run_failing(size: int, *, workers: int = 2, concurrency: int = 12, latency: float = 0.02) -> str:
+    """A chord of ``size`` parts whose middle part raises: the time from ``apply_async`` to the
+    caller's exception, s3result (native, behind the relay) against Celery's Redis backend, one run."""
+    from celery import chord
+
+    from s3result.testing.store import MotoServer
+    from tests.brokers import RedisServer
+    from tests.e2e.conftest import Worker, point_app_at
+
+    rows = []
+    with MotoServer(bucket="chordfail") as moto, RedisServer() as redis:
+        relay = WireCounter(moto.port, latency)
+        s3 = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{relay.port}/chordfail/{uuid.uuid4().hex[:6]}"
+        backends = [
+            ("s3result native", s3, s3.replace(f":{relay.port}/", f":{moto.port}/")),
+            ("redis://", *[redis.url(3)] * 2),
+        ]
+        for name, url, client_url in backends:
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
+                fleet = [
+                    Worker(url, tmp, pool="prefork", concurrency=concurrency, name=f"w{i}", broker=redis)
+                    for i in range(workers)
+                ]
+                for w in fleet:
+                    w.start()
+                try:
+                    module = point_app_at(client_url, tmp / "broker", broker=redis)
+                    warm = chord(module.part.s(i) for i in range(workers * concurrency))(module.collect.s("warm"))
+                    warm.get(timeout=600, interval=0.2)
+                    bad = size // 2
+                    header = [module.fail.s(f"part {bad} broke") if i == bad else module.part.s(i) for i in range(size)]
+                    started = time.time()
+                    res = chord(header)(module.collect.s("failing"))
+                    try:
+                        res.get(timeout=600, interval=0.2)
+                        raised = "nothing"
+                    except Exception as exc:  # noqa: BLE001 - what the caller gets is the measure
+                        raised = f"{type(exc).__name__}: {exc}"
+                    took = time.time() - started
+                    rows.append((name, size, took, raised[:60]))
+                    print(rows[-1], flush=True)
+                finally:
+                    for w in fleet:
+                        w.stop()
+        relay.close()
+    lines = [
+        "",
+        f"## A failed part at the caller: {size} parts, part {size // 2} raises; {workers} workers x prefork "
+        f"{concurrency}, Redis broker, s3result through a {latency * 1000:.0f} ms relay "
+        f"(python -m benchmarks.chords --failing {size})",
+        "",
+        "| backend | parts | apply to the caller's exception, s | the caller's exception |",
+        "|---|---|---|---|",
+    ]
+    for name, n, took, raised in rows:
+        lines.append(f"| {name} | {n} | {took:.1f} | `{raised}` |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000")
@@ -388,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="prefork processes per worker")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
     parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
+    parser.add_argument("--failing", type=int, default=0, help="N parts, one raising: the caller's error, vs redis://")
     parser.add_argument("--procs", type=int, default=16, help="processes for --counting")
     parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from")
     parser.add_argument(
@@ -397,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.failing:
+        section = run_failing(args.failing, workers=args.workers, concurrency=args.concurrency, latency=args.latency)
+        if not args.no_write:
+            with open(args.output, "a") as f:
+                f.write(section)
+        print(section)
+        return 0
     if args.counting:
         print(count_parts(args.counting, args.procs, args.latency, args.tree_from, args.geometry))
         return 0

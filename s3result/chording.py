@@ -82,11 +82,12 @@ class ChordMethods(FiringMethods):
     #: How long the run of a chord part that completed the count owns the body's publishing;
     #: a redelivery of that same part takes over only after this (see ``chords``).
     chord_lease = 60.0
-    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``).
-    #: Below it, one counter is cheaper: at 10 parts on 24 processes, 8 requests per part in
-    #: the root against 11.5 in a tree of 1-part leaves; at 40, 11.6 against 9.8; at 100, 15.4
-    #: against 5.5 (``python -m benchmarks.chords --counting N --procs 24 --tree-from T``).
-    chord_tree_from = 64
+    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``)
+    #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
+    #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
+    #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
+    #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
+    chord_tree_from = 2
 
     @property
     def conditional_support(self) -> Support:  # pragma: no cover - S3Backend's

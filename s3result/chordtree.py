@@ -306,10 +306,13 @@ class TreeCounter:
         """
         key = node_key(root_key, level, node)
         expected = geometry.expected(level, node)
+        # The leaf's first part, in a first run, is usually the first to reach it (a fleet takes
+        # parts in order): it creates the leaf without reading it first, one request less.
+        create = level == 0 and first and member == expected[0]
         return group_commit(
             ("node", self._scope, key),
             (member, entry, (level == 0 and not first) or again),
-            lambda batch: self._swap(root_key, key, level, expected, batch),
+            lambda batch: self._swap(root_key, key, level, expected, batch, create and len(batch) == 1),
         )
 
     def _root_state(self, root_key: str) -> Step | None:
@@ -318,20 +321,34 @@ class TreeCounter:
             return "late"
         return "failed" if CounterState.load(found.body).failed is not None else None
 
-    def _swap(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Done]:
+    def _swap(
+        self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item], create: bool = False
+    ) -> list[Done]:
+        """Add ``batch`` to the node; ``create``: try creating it before reading it (once)."""
         return compare_and_swap(
             key,
-            lambda cas: self._swap_once(cas, root_key, key, level, expected, batch),
+            lambda cas: self._swap_once(cas, root_key, key, level, expected, batch, create and cas.number == 1),
             deadline_s=self.deadline_s,
             sleep=self._sleep,
         )
 
     def _swap_once(
-        self, cas: Attempt, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]
+        self,
+        cas: Attempt,
+        root_key: str,
+        key: str,
+        level: int,
+        expected: Sequence[str],
+        batch: list[Item],
+        create: bool = False,
     ) -> list[Done]:
-        """One read and (when something is new) one conditional write; a lost race raises."""
+        """One read and (when something is new) one conditional write; a lost race raises.
+
+        ``create``: no read, the node is taken to be missing; if it exists, the create fails
+        the precondition and the next attempt reads it.
+        """
         client = self._client()
-        current = client.get_or_none(key)
+        current = None if create else client.get_or_none(key)
         cas.read(None if current is None else current.etag)
         if current is None:
             if any(check for _m, _e, check in batch):
