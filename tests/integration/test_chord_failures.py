@@ -33,8 +33,7 @@ def test_a_part_that_raises_fails_the_body_with_its_error_and_leaves_nothing(
 ) -> None:
     prefix = f"fail-raise-{size}"
     producer, worker = make_app(store.url(prefix)), make_app(store.url(prefix))
-    producer.backend.chord_tree_from = 2
-    chord = Chord(producer, size, f"g-{prefix}")
+    chord = Chord(producer, size, f"g-{prefix}", tree_from=2)
     bad = size // 2
     with chord.recording():
         for i, req in enumerate(chord.requests):
@@ -59,8 +58,7 @@ def test_a_part_that_cannot_be_counted_fails_the_chord_and_the_clean_up_deletes_
     the body holds a ChordError naming it, and counter, tree nodes and saved group are deleted."""
     prefix = f"fail-count-{size}"
     producer, worker = make_app(store.url(prefix)), make_app(store.url(prefix))
-    producer.backend.chord_tree_from = 2
-    chord = Chord(producer, size, f"g-{prefix}")
+    chord = Chord(producer, size, f"g-{prefix}", tree_from=2)
     for i in range(size // 2):
         chord.finish(worker, i)
     impostor = chord.requests[1]

@@ -31,10 +31,9 @@ __all__ = ("store",)
 def tree_chord(producer: Any, size: int, gid: str, tree_from: int = 8, fitted: bool = False) -> Chord:
     """A chord counted in a tree: the staggered geometry of large chords (every level a test of a
     small chord needs), or with ``fitted`` the one the producer fits to ``size``."""
-    producer.backend.chord_tree_from = tree_from
     if not fitted:
         producer.backend._tree_for = lambda args: chordtree.Geometry(len(list(args[1])))
-    chord = Chord(producer, size, gid)
+    chord = Chord(producer, size, gid, tree_from=tree_from)
     assert "tree" in chord.requests[0].chord[MARK], "the producer should have chosen a tree"
     return chord
 
