@@ -33,8 +33,9 @@ DESIGN notes (why it is built this way):
   chord size. The producer uses it only when every header result is a plain task result
   (no nested group, no chord or chain ending in a group: Celery's ``_freeze_unroll`` then
   numbers the flattened tasks 0..n-1) and there are at least ``S3Backend.chord_tree_from``
-  of them; smaller chords count in the root alone, as before. The geometry travels in the
-  producer's mark with the chord. A part whose index is missing or out of range, or whose
+  of them (2); other chords count in the root alone. The geometry travels in the producer's
+  mark with the chord, and the producer fits it to the chord's size (``Geometry.fit``): the
+  striping and stagger above from ``STAGGER_FROM`` parts, one leaf per stripe below it. A part whose index is missing or out of range, or whose
   slot another task holds (a duplicated index), fails the chord with a ChordError naming it:
   counting it anywhere would complete some leaf early or leave one open for good. A size
   that differs from ``n`` fails the chord at ``set_chord_size``, before the last part is out.
@@ -49,9 +50,12 @@ DESIGN notes (why it is built this way):
   that member goes up (a redelivery re-adds the node to its parent: a no-op, then goes on).
   Only the root must fire once; it is the ``ChordCounter`` object, with its tokens, lease
   and take-over. Any failure to count is raised; the caller fails the body loudly.
-- Late parts. The first part to reach a leaf creates it (``If-None-Match: *``) after reading
-  the root: a missing root means the chord fired and was cleaned up (the part does nothing
-  and leaves nothing), a failed one that it failed. A redelivery climbs through nodes that
+- Late parts. A part that finds its leaf missing creates it (``If-None-Match: *``) after
+  reading the root: a missing root means the chord fired and was cleaned up (the part does
+  nothing and leaves nothing), a failed one that it failed. The run of a part that stored its
+  final state itself (not a redelivery's, whose state was stored already) skips that read: the
+  chord cannot have fired without it; and the leaf's first part then creates the leaf without
+  reading it first (a fleet takes parts in order: it is usually first). A redelivery climbs through nodes that
   already count it; the clean-up may have deleted the node above (nodes go concurrently), so
   a climb that was counted already below reads the root before creating a node too (only
   redeliveries and lost replies pay that GET; the first run of a part never does).
