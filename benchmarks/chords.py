@@ -273,7 +273,7 @@ def _body_received(logs: list[Path], body_id: str) -> float:
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
             m = _LINE.match(line)
-            if m and m.group(2) == "collect" and m.group(3) == body_id and m.group(4) == "received":
+            if m and m.group(2) in ("collect", "echo") and m.group(3) == body_id and m.group(4) == "received":
                 return _stamp(m.group(1))
     raise RuntimeError("the chord body never started")
 
@@ -302,8 +302,13 @@ def run(
     latency: float = 0.02,
     join_timeout: float = 120.0,
     tree_from: int | None = None,
+    value_bytes: int = 0,
 ) -> str:
-    """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section."""
+    """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section.
+
+    ``value_bytes``: each part returns a string whose encoded form is that long (48: the most
+    that travels with a part's count), and the body returns them all; else small ints, summed.
+    """
     from celery import chord, group
 
     from s3result.testing.store import MotoServer
@@ -347,8 +352,13 @@ def run(
                             before = relay.snapshot()
                             kinds = dict(relay.kinds)
                             started = time.time()
-                            res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
-                            assert res.get(timeout=3600, interval=0.2) == sum(range(size))
+                            if value_bytes:  # results of that encoded size: "<i>xxx...", JSON-quoted
+                                values = [str(i).ljust(value_bytes - 2, "x") for i in range(size)]
+                                res = chord(module.echo.si(v) for v in values)(module.echo.s())
+                                assert res.get(timeout=3600, interval=0.2) == values
+                            else:
+                                res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
+                                assert res.get(timeout=3600, interval=0.2) == sum(range(size))
                             whole = time.time() - started
                             time.sleep(2.0)  # the clean-up after publishing, and the last log lines
                             after = relay.snapshot()
@@ -450,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
     parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
     parser.add_argument("--failing", type=int, default=0, help="N parts, one raising: the caller's error, vs redis://")
+    parser.add_argument("--value-bytes", type=int, default=0, help="each part's encoded result size (48: the limit)")
     parser.add_argument("--procs", type=int, default=16, help="processes for --counting")
     parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from")
     parser.add_argument(
@@ -479,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         latency=args.latency,
         tree_from=args.tree_from,
+        value_bytes=args.value_bytes,
     )
     if not args.no_write:
         with open(args.output, "a") as f:

@@ -37,7 +37,6 @@ members; such a root is written as version 3, which workers that know no trees r
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from .cas import Attempt, compare_and_swap, may_retry
 from .client import S3Client
 from .counter import group_commit
 from .errors import S3Error, TransportError
+from .retry import Backoff, RetryConfig
 
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
@@ -135,6 +135,7 @@ class ChordCounter:
         self.deadline_s = deadline_s
         self.lease_s = lease_s
         self._sleep = sleep
+        self._lease_wait = Backoff(RetryConfig(base_delay=0.1, max_delay=0.1), sleep=sleep)
 
     # -- producer ---------------------------------------------------------------------------
 
@@ -269,7 +270,8 @@ class ChordCounter:
             if age < self.lease_s:
                 if time.monotonic() > deadline:
                     return False
-                self._sleep(min(self.lease_s - age, 1.0) + random.random() * 0.1)
+                # Up to a second at a time, plus the retry policy's jitter (runs waiting on one lease part).
+                self._lease_wait.sleep(min(self.lease_s - age, 1.0) + self._lease_wait.delay(1))
                 continue
             token = uuid.uuid4().hex
             replacing = done.get("token")
