@@ -32,7 +32,7 @@ from typing import TypeVar
 from .errors import Conflict, NotImplementedByStore, PreconditionFailed, TransportError
 from .retry import Backoff, RetryConfig, is_retryable
 
-__all__ = ("REFUSALS", "Attempt", "compare_and_swap", "lost_race", "may_retry")
+__all__ = ("Attempt", "MAX_PAUSE_S", "MIN_BASE_S", "REFUSALS", "compare_and_swap", "lost_race", "may_retry")
 
 T = TypeVar("T")
 

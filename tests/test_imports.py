@@ -29,6 +29,7 @@ MODULES = [
     "s3result.express",
     "s3result.backend",
     "s3result.etags",
+    "s3result.cas",
     "s3result.cli.check",
     "s3result.cli.session_check",
     "s3result.testing.express",
