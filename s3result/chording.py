@@ -294,7 +294,7 @@ class ChordMethods(FiringMethods):
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
             if self._chords.recover(key, member[0]):  # our write completed the set after all
                 return self._fire_chord(request, group_id, key)
-            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
+            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}", member[0])
         if outcome != "fire":
             return None
         return self._fire_chord(request, group_id, key, written)
@@ -335,12 +335,20 @@ class ChordMethods(FiringMethods):
         noted, self._final_write.value = getattr(self._final_write, "value", None), None
         return noted == (task_id, True)
 
-    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str) -> Any:
-        """End the chord with a ChordError on its body, unless it already completed."""
+    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str, member: str | None = None) -> Any:
+        """End the chord with a ChordError on its body, unless it already completed.
+
+        ``member``: what this part counted in the root. If the chord completed, it may be this
+        part's own write that completed it (it landed, then the store stopped answering for
+        longer than ``recover`` waited): then this part owns the body, as ``recover`` would
+        have found once the store answered again.
+        """
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
         marked = self._chords.fail(key, message)
         if marked is False:
+            if member is not None and self._chords.recover(key, member):
+                return self._fire_chord(request, group_id, key)
             return None  # the chord already ended: completed, or failed and reported once
         callback = maybe_signature(request.chord, app=self.app)
         if marked is None and self._body_ended(callback):
