@@ -190,10 +190,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 ids.append(res.id)
 
         walk(deps)
-        if counted is not None and tree is None:
-            carried = self._decoded(counted, ids)
-        else:
-            carried = self._carried_values(deps, ids, key, tree, deadline, timeout, leaf_reads)
+        carried = self._carried_values(deps, ids, key, tree, deadline, timeout, leaf_reads, counted)
         missing = [i for i in dict.fromkeys(ids) if i not in carried]
         metas: dict[str, Any] = {}
         if missing:
@@ -236,8 +233,12 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         deadline: float | None,
         timeout: float | None,
         leaf_reads: list[Any] | None = None,
+        counted: chords.CounterState | None = None,
     ) -> dict[str, Any]:
-        """The values that travelled with the counts, by task id (read from the root or the leaves)."""
+        """The values that travelled with the counts, by task id (read from the root or the leaves,
+        or taken from ``counted``: the root's state as the firing part wrote it)."""
+        if counted is not None and tree is None:
+            return self._decoded(counted, ids)
         if key is None:
             return {}
         client = self.client
