@@ -25,6 +25,7 @@ from . import chords, chordtree
 from .chordfire import FiringMethods
 from .counter import CasCounter
 from .precondition import Support
+from .readahead import ReadAhead
 
 __all__ = ("ChordMethods",)
 
@@ -111,6 +112,8 @@ class ChordMethods(FiringMethods):
             lambda: self.client, scope, deadline_s=self.cas_deadline, lease_s=self.chord_lease
         )
         self._tree = chordtree.TreeCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
+        #: The header ids this backend sent (``readahead``): a body's parents are read together.
+        self.read_ahead = ReadAhead()
         # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
         # decides per store (native_chords), so drop that binding and use the method.
         self.__dict__.pop("apply_chord", None)
@@ -139,6 +142,14 @@ class ChordMethods(FiringMethods):
             return None
         return chordtree.Geometry.fit(len(results))
 
+    def _remember_header(self, header_result_args: Any) -> None:
+        """The header's ids, so the caller's check of the body's parents reads them together."""
+        try:
+            ids = [r.id for r in header_result_args[1]]
+        except Exception:  # noqa: BLE001 - an unusual header is read one result at a time
+            return
+        self.read_ahead.remember(str(header_result_args[0]), ids)
+
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Decide native counting or chord_unlock once, here, and send the decision with the chord.
 
@@ -149,6 +160,7 @@ class ChordMethods(FiringMethods):
         """
         native = self.native_chords
         group_id = header_result_args[0]
+        self._remember_header(header_result_args)
         mark: dict[str, Any] = {"native": native, "gid": group_id}
         tree = self._tree_for(header_result_args) if native else None
         if tree is not None:
