@@ -25,10 +25,10 @@ from celery.exceptions import ImproperlyConfigured
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from .cas import Attempt, compare_and_swap
 from .chording import ChordMethods
 from .clients import shared_client
 from .config import ConditionalWrites, Settings, from_celery_conf, raw_slash_warning
-from .counter import cas_attempts
 from .errors import (
     AlreadyExists,
     ConfigError,
@@ -288,6 +288,8 @@ class S3Backend(Waits, ChordMethods):
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         self._check_size(key, body)
         etag = self._write_state(key, body, final=state in states.READY_STATES)
+        if state in states.READY_STATES:
+            self._note_final_write(bytes_to_str(task_id), etag is not None)
         self._notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result
 
@@ -324,20 +326,20 @@ class S3Backend(Waits, ChordMethods):
                 return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
             except AlreadyExists:
                 pass
-        for _attempt in cas_attempts(key, self.cas_deadline):
+
+        def attempt(cas: Attempt) -> str | None:
             current = client.get_or_none(key)
-            try:
-                if current is None:  # forgotten in between: create again
-                    return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
-                if current.body == body:
-                    return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
-                if self.decode_result(current.body).get("status") == states.SUCCESS:
-                    logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
-                    return None
-                return client.put(key, body, mode=PutMode.update(current.etag), content_type=content_type)
-            except (PreconditionFailed, Conflict):
-                continue
-        return None  # pragma: no cover - cas_attempts raises when its deadline passes
+            cas.read(None if current is None else current.etag)
+            if current is None:  # forgotten in between: create again
+                return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
+            if current.body == body:
+                return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
+            if self.decode_result(current.body).get("status") == states.SUCCESS:
+                logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
+                return None
+            return client.put(key, body, mode=PutMode.update(current.etag), content_type=content_type)
+
+        return compare_and_swap(key, attempt, deadline_s=self.cas_deadline, store_errors=False)
 
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)

@@ -25,6 +25,7 @@ from kombu.utils.encoding import bytes_to_str
 
 from . import notify
 from .polling import Deadline, delays
+from .readahead import ReadAhead
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -55,6 +56,7 @@ class Waits:
         app: Any
         _cache: Any
         TimeoutError: type[Exception]
+        read_ahead: ReadAhead
 
         @property
         def client(self) -> S3Client: ...
@@ -268,6 +270,26 @@ class Waits:
                 values.append(None if item is None else item.body)
         ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
         return ready, failing
+
+    def _get_task_meta_for(self, task_id: Any) -> Any:
+        """One result's meta; a chord header's, read with the next ones of its header (``readahead``)."""
+        task_id = bytes_to_str(task_id)
+        meta = self.read_ahead.take(task_id)
+        if meta is not None:
+            return meta
+        ids = self.read_ahead.window(task_id, skip=lambda other: other in self._cache)
+        if len(ids) > 1:
+            found = self.client.get_each([self._key(self.get_key_for_task(i)) for i in ids])
+            metas = {
+                i: {"status": states.PENDING, "result": None} if item is None else self.decode_result(item.body)
+                for i, item in zip(ids, found, strict=True)
+                if not isinstance(item, Exception) and (item is None or item.body)
+            }
+            self.read_ahead.keep(metas)
+            meta = self.read_ahead.take(task_id)
+            if meta is not None:
+                return meta
+        return super()._get_task_meta_for(task_id)  # type: ignore[misc]
 
     def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
         """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).

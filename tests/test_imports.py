@@ -35,6 +35,7 @@ MODULES = [
     "s3result.s3.express",
     "s3result.backend",
     "s3result.etags",
+    "s3result.cas",
     "s3result.cli.check",
     "s3result.cli.conformance",
     "s3result.cli.expiry_check",
