@@ -6,9 +6,12 @@ caller: Celery reads each header result in turn, one GET after another. Against 
 a millisecond; against a store 20 ms away, 500 parts are 10 s a pass, and a failed part reaches
 the caller that late. The producer knows the header's task ids (``apply_chord`` runs in its
 process), so the first read of one of them fetches the next ``WINDOW`` concurrently, and the
-reads that follow in the same pass are answered from that batch. A batch is used once per id
-and only for ``FRESH`` seconds: the next pass reads the store again, as Celery's does, just not
-one request at a time.
+reads that follow in the same pass are answered from that batch. A result read as ready is
+used once (Celery caches a success itself); one still pending answers for ``FRESH`` seconds, or
+for longer in a large batch (a second per ``RATE`` ids, at most ``PATIENCE`` s), so a caller
+waiting on a large chord reads its header at about the rate Celery's one-by-one check did over
+a 20 ms store, not a pass every poll. When the body's own result turns out failed, the pending
+answers are dropped (``forget_pending``): the check that picks the part's own error reads them.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ __all__ = ["ReadAhead"]
 
 #: How many ids one batch reads: the next ones of the header after the id asked for.
 WINDOW = 256
-#: How long a batch answers for: one pass of Celery's parent check, not the next poll's.
+#: How long a batch answers for at least: one pass of Celery's parent check, not the next poll's.
 FRESH = 0.25
+#: Ids per second a waiting caller reads of a large header, at most (one GET each).
+RATE = 50
+#: The longest a pending answer stands for a large header.
+PATIENCE = 5.0
 #: Headers remembered per backend (the producer's latest chords).
 HEADERS = 64
 
@@ -37,7 +44,7 @@ class ReadAhead:
         self._lock = threading.Lock()
         self._headers: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # group id -> ids
         self._where: dict[str, tuple[str, int]] = {}  # task id -> (group id, position)
-        self._batch: dict[str, tuple[float, Any]] = {}  # task id -> (read at, meta)
+        self._batch: dict[str, tuple[float, Any]] = {}  # task id -> (good until, meta)
 
     def remember(self, group_id: str, task_ids: Sequence[str]) -> None:
         """A header this process is sending: its ids, in Celery's order."""
@@ -54,12 +61,22 @@ class ReadAhead:
                     self._batch.pop(task_id, None)
 
     def take(self, task_id: str) -> Any | None:
-        """The meta a fresh batch read for ``task_id`` (once), else None."""
+        """The meta a batch read for ``task_id`` while it stands, else None (read the store)."""
+        now = self._clock()
         with self._lock:
-            entry = self._batch.pop(task_id, None)
-        if entry is None or self._clock() - entry[0] > FRESH:
-            return None
+            entry = self._batch.get(task_id)
+            if entry is None:
+                return None
+            if entry[0] < now or entry[1].get("status") != "PENDING":
+                del self._batch[task_id]  # a ready one is read once: Celery keeps a success itself
+            if entry[0] < now:
+                return None
         return entry[1]
+
+    def forget_pending(self) -> None:
+        """Read every header result again at the next check (the body's own result is failed)."""
+        with self._lock:
+            self._batch.clear()
 
     def window(self, task_id: str, skip: Callable[[str], bool]) -> list[str]:
         """The ids one batch reads for ``task_id``: it and the next of its header, less ``skip``."""
@@ -78,7 +95,7 @@ class ReadAhead:
 
     def keep(self, metas: dict[str, Any]) -> None:
         """A batch just read: meta by task id."""
-        now = self._clock()
+        until = self._clock() + min(max(FRESH, len(metas) / RATE), PATIENCE)
         with self._lock:
             for task_id, meta in metas.items():
-                self._batch[task_id] = (now, meta)
+                self._batch[task_id] = (until, meta)

@@ -113,6 +113,7 @@ class Waits:
                         if watch is not None and polls:
                             watch.found_by_poll(task_id)
                         if on_interval and meta["status"] in states.PROPAGATE_STATES:
+                            self.read_ahead.forget_pending()  # the parents' errors, read now
                             on_interval()
                         return meta
                     failing = None

@@ -28,15 +28,36 @@ def test_a_window_holds_at_most_window_ids() -> None:
     assert ahead.window("t0", skip=lambda i: False) == ids[: readahead.WINDOW]
 
 
-def test_a_batch_answers_once_and_only_while_fresh() -> None:
+def test_a_ready_result_answers_once_a_pending_one_while_it_stands() -> None:
     clock = Clock()
     ahead = ReadAhead(clock=clock)
     ahead.remember("g", ["a", "b"])
     ahead.keep({"a": {"status": "PENDING"}, "b": {"status": "FAILURE"}})
+    assert ahead.take("b") == {"status": "FAILURE"}
+    assert ahead.take("b") is None  # once: Celery caches what it keeps itself
     assert ahead.take("a") == {"status": "PENDING"}
-    assert ahead.take("a") is None  # once: the next pass reads the store again
+    assert ahead.take("a") == {"status": "PENDING"}  # the next poll's check reads no GET for it
     clock.now += readahead.FRESH + 0.01
-    assert ahead.take("b") is None  # stale: a later poll's check reads the store
+    assert ahead.take("a") is None  # stale: the next check reads the store
+
+
+def test_a_large_batch_stands_longer_at_most_patience() -> None:
+    clock = Clock()
+    ahead = ReadAhead(clock=clock)
+    ids = [f"t{i}" for i in range(readahead.WINDOW)]
+    ahead.keep(dict.fromkeys(ids, {"status": "PENDING"}))
+    stands = min(readahead.WINDOW / readahead.RATE, readahead.PATIENCE)
+    clock.now += stands - 0.01
+    assert ahead.take("t0") == {"status": "PENDING"}
+    clock.now += 0.02
+    assert ahead.take("t0") is None
+
+
+def test_a_failed_body_drops_every_pending_answer() -> None:
+    ahead = ReadAhead()
+    ahead.keep({"a": {"status": "PENDING"}})
+    ahead.forget_pending()
+    assert ahead.take("a") is None
 
 
 def test_old_headers_are_forgotten() -> None:

@@ -58,3 +58,26 @@ def test_a_failed_part_reaches_the_caller_through_one_concurrent_read_of_the_hea
         app.close()
         counting.close()
         slow.close()
+
+
+def test_a_caller_waiting_on_a_large_chord_does_not_read_its_header_every_poll(moto_server: MotoServer) -> None:
+    """Pending header results stand for a while (a second per 50 of them): 2 s of polls every
+    0.1 s read the header about once, not 20 times."""
+    counting = CountingProxy("127.0.0.1", moto_server.port)
+    url = moto_server.url(f"readahead-{uuid.uuid4().hex[:8]}").replace(
+        f"127.0.0.1:{moto_server.port}", f"127.0.0.1:{counting.port}"
+    )
+    app = Celery("readahead", broker="memory://", set_as_current=False)
+    app.conf.result_backend = url
+    try:
+        app.backend.ensure_chords_allowed()
+        result = chord(group(app.signature("part").clone(args=(i,)) for i in range(PARTS)))(app.signature("body"))
+        gets = counting.counts["GET"]
+        with pytest.raises(Exception, match="timed out"):
+            result.get(timeout=2, interval=0.1)
+        read = counting.counts["GET"] - gets
+        polls_of_the_body = 2 / 0.1
+        assert read <= 3 * PARTS + polls_of_the_body + 5, read
+    finally:
+        app.close()
+        counting.close()
