@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from s3result import sigv4
+from s3result.s3 import sigv4
 
 from .fixed_server import FixedServer
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.conformance.checks import CHECKS, EXPECTED, Ctx
 from s3result.conformance.verdicts import MEANINGS
+from s3result.s3.client import S3Client
 
 from .divergences import DIVERGENCES
 from .servers import Target
@@ -24,7 +24,7 @@ from .servers import Target
 @pytest.fixture(scope="session")
 def preflight(target: Target) -> S3Client:
     """One PUT/GET/DELETE first: a target we cannot even write to fails with the reason."""
-    client = S3Client(config.build(url=target.url("conformance"), environ={}))
+    client = S3Client(config.build(url=target.url("conformance"), environ={}).s3)
     key = f"conformance/preflight-{uuid.uuid4().hex}"
     try:
         client.put(key, b"preflight")

@@ -27,7 +27,6 @@ from kombu.utils.encoding import bytes_to_str
 
 from .cas import Attempt, compare_and_swap
 from .chording import ChordMethods
-from .client import S3Client
 from .clients import shared_client
 from .config import ConditionalWrites, Settings, from_celery_conf, raw_slash_warning
 from .errors import (
@@ -37,12 +36,15 @@ from .errors import (
     InvalidKey,
     NotFound,
     PreconditionFailed,
+    ResultTooLarge,
     S3Error,
     TransportError,
 )
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
-from .retry import is_permanent, is_retryable
+from .s3.client import S3Client
+from .s3.request import PutMode
+from .s3.retry import Backoff, RetryConfig, is_permanent, is_retryable
 from .waits import Waits
 
 __all__ = ("S3Backend",)
@@ -138,9 +140,11 @@ def _renew_credentials(app: Any) -> None:
         logger.info("s3result: could not renew the credentials before forking a child: %s", exc)
 
 
-# When the main process may next try a verdict the start check could not take, and the pause after.
+# When the main process may next try a verdict the start check could not take, and how many
+# tries failed: the pause after the n-th doubles from 1 s to a minute (the retry policy's ceiling).
 _retake_at: float | None = None
-_retake_pause = 1.0
+_retake_failures = 0
+_RETAKE_BACKOFF = Backoff(RetryConfig(base_delay=1.0, max_delay=60.0))
 
 
 def _retake_verdict(app: Any) -> None:
@@ -153,7 +157,7 @@ def _retake_verdict(app: Any) -> None:
     Tried again before a later fork, one bounded GET first; the pause between tries doubles
     from 1 s to a minute, so a store that stays down costs the main process little.
     """
-    global _retake_at, _retake_pause
+    global _retake_at, _retake_failures
     backend = app.backend
     if not isinstance(backend, S3Backend) or backend.settings.conditional_writes is not ConditionalWrites.PROBE:
         return
@@ -161,19 +165,20 @@ def _retake_verdict(app: Any) -> None:
     if known(backend.client) is not None:
         return
     if _retake_at is None:  # the start check has just failed: not again at once
-        _retake_at = now + _retake_pause
+        _retake_at = now + _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
     if now < _retake_at:
         return
     error = backend.check_store(min(backend.settings.connect_timeout, 2.0))
     if error is None:
         return
-    _retake_pause = min(_retake_pause * 2, 60.0)
-    _retake_at = time.monotonic() + _retake_pause
+    _retake_failures += 1
+    pause = _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
+    _retake_at = time.monotonic() + pause
     logger.info(
         "s3result: conditional-write verdict still not taken (%s); children probe for themselves until "
         "it is, tried again before a fork in %gs",
         error,
-        _retake_pause,
+        pause,
     )
 
 
@@ -236,7 +241,17 @@ class S3Backend(Waits, ChordMethods):
     def set(self, key: bytes | str, value: bytes | str) -> None:
         """One PUT of the encoded value."""
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._check_size(key, body)
         self.client.put(self._key(key), body, content_type=self._content_type())
+
+    def _check_size(self, key: bytes | str, body: bytes) -> None:
+        """Refuse a result over ``max_result_size`` before anything is sent (the store would take it)."""
+        limit = self.settings.max_result_size
+        if len(body) > limit:
+            raise ResultTooLarge(
+                f"result for {bytes_to_str(key)!r} is {len(body)} bytes, over max_result_size={limit}; "
+                "return a reference to the data instead, or raise max_result_size"
+            )
 
     def delete(self, key: bytes | str) -> None:
         """DELETE, idempotent: a missing key is fine."""
@@ -271,6 +286,7 @@ class S3Backend(Waits, ChordMethods):
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._check_size(key, body)
         etag = self._write_state(key, body, final=state in states.READY_STATES)
         if state in states.READY_STATES:
             self._note_final_write(bytes_to_str(task_id), etag is not None)
@@ -302,12 +318,12 @@ class S3Backend(Waits, ChordMethods):
         known = _etags.get(slot)
         if known is not None:
             try:
-                return client.put(key, body, if_match=known, content_type=content_type)
+                return client.put(key, body, mode=PutMode.update(known), content_type=content_type)
             except (PreconditionFailed, Conflict, NotFound):
                 pass  # written by someone else since, or forgotten: read what is there
         else:
             try:
-                return client.put(key, body, if_none_match=True, content_type=content_type)
+                return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
             except AlreadyExists:
                 pass
 
@@ -315,13 +331,13 @@ class S3Backend(Waits, ChordMethods):
             current = client.get_or_none(key)
             cas.read(None if current is None else current.etag)
             if current is None:  # forgotten in between: create again
-                return client.put(key, body, if_none_match=True, content_type=content_type)
+                return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
             if current.body == body:
                 return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
             if self.decode_result(current.body).get("status") == states.SUCCESS:
                 logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
                 return None
-            return client.put(key, body, if_match=current.etag, content_type=content_type)
+            return client.put(key, body, mode=PutMode.update(current.etag), content_type=content_type)
 
         return compare_and_swap(key, attempt, deadline_s=self.cas_deadline, store_errors=False)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import Conflict, NotImplementedByStore, PreconditionFailed, TransportError
-from .retry import Backoff, RetryConfig, is_retryable
+from .s3.retry import Backoff, RetryConfig, is_retryable
 
 __all__ = ("Attempt", "MAX_PAUSE_S", "MIN_BASE_S", "REFUSALS", "compare_and_swap", "lost_race", "may_retry")
 

@@ -24,8 +24,8 @@ from celery.result import ResultSet
 from celery.utils.log import get_logger
 
 from . import chords, chordtree
-from .client import S3Client
 from .config import Settings
+from .s3.client import S3Client
 
 __all__ = ("FiringMethods",)
 

@@ -44,10 +44,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from .cas import Attempt, compare_and_swap, may_retry
-from .client import S3Client
 from .counter import group_commit
 from .errors import S3Error, TransportError
-from .retry import Backoff, RetryConfig
+from .s3.client import S3Client
+from .s3.request import PutMode
+from .s3.retry import Backoff, RetryConfig
 
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
@@ -156,7 +157,7 @@ class ChordCounter:
             if state.size == size:
                 return True
             state.size = size
-            client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+            client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
             return True
 
         return self._cas(key, attempt)
@@ -211,9 +212,9 @@ class ChordCounter:
                 state.done = {"by": fresh[-1], "token": token, "at": time.time()}
             body = state.dump()
             if current is None:
-                client.put(key, body, if_none_match=True, content_type="application/json")
+                client.put(key, body, mode=PutMode.CREATE, content_type="application/json")
             else:
-                client.put(key, body, if_match=current.etag, content_type="application/json")
+                client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
             return self._outcomes(state, members, tokens)
 
         return self._cas(key, attempt)
@@ -277,7 +278,7 @@ class ChordCounter:
             replacing = done.get("token")
             state.done = {"by": member, "token": token, "at": time.time()}
             try:
-                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
             except Exception as exc:  # noqa: BLE001 - only transient ones are retried
                 if not may_retry(exc) or time.monotonic() > deadline:
                     raise
@@ -330,7 +331,7 @@ class ChordCounter:
             token = uuid.uuid4().hex
             tokens.add(token)
             state.failed, state.failed_token = reason, token
-            client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+            client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
             return True
 
         try:

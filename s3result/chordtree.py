@@ -78,8 +78,9 @@ from typing import Any, Literal
 
 from .cas import Attempt, compare_and_swap
 from .chords import CounterState
-from .client import S3Client
 from .counter import group_commit
+from .s3.client import S3Client
+from .s3.request import PutMode
 
 __all__ = (
     "FP_LEN",
@@ -385,9 +386,9 @@ class TreeCounter:
                 node["by"] = fresh[-1]
             body = _dump(node)
             if current is None:
-                client.put(key, body, if_none_match=True, content_type="application/json")
+                client.put(key, body, mode=PutMode.CREATE, content_type="application/json")
             else:
-                client.put(key, body, if_match=current.etag, content_type="application/json")
+                client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
         return self._steps(node.get("by"), batch, slots, fresh)
 
     @staticmethod

@@ -397,18 +397,16 @@ def build(
     raw: dict[str, Any] = {}
     for layer in layers:
         raw.update({k: v for k, v in layer.items() if v is not None})
-    region_explicit = any("region" in layer for layer in layers)
     if "region" not in raw:
         # Last before the default, as in the SDKs: the profile's region in ~/.aws/config.
-        from .credentials import awsfiles
+        from .s3.credentials import awsfiles
 
         profile = awsfiles.profile_name(str(raw["profile"]) if raw.get("profile") else None, env)
         region = awsfiles.profile_section(profile, env, config_file=True).get("region")
         if region:
             raw["region"] = region
-            region_explicit = True
     try:
-        settings = _validate(raw, region_explicit=region_explicit)
+        settings = _validate(raw)
     except ConfigError as exc:
         raise _named_by_origin(exc, layers, env) from None
     origin = _secret_origin(layers)
@@ -457,7 +455,7 @@ def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:
     return text or None
 
 
-def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
+def _validate(raw: Mapping[str, Any]) -> Settings:
     endpoint = _opt_str(raw, "endpoint_url")
     endpoint = _check_endpoint(endpoint) if endpoint else None
     is_aws = _is_aws_endpoint(endpoint)
@@ -551,14 +549,13 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         ca_bundle=ca_bundle,
         poll_initial_delay=_parse_poll_delay(raw.get("poll_initial_delay", 0.025)),
         notify=_parse_bool("notify", raw.get("notify", True)),
-        region_explicit=region_explicit,
         session_mode=session_mode,
     )
 
 
 def _check_directory_bucket(bucket: str, addressing: Addressing) -> None:
     """A directory bucket on AWS: a name S3 can route to a zone, and virtual-hosted addressing."""
-    from .express import zone_id
+    from .s3.config import zone_id
 
     if zone_id(bucket) is None:
         raise ConfigError(

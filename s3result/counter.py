@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 from .cas import Attempt, compare_and_swap
-from .client import S3Client
+from .s3.client import S3Client
+from .s3.request import PutMode
 
 __all__ = ("CasCounter", "group_commit")
 
@@ -152,9 +153,9 @@ class CasCounter:
                     return count  # our previous attempt landed; its reply was lost
             new = f"{count + n}\n{token}".encode()
             if current is None:
-                client.put(key, new, if_none_match=True, content_type="text/plain")
+                client.put(key, new, mode=PutMode.CREATE, content_type="text/plain")
             else:
-                client.put(key, new, if_match=current.etag, content_type="text/plain")
+                client.put(key, new, mode=PutMode.update(current.etag), content_type="text/plain")
             return count + n
 
         return compare_and_swap(key, attempt, deadline_s=self._deadline_s, store_errors=False)

@@ -36,7 +36,7 @@ from typing import Any
 from celery import signals
 from celery.utils.log import get_logger
 
-from .retry import Backoff, RetryConfig
+from .s3.retry import Backoff, RetryConfig
 
 __all__ = [
     "CHANNEL_PREFIX",

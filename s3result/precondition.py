@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from . import verdict
 from .config import ConditionalWrites
 from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
+from .s3.request import PutMode
 
 if TYPE_CHECKING:
-    from .client import GetResult, S3Client
+    from .s3.client import GetResult, S3Client
 
 __all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 
@@ -115,7 +116,7 @@ def _probe(client: S3Client, run: _Run) -> Support:
     """The three checks; a 501 at any step is handled once, in ``probe``."""
     key, deadline = run.key, run.deadline
     try:
-        first = client.put(key, b"probe-1", if_none_match=True, deadline=deadline)
+        first = client.put(key, b"probe-1", mode=PutMode.CREATE, deadline=deadline)
     except AlreadyExists:
         run.may_exist = True
         landed = _landed(client, run, b"probe-1")  # a retry after a lost reply finds our own write
@@ -124,7 +125,7 @@ def _probe(client: S3Client, run: _Run) -> Support:
         first = landed
     run.may_exist = True
     try:
-        client.put(key, b"probe-2", if_none_match=True, deadline=deadline)
+        client.put(key, b"probe-2", mode=PutMode.CREATE, deadline=deadline)
     except AlreadyExists:
         pass
     else:
@@ -133,13 +134,13 @@ def _probe(client: S3Client, run: _Run) -> Support:
     if found is None or found.body != b"probe-1":
         return Support(False, "a refused If-None-Match write still changed the object")
     try:
-        second = client.put(key, b"probe-3", if_match=first, deadline=deadline)
+        second = client.put(key, b"probe-3", mode=PutMode.update(first), deadline=deadline)
     except PreconditionFailed:
         landed = _landed(client, run, b"probe-3")
         if landed is not None:
             return _probe_stale(client, run, first, landed)
         try:
-            client.put(key, b"probe-3", if_match=first.strip('"'), deadline=deadline)
+            client.put(key, b"probe-3", mode=PutMode.update(first.strip('"')), deadline=deadline)
         except S3Error:
             return Support(False, "If-Match with the current ETag was refused")
         # Ceph RGW rejects a quoted ETag in If-Match: https://github.com/block/buzz/issues/3002
@@ -150,7 +151,7 @@ def _probe(client: S3Client, run: _Run) -> Support:
 def _probe_stale(client: S3Client, run: _Run, first: str, second: str) -> Support:
     """The last check: a stale ETag in If-Match must be refused, and change nothing."""
     try:
-        client.put(run.key, b"probe-4", if_match=first, deadline=run.deadline)
+        client.put(run.key, b"probe-4", mode=PutMode.update(first), deadline=run.deadline)
     except PreconditionFailed:
         pass
     else:
@@ -169,7 +170,7 @@ def _landed(client: S3Client, run: _Run, body: bytes) -> str | None:
 
 def known(client: S3Client) -> Support | None:
     """The verdict already taken for this client's store and bucket, or None; sends nothing."""
-    return _cache.get((client.settings.base_url, client.settings.bucket))
+    return _cache.get((client.config.base_url, client.config.bucket))
 
 
 def support_for(
@@ -194,7 +195,7 @@ def support_for(
     # Not keyed by process: the verdict is a property of the store. A prefork worker takes it
     # once, before forking (the start check), and its children inherit it; a child made for
     # each task (worker_max_tasks_per_child=1) then costs no request for it.
-    cache_key = (client.settings.base_url, client.settings.bucket)
+    cache_key = (client.config.base_url, client.config.bucket)
     found = _cache.get(cache_key)
     if found is not None:
         return found
@@ -233,14 +234,14 @@ def _log(client: S3Client, found: Support, how: str) -> None:
     if found.ok:
         logger.info(
             "s3result: conditional writes work on bucket %r (%s): race-free writes, native chords",
-            client.settings.bucket,
+            client.config.bucket,
             how,
         )
     else:
         logger.warning(
             "s3result: conditional writes unusable on bucket %r (%s; %s); falling back to read-then-write "
             "and chord_unlock",
-            client.settings.bucket,
+            client.config.bucket,
             found.reason,
             how,
         )

@@ -36,10 +36,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AlreadyExists, CorruptResponse, NotImplementedByStore, ResultTooLarge, S3ResultError
+from .errors import AlreadyExists, BodyTooLarge, CorruptResponse, NotImplementedByStore, S3ResultError
+from .s3.request import PutMode
 
 if TYPE_CHECKING:
-    from .client import S3Client
+    from .s3.client import S3Client
 
 __all__ = ["FORMAT", "MAX_AGE", "StoredVerdict", "confirm", "decode", "encode", "read", "verdict_key", "write"]
 
@@ -73,7 +74,7 @@ def verdict_key(client: S3Client, prefix: str) -> str:
     Under the probe's own folder, so the lifecycle rule on the prefix covers it and one
     permission (``s3result-probe/*``) serves both.
     """
-    s = client.settings
+    s = client.config
     digest = hashlib.sha256(f"{s.base_url} {s.bucket}".encode()).hexdigest()[:16]
     name = f"s3result-probe/verdict-{digest}"
     return f"{prefix}/{name}" if prefix else name
@@ -85,7 +86,7 @@ def _now(client: S3Client) -> float:
 
 def encode(client: S3Client, ok: bool, reason: str, server: str | None) -> bytes:
     """The object's body; ``server`` None when the probe read nothing back (so never learnt it)."""
-    s = client.settings
+    s = client.config
     return json.dumps(
         {
             "s3result_verdict": FORMAT,
@@ -124,7 +125,7 @@ def decode(client: S3Client, body: bytes, server: str) -> StoredVerdict | str:
         return "not a verdict"
     if data["s3result_verdict"] != FORMAT:
         return f"format {data['s3result_verdict']}, not {FORMAT}"
-    s = client.settings
+    s = client.config
     if data["endpoint"] != s.base_url or data["bucket"] != s.bucket:
         return "taken on another endpoint or bucket"
     # A working store's verdict always read the Server header back; a failing one's may not have.
@@ -146,7 +147,7 @@ def read(client: S3Client, key: str, deadline: float | None) -> StoredVerdict | 
     """
     try:
         found = client.get_or_none(key, deadline=deadline)
-    except (CorruptResponse, ResultTooLarge) as exc:  # garbled or oversized: ours overwrites it
+    except (CorruptResponse, BodyTooLarge) as exc:  # garbled or oversized: ours overwrites it
         logger.info("s3result: the stored conditional-write verdict %r is unreadable (%s); probing again", key, exc)
         return None
     if found is None:
@@ -173,7 +174,7 @@ def confirm(client: S3Client, key: str, stored: StoredVerdict, deadline: float |
     where the store still honours it. A 403 (a key that may not write) is raised.
     """
     try:
-        client.put(key, stored.body, if_none_match=True, content_type="application/json", deadline=deadline)
+        client.put(key, stored.body, mode=PutMode.CREATE, content_type="application/json", deadline=deadline)
     except AlreadyExists:
         return True
     except NotImplementedByStore:  # answers 501 now: only a verdict that says "unusable" still holds

@@ -28,8 +28,8 @@ from .polling import Deadline, delays
 from .readahead import ReadAhead
 
 if TYPE_CHECKING:
-    from .client import S3Client
     from .config import Settings
+    from .s3.client import S3Client
 
 __all__ = ["Waits"]
 

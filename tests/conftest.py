@@ -48,7 +48,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def fresh_pacers() -> Iterator[None]:
     """Each test starts with every store's pacer off: throttling one test saw slows no other."""
-    from s3result import limiter
+    from s3result.s3 import limiter
 
     limiter.reset_all()
     yield

@@ -92,7 +92,7 @@ def test_url_beats_options_beats_celery_settings_beats_environment() -> None:
     assert (s.bucket, s.region, s.read_timeout) == ("url-bucket", "eu-west-3", 7.0)
     assert build(url="s3result://bkt", environ={"AWS_REGION": "us-west-1"}).region == "us-west-1"
     assert build(url="s3result://bkt", environ={"AWS_DEFAULT_REGION": "ap-east-1"}).region == "ap-east-1"
-    assert build(url="s3result://bkt", environ={}).region_explicit is False
+    assert build(url="s3result://bkt", environ={}).region == "us-east-1"
 
 
 def test_environment_endpoint() -> None:

@@ -10,8 +10,8 @@ import logging
 import pytest
 
 from s3result import config
-from s3result.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
 from s3result.errors import ConfigError, CredentialsError
+from s3result.s3.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
 
 
 def test_repr_masks_key_id_secret_and_token() -> None:
@@ -42,7 +42,7 @@ def test_environment_session_token_and_legacy_name() -> None:
 
 def test_no_credentials_is_one_clear_line() -> None:
     with pytest.raises(CredentialsError) as exc:
-        chain_for(config.build(url="s3result://bkt", environ={})).get()
+        chain_for(config.build(url="s3result://bkt", environ={}).s3).get()
     assert "\n" not in str(exc.value)
     assert "AWS_ACCESS_KEY_ID" in str(exc.value) and "s3_access_key_id" in str(exc.value)
 
@@ -53,7 +53,7 @@ def test_debug_log_names_the_source_not_the_secret(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
     with caplog.at_level(logging.DEBUG):
-        creds = chain_for(config.build(url="s3result://bkt", environ={})).get()
+        creds = chain_for(config.build(url="s3result://bkt", environ={}).s3).get()
     assert creds.source == "environment"
     text = caplog.text
     assert "environment" in text and "ENVSECRET" not in text

@@ -12,24 +12,27 @@ import pytest
 
 MODULES = [
     "s3result",
-    "s3result.sigv4",
+    "s3result.s3",
+    "s3result.s3.config",
+    "s3result.s3.errors",
+    "s3result.s3.sigv4",
     "s3result.errors",
     "s3result.config",
-    "s3result.credentials",
-    "s3result.credentials.base",
-    "s3result.credentials.chain",
-    "s3result.credentials.providers",
-    "s3result.credentials.awsfiles",
+    "s3result.s3.credentials",
+    "s3result.s3.credentials.base",
+    "s3result.s3.credentials.chain",
+    "s3result.s3.credentials.providers",
+    "s3result.s3.credentials.awsfiles",
     "s3result.precondition",
     "s3result.verdict",
-    "s3result.retry",
-    "s3result.limiter",
-    "s3result.transport",
-    "s3result.network",
-    "s3result.client",
-    "s3result.answers",
-    "s3result.integrity",
-    "s3result.express",
+    "s3result.s3.retry",
+    "s3result.s3.limiter",
+    "s3result.s3.transport",
+    "s3result.s3.network",
+    "s3result.s3.client",
+    "s3result.s3.answers",
+    "s3result.s3.integrity",
+    "s3result.s3.express",
     "s3result.backend",
     "s3result.etags",
     "s3result.cas",
@@ -60,7 +63,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_sigv4_imports_only_the_stdlib() -> None:
-    loaded = _modules_after("import s3result.sigv4")
+    loaded = _modules_after("import s3result.s3.sigv4")
     assert not {"httpx", "httpcore", "celery", "kombu"} & loaded
 
 
@@ -70,7 +73,7 @@ def test_package_import_is_cheap() -> None:
 
 
 def test_client_never_imports_celery() -> None:
-    loaded = _modules_after("import s3result.client")
+    loaded = _modules_after("import s3result.s3.client")
     assert not {"celery", "kombu"} & loaded
 
 
@@ -98,8 +101,8 @@ calls = []
 orig = ssl.create_default_context
 ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
 from s3result import config
-from s3result.client import S3Client
-c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket'))
+from s3result.s3.client import S3Client
+c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket').s3)
 c._get_slot()
 assert not calls, calls
 """
@@ -141,6 +144,16 @@ def test_docs_layout_names_every_module() -> None:
         assert name in layout, (
             f"docs/contributing.md's layout does not name s3result/{path.relative_to(root / 's3result')}"
         )
+
+
+def test_the_s3_client_on_its_own_never_imports_celery_or_kombu() -> None:
+    code = """
+from s3result.s3 import S3Client, S3Config
+c = S3Client(S3Config(bucket='bucket', endpoint_url='http://127.0.0.1:9', access_key='A', secret_key='S'))
+"""
+    loaded = _modules_after(code)
+    assert "s3result.s3.client" in loaded
+    assert not {"celery", "kombu", "s3result.backend", "s3result.config", "s3result.settings"} & loaded
 
 
 def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:

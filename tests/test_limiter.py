@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import RequestTimeout, S3Error, ServerError, Throttled
-from s3result.limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 
 class Clock:
@@ -237,9 +237,9 @@ def test_throttling_answers_are_not_attempts_and_spend_no_quota() -> None:
     client = _client(handler, "s3result+http://AKID:SECRET@127.0.0.1:9001/bkt/p", attempts=1)
     clock = Clock(time.monotonic())
     client.limits.writes._clock, client.limits.writes._sleep = clock, clock.sleep  # no real waits
-    quota = client._quota.available
+    quota = client._quota._tokens  # the quota has no public reading
     assert client.put("p/k", b"v") == '"e"'
-    assert client.retries == 0 and client._quota.available == quota
+    assert client.retries == 0 and client._quota._tokens == quota
     assert client.limits.writes.throttles == 5 and not client.limits.reads.active
 
 

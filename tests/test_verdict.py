@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from s3result import config, verdict
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 
 
 def _client(url: str = "s3result+http://AKID:SECRET@127.0.0.1:9000/bucket/pre") -> S3Client:
-    return S3Client(config.build(url=url, environ={}))
+    return S3Client(config.build(url=url, environ={}).s3)
 
 
 def _body(client: S3Client, **change: Any) -> bytes:

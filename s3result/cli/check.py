@@ -21,9 +21,7 @@ from dataclasses import asdict, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..client import S3Client
 from ..errors import (
-    _HINTS,
     NOT_S3,
     ConfigError,
     NotFound,
@@ -32,6 +30,8 @@ from ..errors import (
     TransportError,
 )
 from ..precondition import probe
+from ..s3.client import S3Client
+from ..s3.errors import _HINTS
 from .expiry_check import expiry_findings
 from .findings import PROBE_CONNECT_TIMEOUT, Finding, _arn, _host_port, _timed, diagnose_transport
 
@@ -76,7 +76,7 @@ def _probe_settings(settings: Settings) -> Settings:
 
 def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], list[Finding]]:
     """Everything ``check`` reports, as data."""
-    client = S3Client(_probe_settings(settings))
+    client = S3Client(_probe_settings(settings).s3)
     resolved, first = _resolve(client, settings)
     return resolved, [*first, *iter_findings(client, settings, app, resolved)]
 
@@ -382,7 +382,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, targe
 
     Text lines are written and flushed as each probe ends, so a slow store shows where it is slow.
     """
-    client = S3Client(_probe_settings(settings))
+    client = S3Client(_probe_settings(settings).s3)
     resolved, first = _resolve(client, settings)
     if as_json:
         found = [*first, *_bounded(iter_findings(client, settings, app, resolved, target=target), client)]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AccessDenied, NotFound
 
 if TYPE_CHECKING:
-    from ..client import S3Client
+    from ..s3.client import S3Client
 
 __all__ = [
     "Applied",
@@ -210,14 +210,14 @@ def apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     except AccessDenied as exc:
         if exc.code != "AccessDenied":  # a wrong signature is not a missing permission
             raise
-        raise _denied(exc, client.settings.bucket) from None
+        raise _denied(exc, client.config.bucket) from None
 
 
 def _apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     rules = read_rules(client)
     wanted = _our_rule(prefix, days)
     ours = [r for r in rules if info(r).id == rule_id(prefix)]
-    where = f"s3://{client.settings.bucket}/{prefix + '/' if prefix else ''}"
+    where = f"s3://{client.config.bucket}/{prefix + '/' if prefix else ''}"
     if len(ours) == 1 and info(ours[0]) == info(wanted):  # stores echo rules back in their own form
         return Applied(
             False, f"already applied: rule {rule_id(prefix)!r} expires {where} after {days_text(days)}; nothing changed"

@@ -13,7 +13,7 @@ from ..errors import S3Error
 from .findings import Finding, _arn, _timed
 
 if TYPE_CHECKING:
-    from ..client import S3Client
+    from ..s3.client import S3Client
     from ..settings import Settings
 
 __all__ = ["expiry_findings"]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ..errors import ConnectError, RequestTimeout, S3ResultError, TransportError
 
 if TYPE_CHECKING:
-    from ..client import S3Client
+    from ..s3.client import S3Client
     from ..settings import Settings
 
 __all__ = ["Finding", "PROBE_CONNECT_TIMEOUT", "diagnose_transport"]
@@ -59,7 +59,7 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
     text = str(error)
     low = text.lower()
     where = f"{host}:{port}"
-    s = client.settings
+    s = client.config
     for said in ("cannot reach the proxy at ", "the proxy at "):  # the proxy from the environment, not the store
         if said in text:
             what, _, fix = text[text.index(said) :].rpartition("; ")

@@ -269,10 +269,10 @@ def _lifecycle(args: argparse.Namespace) -> int:
     if not args.apply:
         sys.stdout.write(lifecycle_text(settings, days))
         return 0
-    from ..client import S3Client
     from ..errors import TransportError
+    from ..s3.client import S3Client
 
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     try:
         done = apply_rule(client, settings.prefix, days)
     except TransportError as exc:

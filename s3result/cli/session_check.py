@@ -15,15 +15,15 @@ from ..errors import S3Error, TransportError
 from .findings import Finding, diagnose_transport
 
 if TYPE_CHECKING:
-    from ..client import S3Client
     from ..config import Settings
+    from ..s3.client import S3Client
 
 __all__ = ["session_findings"]
 
 
 def session_findings(client: S3Client, settings: Settings) -> Iterator[Finding]:
     """One CreateSession: the session's mode and life, or why there is none and the fix."""
-    from ..express import SessionProvider, refresh_windows
+    from ..s3.express import SessionProvider, refresh_windows
 
     source = client.session
     if source is None:

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import S3Client
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, S3Error, S3ResultError
-from ..integrity import CHECKSUM_HEADER, checksum
+from ..s3.client import S3Client
+from ..s3.integrity import CHECKSUM_HEADER, checksum
+from ..s3.request import PutMode
 
 __all__ = ["CHECKS", "Ctx", "EXPECTED", "check"]
 
@@ -46,8 +47,8 @@ class Ctx:
         clock = overrides.pop("clock", time.time)
         creds = self.client._credentials.get()
         explicit = {"access_key": creds.access_key, "secret_key": creds.secret_key, "session_token": creds.token}
-        settings = replace(self.client.settings, **{**explicit, **overrides})
-        return S3Client(settings, clock=clock)
+        changed = replace(self.client.config, **{**explicit, **overrides})
+        return S3Client(changed, clock=clock)
 
 
 def _code(resp: Any) -> str:
@@ -319,7 +320,7 @@ def if_none_match_on_existing_key(ctx: Ctx) -> tuple[str, str]:
     key = ctx.key()
     ctx.client.put(key, b"original")
     try:
-        ctx.client.put(key, b"replaced", if_none_match=True)
+        ctx.client.put(key, b"replaced", mode=PutMode.CREATE)
         status = "200"
     except AlreadyExists as exc:
         status = str(exc.status)
@@ -365,7 +366,7 @@ def concurrent_creates_one_winner(ctx: Ctx) -> str:
     def writer(i: int) -> None:
         barrier.wait()
         try:
-            ctx.client.put(key, f"writer {i}".encode(), if_none_match=True)
+            ctx.client.put(key, f"writer {i}".encode(), mode=PutMode.CREATE)
             wins.append(i)
         except (AlreadyExists, PreconditionFailed):
             pass
@@ -387,7 +388,7 @@ def compare_and_swap_counter(ctx: Ctx) -> str:
     """5 writers x 10 increments by GET + PUT If-Match must count to exactly 50."""
     key = ctx.key()
     try:
-        ctx.client.put(key, b"0", if_none_match=True)
+        ctx.client.put(key, b"0", mode=PutMode.CREATE)
     except S3Error as exc:
         return f"refused: {exc.status} {exc.code}"
 
@@ -396,7 +397,7 @@ def compare_and_swap_counter(ctx: Ctx) -> str:
             for _attempt in range(100):  # a store that refuses every If-Match gives up here
                 try:
                     cur = ctx.client.get(key)
-                    ctx.client.put(key, str(int(cur.body) + 1).encode(), if_match=cur.etag)
+                    ctx.client.put(key, str(int(cur.body) + 1).encode(), mode=PutMode.update(cur.etag))
                     break
                 except PreconditionFailed:
                     time.sleep(0.001)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..client import S3Client
 from ..errors import S3ResultError
+from ..s3.client import S3Client
 from .checks import CHECKS, EXPECTED, Ctx
 from .verdicts import MEANINGS
 
@@ -79,7 +79,7 @@ def run_checks(
     settings: Settings, *, only: list[str] | None = None, client: S3Client | None = None
 ) -> Iterator[Outcome]:
     """Yield one ``Outcome`` per check, in order, as each ends; clean up after the last one."""
-    base = client or _Recording(settings)
+    base = client or _Recording(settings.s3)
     recording = isinstance(base, _Recording)
     if recording:
         base.written = set()  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ import time
 from types import TracebackType
 from urllib.parse import urlencode
 
-from .. import sigv4
+from ..s3 import sigv4
 
 __all__ = ["MotoServer", "free_port"]
 

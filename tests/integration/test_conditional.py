@@ -17,8 +17,8 @@ from celery import Celery, states
 from conformance.servers import Target
 from s3result import config, precondition
 from s3result.backend import S3Backend
-from s3result.client import S3Client
 from s3result.errors import AccessDenied
+from s3result.s3.client import S3Client
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 
@@ -39,7 +39,7 @@ def test_probe_verdicts_per_store(moto_server: MotoServer, nanio_target: Target,
         ("nanio", nanio_target.url("probe")),
         ("ceph", ceph_target.url("probe")),
     ):
-        verdicts[name] = precondition.probe(S3Client(config.build(url=url, environ={})), "probe")
+        verdicts[name] = precondition.probe(S3Client(config.build(url=url, environ={}).s3), "probe")
     assert verdicts["moto"].ok, verdicts["moto"]
     assert not verdicts["nanio"].ok and "ignores If-None-Match" in verdicts["nanio"].reason
     assert not verdicts["ceph"].ok and "without the ETag's quotes" in verdicts["ceph"].reason
@@ -59,7 +59,7 @@ def test_probe_verdicts_per_store(moto_server: MotoServer, nanio_target: Target,
 
 
 def test_probe_cleans_up_its_key(moto_server: MotoServer, boto3_client: Any) -> None:
-    precondition.probe(S3Client(config.build(url=moto_server.url("probeclean"), environ={})), "probeclean")
+    precondition.probe(S3Client(config.build(url=moto_server.url("probeclean"), environ={}).s3), "probeclean")
     listed = boto3_client.list_objects_v2(Bucket=moto_server.bucket, Prefix="probeclean/")
     assert listed.get("KeyCount", 0) == 0
 
@@ -185,7 +185,7 @@ def test_probe_verdict_on_swift() -> None:
     from conformance.servers import swift_target
 
     with swift_target(bucket="s3result-tests") as target:
-        verdict = precondition.probe(S3Client(config.build(url=target.url("probe"), environ={})), "probe")
+        verdict = precondition.probe(S3Client(config.build(url=target.url("probe"), environ={}).s3), "probe")
         assert not verdict.ok and "501" in verdict.reason
         assert ("swift", "if_none_match_on_existing_key") in DIVERGENCES
         # And the backend falls back cleanly: a stored result still round-trips.
@@ -207,7 +207,7 @@ def test_a_read_only_key_fails_the_probe_with_nothing_to_clean_up(
     )
     try:
         with caplog.at_level(logging.WARNING, logger="s3result"), pytest.raises(AccessDenied) as exc:
-            precondition.probe(S3Client(config.build(url=url, environ={})), "ro-probe")
+            precondition.probe(S3Client(config.build(url=url, environ={}).s3), "ro-probe")
     finally:
         proxy.close()
     assert "s3:PutObject" in str(exc.value)

@@ -21,8 +21,8 @@ import pytest
 from celery import Celery
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import ConfigError, NotFound
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +192,7 @@ def test_check_against_a_store_denying_everything(deny_all: int) -> None:
 
 
 def test_a_long_message_is_cut_between_words() -> None:
-    from s3result.errors import _first_sentence
+    from s3result.s3.errors import _first_sentence
 
     text = "unless the credentials have the permission on the bucket and " * 5
     cut = _first_sentence(text)
@@ -277,7 +277,7 @@ def test_an_endpoint_without_a_scheme_names_the_variable() -> None:
 
 def test_an_upper_case_bucket_on_a_custom_endpoint_says_names_are_lower_case(moto_server: MotoServer) -> None:
     url = moto_server.url("p").replace(f"/{moto_server.bucket}/", "/MyResults/", 1)
-    client = S3Client(config.build(url=url, environ={}))
+    client = S3Client(config.build(url=url, environ={}).s3)
     try:
         with pytest.raises(NotFound) as exc:
             client.get("p/some-key")

@@ -19,9 +19,9 @@ from celery import Celery
 from conformance.servers import Target
 from s3result import config, precondition, verdict
 from s3result.backend import S3Backend
-from s3result.client import S3Client
 from s3result.errors import AccessDenied
-from s3result.retry import is_permanent
+from s3result.s3.client import S3Client
+from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 
@@ -50,7 +50,7 @@ def _url(moto: MotoServer, proxy: CountingProxy, prefix: str, *, readonly: bool 
 
 
 def _client(url: str) -> S3Client:
-    return S3Client(config.build(url=url, environ={}))
+    return S3Client(config.build(url=url, environ={}).s3)
 
 
 def _forget_in_process() -> None:
@@ -64,7 +64,7 @@ def test_a_later_process_reads_the_verdict_with_one_get(moto_server: MotoServer,
     first = counted.snapshot()
     assert first == {"PUT": 5, "GET": 3, "DELETE": 1}, first  # verdict GET, probe (7), verdict PUT
     stored = json.loads(client.get(verdict.verdict_key(client, "later")).body)
-    assert stored["ok"] is True and stored["endpoint"] == client.settings.base_url and stored["server"]
+    assert stored["ok"] is True and stored["endpoint"] == client.config.base_url and stored["server"]
     first = counted.snapshot()
     _forget_in_process()
     assert precondition.support_for(client, PROBE, "later").ok

@@ -77,7 +77,14 @@ def test_the_plugin_costs_nothing_when_its_fixtures_are_unused() -> None:
     loaded = set(json.loads(out))
     assert not {m for m in loaded if m.split(".")[0] in ("moto", "celery", "kombu", "httpx", "httpcore", "boto3")}
     ours = {m for m in loaded if m.startswith("s3result")}
-    assert ours <= {"s3result", "s3result.errors", "s3result.testing", "s3result.testing.plugin"}, ours
+    assert ours <= {
+        "s3result",
+        "s3result.errors",
+        "s3result.s3",
+        "s3result.s3.errors",
+        "s3result.testing",
+        "s3result.testing.plugin",
+    }, ours
     entry = [ep for ep in metadata.entry_points(group="pytest11") if ep.value == "s3result.testing.entry"]
     assert [ep.name for ep in entry] == ["s3result"]
 
