@@ -30,6 +30,7 @@ import select
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -80,6 +81,9 @@ MAX_SENDERS = 1024
 #: Bytes of a notification at most (a real one is ~120; a task id fits an S3 key, under 1 KB):
 #: anything longer is dropped unread.
 MAX_NOTIFICATION = 2048
+#: Failed ids a listener remembers (a chord's parts read again at once when one fails).
+MAX_FAILURES = 4096
+_FAILED = frozenset({"FAILURE", "REVOKED"})
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
@@ -307,6 +311,9 @@ class Listener:
         self._late: dict[str, float] = {}
         #: Times trust was lost: a notification did not come (a count, for tests and tools).
         self.distrusted = 0
+        #: Ids lately notified failed, waited on or not (a chord's parts): the check of a body's
+        #: parents reads them again at once instead of trusting a pending answer it read before.
+        self._failures: OrderedDict[str, None] = OrderedDict()
         self.backoff = Backoff(RECONNECT, sleep=self._nap)
 
     def start(self) -> None:
@@ -460,7 +467,12 @@ class Listener:
             return
         if not isinstance(task_id, str):
             return
+        failed = isinstance(note, dict) and note.get("state") in _FAILED
         with self._cond:
+            if failed:
+                self._failures[task_id] = None
+                if len(self._failures) > MAX_FAILURES:
+                    self._failures.popitem(last=False)
             if self._late:
                 self._late.pop(task_id, None)  # late, not lost
             watches = self._watches.get(task_id)
@@ -473,6 +485,11 @@ class Listener:
                         fresh = True
                 if fresh:
                     self._cond.notify_all()
+
+    def notified_failed(self, task_id: str) -> bool:
+        """Whether ``task_id`` was lately notified as failed (a hint to read it: anyone may publish)."""
+        with self._cond:
+            return task_id in self._failures
 
     def _up(self, confirmed: set[str], awaiting: set[str]) -> None:
         """Connected (again). Once ``awaiting`` is confirmed every wait reads the store once more:

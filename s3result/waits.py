@@ -277,7 +277,9 @@ class Waits:
         task_id = bytes_to_str(task_id)
         meta = self.read_ahead.take(task_id)
         if meta is not None:
-            return meta
+            if meta["status"] != states.PENDING or not self._notified_failed(task_id):
+                return meta
+            return super()._get_task_meta_for(task_id)  # type: ignore[misc]
         ids = self.read_ahead.window(task_id, skip=lambda other: other in self._cache)
         if len(ids) > 1:
             found = self.client.get_each([self._key(self.get_key_for_task(i)) for i in ids])
@@ -291,6 +293,11 @@ class Waits:
             if meta is not None:
                 return meta
         return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+
+    def _notified_failed(self, task_id: str) -> bool:
+        """A notification said ``task_id`` failed since it was read as pending: read it again."""
+        listener = notify.current_listener(self.app)
+        return listener is not None and listener.notified_failed(task_id)
 
     def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
         """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).

@@ -6,6 +6,7 @@ End to end, on real Redis and RabbitMQ brokers and workers: tests/e2e/test_notif
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -215,3 +216,19 @@ def test_repeated_notifications_wake_a_wait_once_per_interval() -> None:
     assert 0.2 <= time.monotonic() - start < 15.0
     listener._deliver(_note("t2"))  # another id is not held
     assert w.wait(0) == ({"t2"}, False)
+
+
+def test_a_failure_notification_is_remembered_for_the_parents_check() -> None:
+    """A chord's part notified as failed is read again by the check of the body's parents,
+    waited on or not; other states, malformed notes and an old failure past the limit are not."""
+    listener = _listener()
+    listener._deliver(json.dumps({"id": "part-1", "state": "FAILURE", "etag": None}))
+    listener._deliver(json.dumps({"id": "part-2", "state": "SUCCESS", "etag": None}))
+    listener._deliver(json.dumps(["part-3", "FAILURE"]))
+    assert listener.notified_failed("part-1")
+    assert not listener.notified_failed("part-2")
+    assert not listener.notified_failed("part-3")
+    for i in range(notify.MAX_FAILURES):
+        listener._deliver(json.dumps({"id": f"other-{i}", "state": "REVOKED"}))
+    assert not listener.notified_failed("part-1")  # the oldest went first
+    assert listener.notified_failed(f"other-{notify.MAX_FAILURES - 1}")

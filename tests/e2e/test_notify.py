@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from celery import chord, group
 
-from s3result import notify
+from s3result import notify, readahead
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 from tests.brokers import Broker, RabbitMQServer, RedisServer
@@ -851,3 +851,19 @@ def test_a_rabbitmq_restart_while_a_caller_waits(caller: Caller) -> None:
         assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05, caller.worker.tail()
     assert caller.listener().delivered > delivered, "the listener never came back after the restart"
     assert tries <= 20, f"{tries} waits before one was woken again"
+
+
+def test_a_failed_part_is_read_at_once_while_the_header_stands_pending(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header result read as pending stands a while (readahead); a part's FAILURE notification
+    makes the caller's next check of the body's parents read that part again at once, so its own
+    error arrives while another part of the chord still runs (20 s), not when the chord ends."""
+    monkeypatch.setattr(readahead, "RATE", 0.001)  # pending answers stand for the whole wait
+    monkeypatch.setattr(readahead, "PATIENCE", 600.0)
+    header = [caller.module.part.s(i) for i in range(20)]
+    header += [caller.module.sleepy.s(20), caller.module.slow_fail.s(1.0, "part broke late")]
+    res = chord(header)(caller.module.collect.s("failed-part-notified"))
+    with pytest.raises(Exception, match="part broke late") as raised:
+        res.get(timeout=12, interval=0.2)
+    assert type(raised.value).__name__ == "Boom", caller.worker.tail()
