@@ -304,3 +304,21 @@ def test_a_cut_with_nothing_to_measure_finds_the_rate_by_doubling() -> None:
     before = pacer.rate()
     pacer.throttled(sent)  # throttled again, still nothing measured: half the rate reached
     assert pacer.rate() == pytest.approx(before / 2, rel=0.05)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_threads_queue_for_turns_does_not_inherit_their_queue() -> None:
+    """Threads of the parent hold turns far ahead (the store throttled hard): they are not in the
+    child, so the child's first request must not wait behind their reservations."""
+    pacer = Pacer("writes")
+    pacer.throttled(0.0)  # nothing measured: 2 requests/s
+    now = time.monotonic()
+    for _ in range(40):  # 40 requests of the parent's threads queued: the last turn ~20 s away
+        assert pacer.reserve(math.inf) is not None
+    assert pacer._next > now + 10
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        at = pacer.reserve(math.inf)
+        os._exit(0 if at is not None and at - time.monotonic() < 2.0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's first turn is behind the parent's queue"
