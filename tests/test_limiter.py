@@ -322,3 +322,17 @@ def test_a_child_forked_while_threads_queue_for_turns_does_not_inherit_their_que
         os._exit(0 if at is not None and at - time.monotonic() < 2.0 else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the child's first turn is behind the parent's queue"
+
+
+def test_throttle_wait_0_holds_no_request_back() -> None:
+    """throttle_wait=0 waits for nothing: a request the store has not throttled is sent at once
+    (never a Throttled for a request that was not sent), a throttling answer raises at once."""
+    pacer, clock = _pacer()
+    pacer.throttled(0.0)  # pacing at 2/s
+    pacer.reserve(math.inf)  # a turn taken by another thread: the next is 0.5 s away
+    request = ThrottledRequest(pacer, 0.0, "PUT", "k")
+    sent = request.turn(None)
+    assert clock.slept == []
+    request.answered(_slowdown(), sent, None)
+    with pytest.raises(Throttled, match=r"throttle_wait=0s \(1 slow-down"):
+        request.turn(None)

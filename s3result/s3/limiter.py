@@ -338,6 +338,10 @@ class ThrottledRequest:
             self._until = now + self._budget
         elif self.error is not None and now >= self._until:
             raise self._over_budget()
+        if self._budget <= 0:
+            # throttle_wait=0 waits for nothing: sent at once, and a throttling answer raises
+            # (above). Held back by the pacer, it would raise Throttled without being sent.
+            return now
         limit = self._until if deadline is None else min(self._until, deadline)
         while True:
             cuts = self._pacer.cuts
