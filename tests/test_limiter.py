@@ -336,3 +336,12 @@ def test_throttle_wait_0_holds_no_request_back() -> None:
     request.answered(_slowdown(), sent, None)
     with pytest.raises(Throttled, match=r"throttle_wait=0s \(1 slow-down"):
         request.turn(None)
+
+
+def test_a_first_cut_with_nothing_measured_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """The warning never reports a served rate that was not measured (the 0.5/s floor)."""
+    pacer, _ = _pacer()
+    with caplog.at_level("WARNING", logger="s3result.s3.limiter"):
+        pacer.throttled(0.0)
+    assert "pacing them at 2.0/s" in caplog.text
+    assert "it served" not in caplog.text and "nothing served yet to measure" in caplog.text, caplog.text

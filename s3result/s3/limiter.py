@@ -287,12 +287,8 @@ class Pacer:
             self._next = now + 1 / self.rate(now)
             self.cuts += 1
         log = logger.warning if first else logger.info
-        log(
-            "s3result: the store is throttling %s; pacing them at %.1f/s (it served %.1f/s)",
-            self.name,
-            self.rate(now),
-            measured,
-        )
+        served = f"it served {measured:.1f}/s" if samples >= 2 else "nothing served yet to measure: doubling"
+        log("s3result: the store is throttling %s; pacing them at %.1f/s (%s)", self.name, self.rate(now), served)
 
     def _measure(self, now: float, since: float) -> tuple[float, int]:
         """Successes per second since ``since``, over at least ``min_samples`` of them, and how
