@@ -22,7 +22,7 @@ import pytest
 from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from s3result.errors import Throttled
+from s3result.errors import RequestTimeout, Throttled
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
@@ -186,3 +186,24 @@ def test_a_wait_on_reads_held_by_a_long_retry_after_returns_within_its_timeout(
             app.AsyncResult(uuid.uuid4().hex).get(timeout=timeout, interval=0.1)
         assert time.monotonic() - started < timeout + 1.0
     assert proxy.stats["canned"] >= 1
+
+
+def test_a_store_that_stops_answering_while_paced_is_bounded_by_the_timeouts(
+    moto_server: MotoServer, proxy: FaultProxy
+) -> None:
+    """The store has throttled (both pacers on), then accepts connections and never answers: a
+    store ends in RequestTimeout within its attempts' read_timeout, a wait at its timeout."""
+    proxy.latency = 100.0  # "never": longer than any bound below
+    app = _app(moto_server, proxy, "paced-silent", "?conditional_writes=etag&read_timeout=1&throttle_wait=5")
+    limits = app.backend.client.limits
+    limits.writes.throttled(0.0)
+    limits.reads.throttled(0.0)
+    proxy.set_faults(latency=1.0)
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match="read_timeout"):
+        app.backend.store_result("paced-silent", 1, states.SUCCESS)
+    assert time.monotonic() - started < 3 * 1.0 + 3.0  # 3 attempts of 1 s, their backoff and turns
+    started = time.monotonic()
+    with pytest.raises(CeleryTimeoutError):
+        app.AsyncResult("paced-silent-wait").get(timeout=2.0, interval=0.1)
+    assert time.monotonic() - started < 2.0 + 1.0
