@@ -47,11 +47,13 @@ def test_addressing_and_base_url_follow_the_endpoint() -> None:
         ({"bucket": "b", "max_attempts": 0}, "max_attempts"),
         ({"bucket": "b", "max_connections": 0}, "max_connections"),
         ({"bucket": "b", "max_body_size": -5}, "max_body_size"),
+        ({"bucket": "b", "endpoint_url": "http://AKID:topsecret@127.0.0.1:9000"}, "endpoint_url"),
     ],
 )
 def test_bad_input_names_the_field(kwargs: dict[str, str], setting: str) -> None:
-    with pytest.raises(ConfigError, match=f"^{setting}: "):
+    with pytest.raises(ConfigError, match=f"^{setting}: ") as exc:
         S3Config(**kwargs)  # type: ignore[arg-type]
+    assert "topsecret" not in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_settings_derive_the_client_config() -> None:

@@ -94,6 +94,8 @@ class S3Config:
             parts = urlsplit(self.endpoint_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError("endpoint_url", "expected an http:// or https:// URL with a host")
+            if "@" in parts.netloc:  # printed in every error and repr: a secret here would leak
+                raise ConfigError("endpoint_url", "must not hold credentials; pass them as access_key and secret_key")
         if bool(self.access_key) != bool(self.secret_key):
             raise ConfigError("secret_key", "an access key and a secret key go together; give both or neither")
         if not self.region:
