@@ -226,7 +226,9 @@ def chord_wait_batched(
     poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
     delay = min(interval if first_delay is None else first_delay, interval)
     pending = sorted(parts)
-    t, gets, stands_until = 0.0, 0, -math.inf
+    # Sending the chord noted its parts pending: that answer stands like a batch read then.
+    stands = min(max(FRESH, min(len(pending), WINDOW) / RATE), PATIENCE)
+    t, gets, stands_until = 0.0, 0, stands if pending else -math.inf
 
     def check() -> None:
         nonlocal t, gets, stands_until, pending
