@@ -5,8 +5,9 @@ every poll (``_maybe_reraise_parent_error``), so that a failed part's own error 
 caller: Celery reads each header result in turn, one GET after another. Against Redis that is
 a millisecond; against a store 20 ms away, 500 parts are 10 s a pass, and a failed part reaches
 the caller that late. The producer knows the header's task ids (``apply_chord`` runs in its
-process), so the first read of one of them fetches the next ``WINDOW`` concurrently, and the
-reads that follow in the same pass are answered from that batch. A result read as ready is
+process), so in the checks made while it waits (``waits``: not the one ``get()`` makes before
+waiting, nor any other read of a header result) the first read of one of them fetches the next
+``WINDOW`` concurrently, and the reads that follow in the same check are answered from that batch. A result read as ready is
 used once (Celery caches a success itself); one still pending answers for ``FRESH`` seconds, or
 for longer in a large batch (a second per ``RATE`` ids, at most ``PATIENCE`` s), so a caller
 waiting on a large chord reads its header at about the rate Celery's one-by-one check did over
@@ -47,13 +48,8 @@ class ReadAhead:
         self._batch: dict[str, tuple[float, Any]] = {}  # task id -> (good until, meta)
 
     def remember(self, group_id: str, task_ids: Sequence[str]) -> None:
-        """A header this process is sending: its ids, in Celery's order, pending as of now.
-
-        They are pending as surely as a read would say: the first check of the body's parents,
-        at once after sending, reads nothing (it used to read every part, each a 404).
-        """
+        """A header this process is sending: its ids, in Celery's order."""
         ids = tuple(str(t) for t in task_ids)
-        self.keep({task_id: {"status": "PENDING", "result": None} for task_id in ids[:WINDOW]})
         with self._lock:
             self._headers[group_id] = ids
             self._headers.move_to_end(group_id)

@@ -15,7 +15,8 @@ The worker's half is here too: ``on_task_call`` records the sending thread's ``r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from celery import states
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["Waits"]
 
 logger = get_logger(__name__)
+
+# Set while this thread runs Celery's check of a waited result's parents (``on_interval`` in
+# ``wait_for``): only those reads are answered by the read-ahead. Any other read of a header
+# result (``AsyncResult.state``, ``ready()``) is one GET of the store, as always.
+_checking = threading.local()
 
 
 def _timed_out(text: str, failing: BaseException | None) -> str:
@@ -114,11 +120,11 @@ class Waits:
                             watch.found_by_poll(task_id)
                         if on_interval and meta["status"] in states.PROPAGATE_STATES:
                             self.read_ahead.forget_pending()  # the parents' errors, read now
-                            on_interval()
+                            self._check_parents(on_interval)
                         return meta
                     failing = None
                 if on_interval:
-                    on_interval()
+                    self._check_parents(on_interval)
                 if deadline.passed():
                     raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
                 polls += 1
@@ -272,8 +278,20 @@ class Waits:
         ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
         return ready, failing
 
+    @staticmethod
+    def _check_parents(on_interval: Callable[[], Any]) -> None:
+        """Celery's check of the waited result's parents, its header reads answered by the read-ahead."""
+        _checking.on = True
+        try:
+            on_interval()
+        finally:
+            _checking.on = False
+
     def _get_task_meta_for(self, task_id: Any) -> Any:
-        """One result's meta; a chord header's, read with the next ones of its header (``readahead``)."""
+        """One result's meta; in a check of a body's parents, a chord header's is read with the
+        next ones of its header (``readahead``)."""
+        if not getattr(_checking, "on", False):
+            return super()._get_task_meta_for(task_id)  # type: ignore[misc]
         task_id = bytes_to_str(task_id)
         meta = self.read_ahead.take(task_id)
         if meta is not None:

@@ -227,10 +227,15 @@ def chord_wait_batched(
 
     poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
     delay = min(interval if first_delay is None else first_delay, interval)
-    pending = sorted(parts)
-    # Sending the chord noted its parts pending: that answer stands like a batch read then.
-    stands = min(max(FRESH, min(len(pending), WINDOW) / RATE), PATIENCE)
-    t, gets, stands_until = 0.0, 0, stands if pending else -math.inf
+    # Celery's check before the wait reads the parts one by one, in the group's order: the
+    # one-by-one arithmetic counts it; the checks made while waiting read in batches.
+    t, gets, left = 0.0, 0, []
+    for done in parts:
+        gets += 1
+        t += latency
+        if done > t:
+            left.append(done)
+    pending, stands_until = sorted(left), -math.inf
 
     def check() -> None:
         nonlocal t, gets, stands_until, pending

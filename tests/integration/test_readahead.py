@@ -7,6 +7,7 @@ part reached the caller that late (unit: tests/test_readahead.py).
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -41,18 +42,20 @@ def test_a_failed_part_reaches_the_caller_through_one_concurrent_read_of_the_hea
         result = chord(group(part.clone(args=(i,)) for i in range(PARTS)))(app.signature("body"))
         header = result.parent
         failed = header.results[PARTS // 2]
-        # The part fails as a worker would store it; the others are still running.
-        backend.store_result(failed.id, PartBroke("part 60 broke"), "FAILURE")
+        # The part fails as a worker would store it, while the caller waits: after Celery's check
+        # before the wait (part by part: 120 GETs at 20 ms); the others are still running.
+        later = threading.Timer(3.5, backend.store_result, (failed.id, PartBroke("part 60 broke"), "FAILURE"))
         gets, connections = counting.counts["GET"], counting.connections
-
+        later.start()
         with pytest.raises(Exception, match="part 60 broke") as raised:
             result.get(timeout=30)
+        later.join()
 
         assert type(raised.value).__name__ == "PartBroke"
         read = counting.counts["GET"] - gets
-        # One batch of the whole header (once the pending answer noted at sending stops standing,
-        # 120 / 50 s), not a GET per part per pass; and the body's polls meanwhile.
-        assert read <= PARTS + 15, read
+        # The check before the wait, then a batch of the header per 2.4 s (pending answers stand
+        # 120 / 50 s), not the header at every poll's check; and the body's polls meanwhile.
+        assert read <= 4 * PARTS + 30, read
         # Read concurrently over the pool: sequential reads reuse one keep-alive connection.
         assert counting.connections - connections >= 4, counting.connections - connections
     finally:
@@ -82,3 +85,19 @@ def test_a_caller_waiting_on_a_large_chord_does_not_read_its_header_every_poll(m
     finally:
         app.close()
         counting.close()
+
+
+def test_a_header_result_read_outside_a_wait_is_read_from_the_store(moto_server: MotoServer) -> None:
+    """Only Celery's checks during a wait use the read-ahead: ``state`` of a part that has just
+    failed is read from the store, never a pending answer a batch read a moment ago."""
+    app = Celery("readahead", broker="memory://", set_as_current=False)
+    app.conf.result_backend = moto_server.url(f"readahead-{uuid.uuid4().hex[:8]}")
+    try:
+        result = chord(group(app.signature("part").clone(args=(i,)) for i in range(PARTS)))(app.signature("body"))
+        with pytest.raises(Exception, match="timed out"):
+            result.get(timeout=0.5)  # batches of the header read as pending, standing for 2.4 s
+        part = result.parent.results[3]
+        app.backend.store_result(part.id, PartBroke("part 3 broke"), "FAILURE")
+        assert part.state == "FAILURE"
+    finally:
+        app.close()
