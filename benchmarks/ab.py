@@ -48,6 +48,7 @@ def _ops(backend: Any) -> dict[str, Callable[[], None]]:
     return {
         "store_result (first write)": lambda: backend.store_result(f"w{uuid.uuid4().hex}", 42, "SUCCESS"),
         "get_task_meta, finished": lambda: backend.get_task_meta("x-done", cache=False),
+        "get_task_meta, pending (a 404)": lambda: backend.get_task_meta("x-pending", cache=False),
         "one PUT request": lambda: client.put("r/celery-task-meta-y", b"x" * 180),
         "one GET request": lambda: client.get("r/celery-task-meta-x-done"),
     }

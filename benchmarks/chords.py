@@ -3,6 +3,7 @@
     python -m benchmarks.chords                                   # 10, 100, 1,000 parts, 2 x prefork 8
     python -m benchmarks.chords --sizes 10,100,1000,10000 --workers 2 --concurrency 12 --latency 0.02
     python -m benchmarks.chords --counting 2000 --procs 16        # counting only, forked processes
+    python -m benchmarks.chords --failing 500 --concurrency 12    # a failed part at the caller, vs redis://
 
 Real workers (``--workers`` x prefork ``--concurrency``, Redis broker) run chords of each size,
 natively and with chord_unlock (``conditional_writes=disabled``) in the same run, against moto
@@ -168,7 +169,9 @@ def _counting_process(
     q.put((last, fired))
 
 
-def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None) -> dict[str, float]:
+def count_parts(
+    parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None, geometry: str = ""
+) -> dict[str, float]:
     """One native chord of ``parts`` counted by ``procs`` processes: requests and bytes per part.
 
     The store is a moto server behind a ``WireCounter``; what the producer does (save the group,
@@ -188,6 +191,14 @@ def count_parts(parts: int, procs: int, latency: float = 0.0, tree_from: int | N
             producer = _app(direct)
             if tree_from is not None:
                 producer.backend.chord_tree_from = tree_from
+            if geometry:  # "S,F,K": a tree of this shape, to compare shapes (0 = count in the root)
+                from s3result.chordtree import Geometry
+
+                shape = [int(v) for v in geometry.split(",")]
+                if shape[0] and not shape[1]:  # one leaf per column
+                    shape[1] = shape[0] * -(-parts // shape[0])
+                fixed = Geometry(parts, *shape) if shape[0] else None
+                producer.backend._tree_for = lambda _args: fixed
 
             @producer.task(name="part", shared=False)
             def part(i: int) -> int:  # pragma: no cover - never run, only signed
@@ -262,7 +273,7 @@ def _body_received(logs: list[Path], body_id: str) -> float:
     for log in logs:
         for line in log.read_text(errors="replace").splitlines():
             m = _LINE.match(line)
-            if m and m.group(2) == "collect" and m.group(3) == body_id and m.group(4) == "received":
+            if m and m.group(2) in ("collect", "echo") and m.group(3) == body_id and m.group(4) == "received":
                 return _stamp(m.group(1))
     raise RuntimeError("the chord body never started")
 
@@ -290,8 +301,14 @@ def run(
     concurrency: int = 8,
     latency: float = 0.02,
     join_timeout: float = 120.0,
+    tree_from: int | None = None,
+    value_bytes: int = 0,
 ) -> str:
-    """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section."""
+    """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section.
+
+    ``value_bytes``: each part returns a string whose encoded form is that long (48: the most
+    that travels with a part's count), and the body returns them all; else small ints, summed.
+    """
     from celery import chord, group
 
     from s3result.testing.store import MotoServer
@@ -324,6 +341,8 @@ def run(
                     w.start()
                 try:
                     module = point_app_at(client_url, tmp / "broker", broker=redis)
+                    if tree_from is not None:
+                        module.app.backend.chord_tree_from = tree_from
                     # Every pool process has stored a result (and probed the store) before the
                     # first chord, as in a fleet that has been up for a while.
                     warm = group(module.add.si(i, i) for i in range(workers * concurrency * 4)).apply_async()
@@ -331,9 +350,15 @@ def run(
                     for size in sizes:
                         for _ in range(repeats):
                             before = relay.snapshot()
+                            kinds = dict(relay.kinds)
                             started = time.time()
-                            res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
-                            assert res.get(timeout=3600, interval=0.2) == sum(range(size))
+                            if value_bytes:  # results of that encoded size: "<i>xxx...", JSON-quoted
+                                values = [str(i).ljust(value_bytes - 2, "x") for i in range(size)]
+                                res = chord(module.echo.si(v) for v in values)(module.echo.s())
+                                assert res.get(timeout=3600, interval=0.2) == values
+                            else:
+                                res = chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
+                                assert res.get(timeout=3600, interval=0.2) == sum(range(size))
                             whole = time.time() - started
                             time.sleep(2.0)  # the clean-up after publishing, and the last log lines
                             after = relay.snapshot()
@@ -342,7 +367,8 @@ def run(
                             gap = body - _last_part_done(module.app.backend, part_ids)
                             req, moved = after[0] - before[0], after[1] - before[1]
                             rows.append((name, size, whole, gap, req / size, moved / size))
-                            print(rows[-1], flush=True)
+                            spent = {k: v - kinds.get(k, 0) for k, v in relay.kinds.items() if v != kinds.get(k, 0)}
+                            print(rows[-1], dict(sorted(spent.items())), flush=True)
                 finally:
                     for w in fleet:
                         w.stop()
@@ -364,6 +390,66 @@ def run(
     return "\n".join(lines) + "\n"
 
 
+def run_failing(size: int, *, workers: int = 2, concurrency: int = 12, latency: float = 0.02) -> str:
+    """A chord of ``size`` parts whose middle part raises: the time from ``apply_async`` to the
+    caller's exception, s3result (native, behind the relay) against Celery's Redis backend, one run."""
+    from celery import chord
+
+    from s3result.testing.store import MotoServer
+    from tests.brokers import RedisServer
+    from tests.e2e.conftest import Worker, point_app_at
+
+    rows = []
+    with MotoServer(bucket="chordfail") as moto, RedisServer() as redis:
+        relay = WireCounter(moto.port, latency)
+        s3 = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{relay.port}/chordfail/{uuid.uuid4().hex[:6]}"
+        backends = [
+            ("s3result native", s3, s3.replace(f":{relay.port}/", f":{moto.port}/")),
+            ("redis://", *[redis.url(3)] * 2),
+        ]
+        for name, url, client_url in backends:
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
+                fleet = [
+                    Worker(url, tmp, pool="prefork", concurrency=concurrency, name=f"w{i}", broker=redis)
+                    for i in range(workers)
+                ]
+                for w in fleet:
+                    w.start()
+                try:
+                    module = point_app_at(client_url, tmp / "broker", broker=redis)
+                    warm = chord(module.part.s(i) for i in range(workers * concurrency))(module.collect.s("warm"))
+                    warm.get(timeout=600, interval=0.2)
+                    bad = size // 2
+                    header = [module.fail.s(f"part {bad} broke") if i == bad else module.part.s(i) for i in range(size)]
+                    started = time.time()
+                    res = chord(header)(module.collect.s("failing"))
+                    try:
+                        res.get(timeout=600, interval=0.2)
+                        raised = "nothing"
+                    except Exception as exc:  # noqa: BLE001 - what the caller gets is the measure
+                        raised = f"{type(exc).__name__}: {exc}"
+                    took = time.time() - started
+                    rows.append((name, size, took, raised[:60]))
+                    print(rows[-1], flush=True)
+                finally:
+                    for w in fleet:
+                        w.stop()
+        relay.close()
+    lines = [
+        "",
+        f"## A failed part at the caller: {size} parts, part {size // 2} raises; {workers} workers x prefork "
+        f"{concurrency}, Redis broker, s3result through a {latency * 1000:.0f} ms relay "
+        f"(python -m benchmarks.chords --failing {size})",
+        "",
+        "| backend | parts | apply to the caller's exception, s | the caller's exception |",
+        "|---|---|---|---|",
+    ]
+    for name, n, took, raised in rows:
+        lines.append(f"| {name} | {n} | {took:.1f} | `{raised}` |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000")
@@ -373,14 +459,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="prefork processes per worker")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
     parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
+    parser.add_argument("--failing", type=int, default=0, help="N parts, one raising: the caller's error, vs redis://")
+    parser.add_argument("--value-bytes", type=int, default=0, help="each part's encoded result size (48: the limit)")
     parser.add_argument("--procs", type=int, default=16, help="processes for --counting")
-    parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from for --counting")
+    parser.add_argument("--tree-from", type=int, default=None, help="the producer's chord_tree_from")
+    parser.add_argument(
+        "--geometry", default="", help="S,F,K: the tree's stripes, fill, fan-in for --counting (0: root)"
+    )
     parser.add_argument("--title", default="", help="appended to the section's heading (e.g. the commit)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.failing:
+        section = run_failing(args.failing, workers=args.workers, concurrency=args.concurrency, latency=args.latency)
+        if not args.no_write:
+            with open(args.output, "a") as f:
+                f.write(section)
+        print(section)
+        return 0
     if args.counting:
-        print(count_parts(args.counting, args.procs, args.latency, args.tree_from))
+        print(count_parts(args.counting, args.procs, args.latency, args.tree_from, args.geometry))
         return 0
     modes = tuple(m for m in args.modes.split(",") if m)
     section = run(
@@ -391,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         concurrency=args.concurrency,
         latency=args.latency,
+        tree_from=args.tree_from,
+        value_bytes=args.value_bytes,
     )
     if not args.no_write:
         with open(args.output, "a") as f:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from s3result import sigv4
+from s3result.s3 import sigv4
 
 from .fixed_server import FixedServer
 
@@ -477,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cold-start", action="store_true", help="skip the two clean venvs and their starts")
     parser.add_argument("--skip-chords", action="store_true", help="skip the chord runs (benchmarks.chords)")
     parser.add_argument("--skip-waits", action="store_true", help="skip the polling runs (benchmarks.waits)")
+    parser.add_argument(
+        "--skip-cold-latency", action="store_true", help="skip the cold starts at 20 ms per request (benchmarks.cold)"
+    )
     parser.add_argument("--chord-sizes", default="10,100,1000")
     parser.add_argument("--chord-repeats", type=int, default=3)
     args = parser.parse_args(argv)
@@ -515,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import chords  # imports the e2e test helpers: only when chords are measured
 
         report += chords.run([int(size) for size in args.chord_sizes.split(",")], args.chord_repeats)
+    if not args.skip_cold_latency:
+        from . import cold  # moto and two more clean venvs: only when measured
+
+        report += cold.report(cold.measure(7, 0.02), 7, 0.02, "python -m benchmarks.cold --rounds 7")
     if not args.skip_waits:
         from . import waits  # a real worker and moto: only when waits are measured
 

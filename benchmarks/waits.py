@@ -2,6 +2,7 @@
 
     python -m benchmarks.waits           # prints a section; benchmarks.run puts it in RESULTS.md
     python -m benchmarks.waits --brokers # waking over Redis and RabbitMQ, against Celery's own backends
+    python -m benchmarks.waits --callers 20x50  # many caller processes at once, against redis://
 
 One moto server and one real worker (threads pool, 100 threads, on the e2e filesystem
 broker) that stores results with s3result. Three clients wait for the same kind of tasks,
@@ -17,6 +18,7 @@ returning, and GETs (and HEADs) per wait, for sleeping tasks of 0.05, 0.1, 1 and
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -300,6 +302,195 @@ def broker_report(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
+_CALLER = """
+import json, sys, time
+from celery import Celery
+url, broker, options, queue, waits, duration = sys.argv[1:7]
+app = Celery("bench-caller", set_as_current=False)
+app.conf.update(broker_url=broker, broker_transport_options=json.loads(options), task_default_queue=queue,
+                result_backend=url)
+for _ in range(2):  # connect, subscribe, learn that notifications arrive
+    app.send_task("tests.e2e.app.sleepy", (0.01,)).get(timeout=120)
+print("ready", flush=True)
+sys.stdin.readline()
+ready = time.process_time()
+sent = []
+for _ in range(int(waits)):
+    sent.append((time.monotonic(), app.send_task("tests.e2e.app.sleepy", (float(duration),))))
+walls = []
+for start, res in sent:
+    assert res.get(timeout=600) == float(duration)
+    walls.append(time.monotonic() - start)
+from s3result import notify
+listener = notify.current_listener(app)
+lost = listener.distrusted if listener is not None else 0
+print(json.dumps({"walls": walls, "cpu": time.process_time() - ready, "lost": lost}), flush=True)
+"""
+
+
+def _callers_round(
+    url: str, broker: Any, namespace: int, processes: int, waits: int, duration: float
+) -> tuple[list[float], float, int]:
+    """One round: ``processes`` callers, each sends ``waits`` tasks at once and waits for each in
+    turn; every wait's wall (send to ``get()`` returning) and the callers' CPU seconds in all, from
+    the start signal on (imports, connecting and the first waits left out), and how many times
+    s3result's callers stopped trusting notifications (a result found by a poll whose
+    notification did not follow)."""
+    import json
+    import subprocess
+
+    from tests.e2e.conftest import queue_for
+
+    args = [url, broker.url(namespace), json.dumps(broker.transport_options(namespace)), queue_for(namespace)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CALLER, *args, str(waits), str(duration)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:  # all at once
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        walls: list[float] = []
+        cpu, lost = 0.0, 0
+        for proc in procs:
+            assert proc.stdout is not None
+            said = json.loads(proc.stdout.readline())
+            walls += said["walls"]
+            cpu += said["cpu"]
+            lost += said["lost"]
+            proc.wait(timeout=60)
+        return walls, cpu, lost
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and the children it waited for, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_callers(processes: int, waits: int, rounds: int = 2, duration: float = 0.0) -> dict[str, Any]:
+    """Many callers at once on a Redis broker: s3result (on an in-memory keep-alive S3 fake, its
+    callers' GETs counted at the fake) against Celery's ``redis://`` backend, one worker each
+    (threads pool, 8), taking turns round by round."""
+    sys.path.insert(0, str(ROOT))
+    from tests.brokers import RedisServer
+    from tests.e2e.conftest import Worker
+
+    from .memstore import MemStore
+
+    store = MemStore(ports=2)
+    out: dict[str, Any] = {"rounds": [], "store": {}}
+    try:
+        with RedisServer() as broker, tempfile.TemporaryDirectory(prefix="s3result-callers-") as tmp:
+            worker_port, caller_port = store.ports
+            urls = {
+                "s3result (default)": (f"s3result+http://bench:benchsecret@127.0.0.1:{worker_port}/bench/r", 1),
+                RIVALS["redis"]: (f"redis://127.0.0.1:{broker.port}/9", 2),
+            }
+            workers = []
+            for i, (url, ns) in enumerate(urls.values()):
+                folder = Path(tmp) / f"w{i}"
+                folder.mkdir()
+                workers.append(
+                    Worker(url, folder, pool="threads", concurrency=8, name=f"callers-{i}", broker=broker, namespace=ns)
+                )
+                workers[-1].start()
+            try:
+                for _ in range(rounds):
+                    for worker, (client, (url, ns)) in zip(workers, urls.items(), strict=True):
+                        assert worker.proc is not None
+                        worker_cpu = _cpu(worker.proc.pid)
+                        if url.startswith("s3result"):
+                            url = url.replace(f":{worker_port}/", f":{caller_port}/", 1)
+                        before = store.stats()
+                        start = time.perf_counter()
+                        walls, cpu, lost = _callers_round(url, broker, ns, processes, waits, duration)
+                        after = store.stats()
+                        gets = after["counts"][str(caller_port)].get("GET", 0)
+                        gets -= before["counts"][str(caller_port)].get("GET", 0)
+                        out["rounds"].append(
+                            {
+                                "client": client,
+                                "walls": walls,
+                                "total": time.perf_counter() - start,
+                                "callers_cpu": cpu,
+                                "worker_cpu": _cpu(worker.proc.pid) - worker_cpu,
+                                "GET": gets if client.startswith("s3result") else None,
+                                "lost": lost,
+                                "store_cpu": after["cpu"] - before["cpu"],
+                                "store_requests": sum(sum(c.values()) for c in after["counts"].values())
+                                - sum(sum(c.values()) for c in before["counts"].values()),
+                            }
+                        )
+                        print(f"waits: callers {client} round done", file=sys.stderr, flush=True)
+            finally:
+                for w in workers:
+                    w.stop()
+    finally:
+        store.close()
+    return out
+
+
+def callers_report(results: dict[str, Any], processes: int, waits: int, command: str) -> str:
+    """The RESULTS.md section for many callers at once."""
+    lines = [
+        "",
+        "## Many callers at once (`benchmarks/waits.py --callers`)",
+        "",
+        f"`{command}`. {processes} caller processes, each sending {waits} tasks at once (a 0 s sleep) and",
+        "then waiting for each in turn (`get()`), all callers started together; a Redis broker; one",
+        "worker (threads pool, 8 threads) per backend: s3result (default settings, notifications on)",
+        "on an in-memory keep-alive S3 fake (`benchmarks/memstore.py`, its own process), and Celery's",
+        "`redis://` backend on the same Redis. Rounds alternate. Wall: from `send_task` to `get()`",
+        "returning, seconds. GETs: the callers' GETs at the fake, per wait. Trust lost: times a caller",
+        "went back to fast polling (a poll found a result and its notification did not follow within",
+        "a second). CPU seconds during the",
+        "round: the callers' (from the start signal on), the worker's, and the fake store's (it keeps",
+        "up when that is a small part of the round). The machine is shared: compare within a round.",
+        "",
+        "| round | client | waits | p50 | p90 | GETs per wait | trust lost | callers' CPU s | worker CPU s "
+        "| store CPU s (requests) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(results["rounds"]):
+        gets = "-" if r["GET"] is None else f"{r['GET'] / len(r['walls']):.2f}"
+        lines.append(
+            f"| {i // 2 + 1} | {r['client']} | {len(r['walls'])} | {statistics.median(r['walls']):.2f} | "
+            f"{_pct(r['walls'], 0.9):.2f} | {gets} | {r['lost'] if r['GET'] is not None else '-'} | {r['callers_cpu']:.1f} | {r['worker_cpu']:.1f} | "
+            f"{r['store_cpu']:.2f} ({r['store_requests']}) |"
+        )
+    lines += ["", "| bar | measured | |", "|---|---|---|"]
+    for bar, measured, met in callers_bars(results):
+        lines.append(f"| {bar} | {measured} | {'met' if met else 'NOT met'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def callers_bars(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """p50 within 1.5x of redis:// (all rounds pooled), at most 3 GETs per wait."""
+    ours = [r for r in results["rounds"] if r["GET"] is not None]
+    theirs = [r for r in results["rounds"] if r["GET"] is None]
+    p50 = statistics.median([w for r in ours for w in r["walls"]])
+    rival = statistics.median([w for r in theirs for w in r["walls"]])
+    gets = sum(r["GET"] for r in ours) / sum(len(r["walls"]) for r in ours)
+    return [
+        ("p50 <= 1.5 x redis://", f"{p50:.2f} s vs {rival:.2f} s ({p50 / rival:.2f}x)", p50 <= 1.5 * rival),
+        ("<= 3 GETs per wait", f"{gets:.2f}", gets <= 3),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the repetitions (0.2 for a smoke run)")
@@ -307,8 +498,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-size", type=int, default=100)
     parser.add_argument("--brokers", action="store_true", help="waking over Redis and RabbitMQ instead")
     parser.add_argument("--reps", type=int, default=40, help="waits per client and broker (--brokers)")
+    parser.add_argument("--callers", default="", help="PROCESSESxWAITS: many callers at once (e.g. 20x50)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per backend (--callers)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.waits " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.callers:
+        processes, waits = (int(n) for n in args.callers.lower().split("x"))
+        results = measure_callers(processes, waits, args.rounds)
+        print(callers_report(results, processes, waits, command.strip()))
+        return 0
     if args.brokers:
         print(broker_report(measure_brokers(args.reps), command.strip()))
         return 0

@@ -2,8 +2,9 @@
 
 Targets come from ``--target moto,ceph,nanio`` or ``S3RESULT_CONFORMANCE_TARGETS``
 (default: moto). A requested target that cannot start fails the run with the reason; none
-is skipped silently. The matrix (check x target) is printed at the end and written as
-Markdown to ``--matrix`` (default: conformance/MATRIX.md).
+is skipped silently. The matrix (check x target) is printed at the end, and written as
+Markdown only where ``--matrix PATH`` asks (``--matrix conformance/MATRIX.md`` refreshes the
+tracked one).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _started: dict[str, Target] = {}
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("s3result conformance")
     group.addoption("--target", default=None, help=f"comma-separated targets: {', '.join(KNOWN)}")
-    group.addoption("--matrix", default=str(Path(__file__).parent / "MATRIX.md"), help="where to write the matrix")
+    group.addoption("--matrix", default=None, help="write the matrix as Markdown to this file (default: print only)")
 
 
 def _targets(config: pytest.Config) -> list[str]:
@@ -142,17 +143,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for name in checks:
         lines.append(f"| {name} | " + " | ".join(_results.get((name, t), "") for t in targets) + " |")
     table = "\n".join(lines)
+    session.config._s3result_matrix = table  # type: ignore[attr-defined]
+    if not session.config.getoption("--matrix"):
+        return
     Path(session.config.getoption("--matrix")).write_text(
         "# s3result conformance matrix\n\n"
         "`pass`: behaves as Amazon S3. `divergence`: differs as documented in "
-        "conformance/divergences.py (and still does). `FAIL`: differs in a way nobody documented.\n\n"
+        "conformance/divergences.py (and still does); `(differs)` s3result still works there, `(fail)` a "
+        "semantic it relies on does not hold (what `s3result conformance` reports). `FAIL`: differs in a way "
+        "nobody documented.\n\n"
         f"{table}\n"
     )
-    session.config._s3result_matrix = table  # type: ignore[attr-defined]
 
 
 def _check_order(name: str) -> int:
-    from .checks import CHECKS
+    from s3result.conformance.checks import CHECKS
 
     return list(CHECKS).index(name) if name in CHECKS else 999
 
@@ -162,7 +167,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if table:
         terminalreporter.section("s3result conformance matrix")
         terminalreporter.write_line(table)
-        terminalreporter.write_line(f"(written to {config.getoption('--matrix')})")
+        if config.getoption("--matrix"):
+            terminalreporter.write_line(f"(written to {config.getoption('--matrix')})")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from s3result import sigv4
+from s3result.s3 import sigv4
 from s3result.testing.store import MotoServer, free_port
 
 __all__ = [
@@ -329,10 +329,10 @@ user_s3result_tester = swift-secret .admin
 def _wait_writable(target: Target, deadline: float) -> None:
     """Until an object PUT succeeds: a cluster answers 503 while its servers start."""
     from s3result import config
-    from s3result.client import S3Client
     from s3result.errors import S3ResultError
+    from s3result.s3.client import S3Client
 
-    client = S3Client(config.build(url=target.url(), environ={}))
+    client = S3Client(config.build(url=target.url(), environ={}).s3)
     while True:
         try:
             client.put("s3result-ready-check", b"ready")

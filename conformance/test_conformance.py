@@ -1,4 +1,8 @@
-"""One test per (check, target): the store behaves as S3, or as its documented divergence."""
+"""One test per (check, target): the store behaves as S3, or as its documented divergence.
+
+The checks are s3result's own (``s3result.conformance``, what ``s3result conformance URL`` runs);
+this suite pins each store's exact answers, and that the command's verdict agrees.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from typing import Any
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
+from s3result.conformance.checks import CHECKS, EXPECTED, Ctx
+from s3result.conformance.verdicts import MEANINGS
+from s3result.s3.client import S3Client
 
-from .checks import CHECKS, EXPECTED, Ctx
 from .divergences import DIVERGENCES
 from .servers import Target
 
@@ -19,7 +24,7 @@ from .servers import Target
 @pytest.fixture(scope="session")
 def preflight(target: Target) -> S3Client:
     """One PUT/GET/DELETE first: a target we cannot even write to fails with the reason."""
-    client = S3Client(config.build(url=target.url("conformance"), environ={}))
+    client = S3Client(config.build(url=target.url("conformance"), environ={}).s3)
     key = f"conformance/preflight-{uuid.uuid4().hex}"
     try:
         client.put(key, b"preflight")
@@ -34,7 +39,7 @@ def preflight(target: Target) -> S3Client:
 def test_check(
     check_name: str, target: Target, preflight: S3Client, record_property: Callable[[str, Any], None]
 ) -> None:
-    ctx = Ctx(target=target, client=preflight, prefix=f"conformance/{check_name}/{uuid.uuid4().hex[:8]}")
+    ctx = Ctx(client=preflight, prefix=f"conformance/{check_name}/{uuid.uuid4().hex[:8]}")
     observed = CHECKS[check_name](ctx)
     documented = DIVERGENCES.get((target.name, check_name))
     if documented is not None:
@@ -42,7 +47,8 @@ def test_check(
         assert observed == expected, (
             f"{target.name} no longer diverges as documented ({why}): expected {expected!r}, observed {observed!r}"
         )
-        record_property("cell", "divergence")
+        verdict = "fail" if MEANINGS[check_name].fails(observed) else "differs"
+        record_property("cell", f"divergence ({verdict})")
     else:
         assert observed == EXPECTED[check_name], (
             f"{target.name}: S3 answers {EXPECTED[check_name]!r}, this store {observed!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import (
     AccessDenied,
     AlreadyExists,
+    BodyTooLarge,
     ChecksumMismatch,
     ConfigError,
     Conflict,
@@ -26,6 +27,7 @@ from .errors import (
     S3Error,
     S3ResultError,
     ServerError,
+    Throttled,
     TransportError,
     Unauthenticated,
 )
@@ -35,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "BodyTooLarge",
     "ChecksumMismatch",
     "ConfigError",
     "Conflict",
@@ -51,6 +54,7 @@ __all__ = [
     "S3Error",
     "S3ResultError",
     "ServerError",
+    "Throttled",
     "TransportError",
     "Unauthenticated",
     "__version__",

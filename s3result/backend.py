@@ -4,8 +4,8 @@ A read is one GET (a 404 is "pending"); ``mget`` runs concurrently over the pool
 ``GroupResult.get()`` is one round of parallel GETs. Settings are read once, in ``__init__``,
 through ``config.from_celery_conf``; a bad one becomes ``ImproperlyConfigured`` naming it.
 
-Where the store honours conditional writes (probed once per process and bucket, see
-``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
+Where the store honours conditional writes (probed once per store and bucket, the verdict
+kept in the bucket for the next process, see ``precondition``), a state write is one ``PUT If-None-Match: *``; only when the key exists
 is it read, and replaced with ``PUT If-Match`` unless it already holds a SUCCESS. Chords then
 count their parts in a compare-and-swap counter object (``chords``: the producer decides
 native or ``chord_unlock`` once, each part counts once, the part that completes the count
@@ -25,11 +25,10 @@ from celery.exceptions import ImproperlyConfigured
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from .cas import Attempt, compare_and_swap
 from .chording import ChordMethods
-from .client import S3Client
 from .clients import shared_client
-from .config import ConditionalWrites, Settings, from_celery_conf
-from .counter import cas_attempts
+from .config import ConditionalWrites, Settings, from_celery_conf, raw_slash_warning
 from .errors import (
     AlreadyExists,
     ConfigError,
@@ -37,12 +36,15 @@ from .errors import (
     InvalidKey,
     NotFound,
     PreconditionFailed,
+    ResultTooLarge,
     S3Error,
     TransportError,
 )
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
-from .retry import is_permanent, is_retryable
+from .s3.client import S3Client
+from .s3.request import PutMode
+from .s3.retry import Backoff, RetryConfig, is_permanent, is_retryable
 from .waits import Waits
 
 __all__ = ("S3Backend",)
@@ -69,7 +71,11 @@ _store_checked: set[int] = set()
 
 
 def _check_store_at_start(sender: Any = None, **_: Any) -> None:
-    """One GET before the worker takes a task; a store that cannot work stops the worker.
+    """The store's first answers before the worker takes a task; a store that cannot work stops it.
+
+    With ``conditional_writes=probe`` that is the conditional-write verdict kept in the bucket
+    (its GET and one conditional PUT that confirms it; the probe where there is none), else one
+    GET (``S3Backend.check_store``).
 
     Connected to ``worker_init`` (runs when this module was imported before the worker starts,
     e.g. by the app) and to ``worker_ready``, which Celery sends before its consumer handles
@@ -87,11 +93,14 @@ def _check_store_at_start(sender: Any = None, **_: Any) -> None:
     if not isinstance(backend, S3Backend):
         return
     _store_checked.add(os.getpid())
+    slash = raw_slash_warning(backend.url)
+    if slash:
+        logger.warning("s3result: %s", slash)
     error = backend.check_store(min(backend.settings.connect_timeout + backend.settings.read_timeout, 5.0))
     if error is None:
         return
     where = backend.settings.redacted_url()
-    if is_permanent(error):
+    if is_permanent(error) or isinstance(error, ConfigError):  # a half-set key pair: no wait mends it
         logger.critical("s3result: result store not usable, worker not started: %s: %s", where, error)
         raise SystemExit(1)
     logger.warning("s3result: result store not reachable at worker start (%s), starting anyway: %s", where, error)
@@ -131,21 +140,24 @@ def _renew_credentials(app: Any) -> None:
         logger.info("s3result: could not renew the credentials before forking a child: %s", exc)
 
 
-# When the main process may next try a verdict the start check could not take, and the pause after.
+# When the main process may next try a verdict the start check could not take, and how many
+# tries failed: the pause after the n-th doubles from 1 s to a minute (the retry policy's ceiling).
 _retake_at: float | None = None
-_retake_pause = 1.0
+_retake_failures = 0
+_RETAKE_BACKOFF = Backoff(RetryConfig(base_delay=1.0, max_delay=60.0))
 
 
 def _retake_verdict(app: Any) -> None:
     """Take the conditional-write verdict before this fork if the start check could not.
 
     A store down or slow while the worker starts (started at the same time by a compose file,
-    say) leaves no verdict to inherit: every child would probe for itself, with
-    ``worker_max_tasks_per_child=1`` 7 requests more per task, for the worker's whole life.
+    say) leaves no verdict to inherit: every child would take it for itself, with
+    ``worker_max_tasks_per_child=1`` a request or more per task (the probe's 7 where no verdict
+    is stored yet), for the worker's whole life.
     Tried again before a later fork, one bounded GET first; the pause between tries doubles
     from 1 s to a minute, so a store that stays down costs the main process little.
     """
-    global _retake_at, _retake_pause
+    global _retake_at, _retake_failures
     backend = app.backend
     if not isinstance(backend, S3Backend) or backend.settings.conditional_writes is not ConditionalWrites.PROBE:
         return
@@ -153,19 +165,20 @@ def _retake_verdict(app: Any) -> None:
     if known(backend.client) is not None:
         return
     if _retake_at is None:  # the start check has just failed: not again at once
-        _retake_at = now + _retake_pause
+        _retake_at = now + _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
     if now < _retake_at:
         return
     error = backend.check_store(min(backend.settings.connect_timeout, 2.0))
     if error is None:
         return
-    _retake_pause = min(_retake_pause * 2, 60.0)
-    _retake_at = time.monotonic() + _retake_pause
+    _retake_failures += 1
+    pause = _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
+    _retake_at = time.monotonic() + pause
     logger.info(
         "s3result: conditional-write verdict still not taken (%s); children probe for themselves until "
         "it is, tried again before a fork in %gs",
         error,
-        _retake_pause,
+        pause,
     )
 
 
@@ -228,7 +241,17 @@ class S3Backend(Waits, ChordMethods):
     def set(self, key: bytes | str, value: bytes | str) -> None:
         """One PUT of the encoded value."""
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._check_size(key, body)
         self.client.put(self._key(key), body, content_type=self._content_type())
+
+    def _check_size(self, key: bytes | str, body: bytes) -> None:
+        """Refuse a result over ``max_result_size`` before anything is sent (the store would take it)."""
+        limit = self.settings.max_result_size
+        if len(body) > limit:
+            raise ResultTooLarge(
+                f"result for {bytes_to_str(key)!r} is {len(body)} bytes, over max_result_size={limit}; "
+                "return a reference to the data instead, or raise max_result_size"
+            )
 
     def delete(self, key: bytes | str) -> None:
         """DELETE, idempotent: a missing key is fine."""
@@ -263,7 +286,10 @@ class S3Backend(Waits, ChordMethods):
         meta["task_id"] = bytes_to_str(task_id)
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._check_size(key, body)
         etag = self._write_state(key, body, final=state in states.READY_STATES)
+        if state in states.READY_STATES:
+            self._note_final_write(bytes_to_str(task_id), etag is not None)
         self._notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result
 
@@ -292,28 +318,28 @@ class S3Backend(Waits, ChordMethods):
         known = _etags.get(slot)
         if known is not None:
             try:
-                return client.put(key, body, if_match=known, content_type=content_type)
+                return client.put(key, body, mode=PutMode.update(known), content_type=content_type)
             except (PreconditionFailed, Conflict, NotFound):
                 pass  # written by someone else since, or forgotten: read what is there
         else:
             try:
-                return client.put(key, body, if_none_match=True, content_type=content_type)
+                return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
             except AlreadyExists:
                 pass
-        for _attempt in cas_attempts(key, self.cas_deadline):
+
+        def attempt(cas: Attempt) -> str | None:
             current = client.get_or_none(key)
-            try:
-                if current is None:  # forgotten in between: create again
-                    return client.put(key, body, if_none_match=True, content_type=content_type)
-                if current.body == body:
-                    return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
-                if self.decode_result(current.body).get("status") == states.SUCCESS:
-                    logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
-                    return None
-                return client.put(key, body, if_match=current.etag, content_type=content_type)
-            except (PreconditionFailed, Conflict):
-                continue
-        return None  # pragma: no cover - cas_attempts raises when its deadline passes
+            cas.read(None if current is None else current.etag)
+            if current is None:  # forgotten in between: create again
+                return client.put(key, body, mode=PutMode.CREATE, content_type=content_type)
+            if current.body == body:
+                return current.etag  # our own earlier attempt landed (its reply was lost), or the same state
+            if self.decode_result(current.body).get("status") == states.SUCCESS:
+                logger.debug("s3result: %s already holds SUCCESS; a later state is not stored", key)
+                return None
+            return client.put(key, body, mode=PutMode.update(current.etag), content_type=content_type)
+
+        return compare_and_swap(key, attempt, deadline_s=self.cas_deadline, store_errors=False)
 
     def _content_type(self) -> str:
         return "application/octet-stream" if self.compression else str(self.content_type)
@@ -329,19 +355,24 @@ class S3Backend(Waits, ChordMethods):
         return isinstance(exc, TransportError) or is_retryable(exc)
 
     def check_store(self, timeout: float = 5.0) -> BaseException | None:
-        """One GET of a key that need not exist, then the conditional-write verdict; the error, if any.
+        """The store's first answers, before any task is taken; the error, if any.
 
         The worker runs it at start-up (``worker_init``): a missing bucket, denied credentials
         or a web page on the endpoint are then one line before any task is taken, not a
-        failure per task. The verdict is taken here, in the main process before the pool forks,
-        so every child inherits it instead of probing the store again.
+        failure per task. With ``conditional_writes=probe`` it is the conditional-write verdict:
+        the GET of the verdict stored in the bucket, confirmed by one conditional PUT (which a
+        read-only key is refused), or the probe where there is none. It is taken here, in the
+        main process before the pool forks, so every child inherits it. Otherwise one GET of a
+        key that need not exist.
         """
-        key = self._key(self.get_key_for_task("s3result-start-check"))
         deadline = time.monotonic() + timeout
         try:
-            self.client.get_or_none(key, deadline=deadline, attempts=1)
-            # Probed within the same timeout, and cached for this process and its children.
-            support_for(self.client, self.settings.conditional_writes, self.settings.prefix, deadline)
+            mode = self.settings.conditional_writes
+            if mode is ConditionalWrites.PROBE and known(self.client) is None:
+                support_for(self.client, mode, self.settings.prefix, deadline, confirm=True)
+            else:
+                key = self._key(self.get_key_for_task("s3result-start-check"))
+                self.client.get_or_none(key, deadline=deadline, attempts=1)
         except Exception as exc:  # noqa: BLE001 - reported by the caller
             return exc
         return None

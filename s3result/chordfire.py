@@ -24,8 +24,8 @@ from celery.result import ResultSet
 from celery.utils.log import get_logger
 
 from . import chords, chordtree
-from .client import S3Client
 from .config import Settings
+from .s3.client import S3Client
 
 __all__ = ("FiringMethods",)
 
@@ -52,8 +52,12 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
 
     # -- the firing part -----------------------------------------------------------------------
 
-    def _fire_chord(self, request: Any, group_id: str, key: str) -> Any:
-        """Join the header, publish the body, then delete the counter and the saved group."""
+    def _fire_chord(self, request: Any, group_id: str, key: str, counted: chords.CounterState | None = None) -> Any:
+        """Join the header, publish the body, then delete the counter and the saved group.
+
+        ``counted``: the root counter's complete state as this part's count left it (a small
+        chord's): the join takes the values it carries from there instead of reading it again.
+        """
         app = self.app
         callback = maybe_signature(request.chord, app=app)
         deps = None
@@ -85,7 +89,9 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             if deps is None:
                 return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
             try:
-                values = self._join_header(deps, timeout, key=key, tree=tree, deadline=deadline, leaf_reads=leaf_reads)
+                values = self._join_header(
+                    deps, timeout, key=key, tree=tree, deadline=deadline, leaf_reads=leaf_reads, counted=counted
+                )
             except ChordError as exc:
                 return self._chord_error(callback, exc)
             except Exception as exc:  # noqa: BLE001 - reported on the body
@@ -125,6 +131,27 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the body is published; what is left is logged
             logger.warning("s3result: could not clean up chord %s after publishing its body: %r", group_id, exc)
 
+    def _delete_each(self, keys: list[str]) -> list[str]:
+        """DELETE every key (the first alone, then the others concurrently); the keys that failed."""
+        failed: list[str] = []
+
+        def delete(key: str) -> None:
+            try:
+                self.client.delete(key)
+            except Exception:  # noqa: BLE001 - reported by the caller
+                failed.append(key)
+
+        delete(keys[0])
+        if len(keys) > 2:
+            from concurrent.futures import ThreadPoolExecutor  # only large chords need it
+
+            with ThreadPoolExecutor(max_workers=min(16, self.settings.max_connections)) as pool:
+                list(pool.map(delete, keys[1:]))
+        else:
+            for key in keys[1:]:
+                delete(key)
+        return failed
+
     def _delete_all(self, keys: list[str]) -> None:
         """DELETE every key, concurrently over the pool (a large chord's tree: hundreds of nodes)."""
         from concurrent.futures import ThreadPoolExecutor  # only large chords need it
@@ -142,6 +169,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         tree: chordtree.Geometry | None = None,
         deadline: float | None = None,
         leaf_reads: list[Any] | None = None,
+        counted: chords.CounterState | None = None,
     ) -> list[Any]:
         """The header's values, nested as Celery's join gives them, within the join timeout.
 
@@ -162,7 +190,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 ids.append(res.id)
 
         walk(deps)
-        carried = self._carried_values(deps, ids, key, tree, deadline, timeout, leaf_reads)
+        carried = self._carried_values(deps, ids, key, tree, deadline, timeout, leaf_reads, counted)
         missing = [i for i in dict.fromkeys(ids) if i not in carried]
         metas: dict[str, Any] = {}
         if missing:
@@ -191,6 +219,11 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
 
         return [build(child) for child in deps.results]
 
+    def _decoded(self, state: chords.CounterState, ids: list[str]) -> dict[str, Any]:
+        """The values a root counter carries, by task id."""
+        encoded = {m.rpartition(":")[0]: v for m, v in state.values.items()}
+        return {i: self.decode(encoded[i]) for i in ids if i in encoded}
+
     def _carried_values(
         self,
         deps: Any,
@@ -200,8 +233,12 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         deadline: float | None,
         timeout: float | None,
         leaf_reads: list[Any] | None = None,
+        counted: chords.CounterState | None = None,
     ) -> dict[str, Any]:
-        """The values that travelled with the counts, by task id (read from the root or the leaves)."""
+        """The values that travelled with the counts, by task id (read from the root or the leaves,
+        or taken from ``counted``: the root's state as the firing part wrote it)."""
+        if counted is not None and tree is None:
+            return self._decoded(counted, ids)
         if key is None:
             return {}
         client = self.client
@@ -209,10 +246,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         try:
             if tree is None:
                 found = client.get_or_none(key, deadline=reads)
-                if found is None:
-                    return {}
-                encoded = {m.rpartition(":")[0]: v for m, v in chords.CounterState.load(found.body).values.items()}
-                return {i: self.decode(encoded[i]) for i in ids if i in encoded}
+                return {} if found is None else self._decoded(chords.CounterState.load(found.body), ids)
             if len(ids) != tree.n:
                 raise ChordError(f"the saved group holds {len(ids)} results, the chord was counted for {tree.n}")
             level = tree.join_level

@@ -25,6 +25,7 @@ from . import chords, chordtree
 from .chordfire import FiringMethods
 from .counter import CasCounter
 from .precondition import Support
+from .readahead import ReadAhead
 
 __all__ = ("ChordMethods",)
 
@@ -82,11 +83,12 @@ class ChordMethods(FiringMethods):
     #: How long the run of a chord part that completed the count owns the body's publishing;
     #: a redelivery of that same part takes over only after this (see ``chords``).
     chord_lease = 60.0
-    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``).
-    #: Below it, one counter is cheaper: at 10 parts on 24 processes, 8 requests per part in
-    #: the root against 11.5 in a tree of 1-part leaves; at 40, 11.6 against 9.8; at 100, 15.4
-    #: against 5.5 (``python -m benchmarks.chords --counting N --procs 24 --tree-from T``).
-    chord_tree_from = 64
+    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``)
+    #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
+    #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
+    #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
+    #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
+    chord_tree_from = 2
 
     @property
     def conditional_support(self) -> Support:  # pragma: no cover - S3Backend's
@@ -103,11 +105,15 @@ class ChordMethods(FiringMethods):
         """The counters, made once per backend (Celery gives each thread its own backend)."""
         # The count a chord's last part already took, handed to Celery's completion code.
         self._counted = threading.local()
+        # Whether this thread's last final state was stored by this run (see ``_stored_first``).
+        self._final_write = threading.local()
         self._counter = CasCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
         self._chords = chords.ChordCounter(
             lambda: self.client, scope, deadline_s=self.cas_deadline, lease_s=self.chord_lease
         )
         self._tree = chordtree.TreeCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
+        #: The header ids this backend sent (``readahead``): a body's parents are read together.
+        self.read_ahead = ReadAhead()
         # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
         # decides per store (native_chords), so drop that binding and use the method.
         self.__dict__.pop("apply_chord", None)
@@ -134,7 +140,15 @@ class ChordMethods(FiringMethods):
             return None
         if len(results) < max(2, self.chord_tree_from) or any(isinstance(r, ResultSet) for r in results):
             return None
-        return chordtree.Geometry(len(results))
+        return chordtree.Geometry.fit(len(results))
+
+    def _remember_header(self, header_result_args: Any) -> None:
+        """The header's ids, so the caller's check of the body's parents reads them together."""
+        try:
+            ids = [r.id for r in header_result_args[1]]
+        except Exception:  # noqa: BLE001 - an unusual header is read one result at a time
+            return
+        self.read_ahead.remember(str(header_result_args[0]), ids)
 
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Decide native counting or chord_unlock once, here, and send the decision with the chord.
@@ -146,6 +160,7 @@ class ChordMethods(FiringMethods):
         """
         native = self.native_chords
         group_id = header_result_args[0]
+        self._remember_header(header_result_args)
         mark: dict[str, Any] = {"native": native, "gid": group_id}
         tree = self._tree_for(header_result_args) if native else None
         if tree is not None:
@@ -280,19 +295,21 @@ class ChordMethods(FiringMethods):
         # The member counted in the root (the last node's name, in a tree), for ``recover``.
         member = [f"{request.id}:{index}"]
         value = self._carried(state, result)
+        written: chords.CounterState | None = None  # the counter's state this part's count left
         try:
             tree = chordtree.Geometry.from_mark(mark)
             if tree is None:
-                outcome = self._chords.count(key, member[0], precreated=mark.get("gid") == group_id, value=value)
+                precreated = mark.get("gid") == group_id
+                outcome, written = self._chords.count_and_state(key, member[0], precreated=precreated, value=value)
             else:
                 outcome = self._count_in_tree(key, tree, request.id, index, value, member)
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
             if self._chords.recover(key, member[0]):  # our write completed the set after all
                 return self._fire_chord(request, group_id, key)
-            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}")
+            return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}", member[0])
         if outcome != "fire":
             return None
-        return self._fire_chord(request, group_id, key)
+        return self._fire_chord(request, group_id, key, written)
 
     def _count_in_tree(
         self, key: str, tree: chordtree.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
@@ -307,8 +324,9 @@ class ChordMethods(FiringMethods):
         name = str(index)
         entry: Any = chordtree.fingerprint(task_id) + (value or "")
         again = False
+        first = self._stored_first(task_id)
         while level < tree.height:
-            step, slots, again = self._tree.add_and_read(key, tree, level, node, name, entry, again)
+            step, slots, again = self._tree.add_and_read(key, tree, level, node, name, entry, again, first)
             if step == "wait":
                 return "wait"
             if step != "up":
@@ -319,12 +337,30 @@ class ChordMethods(FiringMethods):
         member[0] = name
         return self._chords.count(key, name, precreated=True)
 
-    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str) -> Any:
-        """End the chord with a ChordError on its body, unless it already completed."""
+    def _note_final_write(self, task_id: str, stored: bool) -> None:
+        """The backend stored a final state for ``task_id`` (``stored``: this write put it there,
+        a run before did not): that part's count then needs no proof that its chord is still on."""
+        self._final_write.value = (task_id, stored)
+
+    def _stored_first(self, task_id: str) -> bool:
+        """Whether this run stored the part's final state itself (a first run, never a late one)."""
+        noted, self._final_write.value = getattr(self._final_write, "value", None), None
+        return noted == (task_id, True)
+
+    def _fail_chord(self, request: Any, group_id: str, key: str, reason: str, member: str | None = None) -> Any:
+        """End the chord with a ChordError on its body, unless it already completed.
+
+        ``member``: what this part counted in the root. If the chord completed, it may be this
+        part's own write that completed it (it landed, then the store stopped answering for
+        longer than ``recover`` waited): then this part owns the body, as ``recover`` would
+        have found once the store answered again.
+        """
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
         marked = self._chords.fail(key, message)
         if marked is False:
+            if member is not None and self._chords.recover(key, member):
+                return self._fire_chord(request, group_id, key)
             return None  # the chord already ended: completed, or failed and reported once
         callback = maybe_signature(request.chord, app=self.app)
         if marked is None and self._body_ended(callback):
@@ -332,10 +368,35 @@ class ChordMethods(FiringMethods):
         try:
             return self._chord_error(callback, ChordError(message))
         finally:
-            try:
-                self.client.delete(key)
-            except Exception:  # noqa: BLE001 - the error above is what matters
-                logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
+            self._clean_up_failed(request, group_id, key)
+
+    def _clean_up_failed(self, request: Any, group_id: str, key: str) -> None:
+        """Delete what a failed chord leaves: its counter first (parts that come later then stop),
+        its tree's nodes and its saved group; log what could not be deleted.
+
+        A part still running when its chord failed may create its leaf again afterwards (a first
+        run creates a missing leaf without reading the counter): the lifecycle rule on the prefix
+        expires such a leaf.
+        """
+        keys = [key]
+        try:
+            tree = chordtree.Geometry.from_mark(chords.marking(getattr(request, "chord", None)))
+        except chordtree.PartClash:
+            tree = None
+        if tree is not None:
+            keys += [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+        keys.append(self._key(self.get_key_for_group(group_id)))
+        failed = self._delete_each(keys)
+        if failed:
+            logger.warning(
+                "s3result: failed chord %s: could not delete %d of its %d objects (%s%s); the lifecycle rule on "
+                "the prefix expires them",
+                group_id,
+                len(failed),
+                len(keys),
+                ", ".join(failed[:3]),
+                ", ..." if len(failed) > 3 else "",
+            )
 
     def _body_ended(self, callback: Any) -> bool:
         """Whether the chord body already holds a final state (read once; False when unknown)."""

@@ -37,24 +37,28 @@ members; such a root is written as version 3, which workers that know no trees r
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from .client import S3Client
-from .counter import cas_attempts, group_commit
-from .errors import Conflict, PreconditionFailed, S3Error, TransportError
-from .retry import is_retryable
+from .cas import Attempt, compare_and_swap, may_retry
+from .counter import group_commit
+from .errors import S3Error, TransportError
+from .s3.client import S3Client
+from .s3.request import PutMode
+from .s3.retry import Backoff, RetryConfig
 
-__all__ = ("MARK", "ChordCounter", "CounterState", "Outcome", "marking")
+__all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
 #: The key in the body signature that carries the producer's decision to every part.
 MARK = "s3result_chord"
 
 Outcome = Literal["fire", "wait", "late", "failed"]
+#: An outcome, with the counter's complete state when "fire" knows it (the state it wrote).
+Counted = tuple[Outcome, "CounterState | None"]
+T = TypeVar("T")
 
 
 def marking(chord: Any) -> dict[str, Any] | None:
@@ -115,11 +119,6 @@ class CounterState:
         return self.size is not None and len(self.parts) >= self.size
 
 
-def _transient(exc: BaseException) -> bool:
-    """A write whose outcome is unknown or that another writer beat: read again and retry."""
-    return isinstance(exc, (PreconditionFailed, Conflict, TransportError)) or is_retryable(exc)
-
-
 class ChordCounter:
     """Counter objects of native chords on one store and bucket (``scope``)."""
 
@@ -137,6 +136,7 @@ class ChordCounter:
         self.deadline_s = deadline_s
         self.lease_s = lease_s
         self._sleep = sleep
+        self._lease_wait = Backoff(RetryConfig(base_delay=0.1, max_delay=0.1), sleep=sleep)
 
     # -- producer ---------------------------------------------------------------------------
 
@@ -147,21 +147,25 @@ class ChordCounter:
     def set_size(self, key: str, size: int) -> bool:
         """Record the chord's size; False when there is no counter (not a native chord's group)."""
         client = self._client()
-        for _ in cas_attempts(key, self.deadline_s, self._sleep):
-            try:
-                current = client.get_or_none(key)
-                if current is None:
-                    return False
-                state = CounterState.load(current.body)
-                if state.size == size:
-                    return True
-                state.size = size
-                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+
+        def attempt(cas: Attempt) -> bool:
+            current = client.get_or_none(key)
+            if current is None:
+                return False
+            cas.read(current.etag)
+            state = CounterState.load(current.body)
+            if state.size == size:
                 return True
-            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            state.size = size
+            client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
+            return True
+
+        return self._cas(key, attempt)
+
+    def _cas(self, key: str, attempt: Callable[[Attempt], T], deadline_s: float | None = None) -> T:
+        return compare_and_swap(
+            key, attempt, deadline_s=self.deadline_s if deadline_s is None else deadline_s, sleep=self._sleep
+        )
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -172,82 +176,78 @@ class ChordCounter:
         finished ("late"). ``value``: the part's encoded result, kept for the join. Raises
         when counting failed (the caller fails the chord).
         """
+        return self.count_and_state(key, member, precreated=precreated, value=value)[0]
+
+    def count_and_state(self, key: str, member: str, *, precreated: bool, value: str | None = None) -> Counted:
+        """``count``, with the complete counter state when this part fires (the state its write
+        left, or the one it read finding that write landed): the join reads no counter then."""
         return group_commit(
             ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated)
         )
 
-    def _swap(self, key: str, items: list[tuple[str, str | None]], precreated: bool) -> list[Outcome]:
+    def _swap(self, key: str, items: list[tuple[str, str | None]], precreated: bool) -> list[Counted]:
         """Add the members of ``items`` in one compare-and-swap; one outcome per member."""
         members = [m for m, _ in items]
         client = self._client()
         tokens: set[str] = set()
-        last: BaseException | None = None
-        try:
-            for _ in cas_attempts(key, self.deadline_s, self._sleep):
-                try:
-                    current = client.get_or_none(key)
-                    if current is None and precreated:
-                        return ["late"] * len(members)
-                    state = CounterState() if current is None else CounterState.load(current.body)
-                    if state.failed is not None:
-                        return ["failed"] * len(members)
-                    counted = set(state.parts)
-                    if all(m in counted for m in members):
-                        # Counted already: by one of our earlier writes (its reply lost) or before.
-                        return self._resolve(key, state, members, tokens)
-                    token = uuid.uuid4().hex
-                    tokens.add(token)
-                    fresh = [m for m in dict.fromkeys(members) if m not in counted]
-                    state.parts.extend(fresh)
-                    state.values.update((m, v) for m, v in items if v is not None and m in fresh)
-                    if state.complete and state.done is None:
-                        state.done = {"by": fresh[-1], "token": token, "at": time.time()}
-                    body = state.dump()
-                    if current is None:
-                        client.put(key, body, if_none_match=True, content_type="application/json")
-                    else:
-                        client.put(key, body, if_match=current.etag, content_type="application/json")
-                    return self._outcomes(state, members, tokens)
-                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                    if not _transient(exc):
-                        raise
-                    last = exc
-        except Conflict as deadline:
-            # Past the deadline after store errors (not lost races): the store's own error names
-            # the cause; "losing to concurrent writers" would name the wrong one.
-            if last is None or isinstance(last, (PreconditionFailed, Conflict)):
-                raise
-            raise last from deadline
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt(cas: Attempt) -> list[Counted]:
+            current = client.get_or_none(key)
+            if current is None and precreated:
+                return [("late", None)] * len(members)
+            cas.read(None if current is None else current.etag)
+            state = CounterState() if current is None else CounterState.load(current.body)
+            if state.failed is not None:
+                return [("failed", None)] * len(members)
+            counted = set(state.parts)
+            if all(m in counted for m in members):
+                # Counted already: by one of our earlier writes (its reply lost) or before.
+                return self._resolve(key, state, members, tokens)
+            token = uuid.uuid4().hex
+            tokens.add(token)
+            fresh = [m for m in dict.fromkeys(members) if m not in counted]
+            state.parts.extend(fresh)
+            state.values.update((m, v) for m, v in items if v is not None and m in fresh)
+            if state.complete and state.done is None:
+                state.done = {"by": fresh[-1], "token": token, "at": time.time()}
+            body = state.dump()
+            if current is None:
+                client.put(key, body, mode=PutMode.CREATE, content_type="application/json")
+            else:
+                client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
+            return self._outcomes(state, members, tokens)
+
+        return self._cas(key, attempt)
 
     @staticmethod
-    def _outcomes(state: CounterState, members: list[str], tokens: set[str]) -> list[Outcome]:
-        """After our write landed: the member that completed the set fires, once."""
+    def _outcomes(state: CounterState, members: list[str], tokens: set[str]) -> list[Counted]:
+        """After our write landed: the member that completed the set fires, once, with the state
+        it wrote (the join needs no read of it)."""
         done = state.done
         firing = done["by"] if done is not None and done.get("token") in tokens else None
-        out: list[Outcome] = []
+        out: list[Counted] = []
         for m in members:
             if m == firing:
-                out.append("fire")
+                out.append(("fire", state))
                 firing = None  # a duplicate in the same batch does not fire again
             else:
-                out.append("wait")
+                out.append(("wait", None))
         return out
 
-    def _resolve(self, key: str, state: CounterState, members: list[str], tokens: set[str]) -> list[Outcome]:
+    def _resolve(self, key: str, state: CounterState, members: list[str], tokens: set[str]) -> list[Counted]:
         """Every member is already counted: by our own write whose reply was lost, or earlier."""
         done = state.done
         if done is None:
-            return ["wait"] * len(members)
+            return [("wait", None)] * len(members)
         if done.get("token") in tokens:
             return self._outcomes(state, members, tokens)
         if done.get("by") not in members:
-            return ["wait"] * len(members)
+            return [("wait", None)] * len(members)
         # Another run of this same part completed the set (we are a redelivery). It may be
         # publishing the body right now, or it may have died before publishing: wait out its
         # lease, then take the completion over if the counter is still there.
-        out: list[Outcome] = ["wait"] * len(members)
-        out[members.index(done["by"])] = "fire" if self._take_over(key, done["by"]) else "late"
+        out: list[Counted] = [("wait", None)] * len(members)
+        out[members.index(done["by"])] = ("fire", None) if self._take_over(key, done["by"]) else ("late", None)
         return out
 
     def _take_over(self, key: str, member: str) -> bool:
@@ -271,15 +271,16 @@ class ChordCounter:
             if age < self.lease_s:
                 if time.monotonic() > deadline:
                     return False
-                self._sleep(min(self.lease_s - age, 1.0) + random.random() * 0.1)
+                # Up to a second at a time, plus the retry policy's jitter (runs waiting on one lease part).
+                self._lease_wait.sleep(min(self.lease_s - age, 1.0) + self._lease_wait.delay(1))
                 continue
             token = uuid.uuid4().hex
             replacing = done.get("token")
             state.done = {"by": member, "token": token, "at": time.time()}
             try:
-                client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
+                client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
             except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc) or time.monotonic() > deadline:
+                if not may_retry(exc) or time.monotonic() > deadline:
                     raise
                 tokens.add(token)  # its reply may be lost: the next read tells whether it landed
                 continue
@@ -291,23 +292,20 @@ class ChordCounter:
         taken over after the lease like a redelivery's; the caller then fires instead of failing.
         """
         client = self._client()
+
+        def attempt(_cas: Attempt) -> bool:
+            current = client.get_or_none(key)
+            if current is None:
+                return False
+            done = CounterState.load(current.body).done
+            if done is None or done.get("by") != member:
+                return False
+            return self._take_over(key, member)
+
         try:
-            for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
-                try:
-                    current = client.get_or_none(key)
-                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                    if not _transient(exc):
-                        raise
-                    continue
-                if current is None:
-                    return False
-                done = CounterState.load(current.body).done
-                if done is None or done.get("by") != member:
-                    return False
-                return self._take_over(key, member)
+            return self._cas(key, attempt, min(self.deadline_s, 10.0))
         except Exception:  # noqa: BLE001 - still unknown: the caller fails the chord
             return False
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def fail(self, key: str, reason: str) -> bool | None:
         """Mark the chord failed, so no part fires it any more.
@@ -319,25 +317,24 @@ class ChordCounter:
         """
         client = self._client()
         tokens: set[str] = set()
+
+        def attempt(cas: Attempt) -> bool:
+            current = client.get_or_none(key)
+            if current is None:
+                return False
+            cas.read(current.etag)
+            state = CounterState.load(current.body)
+            if state.failed is not None:
+                return state.failed_token in tokens  # ours, its reply lost: report it
+            if state.done is not None:
+                return False
+            token = uuid.uuid4().hex
+            tokens.add(token)
+            state.failed, state.failed_token = reason, token
+            client.put(key, state.dump(), mode=PutMode.update(current.etag), content_type="application/json")
+            return True
+
         try:
-            for _ in cas_attempts(key, min(self.deadline_s, 10.0), self._sleep):
-                try:
-                    current = client.get_or_none(key)
-                    if current is None:
-                        return False
-                    state = CounterState.load(current.body)
-                    if state.failed is not None:
-                        return state.failed_token in tokens  # ours, its reply lost: report it
-                    if state.done is not None:
-                        return False
-                    token = uuid.uuid4().hex
-                    tokens.add(token)
-                    state.failed, state.failed_token = reason, token
-                    client.put(key, state.dump(), if_match=current.etag, content_type="application/json")
-                    return True
-                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                    if not _transient(exc):
-                        raise
+            return self._cas(key, attempt, min(self.deadline_s, 10.0))
         except (S3Error, TransportError, ValueError):
             return None  # cannot tell: fail the chord anyway (loud beats silent)
-        raise AssertionError("unreachable")  # pragma: no cover

@@ -33,8 +33,9 @@ DESIGN notes (why it is built this way):
   chord size. The producer uses it only when every header result is a plain task result
   (no nested group, no chord or chain ending in a group: Celery's ``_freeze_unroll`` then
   numbers the flattened tasks 0..n-1) and there are at least ``S3Backend.chord_tree_from``
-  of them; smaller chords count in the root alone, as before. The geometry travels in the
-  producer's mark with the chord. A part whose index is missing or out of range, or whose
+  of them (2); other chords count in the root alone. The geometry travels in the producer's
+  mark with the chord, and the producer fits it to the chord's size (``Geometry.fit``): the
+  striping and stagger above from ``STAGGER_FROM`` parts, one leaf per stripe below it. A part whose index is missing or out of range, or whose
   slot another task holds (a duplicated index), fails the chord with a ChordError naming it:
   counting it anywhere would complete some leaf early or leave one open for good. A size
   that differs from ``n`` fails the chord at ``set_chord_size``, before the last part is out.
@@ -49,9 +50,12 @@ DESIGN notes (why it is built this way):
   that member goes up (a redelivery re-adds the node to its parent: a no-op, then goes on).
   Only the root must fire once; it is the ``ChordCounter`` object, with its tokens, lease
   and take-over. Any failure to count is raised; the caller fails the body loudly.
-- Late parts. The first part to reach a leaf creates it (``If-None-Match: *``) after reading
-  the root: a missing root means the chord fired and was cleaned up (the part does nothing
-  and leaves nothing), a failed one that it failed. A redelivery climbs through nodes that
+- Late parts. A part that finds its leaf missing creates it (``If-None-Match: *``) after
+  reading the root: a missing root means the chord fired and was cleaned up (the part does
+  nothing and leaves nothing), a failed one that it failed. The run of a part that stored its
+  final state itself (not a redelivery's, whose state was stored already) skips that read: the
+  chord cannot have fired without it; and the leaf's first part then creates the leaf without
+  reading it first (a fleet takes parts in order: it is usually first). A redelivery climbs through nodes that
   already count it; the clean-up may have deleted the node above (nodes go concurrently), so
   a climb that was counted already below reads the root before creating a node too (only
   redeliveries and lost replies pay that GET; the first run of a part never does).
@@ -72,13 +76,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from .chords import CounterState, _transient
-from .client import S3Client
-from .counter import cas_attempts, group_commit
-from .errors import Conflict, PreconditionFailed
+from .cas import Attempt, compare_and_swap
+from .chords import CounterState
+from .counter import group_commit
+from .s3.client import S3Client
+from .s3.request import PutMode
 
 __all__ = (
     "FP_LEN",
+    "STAGGER_FROM",
     "VALUE_MAX",
     "Geometry",
     "PartClash",
@@ -96,6 +102,16 @@ VALUE_MAX = 48
 CARRY_LEVEL = 2
 #: A leaf slot starts with this many hex digits of its task id's hash (see ``fingerprint``).
 FP_LEN = 6
+
+#: The staggered geometry's stripes, fill and fan-in (``Geometry``'s defaults).
+STRIPES, FILL, FAN_IN = 32, 32, 4
+#: Chords of this many parts or more stagger their leaves (a leaf completes every ``FILL`` parts).
+STAGGER_FROM = STRIPES * FILL
+#: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
+SMALL_LEAF = 4
+#: Up to this many leaves, the root counts the leaves itself; more go through inner nodes of
+#: ``INNER_FAN_IN`` (a small chord's leaves all complete near its end: few levels, short queues).
+FLAT_MAX, INNER_FAN_IN = 8, 8
 
 Step = Literal["up", "wait", "late", "failed"]
 
@@ -119,9 +135,9 @@ class Geometry:
     """Where each part of a chord of ``n`` parts is counted (pure arithmetic, no I/O)."""
 
     n: int
-    stripes: int = 32
-    fill: int = 32
-    fan_in: int = 4
+    stripes: int = STRIPES
+    fill: int = FILL
+    fan_in: int = FAN_IN
     _children: dict[tuple[int, int], list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -138,6 +154,30 @@ class Geometry:
             values.append(value)
         n, s, f, k = values
         return cls(n, s, f, max(k, 2))
+
+    @classmethod
+    def fit(cls, n: int) -> Geometry:
+        """The producer's geometry for a chord of ``n`` parts (the mark carries it to every part).
+
+        From ``STAGGER_FROM`` parts up, the staggered stripes of the DESIGN notes. Below it the
+        stagger would split a column's few rows into leaves of one or two parts (at 64 parts:
+        33 leaves and 12 inner nodes), so there is one leaf per column, of about ``SMALL_LEAF``
+        parts. A fill of ``stripes * rows`` does that with the same arithmetic (``_phase`` of
+        column ``c`` > 0 is then ``c * rows``, past its last row, and column 0 is leaf
+        ``stripes``), so a worker that knows only that arithmetic counts these chords as it
+        counts every other. Up to ``FLAT_MAX`` leaves the root counts them itself (a fan-in past
+        the highest leaf number); more leaves go through inner nodes of ``INNER_FAN_IN``, with
+        ``stripes + 1`` a multiple of it so that no inner node is left with a single child.
+        """
+        if n >= STAGGER_FROM:
+            return cls(n)
+        stripes = max(1, min(STRIPES - 1, -(-n // SMALL_LEAF)))
+        if stripes <= FLAT_MAX:
+            fan_in = stripes + 1
+        else:
+            stripes = (stripes + 1) // INNER_FAN_IN * INNER_FAN_IN - 1
+            fan_in = INNER_FAN_IN
+        return cls(n, stripes, stripes * -(-n // stripes), fan_in)
 
     def to_mark(self) -> dict[str, int]:
         return {"n": self.n, "s": self.stripes, "f": self.fill, "k": self.fan_in}
@@ -250,21 +290,34 @@ class TreeCounter:
         return self.add_and_read(root_key, geometry, level, node, member, entry)[0]
 
     def add_and_read(
-        self, root_key: str, geometry: Geometry, level: int, node: int, member: str, entry: Any, again: bool = False
+        self,
+        root_key: str,
+        geometry: Geometry,
+        level: int,
+        node: int,
+        member: str,
+        entry: Any,
+        again: bool = False,
+        first: bool = False,
     ) -> Done:
         """``add``, the completed node's slots with "up" (the parent may carry them), and whether
         ``member`` was counted in the node already (a redelivery, or our reply lost).
 
         ``again``: the member was counted already in the node below. A missing node then may be
         one the firing part's clean-up deleted (a redelivery climbing late): the root is read
-        before creating it, as for a leaf, so a late climb leaves nothing behind.
+        before creating it, as for a leaf, so a late climb leaves nothing behind. ``first``:
+        this is a leaf and this run of the part is the one that stored its final state, so the
+        chord cannot have ended without it: a missing leaf is created without reading the root.
         """
         key = node_key(root_key, level, node)
         expected = geometry.expected(level, node)
+        # The leaf's first part, in a first run, is usually the first to reach it (a fleet takes
+        # parts in order): it creates the leaf without reading it first, one request less.
+        create = level == 0 and first and member == expected[0]
         return group_commit(
             ("node", self._scope, key),
-            (member, entry, level == 0 or again),
-            lambda batch: self._swap(root_key, key, level, expected, batch),
+            (member, entry, (level == 0 and not first) or again),
+            lambda batch: self._swap(root_key, key, level, expected, batch, create and len(batch) == 1),
         )
 
     def _root_state(self, root_key: str) -> Step | None:
@@ -273,27 +326,35 @@ class TreeCounter:
             return "late"
         return "failed" if CounterState.load(found.body).failed is not None else None
 
-    def _swap(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Done]:
-        last: BaseException | None = None
-        try:
-            for _ in cas_attempts(key, self.deadline_s, self._sleep):
-                try:
-                    return self._swap_once(root_key, key, level, expected, batch)
-                except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                    if not _transient(exc):
-                        raise
-                    last = exc
-        except Conflict as deadline:
-            # Past the deadline after store errors (not lost races): name the store's own error.
-            if last is None or isinstance(last, (PreconditionFailed, Conflict)):
-                raise
-            raise last from deadline
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _swap(
+        self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item], create: bool = False
+    ) -> list[Done]:
+        """Add ``batch`` to the node; ``create``: try creating it before reading it (once)."""
+        return compare_and_swap(
+            key,
+            lambda cas: self._swap_once(cas, root_key, key, level, expected, batch, create and cas.number == 1),
+            deadline_s=self.deadline_s,
+            sleep=self._sleep,
+        )
 
-    def _swap_once(self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item]) -> list[Done]:
-        """One read and (when something is new) one conditional write; a lost race raises."""
+    def _swap_once(
+        self,
+        cas: Attempt,
+        root_key: str,
+        key: str,
+        level: int,
+        expected: Sequence[str],
+        batch: list[Item],
+        create: bool = False,
+    ) -> list[Done]:
+        """One read and (when something is new) one conditional write; a lost race raises.
+
+        ``create``: no read, the node is taken to be missing; if it exists, the create fails
+        the precondition and the next attempt reads it.
+        """
         client = self._client()
-        current = client.get_or_none(key)
+        current = None if create else client.get_or_none(key)
+        cas.read(None if current is None else current.etag)
         if current is None:
             if any(check for _m, _e, check in batch):
                 ended = self._root_state(root_key)
@@ -325,9 +386,9 @@ class TreeCounter:
                 node["by"] = fresh[-1]
             body = _dump(node)
             if current is None:
-                client.put(key, body, if_none_match=True, content_type="application/json")
+                client.put(key, body, mode=PutMode.CREATE, content_type="application/json")
             else:
-                client.put(key, body, if_match=current.etag, content_type="application/json")
+                client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
         return self._steps(node.get("by"), batch, slots, fresh)
 
     @staticmethod

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from .client import S3Client
+from .s3.client import S3Client
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -51,7 +51,7 @@ def shared_client(settings: Settings) -> S3Client:
     with _lock:
         client = _clients.get(settings)
         if client is None:
-            client = _clients[settings] = S3Client(settings)
+            client = _clients[settings] = S3Client(settings.s3)
             while len(_clients) > MAX_CLIENTS:
                 _clients.popitem(last=False)
         return client

@@ -12,7 +12,6 @@ legacy dict, the environment, the defaults.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ __all__ = [
     "build",
     "from_celery_conf",
     "parse_url",
+    "raw_slash_warning",
     "redact_url",
 ]
 
@@ -64,6 +64,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "read_timeout": ("timeout",),
     "max_connections": ("pool_size", "max_pool_connections"),
     "max_attempts": ("retries",),
+    "throttle_wait": (),
     "sse": ("server_side_encryption", "encrypt_key"),
     "sse_kms_key_id": ("kms_key_id",),
     "storage_class": ("reduced_redundancy",),
@@ -152,6 +153,8 @@ def _check_prefix(prefix: str) -> str:
 
 def _check_endpoint(url: str) -> str:
     parts = urlsplit(url)
+    if "://" not in url:
+        raise ConfigError("endpoint_url", f"{redact_url(url)!r} has no scheme; write https://{url} (or http://)")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("endpoint_url", f"{redact_url(url)!r} is not an http:// or https:// URL with a host")
     if parts.username or parts.password:
@@ -172,6 +175,8 @@ def _canonical(setting: str) -> str:
     key = _CANONICAL.get(setting.strip().lower())
     if key is None:
         known = ", ".join(sorted(_ALIASES))
+        import difflib  # only for a mistyped option: a worker's start does not pay for it
+
         close = difflib.get_close_matches(setting.strip().lower(), _CANONICAL, n=1, cutoff=0.6)
         guess = f"did you mean {close[0]}? " if close else ""
         raise ConfigError(setting, f"unknown option; {guess}known options are: {known}")
@@ -210,6 +215,24 @@ def _split_userinfo(url: str) -> tuple[str, str, str]:
     if at < 0:
         return scheme + sep, "", rest
     return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def raw_slash_warning(url: object) -> str | None:
+    """The warning for a URL whose userinfo holds a raw ``/``, or None.
+
+    s3result reads such a URL, but Celery's own masking (kombu's ``maybe_sanitize_url``, used by
+    ``celery report`` and the worker's banner) cannot parse it and prints it whole, secret included.
+    """
+    if not isinstance(url, str):
+        return None
+    _, userinfo, _ = _split_userinfo(url.strip())
+    if "/" not in userinfo:
+        return None
+    return (
+        "the secret in result_backend holds a raw '/': Celery cannot mask such a URL (celery report would "
+        "print the secret); percent-encode it as %2F (and '+' as %2B), or move the keys to AWS_ACCESS_KEY_ID "
+        "and AWS_SECRET_ACCESS_KEY"
+    )
 
 
 def redact_url(url: str) -> str:
@@ -286,7 +309,11 @@ def parse_url(url: str) -> dict[str, Any]:
         if prefix.strip("/"):
             raw["prefix"] = prefix
     elif parts.scheme == "s3":
-        raise ConfigError("result_backend", "s3:// is Celery's own boto3 backend; use s3result://BUCKET/PREFIX")
+        raise ConfigError(
+            "result_backend",
+            "s3:// is Celery's built-in boto3 backend (a worker given it says 'Missing bucket name'); "
+            "s3result's scheme is s3result://BUCKET/PREFIX",
+        )
     else:
         raise ConfigError(
             "result_backend", f"unsupported scheme {parts.scheme!r}; use s3result:// or s3result+https://"
@@ -370,29 +397,52 @@ def build(
     raw: dict[str, Any] = {}
     for layer in layers:
         raw.update({k: v for k, v in layer.items() if v is not None})
-    region_explicit = any("region" in layer for layer in layers)
     if "region" not in raw:
         # Last before the default, as in the SDKs: the profile's region in ~/.aws/config.
-        from .credentials import awsfiles
+        from .s3.credentials import awsfiles
 
         profile = awsfiles.profile_name(str(raw["profile"]) if raw.get("profile") else None, env)
         region = awsfiles.profile_section(profile, env, config_file=True).get("region")
         if region:
             raw["region"] = region
-            region_explicit = True
-    settings = _validate(raw, region_explicit=region_explicit)
+    try:
+        settings = _validate(raw)
+    except ConfigError as exc:
+        raise _named_by_origin(exc, layers, env) from None
     origin = _secret_origin(layers)
     return replace(settings, secret_origin=origin) if origin and settings.secret_key else settings
 
 
-def _secret_origin(layers: list[dict[str, Any]]) -> str | None:
-    """Which of ``build``'s layers gave the secret key that won (the last one that has it)."""
-    names = ("the environment", "CELERY_S3_BACKEND_SETTINGS", "s3_secret_access_key", "s3result_options", "")
+def _secret_origin(layers: list[dict[str, Any]], key: str = "secret_key") -> str | None:
+    """Which of ``build``'s layers gave the value of ``key`` that won (the last one that has it)."""
+    names = ("the environment", "CELERY_S3_BACKEND_SETTINGS", "Celery's s3_* settings", "s3result_options", "")
     found = None
     for name, layer in zip(names, layers, strict=True):
-        if layer.get("secret_key") is not None:
+        if layer.get(key) is not None:
             found = name or "the result_backend URL"
+    if found == "Celery's s3_* settings":
+        found = next((name for name, k in _CELERY_SETTINGS.items() if k == key), found)
     return found
+
+
+def _named_by_origin(exc: ConfigError, layers: list[dict[str, Any]], env: Mapping[str, str]) -> ConfigError:
+    """The same error, saying where a credential or an environment value came from.
+
+    A secret can be given in four places and an endpoint by two variables: "secret_key" alone
+    does not say which one to fix.
+    """
+    where = _secret_origin(layers, exc.setting)
+    if exc.setting not in ("access_key", "secret_key", "session_token") and where != "the environment":
+        return exc
+    if where == "the environment":  # _from_environ: the endpoint and the region
+        names = {
+            "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+            "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+        }
+        where = next((n for n in names.get(exc.setting, ()) if env.get(n)), where)
+    if where is None:
+        return exc
+    return ConfigError(exc.setting, f"from {where}: {exc.detail}")
 
 
 def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:
@@ -405,7 +455,7 @@ def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:
     return text or None
 
 
-def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
+def _validate(raw: Mapping[str, Any]) -> Settings:
     endpoint = _opt_str(raw, "endpoint_url")
     endpoint = _check_endpoint(endpoint) if endpoint else None
     is_aws = _is_aws_endpoint(endpoint)
@@ -490,6 +540,7 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         read_timeout=_parse_number("read_timeout", raw.get("read_timeout", 30.0), float, 0.01, 3600),
         max_connections=_parse_number("max_connections", raw.get("max_connections", 32), int, 1, 1024),
         max_attempts=_parse_number("max_attempts", raw.get("max_attempts", 3), int, 1, 20),
+        throttle_wait=_parse_number("throttle_wait", raw.get("throttle_wait", 60.0), float, 0, 3600),
         sse=sse,
         sse_kms_key_id=kms,
         storage_class=storage_class,
@@ -498,14 +549,13 @@ def _validate(raw: Mapping[str, Any], *, region_explicit: bool) -> Settings:
         ca_bundle=ca_bundle,
         poll_initial_delay=_parse_poll_delay(raw.get("poll_initial_delay", 0.025)),
         notify=_parse_bool("notify", raw.get("notify", True)),
-        region_explicit=region_explicit,
         session_mode=session_mode,
     )
 
 
 def _check_directory_bucket(bucket: str, addressing: Addressing) -> None:
     """A directory bucket on AWS: a name S3 can route to a zone, and virtual-hosted addressing."""
-    from .express import zone_id
+    from .s3.config import zone_id
 
     if zone_id(bucket) is None:
         raise ConfigError(

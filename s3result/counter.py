@@ -18,42 +18,19 @@ eventlet pools, 16 threads contend like one; prefork processes contend as before
 from __future__ import annotations
 
 import os
-import random
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
-from .client import S3Client
-from .errors import Conflict, PreconditionFailed
+from .cas import Attempt, compare_and_swap
+from .s3.client import S3Client
+from .s3.request import PutMode
 
-__all__ = ("CasCounter", "cas_attempts", "group_commit")
+__all__ = ("CasCounter", "group_commit")
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def cas_attempts(key: str, deadline_s: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[int]:
-    """Yield attempt numbers, sleeping with full jitter in between, until the deadline.
-
-    Full jitter (a uniform wait up to an exponentially growing cap) spreads writers that
-    lost the same race, so the next round has fewer losers.
-    """
-    deadline = time.monotonic() + deadline_s
-    attempt = 0
-    while True:
-        attempt += 1
-        yield attempt
-        if time.monotonic() > deadline:
-            raise Conflict(
-                status=409,
-                code="ConditionalRequestConflict",
-                key=key,
-                method="PUT",
-                message=f"still losing to concurrent writers after {deadline_s:.0f}s",
-            )
-        sleep(random.random() * min(0.002 * 2 ** min(attempt, 10), 0.25))
 
 
 class _Waiter:
@@ -164,8 +141,10 @@ class CasCounter:
         """Add ``n`` to the counter by compare-and-swap; return the new count."""
         client = self._client()
         token = uuid.uuid4().hex
-        for _ in cas_attempts(key, self._deadline_s):
+
+        def attempt(cas: Attempt) -> int:
             current = client.get_or_none(key)
+            cas.read(None if current is None else current.etag)
             count = 0
             if current is not None:
                 head, _, writer = current.body.decode("ascii", "replace").partition("\n")
@@ -173,12 +152,10 @@ class CasCounter:
                 if writer == token:
                     return count  # our previous attempt landed; its reply was lost
             new = f"{count + n}\n{token}".encode()
-            try:
-                if current is None:
-                    client.put(key, new, if_none_match=True, content_type="text/plain")
-                else:
-                    client.put(key, new, if_match=current.etag, content_type="text/plain")
-                return count + n
-            except (PreconditionFailed, Conflict):
-                continue
-        raise AssertionError("unreachable")  # pragma: no cover
+            if current is None:
+                client.put(key, new, mode=PutMode.CREATE, content_type="text/plain")
+            else:
+                client.put(key, new, mode=PutMode.update(current.etag), content_type="text/plain")
+            return count + n
+
+        return compare_and_swap(key, attempt, deadline_s=self._deadline_s, store_errors=False)

@@ -30,11 +30,14 @@ import select
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 from celery import signals
 from celery.utils.log import get_logger
+
+from .s3.retry import Backoff, RetryConfig
 
 __all__ = [
     "CHANNEL_PREFIX",
@@ -60,11 +63,27 @@ QUEUE_EXPIRES_MS = 60_000
 MESSAGE_TTL_MS = 60_000
 #: How long a wait gives the listener to connect and subscribe before it polls without it.
 SUBSCRIBE_TIMEOUT = 2.0
+#: How long a wait lets a RabbitMQ bind wait for a pooled connection: a pool held elsewhere
+#: (``broker_pool_limit`` reached) hands the bind to the listening thread instead.
+BIND_WAIT = 0.25
+#: The listener's reconnect pauses (the project's one retry policy): full jitter from 0.1 s,
+#: doubling to 5 s while the broker stays away, and back to 0.1 s after a healthy connection.
+RECONNECT = RetryConfig(base_delay=0.1, max_delay=5.0)
+#: A connection that stayed up this long (s) was healthy: the next reconnect starts the back-off over.
+HEALTHY_AFTER = 1.0
+#: A poll may find a result before its notification comes (the worker publishes once its PUT
+#: returns): trust in notifications is lost only if it has not come this long (s) after.
+LATE_GRACE = 1.0
+#: Results found by a poll whose notifications are awaited, at most (past it: trust is lost).
+MAX_LATE = 1024
 #: Reply channels one process listens on at most (one per thread that sent tasks).
 MAX_SENDERS = 1024
 #: Bytes of a notification at most (a real one is ~120; a task id fits an S3 key, under 1 KB):
 #: anything longer is dropped unread.
 MAX_NOTIFICATION = 2048
+#: Failed ids a listener remembers (a chord's parts read again at once when one fails).
+MAX_FAILURES = 4096
+_FAILED = frozenset({"FAILURE", "REVOKED"})
 _SUPPORTED = ("redis", "amqp")
 
 _lock = threading.Lock()
@@ -211,15 +230,22 @@ def current_listener(app: Any) -> Listener | None:
 
 
 class Watch:
-    """One wait's interest in some task ids: notified ids collect here until taken."""
+    """One wait's interest in some task ids: notified ids collect here until taken.
 
-    __slots__ = ("epoch", "ids", "listener", "notified", "seen")
+    A notification for an id that woke this wait less than ``quiet`` seconds ago (the caller's
+    poll interval) is held until then: a flood of repeated (or forged) notifications for one
+    task costs at most one read per interval, never one read each.
+    """
 
-    def __init__(self, listener: Listener, ids: Iterable[str]) -> None:
+    __slots__ = ("epoch", "held", "ids", "listener", "notified", "quiet", "seen")
+
+    def __init__(self, listener: Listener, ids: Iterable[str], quiet: float = 0.0) -> None:
         self.listener = listener
         self.ids = list(ids)
         self.notified: set[str] = set()
         self.seen: set[str] = set()
+        self.held: dict[str, float] = {}
+        self.quiet = max(float(quiet), 0.0)
         self.epoch = listener.epoch
 
     def reliable(self) -> bool:
@@ -231,13 +257,28 @@ class Watch:
         return self.listener.wait(self, timeout)
 
     def found_by_poll(self, task_id: str) -> None:
-        """A poll found ``task_id`` ready with no notification yet: stop trusting them."""
+        """A poll found ``task_id`` ready with no notification yet: unless it comes soon, stop
+        trusting them (a late one is no lost one: polling fast again would only race it)."""
         if task_id not in self.seen and task_id not in self.notified:
-            self.listener.trusted = False
+            self.listener.late(task_id)
 
     def close(self) -> None:
         """The wait is over: its ids are no longer listened for."""
         self.listener.unwatch(self)
+
+    def _take(self, now: float) -> set[str]:
+        """The notified ids not held (listener's lock held); each is then held for ``quiet``."""
+        due = {i for i in self.notified if self.held.get(i, 0.0) <= now}
+        if due:
+            self.notified -= due
+            self.seen |= due
+            for task_id in due:
+                self.held[task_id] = now + self.quiet
+        return due
+
+    def _next_release(self, default: float) -> float:
+        """When the first held notification may wake this wait (listener's lock held)."""
+        return min((self.held.get(i, 0.0) for i in self.notified), default=default)
 
 
 class Listener:
@@ -253,6 +294,9 @@ class Listener:
         self._watches: dict[str, list[Watch]] = {}
         self._wanted: set[str] = set()
         self._confirmed: set[str] = set()
+        #: RabbitMQ binds a wait could not make (no pooled connection): the listening thread
+        #: makes them; meanwhile waits poll rather than wait for them.
+        self._stalled: set[str] = set()
         self._connected = False
         self._stopped = False
         #: Notifications that woke a wait of this process (a count, for tests and tools).
@@ -262,6 +306,15 @@ class Listener:
         self._queue = f"s3result.notify.{uuid.uuid4().hex}"
         self._wake_r = self._wake_w = -1  # a pipe that wakes the Redis thread, made with it
         self._thread: threading.Thread | None = None
+        self._ups = 0
+        #: Ids found ready by a poll before their notification, and until when it may still come.
+        self._late: dict[str, float] = {}
+        #: Times trust was lost: a notification did not come (a count, for tests and tools).
+        self.distrusted = 0
+        #: Ids lately notified failed, waited on or not (a chord's parts): the check of a body's
+        #: parents reads them again at once instead of trusting a pending answer it read before.
+        self._failures: OrderedDict[str, None] = OrderedDict()
+        self.backoff = Backoff(RECONNECT, sleep=self._nap)
 
     def start(self) -> None:
         """Start the listening thread (once; the first ``watch`` does)."""
@@ -282,14 +335,16 @@ class Listener:
 
     # -- the waiting side -------------------------------------------------------------------
 
-    def watch(self, ids: Iterable[str], timeout: float = SUBSCRIBE_TIMEOUT) -> Watch:
+    def watch(self, ids: Iterable[str], timeout: float = SUBSCRIBE_TIMEOUT, quiet: float = 0.0) -> Watch:
         """Register a wait on ``ids`` and make sure every sender of this process is listened to.
 
         Returns once subscribed, or after ``timeout`` (the wait then polls as without notifications):
         the caller reads the store only after this, so a result stored in between is not missed.
+        A subscription that failed (the listener is down, or a bind is being retried) is not
+        waited for: the wait polls until it is confirmed. ``quiet``: see ``Watch``.
         """
         self.start()
-        w = Watch(self, ids)
+        w = Watch(self, ids, quiet)
         with self._cond:
             for task_id in w.ids:
                 self._watches.setdefault(task_id, []).append(w)
@@ -306,7 +361,10 @@ class Listener:
             else:
                 self._wake()
         with self._cond:
-            self._cond.wait_for(lambda: self._wanted <= self._confirmed, max(0.0, deadline - time.monotonic()))
+            self._cond.wait_for(
+                lambda: self._failed or self._wanted - self._stalled <= self._confirmed,
+                max(0.0, deadline - time.monotonic()),
+            )
             w.epoch = self.epoch
         return w
 
@@ -334,15 +392,39 @@ class Listener:
                         del self._watches[task_id]
 
     def reliable(self) -> bool:
-        """Connected, every sending thread subscribed, and the last ended wait was woken."""
+        """Connected, every sending thread subscribed, the last ended wait was woken, and every
+        result a poll found first had its notification within ``LATE_GRACE``."""
+        if self._late:
+            now = time.monotonic()
+            with self._cond:
+                if any(until <= now for until in self._late.values()):
+                    self._late.clear()
+                    self._distrust()
         return self._connected and self.trusted and self._wanted <= self._confirmed
+
+    def late(self, task_id: str) -> None:
+        """A poll found ``task_id`` ready before its notification: trust holds if it comes soon."""
+        with self._cond:
+            if len(self._late) >= MAX_LATE:
+                self._late.clear()
+                self._distrust()
+            self._late[task_id] = time.monotonic() + LATE_GRACE
+
+    def _distrust(self) -> None:
+        if self.trusted:
+            self.trusted = False
+            self.distrusted += 1
 
     def wait(self, w: Watch, timeout: float) -> tuple[set[str], bool]:
         """See ``Watch.wait``."""
+        end = time.monotonic() + max(0.0, timeout)
         with self._cond:
-            self._cond.wait_for(lambda: bool(w.notified) or w.epoch != self.epoch, max(0.0, timeout))
-            notified, w.notified = w.notified, set()
-            w.seen |= notified
+            while True:
+                now = time.monotonic()
+                notified = w._take(now)
+                if notified or w.epoch != self.epoch or now >= end:
+                    break
+                self._cond.wait(max(0.0, min(end, w._next_release(end)) - now))
             again = w.epoch != self.epoch
             w.epoch = self.epoch
         if notified:
@@ -356,12 +438,16 @@ class Listener:
             if not self._connected:
                 return  # the listener binds everything wanted when it connects
         try:
-            with self.app.pool.acquire(block=True, timeout=max(0.1, deadline - time.monotonic())) as conn:
+            wait = max(0.05, min(BIND_WAIT, deadline - time.monotonic()))
+            with self.app.pool.acquire(block=True, timeout=wait) as conn:
                 channel = conn.default_channel
                 for reply_to in reply_tos:
                     channel.queue_bind(queue=self._queue, exchange=EXCHANGE, routing_key=reply_to)
-        except Exception as exc:  # noqa: BLE001 - waits poll; the listener binds again on reconnect
-            logger.debug("s3result: binding the reply queue failed: %r", exc)
+        except Exception as exc:  # noqa: BLE001 - the listening thread binds them; waits poll meanwhile
+            logger.debug("s3result: binding the reply queue failed (the listener retries): %r", exc)
+            with self._cond:
+                self._stalled |= reply_tos - self._confirmed
+                self._cond.notify_all()
             return
         with self._cond:
             self._confirm(reply_tos)
@@ -381,13 +467,29 @@ class Listener:
             return
         if not isinstance(task_id, str):
             return
+        failed = isinstance(note, dict) and note.get("state") in _FAILED
         with self._cond:
+            if failed:
+                self._failures[task_id] = None
+                if len(self._failures) > MAX_FAILURES:
+                    self._failures.popitem(last=False)
+            if self._late:
+                self._late.pop(task_id, None)  # late, not lost
             watches = self._watches.get(task_id)
             if watches:
                 self.delivered += 1
+                fresh = False
                 for w in watches:
-                    w.notified.add(task_id)
-                self._cond.notify_all()
+                    if task_id not in w.notified:  # a repeat adds nothing: no wake-up for it
+                        w.notified.add(task_id)
+                        fresh = True
+                if fresh:
+                    self._cond.notify_all()
+
+    def notified_failed(self, task_id: str) -> bool:
+        """Whether ``task_id`` was lately notified as failed (a hint to read it: anyone may publish)."""
+        with self._cond:
+            return task_id in self._failures
 
     def _up(self, confirmed: set[str], awaiting: set[str]) -> None:
         """Connected (again). Once ``awaiting`` is confirmed every wait reads the store once more:
@@ -395,7 +497,9 @@ class Listener:
         with self._cond:
             self._connected = True
             self._failed = False
+            self._ups += 1
             self._confirmed = set(confirmed)
+            self._stalled -= self._confirmed
             self._awaiting = set(awaiting)
             self._confirm(set())
 
@@ -417,8 +521,9 @@ class Listener:
             self._cond.notify_all()
 
     def _run(self) -> None:
-        pause = 0.1
+        attempt = 0
         while not self._stopped:
+            ups, began = self._ups, time.monotonic()
             try:
                 if self.kind == "redis":
                     self._run_redis()
@@ -426,10 +531,17 @@ class Listener:
                     self._run_amqp()
             except Exception as exc:  # noqa: BLE001 - reconnect; waits poll meanwhile
                 self._down(exc)
+            # A connection that came up and stayed up was healthy: start the back-off over.
+            healthy = self._ups != ups and time.monotonic() - began >= HEALTHY_AFTER
+            attempt = 1 if healthy else attempt + 1
             if not self._stopped:
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                self.backoff.wait(attempt)
         # The pipe stays open: a late _wake() must never write into a file that reused its number.
+
+    def _nap(self, pause: float) -> None:
+        """The back-off's pause, cut short by ``stop()``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopped, pause)
 
     def _run_redis(self) -> None:
         with self._cond:
@@ -509,8 +621,22 @@ class Listener:
                     conn.drain_events(timeout=1.0)
                 except TimeoutError:
                     conn.heartbeat_check()
+                self._bind_stalled(channel)
         finally:
             try:
                 conn.release()
             except Exception:  # noqa: BLE001, S110 - the connection is gone already
                 pass
+
+    def _bind_stalled(self, channel: Any) -> None:
+        """Make the binds a wait could not make, on the listener's own channel (a failure here
+        is the connection's: the listener reconnects, and binds everything wanted)."""
+        with self._cond:
+            stalled = self._stalled - self._confirmed
+        if not stalled:
+            return
+        for reply_to in stalled:
+            channel.queue_bind(queue=self._queue, exchange=EXCHANGE, routing_key=reply_to)
+        with self._cond:
+            self._stalled -= stalled
+            self._confirm(stalled)

@@ -2,31 +2,21 @@
 
 ``config`` builds it (from a URL, Celery's settings, the legacy dict and the environment) and
 validates every value once; everything else in s3result only reads it. It is hashable, so a
-process keeps one client per distinct settings (``clients``).
+process keeps one client per distinct settings (``clients``). The S3 client's part of it is
+an ``S3Config`` (``Settings.s3``), derived once when the settings are made.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
-from urllib.parse import urlsplit
+
+from .s3.config import Addressing, S3Config, is_aws_endpoint
 
 __all__ = ["SCHEME", "Addressing", "ConditionalWrites", "Settings", "is_aws_endpoint"]
 
 #: The URL scheme of the result backend (``s3result://``, ``s3result+https://``).
 SCHEME = "s3result"
-
-
-class Addressing(str, Enum):
-    """How the bucket is put in the request: ``auto`` picks per endpoint and bucket."""
-
-    AUTO = "auto"
-    PATH = "path"
-    VIRTUAL = "virtual"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class ConditionalWrites(str, Enum):
@@ -57,6 +47,9 @@ class Settings:
     read_timeout: float = 30.0
     max_connections: int = 32
     max_attempts: int = 3
+    #: Seconds one request may spend waiting out the store's throttling (503 SlowDown, 429)
+    #: before ``Throttled`` is raised; waiting then is pacing, not failing (``limiter``).
+    throttle_wait: float = 60.0
     sse: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
@@ -68,12 +61,38 @@ class Settings:
     poll_initial_delay: float | None = 0.025
     #: Wake waiting callers with a notification over the broker (Redis, RabbitMQ); off: poll only.
     notify: bool = True
-    region_explicit: bool = True
     #: Where the secret key was given ("the result_backend URL", "s3_secret_access_key", ...),
     #: so an error about a wrong secret points at the place to fix it.
     secret_origin: str | None = None
     #: S3 Express One Zone: the CreateSession mode asked for (ReadWrite, ReadOnly); None lets S3 choose.
     session_mode: str | None = None
+    #: The S3 client's configuration, derived from the fields above (``__post_init__``).
+    s3: S3Config = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        s3 = S3Config(
+            bucket=self.bucket,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            addressing=self.addressing,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            session_token=self.session_token,
+            profile=self.profile,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_connections=self.max_connections,
+            max_attempts=self.max_attempts,
+            throttle_wait=self.throttle_wait,
+            max_body_size=self.max_result_size,
+            sse=self.sse,
+            sse_kms_key_id=self.sse_kms_key_id,
+            storage_class=self.storage_class,
+            ca_bundle=self.ca_bundle,
+            session_mode=self.session_mode,
+            secret_origin=self.secret_origin,
+        )
+        object.__setattr__(self, "s3", s3)
 
     def __repr__(self) -> str:
         key = "***" if self.access_key else None
@@ -88,43 +107,22 @@ class Settings:
     @property
     def is_aws(self) -> bool:
         """True when talking to Amazon S3 itself (no endpoint, or an amazonaws.com one)."""
-        return is_aws_endpoint(self.endpoint_url)
+        return self.s3.is_aws
 
     @property
     def express(self) -> bool:
         """A directory bucket (S3 Express One Zone): zonal endpoint, session credentials."""
-        return self.bucket.endswith("--x-s3")
+        return self.s3.express
 
     @property
     def path_style(self) -> bool:
-        """``auto``: virtual-hosted on AWS unless the bucket has dots (TLS wildcard), else path.
-
-        A directory bucket is virtual-hosted, but path-style behind an IP address (as the S3
-        endpoint rules do for an endpoint override).
-        """
-        if self.express and self.addressing is Addressing.AUTO:
-            host = urlsplit(self.endpoint_url).hostname or "" if self.endpoint_url else ""
-            return re.fullmatch(r"[\d.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*", host) is not None
-        if self.addressing is Addressing.AUTO:
-            return not self.is_aws or "." in self.bucket
-        return self.addressing is Addressing.PATH
+        """Whether the bucket goes in the path (``S3Config.path_style``)."""
+        return self.s3.path_style
 
     @property
     def base_url(self) -> str:
         """Scheme and authority the requests go to, without the bucket in the path."""
-        if self.endpoint_url is not None:
-            base = self.endpoint_url.rstrip("/")
-        elif self.express:
-            from .express import zonal_endpoint
-
-            return zonal_endpoint(self.bucket, self.region)
-        else:
-            suffix = ".amazonaws.com.cn" if self.region.startswith("cn-") else ".amazonaws.com"
-            base = f"https://s3.{self.region}{suffix}"
-        if not self.path_style:
-            scheme, _, host = base.partition("://")
-            base = f"{scheme}://{self.bucket}.{host}"
-        return base
+        return self.s3.base_url
 
     def object_key(self, name: str) -> str:
         """Base path joined with ``/``, then Celery's key, with no leading slash."""
@@ -144,10 +142,3 @@ class Settings:
             scheme, _, host = self.endpoint_url.partition("://")
             url = f"{SCHEME}+{scheme}://{user}{host.rstrip('/')}/{self.bucket}{path}"
         return url
-
-
-def is_aws_endpoint(endpoint: str | None) -> bool:
-    """No endpoint (Amazon S3 by region), or an amazonaws.com one."""
-    if endpoint is None:
-        return True
-    return (urlsplit(endpoint).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn"))

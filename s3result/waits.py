@@ -25,10 +25,11 @@ from kombu.utils.encoding import bytes_to_str
 
 from . import notify
 from .polling import Deadline, delays
+from .readahead import ReadAhead
 
 if TYPE_CHECKING:
-    from .client import S3Client
     from .config import Settings
+    from .s3.client import S3Client
 
 __all__ = ["Waits"]
 
@@ -55,6 +56,7 @@ class Waits:
         app: Any
         _cache: Any
         TimeoutError: type[Exception]
+        read_ahead: ReadAhead
 
         @property
         def client(self) -> S3Client: ...
@@ -93,7 +95,7 @@ class Waits:
         deadline = Deadline(timeout)
         interval = 0.5 if interval is None else interval
         fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
-        watch = self._watch([task_id], deadline)
+        watch = self._watch([task_id], deadline, interval)
         failing: BaseException | None = None
         polls = 0
         try:
@@ -111,6 +113,7 @@ class Waits:
                         if watch is not None and polls:
                             watch.found_by_poll(task_id)
                         if on_interval and meta["status"] in states.PROPAGATE_STATES:
+                            self.read_ahead.forget_pending()  # the parents' errors, read now
                             on_interval()
                         return meta
                     failing = None
@@ -137,51 +140,26 @@ class Waits:
     ) -> Iterator[tuple[str, Any]]:
         """Celery's join loop (``GroupResult.get()``, ``join_native``), with waits that hold.
 
-        Each round GETs only the results still missing, concurrently, one attempt each and
-        bounded by the time left; rounds follow the same schedule as ``wait_for``. After the
-        first round, a round reads one missing result first and the others only once it is
-        ready: a join of 100 five-second tasks then costs about 2 x 100 + 15 GETs, not 100
-        per round. A GET that fails transiently leaves its result for the next round; a
-        permanent error is raised.
+        Each round GETs only the results still missing (see ``_join_round``), concurrently, one
+        attempt each, bounded by the time left, on ``wait_for``'s schedule: a join of 100
+        five-second tasks costs about 2 x 100 + 15 GETs, not 100 per round. A GET that fails
+        transiently leaves its result for the next round; a permanent error is raised.
         """
         # In the group's order when the caller keeps it (``iter_native``): the sentinel below is
         # the last member still missing, the one a worker is likely to finish last.
         ids = dict.fromkeys(task_ids)
+        yield from self._take_cached(ids, READY_STATES)
         cache = self._cache
-        for task_id in list(ids):
-            cached = cache.get(task_id)
-            if cached is not None and cached["status"] in READY_STATES:
-                del ids[task_id]
-                yield bytes_to_str(task_id), cached
         deadline = Deadline(timeout)
         interval = 0.5 if interval is None else interval
         fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
-        watch = self._watch([bytes_to_str(k) for k in ids], deadline) if ids else None
+        watch = self._watch([bytes_to_str(k) for k in ids], deadline, interval) if ids else None
         notified: set[str] = set()
-        again = False
-        iterations = 0
-        failing: BaseException | None = None
         sentinel: str | None = None
+        again, iterations = False, 0
         try:
             while ids:
-                failing = None  # the last round's error only: a round the store answered clears it
-                told = [k for k in ids if bytes_to_str(k) in notified]
-                if told and not again:
-                    # Woken: read what the workers said is ready, and nothing else.
-                    ready, failing = self._read_ready(told, READY_STATES, deadline, failing)
-                elif sentinel is not None and sentinel in ids and len(ids) > 1 and not again:
-                    # Later rounds read one missing result first: a join needs them all, and
-                    # results of one group tend to be ready together, so the others are read
-                    # (at once, concurrently) only when it is. The sentinel is the last member
-                    # still missing: workers take a group's tasks in order.
-                    ready, failing = self._read_ready([sentinel], READY_STATES, deadline, failing)
-                    if sentinel in ready:
-                        rest, failing = self._read_ready(
-                            [k for k in ids if k != sentinel], READY_STATES, deadline, failing
-                        )
-                        ready.update(rest)
-                else:
-                    ready, failing = self._read_ready(list(ids), READY_STATES, deadline, failing)
+                ready, failing = self._join_round(ids, notified, again, sentinel, READY_STATES, deadline)
                 cache.update(ready)
                 for k in ready:
                     ids.pop(bytes_to_str(k), None)
@@ -208,6 +186,42 @@ class Waits:
         finally:
             if watch is not None:
                 watch.close()
+
+    def _take_cached(self, ids: dict[Any, None], ready_states: frozenset[str]) -> Iterator[tuple[str, Any]]:
+        """The results this process has cached already, taken out of ``ids``."""
+        for task_id in list(ids):
+            cached = self._cache.get(task_id)
+            if cached is not None and cached["status"] in ready_states:
+                del ids[task_id]
+                yield bytes_to_str(task_id), cached
+
+    def _join_round(
+        self,
+        ids: dict[Any, None],
+        notified: set[str],
+        again: bool,
+        sentinel: str | None,
+        ready_states: frozenset[str],
+        deadline: Deadline,
+    ) -> tuple[dict[str, Any], BaseException | None]:
+        """One round of a join: what a notification said is ready, else the sentinel, else all.
+
+        Woken, it reads what the workers said is ready and nothing else. Later rounds read one
+        missing result first: a join needs them all, and results of one group tend to be ready
+        together, so the others are read (at once, concurrently) only when it is. The sentinel
+        is the last member still missing: workers take a group's tasks in order. After a
+        reconnect (``again``) every missing result is read. The error is this round's only.
+        """
+        told = [k for k in ids if bytes_to_str(k) in notified]
+        if told and not again:
+            return self._read_ready(told, ready_states, deadline, None)
+        if sentinel is not None and sentinel in ids and len(ids) > 1 and not again:
+            ready, failing = self._read_ready([sentinel], ready_states, deadline, None)
+            if sentinel in ready:
+                rest, failing = self._read_ready([k for k in ids if k != sentinel], ready_states, deadline, failing)
+                ready.update(rest)
+            return ready, failing
+        return self._read_ready(list(ids), ready_states, deadline, None)
 
     def iter_native(
         self,
@@ -258,6 +272,33 @@ class Waits:
         ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
         return ready, failing
 
+    def _get_task_meta_for(self, task_id: Any) -> Any:
+        """One result's meta; a chord header's, read with the next ones of its header (``readahead``)."""
+        task_id = bytes_to_str(task_id)
+        meta = self.read_ahead.take(task_id)
+        if meta is not None:
+            if meta["status"] != states.PENDING or not self._notified_failed(task_id):
+                return meta
+            return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+        ids = self.read_ahead.window(task_id, skip=lambda other: other in self._cache)
+        if len(ids) > 1:
+            found = self.client.get_each([self._key(self.get_key_for_task(i)) for i in ids])
+            metas = {
+                i: {"status": states.PENDING, "result": None} if item is None else self.decode_result(item.body)
+                for i, item in zip(ids, found, strict=True)
+                if not isinstance(item, Exception) and (item is None or item.body)
+            }
+            self.read_ahead.keep(metas)
+            meta = self.read_ahead.take(task_id)
+            if meta is not None:
+                return meta
+        return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+
+    def _notified_failed(self, task_id: str) -> bool:
+        """A notification said ``task_id`` failed since it was read as pending: read it again."""
+        listener = notify.current_listener(self.app)
+        return listener is not None and listener.notified_failed(task_id)
+
     def _get_meta_once(self, task_id: str, deadline: float | None = None) -> Any:
         """One poll: one GET, one attempt, bounded by ``deadline`` (``time.monotonic()``).
 
@@ -275,8 +316,11 @@ class Waits:
             self._cache[task_id] = meta
         return meta
 
-    def _watch(self, ids: list[str], deadline: Deadline) -> notify.Watch | None:
-        """Listen for the notifications of ``ids`` before the first read; None without them."""
+    def _watch(self, ids: list[str], deadline: Deadline, interval: float) -> notify.Watch | None:
+        """Listen for the notifications of ``ids`` before the first read; None without them.
+
+        A task's repeated notifications wake the wait at most once per ``interval``.
+        """
         if not self.settings.notify or self.app.current_worker_task is not None:
             return None  # a wait inside a task (e.g. a chord's join, all ready) polls: no listener in workers
         try:
@@ -285,7 +329,7 @@ class Waits:
                 return None
             left = deadline.remaining()
             return listener.watch(
-                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT)
+                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT), interval
             )
         except Exception as exc:  # noqa: BLE001 - waits poll without notifications
             logger.debug("s3result: waiting without notifications: %r", exc)

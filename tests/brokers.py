@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from s3result import sigv4
+from s3result.s3 import sigv4
 from s3result.testing.store import MotoServer, free_port
 
 __all__ = ["Broker", "RabbitMQServer", "RedisServer", "SqsStack", "Tuned", "aws_stack_policy"]

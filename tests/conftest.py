@@ -45,6 +45,16 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
 
 
+@pytest.fixture(autouse=True)
+def fresh_pacers() -> Iterator[None]:
+    """Each test starts with every store's pacer off: throttling one test saw slows no other."""
+    from s3result.s3 import limiter
+
+    limiter.reset_all()
+    yield
+    limiter.reset_all()
+
+
 @pytest.fixture(scope="session")
 def moto_server(s3result_store: MotoServer) -> MotoServer:
     """The testing kit's store (s3result.testing.plugin): moto server with auth on, an IAM user

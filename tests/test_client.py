@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import (
     AccessDenied,
     AlreadyExists,
@@ -25,12 +24,13 @@ from s3result.errors import (
     NotFound,
     PreconditionFailed,
     RequestTimeout,
-    ResultTooLarge,
     S3Error,
     ServerError,
 )
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 SECRET = "SECRETsecretSECRET"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -48,7 +48,7 @@ def make(
     attempts: int = 3,
 ) -> S3Client:
     return S3Client(
-        config.build(url=url, environ={}),
+        config.build(url=url, environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=attempts, base_delay=0.0),
         sleep=lambda s: None,
@@ -84,8 +84,8 @@ def test_put_sends_conditional_and_sse_headers() -> None:
     client = make(
         handler, "s3result+http://AKID:S@127.0.0.1:9000/bkt?sse=aws:kms&sse_kms_key_id=kk&storage_class=STANDARD_IA"
     )
-    assert client.put("k", b"v", if_none_match=True, content_type="application/json", metadata={"Task": "t"}) == '"e1"'
-    client.put("k", b"v", if_match='"e1"')
+    assert client.put("k", b"v", mode=PutMode.CREATE, content_type="application/json", metadata={"Task": "t"}) == '"e1"'
+    client.put("k", b"v", mode=PutMode.update('"e1"'))
     first, second = seen
     assert first.headers["if-none-match"] == "*" and "if-match" not in first.headers
     assert second.headers["if-match"] == '"e1"'
@@ -135,7 +135,7 @@ def test_client_errors_are_not_retried(status: int, code: str, cls: type[S3Error
 
 def test_412_on_create_is_already_exists() -> None:
     with pytest.raises(AlreadyExists):
-        make(lambda r: httpx.Response(412, content=_xml("PreconditionFailed"))).put("k", b"v", if_none_match=True)
+        make(lambda r: httpx.Response(412, content=_xml("PreconditionFailed"))).put("k", b"v", mode=PutMode.CREATE)
 
 
 def test_head_errors_are_classified_by_status_alone() -> None:
@@ -151,7 +151,7 @@ def test_transient_errors_are_retried_and_signed_again() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if len(seen) == 1:
-            return httpx.Response(503, content=_xml("SlowDown"))
+            return httpx.Response(503, content=_xml("ServiceUnavailable"))
         if len(seen) == 2:
             return httpx.Response(500, content=_xml("InternalError"))
         return httpx.Response(200, headers={"ETag": '"x"'})
@@ -334,12 +334,8 @@ def test_html_answer_is_named() -> None:
     assert "HTML" in str(exc.value)
 
 
-def test_limits_checked_before_sending() -> None:
-    client = make(
-        lambda r: pytest.fail("nothing may be sent"), "s3result+http://A:S@127.0.0.1:9/bkt?max_result_size=10"
-    )
-    with pytest.raises(ResultTooLarge, match="max_result_size=10"):
-        client.put("k", b"x" * 11)
+def test_keys_checked_before_sending() -> None:
+    client = make(lambda r: pytest.fail("nothing may be sent"))
     with pytest.raises(InvalidKey):
         client.get("é" * 600)
     with pytest.raises(InvalidKey):
@@ -359,7 +355,7 @@ def test_new_pool_after_fork() -> None:
         made.append(1)
         return HttpxTransport(httpx.MockTransport(lambda r: httpx.Response(200, content=b"")), base)
 
-    client = S3Client(config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"), transport_factory=factory)
+    client = S3Client(config.build(url="s3result+http://A:S@127.0.0.1:9/bkt").s3, transport_factory=factory)
     client.get("k")
     client.get("k")
     assert len(made) == 1
@@ -397,7 +393,7 @@ def test_retry_quota_stops_retries_against_a_dead_store() -> None:
         return httpx.Response(503, content=_xml("ServiceUnavailable"))
 
     client = S3Client(
-        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"),
+        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt").s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=3, base_delay=0.0, quota_capacity=10, retry_cost=5),
         sleep=lambda s: None,
@@ -449,7 +445,7 @@ def test_region_switch_closes_the_old_pool_and_takes_the_lock() -> None:
         return spy  # type: ignore[no-any-return]
 
     client = S3Client(
-        config.build(url="s3result://AKID:S@my-bucket?region=us-east-1", environ={}),
+        config.build(url="s3result://AKID:S@my-bucket?region=us-east-1", environ={}).s3,
         transport_factory=factory,
         retry=RetryConfig(max_attempts=3, base_delay=0.0),
         sleep=lambda s: None,
@@ -494,12 +490,41 @@ def test_an_answer_after_retries_refunds_the_quota() -> None:
         return httpx.Response(status, content=_xml("ServiceUnavailable" if status == 503 else "NoSuchKey"))
 
     client = S3Client(
-        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt"),
+        config.build(url="s3result+http://A:S@127.0.0.1:9/bkt").s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=3, base_delay=0.0, quota_capacity=10, retry_cost=5),
         sleep=lambda s: None,
     )
     for _ in range(50):
         assert client.get_or_none("k") is None
-    assert client._quota.available == 10
+    assert client._quota.acquire(ServerError(status=503)) == 5 and client._quota.acquire(ServerError(status=503)) == 5
     assert client.retries == 50
+
+
+def test_a_pending_poll_is_an_answer_no_error_is_built() -> None:
+    """404 NoSuchKey to get_or_none is None straight from classification: no S3Error made or caught."""
+    client = make(lambda r: httpx.Response(404, content=_xml("NoSuchKey")))
+    with mock.patch("s3result.s3.client.map_error", side_effect=AssertionError("an error was built")):
+        assert client.get_or_none("k") is None
+        client.delete("k")
+    with pytest.raises(NotFound):  # the same answer to a plain get is NotFound
+        client.get("k")
+    with pytest.raises(NotFound, match="NoSuchBucket"):
+        make(lambda r: httpx.Response(404, content=_xml("NoSuchBucket"))).get_or_none("k")
+
+
+def test_put_modes_send_one_condition_each() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"ETag": '"e"'})
+
+    client = make(handler)
+    client.put("k", b"v")
+    client.put("k", b"v", mode=PutMode.CREATE)
+    client.put("k", b"v", mode=PutMode.update('"e1"'))
+    conditions = [(r.headers.get("if-none-match"), r.headers.get("if-match")) for r in seen]
+    assert conditions == [(None, None), ("*", None), (None, '"e1"')]
+    assert repr(PutMode.update('"e1"')) == "PutMode.update('\"e1\"')" and repr(PutMode.CREATE) == "PutMode.CREATE"
+    assert PutMode.update("x") == PutMode.update("x") and PutMode.OVERWRITE.header is None

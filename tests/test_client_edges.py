@@ -14,10 +14,10 @@ from celery import Celery
 from celery.exceptions import ImproperlyConfigured
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import AccessDenied
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 SKEWED = b"<Error><Code>RequestTimeTooSkewed</Code><Message>m</Message></Error>"
 
@@ -30,7 +30,7 @@ def _client(date: str, now: float) -> tuple[S3Client, list[httpx.Request]]:
         return httpx.Response(403, content=SKEWED, headers={"Date": date})
 
     client = S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=1, base_delay=0.0),
         clock=lambda: now,
@@ -76,7 +76,7 @@ _NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code></Error>"
 
 def test_close_shuts_the_read_executor_and_is_idempotent() -> None:
     client = S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(
             httpx.MockTransport(lambda r: httpx.Response(404, content=_NO_SUCH_KEY)), base
         ),

@@ -92,7 +92,7 @@ def test_url_beats_options_beats_celery_settings_beats_environment() -> None:
     assert (s.bucket, s.region, s.read_timeout) == ("url-bucket", "eu-west-3", 7.0)
     assert build(url="s3result://bkt", environ={"AWS_REGION": "us-west-1"}).region == "us-west-1"
     assert build(url="s3result://bkt", environ={"AWS_DEFAULT_REGION": "ap-east-1"}).region == "ap-east-1"
-    assert build(url="s3result://bkt", environ={}).region_explicit is False
+    assert build(url="s3result://bkt", environ={}).region == "us-east-1"
 
 
 def test_environment_endpoint() -> None:
@@ -172,7 +172,7 @@ BAD = [
     ("s3result://bucket/a#frag", {}, "result_backend", "fragment"),
     ("s3result+http://host:99999/b", {}, "result_backend", "not a valid URL"),
     ("s3result+https:///bucket", {}, "result_backend", "has no host"),
-    ("s3://bucket", {}, "result_backend", "Celery's own boto3 backend"),
+    ("s3://bucket", {}, "result_backend", "Celery's built-in boto3 backend"),
     ("ftp://host/bucket", {}, "result_backend", "unsupported scheme"),
     ("s3result+http://127.0.0.1:9000/bkt?addressing=virtual", {}, "addressing", "needs a DNS name"),
     ("s3result://bucket/a//b", {}, "prefix", "empty path segment"),

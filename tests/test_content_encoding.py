@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from s3result.errors import CorruptResponse, EndpointError, ResultTooLarge
-from s3result.transport import ERROR_BODY_LIMIT, _decode_body
+from s3result.errors import BodyTooLarge, CorruptResponse, EndpointError
+from s3result.s3.transport import ERROR_BODY_LIMIT, _decode_body
 
 BODY = b'{"status": "SUCCESS", "result": 42}' * 50
 
@@ -44,7 +44,7 @@ def test_a_truncated_or_garbled_result_is_corrupt_and_retried() -> None:
 
 def test_decoding_is_bounded_by_max_result_size() -> None:
     bomb = gzip.compress(b"\0" * (10 << 20))
-    with pytest.raises(ResultTooLarge, match="max_result_size"):
+    with pytest.raises(BodyTooLarge, match="max_result_size"):
         _decode_body(bomb, "gzip", 200, 1 << 20)
     assert len(_decode_body(bomb, "gzip", 404, 1 << 20)) == ERROR_BODY_LIMIT
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from s3result.client import GetResult
 from s3result.counter import CasCounter
 from s3result.errors import AlreadyExists, PreconditionFailed, ServerError
+from s3result.s3.client import GetResult
 
 
 class MemoryStore:

@@ -114,3 +114,26 @@ def test_a_proxy_page_is_not_s3_whatever_its_status() -> None:
     assert isinstance(exc, errors.AccessDenied) and exc.code == errors.NOT_S3
     assert "grant" not in str(exc) and "endpoint_url" in str(exc)
     assert error_from_response(status=404, body=b"<html>gone</html>", method="GET", key="k").code == errors.NOT_S3
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_every_error_is_stored_under_its_public_home(cls: type[errors.S3ResultError]) -> None:
+    """Pickles and Celery's serialized exceptions name ``s3result.errors``: any version reads them."""
+    exc = _instance(cls)
+    data = pickle.dumps(exc, protocol=0)
+    assert b"s3result.errors" in data and b"s3result.s3" not in data
+    assert cls.__module__ == "s3result.errors" and getattr(errors, cls.__name__) is cls
+
+
+@pytest.mark.parametrize("cls", [errors.NotFound, errors.ConnectError, errors.ResultTooLarge, errors.ConfigError])
+def test_a_celery_serialized_error_comes_back_by_name(cls: type[errors.S3ResultError]) -> None:
+    from celery import Celery
+
+    app = Celery(set_as_current=False)
+    app.conf.result_backend = "cache+memory://"
+    exc = _instance(cls)
+    stored = app.backend.prepare_exception(exc, "json")
+    assert stored["exc_module"] == "s3result.errors" and stored["exc_type"] == cls.__name__
+    back = app.backend.exception_to_python(stored)
+    # Celery calls cls(*args): keyword-only errors come back as an Exception naming the class.
+    assert isinstance(back, cls) or f"<class 's3result.errors.{cls.__name__}'>" in str(back)

@@ -21,11 +21,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3result import config, express
-from s3result.client import S3Client
+from s3result import config
 from s3result.errors import AccessDenied, ConfigError, CredentialsError
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3 import config as s3config
+from s3result.s3 import express
+from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2", "cn-north-1"]
 
@@ -66,7 +69,7 @@ _zones = st.one_of(
 def test_zonal_endpoint_matches_botocore(rules: Any, base: str, zone: str, region: str) -> None:
     bucket = f"{base}--{zone}--x-s3"
     theirs = _botocore_endpoint(rules, bucket, region)
-    ours = express.zonal_endpoint(bucket, region) if express.zone_id(bucket) is not None else None
+    ours = s3config.zonal_endpoint(bucket, region) if s3config.zone_id(bucket) is not None else None
     assert ours == theirs
 
 
@@ -96,7 +99,7 @@ def test_an_endpoint_override_is_addressed_as_botocore_does(rules: Any) -> None:
     for endpoint in ("http://127.0.0.1:9000", "http://store.test:9000"):
         s = config.build(url=f"s3result+{endpoint}/{bucket}/celery?region=us-west-2", environ={})
         theirs = rules.resolve_endpoint(Region="us-west-2", Bucket=bucket, Endpoint=endpoint).url
-        client = S3Client(s)
+        client = S3Client(s.s3)
         ours = client._base + (client._bucket_path if client._bucket_path != "/" else "")
         assert ours == theirs
 
@@ -160,7 +163,7 @@ class Zone:
 
 def _client(zone: Zone, url: str, clock: Callable[[], float]) -> S3Client:
     return S3Client(
-        config.build(url=url, environ={}),
+        config.build(url=url, environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(zone), base),
         retry=RetryConfig(max_attempts=3, base_delay=0.0),
         sleep=lambda s: None,
@@ -239,8 +242,7 @@ def test_create_session_and_object_requests_are_signed_as_botocore_signs_them(
         key,
         body,
         metadata=meta,
-        if_none_match=conditional == "if_none_match",
-        if_match='"e"' if conditional == "if_match" else None,
+        mode={"if_none_match": PutMode.CREATE, "if_match": PutMode.update('"e"')}.get(conditional, PutMode.OVERWRITE),
     )
     client.get(key)
     client.head(key)
@@ -427,7 +429,7 @@ def test_a_forked_child_renews_the_session_over_its_own_connections() -> None:
 
 def test_directory_bucket_etags_are_never_taken_for_md5s() -> None:
     """S3 Express ETags look like MD5s (32 hex digits) and are not: only the CRC is checked there."""
-    from s3result.integrity import CHECKSUM_HEADER, checksum
+    from s3result.s3.integrity import CHECKSUM_HEADER, checksum
 
     clock = Clock()
     zone = Zone(clock)
@@ -491,12 +493,12 @@ def test_a_fork_while_another_thread_renews_the_session_does_not_hang_the_child(
 
 def test_small_edges() -> None:
     with pytest.raises(ValueError, match="not a directory bucket"):
-        express.zonal_endpoint("results--x-s3", "us-west-2")
-    assert not express.is_directory_bucket("results") and express.zone_id("results") is None
-    assert express.zone_id("1.2.3.4--usw2-az1--x-s3") is None  # not a DNS label
+        s3config.zonal_endpoint("results--x-s3", "us-west-2")
+    assert not s3config.is_directory_bucket("results") and s3config.zone_id("results") is None
+    assert s3config.zone_id("1.2.3.4--usw2-az1--x-s3") is None  # not a DNS label
     naive = _session_xml("A", "S", "T", 1_800_000_000).replace(b"Z</Expiration>", b"</Expiration>")
     assert express.parse_session(naive)[3] == 1_800_000_000  # no zone: UTC, as S3 means it
-    provider = express.SessionProvider(lambda: b"", bucket="b--usw2-az1--x-s3", attempts=1, backoff=lambda a: None)
+    provider = express.SessionProvider(lambda: b"", bucket="b--usw2-az1--x-s3", retry=RetryConfig(max_attempts=1))
     assert repr(provider) == "SessionProvider(bucket='b--usw2-az1--x-s3', sessions=0)"
     assert express.refresh_windows(300.0) == (45.0, 10.0)  # botocore's, for S3's 5-minute sessions
     assert express.refresh_windows(3.0) == (1.0, 0.5)  # a short test session keeps room for a request

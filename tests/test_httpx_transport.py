@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from s3result.errors import ConnectError, RequestTimeout, TransportError
-from s3result.transport import HttpxTransport
+from s3result.s3.transport import HttpxTransport
 
 
 @pytest.mark.parametrize(

@@ -6,35 +6,48 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 MODULES = [
     "s3result",
-    "s3result.sigv4",
+    "s3result.s3",
+    "s3result.s3.config",
+    "s3result.s3.errors",
+    "s3result.s3.sigv4",
     "s3result.errors",
     "s3result.config",
-    "s3result.credentials",
-    "s3result.credentials.base",
-    "s3result.credentials.chain",
-    "s3result.credentials.providers",
-    "s3result.credentials.awsfiles",
+    "s3result.s3.credentials",
+    "s3result.s3.credentials.base",
+    "s3result.s3.credentials.chain",
+    "s3result.s3.credentials.providers",
+    "s3result.s3.credentials.awsfiles",
     "s3result.precondition",
-    "s3result.retry",
-    "s3result.transport",
-    "s3result.network",
-    "s3result.client",
-    "s3result.answers",
-    "s3result.integrity",
-    "s3result.express",
+    "s3result.verdict",
+    "s3result.s3.retry",
+    "s3result.s3.limiter",
+    "s3result.s3.transport",
+    "s3result.s3.network",
+    "s3result.s3.client",
+    "s3result.s3.answers",
+    "s3result.s3.integrity",
+    "s3result.s3.express",
     "s3result.backend",
     "s3result.etags",
+    "s3result.cas",
     "s3result.cli.check",
+    "s3result.cli.conformance",
+    "s3result.cli.expiry_check",
+    "s3result.cli.findings",
     "s3result.cli.session_check",
+    "s3result.conformance.run",
+    "s3result.conformance.verdicts",
     "s3result.testing.express",
     "s3result.cli.cost",
     "s3result.cli.expiry",
     "s3result.testing.store",
+    "s3result.testing.entry",
     "s3result.testing.plugin",
 ]
 
@@ -50,7 +63,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_sigv4_imports_only_the_stdlib() -> None:
-    loaded = _modules_after("import s3result.sigv4")
+    loaded = _modules_after("import s3result.s3.sigv4")
     assert not {"httpx", "httpcore", "celery", "kombu"} & loaded
 
 
@@ -60,7 +73,7 @@ def test_package_import_is_cheap() -> None:
 
 
 def test_client_never_imports_celery() -> None:
-    loaded = _modules_after("import s3result.client")
+    loaded = _modules_after("import s3result.s3.client")
     assert not {"celery", "kombu"} & loaded
 
 
@@ -88,8 +101,8 @@ calls = []
 orig = ssl.create_default_context
 ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
 from s3result import config
-from s3result.client import S3Client
-c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket'))
+from s3result.s3.client import S3Client
+c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket').s3)
 c._get_slot()
 assert not calls, calls
 """
@@ -131,3 +144,56 @@ def test_docs_layout_names_every_module() -> None:
         assert name in layout, (
             f"docs/contributing.md's layout does not name s3result/{path.relative_to(root / 's3result')}"
         )
+
+
+def test_the_s3_client_on_its_own_never_imports_celery_or_kombu() -> None:
+    code = """
+from s3result.s3 import S3Client, S3Config
+c = S3Client(S3Config(bucket='bucket', endpoint_url='http://127.0.0.1:9', access_key='A', secret_key='S'))
+"""
+    loaded = _modules_after(code)
+    assert "s3result.s3.client" in loaded
+    assert not {"celery", "kombu", "s3result.backend", "s3result.config", "s3result.settings"} & loaded
+
+
+def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:
+    """Every s3result module ``path`` imports, at the top, in functions and under TYPE_CHECKING.
+
+    ``from . import x`` counts as importing ``x`` (a submodule) only, not its package.
+    """
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            subs = {f"{base}.{a.name}" for a in node.names} & modules
+            found |= subs or {base}
+    return found & modules - {module}
+
+
+def test_no_import_cycle_through_the_command_the_kit_or_conformance() -> None:
+    """Counting every import: cli/, testing/ and conformance/ sit on top, and no cycle runs through them."""
+    root = Path(__file__).resolve().parent.parent
+    paths = {}
+    for path in (root / "s3result").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {m: _imports_of(p, m, set(paths)) for m, p in paths.items()}
+    on_top = sorted(m for m in graph if m.split(".")[1:2] in (["cli"], ["testing"], ["conformance"]))
+    for start in on_top:
+        stack, seen = [(start, [start])], {start}
+        while stack:
+            node, trail = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    pytest.fail(f"import cycle: {' -> '.join([*trail, nxt])}")
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))

@@ -16,18 +16,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import ChecksumMismatch, CorruptResponse
-from s3result.integrity import CHECKSUM_HEADER, body_mismatch, checksum
-from s3result.retry import RetryConfig, is_permanent, is_retryable
-from s3result.transport import HttpxTransport, RawResponse
+from s3result.s3.client import S3Client
+from s3result.s3.integrity import CHECKSUM_HEADER, body_mismatch, checksum
+from s3result.s3.retry import RetryConfig, is_permanent, is_retryable
+from s3result.s3.transport import HttpxTransport, RawResponse
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def make(handler: Handler, *, attempts: int = 3) -> S3Client:
     return S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bkt/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=attempts, base_delay=0.0),
         sleep=lambda s: None,

@@ -11,7 +11,7 @@ from pathlib import Path
 import certifi
 import pytest
 
-from s3result import network
+from s3result.s3 import network
 
 
 def test_ca_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,9 @@ End to end, on real Redis and RabbitMQ brokers and workers: tests/e2e/test_notif
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -91,7 +93,8 @@ def test_a_notification_wakes_the_waits_on_its_id_and_only_those() -> None:
     assert listener._watches == {}
 
 
-def test_polls_slow_down_only_while_notifications_arrive() -> None:
+def test_polls_slow_down_only_while_notifications_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notify, "LATE_GRACE", 0.0)  # a notification not there when the poll found it is lost
     listener = _listener()
     w = notify.Watch(listener, ["t1", "t2"])
     listener._watches = {"t1": [w], "t2": [w]}
@@ -106,7 +109,7 @@ def test_polls_slow_down_only_while_notifications_arrive() -> None:
     w.found_by_poll("t1")  # read after its notification: notifications still arrive
     assert w.reliable()
     w.found_by_poll("t2")  # found by a poll, no notification: poll as without them
-    assert not w.reliable()
+    assert not w.reliable() and listener.distrusted == 1
     listener._wanted = {"oid", "another thread"}
     listener.trusted = True
     assert not w.reliable()  # a sending thread not subscribed yet
@@ -172,3 +175,60 @@ def test_what_anyone_may_publish_is_dropped_unless_it_names_a_watched_id() -> No
     listener._deliver(_note(long_id))
     listener._deliver(_note("t1"))
     assert w.notified == {"t1", long_id}
+
+
+def _trusting() -> tuple[notify.Listener, notify.Watch]:
+    listener = _listener()
+    w = notify.Watch(listener, ["t1", "t2"], quiet=0.2)
+    listener._watches = {"t1": [w], "t2": [w]}
+    listener._up({"oid"}, set())
+    listener._wanted = {"oid"}
+    w.epoch = listener.epoch
+    listener.trusted = True
+    return listener, w
+
+
+def test_a_notification_later_than_the_poll_keeps_the_trust(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll may read a result between the worker's PUT and its publish: the notification that
+    follows within LATE_GRACE is late, not lost, and polls stay slow; one that never comes is lost."""
+    monkeypatch.setattr(notify, "LATE_GRACE", 0.2)
+    listener, w = _trusting()
+    w.found_by_poll("t1")
+    assert w.reliable()  # within the grace
+    listener._deliver(_note("t1"))  # it comes: late
+    time.sleep(0.3)
+    assert w.reliable() and listener.distrusted == 0
+    w.found_by_poll("t2")
+    time.sleep(0.3)  # never comes
+    assert not w.reliable() and listener.distrusted == 1
+
+
+def test_repeated_notifications_wake_a_wait_once_per_interval() -> None:
+    """A flood naming one id: the first wakes the wait; the rest within ``quiet`` are held until it ends."""
+    listener, w = _trusting()
+    listener._deliver(_note("t1"))
+    assert w.wait(0) == ({"t1"}, False)
+    start = time.monotonic()
+    for _ in range(1000):
+        listener._deliver(_note("t1"))
+    assert w.wait(0) == (set(), False)  # held: no read now
+    assert w.wait(30.0) == ({"t1"}, False)  # woken once the hold (0.2 s) ends, not after 30 s
+    assert 0.2 <= time.monotonic() - start < 15.0
+    listener._deliver(_note("t2"))  # another id is not held
+    assert w.wait(0) == ({"t2"}, False)
+
+
+def test_a_failure_notification_is_remembered_for_the_parents_check() -> None:
+    """A chord's part notified as failed is read again by the check of the body's parents,
+    waited on or not; other states, malformed notes and an old failure past the limit are not."""
+    listener = _listener()
+    listener._deliver(json.dumps({"id": "part-1", "state": "FAILURE", "etag": None}))
+    listener._deliver(json.dumps({"id": "part-2", "state": "SUCCESS", "etag": None}))
+    listener._deliver(json.dumps(["part-3", "FAILURE"]))
+    assert listener.notified_failed("part-1")
+    assert not listener.notified_failed("part-2")
+    assert not listener.notified_failed("part-3")
+    for i in range(notify.MAX_FAILURES):
+        listener._deliver(json.dumps({"id": f"other-{i}", "state": "REVOKED"}))
+    assert not listener.notified_failed("part-1")  # the oldest went first
+    assert listener.notified_failed(f"other-{notify.MAX_FAILURES - 1}")

@@ -11,6 +11,7 @@ import pytest
 from s3result import config
 from s3result.errors import (
     AccessDenied,
+    BodyTooLarge,
     ConfigError,
     ConnectError,
     EndpointError,
@@ -22,8 +23,8 @@ from s3result.errors import (
     Unauthenticated,
 )
 from s3result.polling import delays
-from s3result.retry import is_permanent, is_retryable
-from s3result.transport import _connect_error
+from s3result.s3.retry import is_permanent, is_retryable
+from s3result.s3.transport import _connect_error
 
 
 def test_delays_double_from_the_first_up_to_the_interval() -> None:
@@ -74,6 +75,7 @@ def test_poll_initial_delay_setting() -> None:
         (ConnectError("refused"), False),
         (RequestTimeout("silent"), False),
         (ResultTooLarge("big"), True),
+        (BodyTooLarge("big"), True),
     ],
 )
 def test_what_waiting_cannot_heal(exc: BaseException, permanent: bool) -> None:

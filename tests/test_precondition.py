@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from s3result import config, precondition
-from s3result.client import S3Client
-from s3result.retry import RetryConfig
-from s3result.transport import HttpxTransport
+from s3result.s3.client import S3Client
+from s3result.s3.retry import RetryConfig
+from s3result.s3.transport import HttpxTransport
 
 
 def _store(quirk: str) -> S3Client:
@@ -59,7 +59,7 @@ def _store(quirk: str) -> S3Client:
         return httpx.Response(200, headers={"ETag": etag(body)})
 
     return S3Client(
-        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bucket/pre", environ={}),
+        config.build(url="s3result+http://AKID:SECRET@127.0.0.1:9000/bucket/pre", environ={}).s3,
         transport_factory=lambda base: HttpxTransport(httpx.MockTransport(handler), base),
         retry=RetryConfig(max_attempts=1, base_delay=0.0),
         sleep=lambda s: None,

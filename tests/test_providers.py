@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from s3result import config, sigv4
-from s3result.credentials import ADVISORY_REFRESH, MANDATORY_REFRESH, Credentials, CredentialSource, chain_for
-from s3result.credentials.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
+from s3result import config
 from s3result.errors import CredentialsError
+from s3result.s3 import sigv4
+from s3result.s3.credentials import ADVISORY_REFRESH, MANDATORY_REFRESH, Credentials, CredentialSource, chain_for
+from s3result.s3.credentials.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
 from s3result.testing.store import free_port
 from tests.fakes import FakeServer, creds_json
 
@@ -27,7 +28,7 @@ SECRET = "Provider/Secret+Sentinel"
 
 
 def _chain(env: dict[str, str], **settings: Any) -> CredentialSource:
-    return chain_for(config.build(url="s3result://bucket-name", options=settings or None, environ={}), env)
+    return chain_for(config.build(url="s3result://bucket-name", options=settings or None, environ={}).s3, env)
 
 
 def _imds(token_status: int = 200, creds: bytes | None = None) -> FakeServer:
@@ -393,3 +394,18 @@ def test_container_full_uri_host_checked_after_parsing() -> None:
         _container_url({"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:port/x"})
     for ok in ("http://169.254.170.2/x", "http://169.254.170.2@127.0.0.1/x", "http://[::1]:80/x", "https://10.0.0.1/x"):
         assert _container_url({"AWS_CONTAINER_CREDENTIALS_FULL_URI": ok}) == ok
+
+
+def test_container_endpoint_retries_a_5xx_under_the_retry_policy_and_not_a_4xx() -> None:
+    """The container endpoint's hiccup is retried with the client's backoff; a refusal is not."""
+    answers = [(503, b"busy"), (200, creds_json("AFTER503", SECRET))]
+    server = FakeServer(lambda m, p, h, b: answers.pop(0) if answers else (404, b""))
+    try:
+        env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{server.url}/creds"}
+        assert ContainerProvider(env)().access_key == "AFTER503"  # type: ignore[union-attr]
+        assert len(server.seen) == 2
+        with pytest.raises(CredentialsError, match="HTTP 404"):
+            ContainerProvider(env)()
+        assert len(server.seen) == 3  # a 404 is asked once
+    finally:
+        server.close()

@@ -16,7 +16,7 @@ from s3result.errors import (
     S3Error,
     ServerError,
 )
-from s3result.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_permanent, is_retryable
+from s3result.s3.retry import DEFAULT_RETRY, Backoff, RetryConfig, RetryQuota, is_permanent, is_retryable, retry_call
 
 
 def test_defaults_are_the_sdk_standard_mode() -> None:
@@ -30,6 +30,7 @@ def test_full_jitter_bounds() -> None:
     assert Backoff(cfg, rng=lambda: 1.0).delay(3) == pytest.approx(0.4)
     assert Backoff(cfg, rng=lambda: 1.0).delay(10) == pytest.approx(1.0)
     assert Backoff(cfg, rng=lambda: 0.0).delay(5) == 0.0
+    assert Backoff(cfg).ceiling(3) == pytest.approx(0.4) and Backoff(cfg).ceiling(100) == 1.0
     slept: list[float] = []
     assert Backoff(cfg, rng=lambda: 0.5, sleep=slept.append).wait(2) == pytest.approx(0.1)
     assert slept == [pytest.approx(0.1)]
@@ -41,11 +42,12 @@ def test_quota_empties_and_refills() -> None:
     assert quota.acquire(RequestTimeout("t")) is None  # 7 left, a timeout costs 10
     assert quota.acquire(ServerError(status=503)) == 5
     assert quota.acquire(ServerError(status=503)) is None
-    quota.release(5)
-    assert quota.available == 7
+    quota.release(5)  # 7 left: a timeout still cannot be paid for, a retry can
+    assert quota.acquire(RequestTimeout("t")) is None
+    assert quota.acquire(ServerError(status=503)) == 5
     for _ in range(20):
-        quota.release(None)
-    assert quota.available == 12
+        quota.release(None)  # refilled to the capacity, no more
+    assert quota.acquire(RequestTimeout("t")) == 10 and quota.acquire(ServerError(status=503)) is None
 
 
 @pytest.mark.parametrize(
@@ -90,3 +92,26 @@ def test_408_is_transient_redirect_and_missing_bucket_are_permanent() -> None:
     assert S3Error(status=307).code == "TemporaryRedirect"
     assert is_permanent(NotFound(status=404, code="NoSuchBucket")) is True
     assert is_permanent(NotFound(status=404, code="NoSuchKey")) is False
+
+
+def test_retry_call_retries_what_may_heal_within_its_attempts() -> None:
+    calls: list[int] = []
+    slept: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ServerError(status=503)
+        return "done"
+
+    cfg = RetryConfig(max_attempts=3, base_delay=0.1)
+    backoff = Backoff(cfg, rng=lambda: 1.0, sleep=slept.append)
+    assert retry_call(flaky, config=cfg, retryable=lambda e: True, backoff=backoff) == "done"
+    assert slept == [pytest.approx(0.1), pytest.approx(0.2)]
+    calls.clear()
+    with pytest.raises(ServerError):
+        retry_call(flaky, config=RetryConfig(max_attempts=2), retryable=lambda e: True, backoff=backoff)
+    calls.clear()
+    with pytest.raises(ServerError):
+        retry_call(flaky, config=cfg, retryable=lambda e: False, backoff=backoff)
+    assert len(calls) == 1

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3result import sigv4
+from s3result.s3 import sigv4
 
 SUITE = Path(__file__).parent / "data" / "aws-sigv4-testsuite"
 ACCESS = "AKIDEXAMPLE"

@@ -14,27 +14,26 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
-from ..client import S3Client
 from ..errors import (
-    _HINTS,
     NOT_S3,
-    ConnectError,
+    ConfigError,
     NotFound,
-    RequestTimeout,
     S3Error,
     S3ResultError,
     TransportError,
 )
 from ..precondition import probe
+from ..s3.client import S3Client
+from ..s3.errors import _HINTS
+from .expiry_check import expiry_findings
+from .findings import PROBE_CONNECT_TIMEOUT, Finding, _arn, _host_port, _timed, diagnose_transport
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -50,40 +49,10 @@ __all__ = [
 ]
 
 
-@dataclass
-class Finding:
-    """One probe: its name, whether it passed, what was seen, the fix, and its latency."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    ms: float | None = None
-    warning: bool = False
-
-
-def _arn(settings: Settings, objects: bool) -> str:
-    if not objects:
-        return f"arn:aws:s3:::{settings.bucket}"
-    return f"arn:aws:s3:::{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}*"
-
-
-def _timed(fn: Any) -> tuple[Any, float, BaseException | None]:
-    start = time.perf_counter()
-    try:
-        value = fn()
-        error = None
-    except S3ResultError as exc:
-        value, error = None, exc
-    return value, (time.perf_counter() - start) * 1000, error
-
-
 def _iam_fix(settings: Settings, action: str, objects: bool = True) -> str:
     return f'grant "{action}" on "{_arn(settings, objects)}" to these credentials'
 
 
-# What a short probe waits for: a silent server gets one line within a few seconds, not 90.
-PROBE_CONNECT_TIMEOUT = 3.0
 PROBE_READ_TIMEOUT = 5.0
 #: The longest one probe may take end to end. A read timeout bounds each wait, not the
 #: whole answer: a server sending a byte every second never trips it. Several requests of
@@ -107,7 +76,7 @@ def _probe_settings(settings: Settings) -> Settings:
 
 def findings_for(settings: Settings, app: Any = None) -> tuple[dict[str, Any], list[Finding]]:
     """Everything ``check`` reports, as data."""
-    client = S3Client(_probe_settings(settings))
+    client = S3Client(_probe_settings(settings).s3)
     resolved, first = _resolve(client, settings)
     return resolved, [*first, *iter_findings(client, settings, app, resolved)]
 
@@ -122,6 +91,9 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
         # whole ID is never printed.
         hint = f" (access key ending in {creds.access_key[-4:]})" if len(creds.access_key) >= 16 else ""
         creds_source = f"{creds.source}{hint}"
+    except ConfigError as exc:  # half of a key pair, a pasted space: the message names the variable
+        found.append(Finding("credentials", False, str(exc), exc.detail.rpartition("; ")[2]))
+        creds_source = "not usable (below)"
     except S3ResultError as exc:
         found.append(Finding("credentials", False, str(exc), "configure credentials (see the README's table)"))
     resolved = {
@@ -174,7 +146,18 @@ def iter_findings(
     if isinstance(error, S3Error) and (error.code in _AUTH_CODES or error.status == 401):
         yield Finding("authentication", False, str(error), _hint(error) or "check the credentials", ms=ms)
         return
-    yield Finding("authentication", True, "the store accepted the signature")
+    if isinstance(error, S3Error) and error.code == "AccessDenied":
+        # AWS checks the signature before the policy, but a store (or a proxy) that denies everything
+        # answers the same 403 to any signature: the probes below tell.
+        yield Finding(
+            "authentication",
+            True,
+            "not confirmed: the store answered 403 AccessDenied, which a store denying every request sends too",
+            "see the probes below; if every one is denied, check the credentials and the store's policies",
+            warning=True,
+        )
+    else:
+        yield Finding("authentication", True, "the store accepted the signature")
     if isinstance(error, NotFound) and error.code == "NoSuchBucket":
         yield Finding("bucket", False, str(error), _hint(error), ms=ms)
         return
@@ -280,78 +263,6 @@ def _store_fix(error: BaseException) -> str:
     return "see the error above"
 
 
-def _host_port(client: S3Client) -> str:
-    parts = urlsplit(client._base)
-    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-
-
-def _speaks_plain_http(host: str, port: int) -> bool:
-    """Whether the server answers a plain HTTP request (so TLS failed because it is not TLS)."""
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_CONNECT_TIMEOUT) as sock:
-            sock.settimeout(PROBE_CONNECT_TIMEOUT)
-            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-            return sock.recv(5) == b"HTTP/"
-    except OSError:
-        return False
-
-
-def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, str]:
-    """What failed on the network, in the user's terms, and its fix (never an IAM grant)."""
-    parts = urlsplit(client._base)
-    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-    text = str(error)
-    low = text.lower()
-    where = f"{host}:{port}"
-    s = client.settings
-    for said in ("cannot reach the proxy at ", "the proxy at "):  # the proxy from the environment, not the store
-        if said in text:
-            what, _, fix = text[text.index(said) :].rpartition("; ")
-            return (what, fix)
-    if "connection refused" in low:
-        return (
-            f"connection refused: nothing listens on {where}",
-            "check the host and port of endpoint_url, and that the store is running",
-        )
-    if "cannot resolve" in low:
-        return (f"cannot resolve the host name {host!r}", "check the host name in endpoint_url (DNS, /etc/hosts)")
-    if "tls" in low or "ssl" in low or "certificate" in low:
-        if "certificate" in low:  # the handshake got as far as a certificate: this is TLS
-            return (
-                f"the TLS certificate of {where} does not verify (self-signed, or a private CA): {text}",
-                "set ca_bundle=/path/to/ca.pem to trust that CA",
-            )
-        if parts.scheme == "https" and _speaks_plain_http(host, port):
-            return (
-                f"TLS handshake failed: the server at {where} speaks plain HTTP",
-                "use s3result+http:// (or the store's https port)",
-            )
-        if "wrong version" in low or "speaks plain http" in low:
-            # It answered the handshake with bytes that are not TLS, and a plain request got no
-            # HTTP back either: another service on that port (the client can only guess "HTTP").
-            return (
-                f"TLS handshake failed: the server at {where} speaks neither TLS nor HTTP (another service?)",
-                "check endpoint_url's port: it must be the store's S3 API",
-            )
-        return (f"TLS handshake with {where} failed: {text}", "check that endpoint_url's port speaks TLS")
-    if isinstance(error, RequestTimeout) and "no answer" in low:
-        return (
-            f"{where} accepted the connection but sent no answer within {s.read_timeout:g}s",
-            "is endpoint_url an S3 store? a hung server or a proxy holding connections answers like this",
-        )
-    if isinstance(error, ConnectError) and "timed out" in low:
-        return (
-            f"no answer to the connection within {s.connect_timeout:g}s from {where}",
-            "a firewall drops the packets, or the address is wrong: check endpoint_url",
-        )
-    if isinstance(error, RequestTimeout):
-        return (
-            f"{where} closed the connection without an S3 answer: {text}",
-            "check endpoint_url (http vs https, the port): it must be the store's S3 API",
-        )
-    return (text, "check endpoint_url and the network")
-
-
 def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> Iterator[Finding]:
     try:
         resp = client.send_raw("HEAD", missing)
@@ -385,129 +296,17 @@ def _clock_and_region(client: S3Client, settings: Settings, missing: str) -> Ite
         yield (Finding("region", True, f"{bucket_region} (confirmed by the store)"))
 
 
-def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: str = "") -> Iterator[Finding]:
-    """Whether an enabled lifecycle rule expires what s3result writes under the prefix.
-
-    ``target`` is how the user named the configuration to ``check`` (`` --app proj.celery``),
-    so the fix printed is a command that runs as pasted.
-    """
-    from .expiry import (
-        coverage,
-        days_from_expires,
-        days_text,
-        expires_set_by_user,
-        noncurrent_coverage,
-        read_rules,
-        rule_id,
-        versioned,
-    )
-
-    conf = getattr(app, "conf", None)
-    user_days = (
-        days_from_expires(conf.get("result_expires")) if conf is not None and expires_set_by_user(conf) else None
-    )
-    # result_expires=None (or 0) set on purpose: results are meant to be kept, and lifecycle
-    # refuses to derive a rule from it; only --days N expires them anyway.
-    keep = conf is not None and user_days is None and expires_set_by_user(conf)
-
-    def apply_command(days: str) -> str:
-        command = "s3result lifecycle --apply" + (f" --days {days}" if days else "")
-        notes = []
-        if not settings.prefix:  # lifecycle refuses a prefix-less rule unless told: it expires the whole bucket
-            command += " --whole-bucket"
-            notes.append(
-                "every object in the bucket then expires; a prefix in result_backend, "
-                "s3result://BUCKET/PREFIX, keeps the rule to s3result's keys"
-            )
-        command += target
-        if target.endswith(" URL"):
-            notes.append("URL: the same --url as for check")
-        return command + (f" ({'; '.join(notes)})" if notes else "")
-
-    apply = apply_command(str(user_days) if user_days else "N" if keep else "")
-    where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
-    try:
-        rules, ms, error = _timed(lambda: read_rules(client))
-    except SyntaxError as exc:  # XML the parser cannot read (ElementTree.ParseError)
-        yield Finding("expiry", True, f"the bucket's lifecycle configuration is not readable XML ({exc})", warning=True)
-        return
-    if isinstance(error, S3Error) and error.code == "AccessDenied":
-        yield Finding(
-            "expiry",
-            True,
-            "cannot read the bucket's lifecycle configuration (403 AccessDenied), so cannot tell whether results expire",
-            f'grant "s3:GetLifecycleConfiguration" on "{_arn(settings, False)}" to look '
-            '(and "s3:PutLifecycleConfiguration" to let s3result lifecycle --apply set it)',
-            ms=ms,
-            warning=True,
-        )
-        return
-    if error is not None:
-        yield Finding("expiry", True, f"cannot read the bucket's lifecycle configuration: {error}", ms=ms, warning=True)
-        return
-    rule = coverage(rules, settings.prefix)
-    if rule is None and keep:
-        yield Finding(
-            "expiry",
-            True,
-            f"no enabled lifecycle rule expires {where}: results, group metas and chord counters are kept "
-            f"forever, as result_expires=None asks (to expire them anyway: {apply})",
-            ms=ms,
-        )
-        return
-    if rule is None:
-        yield Finding(
-            "expiry",
-            True,
-            f"no enabled lifecycle rule expires {where}: results, group metas and chord counters are kept forever",
-            apply,
-            ms=ms,
-            warning=True,
-        )
-        return
-    after = f"after {days_text(rule.days)}" if rule.days is not None else f"on {rule.date}"
-    yield Finding("expiry", True, f"lifecycle rule {rule.id!r} expires {where} {after}", ms=ms)
-    if noncurrent_coverage(rules, settings.prefix) is None:
-        try:
-            keeps_versions = versioned(client)
-        except Exception:  # noqa: BLE001 - no permission to look, or a store without versioning: nothing to say
-            keeps_versions = False
-        if keeps_versions:
-            yield Finding(
-                "expiry",
-                True,
-                f"the bucket keeps object versions, and rule {rule.id!r} does not expire noncurrent ones: every "
-                "overwritten state and every expired or forgotten result stays as a noncurrent version, billed, forever",
-                # Our rule after N days: --apply --days N rewrites it with both. A rule of the user's,
-                # or ours on a Date (--apply would turn it into "after N days"): named, left as it is.
-                apply_command(str(rule.days))
-                if rule.id == rule_id(settings.prefix) and rule.days is not None
-                else f"add NoncurrentVersionExpiration to rule {rule.id!r}",
-                warning=True,
-            )
-    if keep:
-        yield Finding(
-            "expiry",
-            True,
-            f"result_expires=None asks to keep results, but lifecycle rule {rule.id!r} expires them {after}",
-            "remove or change the rule, or set result_expires to how long results are kept",
-            warning=True,
-        )
-    if user_days is not None and rule.days is not None and rule.days > user_days:
-        yield Finding(
-            "expiry",
-            True,
-            f"result_expires is {days_text(user_days)}, but the rule keeps results {days_text(rule.days)}",
-            apply,
-            warning=True,
-        )
-
-
 def security_findings(settings: Settings, app: Any) -> Iterator[Finding]:
-    """Pickle in the results: whoever can write under the prefix runs code in every reader."""
+    """A secret Celery cannot mask; pickle in the results (whoever can write under the prefix runs code)."""
     conf = getattr(app, "conf", None)
     if conf is None:
         return
+    from ..config import raw_slash_warning
+
+    slash = raw_slash_warning(conf.get("result_backend"))
+    if slash:
+        what, _, fix = slash.partition("; ")
+        yield Finding("security", True, what, fix, warning=True)
     accept = conf.get("result_accept_content") or conf.get("accept_content") or []
     serializer = str(conf.get("result_serializer") or "")
     names = {str(a).lower() for a in accept}
@@ -583,7 +382,7 @@ def run_check(settings: Settings, app: Any, *, as_json: bool, out: TextIO, targe
 
     Text lines are written and flushed as each probe ends, so a slow store shows where it is slow.
     """
-    client = S3Client(_probe_settings(settings))
+    client = S3Client(_probe_settings(settings).s3)
     resolved, first = _resolve(client, settings)
     if as_json:
         found = [*first, *_bounded(iter_findings(client, settings, app, resolved, target=target), client)]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AccessDenied, NotFound
 
 if TYPE_CHECKING:
-    from ..client import S3Client
+    from ..s3.client import S3Client
 
 __all__ = [
     "Applied",
@@ -33,8 +33,10 @@ __all__ = [
     "coverage",
     "days_from_expires",
     "days_text",
+    "expires_seconds",
     "expires_set_by_user",
     "info",
+    "negative_expires",
     "noncurrent_coverage",
     "parse_rules",
     "read_rules",
@@ -208,14 +210,14 @@ def apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     except AccessDenied as exc:
         if exc.code != "AccessDenied":  # a wrong signature is not a missing permission
             raise
-        raise _denied(exc, client.settings.bucket) from None
+        raise _denied(exc, client.config.bucket) from None
 
 
 def _apply_rule(client: S3Client, prefix: str, days: int) -> Applied:
     rules = read_rules(client)
     wanted = _our_rule(prefix, days)
     ours = [r for r in rules if info(r).id == rule_id(prefix)]
-    where = f"s3://{client.settings.bucket}/{prefix + '/' if prefix else ''}"
+    where = f"s3://{client.config.bucket}/{prefix + '/' if prefix else ''}"
     if len(ours) == 1 and info(ours[0]) == info(wanted):  # stores echo rules back in their own form
         return Applied(
             False, f"already applied: rule {rule_id(prefix)!r} expires {where} after {days_text(days)}; nothing changed"
@@ -246,8 +248,31 @@ def expires_set_by_user(conf: Any) -> bool:
     return any(name in layer for layer in maps[:-1] for name in names)  # the last layer is Celery's defaults
 
 
+def expires_seconds(value: Any) -> float | None:
+    """``result_expires`` in seconds (a number or a timedelta); None for None."""
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def negative_expires(value: Any) -> str | None:
+    """The one-line error for a negative ``result_expires``, or None.
+
+    Celery keeps results forever for None and 0 (``result_expires`` in its configuration docs:
+    "A value of None or 0 means results will never expire"); a negative value has no meaning
+    there (``Backend.prepare_expires`` passes it on as it is), nor as a lifecycle rule.
+    """
+    seconds = expires_seconds(value)
+    if seconds is None or seconds >= 0:
+        return None
+    return (
+        f"result_expires is {value!r}, a negative time: set it to the seconds results are kept "
+        "(86400: a day), or to None (or 0) to keep them forever"
+    )
+
+
 def days_from_expires(value: Any) -> int | None:
-    """``result_expires`` (seconds or a timedelta) as whole days, rounded up; None when unset."""
+    """``result_expires`` (seconds or a timedelta) as whole days, rounded up; None when kept forever (None, 0)."""
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)

@@ -1,4 +1,4 @@
-"""The ``s3result`` command: check, demo, serve, get, forget, lifecycle, cost (see ``s3result --help``).
+"""The ``s3result`` command: check, conformance, demo, serve, get, forget, lifecycle, cost (see ``s3result --help``).
 
 It sits on top of the layers: it may use the backend, the client and the embedded store,
 and nothing below imports it.
@@ -42,12 +42,24 @@ def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
         app = _import_app(args.app)
         backend = app.conf.result_backend
         if not isinstance(backend, str) or not backend.startswith("s3result"):
+            from ..config import redact_url
+
+            shown = redact_url(backend) if isinstance(backend, str) else repr(backend)
+            if isinstance(backend, str) and backend.startswith("s3:"):
+                raise UsageError(
+                    f"the app {args.app!r} has result_backend={shown!r}: s3:// is Celery's built-in boto3 backend "
+                    "(it wants s3_bucket, hence its 'Missing bucket name'), not s3result; write s3result://BUCKET/PREFIX"
+                )
             raise UsageError(
-                f"the app {args.app!r} has result_backend={backend!r}, not an s3result:// URL; "
+                f"the app {args.app!r} has result_backend={shown!r}, not an s3result:// URL; "
                 "set result_backend, or give --url"
             )
         return from_celery_conf(app.conf, backend), app
     url = getattr(args, "url", None) or os.environ.get("S3RESULT_URL")
+    if not url and args.command == "conformance":
+        raise UsageError(
+            "give the store's URL: s3result conformance s3result+https://HOST/BUCKET/PREFIX (or set S3RESULT_URL)"
+        )
     if not url:
         raise UsageError("give --app proj.celery or --url s3result://BUCKET/PREFIX (or set S3RESULT_URL)")
     from celery import Celery
@@ -123,6 +135,22 @@ def _check(args: argparse.Namespace) -> int:
     else:
         target = ""
     return run_check(settings, app, as_json=args.json, out=sys.stdout, target=target)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from ..conformance.checks import CHECKS
+    from .conformance import conformance
+
+    unknown = [c for c in args.check or () if c not in CHECKS]
+    if unknown:
+        raise UsageError(f"no check named {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+    settings, app = _settings_and_app(args)
+    from ..config import raw_slash_warning
+
+    slash = raw_slash_warning(app.conf.result_backend)
+    if slash:
+        print(f"s3result conformance: warning: {slash}", file=sys.stderr)
+    return conformance(args, settings)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -212,7 +240,7 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
-    from .expiry import apply_rule, days_from_expires, days_text, expires_set_by_user
+    from .expiry import apply_rule, days_from_expires, days_text, expires_set_by_user, negative_expires
     from .lifecycle import lifecycle_text
 
     settings, app = _settings_and_app(args)
@@ -224,6 +252,9 @@ def _lifecycle(args: argparse.Namespace) -> int:
     days = args.days
     if days is None:
         if expires_set_by_user(app.conf):
+            negative = negative_expires(app.conf.result_expires)
+            if negative:
+                raise UsageError(f"{negative}; or give --days N")
             days = days_from_expires(app.conf.result_expires)
             if days is None:
                 raise UsageError(
@@ -238,10 +269,10 @@ def _lifecycle(args: argparse.Namespace) -> int:
     if not args.apply:
         sys.stdout.write(lifecycle_text(settings, days))
         return 0
-    from ..client import S3Client
     from ..errors import TransportError
+    from ..s3.client import S3Client
 
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     try:
         done = apply_rule(client, settings.prefix, days)
     except TransportError as exc:
@@ -363,6 +394,18 @@ def _parser() -> argparse.ArgumentParser:
     target(check)
     check.add_argument("--json", action="store_true", help="machine-readable output for CI pipelines")
     check.set_defaults(func=_check)
+    conformance = sub.add_parser(
+        "conformance",
+        help="check that a store has the S3 semantics s3result relies on (one line per check)",
+        description="Run the conformance checks against the store a result_backend URL names, with the credentials "
+        "a worker would use, and say per check: pass, differs (and what that means for s3result) or FAIL. Exit 0 "
+        "when every semantic s3result relies on holds, 1 naming the first that does not. What it writes is "
+        "under PREFIX/s3result-conformance/ and deleted at the end.",
+    )
+    from .conformance import add_conformance_arguments
+
+    add_conformance_arguments(conformance)
+    conformance.set_defaults(func=_conformance)
     get = sub.add_parser(
         "get",
         help="show one stored result, decoded, with its state",

@@ -16,6 +16,7 @@ import sys
 import time
 from types import FrameType
 from typing import TextIO
+from urllib.parse import quote
 
 __all__ = ["add_serve_arguments", "serve"]
 
@@ -135,6 +136,10 @@ def _banner(store: object) -> str:
 
     assert isinstance(store, MotoServer)
     endpoint, bucket = store.endpoint, store.bucket
+    # Percent-encoded: a raw '/' in the secret (moto's often hold one) defeats Celery's own masking
+    # (kombu's maybe_sanitize_url cannot parse the URL, and celery report prints it whole).
+    keys = f"{quote(store.access_key, safe='')}:{quote(store.secret_key, safe='')}"
+    url = f"s3result+http://{keys}@{endpoint.split('://', 1)[1]}/{bucket}/{PREFIX}"
     return (
         f"s3result serve: a local S3 store on {endpoint}, bucket {bucket} "
         "(moto server, SigV4 auth on, atomic conditional writes)\n"
@@ -153,7 +158,7 @@ def _banner(store: object) -> str:
         "\n"
         "or, without the exports (the keys in the URL):\n"
         "\n"
-        f'result_backend = "{store.url(PREFIX)}"\n'
+        f'result_backend = "{url}"\n'
         "\n"
         "Ctrl-C stops it.\n"
     )

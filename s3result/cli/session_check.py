@@ -12,19 +12,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import S3Error, TransportError
+from .findings import Finding, diagnose_transport
 
 if TYPE_CHECKING:
-    from ..client import S3Client
     from ..config import Settings
-    from .check import Finding
+    from ..s3.client import S3Client
 
 __all__ = ["session_findings"]
 
 
 def session_findings(client: S3Client, settings: Settings) -> Iterator[Finding]:
     """One CreateSession: the session's mode and life, or why there is none and the fix."""
-    from ..express import SessionProvider, refresh_windows
-    from .check import Finding, diagnose_transport
+    from ..s3.express import SessionProvider, refresh_windows
 
     source = client.session
     if source is None:

@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from .. import sigv4
+from ..s3 import sigv4
 
 if TYPE_CHECKING:
     from .store import MotoServer

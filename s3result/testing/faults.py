@@ -19,6 +19,12 @@ requests it matches (a 403 where a bucket policy would deny, a 408 from a load b
 forwarded answers as some proxies do: ``"always"`` whatever the request's Accept-Encoding
 says, ``"when-accepted"`` only when it allows gzip (no Accept-Encoding allows any coding).
 
+``rate=`` makes it a throttling store, as S3 is per prefix: a token bucket of ``rate`` requests/s
+(holding up to ``burst``) over the requests of ``rate_methods`` (writes by default: PUT, POST,
+DELETE); a request over the rate is answered ``503 SlowDown`` without forwarding (with
+``Retry-After`` when ``retry_after`` is set), and counted in ``stats["slowdown"]``; the requests
+let through are counted in ``stats["rate_passed"]``. ``throttle(rate, ...)`` changes it later.
+
 ``outage(seconds)`` closes the listening socket, so new connections are refused as if the
 store were stopped, and opens it again on the same port afterwards. Every fault injected is
 counted in ``stats``.
@@ -26,6 +32,7 @@ counted in ``stats``.
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import struct
@@ -33,6 +40,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FAULTS = ("reset_request", "reset_response", "truncate", "error503", "latency", "lose_conditional_reply", "flip_byte")
@@ -45,6 +53,17 @@ _SLOWDOWN = (
 )
 
 
+def _slowdown(retry_after: float | None, *, close: bool = False) -> bytes:
+    """S3's throttling answer (kept alive, as S3 does), optionally with Retry-After."""
+    body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>RATE</RequestId></Error>"
+    head = b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: " + str(len(body)).encode()
+    if close:
+        head += b"\r\nConnection: close"
+    if retry_after is not None:
+        head += f"\r\nRetry-After: {retry_after:g}".encode()
+    return head + b"\r\n\r\n" + body
+
+
 def _rst(sock: socket.socket) -> None:
     """Close with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
     try:
@@ -55,15 +74,29 @@ def _rst(sock: socket.socket) -> None:
 
 
 def _read_message(
-    sock: socket.socket, buffer: bytes, *, response: bool, no_body: bool = False
+    sock: socket.socket,
+    buffer: bytes,
+    *,
+    response: bool,
+    no_body: bool = False,
+    on_expect: Callable[[bytes], bool] | None = None,
 ) -> tuple[bytes, bytes, bytes] | None:
-    """Read one HTTP message: (head, body, leftover). None when the peer closed first."""
+    """Read one HTTP message: (head, body, leftover). None when the peer closed first.
+
+    A request with ``Expect: 100-continue`` (boto3 sends it with every PUT) waits for an
+    interim answer before its body: ``on_expect(head)`` sends one, or a final answer and then
+    returns False, and the body is not read (the head comes back with an empty body).
+    """
     while b"\r\n\r\n" not in buffer:
         data = sock.recv(65536)
         if not data:
             return None
         buffer += data
     head, _, rest = buffer.partition(b"\r\n\r\n")
+    if on_expect is not None and (_header_value(head, b"expect") or b"").lower() == b"100-continue":
+        head = b"\r\n".join(ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"expect:"))
+        if not on_expect(head):
+            return head, b"", b""
     length = None
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -146,7 +179,18 @@ class _Canned:
 class FaultProxy:
     """Listen on 127.0.0.1, forward to ``upstream``, inject faults with the given odds."""
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, seed: int = 1, latency: float = 0.05) -> None:
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        seed: int = 1,
+        latency: float = 0.05,
+        rate: float | None = None,
+        burst: float | None = None,
+        rate_methods: tuple[str, ...] = ("PUT", "POST", "DELETE"),
+        retry_after: float | None = None,
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.odds: dict[str, float] = {}
         self.latency = latency
@@ -162,6 +206,13 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self.port = 0
+        self._rate: float | None = None
+        self._burst = 1.0
+        self._tokens = 0.0
+        self._refilled = time.monotonic()
+        self._rate_methods: set[bytes] = set()
+        self._retry_after: float | None = None
+        self.throttle(rate, burst=burst, methods=rate_methods, retry_after=retry_after)
         self._open()
 
     def _open(self) -> None:
@@ -180,6 +231,42 @@ class FaultProxy:
             raise ValueError(f"unknown faults: {unknown}")
         with self._lock:
             self.odds = dict(odds)
+
+    def throttle(
+        self,
+        rate: float | None,
+        *,
+        burst: float | None = None,
+        methods: tuple[str, ...] = ("PUT", "POST", "DELETE"),
+        retry_after: float | None = None,
+    ) -> None:
+        """Allow ``rate`` requests/s of ``methods`` (None: no limit), up to ``burst`` at once.
+
+        ``burst`` defaults to a tenth of a second's worth (at least one request); the bucket
+        starts full. Requests over the rate get ``503 SlowDown``, unforwarded.
+        """
+        with self._lock:
+            self._rate = rate
+            self._burst = max(1.0, rate / 10 if burst is None and rate else burst or 1.0)
+            self._tokens = self._burst
+            self._refilled = time.monotonic()
+            self._rate_methods = {m.upper().encode() for m in methods}
+            self._retry_after = retry_after
+
+    def _over_rate(self, head: bytes) -> bool:
+        """Take a token for this request; True when there is none (answer SlowDown)."""
+        if self._rate is None or head.partition(b" ")[0] not in self._rate_methods:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                self.stats["rate_passed"] += 1
+                return False
+            self.stats["slowdown"] += 1
+            return True
 
     def answer(
         self,
@@ -268,12 +355,27 @@ class FaultProxy:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _expect(self, client: socket.socket, head: bytes, *, answered: list[bool]) -> bool:
+        """``Expect: 100-continue``: throttled, the final answer now and no body read (S3 does
+        the same; the connection is closed, as the client may send the body all the same);
+        else ``100 Continue``."""
+        if self._over_rate(head):
+            client.sendall(_slowdown(self._retry_after, close=True))
+            answered.append(True)
+            return False
+        client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        answered.append(False)
+        return True
+
     def _serve(self, client: socket.socket) -> None:
         buffer = b""
         try:
             while True:
-                request = _read_message(client, buffer, response=False)
-                if request is None:
+                answered: list[bool] = []  # [True]: throttled at Expect, [False]: 100 Continue sent
+                request = _read_message(
+                    client, buffer, response=False, on_expect=functools.partial(self._expect, client, answered=answered)
+                )
+                if request is None or answered == [True]:
                     return
                 head, body, buffer = request
                 if self.strip_headers:
@@ -288,6 +390,9 @@ class FaultProxy:
                 canned = self._canned_answer(head)
                 if canned is not None:
                     client.sendall(canned)
+                    continue
+                if not answered and self._over_rate(head):
+                    client.sendall(_slowdown(self._retry_after))
                     continue
                 fault = self._pick(head)
                 if fault == "reset_request":

@@ -2,15 +2,14 @@
 
 Registered under pytest's ``pytest11`` entry point, so it loads by itself wherever s3result
 is installed, and costs nothing for tests that do not ask for its fixtures: importing this
-module imports neither moto nor Celery nor httpx, it adds no command-line option, its one hook
-acts only on its own registration, and a store starts only when a test first requests one. The fixture names all start with
-``s3result_``; a fixture of the same name in a user's conftest wins, as pytest always does.
+module imports neither moto nor Celery nor httpx, it adds no command-line option and no hook,
+and a store starts only when a test first requests one. The fixture names all start with ``s3result_``; a fixture of the same name in a user's conftest wins, as pytest always does.
 Turn it off with ``-p no:s3result``.
 
-It loads once however it is named: the entry point (``s3result``), ``-p s3result``,
-``-p s3result.testing.plugin`` or ``pytest_plugins = ["s3result.testing.plugin"]`` in a
-conftest. pytest refuses one module under two names ("Plugin already registered under a
-different name"), so once registered under one of them, the other is blocked.
+It loads once however it is named: the entry point (``s3result``, which points here through
+``s3result.testing.entry``), ``-p s3result``, ``-p s3result.testing.plugin`` or
+``pytest_plugins = ["s3result.testing.plugin"]`` in a conftest, in any combination: this module
+is always registered under its own name, and pytest registers a name once.
 
 - ``s3result_store`` (session): a ``MotoServer`` on 127.0.0.1 with SigV4 auth on and atomic
   conditional writes, bucket ``s3result-tests``; started on first use, stopped at the end.
@@ -22,37 +21,19 @@ Needs the ``testing`` extra: ``pip install 's3result[testing]'`` (moto's server)
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from .store import MotoServer
 
-__all__ = ["pytest_plugin_registered", "s3result_backend_url", "s3result_store"]
+__all__ = ["s3result_backend_url", "s3result_store"]
 
 #: The bucket every test's prefix lives in.
 BUCKET = "s3result-tests"
-
-#: The names this module is registered under: the ``pytest11`` entry point's and its own.
-_NAMES = ("s3result", __name__)
-
-
-def pytest_plugin_registered(plugin: Any, plugin_name: str, manager: Any) -> None:
-    """Once this module is registered under one name, block the other: it never loads twice.
-
-    Blocking (not registering a second time) is what makes ``-p s3result.testing.plugin`` and a
-    conftest's ``pytest_plugins`` a no-op after the entry point, and the entry point a no-op after
-    them, instead of pytest's ValueError.
-    """
-    if plugin is not sys.modules[__name__]:
-        return
-    for name in _NAMES:
-        if name != plugin_name and manager.get_plugin(name) is None and not manager.is_blocked(name):
-            manager.set_blocked(name)
 
 
 @pytest.fixture(scope="session")
@@ -80,5 +61,13 @@ def s3result_store() -> Iterator[MotoServer]:
 
 @pytest.fixture
 def s3result_backend_url(s3result_store: MotoServer) -> str:
-    """A ``result_backend`` URL into the session's store, under a prefix of this test's own."""
-    return s3result_store.url(prefix=f"t-{uuid.uuid4().hex[:16]}")
+    """A ``result_backend`` URL into the session's store, under a prefix of this test's own.
+
+    The secret is percent-encoded, as it should be in any URL Celery shows (a raw '/' defeats its
+    masking, and the worker warns of it).
+    """
+    from urllib.parse import quote
+
+    url = s3result_store.url(prefix=f"t-{uuid.uuid4().hex[:16]}")
+    secret = s3result_store.secret_key
+    return url.replace(f":{secret}@", f":{quote(secret, safe='')}@", 1)

@@ -21,7 +21,7 @@ import time
 from types import TracebackType
 from urllib.parse import urlencode
 
-from .. import sigv4
+from ..s3 import sigv4
 
 __all__ = ["MotoServer", "free_port"]
 
@@ -269,6 +269,5 @@ class MotoServer:
 
 if __name__ == "__main__":  # pragma: no cover - run as a subprocess by tests/integration/test_serve.py
     # ``python -m s3result.testing.store`` is ``s3result serve``: never a silent exit doing nothing.
-    from ..cli.main import main
-
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    # The command runs in place of this process, so the kit never imports the command (which imports it).
+    os.execv(sys.executable, [sys.executable, "-m", "s3result.cli", "serve", *sys.argv[1:]])

@@ -74,6 +74,13 @@ def fail(message: str) -> None:
 
 
 @app.task
+def slow_fail(seconds: float, message: str) -> None:
+    """A part that fails once the caller is already waiting."""
+    time.sleep(seconds)
+    raise Boom(message)
+
+
+@app.task
 def tsum(values: list[int]) -> int:
     return sum(values)
 

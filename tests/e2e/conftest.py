@@ -3,13 +3,15 @@ real broker from tests/brokers.py (Redis, RabbitMQ, SQS), started once per sessi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,11 @@ class Worker:
         broker: Broker | None = None,
         namespace: int = 0,
         new_session: bool = False,
+        code: Path | None = None,
     ) -> None:
         self.url = url
+        #: The source tree the worker runs (``code_at``: an older commit's), by default this one.
+        self.code = code or ROOT
         self.broker_dir = broker_dir or tmp / "broker"
         self.broker_dir.mkdir(parents=True, exist_ok=True)
         (self.broker_dir / "processed").mkdir(exist_ok=True)
@@ -46,7 +51,7 @@ class Worker:
         self.env = dict(
             os.environ,
             E2E_BACKEND_URL=url,
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=str(code or ROOT),
             **(extra_env or {}),
         )
         self.env["E2E_BROKER_DIR"] = str(self.broker_dir)
@@ -83,7 +88,7 @@ class Worker:
         self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             self.args,
-            cwd=ROOT,
+            cwd=self.code,  # ``python -m`` puts the working directory first on sys.path
             env=self.env,
             stdout=self._logf,
             stderr=subprocess.STDOUT,
@@ -132,6 +137,33 @@ def worker(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) ->
     os.environ["E2E_BROKER_DIR"] = str(w.broker_dir)
     yield w
     w.stop()
+
+
+@pytest.fixture(scope="session")
+def code_at(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """This repository's tree at a commit (``git archive``), for a ``Worker(code=...)`` that runs it.
+
+    A rolling upgrade runs old and new code on one fleet; the old tree is the package, the
+    tests' app and everything else at that commit, first on the worker's path. Skips (saying
+    why) where the repository has no history, e.g. a shallow clone or an sdist.
+    """
+    trees: dict[str, Path] = {}
+
+    def tree(commit: str) -> Path:
+        if commit not in trees:
+            known = subprocess.run(
+                ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True
+            )
+            if known.returncode != 0:
+                pytest.skip(f"the repository has no commit {commit} (no git history here: a shallow clone?)")
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True)
+            dest = tmp_path_factory.mktemp(f"code-{commit[:12]}")
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(dest, filter="data")
+            trees[commit] = dest
+        return trees[commit]
+
+    return tree
 
 
 def queue_for(namespace: int) -> str:

@@ -23,7 +23,7 @@ import pytest
 from celery import chord, group
 
 from s3result import config
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 from tests.brokers import Broker, SqsStack, Tuned
 
@@ -54,7 +54,7 @@ class Stack:
 
     def store_client(self) -> S3Client:
         """A direct client on the results' store, to look at stored objects."""
-        return S3Client(config.build(url=self.backend_url(), environ={}))
+        return S3Client(config.build(url=self.backend_url(), environ={}).s3)
 
     def key(self, task_id: str) -> str:
         prefix = f"{self.broker.prefix}/{self.prefix}" if isinstance(self.broker, SqsStack) else self.prefix

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from celery import chord, group
 
-from s3result import notify
+from s3result import notify, readahead
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 from tests.brokers import Broker, RabbitMQServer, RedisServer
@@ -156,7 +156,8 @@ def test_a_lost_notification_costs_no_more_than_polling(caller: Caller) -> None:
     # Trusting notifications, it polled every interval: at 0 and 0.5 s (the result landed at ~0.3 s).
     assert gets <= _adaptive_gets(wall), (gets, wall)
     assert wall < 0.3 + 0.5 + 2.0  # within an interval of the result, generous for a busy machine
-    # One missed notification is enough to poll as without notifications again...
+    # One missed notification (not there LATE_GRACE after the poll) is enough to poll as without them again...
+    time.sleep(notify.LATE_GRACE + 0.2)
     assert not caller.listener().reliable()
     tid = f"drop-{uuid.uuid4()}"
     _, gets, wall = caller.gets(lambda: caller.module.sleepy.apply_async((0.1,), task_id=tid).get(timeout=60))
@@ -646,3 +647,223 @@ def test_notified_while_the_store_is_down_with_always_retry(caller: Caller, moto
         app.conf.result_backend_always_retry = False
         point_app_at(caller.worker.url, caller.worker.broker_dir, caller.broker, caller.namespace)
         proxy.close()
+
+
+_POOL_OF_ONE = """
+import json, threading, time
+from s3result import notify
+from tests.e2e import app as m
+m.app.conf.broker_pool_limit = 1
+# A wait that blocks on the subscribe timeout would take 30 s: the bound below is a third of that.
+notify.SUBSCRIBE_TIMEOUT = 30.0
+out = {}
+
+def holder():
+    # This thread holds the pool's only connection (its producer) and waits inside it: its
+    # reply_to cannot be bound over a pooled connection.
+    with m.app.producer_or_acquire() as producer:
+        res = m.sleepy.apply_async((0.1,), producer=producer)
+        start = time.monotonic()
+        out["holder"] = (res.get(timeout=120), time.monotonic() - start)
+
+def later(name):
+    start = time.monotonic()
+    out[name] = (m.sleepy.delay(0.1).get(timeout=120), time.monotonic() - start)
+
+later("warm")  # the listener is connected: a new thread's reply_to is bound by the wait that needs it
+t = threading.Thread(target=holder); t.start(); t.join()
+listener = notify.current_listener(m.app)
+deadline = time.monotonic() + 20
+while not listener._wanted <= listener._confirmed and time.monotonic() < deadline:
+    time.sleep(0.05)
+out["bound"] = sorted(listener._wanted - listener._confirmed) == []
+delivered = listener.delivered
+for name in ("main-1", "main-2"):
+    later(name)
+t = threading.Thread(target=later, args=("thread-3",)); t.start(); t.join()
+out["woken"] = listener.delivered - delivered
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_failed_bind_is_retried_and_no_later_wait_pays(caller: Caller) -> None:
+    """RabbitMQ: a wait whose bind cannot get a pooled connection (``broker_pool_limit=1``, held by
+    its own thread) polls; the listener binds it; no later wait, on any thread, waits for it."""
+    if not isinstance(caller.broker, RabbitMQServer):
+        pytest.skip("binds are RabbitMQ's; a Redis subscription is made by the listener itself")
+    proc = subprocess.run(
+        [sys.executable, "-c", _POOL_OF_ONE], cwd=ROOT, env=caller.env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["bound"], "the failed bind was never made again"
+    for name in ("warm", "holder", "main-1", "main-2", "thread-3"):
+        value, wall = out[name]
+        assert value == 0.1
+        assert wall < 10.0, f"{name} waited on the subscribe timeout (30 s): {out}"
+    assert out["woken"] >= 2, f"later waits were not woken: {out}"
+
+
+def test_a_flood_of_notifications_costs_one_get_per_interval(caller: Caller) -> None:
+    """10,000 forged notifications naming a waited-on id: at most one read per poll interval for them."""
+    reply_to = caller.app.thread_oid
+    res = caller.module.sleepy.delay(3.0)
+    done = threading.Event()
+
+    def flood() -> None:
+        if isinstance(caller.broker, RedisServer):
+            import redis
+
+            client = redis.Redis(port=caller.broker.port, db=caller.namespace % 16)
+            payload = notify._payload(res.id, "SUCCESS", '"forged"')
+            for _ in range(10_000):
+                client.publish(notify.CHANNEL_PREFIX + reply_to, payload)
+        else:
+            for _ in range(10_000):
+                notify.publish(caller.app, reply_to, res.id, "SUCCESS", '"forged"')
+        done.set()
+
+    flooder = threading.Thread(target=flood)
+    delivered = caller.listener().delivered
+    value, gets, wall = caller.gets(lambda: (flooder.start(), res.get(timeout=120))[1])
+    flooder.join(timeout=120)
+    assert value == 3.0 and done.is_set()
+    flooded = caller.listener().delivered - delivered
+    assert flooded > 1000, f"only {flooded} notifications reached the listener: no flood to speak of"
+    # Polls behind notifications (one per interval, 0.5 s) plus at most one notified read per interval.
+    assert gets <= 2 * (math.ceil(wall / 0.5) + 1), (gets, wall, flooded)
+
+
+def test_the_reconnect_back_off_starts_over_after_a_healthy_connection(tmp_path: Path) -> None:
+    """A listener whose connection the broker drops again and again, each time after a healthy
+    while, reconnects as fast every time: its back-off does not keep growing."""
+    import redis
+    from celery import Celery
+
+    with RedisServer() as broker:
+        app = Celery("backoff-reset", set_as_current=False)
+        app.conf.broker_url = broker.url(0)
+        app.conf.broker_transport_options = broker.transport_options(0)
+        listener = notify.Listener(app, notify.broker_kind(app))
+        client = redis.Redis(port=broker.port)
+        notify.sent_from(app, "a-sending-thread")
+        try:
+            listener.watch(["some-task"], timeout=10).close()
+            took = []
+            for _ in range(7):
+                time.sleep(1.5)  # a healthy while (longer than notify.HEALTHY_AFTER)
+                epoch = listener.epoch
+                assert client.client_kill_filter(_type="pubsub") == 1
+                start = time.monotonic()
+                while listener.epoch == epoch and time.monotonic() - start < 30:
+                    time.sleep(0.01)
+                took.append(time.monotonic() - start)
+            # Doubling for good: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5 s. Starting over: up to 0.1 s each.
+            assert max(took) < 1.0, took
+            assert notify.HEALTHY_AFTER < 1.5
+        finally:
+            listener.stop()
+            notify._senders.pop(id(app), None)
+
+
+_MANY = """
+import sys
+from s3result import notify
+from tests.e2e import app as m
+for _ in range(2):  # connect, subscribe, learn that notifications arrive
+    assert m.sleepy.delay(0.01).get(timeout=60) == 0.01
+print("ready", flush=True)
+sys.stdin.readline()
+sent = [m.sleepy.delay(0.05) for _ in range(int(sys.argv[1]))]
+for res in sent:
+    assert res.get(timeout=180) == 0.05
+print("done", notify.current_listener(m.app).delivered, flush=True)
+"""
+
+
+def test_many_callers_at_once_cost_at_most_3_gets_per_wait(caller: Caller) -> None:
+    """6 caller processes each send 25 tasks at once and wait for each in turn (the worker's queue
+    grows; a wait may come before or after its notification): at most 3 GETs per wait, at the wire."""
+    env = caller.env()
+    env["E2E_BACKEND_URL"] = caller.app.conf.result_backend  # through the counting proxy
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MANY, "25"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        before = caller.proxy.snapshot()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        said = []
+        for proc in procs:
+            assert proc.stdout is not None
+            said.append(proc.stdout.readline().split())
+            assert proc.wait(timeout=180) == 0
+        gets = (caller.proxy.snapshot() - before)["GET"]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert all(words[0] == "done" for words in said), said
+    woken = sum(int(words[1]) for words in said)
+    assert gets <= 3 * 150, f"{gets} GETs for 150 waits ({woken} notifications delivered)"
+
+
+def _rabbitmqctl(broker: RabbitMQServer, *args: str) -> None:
+    subprocess.run(
+        ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", broker._env["RABBITMQ_NODENAME"], *args],
+        env=broker._env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_a_rabbitmq_restart_while_a_caller_waits(caller: Caller) -> None:
+    """The broker's app stops and starts again (every connection closed) mid-wait: the wait returns,
+    and the caller is woken again soon after, with the back-off of this one outage only."""
+    if not isinstance(caller.broker, RabbitMQServer):
+        pytest.skip("Redis: test_a_redis_restart_while_callers_wait")
+    res = caller.module.sleepy.delay(2.0)
+    outcome: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: outcome.update(value=res.get(timeout=120)))
+    waiter.start()
+    time.sleep(0.3)
+    _rabbitmqctl(caller.broker, "stop_app")
+    time.sleep(1.0)
+    _rabbitmqctl(caller.broker, "start_app")
+    waiter.join(timeout=150)
+    assert outcome.get("value") == 2.0, caller.worker.tail()
+    deadline = time.monotonic() + 60
+    delivered, tries = caller.listener().delivered, 0
+    while caller.listener().delivered == delivered and time.monotonic() < deadline:
+        tries += 1
+        assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05, caller.worker.tail()
+    assert caller.listener().delivered > delivered, "the listener never came back after the restart"
+    assert tries <= 20, f"{tries} waits before one was woken again"
+
+
+def test_a_failed_part_is_read_at_once_while_the_header_stands_pending(
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header result read as pending stands a while (readahead); a part's FAILURE notification
+    makes the caller's next check of the body's parents read that part again at once, so its own
+    error arrives while another part of the chord still runs (20 s), not when the chord ends."""
+    monkeypatch.setattr(readahead, "RATE", 0.001)  # pending answers stand for the whole wait
+    monkeypatch.setattr(readahead, "PATIENCE", 600.0)
+    header = [caller.module.part.s(i) for i in range(20)]
+    header += [caller.module.sleepy.s(20), caller.module.slow_fail.s(1.0, "part broke late")]
+    res = chord(header)(caller.module.collect.s("failed-part-notified"))
+    with pytest.raises(Exception, match="part broke late") as raised:
+        res.get(timeout=12, interval=0.2)
+    assert type(raised.value).__name__ == "Boom", caller.worker.tail()

@@ -96,7 +96,9 @@ def test_a_probe_that_failed_at_start_is_taken_before_a_later_fork(
     """
     counting = CountingProxy("127.0.0.1", moto_server.port)
     faults = FaultProxy("127.0.0.1", counting.port, latency=0.0)
-    faults.answer("PUT", PROBE_PREFIX, 503, code="SlowDown", times=3)  # the start check's probe, 3 attempts
+    faults.answer(
+        "PUT", PROBE_PREFIX, 503, code="ServiceUnavailable", times=3
+    )  # the start check's probe, 3 attempts (a failing store, not throttling: SlowDown is waited out)
     url = moto_server.url("late-probe").replace(f":{moto_server.port}/", f":{faults.port}/")
     worker = Worker(
         url,
@@ -130,3 +132,37 @@ def test_a_probe_that_failed_at_start_is_taken_before_a_later_fork(
     assert {k: n for k, n in (counting.kinds - later).items() if k.endswith("other")} == {}, counting.kinds - later
     assert counting.kinds["PUT celery-task-meta"] == total, (counting.kinds, worker.tail())
     assert worker.tail(100_000).count("conditional writes work") <= 5, worker.tail()
+
+
+def test_a_later_worker_sends_two_requests_before_its_first_result(
+    moto_server: MotoServer, redis_broker: RedisServer, tmp_path: Path
+) -> None:
+    """The first worker on a prefix probes and stores the verdict; the next one reads it.
+
+    A later worker's start check is the verdict's GET and one conditional PUT that confirms it
+    (and that the key may write), in the main process before the pool forks (a broker whose
+    prefork pool says so: Redis here); then its first result. Counted at the wire, in order.
+    """
+    proxy = CountingProxy("127.0.0.1", moto_server.port, record_times=True)
+    url = moto_server.url("later-worker").replace(f":{moto_server.port}/", f":{proxy.port}/")
+    try:
+        first = Worker(url, tmp_path / "first", concurrency=1, name="first-w", broker=redis_broker, namespace=44)
+        first.start()  # its start check probes the store and stores the verdict
+        first.stop()
+        probed = len(proxy.requests)
+        later = Worker(url, tmp_path / "later", concurrency=1, name="later-w", broker=redis_broker, namespace=44)
+        later.start()
+        try:
+            module = point_app_at(moto_server.url("later-worker"), Path(later.broker_dir), redis_broker, 44)
+            assert module.add.delay(2, 3).get(timeout=60) == 5
+        finally:
+            later.stop()
+    finally:
+        proxy.close()
+    assert probed >= 8, proxy.requests  # the verdict's GET, the probe's 7, the verdict's PUT
+    sent = [(method, target) for _, method, target in proxy.requests[probed:]]
+    firsts = [i for i, (method, target) in enumerate(sent) if method == "PUT" and "celery-task-meta-" in target]
+    assert firsts, (sent, later.tail())
+    before = sent[: firsts[0]]
+    assert [method for method, _ in before] == ["GET", "PUT"], (before, later.tail())
+    assert all("s3result-probe/verdict-" in target for _, target in before), before

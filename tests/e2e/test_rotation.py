@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from celery import group
 
-from s3result.credentials import ADVISORY_REFRESH
+from s3result.s3.credentials import ADVISORY_REFRESH
 from s3result.testing.store import MotoServer
 from tests.fakes import FakeServer, creds_json
 

@@ -17,7 +17,7 @@ import pytest
 from celery import group
 
 from s3result import config
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
@@ -54,7 +54,7 @@ def test_soak_with_faults_and_an_outage(
                 proxy.outage(30.0)  # the store "stops" for 30 s in the middle of the run
         ids = [r.id for batch in batches for r in batch.results]
         deadline = time.monotonic() + 900
-        direct = S3Client(config.build(url=moto_server.url("soak"), environ={}))
+        direct = S3Client(config.build(url=moto_server.url("soak"), environ={}).s3)
         pending = set(range(len(ids)))
         while pending and time.monotonic() < deadline:
             found = direct.get_many([f"soak/celery-task-meta-{ids[i]}" for i in sorted(pending)])

@@ -100,12 +100,12 @@ def test_a_host_name_under_a_deadline_tries_each_address_then_fails() -> None:
     import time
 
     from s3result import config
-    from s3result.client import S3Client
     from s3result.errors import ConnectError
+    from s3result.s3.client import S3Client
     from s3result.testing.store import free_port
 
     port = free_port()
-    client = S3Client(config.build(url=f"s3result+http://AK:SK@localhost:{port}/bucket/p", environ={}))
+    client = S3Client(config.build(url=f"s3result+http://AK:SK@localhost:{port}/bucket/p", environ={}).s3)
     started = time.monotonic()
     with pytest.raises(ConnectError):
         client.get_or_none("p/k", deadline=time.monotonic() + 2, attempts=1)

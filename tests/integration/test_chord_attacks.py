@@ -152,7 +152,7 @@ def test_permanent_403_on_the_counter_fails_the_body_once(store: MotoServer, ref
     """A policy without PutObject on chord-unlock-*: every part's count is refused. The body gets
     one ChordError naming AccessDenied (its errbacks run once), not one per part.
     (The 403 is answered by the transport in place of a bucket policy moto does not enforce.)"""
-    from s3result.transport import RawResponse
+    from s3result.s3.transport import RawResponse
 
     url = store.url(f"a17-403-{len(refused)}")
     producer, worker = make_app(url), make_app(url)

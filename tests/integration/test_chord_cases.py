@@ -51,7 +51,10 @@ def make_app(url: str, conditional_writes: str = "probe", **options: Any) -> Cel
 class Chord:
     """A chord applied by ``producer``: its parts' requests, and what got published."""
 
-    def __init__(self, producer: Celery, size: int, gid: str) -> None:
+    def __init__(self, producer: Celery, size: int, gid: str, tree_from: int = 10**9) -> None:
+        """``tree_from``: the producer's ``chord_tree_from``; by default these small chords count in
+        the root counter (a header with a nested group, or an older producer, counts there)."""
+        producer.backend.chord_tree_from = tree_from
         self.fired: list[Any] = []
         self.unlocks: list[Any] = []
         self.body = producer.tasks["tsum"].s()
@@ -266,10 +269,10 @@ def test_probe_verdict_survives_lost_replies(store: MotoServer) -> None:
     """Half the conditional PUTs' replies lost: the probe recognises its own writes, so a worker
     behind a lossy network reaches the producer's verdict instead of failing native chords.
     (When every retry's reply is lost too, the probe raises: never a verdict from a guess.)"""
-    from s3result.client import S3Client
     from s3result.config import build
     from s3result.errors import TransportError
     from s3result.precondition import probe
+    from s3result.s3.client import S3Client
     from s3result.testing.faults import FaultProxy
 
     verdicts = []
@@ -279,7 +282,7 @@ def test_probe_verdict_survives_lost_replies(store: MotoServer) -> None:
         try:
             url = store.url("probe").replace(f":{store.port}/", f":{lossy_proxy.port}/")
             try:
-                verdicts.append(probe(S3Client(build(url=url, environ={})), "probe"))
+                verdicts.append(probe(S3Client(build(url=url, environ={}).s3), "probe"))
             except TransportError:
                 continue
         finally:
@@ -299,3 +302,23 @@ def test_join_timeout_bounds_waiting_not_reading(store: MotoServer) -> None:
         chord.finish(worker, i)
     assert chord.fired == [([2 * i for i in range(40)],)]
     assert chord.body_meta(producer)["status"] == states.PENDING  # published, not failed
+
+
+def test_the_firing_part_joins_from_the_counter_it_wrote(store: MotoServer) -> None:
+    """The part that completes a root counter has the complete state in hand (the body it wrote):
+    its whole run reads the counter once, for its count, and the join reads only the saved group."""
+    proxy = CountingProxy(store.host, store.port, record_times=True)
+    try:
+        url = store.url("fire-state")
+        producer, worker, last = make_app(url), make_app(url), make_app(_via(url, store, proxy))
+        assert last.backend.native_chords  # probed before the chord, as in a running worker
+        chord = Chord(producer, 5, "g-fire-state")
+        for i in range(4):
+            chord.finish(worker, i)
+        start = len(proxy.requests)
+        chord.finish(last, 4)
+        assert chord.fired == [([0, 2, 4, 6, 8],)]
+        on_counter = [method for _t, method, target in proxy.requests[start:] if "chord-unlock-g-fire-state" in target]
+        assert on_counter == ["GET", "PUT", "DELETE"], proxy.requests[start:]
+    finally:
+        proxy.close()

@@ -28,9 +28,12 @@ from .test_chord_cases import Chord, lossy, make_app, store, store_has
 __all__ = ("store",)
 
 
-def tree_chord(producer: Any, size: int, gid: str, tree_from: int = 8) -> Chord:
-    producer.backend.chord_tree_from = tree_from
-    chord = Chord(producer, size, gid)
+def tree_chord(producer: Any, size: int, gid: str, tree_from: int = 8, fitted: bool = False) -> Chord:
+    """A chord counted in a tree: the staggered geometry of large chords (every level a test of a
+    small chord needs), or with ``fitted`` the one the producer fits to ``size``."""
+    if not fitted:
+        producer.backend._tree_for = lambda args: chordtree.Geometry(len(list(args[1])))
+    chord = Chord(producer, size, gid, tree_from=tree_from)
     assert "tree" in chord.requests[0].chord[MARK], "the producer should have chosen a tree"
     return chord
 
@@ -220,3 +223,19 @@ def test_lost_reply_of_every_leaf_write_counts_once(store: MotoServer) -> None:
         chord.finish(worker, i)
     assert chord.fired == [([2 * i for i in range(64)],)]
     assert len(lost) > 10
+
+
+@pytest.mark.parametrize("size", [2, 10, 40, 63, 64, 130, 1100])
+def test_fitted_tree_fires_once_and_cleans_up(store: MotoServer, size: int) -> None:
+    """The geometry the producer fits to a chord's size: every part once (a fifth twice, in a
+    shuffled order), one body with every value, no node left behind."""
+    url = store.url(f"tree-fit-{size}")
+    producer, worker = make_app(url), make_app(url)
+    chord = tree_chord(producer, size, f"g-tree-fit-{size}", tree_from=2, fitted=True)
+    assert chordtree.Geometry.from_mark(chord.requests[0].chord[MARK]) == chordtree.Geometry.fit(size)
+    order = list(range(size)) + random.Random(size).sample(range(size), size // 5)
+    random.Random(size + 1).shuffle(order)
+    for i in order:
+        chord.finish(worker, i)
+    assert chord.fired == [([2 * i for i in range(size)],)]
+    assert not any(store_has(worker, k) for k in nodes_of(chord, worker))

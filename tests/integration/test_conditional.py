@@ -5,6 +5,7 @@ Unit side: tests/test_client.py (conditional headers). End to end: tests/e2e/tes
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import uuid
@@ -16,7 +17,8 @@ from celery import Celery, states
 from conformance.servers import Target
 from s3result import config, precondition
 from s3result.backend import S3Backend
-from s3result.client import S3Client
+from s3result.errors import AccessDenied
+from s3result.s3.client import S3Client
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 
@@ -37,7 +39,7 @@ def test_probe_verdicts_per_store(moto_server: MotoServer, nanio_target: Target,
         ("nanio", nanio_target.url("probe")),
         ("ceph", ceph_target.url("probe")),
     ):
-        verdicts[name] = precondition.probe(S3Client(config.build(url=url, environ={})), "probe")
+        verdicts[name] = precondition.probe(S3Client(config.build(url=url, environ={}).s3), "probe")
     assert verdicts["moto"].ok, verdicts["moto"]
     assert not verdicts["nanio"].ok and "ignores If-None-Match" in verdicts["nanio"].reason
     assert not verdicts["ceph"].ok and "without the ETag's quotes" in verdicts["ceph"].reason
@@ -57,7 +59,7 @@ def test_probe_verdicts_per_store(moto_server: MotoServer, nanio_target: Target,
 
 
 def test_probe_cleans_up_its_key(moto_server: MotoServer, boto3_client: Any) -> None:
-    precondition.probe(S3Client(config.build(url=moto_server.url("probeclean"), environ={})), "probeclean")
+    precondition.probe(S3Client(config.build(url=moto_server.url("probeclean"), environ={}).s3), "probeclean")
     listed = boto3_client.list_objects_v2(Bucket=moto_server.bucket, Prefix="probeclean/")
     assert listed.get("KeyCount", 0) == 0
 
@@ -183,7 +185,7 @@ def test_probe_verdict_on_swift() -> None:
     from conformance.servers import swift_target
 
     with swift_target(bucket="s3result-tests") as target:
-        verdict = precondition.probe(S3Client(config.build(url=target.url("probe"), environ={})), "probe")
+        verdict = precondition.probe(S3Client(config.build(url=target.url("probe"), environ={}).s3), "probe")
         assert not verdict.ok and "501" in verdict.reason
         assert ("swift", "if_none_match_on_existing_key") in DIVERGENCES
         # And the backend falls back cleanly: a stored result still round-trips.
@@ -192,3 +194,22 @@ def test_probe_verdict_on_swift() -> None:
         tid = str(uuid.uuid4())
         backend.store_result(tid, "on swift", states.SUCCESS)
         assert backend.get_task_meta(tid, cache=False)["result"] == "on swift"
+
+
+def test_a_read_only_key_fails_the_probe_with_nothing_to_clean_up(
+    moto_server: MotoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's first PUT is refused, so no key was made: no DELETE, no "could not delete" warning."""
+    proxy = CountingProxy("127.0.0.1", moto_server.port)
+    url = (
+        f"s3result+http://{moto_server.readonly_access_key}:{moto_server.readonly_secret_key}"
+        f"@127.0.0.1:{proxy.port}/{moto_server.bucket}/ro-probe"
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="s3result"), pytest.raises(AccessDenied) as exc:
+            precondition.probe(S3Client(config.build(url=url, environ={}).s3), "ro-probe")
+    finally:
+        proxy.close()
+    assert "s3:PutObject" in str(exc.value)
+    assert proxy.snapshot() == {"PUT": 1}, proxy.snapshot()
+    assert not [r for r in caplog.records if "could not delete" in r.getMessage()], caplog.text

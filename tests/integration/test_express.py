@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import AccessDenied, S3Error
+from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.testing.express import DirectoryBucketFront
 from s3result.testing.store import MotoServer
 
@@ -37,18 +38,18 @@ def _close_clients() -> Iterator[None]:
 
 
 def _client(url: str) -> S3Client:
-    client = S3Client(config.build(url=url, environ={}))
+    client = S3Client(config.build(url=url, environ={}).s3)
     _opened.append(client)
     return client
 
 
 def test_round_trip_through_sessions(front: DirectoryBucketFront) -> None:
     client = _client(front.url("it"))
-    assert client.settings.express and client.settings.path_style  # an IP endpoint: path-style, as botocore
-    etag = client.put("it/k", b"value", if_none_match=True)
+    assert client.config.express and client.config.path_style  # an IP endpoint: path-style, as botocore
+    etag = client.put("it/k", b"value", mode=PutMode.CREATE)
     assert client.get("it/k").body == b"value"
     assert client.head("it/k").size == 5
-    client.put("it/k", b"value 2", if_match=etag)  # the opaque ETag maps back to moto's
+    client.put("it/k", b"value 2", mode=PutMode.update(etag))  # the opaque ETag maps back to moto's
     assert client.get("it/k").body == b"value 2"
     client.delete("it/k")
     assert client.get_or_none("it/k") is None

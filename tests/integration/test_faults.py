@@ -17,8 +17,8 @@ from celery import Celery, states
 from conformance.servers import Target
 from s3result import config
 from s3result.backend import S3Backend
-from s3result.client import S3Client
 from s3result.errors import ConnectError
+from s3result.s3.client import S3Client
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
@@ -38,7 +38,7 @@ def _url(moto: MotoServer, proxy: FaultProxy, prefix: str, **opts: str) -> str:
 
 
 def _client(moto: MotoServer, proxy: FaultProxy, **opts: str) -> S3Client:
-    return S3Client(config.build(url=_url(moto, proxy, "faults", **opts), environ={}))
+    return S3Client(config.build(url=_url(moto, proxy, "faults", **opts), environ={}).s3)
 
 
 @pytest.mark.parametrize("fault", ["reset_request", "reset_response", "truncate", "error503", "latency"])
@@ -53,7 +53,7 @@ def test_each_fault_alone_is_survived_on_ceph(ceph_target: Target, fault: str) -
     proxy = FaultProxy("127.0.0.1", port, seed=11)
     try:
         url = ceph_target.url("faults", max_attempts="6").replace(f":{port}/", f":{proxy.port}/")
-        _survive(S3Client(config.build(url=url, environ={})), proxy, fault)
+        _survive(S3Client(config.build(url=url, environ={}).s3), proxy, fault)
     finally:
         proxy.close()
 
@@ -140,10 +140,20 @@ def test_corrupt_body_is_never_returned(moto_server: MotoServer, proxy: FaultPro
 
 def test_client_counts_its_retries(moto_server: MotoServer, proxy: FaultProxy) -> None:
     client = _client(moto_server, proxy, max_attempts="10")
-    proxy.set_faults(error503=0.5)
+    proxy.set_faults(reset_request=0.5)
     for i in range(10):
         client.put(f"faults/count/{i}", b"x")
-    assert client.retries >= proxy.stats["error503"] > 0
+    assert client.retries >= proxy.stats["reset_request"] > 0
+
+
+def test_slowdowns_are_waited_out_not_retries(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """503 SlowDown is throttling: the pacer counts it, the retry count and max_attempts do not."""
+    client = _client(moto_server, proxy, max_attempts="1")
+    proxy.set_faults(error503=0.5)
+    for i in range(10):
+        client.put(f"faults/slow/{i}", b"x")
+    assert client.retries == 0
+    assert client.limits.writes.throttles == proxy.stats["error503"] > 0
 
 
 def test_408_from_a_balancer_is_retried(moto_server: MotoServer, proxy: FaultProxy) -> None:

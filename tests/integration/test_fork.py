@@ -32,9 +32,13 @@ LOCKS = {
     # The conditional-write probe runs once per process: the child probes again.
     "precondition._lock": "sys.modules['s3result.precondition']._lock",
     # The signing-key cache: the child derives its first key.
-    "sigv4._key_cache_lock": "sys.modules['s3result.sigv4']._key_cache_lock",
+    "sigv4._key_cache_lock": "sys.modules['s3result.s3.sigv4']._key_cache_lock",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
-    "client._warned_lock": "sys.modules['s3result.client']._warned_lock",
+    "client._warned_lock": "sys.modules['s3result.s3.client']._warned_lock",
+    # The write pacer, switched on by a throttling answer: the child's PUT takes a turn under it.
+    "Pacer._lock": "(b.client.limits.writes.throttled(0.0), b.client.limits.writes)[1]._lock",
+    # The registry of pacers: the child's first client of another store registers under it.
+    "limiter._registry_lock": "sys.modules['s3result.s3.limiter']._registry_lock",
     # The parent's pool (its HttpcoreTransport): the child must never use it.
     "HttpcoreTransport._lock": "warm(b.client)._get_slot().transport._lock",
 }
@@ -43,8 +47,8 @@ SCRIPT = textwrap.dedent(
     """
     import os, sys, threading, time, traceback
     from celery import Celery
-    import s3result.client, s3result.clients, s3result.precondition, s3result.sigv4
-    from s3result.credentials import Credentials, CredentialSource
+    import s3result.s3.client, s3result.clients, s3result.precondition, s3result.s3.sigv4
+    from s3result.s3.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
     app = Celery(set_as_current=False)
@@ -76,8 +80,8 @@ SCRIPT = textwrap.dedent(
     if pid == 0:
         try:
             from s3result import config
-            from s3result.client import S3Client
-            S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}))  # warns; no I/O
+            from s3result.s3.client import S3Client
+            S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}).s3)  # warns; no I/O
             b.store_result(tid, 42, "SUCCESS")
             assert b.get_task_meta(tid)["result"] == 42
         except BaseException:

@@ -17,7 +17,7 @@ from conformance.servers import Target
 from s3result import config
 from s3result.cli import main
 from s3result.cli.expiry import coverage, read_rules
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 
 UNRELATED = {
@@ -98,7 +98,7 @@ def test_check_reports_covered_and_not_covered(store: tuple[str, Any, str], caps
     assert main(["check", "--url", url]) == 0
     out = capsys.readouterr().out
     assert f"expiry: lifecycle rule 's3result-expire-results/' expires s3://{bucket}/results/ after 1 day" in out
-    client = S3Client(config.build(url=url, environ={}))
+    client = S3Client(config.build(url=url, environ={}).s3)
     covered = coverage(read_rules(client), "results")
     assert covered is not None and covered.days == 1
     assert coverage(read_rules(client), "") is None  # the rule does not cover the whole bucket
@@ -163,11 +163,11 @@ def test_workers_never_send_bucket_requests() -> None:
         for p in runtime.rglob("*.py")
         if "bucket_request(" in p.read_text() and p.parts[-2] not in ("cli",)
     ]
-    # Defined in subresources; the client calls it for one thing only, a directory bucket's
+    # Defined in the client, which calls it for one thing only, a directory bucket's
     # CreateSession (GET ?session), before any object request.
-    assert sorted(users) == ["client.py", "subresources.py"]
-    client_calls = (runtime / "client.py").read_text().count("bucket_request(")
-    assert client_calls == 1 and 'bucket_request("GET", "session"' in (runtime / "client.py").read_text()
+    assert sorted(users) == ["s3/client.py"]
+    client_calls = (runtime / "s3" / "client.py").read_text().count("bucket_request(") - 1  # its def
+    assert client_calls == 1 and 'bucket_request("GET", "session"' in (runtime / "s3" / "client.py").read_text()
 
 
 _MAY_READ_LIFECYCLE = json.dumps(

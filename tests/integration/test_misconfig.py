@@ -16,8 +16,8 @@ import pytest
 from celery import Celery, states
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import AccessDenied, ConnectError, NotFound, ResultTooLarge, S3Error, S3ResultError
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer, free_port
 
 SECRET = "Sup3r/Secret+Key=Sentinel"
@@ -93,7 +93,7 @@ def html_server() -> Iterator[int]:
 
 
 def _client(url: str) -> S3Client:
-    return S3Client(config.build(url=url, environ={}))
+    return S3Client(config.build(url=url, environ={}).s3)
 
 
 def test_unreachable_endpoint(caplog: pytest.LogCaptureFixture) -> None:
@@ -168,7 +168,7 @@ def test_result_over_the_cap_is_refused_before_sending(moto_server: MotoServer) 
 
 
 def test_plain_http_to_a_remote_host_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="s3result.client"):
+    with caplog.at_level(logging.WARNING, logger="s3result.s3.client"):
         _client(f"s3result+http://AKID:{SECRET}@objects.example.internal:9000/bucket")
         _client(f"s3result+http://AKID:{SECRET}@objects.example.internal:9000/bucket2")
         _client(f"s3result+http://AKID:{SECRET}@127.0.0.1:9000/bucket")
@@ -191,7 +191,7 @@ def test_no_secret_in_any_log_record_exception_or_repr(
             f"s3result+http://AKID:{url_secret}@127.0.0.1:{moto_server.port}/bucket?max_result_size=1",
         ):
             settings = config.build(url=url, options={"session_token": token}, environ={})
-            client = S3Client(settings)
+            client = S3Client(settings.s3)
             seen += [repr(settings), str(settings), repr(client), settings.redacted_url()]
             for call in (
                 lambda c=client: c.get("k"),
@@ -243,7 +243,7 @@ def test_no_access_key_id_either_in_logs_reprs_urls_or_errors(
     from celery.exceptions import TimeoutError as CeleryTimeoutError
 
     from s3result import backend as backend_module
-    from s3result.credentials import chain_for
+    from s3result.s3.credentials import chain_for
     from s3result.testing.faults import FaultProxy
 
     keys = [(moto_server.access_key, moto_server.secret_key), ("AKIDSENTINEL0KEYID99", SECRET)]
@@ -270,7 +270,7 @@ def test_no_access_key_id_either_in_logs_reprs_urls_or_errors(
 
         backend = app.backend
         seen.extend([repr(backend), str(backend), backend.as_uri(), repr(backend.settings), str(backend.settings)])
-        seen.extend([repr(backend.client), repr(chain_for(backend.settings).get())])
+        seen.extend([repr(backend.client), repr(chain_for(backend.settings.s3).get())])
         return app
 
     def attempt(call: Any) -> None:

@@ -13,14 +13,15 @@ from celery import Celery
 
 from s3result import config
 from s3result.backend import S3Backend
-from s3result.client import S3Client
 from s3result.errors import AccessDenied, AlreadyExists, InvalidKey, NotFound, PreconditionFailed
+from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.testing.store import MotoServer
 
 
 @pytest.fixture
 def client(moto_server: MotoServer) -> S3Client:
-    return S3Client(config.build(url=moto_server.url(prefix="it")))
+    return S3Client(config.build(url=moto_server.url(prefix="it")).s3)
 
 
 def _k() -> str:
@@ -94,13 +95,13 @@ def test_key_longer_than_1024_bytes_is_refused_before_sending(client: S3Client) 
 
 def test_conditional_writes(client: S3Client) -> None:
     key = _k()
-    etag = client.put(key, b"one", if_none_match=True)
+    etag = client.put(key, b"one", mode=PutMode.CREATE)
     with pytest.raises(AlreadyExists):
-        client.put(key, b"two", if_none_match=True)
+        client.put(key, b"two", mode=PutMode.CREATE)
     assert client.get(key).body == b"one"
-    etag2 = client.put(key, b"three", if_match=etag)
+    etag2 = client.put(key, b"three", mode=PutMode.update(etag))
     with pytest.raises(PreconditionFailed):
-        client.put(key, b"four", if_match=etag)
+        client.put(key, b"four", mode=PutMode.update(etag))
     assert client.get(key).body == b"three" and client.get(key).etag == etag2
 
 
@@ -114,7 +115,7 @@ def test_get_many_keeps_order_and_reports_missing(client: S3Client) -> None:
 
 def test_wrong_secret_is_a_clear_signature_error(moto_server: MotoServer) -> None:
     url = moto_server.url().replace(moto_server.secret_key, "not-the-secret")
-    bad = S3Client(config.build(url=url))
+    bad = S3Client(config.build(url=url).s3)
     with pytest.raises(AccessDenied) as exc:
         bad.get(_k())
     assert exc.value.code == "SignatureDoesNotMatch"
@@ -127,14 +128,14 @@ def test_wrong_secret_is_a_clear_signature_error(moto_server: MotoServer) -> Non
 def test_unknown_access_key(moto_server: MotoServer) -> None:
     url = moto_server.url().replace(moto_server.access_key, "AKIDUNKNOWN000000000")
     with pytest.raises(AccessDenied) as exc:
-        S3Client(config.build(url=url)).put(_k(), b"x")
+        S3Client(config.build(url=url).s3).put(_k(), b"x")
     assert exc.value.code == "InvalidAccessKeyId"
 
 
 def test_missing_bucket(moto_server: MotoServer) -> None:
     url = moto_server.url().replace(f"/{moto_server.bucket}/", "/no-such-bucket-here/")
     with pytest.raises(NotFound) as exc:
-        S3Client(config.build(url=url)).put(_k(), b"x")
+        S3Client(config.build(url=url).s3).put(_k(), b"x")
     assert exc.value.code == "NoSuchBucket"
     assert "create the bucket" in str(exc.value)
 
@@ -180,3 +181,29 @@ def test_backend_round_trips_compressed_bytes(moto_server: MotoServer) -> None:
     raw = backend.get(backend.get_key_for_task(tid))
     assert raw is not None and raw.startswith(b"\x00celery-compressed")
     assert backend.get_task_meta(tid, cache=False)["result"] == value
+
+
+def test_the_client_on_its_own_with_only_s3config(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s3result.s3`` without the backend's settings: credentials from the AWS chain (environment)."""
+    from s3result.s3 import S3Client as Client
+    from s3result.s3 import S3Config
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_server.secret_key)
+    client = Client(S3Config(bucket=moto_server.bucket, endpoint_url=moto_server.endpoint, region="us-east-1"))
+    key = f"alone/{uuid.uuid4()}"
+    etag = client.put(key, b"on its own")
+    assert client.head(key).etag == etag and client.get(key).body == b"on its own"
+    client.delete(key)
+    assert client.get_or_none(key) is None
+    given = Client(
+        S3Config(
+            bucket=moto_server.bucket,
+            endpoint_url=moto_server.endpoint,
+            access_key=moto_server.access_key,
+            secret_key=moto_server.secret_key,
+        )
+    )
+    assert given.put(key, b"given") and given.get(key).body == b"given"
+    client.close()
+    given.close()

@@ -16,9 +16,10 @@ import certifi
 import pytest
 from celery import Celery
 
-from s3result import config, network
-from s3result.client import S3Client
+from s3result import config
 from s3result.errors import ConnectError
+from s3result.s3 import network
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 from tests.integration.test_misconfig import _make_cert
 
@@ -59,7 +60,7 @@ def tls_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MotoSe
 
 
 def _client(url: str) -> S3Client:
-    return S3Client(config.build(url=url + ("&" if "?" in url else "?") + "max_attempts=1", environ={}))
+    return S3Client(config.build(url=url + ("&" if "?" in url else "?") + "max_attempts=1", environ={}).s3)
 
 
 def test_http_proxy_from_environment_carries_every_request(
@@ -136,8 +137,8 @@ def test_sts_over_https_trusts_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch, tm
     import ssl
     import threading
 
-    from s3result.credentials.providers import WebIdentityProvider
     from s3result.errors import CredentialsError
+    from s3result.s3.credentials.providers import WebIdentityProvider
 
     answer = (
         b"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"

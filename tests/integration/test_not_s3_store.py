@@ -21,7 +21,7 @@ import pytest
 from celery import Celery
 
 from s3result.errors import NOT_S3, S3Error
-from s3result.retry import is_permanent
+from s3result.s3.retry import is_permanent
 
 ROOT = Path(__file__).resolve().parents[2]
 

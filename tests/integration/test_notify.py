@@ -14,8 +14,8 @@ from celery.app.task import Context
 
 from s3result import notify
 from s3result.backend import S3Backend
-from s3result.client import S3Client
 from s3result.config import build
+from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 
 
@@ -33,7 +33,7 @@ def test_a_notification_holds_the_id_the_state_and_the_etag_never_the_result(
 ) -> None:
     """Stored first: when the notification goes, a reader already finds the result in the store."""
     backend = _backend(moto_server.url("notify-order"))
-    reader = S3Client(build(url=moto_server.url("notify-order"), environ={}))
+    reader = S3Client(build(url=moto_server.url("notify-order"), environ={}).s3)
     sent: list[tuple[str, str, str, str | None, bytes | None]] = []
 
     def publish(app: Any, reply_to: str, task_id: str, state: str, etag: str | None) -> bool:

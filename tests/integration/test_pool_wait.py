@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
 from s3result.errors import ConnectError, RequestTimeout
+from s3result.s3.client import S3Client
 
 
 def test_a_full_pool_behind_a_silent_store_blames_the_store(silent_port: int) -> None:
@@ -21,7 +21,7 @@ def test_a_full_pool_behind_a_silent_store_blames_the_store(silent_port: int) ->
         url=f"s3result+http://AKID:SECRET@127.0.0.1:{silent_port}/bucket?read_timeout=1&max_connections=1&max_attempts=1",
         environ={},
     )
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     first: list[BaseException] = []
     holder = threading.Thread(target=lambda: first.append(pytest.raises(RequestTimeout, client.get, "a").value))
     holder.start()

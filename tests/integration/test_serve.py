@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from s3result import config
-from s3result.client import S3Client
+from s3result.s3.client import S3Client
 from s3result.testing.store import free_port
 
 BIN = Path(sys.executable).parent
@@ -78,7 +78,7 @@ def test_serve_prints_what_a_worker_needs_and_stops_cleanly(sig: int, monkeypatc
         for name, value in exports.items():
             monkeypatch.setenv(name, value)
         settings = config.build(url="s3result://dev-results/celery")
-        client = S3Client(settings)
+        client = S3Client(settings.s3)
         try:
             client.put(settings.object_key("k"), b"v")
             assert client.get(settings.object_key("k")).body == b"v"

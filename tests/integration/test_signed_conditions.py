@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from s3result.client import S3Client
 from s3result.config import build
 from s3result.errors import S3Error
+from s3result.s3.client import S3Client
+from s3result.s3.request import PutMode
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
@@ -20,7 +21,7 @@ def _signed_headers(wire: list[tuple[bytes, bytes]]) -> str:
 
 
 def test_conditional_headers_are_in_signed_headers(moto_server: MotoServer) -> None:
-    client = S3Client(build(url=moto_server.url("sig"), environ={}))
+    client = S3Client(build(url=moto_server.url("sig"), environ={}).s3)
     for extra in ([("if-match", '"abc"')], [("if-none-match", "*")]):
         wire = client._signed_headers("PUT", "/b/k", extra, b"x", "0" * 64)
         assert extra[0][0] in _signed_headers(wire).split(";")
@@ -37,14 +38,14 @@ def stripping_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
 def test_store_refuses_conditional_put_whose_condition_was_stripped(
     moto_server: MotoServer, stripping_proxy: FaultProxy
 ) -> None:
-    direct = S3Client(build(url=moto_server.url("strip"), environ={}))
+    direct = S3Client(build(url=moto_server.url("strip"), environ={}).s3)
     etag = direct.put("strip/k", b"v1")
     direct.put("strip/k", b"v2")  # the ETag above is now stale
     url = moto_server.url("strip").replace(f":{moto_server.port}/", f":{stripping_proxy.port}/")
-    client = S3Client(build(url=url, environ={"S3RESULT_MAX_ATTEMPTS": "1"}))
+    client = S3Client(build(url=url, environ={"S3RESULT_MAX_ATTEMPTS": "1"}).s3)
     with pytest.raises(S3Error) as refused:
-        client.put("strip/k", b"blind", if_match=etag)
+        client.put("strip/k", b"blind", mode=PutMode.update(etag))
     assert refused.value.status == 403, refused.value
     with pytest.raises(S3Error):
-        client.put("strip/k", b"blind", if_none_match=True)
+        client.put("strip/k", b"blind", mode=PutMode.CREATE)
     assert direct.get("strip/k").body == b"v2"

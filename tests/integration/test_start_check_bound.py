@@ -19,7 +19,7 @@ import pytest
 from celery import Celery
 
 from s3result.errors import RequestTimeout
-from s3result.retry import is_permanent
+from s3result.s3.retry import is_permanent
 
 NO_SUCH_KEY = b"<Error><Code>NoSuchKey</Code><Message>none</Message><RequestId>R1</RequestId></Error>"
 

@@ -77,8 +77,15 @@ def test_the_plugin_costs_nothing_when_its_fixtures_are_unused() -> None:
     loaded = set(json.loads(out))
     assert not {m for m in loaded if m.split(".")[0] in ("moto", "celery", "kombu", "httpx", "httpcore", "boto3")}
     ours = {m for m in loaded if m.startswith("s3result")}
-    assert ours <= {"s3result", "s3result.errors", "s3result.testing", "s3result.testing.plugin"}, ours
-    entry = [ep for ep in metadata.entry_points(group="pytest11") if ep.value == "s3result.testing.plugin"]
+    assert ours <= {
+        "s3result",
+        "s3result.errors",
+        "s3result.s3",
+        "s3result.s3.errors",
+        "s3result.testing",
+        "s3result.testing.plugin",
+    }, ours
+    entry = [ep for ep in metadata.entry_points(group="pytest11") if ep.value == "s3result.testing.entry"]
     assert [ep.name for ep in entry] == ["s3result"]
 
 
@@ -99,7 +106,11 @@ def test_building_the_backend_and_reading_loads_no_cli_testing_or_moto(s3result_
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "s3result.backend" in loaded
-    leaked = {m for m in loaded if m.split(".")[:2] in (["s3result", "cli"], ["s3result", "testing"])}
+    leaked = {
+        m
+        for m in loaded
+        if m.split(".")[:2] in (["s3result", "cli"], ["s3result", "testing"], ["s3result", "conformance"])
+    }
     leaked |= {m for m in loaded if m.split(".")[0] == "moto"}
     assert not leaked
 
@@ -211,6 +222,9 @@ def test_the_plugin_is_registered_once(request, s3result_backend_url):
         (["-p", "s3result"], 'pytest_plugins = ["s3result.testing.plugin"]\n', True),
         ([], 'pytest_plugins = ["s3result.testing.plugin"]\n', False),
         (["-p", "s3result"], "", False),
+        (["-p", "s3result", "-p", "s3result.testing.plugin"], "", True),
+        (["-p", "s3result.testing.plugin", "-p", "s3result"], "", True),
+        (["-p", "s3result", "-p", "s3result.testing.plugin"], "", False),
     ],
     ids=[
         "entry-point",
@@ -221,6 +235,9 @@ def test_the_plugin_is_registered_once(request, s3result_backend_url):
         "-p-s3result+pytest_plugins",
         "pytest_plugins-no-autoload",
         "-p-s3result-no-autoload",
+        "-p-s3result+-p-module",
+        "-p-module+-p-s3result",
+        "-p-s3result+-p-module-no-autoload",
     ],
 )
 def test_the_plugin_loads_once_whichever_way_it_is_named(

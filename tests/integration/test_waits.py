@@ -23,9 +23,9 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult
 
 from s3result import config
-from s3result.client import S3Client
-from s3result.errors import AccessDenied, EndpointError, NotFound, ResultTooLarge
-from s3result.retry import is_permanent
+from s3result.errors import AccessDenied, BodyTooLarge, EndpointError, NotFound
+from s3result.s3.client import S3Client
+from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer, free_port
 
@@ -149,7 +149,7 @@ def test_a_request_ended_by_read_timeout_names_read_timeout(silent_port: int) ->
     settings = config.build(
         url=f"s3result+http://AK:SK@127.0.0.1:{silent_port}/bucket/p?read_timeout=0.3&max_attempts=1", environ={}
     )
-    client = S3Client(settings)
+    client = S3Client(settings.s3)
     try:
         exc = _raises_within(2.0, lambda: client.get_or_none("k", deadline=time.monotonic() + 30))
     finally:
@@ -306,21 +306,21 @@ def test_a_join_reads_every_missing_result_once_the_first_is_ready(moto_server: 
 
 
 def test_a_body_over_max_result_size_is_refused_naming_the_setting(moto_server: MotoServer) -> None:
-    big = S3Client(config.build(url=moto_server.url("bounded"), environ={}))
+    big = S3Client(config.build(url=moto_server.url("bounded"), environ={}).s3)
     big.put("bounded/k", b"x" * 5000)
     big.put("bounded/celery-task-meta-k", b"x" * 5000)
-    small = S3Client(config.build(url=moto_server.url("bounded") + "?max_result_size=4KiB", environ={}))
-    with pytest.raises(ResultTooLarge) as exc:
+    small = S3Client(config.build(url=moto_server.url("bounded") + "?max_result_size=4KiB", environ={}).s3)
+    with pytest.raises(BodyTooLarge) as exc:
         small.get("bounded/k")
-    assert "max_result_size=4096" in str(exc.value) and "bounded/k" in str(exc.value)
+    assert "max_body_size=4096 (max_result_size" in str(exc.value) and "bounded/k" in str(exc.value)
     assert small.head("bounded/k").size == 5000  # a HEAD's length is no body to refuse
     app = _app(moto_server.url("bounded") + "?max_result_size=4KiB")
     exc2 = _raises_within(1.0, lambda: app.backend.wait_for("k"))
-    assert isinstance(exc2, ResultTooLarge)  # permanent: not polled until a timeout
+    assert isinstance(exc2, BodyTooLarge)  # permanent: not polled until a timeout
 
 
 def test_error_bodies_are_cut_at_a_small_cap() -> None:
-    from s3result.transport import ERROR_BODY_LIMIT, _read_body
+    from s3result.s3.transport import ERROR_BODY_LIMIT, _read_body
 
     chunks = [b"<Error><Code>SlowDown</Code>" + b"x" * 60_000, b"y" * 10_000_000]
     body = _read_body(iter(chunks), 503, None, 1 << 30)
@@ -328,7 +328,7 @@ def test_error_bodies_are_cut_at_a_small_cap() -> None:
 
 
 def test_a_64_mib_result_is_held_about_once_on_the_way_in_and_out(moto_server: MotoServer) -> None:
-    client = S3Client(config.build(url=moto_server.url("big"), environ={}))
+    client = S3Client(config.build(url=moto_server.url("big"), environ={}).s3)
     size = 64 * 1024 * 1024
     body = b"\x07" * size
     client.put("big/64mib", body)
@@ -356,7 +356,9 @@ def test_a_64_mib_result_is_held_about_once_on_the_way_in_and_out(moto_server: M
 def test_start_check_is_one_read_and_the_probe_and_lets_a_transient_failure_pass(
     moto_server: MotoServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """One GET, then the conditional-write probe (taken here so that forked children inherit it)."""
+    """The verdict's GET, then the conditional-write probe (taken here so that forked children inherit
+    it) and the verdict's PUT; once the verdict is known, one GET. tests/integration/test_stored_verdict.py
+    has a later process's check, on a verdict already stored."""
     from types import SimpleNamespace
 
     from s3result import backend as backend_module
@@ -366,10 +368,10 @@ def test_start_check_is_one_read_and_the_probe_and_lets_a_transient_failure_pass
     try:
         healthy = _counted_app(moto_server, proxy)
         backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
-        assert proxy.snapshot() == {"GET": 1 + 2, "PUT": 4, "DELETE": 1}
+        assert proxy.snapshot() == {"GET": 1 + 2, "PUT": 4 + 1, "DELETE": 1}
         backend_module._store_checked.clear()
         backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
-        assert proxy.snapshot() == {"GET": 2 + 2, "PUT": 4, "DELETE": 1}  # the verdict is kept
+        assert proxy.snapshot() == {"GET": 2 + 2, "PUT": 4 + 1, "DELETE": 1}  # the verdict is kept
     finally:
         proxy.close()
         backend_module._store_checked.clear()

@@ -14,36 +14,28 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import sigv4
 from ._forksafe import renew_locks_after_fork
-from .answers import credentials_hint, map_error
+from .answers import map_error
+from .config import S3Config
 from .connect import make_transport
 from .credentials import CredentialSource, chain_for
-from .errors import (
-    NOT_S3,
-    InvalidKey,
-    NotFound,
-    RequestTimeout,
-    ResultTooLarge,
-    S3Error,
-    TransportError,
-)
+from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError, is_missing_key
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
+from .limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
+from .request import PutMode, Request
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
-from .subresources import SubresourceRequests
 from .transport import RawResponse, Transport
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .config import Settings
-
-__all__ = ["GetResult", "HeadResult", "S3Client"]
+__all__ = ["GetResult", "HeadResult", "PutMode", "Request", "S3Client"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +57,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @dataclass(frozen=True, slots=True)
 class GetResult:
-    """A whole object and its ETag."""
+    """A whole object and its ETag (and the store's ``Server`` header, which names its software)."""
 
     body: bytes
     etag: str
+    server: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +74,31 @@ class HeadResult:
 
 
 @dataclass(slots=True)
+class _Progress:
+    """One request's way through the pipeline: attempts made, corrections spent, quota held."""
+
+    max_attempts: int
+    pacer: Pacer
+    attempt: int = 0
+    cost: int | None = None
+    fixed_region: bool = False
+    fixed_clock: bool = False
+    fixed_token: bool = False
+    corrupted: bool = False
+    #: Set once the store has throttled this request: its turns and its budget (``limiter``).
+    throttled: ThrottledRequest | None = None
+    #: When the current attempt's turn was (for the limiter's measure of the store's answer).
+    sent: float = 0.0
+
+
+class _Again:
+    """``_classify``'s answer when a correction was made: sign and send again at once."""
+
+
+_AGAIN = _Again()
+
+
+@dataclass(slots=True)
 class _Slot:
     """The per-process resources: the pool and the executor for concurrent reads."""
 
@@ -90,12 +108,12 @@ class _Slot:
     executor: ThreadPoolExecutor | None = None
 
 
-class S3Client(SubresourceRequests):
+class S3Client:
     """A small S3 client for one bucket: exactly HEAD, GET, PUT and DELETE of keys."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: S3Config,
         *,
         credentials: CredentialSource | None = None,
         transport_factory: Callable[[str], Transport] | None = None,
@@ -103,12 +121,14 @@ class S3Client(SubresourceRequests):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
-        self._credentials = credentials or chain_for(settings)
+        self.config = config
+        self._credentials = credentials or chain_for(config)
         self._transport_factory = transport_factory or self._default_transport
-        self._retry = retry or RetryConfig(max_attempts=settings.max_attempts)
+        self._retry = retry or RetryConfig(max_attempts=config.max_attempts)
         self._backoff = Backoff(self._retry, sleep=sleep)
         self._quota = RetryQuota(self._retry)
+        #: This store's pacers, shared by every client of the process (back-pressure: limiter.py).
+        self.limits = limiter_for(f"{config.base_url} {config.bucket}")
         self._clock = clock
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
@@ -119,13 +139,13 @@ class S3Client(SubresourceRequests):
         self.retries = 0
         #: S3 Express One Zone: this bucket's session credentials (express.py); None elsewhere.
         self.session: CredentialSource | None = None
-        if settings.express:
+        if config.express:
             self.session = self._session_source()
-        self._set_region(settings.region)
+        self._set_region(config.region)
         self._warn_plain_http()
 
     def __repr__(self) -> str:
-        return f"S3Client(endpoint={self._base!r}, bucket={self.settings.bucket!r}, region={self.region!r})"
+        return f"S3Client(endpoint={self._base!r}, bucket={self.config.bucket!r}, region={self.region!r})"
 
     # -- addressing -------------------------------------------------------------------------
 
@@ -137,14 +157,14 @@ class S3Client(SubresourceRequests):
         """
         from dataclasses import replace
 
-        settings = replace(self.settings, region=region) if region != self.settings.region else self.settings
-        base = settings.base_url
+        config = replace(self.config, region=region) if region != self.config.region else self.config
+        base = config.base_url
         parts = urlsplit(base)
         stale: Transport | None = None
         with self._lock:
             self.region = region
             self._host = parts.netloc
-            self._path_prefix = f"/{sigv4.canonical_uri(settings.bucket)}/" if settings.path_style else "/"
+            self._path_prefix = f"/{sigv4.canonical_uri(config.bucket)}/" if config.path_style else "/"
             self._bucket_path = self._path_prefix.rstrip("/") or "/"
             slot = self._slot
             if slot is not None and slot.pid == os.getpid() and slot.base != base:
@@ -159,22 +179,22 @@ class S3Client(SubresourceRequests):
         """The directory bucket's session cache; CreateSession goes over this process's pool."""
         from .express import SessionProvider, session_hint, session_source
 
-        mode = self.settings.session_mode
+        mode = self.config.session_mode
         headers = [("x-amz-create-session-mode", mode)] if mode else []
 
         def send() -> bytes:
             try:
                 return self.bucket_request("GET", "session", headers=headers, session=False).body
             except S3Error as exc:
-                settings = self.settings
-                hint = session_hint(settings.bucket, self.region, settings.endpoint_url, settings.is_aws, exc.code)
+                c = self.config
+                hint = session_hint(c.bucket, self.region, c.endpoint_url, c.is_aws, exc.code)
                 raise (exc if hint is None else exc.replace(hint=hint)) from None
 
         provider = SessionProvider(
             send,
-            bucket=self.settings.bucket,
-            attempts=self._retry.max_attempts,
-            backoff=lambda attempt: self._backoff.sleep(self._backoff.delay(attempt)),
+            bucket=self.config.bucket,
+            retry=self._retry,
+            backoff=self._backoff,
             clock=lambda: self._clock() + self.clock_offset,
         )
         return session_source(provider, clock=lambda: self._clock() + self.clock_offset)
@@ -193,7 +213,7 @@ class S3Client(SubresourceRequests):
     # -- per-process resources --------------------------------------------------------------
 
     def _default_transport(self, base_url: str) -> Transport:
-        return make_transport(self.settings, base_url)
+        return make_transport(self.config, base_url)
 
     def _get_slot(self) -> _Slot:
         pid = os.getpid()
@@ -235,22 +255,21 @@ class S3Client(SubresourceRequests):
         ``deadline`` (``time.monotonic()``) bounds every wait of the request and its retries;
         ``attempts`` overrides ``max_attempts`` (a polling loop makes one per poll).
         """
-        resp = self._send("GET", key, deadline=deadline, attempts=attempts)
-        return GetResult(resp.body, resp.headers.get("etag", ""))
+        resp = self.send(Request("GET", key, deadline=deadline, attempts=attempts))
+        assert resp is not None  # only a missing_ok request answers None
+        return GetResult(resp.body, resp.headers.get("etag", ""), resp.headers.get("server", ""))
 
     def get_or_none(self, key: str, *, deadline: float | None = None, attempts: int | None = None) -> GetResult | None:
-        """GET, with a missing key as None: one request, no HEAD first.
+        """GET, with a missing key as None: one request, no HEAD first, no error built.
 
         Only a missing *key* is None: a missing bucket (404 ``NoSuchBucket``) is raised, and so
         is a 404 that is not S3's (``NotS3``: a web page from whatever answers on the endpoint),
         or a wrong bucket name or endpoint would read as "pending" forever.
         """
-        try:
-            return self.get(key, deadline=deadline, attempts=attempts)
-        except NotFound as exc:
-            if exc.code in ("NoSuchBucket", NOT_S3):
-                raise
-            return None
+        resp = self.send(Request("GET", key, missing_ok=True, deadline=deadline, attempts=attempts))
+        return (
+            None if resp is None else GetResult(resp.body, resp.headers.get("etag", ""), resp.headers.get("server", ""))
+        )
 
     def get_many(
         self, keys: Sequence[str], *, deadline: float | None = None, attempts: int | None = None
@@ -291,13 +310,14 @@ class S3Client(SubresourceRequests):
                     # Imported here: only group reads need it, and cold start should not pay.
                     from concurrent.futures import ThreadPoolExecutor
 
-                    workers = min(self.settings.max_connections, 16)
+                    workers = min(self.config.max_connections, 16)
                     slot.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3result")
         return list(slot.executor.map(one, keys))
 
     def head(self, key: str, *, deadline: float | None = None) -> HeadResult:
         """HEAD an object; errors are classified by status alone (a HEAD has no body)."""
-        resp = self._send("HEAD", key, deadline=deadline)
+        resp = self.send(Request("HEAD", key, deadline=deadline))
+        assert resp is not None  # only a missing_ok request answers None
         return HeadResult(resp.headers.get("etag", ""), int(resp.headers.get("content-length", "0")), resp.headers)
 
     def put(
@@ -305,49 +325,44 @@ class S3Client(SubresourceRequests):
         key: str,
         body: bytes,
         *,
-        if_none_match: bool = False,
-        if_match: str | None = None,
+        mode: PutMode = PutMode.OVERWRITE,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         deadline: float | None = None,
     ) -> str:
         """PUT a whole object and return its ETag.
 
-        ``if_none_match`` creates only when absent (``AlreadyExists`` otherwise);
-        ``if_match`` replaces only the version with that ETag (``PreconditionFailed``);
+        ``mode``: ``PutMode.CREATE`` creates only when absent (``AlreadyExists`` otherwise);
+        ``PutMode.update(etag)`` replaces only that version (``PreconditionFailed``);
         ``deadline`` (``time.monotonic()``) bounds the request and its retries.
         """
-        if len(body) > self.settings.max_result_size:
-            raise ResultTooLarge(
-                f"result for {key!r} is {len(body)} bytes, over max_result_size={self.settings.max_result_size}; "
-                "return a reference to the data instead, or raise max_result_size"
-            )
         headers: list[tuple[str, str]] = []
         if content_type:
             headers.append(("content-type", content_type))
-        if if_none_match:
-            headers.append(("if-none-match", "*"))
-        if if_match is not None:
-            headers.append(("if-match", if_match))
-        s = self.settings
-        if s.sse:
-            headers.append(("x-amz-server-side-encryption", s.sse))
-            if s.sse_kms_key_id:
-                headers.append(("x-amz-server-side-encryption-aws-kms-key-id", s.sse_kms_key_id))
-        if s.storage_class:
-            headers.append(("x-amz-storage-class", s.storage_class))
+        condition = mode.header
+        if condition is not None:
+            headers.append(condition)
+        c = self.config
+        if c.sse:
+            headers.append(("x-amz-server-side-encryption", c.sse))
+            if c.sse_kms_key_id:
+                headers.append(("x-amz-server-side-encryption-aws-kms-key-id", c.sse_kms_key_id))
+        if c.storage_class:
+            headers.append(("x-amz-storage-class", c.storage_class))
         for name, value in (metadata or {}).items():
             headers.append((f"x-amz-meta-{name.lower()}", value))
         headers.append((CHECKSUM_HEADER, checksum(body)))  # checked by every GET (integrity.py)
-        resp = self._send(
+        request = Request(
             "PUT",
             key,
+            headers=tuple(headers),
             body=body,
-            headers=headers,
-            creating=if_none_match,
-            retry_conflict=if_none_match or if_match is not None,
+            creating=mode is PutMode.CREATE,
+            retry_on_conflict=condition is not None,
             deadline=deadline,
         )
+        resp = self.send(request)
+        assert resp is not None  # only a missing_ok request answers None
         return resp.headers.get("etag", "")
 
     def delete(self, key: str, *, deadline: float | None = None) -> None:
@@ -356,11 +371,57 @@ class S3Client(SubresourceRequests):
         A missing bucket and a 404 page that is not S3's (``NotS3``) are raised: "already gone"
         would hide a wrong bucket or endpoint behind a ``forget()`` that seems to work.
         """
-        try:
-            self._send("DELETE", key, deadline=deadline)
-        except NotFound as exc:
-            if exc.code in ("NoSuchBucket", NOT_S3):
-                raise
+        self.send(Request("DELETE", key, missing_ok=True, deadline=deadline))
+
+    def send_raw(
+        self,
+        method: str,
+        key: str,
+        *,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        body_sha256: str | None = None,
+    ) -> RawResponse:
+        """One signed attempt, answered as it came: no retry, no recovery, no error mapping.
+
+        For probes and the conformance suite, which look at a store's exact behaviour.
+        ``body_sha256`` overrides the signed payload hash (to test that stores check it).
+        """
+        request = Request(method, key, headers=tuple(headers), body=body, body_sha256=body_sha256, attempts=1, raw=True)
+        resp = self.send(request)
+        assert resp is not None  # a raw request answers whatever came
+        return resp
+
+    def bucket_request(
+        self,
+        method: str,
+        subresource: str,
+        *,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        session: bool = True,
+    ) -> RawResponse:
+        """One request on a bucket subresource (``?lifecycle``), for the ``s3result`` command.
+
+        Workers never call it: at runtime the client sends only HEAD, GET, PUT and DELETE of
+        result keys (and a directory bucket's CreateSession). A status of 300 or more raises the
+        mapped ``S3Error`` (key ``?lifecycle``). No retry: the command reports, the user re-runs.
+        """
+        if not re.fullmatch(r"[a-z-]+", subresource):
+            raise ValueError(f"not a bucket subresource: {subresource!r}")
+        if self.session is not None and session:
+            raise ConfigError(
+                "bucket",
+                f"{self.config.bucket!r} is a directory bucket: its ?{subresource} is served by the regional "
+                f"endpoint s3express-control.{self.region}.amazonaws.com, which s3result does not use; "
+                f"use aws s3api (e.g. put-bucket-lifecycle-configuration --bucket {self.config.bucket})",
+            )
+        request = Request(
+            method, subresource=subresource, headers=tuple(headers), body=body, attempts=1, session=session
+        )
+        resp = self.send(request)
+        assert resp is not None  # only a missing_ok request answers None
+        return resp
 
     def _signed_headers(
         self,
@@ -410,7 +471,7 @@ class S3Client(SubresourceRequests):
             wire.append((b"Content-Length", str(len(body)).encode()))
         return wire
 
-    # -- the request loop -------------------------------------------------------------------
+    # -- the pipeline: sign -> transport -> classify -> retry or recover -> integrity ------
 
     def _target(self, key: str) -> str:
         if not key:
@@ -428,123 +489,169 @@ class S3Client(SubresourceRequests):
             )
         return self._path_prefix + sigv4.canonical_uri(key)
 
-    def _send(
-        self,
-        method: str,
-        key: str,
-        *,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        creating: bool = False,
-        retry_conflict: bool = False,
-        deadline: float | None = None,
-        attempts: int | None = None,
-    ) -> RawResponse:
-        path = self._target(key)
-        target = path.encode("ascii")
-        extra = list(headers)
-        body_sha = sigv4.payload_hash(body)
-        method_b = method.encode()
-        attempt = 0
-        fixed_region = fixed_clock = fixed_token = corrupted = False
-        cost: int | None = None
-        max_attempts = self._retry.max_attempts if attempts is None else attempts
-        while True:
-            attempt += 1
-            wire = self._signed_headers(method, path, extra, body, body_sha)
-            transport = self._get_slot().transport
-            try:
-                if deadline is None:
-                    resp = transport.request(method_b, target, wire, body)
-                else:
-                    # A deadline already passed still gets a short try: get(timeout=0) polls once.
-                    left = max(deadline - time.monotonic(), _MIN_ATTEMPT_S)
-                    resp = transport.request(method_b, target, wire, body, timeout=left)
-            except ResultTooLarge as exc:
-                raise ResultTooLarge(f"S3 {method} {key!r}: {exc}") from None
-            except TransportError as exc:
-                error: Exception = type(exc)(f"S3 {method} {key!r} to {self._base}: {exc}", method=method, key=key)
-                error.__cause__ = exc
-            else:
-                if resp.status < 300:
-                    if looks_like_html(resp):
-                        # S3 never answers a key operation with a web page; a proxy, a login
-                        # portal or a wrong port does. Reported, not stored as a result.
-                        raise self._error(method, key, resp, creating)
-                    corrupt = body_mismatch(key, resp, md5_etags=self.session is None) if method == "GET" else None
-                    if corrupt is None:
-                        self._quota.release(cost)
-                        return resp
-                    if corrupted:
-                        raise corrupt  # a wrong body twice: raised, never decoded, never tried a third time
-                    corrupted = True
-                    max_attempts = max(max_attempts, attempt + 1)  # one more read, even for a poll's single try
-                    error = corrupt
-                else:
-                    s3_error = self._error(method, key, resp, creating)
-                    if not fixed_region and self._learn_region(s3_error, resp):
-                        fixed_region = True
-                        continue
-                    if not fixed_clock and self._learn_clock(s3_error, resp):
-                        fixed_clock = True
-                        continue
-                    if not fixed_token and self._renew_token(s3_error, wire):
-                        fixed_token = True
-                        continue
-                    error = s3_error
-            if not is_retryable(error, retry_conflict=retry_conflict):
-                if isinstance(error, S3Error):
-                    # The store answered (a 404 "not yet", a 412 lost race): the retries that led
-                    # here are refunded as after a success, or pending reads through a flaky
-                    # network would drain the quota and then fail for want of it.
-                    self._quota.release(cost)
-                raise error
-            if attempt >= max_attempts:
-                raise error
-            pause = self._backoff.delay(attempt)
-            if deadline is not None and time.monotonic() + pause >= deadline:
-                raise error  # no time left for another attempt
-            cost = self._quota.acquire(error)
-            if cost is None:
-                logger.warning("s3result: retry quota exhausted, not retrying %s %r: %s", method, key, error)
-                raise error
-            self._backoff.sleep(pause)
-            self.retries += 1
-            logger.info(
-                "s3result: retrying %s %r (attempt %d of %d) in %.3fs after: %s",
-                method,
-                key,
-                attempt + 1,
-                self._retry.max_attempts,
-                pause,
-                error,
-            )
+    def send(self, request: Request) -> RawResponse | None:
+        """The one pipeline every request goes through; the answer, or None for a missing key.
 
-    def _error(self, method: str, key: str, resp: RawResponse, creating: bool) -> S3Error:
-        return map_error(
-            method,
-            key,
-            resp,
-            creating,
-            base=self._base,
-            bucket=self.settings.bucket,
-            source=self._credentials.source,
-            secret_origin=self.settings.secret_origin,
+        Each attempt waits for its turn while the store throttles (``limiter``), is signed again
+        (fresh date, refreshed credentials, learnt clock), sent, and its answer classified: a
+        success (its body checked), a missing key (``missing_ok``), throttling (back-pressure:
+        no attempt, no retry quota spent), a correction to make before trying again (region,
+        clock, session token: once each), or an error retried under the policy (``retry``) or raised.
+        """
+        if request.subresource:
+            path, query = self._bucket_path, [(request.subresource, "")]
+            target = f"{path}?{request.subresource}".encode("ascii")
+        else:
+            path, query = self._target(request.key), []
+            target = path.encode("ascii")
+        body_sha = request.body_sha256 or sigv4.payload_hash(request.body)
+        pacer = self.limits.pacer(request.method)
+        progress = _Progress(self._retry.max_attempts if request.attempts is None else request.attempts, pacer)
+        while True:
+            progress.attempt += 1
+            if pacer.active:  # the store has throttled: wait for a turn (limiter.py)
+                progress.throttled = progress.throttled or self._throttled(request, pacer)
+                progress.sent = progress.throttled.turn(request.deadline)
+            extra = list(request.headers)
+            wire = self._signed_headers(request.method, path, extra, request.body, body_sha, query, request.session)
+            outcome = self._transmit(request, target, wire)
+            if isinstance(outcome, RawResponse):
+                if request.raw:
+                    return outcome
+                verdict = self._classify(request, outcome, wire, progress)
+                if isinstance(verdict, _Again):
+                    continue
+                if not isinstance(verdict, Exception):
+                    return verdict
+                outcome = verdict
+            self._retry_or_raise(request, outcome, progress)
+
+    def _transmit(self, request: Request, target: bytes, wire: list[tuple[bytes, bytes]]) -> RawResponse | Exception:
+        """One attempt on this process's pool; a transport failure is returned, named, for the retry step."""
+        transport = self._get_slot().transport
+        method = request.method
+        try:
+            if request.deadline is None:
+                return transport.request(method.encode(), target, wire, request.body)
+            # A deadline already passed still gets a short try: get(timeout=0) polls once.
+            left = max(request.deadline - time.monotonic(), _MIN_ATTEMPT_S)
+            return transport.request(method.encode(), target, wire, request.body, timeout=left)
+        except BodyTooLarge as exc:
+            raise BodyTooLarge(f"S3 {method} {request.label}: {exc}") from None
+        except TransportError as exc:
+            error = type(exc)(f"S3 {method} {request.label} to {self._base}: {exc}", method=method, key=request.name)
+            error.__cause__ = exc
+            return error
+
+    def _classify(
+        self, request: Request, resp: RawResponse, wire: list[tuple[bytes, bytes]], progress: _Progress
+    ) -> RawResponse | None | Exception | _Again:
+        """What an answer means: the response, None (a missing key), ``_AGAIN`` (corrected) or an error."""
+        if resp.status < 300:
+            progress.pacer.succeeded()
+            if request.subresource:
+                return resp
+            if looks_like_html(resp):
+                # S3 never answers a key operation with a web page; a proxy, a login portal or
+                # a wrong port does. Reported, not stored as a result.
+                raise self._error(request, resp)
+            corrupt = (
+                body_mismatch(request.key, resp, md5_etags=self.session is None) if request.method == "GET" else None
+            )
+            if corrupt is None:
+                self._quota.release(progress.cost)
+                return resp
+            if progress.corrupted:
+                raise corrupt  # a wrong body twice: raised, never decoded, never tried a third time
+            progress.corrupted = True
+            progress.max_attempts = max(progress.max_attempts, progress.attempt + 1)  # even a poll's single try
+            return corrupt
+        if request.missing_ok and is_missing_key(resp.status, resp.body):
+            # "Not there yet" is an answer, not a failure: no error is built (a pending poll's cost).
+            progress.pacer.succeeded()
+            self._quota.release(progress.cost)
+            return None
+        error = self._error(request, resp)
+        if is_throttling(request.method, resp.status, error.code, resp.headers):
+            # Back-pressure, not a failure: no attempt, no retry quota spent.
+            progress.throttled = progress.throttled or self._throttled(request, progress.pacer)
+            progress.throttled.answered(error, progress.sent, retry_after(resp.headers))
+            progress.attempt -= 1
+            return _AGAIN
+        progress.pacer.succeeded()  # served: a 404 "not yet" or a 412 counts as much as a 200
+        if self._recover(request, error, resp, wire, progress):
+            return _AGAIN
+        return error
+
+    def _throttled(self, request: Request, pacer: Pacer) -> ThrottledRequest:
+        return ThrottledRequest(pacer, self.config.throttle_wait, request.method, request.name)
+
+    def _recover(
+        self, request: Request, error: S3Error, resp: RawResponse, wire: list[tuple[bytes, bytes]], progress: _Progress
+    ) -> bool:
+        """Correct what the answer names (region, clock, session token), each once per request."""
+        if not progress.fixed_region and self._learn_region(error, resp):
+            progress.fixed_region = True
+            return True
+        if not progress.fixed_clock and self._learn_clock(error, resp):
+            progress.fixed_clock = True
+            return True
+        if not progress.fixed_token and self._renew_token(error, wire, session=request.session):
+            progress.fixed_token = True
+            return True
+        return False
+
+    def _retry_or_raise(self, request: Request, error: Exception, progress: _Progress) -> None:
+        """Wait before the next attempt, or raise ``error`` when the policy says to stop."""
+        if not is_retryable(error, idempotent=request.idempotent, retry_conflict=request.retry_on_conflict):
+            if isinstance(error, S3Error):
+                # The store answered (a 412 lost race): the retries that led here are refunded as
+                # after a success, or reads through a flaky network would drain the quota.
+                self._quota.release(progress.cost)
+            raise error
+        if progress.attempt >= progress.max_attempts:
+            raise error
+        pause = self._backoff.delay(progress.attempt)
+        if request.deadline is not None and time.monotonic() + pause >= request.deadline:
+            raise error  # no time left for another attempt
+        progress.cost = self._quota.acquire(error)
+        if progress.cost is None:
+            logger.warning(
+                "s3result: retry quota exhausted, not retrying %s %s: %s", request.method, request.label, error
+            )
+            raise error
+        self._backoff.sleep(pause)
+        self.retries += 1
+        logger.info(
+            "s3result: retrying %s %s (attempt %d of %d) in %.3fs after: %s",
+            request.method,
+            request.label,
+            progress.attempt + 1,
+            self._retry.max_attempts,
+            pause,
+            error,
         )
 
-    def _credentials_hint(self, code: str) -> str:
-        return credentials_hint(code, self._credentials.source, self.settings.secret_origin)
+    def _error(self, request: Request, resp: RawResponse) -> S3Error:
+        return map_error(
+            request.method,
+            request.name,
+            resp,
+            request.creating,
+            base=self._base,
+            bucket=self.config.bucket,
+            source=self._credentials.source,
+            secret_origin=self.config.secret_origin,
+        )
 
     def _learn_region(self, error: S3Error, resp: RawResponse) -> bool:
         """Switch region once when the store names the right one (see ``recovery``)."""
-        region = region_to_learn(
-            error, resp, current=self.region, endpoint_given=self.settings.endpoint_url is not None
-        )
+        region = region_to_learn(error, resp, current=self.region, endpoint_given=self.config.endpoint_url is not None)
         if region is None:
             return False
         logger.warning(
             "s3result: bucket %r is in region %s, not %s; using %s (set region=%s to skip this)",
-            self.settings.bucket,
+            self.config.bucket,
             region,
             self.region,
             region,
@@ -553,7 +660,7 @@ class S3Client(SubresourceRequests):
         self._set_region(region)
         return True
 
-    def _renew_token(self, error: S3Error, wire: list[tuple[bytes, bytes]]) -> bool:
+    def _renew_token(self, error: S3Error, wire: list[tuple[bytes, bytes]], *, session: bool = True) -> bool:
         """Fetch credentials again once when the store says the session token expired.
 
         The provider's stated expiry is what the chain refreshes by; a rotated or revoked
@@ -564,7 +671,7 @@ class S3Client(SubresourceRequests):
             return False
         source, header = (
             (self._credentials, b"x-amz-security-token")
-            if self.session is None
+            if self.session is None or not session
             else (self.session, b"x-amz-s3session-token")
         )
         if not source.refresh_rejected(rejected_token(wire, header)):

@@ -20,7 +20,7 @@ from ..errors import CredentialsError
 from .base import Credentials, EnvProvider, Provider, StaticProvider
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..config import S3Config
 
 __all__ = [
     "ADVISORY_REFRESH",
@@ -164,13 +164,13 @@ class CredentialSource:
         return f"CredentialSource(providers={len(self._providers)}, source={self.source!r})"
 
 
-def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> CredentialSource:
-    """The AWS SDK provider chain for these settings.
+def chain_for(config: S3Config, environ: Mapping[str, str] | None = None) -> CredentialSource:
+    """The AWS SDK provider chain for this configuration.
 
     Settings, environment, web identity, shared files, credential_process, container, IMDS;
     as in botocore, an explicitly configured profile skips the environment variables.
     """
-    static = StaticProvider(settings.access_key, settings.secret_key, settings.session_token)
+    static = StaticProvider(config.access_key, config.secret_key, config.session_token)
     if static():
         # Static keys always answer first, so the rest of the chain would never be asked;
         # not building it keeps http.client and friends out of a cold start.
@@ -185,23 +185,23 @@ def chain_for(settings: Settings, environ: Mapping[str, str] | None = None) -> C
 
     env = os.environ if environ is None else environ
     providers: list[Provider] = [static]
-    if not settings.profile:
+    if not config.profile:
         providers.append(EnvProvider(env))
     providers += [
         WebIdentityProvider(env),
-        SharedFilesProvider(settings.profile, env),
-        ProcessProvider(settings.profile, env),
+        SharedFilesProvider(config.profile, env),
+        ProcessProvider(config.profile, env),
         ContainerProvider(env),
         IMDSProvider(env),
     ]
-    if not settings.profile:
+    if not config.profile:
         return CredentialSource(providers)
     from . import awsfiles
 
     # An explicit profile skips AWS_ACCESS_KEY_ID: never advise what this chain ignores.
     none_found = (
         (
-            f"no S3 credentials found for profile {settings.profile!r} (tried: {{tried}}): give [{settings.profile}] "
+            f"no S3 credentials found for profile {config.profile!r} (tried: {{tried}}): give [{config.profile}] "
             f"aws_access_key_id and aws_secret_access_key in {awsfiles.credentials_path(env)}, or credential_process "
             f"in {awsfiles.config_path(env)}; or drop profile= and put the keys in result_backend or "
             "s3_access_key_id / s3_secret_access_key"

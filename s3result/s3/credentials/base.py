@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
+
 __all__ = ["Credentials", "EnvProvider", "Provider", "StaticProvider"]
 
 
@@ -63,8 +65,17 @@ class EnvProvider:
     def __call__(self) -> Credentials | None:
         env = self._environ
         access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        if not access or not secret:
+        if not access:  # a secret alone is passed over, as botocore's EnvProvider does
             return None
+        if not secret:  # botocore raises PartialCredentialsError here: never fall through to IMDS
+            raise ConfigError(
+                "AWS_SECRET_ACCESS_KEY",
+                "not set, while AWS_ACCESS_KEY_ID is; export AWS_SECRET_ACCESS_KEY too, "
+                "or unset AWS_ACCESS_KEY_ID to use another source",
+            )
+        for name, value in (("AWS_ACCESS_KEY_ID", access), ("AWS_SECRET_ACCESS_KEY", secret)):
+            if value != value.strip():  # pasted with a space or a newline: the store would say "wrong secret"
+                raise ConfigError(name, f"has leading or trailing whitespace; remove it from {name}")
         token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
         return Credentials(access, secret, token, source=self.name)
 

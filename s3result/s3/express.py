@@ -33,36 +33,22 @@ from datetime import datetime, timezone
 
 from .credentials import Credentials, CredentialSource
 from .errors import CredentialsError, S3Error, TransportError
+from .retry import Backoff, RetryConfig, is_retryable, retry_call
 
 __all__ = [
-    "SERVICE",
     "SESSION_TOKEN_HEADER",
-    "SUFFIX",
     "SessionProvider",
     "UnreadableSession",
-    "is_directory_bucket",
     "parse_session",
     "refresh_windows",
     "session_hint",
     "session_source",
-    "zonal_endpoint",
-    "zone_id",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The suffix that makes a bucket name a directory bucket's.
-SUFFIX = "--x-s3"
-#: The signing name of CreateSession and of every object request on a directory bucket.
-SERVICE = "s3express"
 #: Where object requests carry the session token.
 SESSION_TOKEN_HEADER = "x-amz-s3session-token"
-# The zone id lengths the S3 endpoint ruleset recognises ("usw2-az1", "use1-az12",
-# "usw2-lax1-az1", "usw2-lax1-az12", Dedicated Local Zones' 20): it reads the id from the end
-# of the name by these lengths, so a base name may itself hold "--".
-_ZONE_ID_LENGTHS = (8, 9, 13, 14, 20)
-_HOST_LABEL = re.compile(r"(?!-)[a-z\d-]{3,63}(?<!-)")
-_IPV4_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _FIELD = re.compile(rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration)>([^<]*)</\1>")
 # botocore's windows for a 5-minute session (45 s, 10 s), as fractions of the session's life.
 _ADVISORY_SHARE = 45 / 300
@@ -71,35 +57,6 @@ _MANDATORY_SHARE = 10 / 300
 
 class UnreadableSession(CredentialsError):
     """A CreateSession answer without the credentials in it: damaged on its way, or not S3's."""
-
-
-def is_directory_bucket(bucket: str) -> bool:
-    """Whether S3 treats this bucket name as a directory bucket's (``...--x-s3``)."""
-    return bucket.endswith(SUFFIX)
-
-
-def zone_id(bucket: str) -> str | None:
-    """The Availability Zone ID in a directory bucket's name, as the S3 endpoint rules read it.
-
-    None when the name is not one S3 can address: not a single DNS label of 3-63 lower-case
-    letters, digits and hyphens, or no zone id of a known length after a ``--``.
-    """
-    if not is_directory_bucket(bucket) or not _HOST_LABEL.fullmatch(bucket) or _IPV4_LIKE.fullmatch(bucket):
-        return None
-    stem = bucket[: -len(SUFFIX)]
-    for length in _ZONE_ID_LENGTHS:
-        if len(stem) >= length + 2 and stem[-length - 2 : -length] == "--":
-            return stem[-length:]
-    return None
-
-
-def zonal_endpoint(bucket: str, region: str) -> str:
-    """``https://<bucket>.s3express-<zone id>.<region>.amazonaws.com`` (``.com.cn`` in China)."""
-    zone = zone_id(bucket)
-    if zone is None:
-        raise ValueError(f"{bucket!r} is not a directory bucket name")
-    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
-    return f"https://{bucket}.s3express-{zone}.{region}{suffix}"
 
 
 _CREDENTIAL_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken"})
@@ -158,8 +115,8 @@ class SessionProvider:
     """A credentials provider that runs CreateSession; ``send`` does the request and returns its XML.
 
     Transient failures (a lost connection, a 503, an answer that does not parse) are tried again
-    up to ``attempts`` times with ``backoff``; a refusal (403: no ``s3express:CreateSession``
-    permission) is raised at once.
+    under the client's retry policy (``retry.retry_call``); a refusal (403: no
+    ``s3express:CreateSession`` permission) is raised at once.
     """
 
     name = "CreateSession"
@@ -169,13 +126,13 @@ class SessionProvider:
         send: Callable[[], bytes],
         *,
         bucket: str,
-        attempts: int,
-        backoff: Callable[[int], None],
+        retry: RetryConfig,
+        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._send = send
         self._bucket = bucket
-        self._attempts = attempts
+        self._retry = retry
         self._backoff = backoff
         self._clock = clock
         #: The granted life of the current session, in seconds (for the refresh windows).
@@ -184,26 +141,14 @@ class SessionProvider:
         self.sessions = 0
 
     def __call__(self) -> Credentials:
-        from .retry import is_retryable
-
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                body = self._send()
-                # An answer that does not parse was damaged on its way: asked again, as a lost reply.
-                access, secret, token, expiry = parse_session(body)
-                break
-            except (S3Error, TransportError) as exc:
-                if attempt >= self._attempts or not is_retryable(exc):
-                    raise
-                failure: Exception = exc
-            except UnreadableSession as exc:
-                if attempt >= self._attempts:
-                    raise
-                failure = exc
-            logger.info("s3result: CreateSession on %s failed (%s); trying again", self._bucket, failure)
-            self._backoff(attempt)
+        access, secret, token, expiry = retry_call(
+            # An answer that does not parse was damaged on its way: asked again, as a lost reply.
+            lambda: parse_session(self._send()),
+            config=self._retry,
+            retryable=_may_heal,
+            backoff=self._backoff,
+            what=f"CreateSession on {self._bucket}",
+        )
         self.lifetime = max(expiry - self._clock(), 1.0)
         self.sessions += 1
         logger.debug("s3result: new S3 Express session for %s, %.0fs long", self._bucket, self.lifetime)
@@ -211,6 +156,11 @@ class SessionProvider:
 
     def __repr__(self) -> str:
         return f"SessionProvider(bucket={self._bucket!r}, sessions={self.sessions})"
+
+
+def _may_heal(exc: Exception) -> bool:
+    """A CreateSession failure worth another try: transient, or an answer damaged on its way."""
+    return isinstance(exc, UnreadableSession) or (isinstance(exc, (S3Error, TransportError)) and is_retryable(exc))
 
 
 def session_source(provider: SessionProvider, *, clock: Callable[[], float] = time.time) -> CredentialSource:

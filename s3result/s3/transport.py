@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from .errors import ConnectError, CorruptResponse, EndpointError, RequestTimeout, ResultTooLarge, TransportError
+from .errors import BodyTooLarge, ConnectError, CorruptResponse, EndpointError, RequestTimeout, TransportError
 
 if TYPE_CHECKING:
     import httpx
@@ -178,9 +178,9 @@ def _read_body(chunks: Iterable[bytes], status: int, length: str | None, limit: 
     """
     cap = limit if status < 300 else ERROR_BODY_LIMIT
     if status < 300 and length is not None and length.isdigit() and int(length) > cap:
-        raise ResultTooLarge(
-            f"the store announced a {int(length)}-byte body, over max_result_size={limit}; "
-            "raise max_result_size, or check endpoint_url and the key"
+        raise BodyTooLarge(
+            f"the store announced a {int(length)}-byte body, over max_body_size={limit} (max_result_size in s3result's settings); "
+            "raise it, or check endpoint_url and the key"
         )
     buf = io.BytesIO()
     size = 0
@@ -190,8 +190,9 @@ def _read_body(chunks: Iterable[bytes], status: int, length: str | None, limit: 
             if status >= 300:
                 buf.write(chunk[: len(chunk) - (size - cap)])
                 break
-            raise ResultTooLarge(
-                f"the body is over max_result_size={limit} bytes; raise max_result_size, or check endpoint_url and the key"
+            raise BodyTooLarge(
+                f"the body is over max_body_size={limit} bytes (max_result_size in s3result's settings); "
+                "raise it, or check endpoint_url and the key"
             )
         buf.write(chunk)
     return buf.getvalue()
@@ -206,7 +207,7 @@ def _decode_body(data: bytes, encoding: str, status: int, limit: int) -> bytes:
     """The body with its Content-Encoding undone: s3result asks for identity, but a proxy (or an
     object stored with Content-Encoding) may send gzip anyway, and httpcore does not decompress.
 
-    Bounded like ``_read_body``: a decoded result past ``limit`` is ``ResultTooLarge``, and an
+    Bounded like ``_read_body``: a decoded result past ``limit`` is ``BodyTooLarge``, and an
     error document is cut at ``ERROR_BODY_LIMIT``. A result that does not decompress, or whose
     stream ends early, is ``CorruptResponse`` (retried as a lost reply); an error body that does
     not is kept as it came (its status still classifies it).
@@ -238,8 +239,8 @@ def _decode_body(data: bytes, encoding: str, status: int, limit: int) -> bytes:
         if len(out) > cap:
             if status >= 300:
                 return out[:cap]
-            raise ResultTooLarge(
-                f"the {coding}-encoded body decodes to over max_result_size={limit} bytes; raise max_result_size, "
+            raise BodyTooLarge(
+                f"the {coding}-encoded body decodes to over max_body_size={limit} bytes (max_result_size in s3result's settings); raise it, "
                 "or check endpoint_url and the key"
             )
         if not inflater.eof and status < 300:
@@ -365,7 +366,7 @@ class HttpcoreTransport:
                     data = _read_body(response.stream, response.status, length, self._max_body)
                 finally:
                     response.close()
-            except ResultTooLarge:
+            except BodyTooLarge:
                 raise
             except Exception as exc:
                 self._raise_mapped(exc, timeout)

@@ -59,6 +59,10 @@ def map_error(
     if isinstance(error, NotFound) and error.code == "NoSuchBucket":
         # Name the bucket: the key alone does not say which name is wrong.
         error = error.replace(message=f"bucket {bucket!r} does not exist at {base}")
+        if bucket != bucket.lower():  # legal on a few stores only; MinIO, R2 and AWS never hold one
+            error = error.replace(
+                message=f"{error.message} (bucket names are lower case on most stores: check the bucket setting)"
+            )
     if error.code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
         error = error.replace(hint=credentials_hint(error.code, source, secret_origin))
     if (
@@ -71,9 +75,8 @@ def map_error(
         # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (Permissions)
         error = error.replace(
             message=(
-                f"denied reading {key!r}: if the key does not exist yet, S3 answers 403 instead of 404 "
-                f"unless the credentials have s3:ListBucket on bucket {bucket!r}; "
-                "grant s3:ListBucket and s3:GetObject"
+                f"denied: if the key does not exist yet, S3 answers 403, not 404, to credentials without "
+                f"s3:ListBucket on bucket {bucket!r}; grant s3:ListBucket and s3:GetObject"
             ),
         )
     return error

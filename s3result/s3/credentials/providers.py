@@ -10,7 +10,6 @@ provider again is how its credentials are refreshed. Stdlib HTTP only: these cal
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import ipaddress
 import json
 import logging
@@ -20,7 +19,8 @@ import subprocess
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
-from ..errors import CredentialsError
+from ..errors import CredentialsError, TransportError
+from ..retry import RetryConfig, retry_call
 from . import awsfiles
 from .base import Credentials
 
@@ -49,27 +49,46 @@ def parse_expiry(text: str) -> float:
     return parsed.timestamp()
 
 
+#: The largest credentials document read: they are a few KiB.
+_MAX_ANSWER = 1024 * 1024
+
+
 def _request(
     method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, timeout: float
 ) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        from ..network import ssl_context  # only for https endpoints (STS, a FULL_URI over TLS)
+    """One request over a one-connection transport of the client's kind; raises ``TransportError``."""
+    from ..transport import HttpcoreTransport, make_ssl_context
 
-        context = ssl_context(None)  # AWS_CA_BUNDLE, SSL_CERT_FILE, certifi: as botocore would
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-    target = parts.path or "/"
-    if parts.query:
-        target += f"?{parts.query}"
+    parts = urlsplit(url)
+    # AWS_CA_BUNDLE, SSL_CERT_FILE, certifi: as botocore would (STS, a FULL_URI over TLS).
+    context = make_ssl_context(None) if parts.scheme == "https" else None
+    transport = HttpcoreTransport(
+        base_url=f"{parts.scheme}://{parts.netloc}",
+        max_connections=1,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        ssl_context=context,
+        max_body=_MAX_ANSWER,
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    wire = [(b"Host", parts.netloc.encode()), (b"Accept-Encoding", b"identity")]
+    wire += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    payload = body or b""
+    if body is not None or method in ("PUT", "POST"):
+        wire.append((b"Content-Length", str(len(payload)).encode()))
     try:
-        conn.request(method, target, body=body, headers=dict(headers or {}))
-        resp = conn.getresponse()
-        return resp.status, resp.read()
+        resp = transport.request(method.encode(), target.encode("ascii"), wire, payload)
     finally:
-        conn.close()
+        transport.close()
+    return resp.status, resp.body
+
+
+class _Unanswered(Exception):
+    """A fetch that got no credentials; ``transient`` when another try may get them."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.transient = transient
 
 
 def _from_json(data: bytes, source: str, *, token_field: str = "Token") -> Credentials:
@@ -129,7 +148,7 @@ class WebIdentityProvider:
                 body=urlencode(params).encode(),
                 timeout=self._timeout,
             )
-        except OSError as exc:
+        except TransportError as exc:
             raise CredentialsError(f"web identity: cannot reach STS at {url} ({exc})") from None
         fields = dict(re.findall(rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration)>([^<]+)</", data))
         if status != 200 or len(fields) < 3:
@@ -254,7 +273,7 @@ class ContainerProvider:
     def __init__(self, environ: Mapping[str, str], *, timeout: float = 2.0, attempts: int = 3) -> None:
         self._env = environ
         self._timeout = timeout
-        self._attempts = attempts
+        self._retry = RetryConfig(max_attempts=attempts)
 
     def _authorization(self) -> str | None:
         token_file = self._env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
@@ -280,19 +299,25 @@ class ContainerProvider:
             return None
         token = self._authorization()
         headers = {"Accept": "application/json", **({"Authorization": token} if token else {})}
-        last = ""
-        for _ in range(self._attempts):
+
+        def fetch() -> Credentials:
             try:
                 status, data = _request("GET", url, headers=headers, timeout=self._timeout)
-            except OSError as exc:
-                last = f"unreachable ({exc})"
-                continue
-            if status == 200:
-                return _from_json(data, self.name)
-            last = f"HTTP {status}"
-            if status < 500:
-                break
-        raise CredentialsError(f"container credentials endpoint {urlsplit(url).netloc}: {last}")
+            except TransportError as exc:
+                raise _Unanswered(f"unreachable ({exc})", transient=True) from None
+            if status != 200:
+                raise _Unanswered(f"HTTP {status}", transient=status >= 500)
+            return _from_json(data, self.name)
+
+        try:
+            return retry_call(
+                fetch,
+                config=self._retry,
+                retryable=lambda exc: isinstance(exc, _Unanswered) and exc.transient,
+                what="the container credentials endpoint",
+            )
+        except _Unanswered as exc:
+            raise CredentialsError(f"container credentials endpoint {urlsplit(url).netloc}: {exc}") from None
 
 
 class IMDSProvider:
@@ -313,7 +338,7 @@ class IMDSProvider:
             return None
         try:
             return self._fetch()
-        except (OSError, http.client.HTTPException) as exc:
+        except TransportError as exc:
             logger.debug("s3result: instance metadata unavailable (%s)", exc)
             return None
 

@@ -22,7 +22,6 @@ from urllib.parse import quote
 __all__ = [
     "ALGORITHM",
     "EMPTY_SHA256",
-    "UNSIGNED_PAYLOAD",
     "amz_date",
     "authorization_value",
     "canonical_headers",
@@ -40,7 +39,6 @@ __all__ = [
 ]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # Only these headers are signed besides x-amz-*: signing a header a proxy may rewrite

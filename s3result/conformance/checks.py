@@ -3,7 +3,9 @@
 Each check takes a ``Ctx`` (a client on the target, a fresh key prefix, and helpers) and
 returns an *observation*: a small value describing what the store did. ``EXPECTED`` holds what
 Amazon S3 does; ``divergences.py`` holds what a given store is documented to do instead.
-Checks go through s3result's own client (``send_raw`` where the exact status matters).
+Checks go through s3result's own client (``send_raw`` where the exact status matters). They are
+part of the installed package so ``s3result conformance URL`` runs them against any store; the
+repository's ``conformance/`` pytest suite runs the same functions over its matrix of servers.
 """
 
 from __future__ import annotations
@@ -16,21 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from s3result import config
-from s3result.client import S3Client
-from s3result.errors import AlreadyExists, NotFound, PreconditionFailed, S3Error
-from s3result.integrity import CHECKSUM_HEADER, checksum
+from ..errors import AlreadyExists, NotFound, PreconditionFailed, S3Error, S3ResultError
+from ..s3.client import S3Client
+from ..s3.integrity import CHECKSUM_HEADER, checksum
+from ..s3.request import PutMode
 
-from .servers import Target
-
-__all__ = ["CHECKS", "EXPECTED", "Ctx"]
+__all__ = ["CHECKS", "Ctx", "EXPECTED", "check"]
 
 
 @dataclass
 class Ctx:
-    """What a check gets: the target, a client on it, and a prefix of its own."""
+    """What a check gets: a client on the store, and a key prefix of its own."""
 
-    target: Target
     client: S3Client
     prefix: str
 
@@ -38,15 +37,18 @@ class Ctx:
         return f"{self.prefix}/{name or uuid.uuid4().hex}"
 
     def client_with(self, **overrides: Any) -> S3Client:
-        """Another client on the same target: other credentials, a skewed clock, ..."""
-        clock = overrides.pop("clock", time.time)
-        url = self.target.url(self.prefix)
-        settings = config.build(url=url, environ={})
-        if overrides:
-            from dataclasses import replace
+        """Another client on the same store: other credentials, a skewed clock, another bucket.
 
-            settings = replace(settings, **overrides)
-        return S3Client(settings, clock=clock)
+        The credentials the main client signs with (from the URL or the environment) are made
+        explicit first, so overriding one of the pair keeps the other.
+        """
+        from dataclasses import replace
+
+        clock = overrides.pop("clock", time.time)
+        creds = self.client._credentials.get()
+        explicit = {"access_key": creds.access_key, "secret_key": creds.secret_key, "session_token": creds.token}
+        changed = replace(self.client.config, **{**explicit, **overrides})
+        return S3Client(changed, clock=clock)
 
 
 def _code(resp: Any) -> str:
@@ -318,7 +320,7 @@ def if_none_match_on_existing_key(ctx: Ctx) -> tuple[str, str]:
     key = ctx.key()
     ctx.client.put(key, b"original")
     try:
-        ctx.client.put(key, b"replaced", if_none_match=True)
+        ctx.client.put(key, b"replaced", mode=PutMode.CREATE)
         status = "200"
     except AlreadyExists as exc:
         status = str(exc.status)
@@ -364,7 +366,7 @@ def concurrent_creates_one_winner(ctx: Ctx) -> str:
     def writer(i: int) -> None:
         barrier.wait()
         try:
-            ctx.client.put(key, f"writer {i}".encode(), if_none_match=True)
+            ctx.client.put(key, f"writer {i}".encode(), mode=PutMode.CREATE)
             wins.append(i)
         except (AlreadyExists, PreconditionFailed):
             pass
@@ -386,20 +388,20 @@ def compare_and_swap_counter(ctx: Ctx) -> str:
     """5 writers x 10 increments by GET + PUT If-Match must count to exactly 50."""
     key = ctx.key()
     try:
-        ctx.client.put(key, b"0", if_none_match=True)
+        ctx.client.put(key, b"0", mode=PutMode.CREATE)
     except S3Error as exc:
         return f"refused: {exc.status} {exc.code}"
 
     def writer() -> None:
         for _ in range(10):
             for _attempt in range(100):  # a store that refuses every If-Match gives up here
-                cur = ctx.client.get(key)
                 try:
-                    ctx.client.put(key, str(int(cur.body) + 1).encode(), if_match=cur.etag)
+                    cur = ctx.client.get(key)
+                    ctx.client.put(key, str(int(cur.body) + 1).encode(), mode=PutMode.update(cur.etag))
                     break
                 except PreconditionFailed:
                     time.sleep(0.001)
-                except S3Error:
+                except S3ResultError:  # a refusal; or, where writes race (nanio), a torn read
                     return
 
     threads = [threading.Thread(target=writer) for _ in range(5)]

@@ -4,19 +4,26 @@ Modelled on the AWS SDKs' *standard* mode: a few attempts, full-jitter exponenti
 (``random(0, 1) * min(base * 2**n, cap)``) and a retry quota, a token bucket that empties
 while the store keeps failing so that a dead store is not hit with multiplied load.
 https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
+
+One policy for every loop that waits and tries again: the client's pipeline, CreateSession,
+credential fetches, the worker's start check. Each has its own ``RetryConfig`` (its limits);
+the code that waits is this module's (``Backoff``, ``retry_call``), never a loop's own sleep.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._forksafe import renew_locks_after_fork
 from .errors import (
     NOT_S3,
+    BodyTooLarge,
     ChecksumMismatch,
     Conflict,
     ConnectError,
@@ -25,7 +32,6 @@ from .errors import (
     InvalidKey,
     NotFound,
     RequestTimeout,
-    ResultTooLarge,
     S3Error,
     ServerError,
 )
@@ -37,7 +43,11 @@ __all__ = [
     "RetryQuota",
     "is_permanent",
     "is_retryable",
+    "retry_call",
 ]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Codes that S3 and compatible stores use for "slow down, try later", whatever the status.
 _THROTTLING = frozenset(
@@ -100,13 +110,19 @@ class Backoff:
         self._rng = rng
         self._sleep = sleep
 
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait before retry number ``attempt``: ``min(base * 2**(attempt-1), cap)``.
+
+        Without jitter: for a schedule that is not a sleep (the start check's next try).
+        """
+        return float(min(self._config.base_delay * (2 ** (min(attempt, 64) - 1)), self._config.max_delay))
+
     def delay(self, attempt: int) -> float:
         """The wait before retry number ``attempt`` (1 for the first retry)."""
-        cap = min(self._config.base_delay * (2 ** (attempt - 1)), self._config.max_delay)
-        return float(self._rng() * cap)
+        return float(self._rng() * self.ceiling(attempt))
 
     def wait(self, attempt: int) -> float:
-        """Sleep for ``delay(attempt)`` and return it."""
+        """Sleep for ``delay(attempt)`` and return it (a reconnect loop's pause, notify's listener)."""
         pause = self.delay(attempt)
         self.sleep(pause)
         return pause
@@ -125,11 +141,6 @@ class RetryQuota:
         self._tokens = config.quota_capacity
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
-
-    @property
-    def available(self) -> int:
-        """Tokens left."""
-        return self._tokens
 
     def acquire(self, exc: BaseException) -> int | None:
         """Spend the cost of retrying ``exc``; None when the bucket cannot pay for it."""
@@ -188,7 +199,7 @@ def is_permanent(exc: BaseException) -> bool:
     wrong bucket name or a missing bucket, and retrying until the caller's timeout would hide
     that behind a TimeoutError. Create the bucket before starting workers and producers.
     """
-    if isinstance(exc, (EndpointError, ResultTooLarge, InvalidKey, ChecksumMismatch)):
+    if isinstance(exc, (EndpointError, BodyTooLarge, InvalidKey, ChecksumMismatch)):
         # ChecksumMismatch: the client already read the key again and got a wrong body twice.
         return True
     if isinstance(exc, NotFound):
@@ -196,3 +207,30 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, S3Error):
         return not is_retryable(exc, retry_conflict=True)
     return False
+
+
+def retry_call(
+    call: Callable[[], T],
+    *,
+    config: RetryConfig,
+    retryable: Callable[[Exception], bool],
+    backoff: Backoff | None = None,
+    what: str = "request",
+) -> T:
+    """``call()`` until it returns, retrying what ``retryable`` says may heal, ``config.max_attempts`` in all.
+
+    For the loops beside the client's pipeline (CreateSession, credential fetches): the same
+    attempts and backoff, each with its own limits. The last failure is raised as it came.
+    """
+    waits = backoff or Backoff(config)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except Exception as exc:
+            if attempt >= config.max_attempts or not retryable(exc):
+                raise
+            pause = waits.delay(attempt)
+            logger.info("s3result: %s failed (%s); trying again in %.3fs", what, exc, pause)
+            waits.sleep(pause)

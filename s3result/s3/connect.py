@@ -19,34 +19,34 @@ from .transport import HttpcoreTransport, HttpxTransport, Transport, make_ssl_co
 if TYPE_CHECKING:
     import ssl
 
-    from .settings import Settings
+    from .config import S3Config
 
 __all__ = ["make_transport"]
 
-logger = logging.getLogger("s3result.client")
+logger = logging.getLogger("s3result.s3.client")
 
 
-def make_transport(settings: Settings, base_url: str) -> Transport:
+def make_transport(config: S3Config, base_url: str) -> Transport:
     """A pool of connections to ``base_url``, bounded by ``max_connections``."""
-    context = make_ssl_context(settings.ca_bundle) if base_url.startswith("https:") else None
+    context = make_ssl_context(config.ca_bundle) if base_url.startswith("https:") else None
     proxy = environment_proxy(base_url)
     if proxy is not None:
-        return _proxied(settings, base_url, proxy, context)
+        return _proxied(config, base_url, proxy, context)
     return HttpcoreTransport(
         base_url=base_url,
-        max_connections=settings.max_connections,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
+        max_connections=config.max_connections,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
         ssl_context=context,
-        max_body=settings.max_result_size,
+        max_body=config.max_body_size,
     )
 
 
-def _proxied(settings: Settings, base_url: str, proxy: str, context: ssl.SSLContext | None) -> Transport:
+def _proxied(config: S3Config, base_url: str, proxy: str, context: ssl.SSLContext | None) -> Transport:
     """httpx's own proxy transport (CONNECT for https, forwarding for http), same limits and timeouts."""
     import httpx  # only behind a proxy: the common path never builds an httpx transport
 
-    s = settings
+    s = config
     parts = urlsplit(proxy)
     logger.info("s3result: reaching %s through the proxy at %s:%s", base_url, parts.hostname, parts.port or "")
     where = (f"{parts.hostname}:{parts.port or ''}", proxy_variable(base_url))

@@ -1,0 +1,91 @@
+"""The compare-and-swap loop (s3result/cas.py) without a network: back-off, deadline, refusals.
+
+On real stores: tests/integration/test_cas.py (Ceph refusing If-Match), the counters' tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from s3result import cas
+from s3result.errors import Conflict, NotImplementedByStore, PreconditionFailed, ServerError
+
+
+def _refused() -> PreconditionFailed:
+    return PreconditionFailed(status=412, key="k", method="PUT")
+
+
+def test_refusals_of_the_etag_just_read_name_the_store() -> None:
+    writes: list[int] = []
+
+    def attempt(state: cas.Attempt) -> None:
+        state.read('"same"')  # nobody else ever writes: the store refuses its own ETag
+        writes.append(state.number)
+        raise _refused()
+
+    with pytest.raises(NotImplementedByStore, match="does not honour If-Match") as raised:
+        cas.compare_and_swap("k", attempt, deadline_s=60, sleep=lambda s: None)
+    assert "conditional_writes=probe" in str(raised.value) and raised.value.key == "k"
+    assert writes == list(range(1, cas.REFUSALS + 1))
+
+
+def test_lost_races_against_other_writers_are_retried_until_won() -> None:
+    def attempt(state: cas.Attempt) -> int:
+        state.read(f'"v{state.number}"')  # another writer changed it every time
+        if state.number < 20:
+            raise _refused()
+        return state.number
+
+    pauses: list[float] = []
+    assert cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append) == 20
+    assert len(pauses) == 19 and max(pauses) <= cas.MAX_PAUSE_S
+
+
+def test_a_create_that_loses_is_no_refusal() -> None:
+    def attempt(state: cas.Attempt) -> int:
+        state.read(None)  # missing, then created by another writer: If-None-Match lost
+        if state.number < 10:
+            raise _refused()
+        return 1
+
+    assert cas.compare_and_swap("k", attempt, deadline_s=60, sleep=lambda s: None) == 1
+
+
+def test_past_the_deadline_the_store_error_or_the_races_are_named() -> None:
+    def failing(state: cas.Attempt) -> None:
+        raise ServerError(status=503, code="SlowDown", key="k", method="PUT")
+
+    with pytest.raises(ServerError) as raised:
+        cas.compare_and_swap("k", failing, deadline_s=0, sleep=lambda s: None)
+    assert isinstance(raised.value.__cause__, Conflict)
+
+    def racing(state: cas.Attempt) -> None:
+        state.read(f'"v{state.number}"')
+        raise _refused()
+
+    with pytest.raises(Conflict, match="still losing to concurrent writers"):
+        cas.compare_and_swap("k", racing, deadline_s=0, sleep=lambda s: None)
+
+
+def test_store_errors_are_raised_at_once_when_the_caller_says_so() -> None:
+    def failing(state: cas.Attempt) -> None:
+        raise ServerError(status=503, code="SlowDown", key="k", method="PUT")
+
+    with pytest.raises(ServerError):
+        cas.compare_and_swap("k", failing, deadline_s=60, store_errors=False, sleep=lambda s: None)
+
+
+def test_the_back_off_base_is_the_lost_attempts_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+
+    def attempt(state: cas.Attempt) -> int:
+        clock[0] += 0.04  # a read and a write 20 ms away
+        state.read(f'"v{state.number}"')
+        if state.number < 4:
+            raise _refused()
+        return 0
+
+    pauses: list[float] = []
+    cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append)
+    assert len(pauses) == 3 and all(p <= 0.04 * 2**i + 1e-9 for i, p in enumerate(pauses)), pauses
