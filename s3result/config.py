@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from .errors import ConfigError
 from .settings import SCHEME, Addressing, ConditionalWrites, Settings
@@ -270,44 +270,13 @@ def parse_url(url: str) -> dict[str, Any]:
         raise ConfigError("result_backend", f"{redact_url(url)!r} is not a valid URL") from None
     if parts.fragment:
         raise ConfigError("result_backend", "a '#' in the URL starts a fragment; percent-encode it as %23")
-    raw: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-        canon = _canonical(key)
-        if canon in raw:
-            raise ConfigError(key, "given twice in the URL; keep one")
-        raw[canon] = value
-    if parts.username is not None:
-        raw["access_key"] = unquote(parts.username)
-        if parts.password is None:
-            raise ConfigError(
-                "result_backend",
-                "the URL has an access key but no secret; use KEY:SECRET@ and percent-encode '/' and '+' in the secret",
-            )
-        raw["secret_key"] = unquote(parts.password)
+    raw = _query_options(parts.query)
+    raw.update(_url_keys(parts))
     path = unquote(parts.path)
     if parts.scheme == SCHEME:
-        if port is not None:
-            raise ConfigError(
-                "result_backend",
-                "s3result:// takes a bucket, not host:port; use s3result+https://HOST:PORT/BUCKET for other stores",
-            )
-        if parts.hostname:
-            # urlsplit lower-cases the host; take the bucket as written so the check can see it.
-            raw["bucket"] = parts.netloc.rpartition("@")[2]
-        if path.strip("/"):
-            raw["prefix"] = path
+        raw.update(_aws_location(parts, port, path))
     elif parts.scheme in ("http", "https"):
-        if not parts.hostname:
-            raise ConfigError(
-                "result_backend", f"{redact_url(url)!r} has no host; use s3result+https://HOST[:PORT]/BUCKET/PREFIX"
-            )
-        host = parts.netloc.rpartition("@")[2]
-        raw["endpoint_url"] = f"{parts.scheme}://{host}"
-        bucket, _, prefix = path.lstrip("/").partition("/")
-        if bucket:
-            raw["bucket"] = bucket
-        if prefix.strip("/"):
-            raw["prefix"] = prefix
+        raw.update(_endpoint_location(parts, path, url))
     elif parts.scheme == "s3":
         raise ConfigError(
             "result_backend",
@@ -319,6 +288,61 @@ def parse_url(url: str) -> dict[str, Any]:
             "result_backend", f"unsupported scheme {parts.scheme!r}; use s3result:// or s3result+https://"
         )
     return _no_blank(raw)
+
+
+def _query_options(query: str) -> dict[str, Any]:
+    """The URL's ``?key=value`` options under their canonical names; a key given twice is an error."""
+    raw: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        canon = _canonical(key)
+        if canon in raw:
+            raise ConfigError(key, "given twice in the URL; keep one")
+        raw[canon] = value
+    return raw
+
+
+def _url_keys(parts: SplitResult) -> dict[str, Any]:
+    """The ``KEY:SECRET@`` of the URL, if any: both or neither."""
+    if parts.username is None:
+        return {}
+    if parts.password is None:
+        raise ConfigError(
+            "result_backend",
+            "the URL has an access key but no secret; use KEY:SECRET@ and percent-encode '/' and '+' in the secret",
+        )
+    return {"access_key": unquote(parts.username), "secret_key": unquote(parts.password)}
+
+
+def _aws_location(parts: SplitResult, port: int | None, path: str) -> dict[str, Any]:
+    """``s3result://BUCKET/PREFIX``: the bucket and prefix on AWS."""
+    raw: dict[str, Any] = {}
+    if port is not None:
+        raise ConfigError(
+            "result_backend",
+            "s3result:// takes a bucket, not host:port; use s3result+https://HOST:PORT/BUCKET for other stores",
+        )
+    if parts.hostname:
+        # urlsplit lower-cases the host; take the bucket as written so the check can see it.
+        raw["bucket"] = parts.netloc.rpartition("@")[2]
+    if path.strip("/"):
+        raw["prefix"] = path
+    return raw
+
+
+def _endpoint_location(parts: SplitResult, path: str, url: str) -> dict[str, Any]:
+    """``http(s)://HOST[:PORT]/BUCKET/PREFIX``: an S3-compatible endpoint, its bucket and prefix."""
+    if not parts.hostname:
+        raise ConfigError(
+            "result_backend", f"{redact_url(url)!r} has no host; use s3result+https://HOST[:PORT]/BUCKET/PREFIX"
+        )
+    host = parts.netloc.rpartition("@")[2]
+    raw: dict[str, Any] = {"endpoint_url": f"{parts.scheme}://{host}"}
+    bucket, _, prefix = path.lstrip("/").partition("/")
+    if bucket:
+        raw["bucket"] = bucket
+    if prefix.strip("/"):
+        raw["prefix"] = prefix
+    return raw
 
 
 def _from_mapping(source: str, mapping: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -460,70 +484,14 @@ def _validate(raw: Mapping[str, Any]) -> Settings:
     endpoint = _check_endpoint(endpoint) if endpoint else None
     is_aws = _is_aws_endpoint(endpoint)
     bucket = _check_bucket(str(raw.get("bucket") or "").strip(), strict=is_aws)
-    region = _opt_str(raw, "region") or "us-east-1"
-    if not re.fullmatch(r"[a-z0-9-]{1,40}", region):
-        raise ConfigError("region", f"{region!r} is not a region name such as eu-west-1 (or 'auto' for R2)")
-    access_key, secret_key = _opt_str(raw, "access_key"), _opt_str(raw, "secret_key")
-    if bool(access_key) != bool(secret_key):
-        missing, alias = ("secret_key", "s3_secret_access_key") if access_key else ("access_key", "s3_access_key_id")
-        raise ConfigError(
-            missing,
-            f"missing (also settable as {alias}): an access key and a secret key go together; set both or neither",
-        )
-    addressing_raw = raw.get("addressing", "auto")
-    if isinstance(addressing_raw, bool):
-        addressing = Addressing.PATH if addressing_raw else Addressing.VIRTUAL
-    else:
-        text = str(addressing_raw).strip().lower()
-        text = {"virtual-hosted": "virtual", "virtual_hosted": "virtual", "vhost": "virtual"}.get(text, text)
-        if text in _TRUE | _FALSE:  # path_style=true/false
-            addressing = Addressing.PATH if text in _TRUE else Addressing.VIRTUAL
-        else:
-            try:
-                addressing = Addressing(text)
-            except ValueError:
-                raise ConfigError("addressing", f"expected auto, path or virtual, got {addressing_raw!r}") from None
-    if (
-        addressing is Addressing.VIRTUAL
-        and endpoint is not None
-        and re.fullmatch(r"[\d.]+|\[.*\]|localhost", urlsplit(endpoint).hostname or "")
-    ):
-        raise ConfigError(
-            "addressing",
-            "virtual-hosted addressing needs a DNS name, not an IP address or localhost; use addressing=path",
-        )
-    sse = _opt_str(raw, "sse")
-    if sse is not None:
-        match = {s.lower(): s for s in _SSE}.get(sse.lower())
-        if match is None:
-            raise ConfigError("sse", f"expected AES256 or aws:kms, got {sse!r}")
-        sse = match
-    kms = _opt_str(raw, "sse_kms_key_id")
-    if kms and sse not in ("aws:kms", "aws:kms:dsse"):
-        raise ConfigError("sse_kms_key_id", "is only meaningful with sse=aws:kms; set sse=aws:kms or drop the key id")
-    storage_class = _opt_str(raw, "storage_class")
-    if storage_class is not None:
-        storage_class = storage_class.upper()
-        if storage_class not in _STORAGE_CLASSES:
-            raise ConfigError("storage_class", f"expected one of {', '.join(_STORAGE_CLASSES)}, got {storage_class!r}")
-    cw_raw = str(raw.get("conditional_writes", "probe")).strip().lower()
-    try:
-        conditional = ConditionalWrites(cw_raw)
-    except ValueError:
-        raise ConfigError(
-            "conditional_writes", f"expected probe, etag or disabled, got {raw.get('conditional_writes')!r}"
-        ) from None
-    ca_bundle = _opt_str(raw, "ca_bundle")
-    if ca_bundle is not None and ca_bundle.lower() not in _TRUE | _FALSE and not os.path.isfile(ca_bundle):
-        raise ConfigError(
-            "ca_bundle",
-            f"{ca_bundle!r} is not a file; give the path of a PEM CA bundle (or false to skip verification)",
-        )
-    session_mode = _opt_str(raw, "session_mode")
-    if session_mode is not None:
-        session_mode = {"readwrite": "ReadWrite", "readonly": "ReadOnly"}.get(session_mode.lower().replace("-", ""))
-        if session_mode is None:
-            raise ConfigError("session_mode", f"expected ReadWrite or ReadOnly, got {raw.get('session_mode')!r}")
+    region = _check_region(raw)
+    access_key, secret_key = _check_key_pair(raw)
+    addressing = _parse_addressing(raw, endpoint)
+    sse, kms = _parse_sse(raw)
+    storage_class = _parse_storage_class(raw)
+    conditional = _parse_conditional_writes(raw)
+    ca_bundle = _check_ca_bundle(raw)
+    session_mode = _parse_session_mode(raw)
     if bucket.endswith("--x-s3") and endpoint is None:
         _check_directory_bucket(bucket, addressing)
     return Settings(
@@ -551,6 +519,104 @@ def _validate(raw: Mapping[str, Any]) -> Settings:
         notify=_parse_bool("notify", raw.get("notify", True)),
         session_mode=session_mode,
     )
+
+
+def _check_region(raw: Mapping[str, Any]) -> str:
+    region = _opt_str(raw, "region") or "us-east-1"
+    if not re.fullmatch(r"[a-z0-9-]{1,40}", region):
+        raise ConfigError("region", f"{region!r} is not a region name such as eu-west-1 (or 'auto' for R2)")
+    return region
+
+
+def _check_key_pair(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """An access key and a secret key go together: both or neither."""
+    access_key, secret_key = _opt_str(raw, "access_key"), _opt_str(raw, "secret_key")
+    if bool(access_key) != bool(secret_key):
+        missing, alias = ("secret_key", "s3_secret_access_key") if access_key else ("access_key", "s3_access_key_id")
+        raise ConfigError(
+            missing,
+            f"missing (also settable as {alias}): an access key and a secret key go together; set both or neither",
+        )
+    return access_key, secret_key
+
+
+def _parse_addressing(raw: Mapping[str, Any], endpoint: str | None) -> Addressing:
+    """auto, path or virtual (or path_style's booleans); virtual needs a DNS name."""
+    addressing_raw = raw.get("addressing", "auto")
+    if isinstance(addressing_raw, bool):
+        addressing = Addressing.PATH if addressing_raw else Addressing.VIRTUAL
+    else:
+        text = str(addressing_raw).strip().lower()
+        text = {"virtual-hosted": "virtual", "virtual_hosted": "virtual", "vhost": "virtual"}.get(text, text)
+        if text in _TRUE | _FALSE:  # path_style=true/false
+            addressing = Addressing.PATH if text in _TRUE else Addressing.VIRTUAL
+        else:
+            try:
+                addressing = Addressing(text)
+            except ValueError:
+                raise ConfigError("addressing", f"expected auto, path or virtual, got {addressing_raw!r}") from None
+    if (
+        addressing is Addressing.VIRTUAL
+        and endpoint is not None
+        and re.fullmatch(r"[\d.]+|\[.*\]|localhost", urlsplit(endpoint).hostname or "")
+    ):
+        raise ConfigError(
+            "addressing",
+            "virtual-hosted addressing needs a DNS name, not an IP address or localhost; use addressing=path",
+        )
+    return addressing
+
+
+def _parse_sse(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The encryption mode, spelled as S3 wants it, and the KMS key id that only aws:kms takes."""
+    sse = _opt_str(raw, "sse")
+    if sse is not None:
+        match = {s.lower(): s for s in _SSE}.get(sse.lower())
+        if match is None:
+            raise ConfigError("sse", f"expected AES256 or aws:kms, got {sse!r}")
+        sse = match
+    kms = _opt_str(raw, "sse_kms_key_id")
+    if kms and sse not in ("aws:kms", "aws:kms:dsse"):
+        raise ConfigError("sse_kms_key_id", "is only meaningful with sse=aws:kms; set sse=aws:kms or drop the key id")
+    return sse, kms
+
+
+def _parse_storage_class(raw: Mapping[str, Any]) -> str | None:
+    storage_class = _opt_str(raw, "storage_class")
+    if storage_class is not None:
+        storage_class = storage_class.upper()
+        if storage_class not in _STORAGE_CLASSES:
+            raise ConfigError("storage_class", f"expected one of {', '.join(_STORAGE_CLASSES)}, got {storage_class!r}")
+    return storage_class
+
+
+def _parse_conditional_writes(raw: Mapping[str, Any]) -> ConditionalWrites:
+    cw_raw = str(raw.get("conditional_writes", "probe")).strip().lower()
+    try:
+        return ConditionalWrites(cw_raw)
+    except ValueError:
+        raise ConfigError(
+            "conditional_writes", f"expected probe, etag or disabled, got {raw.get('conditional_writes')!r}"
+        ) from None
+
+
+def _check_ca_bundle(raw: Mapping[str, Any]) -> str | None:
+    ca_bundle = _opt_str(raw, "ca_bundle")
+    if ca_bundle is not None and ca_bundle.lower() not in _TRUE | _FALSE and not os.path.isfile(ca_bundle):
+        raise ConfigError(
+            "ca_bundle",
+            f"{ca_bundle!r} is not a file; give the path of a PEM CA bundle (or false to skip verification)",
+        )
+    return ca_bundle
+
+
+def _parse_session_mode(raw: Mapping[str, Any]) -> str | None:
+    session_mode = _opt_str(raw, "session_mode")
+    if session_mode is not None:
+        session_mode = {"readwrite": "ReadWrite", "readonly": "ReadOnly"}.get(session_mode.lower().replace("-", ""))
+        if session_mode is None:
+            raise ConfigError("session_mode", f"expected ReadWrite or ReadOnly, got {raw.get('session_mode')!r}")
+    return session_mode
 
 
 def _check_directory_bucket(bucket: str, addressing: Addressing) -> None:
