@@ -97,6 +97,9 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             except Exception as exc:  # noqa: BLE001 - reported on the body
                 return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
             try:
+                # Celery's private name, used as its own chord backends do (base.py, redis.py, gcs.py):
+                # there is no public call that publishes under broker_connection_retry's policy and keeps
+                # a callback's publish from being retried twice. tests/test_layering.py fails if it goes.
                 app.amqp._retry_publish(callback.delay, values)
             except Exception as exc:  # noqa: BLE001 - reported on the body
                 logger.exception("Chord %r raised: %r", group_id, exc)

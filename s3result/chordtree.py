@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -81,6 +80,7 @@ from .chords import CounterState
 from .counter import group_commit
 from .s3.client import S3Client
 from .s3.request import PutMode
+from .s3.retry import sleep
 
 __all__ = (
     "FP_LEN",
@@ -275,7 +275,7 @@ class TreeCounter:
         scope: str,
         *,
         deadline_s: float = 120.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = sleep,
     ) -> None:
         self._client = client
         self._scope = scope

@@ -64,6 +64,7 @@ __all__ = [
     "Throttled",
     "TransportError",
     "Unauthenticated",
+    "default_hint",
     "error_from_response",
     "is_missing_key",
 ]
@@ -187,7 +188,8 @@ class S3Error(S3ResultError):
             text += f" ({hint})"
         return text
 
-    def _fields(self) -> dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
+        """What this error is built from: for pickles, ``replace`` and a limiter's last answer."""
         return {
             "status": self.status,
             "code": self.code,
@@ -201,10 +203,10 @@ class S3Error(S3ResultError):
 
     def replace(self, **changes: Any) -> S3Error:
         """The same error (same class) with some fields changed: a better message, key or hint."""
-        return type(self)(**{**self._fields(), **changes})
+        return type(self)(**{**self.fields(), **changes})
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_s3, (type(self), self._fields()))
+        return (_rebuild_s3, (type(self), self.fields()))
 
 
 class NotFound(S3Error):
@@ -245,6 +247,11 @@ class Throttled(ServerError):
 
 #: The longest store message kept on the error's one line; the whole one stays in ``.message``.
 _MESSAGE_LIMIT = 160
+
+
+def default_hint(code: str) -> str:
+    """The fix this project suggests for an S3 error code ("" when it has none)."""
+    return _HINTS.get(code, "")
 
 
 def _first_sentence(message: str) -> str:

@@ -43,6 +43,7 @@ from email.utils import parsedate_to_datetime
 
 from ._forksafe import renew_locks_after_fork
 from .errors import RequestTimeout, S3Error, Throttled
+from .retry import sleep
 
 __all__ = [
     "DEFAULT_PACING",
@@ -155,7 +156,7 @@ class Pacer:
         self.name = name
         self._config = config
         self._clock = clock
-        self._sleep = sleep  # None: time.sleep looked up at call time (gevent patches it late)
+        self._sleep = sleep  # None: retry.sleep, which looks time.sleep up at call time (gevent patches it late)
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         self.reset()
@@ -226,7 +227,7 @@ class Pacer:
         """Sleep until a reserved turn (outside the lock)."""
         pause = at - self._clock()
         if pause > 0:
-            (self._sleep or time.sleep)(pause)
+            (self._sleep or sleep)(pause)
 
     def _freeze_when_idle(self, now: float) -> None:
         """Stop the climb while no request waits; switch off after a long quiet (lock held)."""
@@ -365,7 +366,7 @@ class ThrottledRequest:
     def _over_budget(self) -> Throttled:
         last = self.error
         fields = (
-            last._fields()
+            last.fields()
             if last is not None
             else {"status": 503, "code": "SlowDown", "method": self._method, "key": self._key}
         )
