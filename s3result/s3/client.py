@@ -26,10 +26,11 @@ from .connect import make_transport
 from .credentials import CredentialSource, chain_for
 from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError, is_missing_key
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
-from .limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
+from .limiter import Pacer, ThrottledRequest, limiter_for
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .request import PutMode, Request
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable, sleep
+from .throttling import is_throttling, retry_after
 from .transport import RawResponse, Transport
 
 if TYPE_CHECKING:
