@@ -21,7 +21,7 @@ from celery.exceptions import ChordError
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chords, chordtree
+from . import chords, chordtree, treegeometry
 from .chordfire import FiringMethods
 from .counter import CasCounter
 from .precondition import Support
@@ -132,7 +132,7 @@ class ChordMethods(FiringMethods):
 
     # -- producer ------------------------------------------------------------------------------
 
-    def _tree_for(self, header_result_args: Any) -> chordtree.Geometry | None:
+    def _tree_for(self, header_result_args: Any) -> treegeometry.Geometry | None:
         """A tree for a large header of plain tasks (numbered 0..n-1 by Celery), else None."""
         try:
             results = list(header_result_args[1])
@@ -140,7 +140,7 @@ class ChordMethods(FiringMethods):
             return None
         if len(results) < max(2, self.chord_tree_from) or any(isinstance(r, ResultSet) for r in results):
             return None
-        return chordtree.Geometry.fit(len(results))
+        return treegeometry.Geometry.fit(len(results))
 
     def _remember_header(self, header_result_args: Any) -> None:
         """The header's ids, so the caller's check of the body's parents reads them together."""
@@ -191,7 +191,7 @@ class ChordMethods(FiringMethods):
             return  # this process applied it with chord_unlock
         key = self._key(self.get_key_for_chord(group_id))
         body = _take_body(group_id)
-        tree = chordtree.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
+        tree = treegeometry.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
         size = int(chord_size)
         if tree is not None:
             if size != tree.n:
@@ -269,7 +269,7 @@ class ChordMethods(FiringMethods):
             encoded = self.encode(self.prepare_value(result))
         except Exception:  # noqa: BLE001 - then the join reads the stored result
             return None
-        if not isinstance(encoded, str) or len(encoded) > chordtree.VALUE_MAX:
+        if not isinstance(encoded, str) or len(encoded) > treegeometry.VALUE_MAX:
             return None
         return encoded
 
@@ -297,7 +297,7 @@ class ChordMethods(FiringMethods):
         value = self._carried(state, result)
         written: chords.CounterState | None = None  # the counter's state this part's count left
         try:
-            tree = chordtree.Geometry.from_mark(mark)
+            tree = treegeometry.Geometry.from_mark(mark)
             if tree is None:
                 precreated = mark.get("gid") == group_id
                 outcome, written = self._chords.count_and_state(key, member[0], precreated=precreated, value=value)
@@ -312,17 +312,17 @@ class ChordMethods(FiringMethods):
         return self._fire_chord(request, group_id, key, written)
 
     def _count_in_tree(
-        self, key: str, tree: chordtree.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
+        self, key: str, tree: treegeometry.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
     ) -> chords.Outcome:
         """Climb from this part's leaf while our add completes each node; count at the root last.
 
         ``member[0]`` is set to the node counted in the root before that count (for ``recover``).
         """
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < tree.n:
-            raise chordtree.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
+            raise treegeometry.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
         level, node = 0, tree.leaf_of(index)
         name = str(index)
-        entry: Any = chordtree.fingerprint(task_id) + (value or "")
+        entry: Any = treegeometry.fingerprint(task_id) + (value or "")
         again = False
         first = self._stored_first(task_id)
         while level < tree.height:
@@ -332,7 +332,7 @@ class ChordMethods(FiringMethods):
             if step != "up":
                 return "late" if step == "late" else "failed"
             # A node up to CARRY_LEVEL carries its children's slots: the join reads fewer objects.
-            name, entry = str(node), (slots if level + 1 <= chordtree.CARRY_LEVEL else 1)
+            name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
         return self._chords.count(key, name, precreated=True)
@@ -380,11 +380,11 @@ class ChordMethods(FiringMethods):
         """
         keys = [key]
         try:
-            tree = chordtree.Geometry.from_mark(chords.marking(getattr(request, "chord", None)))
-        except chordtree.PartClash:
+            tree = treegeometry.Geometry.from_mark(chords.marking(getattr(request, "chord", None)))
+        except treegeometry.PartClash:
             tree = None
         if tree is not None:
-            keys += [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+            keys += [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
         keys.append(self._key(self.get_key_for_group(group_id)))
         failed = self._delete_each(keys)
         if failed:
