@@ -10,7 +10,6 @@ tree: ``chords.MARK``) and each part's count, with its small result carried alon
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -21,7 +20,7 @@ from celery.exceptions import ChordError
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chords, chordtree, treegeometry
+from . import chordmemory, chords, chordtree, treegeometry
 from .chordfire import FiringMethods
 from .counter import CasCounter
 from .precondition import Support
@@ -30,49 +29,6 @@ from .readahead import ReadAhead
 __all__ = ("ChordMethods",)
 
 logger = get_logger(__name__)
-
-# Chord sizes learnt from saved groups, oldest first; a group never changes size. Process-wide,
-# because Celery gives each thread its own backend instance.
-_chord_sizes: dict[str, int] = {}
-_chord_sizes_lock = threading.Lock()
-_CHORD_SIZES_KEPT = 1024
-
-# Whether this process applied a group as a native chord (True) or with chord_unlock (False).
-_decisions: dict[str, bool] = {}
-# The body of each native chord this process applied, until its size is recorded: if that
-# fails, the body is failed with the cause (the parts already published can never fire it).
-_bodies: dict[str, Any] = {}
-
-
-def _keep(table: dict[str, Any], key: str, value: Any) -> None:
-    table[key] = value
-    while len(table) > _CHORD_SIZES_KEPT:
-        table.pop(next(iter(table)))
-
-
-def _remember_decision(group_id: str, native: bool | None = None, body: Any = None) -> bool | None:
-    """Record (or, without ``native``, look up) this process's decision for a chord's group."""
-    with _chord_sizes_lock:
-        if native is None:
-            return _decisions.get(group_id)
-        _keep(_decisions, group_id, native)
-        if native and body is not None:
-            _keep(_bodies, group_id, body)
-        return native
-
-
-def _take_body(group_id: str) -> Any:
-    """The body remembered for a native chord applied here (once), or None."""
-    with _chord_sizes_lock:
-        return _bodies.pop(group_id, None)
-
-
-def _after_fork_in_child() -> None:
-    global _chord_sizes_lock
-    _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ChordMethods(FiringMethods):
@@ -166,7 +122,7 @@ class ChordMethods(FiringMethods):
         if tree is not None:
             mark["tree"] = tree.to_mark()
         body[chords.MARK] = mark
-        _remember_decision(group_id, native, body)
+        chordmemory.remember_decision(group_id, native, body)
         if native:
             result = self._apply_chord_incr(header_result_args, body, **kwargs)
             self._chords.create(self._key(self.get_key_for_chord(group_id)), tree=tree is not None)
@@ -186,11 +142,11 @@ class ChordMethods(FiringMethods):
         counter gone) fails the body with a ChordError naming the cause, then raises, so the
         last part is not published and the producer's ``apply_async`` fails loudly too.
         """
-        decision = _remember_decision(group_id)
+        decision = chordmemory.remember_decision(group_id)
         if decision is False:
             return  # this process applied it with chord_unlock
         key = self._key(self.get_key_for_chord(group_id))
-        body = _take_body(group_id)
+        body = chordmemory.take_body(group_id)
         tree = treegeometry.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
         size = int(chord_size)
         if tree is not None:
@@ -411,8 +367,7 @@ class ChordMethods(FiringMethods):
         size = chord.get("chord_size") if isinstance(chord, dict) else None
         if isinstance(size, int):
             return size
-        with _chord_sizes_lock:
-            size = _chord_sizes.get(group_id)
+        size = chordmemory.known_size(group_id)
         if size is None:
             try:
                 group = self.restore_group(group_id)
@@ -421,6 +376,5 @@ class ChordMethods(FiringMethods):
             if group is None:
                 return None
             size = len(group)
-            with _chord_sizes_lock:
-                _keep(_chord_sizes, group_id, size)
+            chordmemory.remember_size(group_id, size)
         return size
