@@ -24,7 +24,8 @@ from .answers import map_error
 from .config import S3Config
 from .connect import make_transport
 from .credentials import CredentialSource, chain_for
-from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError, is_missing_key
+from .errordoc import is_missing_key
+from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .limiter import Pacer, ThrottledRequest, limiter_for
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
