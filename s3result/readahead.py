@@ -47,8 +47,13 @@ class ReadAhead:
         self._batch: dict[str, tuple[float, Any]] = {}  # task id -> (good until, meta)
 
     def remember(self, group_id: str, task_ids: Sequence[str]) -> None:
-        """A header this process is sending: its ids, in Celery's order."""
+        """A header this process is sending: its ids, in Celery's order, pending as of now.
+
+        They are pending as surely as a read would say: the first check of the body's parents,
+        at once after sending, reads nothing (it used to read every part, each a 404).
+        """
         ids = tuple(str(t) for t in task_ids)
+        self.keep({task_id: {"status": "PENDING", "result": None} for task_id in ids[:WINDOW]})
         with self._lock:
             self._headers[group_id] = ids
             self._headers.move_to_end(group_id)

@@ -54,7 +54,8 @@ def _parse_number(setting: str, value: Any, kind: type[int] | type[float], low: 
             raise ValueError
         number = kind(number)
     except (TypeError, ValueError):
-        raise ConfigError(setting, f"expected a {kind.__name__}, got {value!r}") from None
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ConfigError(setting, f"expected {what} from {low:g} to {high:g}, got {value!r}") from None
     if not low <= number <= high:
         raise ConfigError(setting, f"must be between {low:g} and {high:g}, got {value!r}")
     return number

@@ -76,6 +76,8 @@ def test_the_hint_for_a_refused_secret_points_where_it_was_given(
     assert expected in hint
     if "URL" in expected:
         assert "s3_secret_access_key" not in hint and "AWS_SECRET_ACCESS_KEY" not in hint
+        # The fix never advises a raw '/': Celery cannot mask such a URL (docs/configuration.md).
+        assert "raw" not in hint and "percent-encode" in hint and "%2F" in hint
 
 
 def test_the_hint_for_environment_and_shared_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,6 +66,12 @@ def test_nonsense_is_refused_and_requests_add_up() -> None:
     # A chord's get(): the body polled twice, and each part read at both parent checks until ready.
     assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0) == 2 + 2 + 2
     assert chord_wait_gets(0.0, [0.0], first_delay=None, backoff=1.0) == 1 + 1
+    # The process that sent the chord noted its parts pending (readahead), an answer that stands
+    # a quarter of a second: the body's two polls, no check reads anything.
+    assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0, sender=True) == 2
+    # 500 parts: pending answers stand 5 s (256 / 50 s, at most 5); a body at 12 s sees the
+    # header read in batches twice (at 5.5 s and 11 s), and 25 polls.
+    assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0, sender=True) == 2 * 500 + 25
 
 
 @pytest.mark.parametrize("duration", [0.0, 0.02, 0.1, 0.3, 0.8, 1.0, 5.0])

@@ -305,3 +305,44 @@ def test_a_cut_with_nothing_to_measure_finds_the_rate_by_doubling() -> None:
     before = pacer.rate()
     pacer.throttled(sent)  # throttled again, still nothing measured: half the rate reached
     assert pacer.rate() == pytest.approx(before / 2, rel=0.05)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_threads_queue_for_turns_does_not_inherit_their_queue() -> None:
+    """Threads of the parent hold turns far ahead (the store throttled hard): they are not in the
+    child, so the child's first request must not wait behind their reservations."""
+    pacer = Pacer("writes")
+    pacer.throttled(0.0)  # nothing measured: 2 requests/s
+    now = time.monotonic()
+    for _ in range(40):  # 40 requests of the parent's threads queued: the last turn ~20 s away
+        assert pacer.reserve(math.inf) is not None
+    assert pacer._next > now + 10
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        at = pacer.reserve(math.inf)
+        os._exit(0 if at is not None and at - time.monotonic() < 2.0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's first turn is behind the parent's queue"
+
+
+def test_throttle_wait_0_holds_no_request_back() -> None:
+    """throttle_wait=0 waits for nothing: a request the store has not throttled is sent at once
+    (never a Throttled for a request that was not sent), a throttling answer raises at once."""
+    pacer, clock = _pacer()
+    pacer.throttled(0.0)  # pacing at 2/s
+    pacer.reserve(math.inf)  # a turn taken by another thread: the next is 0.5 s away
+    request = ThrottledRequest(pacer, 0.0, "PUT", "k")
+    sent = request.turn(None)
+    assert clock.slept == []
+    request.answered(_slowdown(), sent, None)
+    with pytest.raises(Throttled, match=r"throttle_wait=0s \(1 slow-down"):
+        request.turn(None)
+
+
+def test_a_first_cut_with_nothing_measured_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """The warning never reports a served rate that was not measured (the 0.5/s floor)."""
+    pacer, _ = _pacer()
+    with caplog.at_level("WARNING", logger="s3result.s3.limiter"):
+        pacer.throttled(0.0)
+    assert "pacing them at 2.0/s" in caplog.text
+    assert "it served" not in caplog.text and "nothing served yet to measure" in caplog.text, caplog.text

@@ -69,3 +69,12 @@ def test_old_headers_are_forgotten() -> None:
         f"g{readahead.HEADERS}-a",
         f"g{readahead.HEADERS}-b",
     ]
+
+
+def test_a_header_just_sent_is_pending_without_a_read() -> None:
+    clock = Clock()
+    ahead = ReadAhead(clock=clock)
+    ahead.remember("g", ["a", "b"])
+    assert ahead.take("a") == {"status": "PENDING", "result": None}
+    clock.now += readahead.FRESH + 0.01
+    assert ahead.take("a") is None

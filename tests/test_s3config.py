@@ -36,11 +36,24 @@ def test_addressing_and_base_url_follow_the_endpoint() -> None:
         ({"bucket": ""}, "bucket"),
         ({"bucket": "b", "endpoint_url": "ftp://host"}, "endpoint_url"),
         ({"bucket": "b", "access_key": "A"}, "secret_key"),
+        ({"bucket": "b", "endpoint_url": "127.0.0.1:9000"}, "endpoint_url"),
+        ({"bucket": "b", "region": ""}, "region"),
+        ({"bucket": "b", "connect_timeout": -1}, "connect_timeout"),
+        ({"bucket": "b", "read_timeout": 0}, "read_timeout"),
+        ({"bucket": "b", "read_timeout": "30"}, "read_timeout"),
+        ({"bucket": "b", "throttle_wait": -1}, "throttle_wait"),
+        ({"bucket": "b", "throttle_wait": float("nan")}, "throttle_wait"),
+        ({"bucket": "b", "throttle_wait": "abc"}, "throttle_wait"),
+        ({"bucket": "b", "max_attempts": 0}, "max_attempts"),
+        ({"bucket": "b", "max_connections": 0}, "max_connections"),
+        ({"bucket": "b", "max_body_size": -5}, "max_body_size"),
+        ({"bucket": "b", "endpoint_url": "http://AKID:topsecret@127.0.0.1:9000"}, "endpoint_url"),
     ],
 )
 def test_bad_input_names_the_field(kwargs: dict[str, str], setting: str) -> None:
-    with pytest.raises(ConfigError, match=f"^{setting}: "):
+    with pytest.raises(ConfigError, match=f"^{setting}: ") as exc:
         S3Config(**kwargs)  # type: ignore[arg-type]
+    assert "topsecret" not in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_settings_derive_the_client_config() -> None:

@@ -121,8 +121,8 @@ def iter_findings(
     first transport failure ends the run (every later probe would fail the same way), and an
     IAM fix is only ever given for a 403 AccessDenied.
     """
-    if resolved["credentials"] == "none found":
-        return
+    if resolved["credentials"] in ("none found", "not usable (below)"):
+        return  # nothing can be signed: every probe would claim what was never sent
     key = settings.object_key(f"s3result-check/{uuid.uuid4().hex}")
     missing = settings.object_key(f"s3result-check/missing-{uuid.uuid4().hex}")
     where = host_port(client)

@@ -191,6 +191,8 @@ def chord_wait_gets(
     first_delay: float | None = POLL_FIRST_DELAY,
     backoff: float = POLL_BACKOFF,
     latency: float = 0.0,
+    *,
+    sender: bool = False,
 ) -> int:
     """GETs of ``get()`` on a chord's result: the body's polls, and Celery's parent checks.
 
@@ -200,8 +202,53 @@ def chord_wait_gets(
     group's order, each until one read finds it ready (a ready part is then cached on its
     AsyncResult). ``latency`` is one GET as the caller sees it: a check of many pending parts
     takes that many GETs' time, and pushes the next poll back.
+
+    ``sender``: the caller is the process that sent the chord, so it knows the header's ids
+    (``readahead``): a check reads every pending part in one concurrent batch, and the answers
+    of the parts still pending stand for a while, so the checks within it read nothing.
     """
+    if sender:
+        return chord_wait_batched(body, parts, interval, first_delay, backoff, latency)[0]
     return chord_wait(body, parts, interval, first_delay, backoff, latency)[0]
+
+
+def chord_wait_batched(
+    body: float,
+    parts: list[float],
+    interval: float = 0.5,
+    first_delay: float | None = POLL_FIRST_DELAY,
+    backoff: float = POLL_BACKOFF,
+    latency: float = 0.0,
+) -> tuple[int, float]:
+    """``chord_wait`` for the process that sent the chord: its checks read the header together."""
+    from ..readahead import FRESH, PATIENCE, RATE, WINDOW
+
+    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
+    delay = min(interval if first_delay is None else first_delay, interval)
+    pending = sorted(parts)
+    # Sending the chord noted its parts pending: that answer stands like a batch read then.
+    stands = min(max(FRESH, min(len(pending), WINDOW) / RATE), PATIENCE)
+    t, gets, stands_until = 0.0, 0, stands if pending else -math.inf
+
+    def check() -> None:
+        nonlocal t, gets, stands_until, pending
+        if t <= stands_until or not pending:
+            return  # the pending answers of the last batch stand: nothing is read
+        n = len(pending)
+        gets += n
+        t += latency * math.ceil(n / READ_CONCURRENCY)
+        pending = [done for done in pending if done > t]
+        stands_until = t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
+
+    check()
+    while True:
+        gets += 1  # the poll of the body
+        t += latency
+        if body <= t:
+            return gets, t
+        check()
+        t += delay
+        delay = min(delay * backoff, interval)
 
 
 def chord_wait(
@@ -307,6 +354,9 @@ def task_requests(
 # counter PUTs in all, 0.2-0.3 per part, at the wire.
 CHORD_CAS_ROUNDS_PER_PART = 1.5
 
+
+#: GETs a client sends at once for a batch of reads (``S3Client.get_each``: its pool, at most 16).
+READ_CONCURRENCY = 16
 
 #: ``S3Backend.chord_tree_from``: chords of this many parts or more count in a tree (chordtree).
 CHORD_TREE_FROM = 64

@@ -204,5 +204,5 @@ def _demo_model(
     parts = c.parent.results
     start = began[c.id]
     model += task_requests(waited=0) * (len(parts) + 1) + chord_requests(len(parts), cas_rounds=cas_rounds)
-    model += Requests(gets=chord_wait_gets(took(c, start), [took(r, start) for r in parts], latency=pace))
+    model += Requests(gets=chord_wait_gets(took(c, start), [took(r, start) for r in parts], latency=pace, sender=True))
     return model

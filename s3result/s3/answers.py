@@ -94,7 +94,10 @@ def credentials_hint(code: str, source: str | None, origin: str | None) -> str:
     )
     source = source or ""
     if source == "settings" and origin == "the result_backend URL":
-        where = f"fix the {what} in the result_backend URL (KEY:SECRET@; '/', '+' and '@' may be written raw or as %2F, %2B, %40)"
+        where = (
+            f"fix the {what} in the result_backend URL (KEY:SECRET@), percent-encoded: "
+            "'/' as %2F, '+' as %2B, '@' as %40"
+        )
     elif source == "settings" and origin:
         where = f"fix the {what} in {origin}"
     elif source == "environment":

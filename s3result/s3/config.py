@@ -12,6 +12,7 @@ depends on them; the session machinery is in ``express``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -93,8 +94,31 @@ class S3Config:
             parts = urlsplit(self.endpoint_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError("endpoint_url", "expected an http:// or https:// URL with a host")
+            if "@" in parts.netloc:  # printed in every error and repr: a secret here would leak
+                raise ConfigError("endpoint_url", "must not hold credentials; pass them as access_key and secret_key")
         if bool(self.access_key) != bool(self.secret_key):
             raise ConfigError("secret_key", "an access key and a secret key go together; give both or neither")
+        if not self.region:
+            raise ConfigError("region", "no region given; use the bucket's region, e.g. 'us-east-1'")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Timeouts, waits and sizes: a bad one fails here, named, not later inside a request."""
+        limits: tuple[tuple[str, float, bool], ...] = (
+            # field, least value, whether the least value itself is allowed
+            ("connect_timeout", 0, False),
+            ("read_timeout", 0, False),
+            ("throttle_wait", 0, True),
+            ("max_connections", 1, True),
+            ("max_attempts", 1, True),
+            ("max_body_size", 1, True),
+        )
+        for name, least, inclusive in limits:
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value < least or (value == least and not inclusive):
+                bound = f">= {least}" if inclusive else f"> {least}"
+                raise ConfigError(name, f"expected a finite number {bound}, got {value!r}")
 
     def __repr__(self) -> str:
         key = "***" if self.access_key else None

@@ -36,6 +36,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,6 +91,10 @@ class PacingConfig:
 DEFAULT_PACING = PacingConfig()
 
 
+#: Every pacer of the process, for the fork hook below (weak: it keeps none alive).
+_pacers: weakref.WeakSet[Pacer] = weakref.WeakSet()
+
+
 class Pacer:
     """One class of requests (reads or writes) to one store: their shared send rate."""
 
@@ -107,6 +112,7 @@ class Pacer:
         self._sleep = sleep  # None: retry.sleep, which looks time.sleep up at call time (gevent patches it late)
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
+        _pacers.add(self)
         self.reset()
 
     def reset(self) -> None:
@@ -128,6 +134,11 @@ class Pacer:
         #: Throttling answers and cuts seen (for reports and tests).
         self.throttles = 0
         self.cuts = 0
+
+    def _after_fork_in_child(self) -> None:
+        """The turns reserved by the parent's threads are not the child's: drop them, keep the rate."""
+        self._next = -math.inf
+        self._waited = False
 
     def __repr__(self) -> str:
         state = f"{self.rate():.1f}/s" if self.active else "off"
@@ -225,12 +236,8 @@ class Pacer:
             self._next = now + 1 / self.rate(now)
             self.cuts += 1
         log = logger.warning if first else logger.info
-        log(
-            "s3result: the store is throttling %s; pacing them at %.1f/s (it served %.1f/s)",
-            self.name,
-            self.rate(now),
-            measured,
-        )
+        served = f"it served {measured:.1f}/s" if samples >= 2 else "nothing served yet to measure: doubling"
+        log("s3result: the store is throttling %s; pacing them at %.1f/s (%s)", self.name, self.rate(now), served)
 
     def _measure(self, now: float, since: float) -> tuple[float, int]:
         """Successes per second since ``since``, over at least ``min_samples`` of them, and how
@@ -276,6 +283,10 @@ class ThrottledRequest:
             self._until = now + self._budget
         elif self.error is not None and now >= self._until:
             raise self._over_budget()
+        if self._budget <= 0:
+            # throttle_wait=0 waits for nothing: sent at once, and a throttling answer raises
+            # (above). Held back by the pacer, it would raise Throttled without being sent.
+            return now
         limit = self._until if deadline is None else min(self._until, deadline)
         while True:
             cuts = self._pacer.cuts
@@ -350,6 +361,10 @@ _registry_lock = threading.Lock()
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()  # another thread may have held it at the fork
+    for pacer in list(_pacers):
+        # Threads that queued for turns (the last one maybe far ahead) exist only in the parent:
+        # a child behind their reservations would wait for requests nobody will send.
+        pacer._after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

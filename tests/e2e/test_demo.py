@@ -27,7 +27,8 @@ def test_demo_command() -> None:
     # times, the caller's time per request and the chord counter's contention (inputs, like a
     # task's duration, that the workload and the store decide).
     rounds = re.search(r"chord counter's ([\d.]+) compare-and-swap rounds per part", out)
-    assert rounds and 1.0 <= float(rounds.group(1)) <= 3.0, out
+    # Below 1 when a process's threads commit their parts together (cost.chord_requests).
+    assert rounds and 0.0 < float(rounds.group(1)) <= 3.0, out
     pace = re.search(r"([\d.]+) ms per request at the caller", out)
     assert pace and 0 < float(pace.group(1)) < 1000, out
     measured = re.search(r"counted at the wire: (\d+) \(DELETE (\d+), GET (\d+), PUT (\d+)\)", out)
@@ -37,8 +38,11 @@ def test_demo_command() -> None:
     # The write path is deterministic: PUTs and DELETEs are predicted exactly. GETs are polls and
     # Celery's checks of a chord's parts; when each lands depends on the store's pace.
     assert measured.group(2) == model.group(2) and measured.group(4) == model.group(4), out
-    assert abs(int(model.group(3)) - int(measured.group(3))) <= 0.05 * int(measured.group(3)), out
-    assert abs(predicted - total) <= 0.05 * total, out
+    # The caller that sent the chord reads its 10 parts in one batch per check (readahead): when
+    # a batch's pending answers stop standing is timing, so one batch more or less is allowed.
+    batch = 10
+    assert abs(int(model.group(3)) - int(measured.group(3))) <= max(0.05 * int(measured.group(3)), batch), out
+    assert abs(predicted - total) <= max(0.05 * total, batch), out
     assert int(measured.group(4)) >= 32  # one PUT per task at least: 32 tasks
     per_million = re.search(r"about \$([\d.]+) per million tasks \(the arithmetic says \$([\d.]+)\)", out)
     assert per_million and abs(float(per_million.group(1)) - float(per_million.group(2))) <= 0.05 * float(

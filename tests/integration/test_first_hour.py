@@ -163,6 +163,9 @@ def test_check_names_the_missing_secret(moto_server: MotoServer) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[FAIL] credentials: AWS_SECRET_ACCESS_KEY: not set, while AWS_ACCESS_KEY_ID is" in done.stdout
     assert "no S3 credentials found" not in done.stdout
+    # Nothing could be signed, so nothing was sent: no probe claims the network or the signature.
+    assert "[ ok ] network" not in done.stdout and "accepted the signature" not in done.stdout, done.stdout
+    assert "see the error above" not in done.stdout, done.stdout
 
 
 def test_the_worker_stops_at_start_without_the_secret(tmp_path: Path, moto_server: MotoServer) -> None:

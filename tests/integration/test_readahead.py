@@ -50,8 +50,9 @@ def test_a_failed_part_reaches_the_caller_through_one_concurrent_read_of_the_hea
 
         assert type(raised.value).__name__ == "PartBroke"
         read = counting.counts["GET"] - gets
-        # One batch of the whole header, not a GET per part per pass.
-        assert read <= PARTS + 4, read
+        # One batch of the whole header (once the pending answer noted at sending stops standing,
+        # 120 / 50 s), not a GET per part per pass; and the body's polls meanwhile.
+        assert read <= PARTS + 15, read
         # Read concurrently over the pool: sequential reads reuse one keep-alive connection.
         assert counting.connections - connections >= 4, counting.connections - connections
     finally:

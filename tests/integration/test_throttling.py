@@ -22,7 +22,7 @@ import pytest
 from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from s3result.errors import Throttled
+from s3result.errors import RequestTimeout, Throttled
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
 
@@ -156,3 +156,54 @@ def test_gevent_greenlets_share_one_pacer(moto_server: MotoServer, proxy: FaultP
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok"), done.stdout
     assert proxy.stats["slowdown"] > 0
+
+
+def test_throttle_wait_0_raises_only_what_the_store_throttled(moto_server: MotoServer, proxy: FaultProxy) -> None:
+    """throttle_wait=0 against a store allowing 20 writes/s: a store raises Throttled only when the
+    store answered it SlowDown, never because the pacer held it back unsent."""
+    proxy.throttle(20)
+    app = _app(moto_server, proxy, "throttle-wait-0", "?conditional_writes=etag&throttle_wait=0")
+    raised: list[Throttled] = []
+    for i in range(60):
+        try:
+            app.backend.store_result(f"tw0-{i}", i, states.SUCCESS)
+        except Throttled as exc:
+            raised.append(exc)
+    assert raised, "the store should have throttled some"
+    assert len(raised) <= proxy.stats["slowdown"], (len(raised), proxy.stats)
+    assert not [e for e in raised if "(0 slow-down answers" in str(e)], str(raised[0])
+
+
+def test_a_wait_on_reads_held_by_a_long_retry_after_returns_within_its_timeout(
+    moto_server: MotoServer, proxy: FaultProxy
+) -> None:
+    """Every GET answered 503 SlowDown with Retry-After: 30: get(timeout=T) still ends at about T."""
+    proxy.answer("GET", "/retry-after-reads/", 503, code="SlowDown", headers=(("Retry-After", "30"),))
+    app = _app(moto_server, proxy, "retry-after-reads")
+    for timeout in (0.5, 2.0):
+        started = time.monotonic()
+        with pytest.raises(CeleryTimeoutError):
+            app.AsyncResult(uuid.uuid4().hex).get(timeout=timeout, interval=0.1)
+        assert time.monotonic() - started < timeout + 1.0
+    assert proxy.stats["canned"] >= 1
+
+
+def test_a_store_that_stops_answering_while_paced_is_bounded_by_the_timeouts(
+    moto_server: MotoServer, proxy: FaultProxy
+) -> None:
+    """The store has throttled (both pacers on), then accepts connections and never answers: a
+    store ends in RequestTimeout within its attempts' read_timeout, a wait at its timeout."""
+    proxy.latency = 100.0  # "never": longer than any bound below
+    app = _app(moto_server, proxy, "paced-silent", "?conditional_writes=etag&read_timeout=1&throttle_wait=5")
+    limits = app.backend.client.limits
+    limits.writes.throttled(0.0)
+    limits.reads.throttled(0.0)
+    proxy.set_faults(latency=1.0)
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match="read_timeout"):
+        app.backend.store_result("paced-silent", 1, states.SUCCESS)
+    assert time.monotonic() - started < 3 * 1.0 + 3.0  # 3 attempts of 1 s, their backoff and turns
+    started = time.monotonic()
+    with pytest.raises(CeleryTimeoutError):
+        app.AsyncResult("paced-silent-wait").get(timeout=2.0, interval=0.1)
+    assert time.monotonic() - started < 2.0 + 1.0
