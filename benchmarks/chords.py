@@ -192,7 +192,7 @@ def count_parts(
             if tree_from is not None:
                 producer.backend.chord_tree_from = tree_from
             if geometry:  # "S,F,K": a tree of this shape, to compare shapes (0 = count in the root)
-                from s3result.chordtree import Geometry
+                from s3result.treegeometry import Geometry
 
                 shape = [int(v) for v in geometry.split(",")]
                 if shape[0] and not shape[1]:  # one leaf per column

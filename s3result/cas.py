@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import Conflict, NotImplementedByStore, PreconditionFailed, TransportError
-from .s3.retry import Backoff, RetryConfig, is_retryable
+from .s3.retry import Backoff, RetryConfig, is_retryable, sleep
 
 __all__ = ("Attempt", "MAX_PAUSE_S", "MIN_BASE_S", "REFUSALS", "compare_and_swap", "lost_race", "may_retry")
 
@@ -107,7 +107,7 @@ def compare_and_swap(
     *,
     deadline_s: float,
     store_errors: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = sleep,
 ) -> T:
     """Run ``attempt`` (one read and one conditional write) until it returns.
 

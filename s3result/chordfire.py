@@ -23,7 +23,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chords, chordtree
+from . import chords, treegeometry
 from .config import Settings
 from .s3.client import S3Client
 
@@ -65,20 +65,20 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         timeout = app.conf.result_chord_join_timeout
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         try:
-            tree = chordtree.Geometry.from_mark(chords.marking(request.chord))
-        except chordtree.PartClash as exc:
+            tree = treegeometry.Geometry.from_mark(chords.marking(request.chord))
+        except treegeometry.PartClash as exc:
             return self._chord_error(callback, ChordError(str(exc)))
         pool: Any = None
         leaf_reads: list[Any] | None = None
         if tree is not None:
-            nodes = [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+            nodes = [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
             # The carrying nodes are read while the group is restored, 32 at a time.
             from concurrent.futures import ThreadPoolExecutor  # only large chords need it
 
             pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
             reads = self._reads_deadline(deadline)
             leaf_reads = [
-                pool.submit(self.client.get_or_none, chordtree.node_key(key, tree.join_level, n), deadline=reads)
+                pool.submit(self.client.get_or_none, treegeometry.node_key(key, tree.join_level, n), deadline=reads)
                 for n in tree.levels[tree.join_level]
             ]
         try:
@@ -97,6 +97,9 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             except Exception as exc:  # noqa: BLE001 - reported on the body
                 return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
             try:
+                # Celery's private name, used as its own chord backends do (base.py, redis.py, gcs.py):
+                # there is no public call that publishes under broker_connection_retry's policy and keeps
+                # a callback's publish from being retried twice. tests/test_layering.py fails if it goes.
                 app.amqp._retry_publish(callback.delay, values)
             except Exception as exc:  # noqa: BLE001 - reported on the body
                 logger.exception("Chord %r raised: %r", group_id, exc)
@@ -166,7 +169,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         timeout: float | None,
         *,
         key: str | None = None,
-        tree: chordtree.Geometry | None = None,
+        tree: treegeometry.Geometry | None = None,
         deadline: float | None = None,
         leaf_reads: list[Any] | None = None,
         counted: chords.CounterState | None = None,
@@ -229,7 +232,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         deps: Any,
         ids: list[str],
         key: str | None,
-        tree: chordtree.Geometry | None,
+        tree: treegeometry.Geometry | None,
         deadline: float | None,
         timeout: float | None,
         leaf_reads: list[Any] | None = None,
@@ -250,7 +253,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             if len(ids) != tree.n:
                 raise ChordError(f"the saved group holds {len(ids)} results, the chord was counted for {tree.n}")
             level = tree.join_level
-            leaves = [chordtree.node_key(key, level, node) for node in tree.levels[level]]
+            leaves = [treegeometry.node_key(key, level, node) for node in tree.levels[level]]
             if leaf_reads is None:
                 bodies = client.get_many(leaves, deadline=reads)
             else:
@@ -265,13 +268,13 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 ) from exc
             raise
         values: dict[str, Any] = {}
-        fp_len = chordtree.FP_LEN
+        fp_len = treegeometry.FP_LEN
         for node, leaf_key, leaf in zip(tree.levels[level], leaves, bodies, strict=True):
             if leaf is None:
                 raise ChordError(f"the chord's counter node {leaf_key!r} is missing")
-            for index, slot in tree.part_slots(level, node, chordtree.load_node(leaf.body)["m"]):
+            for index, slot in tree.part_slots(level, node, treegeometry.load_node(leaf.body)["m"]):
                 task_id = ids[index]
-                if not isinstance(slot, str) or slot[:fp_len] != chordtree.fingerprint(task_id):
+                if not isinstance(slot, str) or slot[:fp_len] != treegeometry.fingerprint(task_id):
                     raise ChordError(f"part index {index} was counted for another task than {task_id}")
                 if len(slot) > fp_len:
                     values[task_id] = self.decode(slot[fp_len:])

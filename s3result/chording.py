@@ -10,7 +10,6 @@ tree: ``chords.MARK``) and each part's count, with its small result carried alon
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -21,7 +20,7 @@ from celery.exceptions import ChordError
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chords, chordtree
+from . import chordmemory, chords, chordtree, treegeometry
 from .chordfire import FiringMethods
 from .counter import CasCounter
 from .precondition import Support
@@ -30,49 +29,6 @@ from .readahead import ReadAhead
 __all__ = ("ChordMethods",)
 
 logger = get_logger(__name__)
-
-# Chord sizes learnt from saved groups, oldest first; a group never changes size. Process-wide,
-# because Celery gives each thread its own backend instance.
-_chord_sizes: dict[str, int] = {}
-_chord_sizes_lock = threading.Lock()
-_CHORD_SIZES_KEPT = 1024
-
-# Whether this process applied a group as a native chord (True) or with chord_unlock (False).
-_decisions: dict[str, bool] = {}
-# The body of each native chord this process applied, until its size is recorded: if that
-# fails, the body is failed with the cause (the parts already published can never fire it).
-_bodies: dict[str, Any] = {}
-
-
-def _keep(table: dict[str, Any], key: str, value: Any) -> None:
-    table[key] = value
-    while len(table) > _CHORD_SIZES_KEPT:
-        table.pop(next(iter(table)))
-
-
-def _remember_decision(group_id: str, native: bool | None = None, body: Any = None) -> bool | None:
-    """Record (or, without ``native``, look up) this process's decision for a chord's group."""
-    with _chord_sizes_lock:
-        if native is None:
-            return _decisions.get(group_id)
-        _keep(_decisions, group_id, native)
-        if native and body is not None:
-            _keep(_bodies, group_id, body)
-        return native
-
-
-def _take_body(group_id: str) -> Any:
-    """The body remembered for a native chord applied here (once), or None."""
-    with _chord_sizes_lock:
-        return _bodies.pop(group_id, None)
-
-
-def _after_fork_in_child() -> None:
-    global _chord_sizes_lock
-    _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ChordMethods(FiringMethods):
@@ -132,7 +88,7 @@ class ChordMethods(FiringMethods):
 
     # -- producer ------------------------------------------------------------------------------
 
-    def _tree_for(self, header_result_args: Any) -> chordtree.Geometry | None:
+    def _tree_for(self, header_result_args: Any) -> treegeometry.Geometry | None:
         """A tree for a large header of plain tasks (numbered 0..n-1 by Celery), else None."""
         try:
             results = list(header_result_args[1])
@@ -140,7 +96,7 @@ class ChordMethods(FiringMethods):
             return None
         if len(results) < max(2, self.chord_tree_from) or any(isinstance(r, ResultSet) for r in results):
             return None
-        return chordtree.Geometry.fit(len(results))
+        return treegeometry.Geometry.fit(len(results))
 
     def _remember_header(self, header_result_args: Any) -> None:
         """The header's ids, so the caller's check of the body's parents reads them together."""
@@ -166,7 +122,7 @@ class ChordMethods(FiringMethods):
         if tree is not None:
             mark["tree"] = tree.to_mark()
         body[chords.MARK] = mark
-        _remember_decision(group_id, native, body)
+        chordmemory.remember_decision(group_id, native, body)
         if native:
             result = self._apply_chord_incr(header_result_args, body, **kwargs)
             self._chords.create(self._key(self.get_key_for_chord(group_id)), tree=tree is not None)
@@ -186,12 +142,12 @@ class ChordMethods(FiringMethods):
         counter gone) fails the body with a ChordError naming the cause, then raises, so the
         last part is not published and the producer's ``apply_async`` fails loudly too.
         """
-        decision = _remember_decision(group_id)
+        decision = chordmemory.remember_decision(group_id)
         if decision is False:
             return  # this process applied it with chord_unlock
         key = self._key(self.get_key_for_chord(group_id))
-        body = _take_body(group_id)
-        tree = chordtree.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
+        body = chordmemory.take_body(group_id)
+        tree = treegeometry.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
         size = int(chord_size)
         if tree is not None:
             if size != tree.n:
@@ -269,7 +225,7 @@ class ChordMethods(FiringMethods):
             encoded = self.encode(self.prepare_value(result))
         except Exception:  # noqa: BLE001 - then the join reads the stored result
             return None
-        if not isinstance(encoded, str) or len(encoded) > chordtree.VALUE_MAX:
+        if not isinstance(encoded, str) or len(encoded) > treegeometry.VALUE_MAX:
             return None
         return encoded
 
@@ -297,7 +253,7 @@ class ChordMethods(FiringMethods):
         value = self._carried(state, result)
         written: chords.CounterState | None = None  # the counter's state this part's count left
         try:
-            tree = chordtree.Geometry.from_mark(mark)
+            tree = treegeometry.Geometry.from_mark(mark)
             if tree is None:
                 precreated = mark.get("gid") == group_id
                 outcome, written = self._chords.count_and_state(key, member[0], precreated=precreated, value=value)
@@ -312,17 +268,17 @@ class ChordMethods(FiringMethods):
         return self._fire_chord(request, group_id, key, written)
 
     def _count_in_tree(
-        self, key: str, tree: chordtree.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
+        self, key: str, tree: treegeometry.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
     ) -> chords.Outcome:
         """Climb from this part's leaf while our add completes each node; count at the root last.
 
         ``member[0]`` is set to the node counted in the root before that count (for ``recover``).
         """
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < tree.n:
-            raise chordtree.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
+            raise treegeometry.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
         level, node = 0, tree.leaf_of(index)
         name = str(index)
-        entry: Any = chordtree.fingerprint(task_id) + (value or "")
+        entry: Any = treegeometry.fingerprint(task_id) + (value or "")
         again = False
         first = self._stored_first(task_id)
         while level < tree.height:
@@ -332,7 +288,7 @@ class ChordMethods(FiringMethods):
             if step != "up":
                 return "late" if step == "late" else "failed"
             # A node up to CARRY_LEVEL carries its children's slots: the join reads fewer objects.
-            name, entry = str(node), (slots if level + 1 <= chordtree.CARRY_LEVEL else 1)
+            name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
         return self._chords.count(key, name, precreated=True)
@@ -380,11 +336,11 @@ class ChordMethods(FiringMethods):
         """
         keys = [key]
         try:
-            tree = chordtree.Geometry.from_mark(chords.marking(getattr(request, "chord", None)))
-        except chordtree.PartClash:
+            tree = treegeometry.Geometry.from_mark(chords.marking(getattr(request, "chord", None)))
+        except treegeometry.PartClash:
             tree = None
         if tree is not None:
-            keys += [chordtree.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+            keys += [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
         keys.append(self._key(self.get_key_for_group(group_id)))
         failed = self._delete_each(keys)
         if failed:
@@ -411,8 +367,7 @@ class ChordMethods(FiringMethods):
         size = chord.get("chord_size") if isinstance(chord, dict) else None
         if isinstance(size, int):
             return size
-        with _chord_sizes_lock:
-            size = _chord_sizes.get(group_id)
+        size = chordmemory.known_size(group_id)
         if size is None:
             try:
                 group = self.restore_group(group_id)
@@ -421,6 +376,5 @@ class ChordMethods(FiringMethods):
             if group is None:
                 return None
             size = len(group)
-            with _chord_sizes_lock:
-                _keep(_chord_sizes, group_id, size)
+            chordmemory.remember_size(group_id, size)
         return size

@@ -48,7 +48,7 @@ from .counter import group_commit
 from .errors import S3Error, TransportError
 from .s3.client import S3Client
 from .s3.request import PutMode
-from .s3.retry import Backoff, RetryConfig
+from .s3.retry import Backoff, RetryConfig, sleep
 
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
@@ -129,7 +129,7 @@ class ChordCounter:
         *,
         deadline_s: float = 120.0,
         lease_s: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = sleep,
     ) -> None:
         self._client = client
         self._scope = scope

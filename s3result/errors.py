@@ -33,6 +33,7 @@ This module is the public home of every class above: the S3 client's errors live
 
 from __future__ import annotations
 
+from .s3.errordoc import error_from_response
 from .s3.errors import (
     NOT_S3,
     AccessDenied,
@@ -58,7 +59,6 @@ from .s3.errors import (
     Unauthenticated,
     _rebuild,  # noqa: F401 - named by pickles of TransportError
     _rebuild_s3,  # noqa: F401 - named by pickles of S3Error
-    error_from_response,
 )
 
 __all__ = [

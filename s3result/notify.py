@@ -558,6 +558,9 @@ class Listener:
                     subscribed = set(self._wanted)
                 pubsub.subscribe(*[CHANNEL_PREFIX + r for r in subscribed])
                 self._up(set(), subscribed)
+                # redis-py's private name: it has no public accessor of a connection's socket, and the
+                # loop needs it to select() on with the wake-up pipe and to see redis-py reconnect by
+                # itself. tests/test_layering.py fails if Connection stops having ``_sock``.
                 sock = pubsub.connection._sock
                 while not self._stopped:
                     while True:

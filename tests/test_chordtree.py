@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from s3result import chordtree
+from s3result import treegeometry
 from s3result.chords import CounterState
-from s3result.chordtree import Geometry, PartClash, TreeCounter, fingerprint, load_node, node_key
+from s3result.chordtree import TreeCounter
 from s3result.errors import RequestTimeout
+from s3result.treegeometry import Geometry, PartClash, fingerprint, load_node, node_key
 
 from .test_counter import MemoryStore
 
@@ -165,14 +166,14 @@ def test_a_tree_root_is_version_3_which_older_workers_refuse() -> None:
 def test_fitted_geometries_count_every_part_once_with_the_staggered_arithmetic() -> None:
     """Below STAGGER_FROM a geometry has one leaf per column and no inner node with a single
     child; it is the same ``Geometry`` arithmetic with other numbers (what the mark carries)."""
-    for n in [*range(1, 300), 500, 777, 1000, chordtree.STAGGER_FROM - 1]:
-        g = chordtree.Geometry.fit(n)
-        assert chordtree.Geometry.from_mark({"tree": g.to_mark()}) == g
+    for n in [*range(1, 300), 500, 777, 1000, treegeometry.STAGGER_FROM - 1]:
+        g = treegeometry.Geometry.fit(n)
+        assert treegeometry.Geometry.from_mark({"tree": g.to_mark()}) == g
         leaves = g.levels[0]
         assert sorted(i for leaf in leaves for i in g.leaf_indexes(leaf)) == list(range(n)), n
         assert all(g.leaf_of(i) in leaves for i in range(n))
         assert len(leaves) == min(g.stripes, n), n
         for level in range(1, g.height):
             assert all(len(g.expected(level, node)) > 1 for node in g.levels[level]), (n, level)
-        assert len(g.expected(g.height, 0)) > 1 or n <= chordtree.SMALL_LEAF, n
-    assert chordtree.Geometry.fit(chordtree.STAGGER_FROM) == chordtree.Geometry(chordtree.STAGGER_FROM)
+        assert len(g.expected(g.height, 0)) > 1 or n <= treegeometry.SMALL_LEAF, n
+    assert treegeometry.Geometry.fit(treegeometry.STAGGER_FROM) == treegeometry.Geometry(treegeometry.STAGGER_FROM)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from s3result.cli.main import _parser
-from s3result.config import _ALIASES
+from s3result.options import ALIASES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -30,12 +30,12 @@ def _user_pages() -> dict[Path, str]:
 
 def test_every_option_and_alias_is_in_the_configuration_reference() -> None:
     page = _page("configuration.md")
-    names = {name for key, aliases in _ALIASES.items() for name in (key, *aliases)}
+    names = {name for key, aliases in ALIASES.items() for name in (key, *aliases)}
     missing = sorted(n for n in names if f"`{n}`" not in page)
     assert not missing, f"docs/configuration.md does not document these options: {missing}"
     # Each option has its own paragraph (a heading naming it), not only a table row.
     headings = " ".join(re.findall(r"^### (.+)$", page, re.M))
-    undescribed = sorted(k for k in _ALIASES if not re.search(rf"\b{k}\b", headings))
+    undescribed = sorted(k for k in ALIASES if not re.search(rf"\b{k}\b", headings))
     assert not undescribed, f"docs/configuration.md has no paragraph (### heading) for: {undescribed}"
 
 

@@ -18,8 +18,9 @@ import pytest
 from s3result import config
 from s3result.errors import RequestTimeout, S3Error, ServerError, Throttled
 from s3result.s3.client import S3Client
-from s3result.s3.limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
+from s3result.s3.limiter import Pacer, ThrottledRequest, limiter_for
 from s3result.s3.retry import RetryConfig
+from s3result.s3.throttling import is_throttling, retry_after
 from s3result.s3.transport import HttpxTransport
 
 

@@ -23,8 +23,8 @@ from s3result.errors import (
     Unauthenticated,
 )
 from s3result.polling import delays
+from s3result.s3.failures import connect_error
 from s3result.s3.retry import is_permanent, is_retryable
-from s3result.s3.transport import _connect_error
 
 
 def test_delays_double_from_the_first_up_to_the_interval() -> None:
@@ -93,16 +93,16 @@ def _wrapped(inner: BaseException) -> BaseException:
 def test_connect_failures_are_classified_by_their_cause() -> None:
     wrong = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
     wrong.reason = "WRONG_VERSION_NUMBER"
-    err = _connect_error(_wrapped(wrong))
+    err = connect_error(_wrapped(wrong))
     assert isinstance(err, EndpointError) and "the server speaks plain HTTP: use s3result+http://" in str(err)
     cert = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
-    err = _connect_error(_wrapped(cert))
+    err = connect_error(_wrapped(cert))
     assert isinstance(err, EndpointError) and "ca_bundle" in str(err)
-    err = _connect_error(_wrapped(socket.gaierror(socket.EAI_NONAME, "Name or service not known")))
+    err = connect_error(_wrapped(socket.gaierror(socket.EAI_NONAME, "Name or service not known")))
     assert isinstance(err, EndpointError) and "endpoint_url" in str(err)
-    err = _connect_error(_wrapped(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")))
+    err = connect_error(_wrapped(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")))
     assert type(err) is ConnectError  # the resolver may answer next time
-    err = _connect_error(_wrapped(ssl.SSLEOFError(8, "EOF occurred in violation of protocol")))
+    err = connect_error(_wrapped(ssl.SSLEOFError(8, "EOF occurred in violation of protocol")))
     assert type(err) is ConnectError
-    err = _connect_error(_wrapped(ConnectionRefusedError(111, "Connection refused")))
+    err = connect_error(_wrapped(ConnectionRefusedError(111, "Connection refused")))
     assert type(err) is ConnectError and "Connection refused" in str(err)

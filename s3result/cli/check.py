@@ -31,9 +31,9 @@ from ..errors import (
 )
 from ..precondition import probe
 from ..s3.client import S3Client
-from ..s3.errors import _HINTS
+from ..s3.errors import default_hint
 from .expiry_check import expiry_findings
-from .findings import PROBE_CONNECT_TIMEOUT, Finding, _arn, _host_port, _timed, diagnose_transport
+from .findings import PROBE_CONNECT_TIMEOUT, Finding, arn, diagnose_transport, host_port, timed
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -50,7 +50,7 @@ __all__ = [
 
 
 def _iam_fix(settings: Settings, action: str, objects: bool = True) -> str:
-    return f'grant "{action}" on "{_arn(settings, objects)}" to these credentials'
+    return f'grant "{action}" on "{arn(settings, objects)}" to these credentials'
 
 
 PROBE_READ_TIMEOUT = 5.0
@@ -86,7 +86,7 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
     creds_source = ""
     found: list[Finding] = []
     try:
-        creds = client._credentials.get()
+        creds = client.credentials.get()
         # The last four characters tell two keys apart (as `aws configure list` does); the
         # whole ID is never printed.
         hint = f" (access key ending in {creds.access_key[-4:]})" if len(creds.access_key) >= 16 else ""
@@ -97,7 +97,7 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
     except S3ResultError as exc:
         found.append(Finding("credentials", False, str(exc), "configure credentials (see the README's table)"))
     resolved = {
-        "endpoint": client._base,
+        "endpoint": client.base_url,
         "bucket": settings.bucket,
         "prefix": settings.prefix,
         "region": settings.region,
@@ -109,7 +109,7 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
 
 
 def _hint(error: S3Error) -> str:
-    return error.hint or _HINTS.get(error.code, "")
+    return error.hint or default_hint(error.code)
 
 
 def iter_findings(
@@ -125,9 +125,9 @@ def iter_findings(
         return  # nothing can be signed: every probe would claim what was never sent
     key = settings.object_key(f"s3result-check/{uuid.uuid4().hex}")
     missing = settings.object_key(f"s3result-check/missing-{uuid.uuid4().hex}")
-    where = _host_port(client)
+    where = host_port(client)
     # 1. network and authentication: one GET of a key that does not exist (S3's 404 expected).
-    found, ms, error = _timed(lambda: _get_missing(client, missing))
+    found, ms, error = timed(lambda: _get_missing(client, missing))
     if isinstance(error, TransportError):
         detail, fix = diagnose_transport(error, client)
         yield Finding("network", False, detail, fix, ms=ms)
@@ -181,7 +181,7 @@ def iter_findings(
         if put_failed and name in ("GET", "HEAD"):
             yield Finding(name, False, "skipped: the PUT failed, so there is no object to read", "fix the PUT first")
             continue
-        _, ms, error = _timed(call)
+        _, ms, error = timed(call)
         put_failed = put_failed or (name == "PUT" and error is not None)
         all_ok = all_ok and error is None
         if error is None:
@@ -196,7 +196,7 @@ def iter_findings(
             yield Finding(name, False, str(error), _store_fix(error), ms=ms)
     # 3. what the store can do.
     if all_ok:
-        verdict, ms, error = _timed(lambda: probe(client, settings.prefix))
+        verdict, ms, error = timed(lambda: probe(client, settings.prefix))
         if isinstance(error, TransportError):
             detail, fix = diagnose_transport(error, client)
             yield Finding("conditional writes", False, detail, fix, ms=ms)
@@ -347,7 +347,7 @@ def _bounded(findings: Iterator[Finding], client: S3Client, limit: float = PROBE
         try:
             item = box.get(timeout=limit)
         except queue.Empty:
-            where = _host_port(client)
+            where = host_port(client)
             yield Finding(
                 "network",
                 False,

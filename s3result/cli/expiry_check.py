@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import S3Error
-from .findings import Finding, _arn, _timed
+from .findings import Finding, arn, timed
 
 if TYPE_CHECKING:
     from ..s3.client import S3Client
@@ -65,7 +65,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
     apply = apply_command(str(user_days) if user_days else "N" if keep else "")
     where = f"s3://{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}"
     try:
-        rules, ms, error = _timed(lambda: read_rules(client))
+        rules, ms, error = timed(lambda: read_rules(client))
     except SyntaxError as exc:  # XML the parser cannot read (ElementTree.ParseError)
         yield Finding("expiry", True, f"the bucket's lifecycle configuration is not readable XML ({exc})", warning=True)
         return
@@ -74,7 +74,7 @@ def expiry_findings(client: S3Client, settings: Settings, app: Any, *, target: s
             "expiry",
             True,
             "cannot read the bucket's lifecycle configuration (403 AccessDenied), so cannot tell whether results expire",
-            f'grant "s3:GetLifecycleConfiguration" on "{_arn(settings, False)}" to look '
+            f'grant "s3:GetLifecycleConfiguration" on "{arn(settings, False)}" to look '
             '(and "s3:PutLifecycleConfiguration" to let s3result lifecycle --apply set it)',
             ms=ms,
             warning=True,

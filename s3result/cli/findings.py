@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..s3.client import S3Client
     from ..settings import Settings
 
-__all__ = ["Finding", "PROBE_CONNECT_TIMEOUT", "diagnose_transport"]
+__all__ = ["Finding", "PROBE_CONNECT_TIMEOUT", "arn", "diagnose_transport", "host_port", "timed"]
 
 # What a short probe waits for: a silent server gets one line within a few seconds, not 90.
 PROBE_CONNECT_TIMEOUT = 3.0
@@ -36,8 +36,9 @@ class Finding:
     warning: bool = False
 
 
-def _host_port(client: S3Client) -> str:
-    parts = urlsplit(client._base)
+def host_port(client: S3Client) -> str:
+    """The host:port the client connects to, as a finding names it."""
+    parts = urlsplit(client.base_url)
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
@@ -54,7 +55,7 @@ def _speaks_plain_http(host: str, port: int) -> bool:
 
 def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, str]:
     """What failed on the network, in the user's terms, and its fix (never an IAM grant)."""
-    parts = urlsplit(client._base)
+    parts = urlsplit(client.base_url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     text = str(error)
     low = text.lower()
@@ -108,13 +109,15 @@ def diagnose_transport(error: TransportError, client: S3Client) -> tuple[str, st
     return (text, "check endpoint_url and the network")
 
 
-def _arn(settings: Settings, objects: bool) -> str:
+def arn(settings: Settings, objects: bool) -> str:
+    """The ARN a fix grants on: the bucket, or (``objects``) the keys under the prefix."""
     if not objects:
         return f"arn:aws:s3:::{settings.bucket}"
     return f"arn:aws:s3:::{settings.bucket}/{settings.prefix + '/' if settings.prefix else ''}*"
 
 
-def _timed(fn: Any) -> tuple[Any, float, BaseException | None]:
+def timed(fn: Any) -> tuple[Any, float, BaseException | None]:
+    """Call ``fn``: its value, the milliseconds it took and the exception it raised, if any."""
     start = time.perf_counter()
     try:
         value = fn()

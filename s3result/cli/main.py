@@ -164,7 +164,7 @@ def _task_key(backend: Any, task_id: str) -> str:
 
     try:
         key = str(backend.settings.object_key(backend.get_key_for_task(task_id).decode()))
-        backend.client._target(key)  # the client's own rules (UTF-8, at most 1024 bytes), before any request
+        backend.client.target(key)  # the client's own rules (UTF-8, at most 1024 bytes), before any request
         return key
     except InvalidKey as exc:
         raise UsageError(f"argument task_id: {exc}") from None

@@ -44,7 +44,7 @@ def session_findings(client: S3Client, settings: Settings) -> Iterator[Finding]:
         yield Finding("session", False, f"CreateSession on {settings.bucket} failed: {exc}", "check the bucket")
         return
     ms = (time.perf_counter() - started) * 1000
-    provider = source._providers[0] if source._providers else None
+    provider = source.providers[0] if source.providers else None
     lifetime = provider.lifetime if isinstance(provider, SessionProvider) else 300.0
     advisory, mandatory = refresh_windows(lifetime)
     mode = settings.session_mode or "ReadWrite, else ReadOnly (S3 decides)"

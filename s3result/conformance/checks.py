@@ -45,7 +45,7 @@ class Ctx:
         from dataclasses import replace
 
         clock = overrides.pop("clock", time.time)
-        creds = self.client._credentials.get()
+        creds = self.client.credentials.get()
         explicit = {"access_key": creds.access_key, "secret_key": creds.secret_key, "session_token": creds.token}
         changed = replace(self.client.config, **{**explicit, **overrides})
         return S3Client(changed, clock=clock)

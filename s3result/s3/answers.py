@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from .errors import NOT_S3, AccessDenied, NotFound, S3Error, error_from_response
+from .errordoc import error_from_response
+from .errors import NOT_S3, AccessDenied, NotFound, S3Error
 from .transport import RawResponse
 
 __all__ = ["credentials_hint", "map_error", "redirect_host"]

@@ -24,12 +24,14 @@ from .answers import map_error
 from .config import S3Config
 from .connect import make_transport
 from .credentials import CredentialSource, chain_for
-from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError, is_missing_key
+from .errordoc import is_missing_key
+from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
-from .limiter import Pacer, ThrottledRequest, is_throttling, limiter_for, retry_after
+from .limiter import Pacer, ThrottledRequest, limiter_for
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
 from .request import PutMode, Request
-from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
+from .retry import Backoff, RetryConfig, RetryQuota, is_retryable, sleep
+from .throttling import is_throttling, retry_after
 from .transport import RawResponse, Transport
 
 if TYPE_CHECKING:
@@ -119,7 +121,7 @@ class S3Client:
         transport_factory: Callable[[str], Transport] | None = None,
         retry: RetryConfig | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = sleep,
     ) -> None:
         self.config = config
         self._credentials = credentials or chain_for(config)
@@ -143,6 +145,16 @@ class S3Client:
             self.session = self._session_source()
         self._set_region(config.region)
         self._warn_plain_http()
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint this client sends to now (after any region switch), without the key."""
+        return self._base
+
+    @property
+    def credentials(self) -> CredentialSource:
+        """Where this client's signing credentials come from (for reports such as ``s3result check``)."""
+        return self._credentials
 
     def __repr__(self) -> str:
         return f"S3Client(endpoint={self._base!r}, bucket={self.config.bucket!r}, region={self.region!r})"
@@ -473,7 +485,8 @@ class S3Client:
 
     # -- the pipeline: sign -> transport -> classify -> retry or recover -> integrity ------
 
-    def _target(self, key: str) -> str:
+    def target(self, key: str) -> str:
+        """The path of ``key`` on the wire, checked by this client's rules (UTF-8, at most 1024 bytes)."""
         if not key:
             raise InvalidKey("an empty key cannot be stored")
         try:
@@ -502,7 +515,7 @@ class S3Client:
             path, query = self._bucket_path, [(request.subresource, "")]
             target = f"{path}?{request.subresource}".encode("ascii")
         else:
-            path, query = self._target(request.key), []
+            path, query = self.target(request.key), []
             target = path.encode("ascii")
         body_sha = request.body_sha256 or sigv4.payload_hash(request.body)
         pacer = self.limits.pacer(request.method)

@@ -38,12 +38,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 from ._forksafe import renew_locks_after_fork
 from .errors import RequestTimeout, S3Error, Throttled
+from .retry import sleep
 
 __all__ = [
     "DEFAULT_PACING",
@@ -51,62 +51,11 @@ __all__ = [
     "PacingConfig",
     "StoreLimiter",
     "ThrottledRequest",
-    "is_throttling",
     "limiter_for",
     "reset_all",
-    "retry_after",
 ]
 
 logger = logging.getLogger(__name__)
-
-# botocore/retries/standard.py THROTTLING_ERROR_CODES, plus MinIO's SlowDownRead/SlowDownWrite
-# (matched by prefix). Not 500 InternalError nor a plain 503 ServiceUnavailable: those are the
-# store failing, retried with the retry quota, never waited out as throttling.
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "PriorRequestNotComplete",
-    }
-)
-#: The longest Retry-After honoured: a store asking for more is waited out by ``throttle_wait``.
-_MAX_RETRY_AFTER = 60.0
-
-
-def is_throttling(method: str, status: int, code: str, headers: Mapping[str, str]) -> bool:
-    """Whether an error answer says "slow down": 429, a throttling code, or a 503 with Retry-After.
-
-    A HEAD's 503 has no body to carry ``SlowDown``: S3 throttles HEAD like GET, so it counts.
-    """
-    if status == 429 or code.startswith("SlowDown") or code in _THROTTLING_CODES:
-        return True
-    return status == 503 and ("retry-after" in headers or method == "HEAD")
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the store asked us to wait (RFC 9110 10.2.3: seconds or an HTTP date), capped."""
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,7 +109,7 @@ class Pacer:
         self.name = name
         self._config = config
         self._clock = clock
-        self._sleep = sleep  # None: time.sleep looked up at call time (gevent patches it late)
+        self._sleep = sleep  # None: retry.sleep, which looks time.sleep up at call time (gevent patches it late)
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
         _pacers.add(self)
@@ -237,7 +186,7 @@ class Pacer:
         """Sleep until a reserved turn (outside the lock)."""
         pause = at - self._clock()
         if pause > 0:
-            (self._sleep or time.sleep)(pause)
+            (self._sleep or sleep)(pause)
 
     def _freeze_when_idle(self, now: float) -> None:
         """Stop the climb while no request waits; switch off after a long quiet (lock held)."""
@@ -376,7 +325,7 @@ class ThrottledRequest:
     def _over_budget(self) -> Throttled:
         last = self.error
         fields = (
-            last._fields()
+            last.fields()
             if last is not None
             else {"status": 503, "code": "SlowDown", "method": self._method, "key": self._key}
         )

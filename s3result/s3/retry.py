@@ -44,6 +44,7 @@ __all__ = [
     "is_permanent",
     "is_retryable",
     "retry_call",
+    "sleep",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,15 @@ class RetryConfig:
 
 
 DEFAULT_RETRY = RetryConfig()
+
+
+def sleep(seconds: float) -> None:
+    """The project's one sleep: ``time.sleep`` looked up at each call, not bound at import.
+
+    Every loop that waits is injected with this (or a test's fake): gevent's monkey-patching,
+    which may come after s3result is imported, still turns the wait into a greenlet switch.
+    """
+    time.sleep(seconds)
 
 
 class Backoff:

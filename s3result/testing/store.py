@@ -158,9 +158,10 @@ class MotoServer:
         if self.tls:
             import ssl  # only for the https flavour, whose certificate is our own test one
 
-            conn = http.client.HTTPSConnection(
-                self.host, self.port, timeout=10, context=ssl._create_unverified_context()
-            )
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=10, context=context)
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:

@@ -74,7 +74,7 @@ def test_joins_and_waits_are_served_from_the_cache(moto_server: MotoServer) -> N
 
 @pytest.mark.parametrize("table", ["_decisions", "_chord_sizes"])
 def test_per_process_chord_tables_stay_bounded(table: str) -> None:
-    from s3result import chording as chord_module  # the chord methods' process-wide tables
+    from s3result import chordmemory as chord_module  # the chord methods' process-wide tables
 
     kept = chord_module._CHORD_SIZES_KEPT
     entries: dict[str, Any] = getattr(chord_module, table)
@@ -82,7 +82,7 @@ def test_per_process_chord_tables_stay_bounded(table: str) -> None:
     try:
         for i in range(kept + 5):
             if table == "_decisions":
-                chord_module._remember_decision(f"bounded-{i}", True)
+                chord_module.remember_decision(f"bounded-{i}", True)
             else:
                 entries[f"bounded-{i}"] = 1
                 with chord_module._chord_sizes_lock:

@@ -17,7 +17,7 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 
-from s3result import chordtree
+from s3result import chordtree, treegeometry
 from s3result.chords import MARK
 from s3result.errors import RequestTimeout
 from s3result.testing.store import MotoServer
@@ -32,17 +32,17 @@ def tree_chord(producer: Any, size: int, gid: str, tree_from: int = 8, fitted: b
     """A chord counted in a tree: the staggered geometry of large chords (every level a test of a
     small chord needs), or with ``fitted`` the one the producer fits to ``size``."""
     if not fitted:
-        producer.backend._tree_for = lambda args: chordtree.Geometry(len(list(args[1])))
+        producer.backend._tree_for = lambda args: treegeometry.Geometry(len(list(args[1])))
     chord = Chord(producer, size, gid, tree_from=tree_from)
     assert "tree" in chord.requests[0].chord[MARK], "the producer should have chosen a tree"
     return chord
 
 
 def nodes_of(chord: Chord, worker: Any) -> list[str]:
-    tree = chordtree.Geometry.from_mark(chord.requests[0].chord[MARK])
+    tree = treegeometry.Geometry.from_mark(chord.requests[0].chord[MARK])
     assert tree is not None
     root = worker.backend._key(worker.backend.get_key_for_chord(chord.gid))
-    return [root] + [chordtree.node_key(root, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+    return [root] + [treegeometry.node_key(root, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
 
 
 def test_tree_chord_fires_once_with_every_value_and_cleans_up(store: MotoServer) -> None:
@@ -90,7 +90,7 @@ def test_big_and_failed_results_are_read_at_join_time(store: MotoServer) -> None
     url = store.url("tree-big")
     producer, worker = make_app(url), make_app(url)
     chord = tree_chord(producer, 40, "g-tree-big")
-    big = "x" * (chordtree.VALUE_MAX + 10)
+    big = "x" * (treegeometry.VALUE_MAX + 10)
     with chord.recording():
         for i, req in enumerate(chord.requests):
             worker.backend.mark_as_done(req.id, big if i == 7 else 2 * i, request=req)
@@ -178,7 +178,7 @@ def test_join_timeout_is_the_bound_the_user_set(store: MotoServer) -> None:
     producer, worker = make_app(url), make_app(url)
     worker.conf.result_chord_join_timeout = 2.0
     chord = Chord(producer, 10, "g-jointimeout-bound")
-    big = "y" * (chordtree.VALUE_MAX + 10)
+    big = "y" * (treegeometry.VALUE_MAX + 10)
     for i in range(9):
         chord.finish(worker, i)
     req = chord.requests[9]
@@ -232,7 +232,7 @@ def test_fitted_tree_fires_once_and_cleans_up(store: MotoServer, size: int) -> N
     url = store.url(f"tree-fit-{size}")
     producer, worker = make_app(url), make_app(url)
     chord = tree_chord(producer, size, f"g-tree-fit-{size}", tree_from=2, fitted=True)
-    assert chordtree.Geometry.from_mark(chord.requests[0].chord[MARK]) == chordtree.Geometry.fit(size)
+    assert treegeometry.Geometry.from_mark(chord.requests[0].chord[MARK]) == treegeometry.Geometry.fit(size)
     order = list(range(size)) + random.Random(size).sample(range(size), size // 5)
     random.Random(size + 1).shuffle(order)
     for i in order:

@@ -16,7 +16,7 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 
-from s3result import chordtree
+from s3result import treegeometry
 from s3result.errors import RequestTimeout
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
@@ -44,7 +44,7 @@ def objects_under(boto3_client: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def test_the_chord_below_has_every_level() -> None:
-    assert chordtree.Geometry(N).height == 3
+    assert treegeometry.Geometry(N).height == 3
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -104,9 +104,9 @@ def test_results_at_the_limit_not_json_and_failed(store: MotoServer) -> None:
     url = store.url("tree-limit")
     producer, worker = make_app(url), make_app(url)
     chord = tree_chord(producer, 100, "g-tree-limit")
-    at_limit = "a" * (chordtree.VALUE_MAX - 2)  # '"aaa..."': exactly VALUE_MAX characters
-    assert len(worker.backend.encode(at_limit)) == chordtree.VALUE_MAX
-    over = "b" * (chordtree.VALUE_MAX - 1)
+    at_limit = "a" * (treegeometry.VALUE_MAX - 2)  # '"aaa..."': exactly VALUE_MAX characters
+    assert len(worker.backend.encode(at_limit)) == treegeometry.VALUE_MAX
+    over = "b" * (treegeometry.VALUE_MAX - 1)
     values: list[Any] = [2 * i for i in range(100)]
     values[3], values[4], values[5] = at_limit, over, {"k": [1, 2.5, None, "é\u2028"]}
     reads: list[str] = []
@@ -233,13 +233,13 @@ def test_late_climb_through_a_half_cleaned_tree_leaves_nothing(store: MotoServer
     url = store.url("tree-lateclimb")
     producer, worker = make_app(url), make_app(url)
     chord = tree_chord(producer, N, "g-tree-lateclimb")
-    tree = chordtree.Geometry.from_mark(chord.requests[0].chord["s3result_chord"])
+    tree = treegeometry.Geometry.from_mark(chord.requests[0].chord["s3result_chord"])
     assert tree is not None
     real_clean = worker.backend._clean_up_chord
     kept: list[str] = []
 
     def clean_up_but_the_leaves(group_id: str, key: str, deps: Any, nodes: Any = None) -> None:
-        leaves = [chordtree.node_key(key, 0, n) for n in tree.levels[0]]
+        leaves = [treegeometry.node_key(key, 0, n) for n in tree.levels[0]]
         kept.extend(leaves)
         real_clean(group_id, key, deps, [n for n in nodes or [] if n not in leaves])
 
@@ -302,7 +302,7 @@ def test_lost_replies_and_second_deliveries_in_a_fitted_tree(store: MotoServer, 
     producer, worker = make_app(url), make_app(url)
     gid = f"g-tree-fit-lost-{level}"
     chord = tree_chord(producer, N, gid, tree_from=2, fitted=True)
-    assert chordtree.Geometry.fit(N).height == 2
+    assert treegeometry.Geometry.fit(N).height == 2
     lost: list[bytes] = []
 
     def when(method: bytes, target: bytes, headers: Any) -> None:

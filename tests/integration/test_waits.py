@@ -320,10 +320,10 @@ def test_a_body_over_max_result_size_is_refused_naming_the_setting(moto_server: 
 
 
 def test_error_bodies_are_cut_at_a_small_cap() -> None:
-    from s3result.s3.transport import ERROR_BODY_LIMIT, _read_body
+    from s3result.s3.bodies import ERROR_BODY_LIMIT, read_body
 
     chunks = [b"<Error><Code>SlowDown</Code>" + b"x" * 60_000, b"y" * 10_000_000]
-    body = _read_body(iter(chunks), 503, None, 1 << 30)
+    body = read_body(iter(chunks), 503, None, 1 << 30)
     assert len(body) == ERROR_BODY_LIMIT and body.startswith(b"<Error><Code>SlowDown")
 
 

@@ -156,6 +156,11 @@ class CredentialSource:
         raise CredentialsError(self._none_found.format(tried=", ".join(tried)))
 
     @property
+    def providers(self) -> tuple[Provider, ...]:
+        """The providers, in the order they are tried."""
+        return self._providers
+
+    @property
     def source(self) -> str | None:
         """Where the current credentials came from (None before first use)."""
         return None if self._current is None else self._current.source

@@ -1,0 +1,192 @@
+"""Where each part of a large native chord is counted: the tree's shape (pure arithmetic, no I/O).
+
+The counting itself, and the design notes behind this shape (budget, contention, which
+parts, late parts), are in ``chordtree``. Here: the constants, a slot's fingerprint, the
+node keys, ``Geometry`` (stripes, fill, stagger, fan-in) and a node's wire format, which
+stays byte-identical across versions (a rolling upgrade counts with old and new workers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+__all__ = (
+    "CARRY_LEVEL",
+    "FP_LEN",
+    "STAGGER_FROM",
+    "VALUE_MAX",
+    "Geometry",
+    "PartClash",
+    "dump_node",
+    "fingerprint",
+    "load_node",
+    "node_key",
+)
+
+#: Encoded results up to this size travel in the leaf; bigger ones are read at join time.
+VALUE_MAX = 48
+#: Inner nodes up to this level carry their children's slots (a copy of each completed child):
+#: the join reads the nodes of this level, 1 per 512 parts, instead of every leaf, 1 per 32.
+CARRY_LEVEL = 2
+#: A leaf slot starts with this many hex digits of its task id's hash (see ``fingerprint``).
+FP_LEN = 6
+
+#: The staggered geometry's stripes, fill and fan-in (``Geometry``'s defaults).
+STRIPES, FILL, FAN_IN = 32, 32, 4
+#: Chords of this many parts or more stagger their leaves (a leaf completes every ``FILL`` parts).
+STAGGER_FROM = STRIPES * FILL
+#: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
+SMALL_LEAF = 4
+#: Up to this many leaves, the root counts the leaves itself; more go through inner nodes of
+#: ``INNER_FAN_IN`` (a small chord's leaves all complete near its end: few levels, short queues).
+FLAT_MAX, INNER_FAN_IN = 8, 8
+
+
+class PartClash(ValueError):
+    """A part that the tree cannot count (its index missing, out of range or held by another task)."""
+
+
+def fingerprint(task_id: str) -> str:
+    """``FP_LEN`` hex digits of the task id's hash: tells a redelivery from another task at one index."""
+    return hashlib.blake2b(task_id.encode("utf-8", "surrogatepass"), digest_size=FP_LEN // 2).hexdigest()
+
+
+def node_key(root_key: str, level: int, node: int) -> str:
+    """The key of a tree node: beside the chord's counter, under the same prefix and lifecycle rule."""
+    return f"{root_key}.{level}.{node}"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where each part of a chord of ``n`` parts is counted (pure arithmetic, no I/O)."""
+
+    n: int
+    stripes: int = STRIPES
+    fill: int = FILL
+    fan_in: int = FAN_IN
+    _children: dict[tuple[int, int], list[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_mark(cls, mark: Any) -> Geometry | None:
+        """The geometry the producer sent in its mark, or None (a chord counted in its root)."""
+        tree = mark.get("tree") if isinstance(mark, dict) else None
+        if not isinstance(tree, dict):
+            return None
+        values: list[int] = []
+        for name in ("n", "s", "f", "k"):
+            value = tree.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise PartClash(f"the chord's tree geometry {tree!r} is not valid")
+            values.append(value)
+        n, s, f, k = values
+        return cls(n, s, f, max(k, 2))
+
+    @classmethod
+    def fit(cls, n: int) -> Geometry:
+        """The producer's geometry for a chord of ``n`` parts (the mark carries it to every part).
+
+        From ``STAGGER_FROM`` parts up, the staggered stripes of the DESIGN notes. Below it the
+        stagger would split a column's few rows into leaves of one or two parts (at 64 parts:
+        33 leaves and 12 inner nodes), so there is one leaf per column, of about ``SMALL_LEAF``
+        parts. A fill of ``stripes * rows`` does that with the same arithmetic (``_phase`` of
+        column ``c`` > 0 is then ``c * rows``, past its last row, and column 0 is leaf
+        ``stripes``), so a worker that knows only that arithmetic counts these chords as it
+        counts every other. Up to ``FLAT_MAX`` leaves the root counts them itself (a fan-in past
+        the highest leaf number); more leaves go through inner nodes of ``INNER_FAN_IN``, with
+        ``stripes + 1`` a multiple of it so that no inner node is left with a single child.
+        """
+        if n >= STAGGER_FROM:
+            return cls(n)
+        stripes = max(1, min(STRIPES - 1, -(-n // SMALL_LEAF)))
+        if stripes <= FLAT_MAX:
+            fan_in = stripes + 1
+        else:
+            stripes = (stripes + 1) // INNER_FAN_IN * INNER_FAN_IN - 1
+            fan_in = INNER_FAN_IN
+        return cls(n, stripes, stripes * -(-n // stripes), fan_in)
+
+    def to_mark(self) -> dict[str, int]:
+        return {"n": self.n, "s": self.stripes, "f": self.fill, "k": self.fan_in}
+
+    def _phase(self, column: int) -> int:
+        return column * self.fill // self.stripes
+
+    def leaf_of(self, index: int) -> int:
+        """The leaf counting part ``index`` (0 <= index < n)."""
+        row, column = divmod(index, self.stripes)
+        band = (row + self.fill - self._phase(column)) // self.fill
+        return band * self.stripes + column
+
+    def leaf_indexes(self, leaf: int) -> list[int]:
+        """The part indexes leaf ``leaf`` counts (empty for a leaf no part reaches)."""
+        band, column = divmod(leaf, self.stripes)
+        first = max(0, (band - 1) * self.fill + self._phase(column))
+        end = band * self.fill + self._phase(column)
+        return [i for i in (row * self.stripes + column for row in range(first, end)) if i < self.n]
+
+    @cached_property
+    def levels(self) -> list[list[int]]:
+        """The nodes that count at least one part, level by level; the last level is the root."""
+        rows = -(-self.n // self.stripes)
+        last = ((rows - 1 + self.fill) // self.fill + 1) * self.stripes
+        levels = [[leaf for leaf in range(last) if self.leaf_indexes(leaf)]]
+        while len(levels) == 1 or len(levels[-1]) > 1:
+            levels.append(sorted({node // self.fan_in for node in levels[-1]}))
+        return levels
+
+    @property
+    def height(self) -> int:
+        """The root's level."""
+        return len(self.levels) - 1
+
+    @property
+    def join_level(self) -> int:
+        """The level whose nodes the join reads: they carry every part's slot below them."""
+        return min(CARRY_LEVEL, self.height - 1)
+
+    def part_slots(self, level: int, node: int, slots: list[Any]) -> Iterator[tuple[int, Any]]:
+        """Each part's slot (index, slot) under a node of ``level`` that carries its children's."""
+        for member, slot in zip(self.expected(level, node), slots, strict=True):
+            if level == 0:
+                yield int(member), slot
+            elif not isinstance(slot, list):
+                raise ValueError(f"tree node {level}.{node} does not carry node {level - 1}.{member}")
+            else:
+                yield from self.part_slots(level - 1, int(member), slot)
+
+    def parent(self, node: int) -> int:
+        return node // self.fan_in
+
+    def expected(self, level: int, node: int) -> list[str]:
+        """The members node ``node`` of ``level`` holds once complete."""
+        cached = self._children.get((level, node))
+        if cached is None:
+            if level == 0:
+                cached = [str(i) for i in self.leaf_indexes(node)]
+            else:
+                cached = [str(c) for c in self.levels[level - 1] if c // self.fan_in == node]
+            self._children[(level, node)] = cached
+        return cached
+
+
+def load_node(body: bytes) -> dict[str, Any]:
+    """A tree node's content: ``{"v": 3, "m": [slot, ...], "by": the member that completed it}``.
+
+    Slots follow ``Geometry.expected``: 0 until counted (``by`` is absent until complete); a leaf's slot is the fingerprint of
+    the part's task id followed by its encoded result (nothing after it: read at join time), an
+    inner node's is 1.
+    """
+    data = json.loads(body)
+    if not isinstance(data, dict) or data.get("v") != 3 or not isinstance(data.get("m"), list):
+        raise ValueError("not an s3result chord tree node (v3)")
+    return data
+
+
+def dump_node(node: dict[str, Any]) -> bytes:
+    """A tree node's bytes on the wire (compact JSON, the format ``load_node`` reads)."""
+    return json.dumps(node, separators=(",", ":")).encode()

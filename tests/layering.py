@@ -1,0 +1,257 @@
+"""The shape of the house, measured from the source: imports, cycles, sizes, sleepers.
+
+Read by ``tests/test_layering.py`` and runnable on its own (``python -m tests.layering``) to print
+the figures. Everything is read with ``ast`` from the files, so an import inside a function or
+under ``TYPE_CHECKING`` counts like any other: a cycle that only shows up at run time is still a
+cycle a reader has to hold in their head.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "s3result"
+#: The parts that sit on top of the runtime: a worker never imports them.
+ON_TOP = ("s3result.cli", "s3result.testing", "s3result.conformance")
+
+
+@dataclass
+class Module:
+    """One module of the package, as read from its file."""
+
+    name: str
+    path: Path
+    is_package: bool
+    tree: ast.Module
+    lines: int
+    imports: set[str] = field(default_factory=set)
+    private_uses: list[str] = field(default_factory=list)
+
+
+def _module_name(path: Path) -> tuple[str, bool]:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    return ".".join(parts), is_package
+
+
+def load(root: Path = ROOT) -> dict[str, Module]:
+    """Every module of the package, by dotted name."""
+    modules: dict[str, Module] = {}
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        name, is_package = _module_name(path)
+        text = path.read_text(encoding="utf-8")
+        modules[name] = Module(name, path, is_package, ast.parse(text), len(text.splitlines()))
+    for module in modules.values():
+        _read_imports(module, modules)
+    return modules
+
+
+def _resolve(module: Module, level: int, target: str | None) -> str:
+    """The absolute name a ``from ... import`` refers to."""
+    if level == 0:
+        return target or ""
+    base = module.name.split(".")
+    if not module.is_package:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join([*base, target] if target else base)
+
+
+def _read_imports(module: Module, modules: dict[str, Module]) -> None:
+    aliases: dict[str, str] = {}  # local name -> package module it names
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(PACKAGE + ".") or alias.name == PACKAGE:
+                    module.imports.add(_nearest(alias.name, modules))
+                    if alias.asname:
+                        aliases[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            source = _resolve(module, node.level, node.module)
+            if not (source == PACKAGE or source.startswith(PACKAGE + ".")):
+                continue
+            for alias in node.names:
+                sub = f"{source}.{alias.name}"
+                if sub in modules:  # ``from . import sigv4``: the submodule itself
+                    module.imports.add(sub)
+                    aliases[alias.asname or alias.name] = sub
+                else:
+                    module.imports.add(_nearest(source, modules))
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        module.private_uses.append(f"{source}.{alias.name}")
+    for node in ast.walk(module.tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            module.private_uses.append(f"{aliases[node.value.id]}.{node.attr}")
+    module.imports.discard(module.name)
+
+
+def _nearest(name: str, modules: dict[str, Module]) -> str:
+    while name not in modules and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def cycles(modules: dict[str, Module]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+
+    def visit(v: str) -> None:
+        nonlocal counter
+        index[v] = low[v] = counter
+        counter += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(modules[v].imports):
+            if w not in modules:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for name in sorted(modules):
+        if name not in index:
+            visit(name)
+    return sorted(found)
+
+
+def depth(modules: dict[str, Module]) -> tuple[int, list[str]]:
+    """The longest import chain, counted in modules: a cycle counts once (its modules as one)."""
+    component = {name: name for name in modules}
+    for cycle in cycles(modules):
+        for name in cycle:
+            component[name] = "{" + ", ".join(cycle) + "}"
+    edges: dict[str, set[str]] = {c: set() for c in component.values()}
+    for name, module in modules.items():
+        edges[component[name]] |= {component[w] for w in module.imports if w in modules} - {component[name]}
+    best: dict[str, list[str]] = {}
+
+    def chain(v: str) -> list[str]:
+        if v not in best:
+            best[v] = [v, *max((chain(w) for w in sorted(edges[v])), key=len, default=[])]
+        return best[v]
+
+    top = max((chain(v) for v in sorted(edges)), key=len)
+    return len(top), top
+
+
+def runtime(modules: dict[str, Module]) -> dict[str, Module]:
+    """What a worker may import: the package less the command, the testing kit, conformance."""
+    return {n: m for n, m in modules.items() if not n.startswith(ON_TOP)}
+
+
+def functions(module: Module) -> Iterator[tuple[str, int]]:
+    """Every function or method with its length in lines (decorators and docstring included)."""
+    for node in ast.walk(module.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            yield f"{module.name}:{node.lineno} {node.name}", (node.end_lineno or node.lineno) - start + 1
+
+
+_SLEEPERS = {("time", "sleep"), ("random", "*"), ("gevent", "sleep"), ("eventlet", "sleep")}
+
+
+def sleepers(module: Module) -> list[str]:
+    """How a module sleeps or draws random numbers (jitter): the uses found, empty when none."""
+    found: list[str] = []
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name == "random"]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                if (node.module, alias.name) in _SLEEPERS or (node.module, "*") in _SLEEPERS:
+                    found.append(f"{node.module}.{alias.name}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (node.value.id, node.attr) in _SLEEPERS
+        ):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def foreign_private_attributes(module: Module) -> list[str]:
+    """``x._name`` where ``x`` is not ``self``/``cls`` and the module defines no ``_name`` itself.
+
+    A heuristic (no types are known here): another object's private attribute read or written
+    from outside its class's module, such as ``client._base``.
+    """
+    defined: set[str] = set()
+    for node in ast.walk(module.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            defined.add(node.attr)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    found = set()
+    for node in ast.walk(module.tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and node.attr not in defined
+        ):
+            found.add(f"{module.name}: .{node.attr}")
+    return sorted(found)
+
+
+def report(modules: dict[str, Module]) -> str:
+    """The figures issue 30 names, one per line."""
+    rt = runtime(modules)
+    big = sorted(((m.lines, n) for n, m in rt.items() if m.lines > 400), reverse=True)
+    long = sorted(((n, f) for m in rt.values() for f, n in functions(m) if n > 60), reverse=True)
+    private = sorted({u for m in modules.values() for u in m.private_uses if not u.startswith(m.name + ".")})
+    sleepy = {n: sleepers(m) for n, m in rt.items() if sleepers(m)}
+    d, chain_ = depth(modules)
+    lines = [
+        f"modules: {len(modules)} ({len(rt)} runtime, {sum(m.lines for m in rt.values())} runtime lines)",
+        f"cycles: {len(cycles(modules))} {cycles(modules)}",
+        f"import depth: {d} ({' -> '.join(chain_)})",
+        f"runtime modules over 400 lines: {len(big)} {big}",
+        f"runtime functions over 60 lines: {len(long)} {long}",
+        f"private names used across modules: {len(private)} {private}",
+        f"private attributes of other objects: {sum(len(foreign_private_attributes(m)) for m in modules.values())} "
+        f"{[u for m in modules.values() for u in foreign_private_attributes(m)]}",
+        f"runtime modules that sleep or draw jitter: {len(sleepy)} {sleepy}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(load()))
