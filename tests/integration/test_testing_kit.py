@@ -81,6 +81,7 @@ def test_the_plugin_costs_nothing_when_its_fixtures_are_unused() -> None:
         "s3result",
         "s3result.errors",
         "s3result.s3",
+        "s3result.s3.errordoc",
         "s3result.s3.errors",
         "s3result.testing",
         "s3result.testing.plugin",
