@@ -36,6 +36,23 @@ def test_full_jitter_bounds() -> None:
     assert slept == [pytest.approx(0.1)]
 
 
+def test_jitter_neither_reads_nor_moves_the_shared_random_state() -> None:
+    """The default jitter is the OS's: an application's ``random.seed`` does not make every worker's
+    schedule the same, and a retry in another thread does not move the state that Hypothesis (and
+    the application) watch. A ``random.Random`` of our own would be copied into every forked child."""
+    import random
+
+    cfg = RetryConfig(base_delay=1.0, max_delay=1.0)
+    before = random.getstate()
+    delays = [Backoff(cfg).delay(1) for _ in range(50)]
+    assert random.getstate() == before
+    random.seed(7)
+    first = [Backoff(cfg).delay(1) for _ in range(5)]
+    random.seed(7)
+    assert [Backoff(cfg).delay(1) for _ in range(5)] != first
+    assert all(0.0 <= d <= 1.0 for d in delays) and len(set(delays)) > 40
+
+
 def test_quota_empties_and_refills() -> None:
     quota = RetryQuota(RetryConfig(quota_capacity=12, retry_cost=5, timeout_cost=10))
     assert quota.acquire(ServerError(status=503)) == 5

@@ -97,6 +97,13 @@ class RetryConfig:
 DEFAULT_RETRY = RetryConfig()
 
 
+#: The jitter's source: the OS's entropy, stateless. Not the module-level ``random`` state, which
+#: the application shares (a seeded ``random`` would give every worker the same schedule) and which
+#: Hypothesis watches; and not a ``random.Random`` of our own, which a fork would copy into every
+#: prefork child, so that children retrying together would wait the same "random" pauses.
+_JITTER = random.SystemRandom()
+
+
 def sleep(seconds: float) -> None:
     """The project's one sleep: ``time.sleep`` looked up at each call, not bound at import.
 
@@ -113,7 +120,7 @@ class Backoff:
         self,
         config: RetryConfig = DEFAULT_RETRY,
         *,
-        rng: Callable[[], float] = random.random,
+        rng: Callable[[], float] = _JITTER.random,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._config = config
