@@ -66,13 +66,15 @@ def test_nonsense_is_refused_and_requests_add_up() -> None:
     # A chord's get(): the body polled twice, and each part read at both parent checks until ready.
     assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0) == 2 + 2 + 2
     assert chord_wait_gets(0.0, [0.0], first_delay=None, backoff=1.0) == 1 + 1
-    # The process that sent the chord: Celery's check before the wait reads part by part, the
-    # checks while it waits read the header in one batch whose pending answers stand a while
-    # (readahead: 256 / 50 s, at most 5 s). 500 parts pending, a body at 12 s: the first check,
-    # a batch at once, at 5.5 s and at 11 s, and 25 polls; one by one, every poll's check reads 500.
-    assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0, sender=True) == 4 * 500 + 25
+    # The process that sent the chord: Celery's check before the wait is a pass over the header,
+    # read ahead; its pending answers stand for the checks while it waits, which read the header
+    # in one batch whose pending answers stand a while again (readahead: 500 / 50 s, at most 5 s).
+    # 500 parts pending, a body at 12 s: the pass, a batch at 5.5 s and at 11 s, and 25 polls;
+    # one by one, every poll's check reads 500.
+    assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0, sender=True) == 3 * 500 + 25
     assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0) == 25 * 500 + 25
-    assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0, sender=True) == 2 + 2 + 2
+    # The pass's two pending answers stand 0.25 s: the check after the first poll reads neither.
+    assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0, sender=True) == 2 + 2
 
 
 @pytest.mark.parametrize("duration", [0.0, 0.02, 0.1, 0.3, 0.8, 1.0, 5.0])

@@ -222,39 +222,74 @@ def chord_wait_batched(
     backoff: float = POLL_BACKOFF,
     latency: float = 0.0,
 ) -> tuple[int, float]:
-    """``chord_wait`` for the process that sent the chord: its checks read the header together."""
-    from ..readahead import FRESH, PATIENCE, RATE, WINDOW
+    """``chord_wait`` for the process that sent the chord: its checks read the header together.
 
-    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
-    delay = min(interval if first_delay is None else first_delay, interval)
-    # Celery's check before the wait reads the parts one by one, in the group's order: the
-    # one-by-one arithmetic counts it; the checks made while waiting read in batches.
-    t, gets, left = 0.0, 0, []
-    for done in parts:
-        gets += 1
-        t += latency
-        if done > t:
-            left.append(done)
-    pending, stands_until = sorted(left), -math.inf
+    Celery's check before the wait is a pass over the header (``readahead.ReadAhead.in_pass``):
+    the first part alone, then as many parts ahead as the pass has read (at most ``AHEAD``),
+    each batch concurrently; the parts still pending stand for the checks made while waiting.
+    Those read every pending part in one batch, whose pending answers stand a while again.
+    """
+    from ..readahead import AHEAD, FRESH, PATIENCE, RATE, WINDOW
 
-    def check() -> None:
-        nonlocal t, gets, stands_until, pending
-        if t <= stands_until or not pending:
+    pending: list[float] = []
+    stands_until = -math.inf
+    stand = min(max(FRESH, len(parts) / RATE), PATIENCE)
+
+    def check(now: _Now, first: bool) -> None:
+        nonlocal pending, stands_until
+        if first:
+            read = 0
+            while read < len(parts):
+                batch = parts[read : read + max(1, min(read, AHEAD))]
+                now.gets += len(batch)
+                now.t += latency * math.ceil(len(batch) / READ_CONCURRENCY)
+                pending += [done for done in batch if done > now.t]
+                if not read:
+                    stands_until = now.t + stand  # the first answer stops standing first
+                read += len(batch)
+            pending.sort()
+            return
+        if now.t <= stands_until or not pending:
             return  # the pending answers of the last batch stand: nothing is read
         n = len(pending)
-        gets += n
-        t += latency * math.ceil(n / READ_CONCURRENCY)
-        pending = [done for done in pending if done > t]
-        stands_until = t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
+        now.gets += n
+        now.t += latency * math.ceil(n / READ_CONCURRENCY)
+        pending = [done for done in pending if done > now.t]
+        stands_until = now.t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
 
-    check()
+    return _body_polls(body, interval, first_delay, backoff, latency, check)
+
+
+@dataclass
+class _Now:
+    """Where a wait is: the time (s after the call) and the GETs sent so far."""
+
+    t: float = 0.0
+    gets: int = 0
+
+
+def _body_polls(
+    body: float,
+    interval: float,
+    first_delay: float | None,
+    backoff: float,
+    latency: float,
+    check: Callable[[_Now, bool], None],
+) -> tuple[int, float]:
+    """The body's polls of a chord's ``get()``, with ``check`` (Celery's check of the parts)
+    before the first poll (``first``) and after each poll that finds the body pending, before
+    the sleep: the GETs sent and when the wait ends (its last answer)."""
+    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
+    delay = min(interval if first_delay is None else first_delay, interval)
+    now = _Now()
+    check(now, True)
     while True:
-        gets += 1  # the poll of the body
-        t += latency
-        if body <= t:
-            return gets, t
-        check()
-        t += delay
+        now.gets += 1  # the poll of the body
+        now.t += latency
+        if body <= now.t:
+            return now.gets, now.t
+        check(now, False)
+        now.t += delay
         delay = min(delay * backoff, interval)
 
 
@@ -288,18 +323,15 @@ def _chord_wait_runs(
 ) -> tuple[int, float]:
     """``chord_wait`` on runs of parts, ``[ends at, how many]`` in the group's order: ``cost``
     hands a chord of N equal parts over as one run, never as a list of N."""
-    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
-    delay = min(interval if first_delay is None else first_delay, interval)
     # Waves (``cost --worker-concurrency``) come in order of their end: a check then looks only
     # at the runs that can end before it does; the others are read and still pending as a whole.
     ordered = all(a[0] <= b[0] for a, b in zip(runs, runs[1:], strict=False))
     pending = deque(runs)
     waiting = sum(count for _, count in runs)
-    t, gets = 0.0, 0
 
-    def check() -> None:
-        nonlocal t, gets, waiting
-        end = t + latency * waiting
+    def check(now: _Now, _first: bool) -> None:
+        nonlocal waiting
+        end = now.t + latency * waiting
         kept: list[list[float]] = []
         seen = 0.0
         while pending and not (ordered and pending[0][0] > end):
@@ -307,29 +339,21 @@ def _chord_wait_runs(
             # Read i of this run (1-based) answers at t + i * latency; it finds the part
             # still pending while that is before ``done``.
             if latency > 0:
-                ahead = (done - t) / latency  # inf when a GET takes next to no time: all still pending
+                ahead = (done - now.t) / latency  # inf when a GET takes next to no time: all still pending
                 still = count if ahead > count else max(0.0, math.ceil(ahead) - 1) if ahead > 0 else 0
             else:
-                still = count if done > t else 0
-            t += latency * count
+                still = count if done > now.t else 0
+            now.t += latency * count
             seen += count
             if still:
                 kept.append([done, still])
             waiting -= count - still
         rest = waiting - sum(n for _, n in kept)  # the runs not looked at: read, and still pending
-        gets += int(seen + rest)
-        t += latency * rest
+        now.gets += int(seen + rest)
+        now.t += latency * rest
         pending.extendleft(reversed(kept))
 
-    check()
-    while True:
-        gets += 1  # the poll of the body
-        t += latency
-        if body <= t:
-            return gets, t
-        check()
-        t += delay
-        delay = min(delay * backoff, interval)
+    return _body_polls(body, interval, first_delay, backoff, latency, check)
 
 
 def task_requests(
