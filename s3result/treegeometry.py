@@ -18,6 +18,7 @@ from typing import Any
 __all__ = (
     "CARRY_LEVEL",
     "FP_LEN",
+    "ROOT_CARRY_MAX",
     "STAGGER_FROM",
     "VALUE_MAX",
     "Geometry",
@@ -42,6 +43,10 @@ STRIPES, FILL, FAN_IN = 32, 32, 4
 STAGGER_FROM = STRIPES * FILL
 #: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
 SMALL_LEAF = 4
+#: Chords of up to this many parts carry every part's slot up into the root too (the root's
+#: ``values``, by node): the part that completes the root joins from the state it wrote, with no
+#: read of a node. Larger roots would rewrite too many bytes at each count.
+ROOT_CARRY_MAX = 64
 #: Up to this many leaves, the root counts the leaves itself; more go through inner nodes of
 #: ``INNER_FAN_IN`` (a small chord's leaves all complete near its end: few levels, short queues).
 FLAT_MAX, INNER_FAN_IN = 8, 8
@@ -158,6 +163,25 @@ class Geometry:
                 raise ValueError(f"tree node {level}.{node} does not carry node {level - 1}.{member}")
             else:
                 yield from self.part_slots(level - 1, int(member), slot)
+
+    def root_value(self, slots: Any) -> str | None:
+        """What a node completing into the root carries there: its slots (carrying its children's),
+        in a chord of up to ``ROOT_CARRY_MAX`` parts whose root's children carry them; else None."""
+        if self.n > ROOT_CARRY_MAX or self.height - 1 > CARRY_LEVEL or not isinstance(slots, list):
+            return None
+        return json.dumps(slots, separators=(",", ":"))
+
+    def root_slots(self, values: dict[str, str]) -> list[Any] | None:
+        """The root's children's slots from the values a root state carries, when it carries each
+        child's (a worker that carries none may have counted one: then None, read the nodes)."""
+        members = self.expected(self.height, 0)
+        if self.n > ROOT_CARRY_MAX or not all(m in values for m in members):
+            return None
+        try:
+            slots = [json.loads(values[m]) for m in members]
+        except ValueError:
+            return None
+        return slots if all(isinstance(s, list) for s in slots) else None
 
     def parent(self, node: int) -> int:
         return node // self.fan_in
