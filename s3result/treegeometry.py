@@ -18,7 +18,7 @@ from typing import Any
 __all__ = (
     "CARRY_LEVEL",
     "FP_LEN",
-    "ROOT_CARRY_MAX",
+    "ROOT_CARRY_BUDGET",
     "STAGGER_FROM",
     "VALUE_MAX",
     "Geometry",
@@ -43,10 +43,12 @@ STRIPES, FILL, FAN_IN = 32, 32, 4
 STAGGER_FROM = STRIPES * FILL
 #: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
 SMALL_LEAF = 4
-#: Chords of up to this many parts carry every part's slot up into the root too (the root's
-#: ``values``, by node): the part that completes the root joins from the state it wrote, with no
-#: read of a node. Larger roots would rewrite too many bytes at each count.
-ROOT_CARRY_MAX = 64
+#: A node completing into the root carries its slots there too (the root's ``values``, by node)
+#: while its slots times the root's other members take at most this many bytes: the part that
+#: completes the root then joins from the state it wrote, with no read of a node. Each count
+#: rewrites the root whole: carried, k members of s bytes cost about k * k * s bytes in reads and
+#: writes, against k reads of s bytes plus a request's ~1 KB of headers each.
+ROOT_CARRY_BUDGET = 1024
 #: Up to this many leaves, the root counts the leaves itself; more go through inner nodes of
 #: ``INNER_FAN_IN`` (a small chord's leaves all complete near its end: few levels, short queues).
 FLAT_MAX, INNER_FAN_IN = 8, 8
@@ -166,16 +168,18 @@ class Geometry:
 
     def root_value(self, slots: Any) -> str | None:
         """What a node completing into the root carries there: its slots (carrying its children's),
-        in a chord of up to ``ROOT_CARRY_MAX`` parts whose root's children carry them; else None."""
-        if self.n > ROOT_CARRY_MAX or self.height - 1 > CARRY_LEVEL or not isinstance(slots, list):
+        when the root's children carry them and they fit ``ROOT_CARRY_BUDGET``; else None."""
+        if self.height - 1 > CARRY_LEVEL or not isinstance(slots, list):
             return None
-        return json.dumps(slots, separators=(",", ":"))
+        text = json.dumps(slots, separators=(",", ":"))
+        others = len(self.expected(self.height, 0)) - 1
+        return text if len(text) * others <= ROOT_CARRY_BUDGET else None
 
     def root_slots(self, values: dict[str, str]) -> list[Any] | None:
         """The root's children's slots from the values a root state carries, when it carries each
-        child's (a worker that carries none may have counted one: then None, read the nodes)."""
+        child's (a worker that carries none, or a child over the budget: None, read the nodes)."""
         members = self.expected(self.height, 0)
-        if self.n > ROOT_CARRY_MAX or not all(m in values for m in members):
+        if not all(m in values for m in members):
             return None
         try:
             slots = [json.loads(values[m]) for m in members]

@@ -241,11 +241,11 @@ def test_fitted_tree_fires_once_and_cleans_up(store: MotoServer, size: int) -> N
     assert not any(store_has(worker, k) for k in nodes_of(chord, worker))
 
 
-@pytest.mark.parametrize(("size", "reads"), [(10, 0), (64, 0), (65, 2)])
+@pytest.mark.parametrize(("size", "reads"), [(10, 0), (64, 0), (200, 4)])
 def test_a_small_chord_joins_from_the_root_state_it_wrote(store: MotoServer, size: int, reads: int) -> None:
-    """Up to ``ROOT_CARRY_MAX`` parts each node completing into the root carries its slots there:
-    the firing part joins from the root state its own count wrote, reading no node (a larger
-    chord's join reads the nodes of its join level: 2 at 65 parts)."""
+    """A node completing into the root carries its slots there within ``ROOT_CARRY_BUDGET``: the
+    firing part joins from the root state its own count wrote, reading no node (a larger chord's
+    join reads the nodes of its join level: 4 at 200 parts, whose 4 nodes hold ~600 bytes each)."""
     url = store.url(f"tree-rootcarry-{size}")
     producer, worker = make_app(url), make_app(url)
     chord = tree_chord(producer, size, f"g-tree-rootcarry-{size}", tree_from=2, fitted=True)
