@@ -261,3 +261,26 @@ def test_a_chord_in_waves_counts_as_celery_reads_part_by_part(parts: int, concur
     body = runs[-1][0]
     expected = _chord_wait_one_by_one(body, listed, latency)
     assert _chord_wait_runs(body, runs, 0.5, POLL_FIRST_DELAY, POLL_BACKOFF, latency)[0] == expected
+
+
+def test_cost_counts_the_tree_the_producer_fits() -> None:
+    """``cost``'s chord is the runtime's: a tree from ``chord_tree_from`` parts, of the shape
+    ``Geometry.fit`` gives, its join from the root's state where the nodes' slots travel there."""
+    from s3result.chording import ChordMethods
+    from s3result.cli.cost import CHORD_TREE_FROM, chord_requests
+    from s3result.treegeometry import Geometry
+
+    assert CHORD_TREE_FROM == ChordMethods.chord_tree_from
+    # 10 parts: 3 leaves under the root. With no race lost: the producer's 2 counter PUTs, a PUT per
+    # part in its leaf and one per leaf in the root (15); a GET before each but the counter's
+    # creation and the 3 leaves' (their first parts create them), the group's; 5 DELETEs.
+    assert [len(level) for level in Geometry.fit(10).levels] == [3, 1]
+    assert chord_requests(10, cas_rounds=15 / 10) == Requests(puts=1 + 15, gets=15 - 1 - 3 + 1, deletes=2 + 3)
+    # 200 parts: 31 leaves, 4 inner nodes; the root's children are too big to travel into it, so
+    # the join reads the 4 inner nodes.
+    assert [len(level) for level in Geometry.fit(200).levels] == [31, 4, 1]
+    rounds = 2 + 200 + 31 + 4
+    assert chord_requests(200, cas_rounds=rounds / 200) == Requests(
+        puts=1 + rounds, gets=rounds - 1 - 31 + 1 + 4, deletes=2 + 31 + 4
+    )
+    assert chord_requests(1, cas_rounds=1.0).deletes == 2  # one part: the counter alone
