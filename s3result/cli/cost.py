@@ -227,7 +227,8 @@ def chord_wait_batched(
     Celery's check before the wait is a pass over the header (``readahead.ReadAhead.in_pass``):
     the first part alone, then as many parts ahead as the pass has read (at most ``AHEAD``),
     each batch concurrently; the parts still pending stand for the checks made while waiting.
-    Those read every pending part in one batch, whose pending answers stand a while again.
+    Those read every pending part in one batch, whose pending answers stand a while again (a
+    header of more than ``WINDOW`` parts is read in windows: counted here as one batch).
     """
     from ..readahead import AHEAD, FRESH, PATIENCE, RATE, WINDOW
 
@@ -243,9 +244,10 @@ def chord_wait_batched(
                 batch = parts[read : read + max(1, min(read, AHEAD))]
                 now.gets += len(batch)
                 now.t += latency * math.ceil(len(batch) / READ_CONCURRENCY)
-                pending += [done for done in batch if done > now.t]
-                if not read:
-                    stands_until = now.t + stand  # the first answer stops standing first
+                still = [done for done in batch if done > now.t]
+                if still and not pending:
+                    stands_until = now.t + stand  # the first pending answer stops standing first
+                pending += still
                 read += len(batch)
             pending.sort()
             return
@@ -255,7 +257,8 @@ def chord_wait_batched(
         now.gets += n
         now.t += latency * math.ceil(n / READ_CONCURRENCY)
         pending = [done for done in pending if done > now.t]
-        stands_until = now.t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
+        if n > 1:  # a batch's answers stand; one part alone is read as Celery reads it
+            stands_until = now.t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
 
     return _body_polls(body, interval, first_delay, backoff, latency, check)
 
