@@ -354,7 +354,9 @@ def _chord_wait_sent_here(body: float, parts: list[float], latency: float) -> in
         (6.0, [5.5] * 250, 0.0),
     ],
 )
-def test_the_sender_s_chord_wait_counts_as_its_read_ahead_reads(body: float, parts: list[float], latency: float) -> None:
+def test_the_sender_s_chord_wait_counts_as_its_read_ahead_reads(
+    body: float, parts: list[float], latency: float
+) -> None:
     """``cost``'s arithmetic for the process that sent the chord follows ``readahead`` itself."""
     from s3result.cli.cost import chord_wait_batched
 
