@@ -461,10 +461,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The commands that name their store with --app or --url (``conformance`` takes the URL itself).
+_TARGETED = ("check", "get", "forget", "lifecycle")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> NoReturn:
+    """A word the command does not take: point at that command's help, and at ``--url`` for a URL.
+
+    ``s3result check s3result://bucket/prefix`` is what a new user types first (``conformance``
+    takes the URL that way); argparse alone blames the top-level command and its help.
+    """
+    prog = f"s3result {command}" if command else "s3result"
+    url = next((word for word in extra if "://" in word), None)
+    if url is not None and command in _TARGETED:
+        scheme = url.split("://", 1)[0]
+        parser.exit(
+            2, f"{prog}: give the result_backend URL with --url: {prog} --url '{scheme}://...' (see {prog} --help)\n"
+        )
+    words = " ".join("<a URL, not repeated: it may hold a secret>" if "://" in word else word for word in extra)
+    parser.exit(2, f"{prog}: unrecognized arguments: {words} (see {prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s3result`` console script; see the epilog of --help for exit statuses."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, args.command, extra)
     if args.command is None:
         parser.print_help()
         return 2
