@@ -72,8 +72,19 @@ def test_a_word_a_command_does_not_take_points_at_that_commands_help(capsys: pyt
     )
 
 
-def test_a_url_a_command_does_not_take_is_never_echoed(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main(["demo", "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket?secret_key=s3cr3t"],
+        ["s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket"],  # the URL where the command goes
+        ["check", "--app", "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket"],
+    ],
+)
+def test_a_url_in_the_wrong_place_is_never_echoed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
     err = capsys.readouterr().err
-    assert "s3cr3t" not in err and "AKIAXXX" not in err and "s3result demo --help" in err, err
+    assert code == 2 and err.count("\n") <= 1, err
+    assert "s3cr3t" not in err and "AKIAXXX" not in err, err
