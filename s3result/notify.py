@@ -37,6 +37,7 @@ from typing import Any
 from celery import signals
 from celery.utils.log import get_logger
 
+from .s3.forks import on_fork_in_child
 from .s3.retry import Backoff, RetryConfig
 
 __all__ = [
@@ -103,7 +104,7 @@ def _after_fork_in_child() -> None:
     _senders.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 def _app_key(app: Any) -> tuple[int, str]:

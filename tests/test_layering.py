@@ -99,3 +99,16 @@ def test_redis_py_connections_still_keep_their_socket_as_sock() -> None:
     connection = Connection()
     assert hasattr(connection, "_sock"), "redis-py renamed Connection._sock: update notify's Redis loop"
     assert connection._sock is None  # not connected yet
+
+
+def test_one_runtime_module_registers_fork_hooks(modules: dict[str, layering.Module]) -> None:
+    """Every fork hook goes through ``s3result.s3.forks``: one registry, one documented order."""
+    import ast
+
+    calling = sorted(
+        name
+        for name, module in layering.runtime(modules).items()
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.Attribute) and node.attr == "register_at_fork"
+    )
+    assert calling == ["s3result.s3.forks"], f"register with s3result.s3.forks.on_fork_in_child instead: {calling}"

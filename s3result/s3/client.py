@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import sigv4
-from ._forksafe import renew_locks_after_fork
 from .answers import map_error
 from .config import S3Config
 from .connect import make_transport
 from .credentials import CredentialSource, chain_for
 from .errordoc import is_missing_key
 from .errors import BodyTooLarge, ConfigError, InvalidKey, RequestTimeout, S3Error, TransportError
+from .forks import on_fork_in_child, renew_locks_after_fork
 from .integrity import CHECKSUM_HEADER, body_mismatch, checksum, looks_like_html
 from .limiter import Pacer, ThrottledRequest, limiter_for
 from .recovery import EXPIRED_TOKEN_CODES, clock_offset_to_learn, region_to_learn, rejected_token
@@ -54,7 +54,7 @@ def _after_fork_in_child() -> None:
     _warned_lock = threading.Lock()  # a fork may have copied it held
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 @dataclass(frozen=True, slots=True)

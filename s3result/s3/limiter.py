@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -41,8 +40,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._forksafe import renew_locks_after_fork
 from .errors import RequestTimeout, S3Error, Throttled
+from .forks import on_fork_in_child, renew_locks_after_fork
 from .retry import sleep
 
 __all__ = [
@@ -367,7 +366,7 @@ def _after_fork_in_child() -> None:
         pacer._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 def reset_all() -> None:

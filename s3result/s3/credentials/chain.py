@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import sigv4
-from .._forksafe import renew_locks_after_fork
 from ..errors import CredentialsError
+from ..forks import renew_locks_after_fork
 from .base import Credentials, EnvProvider, Provider, StaticProvider
 
 if TYPE_CHECKING:
