@@ -43,7 +43,9 @@ def renew_locks_after_fork(owner: object, *names: str) -> None:
 
 def on_fork_in_child(callback: Callable[[], None]) -> None:
     """Run ``callback`` in a forked child, after the locks are renewed (a bound method: weakly)."""
-    entry = weakref.WeakMethod(callback) if isinstance(callback, MethodType) else callback
+    entry: Callable[[], None] | weakref.WeakMethod[Callable[[], None]] = (
+        weakref.WeakMethod(callback) if isinstance(callback, MethodType) else callback
+    )
     with _lock:
         _callbacks[:] = [c for c in _callbacks if not (isinstance(c, weakref.WeakMethod) and c() is None)]
         _callbacks.append(entry)

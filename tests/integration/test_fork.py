@@ -34,7 +34,7 @@ LOCKS = {
     # The signing-key cache: the child derives its first key.
     "sigv4._key_cache_lock": "sys.modules['s3result.s3.sigv4']._key_cache_lock",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
-    "client._warned_lock": "sys.modules['s3result.s3.client']._warned_lock",
+    "connect._warned_lock": "sys.modules['s3result.s3.connect']._warned_lock",
     # The write pacer, switched on by a throttling answer: the child's PUT takes a turn under it.
     "Pacer._lock": "(b.client.limits.writes.throttled(0.0), b.client.limits.writes)[1]._lock",
     # The registry of pacers: the child's first client of another store registers under it.
