@@ -15,12 +15,11 @@ from collections.abc import Callable
 from .errordoc import is_missing_key
 from .errors import S3Error
 from .integrity import body_mismatch, looks_like_html
-from .limiter import ThrottledRequest
-from .progress import AGAIN, Again, Progress
+from .progress import AGAIN, Again, Progress, Waiting
 from .request import Request
+from .response import RawResponse
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .throttling import is_throttling, retry_after
-from .transport import RawResponse
 
 __all__ = ["judge", "wait_or_raise"]
 
@@ -75,9 +74,9 @@ def judge(
     return error
 
 
-def throttled(request: Request, progress: Progress, throttle_wait: float) -> ThrottledRequest:
+def throttled(request: Request, progress: Progress, throttle_wait: float) -> Waiting:
     """The request's turns and budget once the store throttles it (``limiter``)."""
-    return ThrottledRequest(progress.pacer, throttle_wait, request.method, request.name)
+    return progress.pacer.throttled_request(throttle_wait, request.method, request.name)
 
 
 def wait_or_raise(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .credentials.chain import CredentialSource
     from .errors import S3Error
     from .progress import Progress
-    from .transport import RawResponse
+    from .response import RawResponse
 
 __all__ = ["Correctable", "correct"]
 

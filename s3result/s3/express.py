@@ -32,7 +32,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from .credentials import Credentials, CredentialSource
+from .credentials.base import Credentials
+from .credentials.chain import CredentialSource
 from .errors import CredentialsError, S3Error, TransportError
 from .retry import Backoff, RetryConfig, is_retryable, retry_call
 

@@ -143,6 +143,10 @@ class Pacer:
         state = f"{self.rate():.1f}/s" if self.active else "off"
         return f"Pacer({self.name}, {state}, throttles={self.throttles}, cuts={self.cuts})"
 
+    def throttled_request(self, budget: float, method: str, key: str) -> ThrottledRequest:
+        """One request's waiting on this pacer, once the store throttles it (``budget``: ``throttle_wait``)."""
+        return ThrottledRequest(self, budget, method, key)
+
     # -- the hot path ----------------------------------------------------------------------
 
     def succeeded(self) -> None:

@@ -7,10 +7,29 @@ progress; the client makes one ``Progress`` per ``send``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from .limiter import Pacer, ThrottledRequest
+from .errors import S3Error
 
-__all__ = ["AGAIN", "Again", "Progress"]
+__all__ = ["AGAIN", "Again", "Progress", "Turns", "Waiting"]
+
+
+class Waiting(Protocol):
+    """A throttled request's turns and budget (``limiter.ThrottledRequest``)."""
+
+    def turn(self, deadline: float | None) -> float: ...
+
+    def answered(self, error: S3Error, sent: float, wait: float | None) -> None: ...
+
+
+class Turns(Protocol):
+    """What the pipeline asks of a pacer (``limiter.Pacer``): typed here, so judging needs no limiter."""
+
+    active: bool
+
+    def succeeded(self) -> None: ...
+
+    def throttled_request(self, budget: float, method: str, key: str) -> Waiting: ...
 
 
 @dataclass(slots=True)
@@ -18,7 +37,7 @@ class Progress:
     """One request's way through the pipeline: attempts made, corrections spent, quota held."""
 
     max_attempts: int
-    pacer: Pacer
+    pacer: Turns
     attempt: int = 0
     cost: int | None = None
     fixed_region: bool = False
@@ -26,7 +45,7 @@ class Progress:
     fixed_token: bool = False
     corrupted: bool = False
     #: Set once the store has throttled this request: its turns and its budget (``limiter``).
-    throttled: ThrottledRequest | None = None
+    throttled: Waiting | None = None
     #: When the current attempt's turn was (for the limiter's measure of the store's answer).
     sent: float = 0.0
 
