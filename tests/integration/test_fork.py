@@ -49,8 +49,8 @@ LOCKS = {
     "counter._lock": "sys.modules['s3result.counter']._lock",
     # The chord sizes a process remembers.
     "chordmemory._chord_sizes_lock": "sys.modules['s3result.chordmemory']._chord_sizes_lock",
-    # The notification listeners' registry.
-    "notify._lock": "sys.modules['s3result.notify']._lock",
+    # Who this process listens for (the notification listeners' registry).
+    "notifyregistry._lock": "sys.modules['s3result.notifyregistry']._lock",
 }
 
 SCRIPT = textwrap.dedent(
@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, threading, time, traceback
     from celery import Celery
     import s3result.s3.client, s3result.clients, s3result.precondition, s3result.s3.sigv4
-    import s3result.counter, s3result.chordmemory, s3result.notify, s3result.s3.forks
+    import s3result.counter, s3result.chordmemory, s3result.notifyregistry, s3result.s3.forks
     from s3result.s3.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
