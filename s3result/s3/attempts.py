@@ -13,18 +13,38 @@ import time
 from collections.abc import Callable
 
 from .errordoc import is_missing_key
-from .errors import S3Error
+from .errors import BodyTooLarge, S3Error, TransportError
 from .integrity import body_mismatch, looks_like_html
 from .progress import AGAIN, Again, Progress, Waiting
+from .reads import MIN_ATTEMPT_S
 from .request import Request
-from .response import RawResponse
+from .response import RawResponse, Transport
 from .retry import Backoff, RetryConfig, RetryQuota, is_retryable
 from .throttling import is_throttling, retry_after
 
-__all__ = ["judge", "wait_or_raise"]
+__all__ = ["judge", "throttled", "transmit", "wait_or_raise"]
 
 # The client's logger: retries are the client's, whatever module logs them.
 logger = logging.getLogger("s3result.s3.client")
+
+
+def transmit(
+    transport: Transport, request: Request, target: bytes, wire: list[tuple[bytes, bytes]], *, base: str
+) -> RawResponse | Exception:
+    """One attempt on ``transport``; a transport failure is returned, named, for the retry step."""
+    method = request.method
+    try:
+        if request.deadline is None:
+            return transport.request(method.encode(), target, wire, request.body)
+        # A deadline already passed still gets a short try: get(timeout=0) polls once.
+        left = max(request.deadline - time.monotonic(), MIN_ATTEMPT_S)
+        return transport.request(method.encode(), target, wire, request.body, timeout=left)
+    except BodyTooLarge as exc:
+        raise BodyTooLarge(f"S3 {method} {request.label}: {exc}") from None
+    except TransportError as exc:
+        error = type(exc)(f"S3 {method} {request.label} to {base}: {exc}", method=method, key=request.name)
+        error.__cause__ = exc
+        return error
 
 
 def judge(

@@ -9,7 +9,6 @@ skew or a wrong region learnt from the store's answer is corrected before the ne
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,22 +17,23 @@ from urllib.parse import urlsplit
 
 from . import sigv4
 from .answers import map_error
-from .attempts import judge, throttled, wait_or_raise
+from .attempts import judge, throttled, transmit, wait_or_raise
 from .building import key_path, put_request, subresource_request
 from .config import S3Config
 from .connect import make_transport, warn_plain_http
 from .corrections import correct
 from .credentials import CredentialSource, chain_for
-from .errors import BodyTooLarge, S3Error, TransportError
+from .errors import S3Error
 from .forks import renew_locks_after_fork
 from .limiter import limiter_for
+from .pool import ProcessPool, Slot
 from .progress import Again, Progress
-from .reads import MIN_ATTEMPT_S, new_executor, read_each
+from .reads import read_each
 from .replies import GetResult, HeadResult
 from .request import PutMode, Request
 from .retry import Backoff, RetryConfig, RetryQuota, sleep
 from .transport import RawResponse, Transport
-from .wire import signed_wire
+from .wire import signed_wire, signing_identity
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -41,18 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["GetResult", "HeadResult", "PutMode", "Request", "S3Client"]
 
 logger = logging.getLogger(__name__)
-
-
-class _Slot:
-    """The per-process resources: the pool and the executor for concurrent reads."""
-
-    __slots__ = ("base", "executor", "pid", "transport")
-
-    def __init__(self, pid: int, base: str, transport: Transport, executor: ThreadPoolExecutor | None = None) -> None:
-        self.pid = pid
-        self.base = base
-        self.transport = transport
-        self.executor = executor
 
 
 class S3Client:
@@ -70,7 +58,8 @@ class S3Client:
     ) -> None:
         self.config = config
         self._credentials = credentials or chain_for(config)
-        self._transport_factory = transport_factory or self._default_transport
+        #: This process's pool and reader threads (``pool``); the endpoint is set by the region below.
+        self.pool = ProcessPool(transport_factory or self._default_transport, config.base_url)
         self._retry = retry or RetryConfig(max_attempts=config.max_attempts)
         self._backoff = Backoff(self._retry, sleep=sleep)
         self._quota = RetryQuota(self._retry)
@@ -79,7 +68,6 @@ class S3Client:
         self._clock = clock
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
-        self._slot: _Slot | None = None
         #: Seconds to add to the local clock, learnt from a RequestTimeTooSkewed answer.
         self.clock_offset = 0.0
         #: Retries performed by this client since it was made (for reports and tests).
@@ -89,12 +77,12 @@ class S3Client:
         if config.express:
             self.session = self._session_source()
         self._set_region(config.region)
-        warn_plain_http(self._base)
+        warn_plain_http(self.pool.base)
 
     @property
     def base_url(self) -> str:
         """The endpoint this client sends to now (after any region switch), without the key."""
-        return self._base
+        return self.pool.base
 
     @property
     def credentials(self) -> CredentialSource:
@@ -102,7 +90,7 @@ class S3Client:
         return self._credentials
 
     def __repr__(self) -> str:
-        return f"S3Client(endpoint={self._base!r}, bucket={self.config.bucket!r}, region={self.region!r})"
+        return f"S3Client(endpoint={self.pool.base!r}, bucket={self.config.bucket!r}, region={self.region!r})"
 
     # -- addressing -------------------------------------------------------------------------
 
@@ -119,22 +107,13 @@ class S3Client:
         from dataclasses import replace
 
         config = replace(self.config, region=region) if region != self.config.region else self.config
-        base = config.base_url
-        parts = urlsplit(base)
-        stale: Transport | None = None
+        parts = urlsplit(config.base_url)
         with self._lock:
             self.region = region
             self._host = parts.netloc
             self._path_prefix = f"/{sigv4.canonical_uri(config.bucket)}/" if config.path_style else "/"
             self._bucket_path = self._path_prefix.rstrip("/") or "/"
-            slot = self._slot
-            if slot is not None and slot.pid == os.getpid() and slot.base != base:
-                # The executor does not depend on the endpoint: the new slot keeps it.
-                stale = slot.transport
-                self._slot = _Slot(slot.pid, base, self._transport_factory(base), slot.executor)
-            self._base = self._slot.base if self._slot is not None and self._slot.base == base else base
-        if stale is not None:
-            stale.close()  # requests in flight on it finish; its idle connections go now
+            self.pool.switch(config.base_url)
 
     def _session_source(self) -> CredentialSource:
         """The directory bucket's session cache; CreateSession goes over this process's pool."""
@@ -157,19 +136,8 @@ class S3Client:
     def _default_transport(self, base_url: str) -> Transport:
         return make_transport(self.config, base_url)
 
-    def _get_slot(self) -> _Slot:
-        pid = os.getpid()
-        slot = self._slot
-        if slot is not None and slot.pid == pid and slot.base is self._base:
-            return slot
-        with self._lock:
-            slot = self._slot
-            if slot is None or slot.pid != pid or slot.base is not self._base:  # pragma: no branch - a race
-                # After a fork the parent's pool is abandoned, never closed: closing would
-                # shut sockets the parent is still using.
-                slot = _Slot(pid, self._base, self._transport_factory(self._base))
-                self._slot = slot
-            return slot
+    def _get_slot(self) -> Slot:
+        return self.pool.get()
 
     def renew_credentials(self) -> None:
         """Refresh the credentials now if they are due (sends nothing to the store).
@@ -182,12 +150,7 @@ class S3Client:
 
     def close(self) -> None:
         """Close this process's pool and executor; the next request opens new ones."""
-        with self._lock:
-            slot, self._slot = self._slot, None
-        if slot is not None and slot.pid == os.getpid():
-            if slot.executor is not None:
-                slot.executor.shutdown(wait=False)
-            slot.transport.close()
+        self.pool.close()
 
     # -- the four verbs ---------------------------------------------------------------------
 
@@ -238,13 +201,7 @@ class S3Client:
         return read_each(read, keys, deadline=deadline, executor=self._executor)
 
     def _executor(self) -> ThreadPoolExecutor:
-        """This process's reader threads, made on the first group read."""
-        slot = self._get_slot()
-        if slot.executor is None:
-            with self._lock:
-                if slot.executor is None:  # pragma: no branch - else: another thread won the race
-                    slot.executor = new_executor(self.config.max_connections)
-        return slot.executor
+        return self.pool.executor(self.config.max_connections)
 
     def head(self, key: str, *, deadline: float | None = None) -> HeadResult:
         """HEAD an object; errors are classified by status alone (a HEAD has no body)."""
@@ -341,20 +298,8 @@ class S3Client:
         query: Sequence[tuple[str, str]] = (),
         session: bool = True,
     ) -> list[tuple[bytes, bytes]]:
-        """Sign with the current credentials and clock; the request's headers, as bytes.
-
-        On a directory bucket: with the bucket's session credentials, or (``session=False``,
-        for CreateSession itself) the ordinary ones, both under the signing name ``s3express``.
-        """
-        service, token_header = "s3", "x-amz-security-token"
-        if self.session is None:
-            creds = self._credentials.get()
-        elif session:
-            creds = self.session.get()
-            service, token_header = "s3express", "x-amz-s3session-token"
-        else:
-            creds = self._credentials.get()
-            service = "s3express"
+        """Sign with the current credentials and clock (``wire``); the request's headers, as bytes."""
+        creds, service, token_header = signing_identity(self._credentials, self.session, session=session)
         return signed_wire(
             method=method,
             host=self._host,
@@ -401,7 +346,7 @@ class S3Client:
                 progress.sent = progress.throttled.turn(request.deadline)
             extra = list(request.headers)
             wire = self._signed_headers(request.method, path, extra, request.body, body_sha, query, request.session)
-            outcome = self._transmit(request, target, wire)
+            outcome = transmit(self._get_slot().transport, request, target, wire, base=self.pool.base)
             if isinstance(outcome, RawResponse):
                 if request.raw:
                     return outcome
@@ -412,23 +357,6 @@ class S3Client:
                     return verdict
                 outcome = verdict
             self._retry_or_raise(request, outcome, progress)
-
-    def _transmit(self, request: Request, target: bytes, wire: list[tuple[bytes, bytes]]) -> RawResponse | Exception:
-        """One attempt on this process's pool; a transport failure is returned, named, for the retry step."""
-        transport = self._get_slot().transport
-        method = request.method
-        try:
-            if request.deadline is None:
-                return transport.request(method.encode(), target, wire, request.body)
-            # A deadline already passed still gets a short try: get(timeout=0) polls once.
-            left = max(request.deadline - time.monotonic(), MIN_ATTEMPT_S)
-            return transport.request(method.encode(), target, wire, request.body, timeout=left)
-        except BodyTooLarge as exc:
-            raise BodyTooLarge(f"S3 {method} {request.label}: {exc}") from None
-        except TransportError as exc:
-            error = type(exc)(f"S3 {method} {request.label} to {self._base}: {exc}", method=method, key=request.name)
-            error.__cause__ = exc
-            return error
 
     def _classify(
         self, request: Request, resp: RawResponse, wire: list[tuple[bytes, bytes]], progress: Progress
@@ -458,7 +386,7 @@ class S3Client:
             request.name,
             resp,
             request.creating,
-            base=self._base,
+            base=self.pool.base,
             bucket=self.config.bucket,
             source=self._credentials.source,
             secret_origin=self.config.secret_origin,

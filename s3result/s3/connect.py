@@ -1,6 +1,6 @@
 """Which transport reaches the store: our own httpcore pool, or httpx through a proxy.
 
-The client asks for one transport per process and endpoint (``S3Client._get_slot``). Without a
+The client asks for one transport per process and endpoint (``pool.ProcessPool``). Without a
 proxy in the environment it is ``HttpcoreTransport`` (pre-built headers, a third of the CPU of
 ``httpx.Client``); behind ``HTTPS_PROXY``/``HTTP_PROXY`` it is httpx's own proxy transport
 (CONNECT for https, forwarding for http), with the same limits and timeouts. No TLS context is

@@ -14,8 +14,24 @@ from . import sigv4
 
 if TYPE_CHECKING:
     from .credentials.base import Credentials
+    from .credentials.chain import CredentialSource
 
-__all__ = ["signed_wire"]
+__all__ = ["signed_wire", "signing_identity"]
+
+
+def signing_identity(
+    credentials: CredentialSource, session_source: CredentialSource | None, *, session: bool
+) -> tuple[Credentials, str, str]:
+    """The credentials, signing name and token header of one request.
+
+    On a directory bucket: with the bucket's session credentials, or (``session=False``, for
+    CreateSession itself) the ordinary ones, both under the signing name ``s3express``.
+    """
+    if session_source is None:
+        return credentials.get(), "s3", "x-amz-security-token"
+    if session:
+        return session_source.get(), "s3express", "x-amz-s3session-token"
+    return credentials.get(), "s3express", "x-amz-security-token"
 
 
 def signed_wire(

@@ -21,8 +21,10 @@ from s3result.testing.store import MotoServer
 LOCKS = {
     # The process-wide client registry's lock: the parent has not built its client yet.
     "clients._lock": "sys.modules['s3result.clients']._lock",
-    # The client's slot lock: the child makes its own pool under it.
+    # The client's lock: region switches take it.
     "S3Client._lock": "b.client._lock",
+    # The process pool's lock: the child makes its own pool under it.
+    "ProcessPool._lock": "b.client.pool._lock",
     # The retry quota: every success refunds a token under it.
     "RetryQuota._lock": "b.client._quota._lock",
     # First resolution of the credentials.
