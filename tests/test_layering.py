@@ -15,9 +15,6 @@ from tests import layering
 #: bodies -> errors); the chord modules above it (backend -> chording -> chordfire -> chords ->
 #: counter) make the rest. The target is 8.
 DEPTH_REACHED = 10
-#: Our private names another module of ours may name: the functions pickles of our errors name
-#: (``s3result.errors._rebuild``), which old pickles carry and must keep finding.
-PICKLE_NAMES = {"s3result.s3.errors._rebuild", "s3result.s3.errors._rebuild_s3"}
 #: Other libraries' private attributes we use, each because there is no public way (the comment
 #: at the use says why; the tests below fail if the library drops it).
 OTHERS_PRIVATE = {"s3result.chordfire: ._retry_publish", "s3result.notifyredis: ._sock"}
@@ -49,7 +46,7 @@ def test_no_runtime_module_over_400_lines(modules: dict[str, layering.Module]) -
 
 def test_no_private_names_across_modules(modules: dict[str, layering.Module]) -> None:
     private = {u for m in modules.values() for u in m.private_uses if not u.startswith(m.name + ".")}
-    assert private <= PICKLE_NAMES, f"make these public, or move them where they are used: {private - PICKLE_NAMES}"
+    assert private == set(), f"make these public, or move them where they are used: {private}"
 
 
 def test_no_private_attributes_of_other_objects(modules: dict[str, layering.Module]) -> None:
