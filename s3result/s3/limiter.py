@@ -51,7 +51,6 @@ __all__ = [
     "StoreLimiter",
     "ThrottledRequest",
     "limiter_for",
-    "reset_all",
 ]
 
 logger = logging.getLogger(__name__)
@@ -351,11 +350,6 @@ class StoreLimiter:
         """The pacer of requests with this method."""
         return self.reads if method in ("GET", "HEAD") else self.writes
 
-    def reset(self) -> None:
-        """Both pacers off, their history forgotten."""
-        self.reads.reset()
-        self.writes.reset()
-
 
 _limiters: dict[str, StoreLimiter] = {}
 _registry_lock = threading.Lock()
@@ -371,13 +365,6 @@ def _after_fork_in_child() -> None:
 
 
 on_fork_in_child(_after_fork_in_child)
-
-
-def reset_all() -> None:
-    """Every store's pacers off (tests: what one test taught a store's pacer must not slow the next)."""
-    with _registry_lock:
-        for limiter in _limiters.values():
-            limiter.reset()
 
 
 def limiter_for(store: str) -> StoreLimiter:
