@@ -11,6 +11,7 @@ import gc
 import os
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -89,8 +90,9 @@ def test_a_fork_while_another_thread_registers_leaves_the_child_a_free_registry(
 
 def test_registering_keeps_no_owner_alive() -> None:
     owner = _Owner()
-    before = len(forks._callbacks)
+    alive = weakref.ref(owner)
     del owner
     gc.collect()
+    assert alive() is None, "the fork registry keeps its owners alive"
     forks.on_fork_in_child(lambda: None)  # prunes the dead method
-    assert len(forks._callbacks) == before
+    assert all(not (isinstance(c, weakref.WeakMethod) and c() is None) for c in forks._callbacks)
