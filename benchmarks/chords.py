@@ -4,10 +4,12 @@
     python -m benchmarks.chords --sizes 10,100,1000,10000 --workers 2 --concurrency 12 --latency 0.02
     python -m benchmarks.chords --counting 2000 --procs 16        # counting only, forked processes
     python -m benchmarks.chords --failing 500 --concurrency 12    # a failed part at the caller, vs redis://
+    python -m benchmarks.chords --failing 500 --store memstore    # the same on a store that keeps up
 
 Real workers (``--workers`` x prefork ``--concurrency``, Redis broker) run chords of each size,
 natively and with chord_unlock (``conditional_writes=disabled``) in the same run, against moto
-behind a relay that answers each request after ``--latency`` seconds (AWS S3 answers in ~20 ms)
+(or ``--store memstore``, an in-memory fake that keeps up with a fleet, where moto is a busy
+Python process and the store's pace, not the client's, sets the times) behind a relay that answers each request after ``--latency`` seconds (AWS S3 answers in ~20 ms)
 and counts requests and bytes at the wire. Only the workers go through the relay: the producer
 and the caller's polling go straight to moto, so what is counted is what the fleet does for
 the chord (each part's result PUT included, the join's reads and the clean-up included).
@@ -34,6 +36,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -278,6 +282,11 @@ def _body_received(logs: list[Path], body_id: str) -> float:
     raise RuntimeError("the chord body never started")
 
 
+def _done_at(backend: Any, task_id: str) -> float:
+    done = backend.get_task_meta(task_id, cache=False)["date_done"]
+    return float(done.timestamp() if hasattr(done, "timestamp") else dt.datetime.fromisoformat(done).timestamp())
+
+
 def _last_part_done(backend: Any, part_ids: list[str]) -> float:
     keys = [backend._key(backend.get_key_for_task(pid)) for pid in part_ids]
     last = 0.0
@@ -289,6 +298,25 @@ def _last_part_done(backend: Any, part_ids: list[str]) -> float:
 
 
 MODES = {"native": ("native", ""), "unlock": ("chord_unlock", "?conditional_writes=disabled")}
+
+
+@contextmanager
+def _store(kind: str, bucket: str) -> Iterator[Any]:
+    """The store behind the relay: moto (auth on, one Python process: busy at a fleet's pace) or
+    ``memstore``, the in-memory fake that keeps up (benchmarks/memstore.py: no signature checks)."""
+    if kind == "memstore":
+        from .memstore import MemStore
+
+        fake = MemStore(1)
+        try:
+            yield SimpleNamespace(port=fake.ports[0], access_key="bench", secret_key="bench", bucket=bucket)
+        finally:
+            fake.close()
+        return
+    from s3result.testing.store import MotoServer
+
+    with MotoServer(bucket=bucket) as moto:
+        yield moto
 
 
 def run(
@@ -303,6 +331,7 @@ def run(
     join_timeout: float = 120.0,
     tree_from: int | None = None,
     value_bytes: int = 0,
+    store: str = "moto",
 ) -> str:
     """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section.
 
@@ -311,12 +340,11 @@ def run(
     """
     from celery import chord, group
 
-    from s3result.testing.store import MotoServer
     from tests.brokers import RedisServer
     from tests.e2e.conftest import Worker, point_app_at
 
     rows = []
-    with MotoServer(bucket="chords") as moto, RedisServer() as redis:
+    with _store(store, "chords") as moto, RedisServer() as redis:
         relay = WireCounter(moto.port, latency)
         for mode in modes:
             name, query = MODES[mode]
@@ -375,7 +403,7 @@ def run(
         relay.close()
     lines = [
         "",
-        f"## Chords at fleet scale, {workers} workers x prefork {concurrency}, Redis broker, moto behind a "
+        f"## Chords at fleet scale, {workers} workers x prefork {concurrency}, Redis broker, {store} behind a "
         f"{latency * 1000:.0f} ms relay (python -m benchmarks.chords){title}",
         "",
         "Whole time: apply to the body's result. Gap: the last part's end (latest `date_done`) to the",
@@ -390,17 +418,18 @@ def run(
     return "\n".join(lines) + "\n"
 
 
-def run_failing(size: int, *, workers: int = 2, concurrency: int = 12, latency: float = 0.02) -> str:
+def run_failing(
+    size: int, *, workers: int = 2, concurrency: int = 12, latency: float = 0.02, store: str = "moto"
+) -> str:
     """A chord of ``size`` parts whose middle part raises: the time from ``apply_async`` to the
     caller's exception, s3result (native, behind the relay) against Celery's Redis backend, one run."""
     from celery import chord
 
-    from s3result.testing.store import MotoServer
     from tests.brokers import RedisServer
     from tests.e2e.conftest import Worker, point_app_at
 
     rows = []
-    with MotoServer(bucket="chordfail") as moto, RedisServer() as redis:
+    with _store(store, "chordfail") as moto, RedisServer() as redis:
         relay = WireCounter(moto.port, latency)
         s3 = f"s3result+http://{moto.access_key}:{moto.secret_key}@127.0.0.1:{relay.port}/chordfail/{uuid.uuid4().hex[:6]}"
         backends = [
@@ -430,7 +459,8 @@ def run_failing(size: int, *, workers: int = 2, concurrency: int = 12, latency: 
                     except Exception as exc:  # noqa: BLE001 - what the caller gets is the measure
                         raised = f"{type(exc).__name__}: {exc}"
                     took = time.time() - started
-                    rows.append((name, size, took, raised[:60]))
+                    stored = _done_at(module.app.backend, res.parent.results[bad].id) - started
+                    rows.append((name, size, took, stored, raised[:60]))
                     print(rows[-1], flush=True)
                 finally:
                     for w in fleet:
@@ -439,14 +469,18 @@ def run_failing(size: int, *, workers: int = 2, concurrency: int = 12, latency: 
     lines = [
         "",
         f"## A failed part at the caller: {size} parts, part {size // 2} raises; {workers} workers x prefork "
-        f"{concurrency}, Redis broker, s3result through a {latency * 1000:.0f} ms relay "
+        f"{concurrency}, Redis broker, s3result on {store} through a {latency * 1000:.0f} ms relay "
         f"(python -m benchmarks.chords --failing {size})",
         "",
-        "| backend | parts | apply to the caller's exception, s | the caller's exception |",
-        "|---|---|---|---|",
+        "Part stored: the failed part's `date_done`, from `apply_async`. The caller's lag: from then to",
+        "the exception in the caller.",
+        "",
+        "| backend | parts | apply to the caller's exception, s | part stored, s | the caller's lag, s "
+        "| the caller's exception |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, n, took, raised in rows:
-        lines.append(f"| {name} | {n} | {took:.1f} | `{raised}` |")
+    for name, n, took, stored, raised in rows:
+        lines.append(f"| {name} | {n} | {took:.2f} | {stored:.2f} | {took - stored:.2f} | `{raised}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -458,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="prefork processes per worker")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")
+    parser.add_argument("--store", default="moto", choices=("moto", "memstore"), help="the store behind the relay")
     parser.add_argument("--counting", type=int, default=0, help="count a chord of N parts in forked processes")
     parser.add_argument("--failing", type=int, default=0, help="N parts, one raising: the caller's error, vs redis://")
     parser.add_argument("--value-bytes", type=int, default=0, help="each part's encoded result size (48: the limit)")
@@ -471,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.failing:
-        section = run_failing(args.failing, workers=args.workers, concurrency=args.concurrency, latency=args.latency)
+        section = run_failing(
+            args.failing, workers=args.workers, concurrency=args.concurrency, latency=args.latency, store=args.store
+        )
         if not args.no_write:
             with open(args.output, "a") as f:
                 f.write(section)
@@ -491,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         tree_from=args.tree_from,
         value_bytes=args.value_bytes,
+        store=args.store,
     )
     if not args.no_write:
         with open(args.output, "a") as f:

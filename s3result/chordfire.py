@@ -72,7 +72,9 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         leaf_reads: list[Any] | None = None
         if tree is not None:
             nodes = [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
-            # The carrying nodes are read while the group is restored, 32 at a time.
+        if tree is not None and (counted is None or tree.root_slots(counted.values) is None):
+            # The carrying nodes are read while the group is restored, 32 at a time (unless the
+            # root state this part wrote carries them all: a small chord's).
             from concurrent.futures import ThreadPoolExecutor  # only large chords need it
 
             pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
@@ -242,6 +244,11 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         or taken from ``counted``: the root's state as the firing part wrote it)."""
         if counted is not None and tree is None:
             return self._decoded(counted, ids)
+        top = None if counted is None or tree is None else tree.root_slots(counted.values)
+        if top is not None and tree is not None:
+            if len(ids) != tree.n:
+                raise ChordError(f"the saved group holds {len(ids)} results, the chord was counted for {tree.n}")
+            return self._slot_values(tree.part_slots(tree.height, 0, top), ids)
         if key is None:
             return {}
         client = self.client
@@ -268,14 +275,21 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
                 ) from exc
             raise
         values: dict[str, Any] = {}
-        fp_len = treegeometry.FP_LEN
         for node, leaf_key, leaf in zip(tree.levels[level], leaves, bodies, strict=True):
             if leaf is None:
                 raise ChordError(f"the chord's counter node {leaf_key!r} is missing")
-            for index, slot in tree.part_slots(level, node, treegeometry.load_node(leaf.body)["m"]):
-                task_id = ids[index]
-                if not isinstance(slot, str) or slot[:fp_len] != treegeometry.fingerprint(task_id):
-                    raise ChordError(f"part index {index} was counted for another task than {task_id}")
-                if len(slot) > fp_len:
-                    values[task_id] = self.decode(slot[fp_len:])
+            values.update(self._slot_values(tree.part_slots(level, node, treegeometry.load_node(leaf.body)["m"]), ids))
+        return values
+
+    def _slot_values(self, slots: Any, ids: list[str]) -> dict[str, Any]:
+        """The values carried in part slots ``(index, slot)``, by task id; each slot's fingerprint
+        must be its task's."""
+        values: dict[str, Any] = {}
+        fp_len = treegeometry.FP_LEN
+        for index, slot in slots:
+            task_id = ids[index]
+            if not isinstance(slot, str) or slot[:fp_len] != treegeometry.fingerprint(task_id):
+                raise ChordError(f"part index {index} was counted for another task than {task_id}")
+            if len(slot) > fp_len:
+                values[task_id] = self.decode(slot[fp_len:])
         return values

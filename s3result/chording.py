@@ -258,7 +258,7 @@ class ChordMethods(FiringMethods):
                 precreated = mark.get("gid") == group_id
                 outcome, written = self._chords.count_and_state(key, member[0], precreated=precreated, value=value)
             else:
-                outcome = self._count_in_tree(key, tree, request.id, index, value, member)
+                outcome, written = self._count_in_tree(key, tree, request.id, index, value, member)
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
             if self._chords.recover(key, member[0]):  # our write completed the set after all
                 return self._fire_chord(request, group_id, key)
@@ -269,8 +269,9 @@ class ChordMethods(FiringMethods):
 
     def _count_in_tree(
         self, key: str, tree: treegeometry.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
-    ) -> chords.Outcome:
-        """Climb from this part's leaf while our add completes each node; count at the root last.
+    ) -> chords.Counted:
+        """Climb from this part's leaf while our add completes each node; count at the root last,
+        with the node's slots in a small chord (``Geometry.root_value``: the join reads no node).
 
         ``member[0]`` is set to the node counted in the root before that count (for ``recover``).
         """
@@ -284,14 +285,14 @@ class ChordMethods(FiringMethods):
         while level < tree.height:
             step, slots, again = self._tree.add_and_read(key, tree, level, node, name, entry, again, first)
             if step == "wait":
-                return "wait"
+                return "wait", None
             if step != "up":
-                return "late" if step == "late" else "failed"
+                return ("late" if step == "late" else "failed"), None
             # A node up to CARRY_LEVEL carries its children's slots: the join reads fewer objects.
             name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
-        return self._chords.count(key, name, precreated=True)
+        return self._chords.count_and_state(key, name, precreated=True, value=tree.root_value(entry))
 
     def _note_final_write(self, task_id: str, stored: bool) -> None:
         """The backend stored a final state for ``task_id`` (``stored``: this write put it there,

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = (
     "CARRY_LEVEL",
     "FP_LEN",
+    "ROOT_CARRY_BUDGET",
     "STAGGER_FROM",
     "VALUE_MAX",
     "Geometry",
@@ -42,6 +43,12 @@ STRIPES, FILL, FAN_IN = 32, 32, 4
 STAGGER_FROM = STRIPES * FILL
 #: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
 SMALL_LEAF = 4
+#: A node completing into the root carries its slots there too (the root's ``values``, by node)
+#: while its slots times the root's other members take at most this many bytes: the part that
+#: completes the root then joins from the state it wrote, with no read of a node. Each count
+#: rewrites the root whole: carried, k members of s bytes cost about k * k * s bytes in reads and
+#: writes, against k reads of s bytes plus a request's ~1 KB of headers each.
+ROOT_CARRY_BUDGET = 1024
 #: Up to this many leaves, the root counts the leaves itself; more go through inner nodes of
 #: ``INNER_FAN_IN`` (a small chord's leaves all complete near its end: few levels, short queues).
 FLAT_MAX, INNER_FAN_IN = 8, 8
@@ -158,6 +165,27 @@ class Geometry:
                 raise ValueError(f"tree node {level}.{node} does not carry node {level - 1}.{member}")
             else:
                 yield from self.part_slots(level - 1, int(member), slot)
+
+    def root_value(self, slots: Any) -> str | None:
+        """What a node completing into the root carries there: its slots (carrying its children's),
+        when the root's children carry them and they fit ``ROOT_CARRY_BUDGET``; else None."""
+        if self.height - 1 > CARRY_LEVEL or not isinstance(slots, list):
+            return None
+        text = json.dumps(slots, separators=(",", ":"))
+        others = len(self.expected(self.height, 0)) - 1
+        return text if len(text) * others <= ROOT_CARRY_BUDGET else None
+
+    def root_slots(self, values: dict[str, str]) -> list[Any] | None:
+        """The root's children's slots from the values a root state carries, when it carries each
+        child's (a worker that carries none, or a child over the budget: None, read the nodes)."""
+        members = self.expected(self.height, 0)
+        if not all(m in values for m in members):
+            return None
+        try:
+            slots = [json.loads(values[m]) for m in members]
+        except ValueError:
+            return None
+        return slots if all(isinstance(s, list) for s in slots) else None
 
     def parent(self, node: int) -> int:
         return node // self.fan_in

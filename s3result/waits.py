@@ -288,11 +288,12 @@ class Waits:
             _checking.on = False
 
     def _get_task_meta_for(self, task_id: Any) -> Any:
-        """One result's meta; in a check of a body's parents, a chord header's is read with the
-        next ones of its header (``readahead``)."""
-        if not getattr(_checking, "on", False):
-            return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+        """One result's meta; a chord header's is read with the next ones of its header
+        (``readahead``): in a check of a body's parents, or in a pass over the header."""
         task_id = bytes_to_str(task_id)
+        if not getattr(_checking, "on", False):
+            read = super()._get_task_meta_for  # type: ignore[misc]
+            return self.read_ahead.in_pass(task_id, read, self._read_header, lambda other: other in self._cache)
         meta = self.read_ahead.take(task_id)
         if meta is not None:
             if meta["status"] != states.PENDING or not self._notified_failed(task_id):
@@ -300,17 +301,20 @@ class Waits:
             return super()._get_task_meta_for(task_id)  # type: ignore[misc]
         ids = self.read_ahead.window(task_id, skip=lambda other: other in self._cache)
         if len(ids) > 1:
-            found = self.client.get_each([self._key(self.get_key_for_task(i)) for i in ids])
-            metas = {
-                i: {"status": states.PENDING, "result": None} if item is None else self.decode_result(item.body)
-                for i, item in zip(ids, found, strict=True)
-                if not isinstance(item, Exception) and (item is None or item.body)
-            }
-            self.read_ahead.keep(metas)
+            self.read_ahead.keep(self._read_header(ids))
             meta = self.read_ahead.take(task_id)
             if meta is not None:
                 return meta
         return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+
+    def _read_header(self, ids: list[str]) -> dict[str, Any]:
+        """Header results read concurrently: meta by task id, less those whose read failed."""
+        found = self.client.get_each([self._key(self.get_key_for_task(i)) for i in ids])
+        return {
+            i: {"status": states.PENDING, "result": None} if item is None else self.decode_result(item.body)
+            for i, item in zip(ids, found, strict=True)
+            if not isinstance(item, Exception) and (item is None or item.body)
+        }
 
     def _notified_failed(self, task_id: str) -> bool:
         """A notification said ``task_id`` failed since it was read as pending: read it again."""

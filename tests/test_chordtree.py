@@ -177,3 +177,25 @@ def test_fitted_geometries_count_every_part_once_with_the_staggered_arithmetic()
             assert all(len(g.expected(level, node)) > 1 for node in g.levels[level]), (n, level)
         assert len(g.expected(g.height, 0)) > 1 or n <= treegeometry.SMALL_LEAF, n
     assert treegeometry.Geometry.fit(treegeometry.STAGGER_FROM) == treegeometry.Geometry(treegeometry.STAGGER_FROM)
+
+
+def test_a_small_root_carries_its_children_s_slots_within_the_budget() -> None:
+    """``root_value``: a node's slots go up into the root while they fit the budget (times the
+    root's other members); ``root_slots`` gives them back only when every member carries."""
+    import json
+
+    from s3result.treegeometry import ROOT_CARRY_BUDGET, Geometry
+
+    tree = Geometry.fit(10)
+    members = tree.expected(tree.height, 0)
+    assert len(members) == 3
+    small = ["abcdef1", "abcdef2"]
+    assert tree.root_value(small) == json.dumps(small, separators=(",", ":"))
+    big = ["abcdef" + "x" * 48] * (ROOT_CARRY_BUDGET // 2 // 50 + 1)
+    assert tree.root_value(big) is None  # two others: it would cost more than reading the nodes
+    assert tree.root_value(1) is None  # a node that carries nothing
+    values = {m: json.dumps(small) for m in members}
+    assert tree.root_slots(values) == [small] * 3
+    del values[members[-1]]
+    assert tree.root_slots(values) is None  # an older worker counted that node: read the nodes
+    assert tree.root_slots({m: "not json" for m in members}) is None

@@ -66,13 +66,15 @@ def test_nonsense_is_refused_and_requests_add_up() -> None:
     # A chord's get(): the body polled twice, and each part read at both parent checks until ready.
     assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0) == 2 + 2 + 2
     assert chord_wait_gets(0.0, [0.0], first_delay=None, backoff=1.0) == 1 + 1
-    # The process that sent the chord: Celery's check before the wait reads part by part, the
-    # checks while it waits read the header in one batch whose pending answers stand a while
-    # (readahead: 256 / 50 s, at most 5 s). 500 parts pending, a body at 12 s: the first check,
-    # a batch at once, at 5.5 s and at 11 s, and 25 polls; one by one, every poll's check reads 500.
-    assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0, sender=True) == 4 * 500 + 25
+    # The process that sent the chord: Celery's check before the wait is a pass over the header,
+    # read ahead; its pending answers stand for the checks while it waits, which read the header
+    # in one batch whose pending answers stand a while again (readahead: 500 / 50 s, at most 5 s).
+    # 500 parts pending, a body at 12 s: the pass, a batch at 5.5 s and at 11 s, and 25 polls;
+    # one by one, every poll's check reads 500.
+    assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0, sender=True) == 3 * 500 + 25
     assert chord_wait_gets(12.0, [20.0] * 500, first_delay=None, backoff=1.0) == 25 * 500 + 25
-    assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0, sender=True) == 2 + 2 + 2
+    # The pass's two pending answers stand 0.25 s: the check after the first poll reads neither.
+    assert chord_wait_gets(0.3, [0.1, 0.6], first_delay=None, backoff=1.0, sender=True) == 2 + 2
 
 
 @pytest.mark.parametrize("duration", [0.0, 0.02, 0.1, 0.3, 0.8, 1.0, 5.0])
@@ -259,3 +261,118 @@ def test_a_chord_in_waves_counts_as_celery_reads_part_by_part(parts: int, concur
     body = runs[-1][0]
     expected = _chord_wait_one_by_one(body, listed, latency)
     assert _chord_wait_runs(body, runs, 0.5, POLL_FIRST_DELAY, POLL_BACKOFF, latency)[0] == expected
+
+
+def test_cost_counts_the_tree_the_producer_fits() -> None:
+    """``cost``'s chord is the runtime's: a tree from ``chord_tree_from`` parts, of the shape
+    ``Geometry.fit`` gives, its join from the root's state where the nodes' slots travel there."""
+    from s3result.chording import ChordMethods
+    from s3result.cli.cost import CHORD_TREE_FROM, chord_requests
+    from s3result.treegeometry import Geometry
+
+    assert CHORD_TREE_FROM == ChordMethods.chord_tree_from
+    # 10 parts: 3 leaves under the root. With no race lost: the producer's 2 counter PUTs, a PUT per
+    # part in its leaf and one per leaf in the root (15); a GET before each but the counter's
+    # creation and the 3 leaves' (their first parts create them), the group's; 5 DELETEs.
+    assert [len(level) for level in Geometry.fit(10).levels] == [3, 1]
+    assert chord_requests(10, cas_rounds=15 / 10) == Requests(puts=1 + 15, gets=15 - 1 - 3 + 1, deletes=2 + 3)
+    # 200 parts: 31 leaves, 4 inner nodes; the root's children are too big to travel into it, so
+    # the join reads the 4 inner nodes.
+    assert [len(level) for level in Geometry.fit(200).levels] == [31, 4, 1]
+    rounds = 2 + 200 + 31 + 4
+    assert chord_requests(200, cas_rounds=rounds / 200) == Requests(
+        puts=1 + rounds, gets=rounds - 1 - 31 + 1 + 4, deletes=2 + 31 + 4
+    )
+    assert chord_requests(1, cas_rounds=1.0).deletes == 2  # one part: the counter alone
+
+
+def _chord_wait_sent_here(body: float, parts: list[float], latency: float) -> int:
+    """Celery's loop in the process that sent the chord, spelled out with the real ``ReadAhead``
+    on a clock of its own: the check before the wait is a pass (``in_pass``), the checks while
+    waiting read as ``waits`` does (``take``, then a window of the header), batches concurrently."""
+    import math
+
+    from s3result.cli.cost import READ_CONCURRENCY
+    from s3result.polling import delays
+    from s3result.readahead import ReadAhead
+
+    now = {"t": 0.0, "gets": 0}
+    ahead = ReadAhead(clock=lambda: now["t"])
+    ids = [f"p{i}" for i in range(len(parts))]
+    ahead.remember("g", ids)
+    done = dict(zip(ids, parts, strict=True))
+    ready: set[str] = set()  # cached by Celery (AsyncResult) and the backend (a success)
+
+    def answer(i: str) -> dict[str, str]:
+        return {"status": "SUCCESS" if done[i] <= now["t"] else "PENDING"}
+
+    def one(i: str) -> dict[str, str]:
+        now["gets"] += 1
+        now["t"] += latency
+        return answer(i)
+
+    def many(batch: list[str]) -> dict[str, dict[str, str]]:
+        now["gets"] += len(batch)
+        now["t"] += latency * math.ceil(len(batch) / READ_CONCURRENCY)
+        return {i: answer(i) for i in batch}
+
+    def read_waiting(i: str) -> dict[str, str]:
+        meta = ahead.take(i)
+        if meta is None:
+            window = ahead.window(i, skip=ready.__contains__)
+            if len(window) > 1:
+                ahead.keep(many(window))
+                meta = ahead.take(i)
+        return meta if meta is not None else one(i)
+
+    def check(first: bool) -> None:
+        for i in ids:
+            if i not in ready:
+                meta = ahead.in_pass(i, one, many, ready.__contains__) if first else read_waiting(i)
+                if meta["status"] == "SUCCESS":
+                    ready.add(i)
+
+    waits = delays(0.025, 0.5)
+    check(True)
+    while True:
+        now["gets"] += 1
+        now["t"] += latency
+        if body <= now["t"]:
+            return now["gets"]
+        check(False)
+        now["t"] += next(waits)
+
+
+@pytest.mark.parametrize(
+    ("body", "parts", "latency"),
+    [
+        (0.3, [0.1, 0.6], 0.0),
+        (2.0, [1.5] * 10, 0.02),
+        (3.0, [0.05 * i for i in range(40)], 0.02),
+        (12.0, [20.0] * 200, 0.02),
+        (1.0, [0.0] * 100 + [0.9] * 20, 0.01),
+        (6.0, [5.5] * 250, 0.0),
+    ],
+)
+def test_the_sender_s_chord_wait_counts_as_its_read_ahead_reads(
+    body: float, parts: list[float], latency: float
+) -> None:
+    """``cost``'s arithmetic for the process that sent the chord follows ``readahead`` itself."""
+    from s3result.cli.cost import chord_wait_batched
+
+    assert chord_wait_batched(body, parts, latency=latency)[0] == _chord_wait_sent_here(body, parts, latency)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from([0, 10, 100, 500, 1000, 3000]).map(lambda n: n / 1000), min_size=1, max_size=80),
+    extra=st.sampled_from([0, 50, 500]).map(lambda n: n / 1000),
+    latency=st.sampled_from([0, 1, 20, 100]).map(lambda n: n / 1000),
+)
+def test_the_sender_s_chord_wait_follows_its_read_ahead(parts: list[float], extra: float, latency: float) -> None:
+    """Up to ``readahead.WINDOW`` parts (a larger header is read in windows, one batch in the
+    arithmetic), for any parts' ends: the arithmetic counts what ``ReadAhead`` makes Celery read."""
+    from s3result.cli.cost import chord_wait_batched
+
+    body = max(parts) + extra
+    assert chord_wait_batched(body, parts, latency=latency)[0] == _chord_wait_sent_here(body, parts, latency)

@@ -69,3 +69,137 @@ def test_old_headers_are_forgotten() -> None:
         f"g{readahead.HEADERS}-a",
         f"g{readahead.HEADERS}-b",
     ]
+
+
+class Store:
+    """Reads counted: ``one`` alone, ``many`` by batch (their sizes in order)."""
+
+    def __init__(self, states: dict[str, str] | None = None) -> None:
+        self.states = states or {}
+        self.alone: list[str] = []
+        self.batches: list[list[str]] = []
+
+    def meta(self, task_id: str) -> dict[str, str]:
+        return {"status": self.states.get(task_id, "PENDING")}
+
+    def one(self, task_id: str) -> dict[str, str]:
+        self.alone.append(task_id)
+        return self.meta(task_id)
+
+    def many(self, ids: list[str]) -> dict[str, dict[str, str]]:
+        self.batches.append(list(ids))
+        return {i: self.meta(i) for i in ids}
+
+
+def _pass(ahead: ReadAhead, store: Store, ids: list[str], skip: frozenset[str] = frozenset()) -> list[str]:
+    return [ahead.in_pass(i, store.one, store.many, skip.__contains__)["status"] for i in ids]
+
+
+def test_a_pass_reads_ahead_as_many_as_it_has_read_at_most_ahead() -> None:
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(300)]
+    ahead.remember("g", ids)
+    store = Store()
+    assert _pass(ahead, store, ids) == ["PENDING"] * 300
+    assert store.alone == ["t0"]
+    sizes = [len(b) for b in store.batches]
+    assert sizes[:7] == [1, 2, 4, 8, 16, 32, readahead.AHEAD], sizes
+    assert sum(sizes) == 299 and max(sizes) == readahead.AHEAD
+    assert [i for b in store.batches for i in b] == ids[1:]  # each id read once, in order
+
+
+def test_a_pass_skips_what_the_caller_knows_already() -> None:
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(10)]
+    ahead.remember("g", ids)
+    store = Store()
+    known = frozenset({"t2", "t3"})
+    _pass(ahead, store, [i for i in ids if i not in known], known)
+    assert "t2" not in [i for b in store.batches for i in b]
+    assert store.alone == ["t0"]  # t4 comes right after t1, less what is known: the same pass
+
+
+def test_a_loop_on_one_part_reads_that_part_alone() -> None:
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(100)]
+    ahead.remember("g", ids)
+    store = Store()
+    for _ in range(20):
+        _pass(ahead, store, ["t5"])
+    assert store.alone == ["t5"] * 20 and store.batches == []
+    for _ in range(5):  # a loop over two parts: never more than twice what it reads
+        _pass(ahead, store, ["t0", "t1"])
+    assert len(store.alone) + sum(len(b) for b in store.batches) <= 20 + 2 * 10
+
+
+def test_an_answer_read_ahead_serves_its_pass_once_and_only_in_order() -> None:
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(10)]
+    ahead.remember("g", ids)
+    store = Store()
+    _pass(ahead, store, ["t0", "t1", "t2"])  # t2 read t2 and t3 ahead
+    assert store.batches[-1] == ["t2", "t3"]
+    store.states["t3"] = "FAILURE"
+    assert _pass(ahead, store, ["t1", "t3"]) == ["PENDING", "FAILURE"]  # out of order: the store's
+    assert store.alone[-2:] == ["t1", "t3"]
+
+
+def test_a_failed_answer_ends_what_the_pass_read_ahead() -> None:
+    """Celery's check raises at a failed part: what its pass read ahead serves no later read."""
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(10)]
+    ahead.remember("g", ids)
+    store = Store({"t5": "FAILURE"})
+    assert _pass(ahead, store, ids[:6]) == ["PENDING"] * 5 + ["FAILURE"]
+    assert store.batches[-1] == ["t4", "t5", "t6", "t7"]  # t6 and t7 read ahead, as pending
+    store.states["t6"] = "FAILURE"
+    assert _pass(ahead, store, ["t6"]) == ["FAILURE"]  # right after t5, yet read again
+    assert store.batches[-1][0] == "t6"
+
+
+def test_an_answer_read_ahead_is_read_again_after_fresh() -> None:
+    clock = Clock()
+    ahead = ReadAhead(clock=clock)
+    ids = [f"t{i}" for i in range(10)]
+    ahead.remember("g", ids)
+    store = Store()
+    _pass(ahead, store, ["t0", "t1", "t2"])  # t2 and t3 read
+    clock.now += readahead.FRESH + 0.01
+    store.states["t3"] = "FAILURE"
+    assert _pass(ahead, store, ["t3"]) == ["FAILURE"]
+    assert store.batches[-1][0] == "t3"
+
+
+def test_a_pass_is_the_thread_s_own() -> None:
+    import threading
+
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(10)]
+    ahead.remember("g", ids)
+    store = Store()
+    _pass(ahead, store, ["t0", "t1", "t2"])  # this thread read t3 ahead
+    store.states["t3"] = "FAILURE"
+    seen: list[str] = []
+    other = threading.Thread(target=lambda: seen.extend(_pass(ahead, store, ["t3"])))
+    other.start()
+    other.join()
+    assert seen == ["FAILURE"]
+
+
+def test_a_pass_s_pending_answers_stand_for_the_checks_while_waiting() -> None:
+    """The check before the wait read the header: the first check while waiting reads none of it."""
+    ahead = ReadAhead()
+    ids = [f"t{i}" for i in range(300)]
+    ahead.remember("g", ids)
+    store = Store({"t7": "SUCCESS"})
+    _pass(ahead, store, ids)
+    assert ahead.take("t0") == {"status": "PENDING"}
+    assert ahead.take("t299") == {"status": "PENDING"}
+    assert ahead.take("t7") is None  # a ready one is Celery's to keep
+
+
+def test_ids_of_no_header_sent_here_are_read_alone() -> None:
+    ahead = ReadAhead()
+    store = Store()
+    _pass(ahead, store, ["x", "y", "z"])
+    assert store.alone == ["x", "y", "z"] and store.batches == []

@@ -222,39 +222,77 @@ def chord_wait_batched(
     backoff: float = POLL_BACKOFF,
     latency: float = 0.0,
 ) -> tuple[int, float]:
-    """``chord_wait`` for the process that sent the chord: its checks read the header together."""
-    from ..readahead import FRESH, PATIENCE, RATE, WINDOW
+    """``chord_wait`` for the process that sent the chord: its checks read the header together.
 
-    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
-    delay = min(interval if first_delay is None else first_delay, interval)
-    # Celery's check before the wait reads the parts one by one, in the group's order: the
-    # one-by-one arithmetic counts it; the checks made while waiting read in batches.
-    t, gets, left = 0.0, 0, []
-    for done in parts:
-        gets += 1
-        t += latency
-        if done > t:
-            left.append(done)
-    pending, stands_until = sorted(left), -math.inf
+    Celery's check before the wait is a pass over the header (``readahead.ReadAhead.in_pass``):
+    the first part alone, then as many parts ahead as the pass has read (at most ``AHEAD``),
+    each batch concurrently; the parts still pending stand for the checks made while waiting.
+    Those read every pending part in one batch, whose pending answers stand a while again (a
+    header of more than ``WINDOW`` parts is read in windows: counted here as one batch).
+    """
+    from ..readahead import AHEAD, FRESH, PATIENCE, RATE, WINDOW
 
-    def check() -> None:
-        nonlocal t, gets, stands_until, pending
-        if t <= stands_until or not pending:
+    pending: list[float] = []
+    stands_until = -math.inf
+    stand = min(max(FRESH, len(parts) / RATE), PATIENCE)
+
+    def check(now: _Now, first: bool) -> None:
+        nonlocal pending, stands_until
+        if first:
+            read = 0
+            while read < len(parts):
+                batch = parts[read : read + max(1, min(read, AHEAD))]
+                now.gets += len(batch)
+                now.t += latency * math.ceil(len(batch) / READ_CONCURRENCY)
+                still = [done for done in batch if done > now.t]
+                if still and not pending:
+                    stands_until = now.t + stand  # the first pending answer stops standing first
+                pending += still
+                read += len(batch)
+            pending.sort()
+            return
+        if now.t <= stands_until or not pending:
             return  # the pending answers of the last batch stand: nothing is read
         n = len(pending)
-        gets += n
-        t += latency * math.ceil(n / READ_CONCURRENCY)
-        pending = [done for done in pending if done > t]
-        stands_until = t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
+        now.gets += n
+        now.t += latency * math.ceil(n / READ_CONCURRENCY)
+        pending = [done for done in pending if done > now.t]
+        if n > 1:  # a batch's answers stand; one part alone is read as Celery reads it
+            stands_until = now.t + min(max(FRESH, min(n, WINDOW) / RATE), PATIENCE)
 
-    check()
+    return _body_polls(body, interval, first_delay, backoff, latency, check)
+
+
+@dataclass
+class _Now:
+    """Where a wait is: the time (s after the call) and the GETs sent so far."""
+
+    t: float = 0.0
+    gets: int = 0
+
+
+def _body_polls(
+    body: float,
+    interval: float,
+    first_delay: float | None,
+    backoff: float,
+    latency: float,
+    check: Callable[[_Now, bool], None],
+) -> tuple[int, float]:
+    """The body's polls of a chord's ``get()``, with ``check`` (Celery's check of the parts)
+    before the first poll (``first``) and after each poll that finds the body pending, before
+    the sleep: the GETs sent and when the wait ends (its last answer)."""
+    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
+    delay = min(interval if first_delay is None else first_delay, interval)
+    now = _Now()
+    check(now, True)
     while True:
-        gets += 1  # the poll of the body
-        t += latency
-        if body <= t:
-            return gets, t
-        check()
-        t += delay
+        now.gets += 1  # the poll of the body
+        now.t += latency
+        if body <= now.t:
+            return now.gets, now.t
+        check(now, False)
+        now.t += delay
         delay = min(delay * backoff, interval)
 
 
@@ -288,18 +326,15 @@ def _chord_wait_runs(
 ) -> tuple[int, float]:
     """``chord_wait`` on runs of parts, ``[ends at, how many]`` in the group's order: ``cost``
     hands a chord of N equal parts over as one run, never as a list of N."""
-    poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
-    delay = min(interval if first_delay is None else first_delay, interval)
     # Waves (``cost --worker-concurrency``) come in order of their end: a check then looks only
     # at the runs that can end before it does; the others are read and still pending as a whole.
     ordered = all(a[0] <= b[0] for a, b in zip(runs, runs[1:], strict=False))
     pending = deque(runs)
     waiting = sum(count for _, count in runs)
-    t, gets = 0.0, 0
 
-    def check() -> None:
-        nonlocal t, gets, waiting
-        end = t + latency * waiting
+    def check(now: _Now, _first: bool) -> None:
+        nonlocal waiting
+        end = now.t + latency * waiting
         kept: list[list[float]] = []
         seen = 0.0
         while pending and not (ordered and pending[0][0] > end):
@@ -307,29 +342,21 @@ def _chord_wait_runs(
             # Read i of this run (1-based) answers at t + i * latency; it finds the part
             # still pending while that is before ``done``.
             if latency > 0:
-                ahead = (done - t) / latency  # inf when a GET takes next to no time: all still pending
+                ahead = (done - now.t) / latency  # inf when a GET takes next to no time: all still pending
                 still = count if ahead > count else max(0.0, math.ceil(ahead) - 1) if ahead > 0 else 0
             else:
-                still = count if done > t else 0
-            t += latency * count
+                still = count if done > now.t else 0
+            now.t += latency * count
             seen += count
             if still:
                 kept.append([done, still])
             waiting -= count - still
         rest = waiting - sum(n for _, n in kept)  # the runs not looked at: read, and still pending
-        gets += int(seen + rest)
-        t += latency * rest
+        now.gets += int(seen + rest)
+        now.t += latency * rest
         pending.extendleft(reversed(kept))
 
-    check()
-    while True:
-        gets += 1  # the poll of the body
-        t += latency
-        if body <= t:
-            return gets, t
-        check()
-        t += delay
-        delay = min(delay * backoff, interval)
+    return _body_polls(body, interval, first_delay, backoff, latency, check)
 
 
 def task_requests(
@@ -350,12 +377,13 @@ def task_requests(
     return Requests(puts=states, gets=waited * polls + reads)
 
 
-# A native chord (chords.py and backend.on_chord_part_return): the producer saves the group (PUT),
-# creates the counter (PUT) and records the chord's size in it (GET + PUT); per part, the counter's
-# compare-and-swap, a GET and a PUT (more under contention); the part that completes the count reads
-# the group once and the parts' results (a GET each), then deletes the counter and the group.
-# Compare-and-swap rounds per part, contention and the producer's two counter writes included:
-# 1.4-2.1 in the demo (2 processes) and about 1.35 in benchmarks/RESULTS.md (1,000 parts). A
+# A native chord (chords.py, chordtree.py, chording.py): the producer saves the group (PUT), creates
+# the counter (PUT) and records the chord's size in it (GET + PUT); per part, a compare-and-swap on its
+# leaf, a GET and a PUT (a leaf's first part creates it without the GET; more under contention), and
+# the part that completes a node the same on its parent; the part that completes the root reads the
+# group (and the nodes whose slots its root state does not carry), then deletes root, nodes and group.
+# Compare-and-swap rounds per part (counter and tree PUTs, the producer's two included): 1.5 and more
+# with every part at once on 24 processes (benchmarks/RESULTS.md), about 1.05 from 1,000 parts up. A
 # worker of many threads (-P threads, gevent, eventlet) counts the parts its process finished
 # meanwhile in one round (counter.group_commit): 20 parts of 1 s at -P threads -c 50 took 4-6
 # counter PUTs in all, 0.2-0.3 per part, at the wire.
@@ -365,29 +393,58 @@ CHORD_CAS_ROUNDS_PER_PART = 1.5
 #: GETs a client sends at once for a batch of reads (``S3Client.get_each``: its pool, at most 16).
 READ_CONCURRENCY = 16
 
-#: ``S3Backend.chord_tree_from``: chords of this many parts or more count in a tree (chordtree).
-CHORD_TREE_FROM = 64
+#: ``S3Backend.chord_tree_from``: chords of this many plain tasks or more count in a tree fitted to
+#: their size (``treegeometry.Geometry.fit``); a test holds it to the backend's.
+CHORD_TREE_FROM = 2
+
+#: Bytes of a part's slot with a small result (6 hex digits, an int, JSON's quotes and comma).
+SLOT_BYTES = 12
 
 
 def chord_requests(parts: int, cas_rounds: float = CHORD_CAS_ROUNDS_PER_PART) -> Requests:
     """What a native chord of ``parts`` adds to its tasks' own state writes.
 
-    ``cas_rounds``: the counter's PUTs per part; contention decides it, so it is an input like a
-    task's duration (about 1 when parts never collide, and below 1 when a process's threads
-    commit their parts together). Every counter PUT but the producer's creation follows a GET
-    of the counter. The join reads the counter (small results travel with the counts) and the
-    saved group. From ``CHORD_TREE_FROM`` parts, the parts count in leaves of up to 32 (the first
-    part of each also reads the root), a third more inner nodes above them, and the join reads
-    one node per 512 parts; the clean-up deletes every node.
+    ``cas_rounds``: the counter's and its tree's PUTs per part; contention decides it, so it is
+    an input like a task's duration (below 1 when a process's threads commit their parts
+    together). Every such PUT follows a GET, but the producer's creation of the counter and
+    each leaf's creation by its first part. From ``CHORD_TREE_FROM`` parts the chord counts in
+    the tree ``Geometry.fit`` gives it: the part that completes the root joins from the state it
+    wrote when the nodes' slots travel into the root (``Geometry.root_value``, small results of
+    ``SLOT_BYTES``), else it reads the nodes of the tree's join level; the clean-up deletes the
+    root, every node and the group.
     """
     if parts < CHORD_TREE_FROM:
-        return Requests(puts=1 + cas_rounds * parts, gets=(cas_rounds * parts - 1) + 1 + 1, deletes=2)
-    nodes = parts / 32 * 4 / 3
+        return Requests(puts=1 + cas_rounds * parts, gets=(cas_rounds * parts - 1) + 1, deletes=2)
+    leaves, nodes, join = _tree_nodes(parts)
+    counter_puts = cas_rounds * parts
     return Requests(
-        puts=2 + cas_rounds * parts + nodes,
-        gets=1 + cas_rounds * parts + parts / 32 + nodes + 1 + parts / 512,
+        puts=1 + counter_puts,
+        gets=(counter_puts - 1 - leaves) + 1 + join,
         deletes=2 + nodes,
     )
+
+
+#: Chords up to this many parts are counted on the tree ``Geometry.fit`` builds; larger ones on its
+#: arithmetic (a billion parts would be 30 million leaves).
+EXACT_TREE_MAX = 100_000
+
+
+def _tree_nodes(parts: int) -> tuple[int, int, int]:
+    """The fitted tree's leaves, its nodes below the root, and the nodes the join reads."""
+    from ..treegeometry import FILL, STRIPES, Geometry
+
+    if parts > EXACT_TREE_MAX:  # the staggered geometry: a leaf per FILL rows of a stripe, plus one per
+        leaves = -(-parts // FILL) + STRIPES  # stripe for its first, shorter leaf; fan-in 4 above them
+        inner, level = 0, leaves
+        while level > 4:
+            level = -(-level // 4)
+            inner += level
+        return leaves, leaves + inner, -(-parts // (FILL * 16))
+    tree = Geometry.fit(parts)
+    under_child = -(-parts // len(tree.expected(tree.height, 0)))  # parts under the root's biggest child
+    carried = tree.root_value(["x" * (SLOT_BYTES - 3)] * under_child) is not None
+    nodes = sum(len(level) for level in tree.levels[:-1])
+    return len(tree.levels[0]), nodes, 0 if carried else len(tree.levels[tree.join_level])
 
 
 def monthly_report(

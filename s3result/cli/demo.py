@@ -119,7 +119,8 @@ def _run_demo(out: TextIO, workers: Any, caller: Any, worker: subprocess.Popen[b
     seen = (workers.kinds - start_workers) + (caller.kinds - start_caller)
     measured = Counter({k: n for k, n in seen.items() if not k.endswith(" other")})  # not the probe
     probes = sum(seen.values()) - sum(measured.values())
-    cas_rounds = measured.get("PUT chord-unlock", 0) / 10  # the counter's contention: an input, like durations
+    # The counter's and its tree's PUTs per part: their contention is an input, like durations.
+    cas_rounds = (measured.get("PUT chord-unlock", 0) + measured.get("PUT chord-unlock-node", 0)) / 10
     model = _demo_model(began, stored, pace, failing, g, c, cas_rounds)
 
     # Requests per operation, counted at the wire.

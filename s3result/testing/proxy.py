@@ -16,7 +16,16 @@ from collections import Counter
 __all__ = ["CountingProxy"]
 
 # Celery's key names end in a task or group id; what comes before it names the kind of key.
-_KIND = re.compile(rb"/([A-Za-z_-]+?)-?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}(?:[ ?]|$)")
+# A chord's tree node is its counter's key plus ``.<level>.<node>``: the kind ``chord-unlock-node``.
+_KIND = re.compile(
+    rb"/([A-Za-z_-]+?)-?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}(\.\d+\.\d+)?(?:[ ?]|$)"
+)
+
+
+def _kind_name(found: re.Match[bytes] | None) -> str:
+    if found is None:
+        return "other"
+    return found.group(1).decode() + ("-node" if found.group(2) else "")
 
 
 class CountingProxy:
@@ -96,7 +105,7 @@ class CountingProxy:
                     kind = _KIND.search(request_line)
                     with self._lock:
                         self.counts[method] += 1
-                        self.kinds[f"{method} {kind.group(1).decode() if kind else 'other'}"] += 1
+                        self.kinds[f"{method} {_kind_name(kind)}"] += 1
                         if self._record_times:
                             target = request_line.split(b" ")[1] if b" " in request_line else b""
                             self.requests.append((time.time(), method, target.decode("latin-1")))

@@ -239,3 +239,37 @@ def test_fitted_tree_fires_once_and_cleans_up(store: MotoServer, size: int) -> N
         chord.finish(worker, i)
     assert chord.fired == [([2 * i for i in range(size)],)]
     assert not any(store_has(worker, k) for k in nodes_of(chord, worker))
+
+
+@pytest.mark.parametrize(("size", "reads"), [(10, 0), (64, 0), (200, 4)])
+def test_a_small_chord_joins_from_the_root_state_it_wrote(store: MotoServer, size: int, reads: int) -> None:
+    """A node completing into the root carries its slots there within ``ROOT_CARRY_BUDGET``: the
+    firing part joins from the root state its own count wrote, reading no node (a larger chord's
+    join reads the nodes of its join level: 4 at 200 parts, whose 4 nodes hold ~600 bytes each)."""
+    url = store.url(f"tree-rootcarry-{size}")
+    producer, worker = make_app(url), make_app(url)
+    chord = tree_chord(producer, size, f"g-tree-rootcarry-{size}", tree_from=2, fitted=True)
+    root = worker.backend._key(worker.backend.get_key_for_chord(chord.gid))
+    firing: list[bool] = []
+    node_gets: list[str] = []
+    real_get, real_fire = worker.backend.client.get_or_none, worker.backend._fire_chord
+
+    def get_or_none(key: str, **kwargs: Any) -> Any:
+        if firing and key.startswith(root + "."):
+            node_gets.append(key)
+        return real_get(key, **kwargs)
+
+    def fire(*args: Any, **kwargs: Any) -> Any:
+        firing.append(True)
+        try:
+            return real_fire(*args, **kwargs)
+        finally:
+            firing.clear()
+
+    worker.backend.client.get_or_none = get_or_none  # type: ignore[method-assign]
+    worker.backend._fire_chord = fire  # type: ignore[method-assign]
+    for i in range(size):
+        chord.finish(worker, i)
+    assert chord.fired == [([2 * i for i in range(size)],)]
+    assert len(node_gets) == reads, node_gets
+    assert not any(store_has(worker, k) for k in nodes_of(chord, worker))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from typing import Any
 
 import pytest
 from celery import Celery, chord, group
@@ -43,7 +44,7 @@ def test_a_failed_part_reaches_the_caller_through_one_concurrent_read_of_the_hea
         header = result.parent
         failed = header.results[PARTS // 2]
         # The part fails as a worker would store it, while the caller waits: after Celery's check
-        # before the wait (part by part: 120 GETs at 20 ms); the others are still running.
+        # before the wait (a pass over the header, read ahead); the others are still running.
         later = threading.Timer(3.5, backend.store_result, (failed.id, PartBroke("part 60 broke"), "FAILURE"))
         gets, connections = counting.counts["GET"], counting.connections
         later.start()
@@ -101,3 +102,79 @@ def test_a_header_result_read_outside_a_wait_is_read_from_the_store(moto_server:
         assert part.state == "FAILURE"
     finally:
         app.close()
+
+
+class InFlight:
+    """The most GETs the caller had in flight at once, and how many it sent."""
+
+    def __init__(self, client: Any) -> None:
+        self.now = self.most = self.gets = 0
+        self._lock = threading.Lock()
+        self._get = client.get_or_none
+
+        def get_or_none(key: str, **kwargs: Any) -> Any:
+            with self._lock:
+                self.now += 1
+                self.gets += 1
+                self.most = max(self.most, self.now)
+            try:
+                return self._get(key, **kwargs)
+            finally:
+                with self._lock:
+                    self.now -= 1
+
+        client.get_or_none = get_or_none
+
+
+def test_the_check_before_the_wait_reads_the_header_ahead_concurrently(moto_server: MotoServer) -> None:
+    """Celery's check of a body's parents before ``get()`` waits: a part that failed already is
+    found by a pass that reads the header ahead, concurrently, not by 61 GETs one after another,
+    and the pass reads at most twice what it uses (here: up to the failed part)."""
+    slow = FaultProxy("127.0.0.1", moto_server.port, latency=0.02)
+    slow.set_faults(latency=1.0)
+    url = moto_server.url(f"readahead-{uuid.uuid4().hex[:8]}").replace(
+        f"127.0.0.1:{moto_server.port}", f"127.0.0.1:{slow.port}"
+    )
+    app = Celery("readahead", broker="memory://", set_as_current=False)
+    app.conf.result_backend = url
+    try:
+        backend = app.backend
+        result = chord(group(app.signature("part").clone(args=(i,)) for i in range(PARTS)))(app.signature("body"))
+        bad = PARTS // 2
+        backend.store_result(result.parent.results[bad].id, PartBroke("part 60 broke"), "FAILURE")
+        reads = InFlight(backend.client)
+        with pytest.raises(PartBroke, match="part 60 broke"):
+            result.get(timeout=30)
+        assert reads.most >= 4, reads.most  # one after another: 1
+        assert bad + 1 <= reads.gets <= 2 * (bad + 1), reads.gets
+    finally:
+        app.close()
+        slow.close()
+
+
+def test_reads_outside_a_wait_after_a_pass_are_the_store_s(moto_server: MotoServer) -> None:
+    """A loop on one part's ``ready()`` reads that part alone, and a part read right after the
+    pass that stopped at a failed part is read again, not taken from what the pass read ahead."""
+    counting = CountingProxy("127.0.0.1", moto_server.port)
+    url = moto_server.url(f"readahead-{uuid.uuid4().hex[:8]}").replace(
+        f"127.0.0.1:{moto_server.port}", f"127.0.0.1:{counting.port}"
+    )
+    app = Celery("readahead", broker="memory://", set_as_current=False)
+    app.conf.result_backend = url
+    try:
+        backend = app.backend
+        result = chord(group(app.signature("part").clone(args=(i,)) for i in range(PARTS)))(app.signature("body"))
+        parts = result.parent.results
+        gets = counting.counts["GET"]
+        for _ in range(20):
+            assert not parts[7].ready()
+        assert counting.counts["GET"] - gets == 20
+
+        backend.store_result(parts[5].id, PartBroke("part 5 broke"), "FAILURE")
+        with pytest.raises(PartBroke):
+            result.get(timeout=30)  # the pass read parts 6 and 7 ahead, as pending
+        backend.store_result(parts[6].id, PartBroke("part 6 broke"), "FAILURE")
+        assert parts[6].state == "FAILURE"
+    finally:
+        app.close()
+        counting.close()
