@@ -94,6 +94,7 @@ def test_one_pool_and_one_credential_fetch_per_worker_process(
     report: dict[str, Any] = {
         "connections": proxy.connections,
         "requests": dict(proxy.counts),
+        "kinds": dict(proxy.kinds),
         "credential fetches": len(credentials.seen),
         "seconds": round(elapsed, 1),
     }
