@@ -34,6 +34,11 @@ MODULES = [
     "s3result.s3.integrity",
     "s3result.s3.express",
     "s3result.backend",
+    "s3result.store",
+    "s3result.waits",
+    "s3result.chording",
+    "s3result.chordfire",
+    "s3result.worker",
     "s3result.etags",
     "s3result.cas",
     "s3result.cli.check",
@@ -92,6 +97,30 @@ except Exception:
     loaded = _modules_after(code)
     assert "s3result.backend" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("boto3", "botocore", "s3transfer", "aiobotocore")}
+
+
+def test_importing_the_backend_connects_no_celery_signal() -> None:
+    """The worker's start check is connected by the first S3Backend built (``s3result.worker``),
+    never as a side effect of an import: an app that only imports s3result gets no handler."""
+    code = """
+from celery import signals
+import s3result.backend, s3result.worker
+def ours(signal):
+    return [r for r in signal.receivers if 's3result' in repr(r[0])]
+found = {n: ours(getattr(signals, n)) for n in ('worker_init', 'worker_ready', 'worker_before_create_process')}
+assert not any(found.values()), found
+assert not s3result.worker.connected()
+from celery import Celery
+app = Celery(set_as_current=False)
+app.conf.result_backend = 's3result+http://AKID:SECRET@127.0.0.1:9/bucket/prefix'
+app.backend
+found = {n: ours(getattr(signals, n)) for n in ('worker_init', 'worker_ready', 'worker_before_create_process')}
+assert {n: len(v) for n, v in found.items()} == {'worker_init': 1, 'worker_ready': 2, 'worker_before_create_process': 1}, found
+app.backend.__class__(app=app, url=app.conf.result_backend)  # a second backend connects nothing more
+again = {n: ours(getattr(signals, n)) for n in ('worker_init', 'worker_ready', 'worker_before_create_process')}
+assert again == found, again
+"""
+    _modules_after(code)
 
 
 def test_plain_http_endpoint_builds_no_tls_context() -> None:

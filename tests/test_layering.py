@@ -71,12 +71,30 @@ def test_only_the_retry_policy_and_the_poll_schedule_sleep(modules: dict[str, la
     assert sleepy <= {"s3result.s3.retry", "s3result.polling"}, f"wait through s3result.s3.retry.sleep: {sleepy}"
 
 
-@pytest.mark.xfail(strict=True, reason="S3Backend still inherits its mixins; composition is the next step")
 def test_s3backend_inherits_nothing_of_ours() -> None:
+    """S3Backend composes a result store, a waiter and a chord engine; only Celery's classes are its bases."""
     from s3result.backend import S3Backend
 
     ours = [c.__qualname__ for c in S3Backend.__mro__[1:] if c.__module__.startswith("s3result")]
     assert ours == []
+
+
+CELERY_BACKENDS = {"Backend", "BaseBackend", "KeyValueStoreBackend", "BaseKeyValueStoreBackend", "AsyncBackendMixin"}
+
+
+def test_no_class_of_ours_is_a_celery_backend_but_s3backend(modules: dict[str, layering.Module]) -> None:
+    """No mixin: no other class of the runtime subclasses one of Celery's backend classes."""
+    import ast
+
+    found = [
+        f"{m.name}.{node.name}"
+        for m in layering.runtime(modules).values()
+        for node in ast.walk(m.tree)
+        if isinstance(node, ast.ClassDef)
+        and any(ast.unparse(base).split(".")[-1] in CELERY_BACKENDS for base in node.bases)
+        and node.name != "S3Backend"
+    ]
+    assert found == []
 
 
 def test_celery_still_has_the_retrying_publish_chords_use() -> None:

@@ -93,11 +93,11 @@ def test_lost_reply_to_the_if_match_put_neither_loses_nor_duplicates(moto_server
             b.store_result(tid, 5, states.SUCCESS)  # applied by the store, answer lost
         proxy.set_faults()
         assert proxy.stats["reset_response"] == 1
-        stored = direct.client.get(direct._key(direct.get_key_for_task(tid)))
+        stored = direct.client.get(direct.store.key(direct.get_key_for_task(tid)))
         assert direct.decode_result(stored.body)["status"] == states.SUCCESS
         b.store_result(tid, 5, states.SUCCESS)  # Celery's retry: 412 on the old ETag, read, same body
         b.store_result(tid, None, states.STARTED)  # a late duplicate: never replaces SUCCESS
-        again = direct.client.get(direct._key(direct.get_key_for_task(tid)))
+        again = direct.client.get(direct.store.key(direct.get_key_for_task(tid)))
         assert again.body == stored.body and again.etag == stored.etag
     finally:
         proxy.close()

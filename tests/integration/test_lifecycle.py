@@ -114,7 +114,7 @@ def test_everything_s3result_writes_lives_under_the_prefix() -> None:
     app.conf.result_backend = "s3result+http://A:S@127.0.0.1:9/bucket/pre"
     b = app.backend
     for name in (b.get_key_for_task("t"), b.get_key_for_group("g"), b.get_key_for_chord("g")):
-        assert b._key(name).startswith("pre/")
+        assert b.store.key(name).startswith("pre/")
     assert PROBE_PREFIX == "s3result-probe"  # precondition.probe writes <prefix>/s3result-probe/<uuid>
 
 
