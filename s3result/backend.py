@@ -88,7 +88,7 @@ class S3Backend(KeyValueStoreBackend):
             self.app,
             celery=self,
             read_results=self.waiter.get_many,
-            read_ahead=read_ahead,
+            remember_header=read_ahead.remember,
             scope=self.settings.s3.store_id,
             cas_deadline=self.cas_deadline,
             lease=self.chord_lease,

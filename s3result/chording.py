@@ -11,7 +11,7 @@ module holds the producer's one decision (native or chord_unlock, root or tree:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from celery import states
@@ -23,7 +23,6 @@ from celery.utils.log import get_logger
 from . import chordmemory, chords, chordtree, treegeometry
 from .chordfire import ChordFiring
 from .counter import CasCounter
-from .readahead import ReadAhead
 from .s3.config import StoreId
 from .store import ResultStore
 
@@ -36,8 +35,9 @@ class ChordEngine:
     """Native chords on one store for one Celery app (``chord_unlock`` where the store cannot count).
 
     ``celery``: the Celery backend served (its public API only: keys, codec, group save and
-    restore, ``fallback_chord_unlock``); ``read_results``: the waiter's ``get_many``; ``read_ahead``:
-    where the producer leaves a header's ids for its caller's waits. ``cas_deadline``: how long a
+    restore, ``fallback_chord_unlock``); ``read_results``: the waiter's ``get_many``;
+    ``remember_header``: where the producer leaves a header's ids for its caller's waits (the
+    read-ahead's ``remember``). ``cas_deadline``: how long a
     compare-and-swap may keep losing to other writers; ``lease``: how long the run of the part
     that completed the count owns the body's publishing (see ``chords``); ``tree_from``: chords
     with at least this many parts (all plain tasks) count in a tree (``chordtree``).
@@ -50,7 +50,7 @@ class ChordEngine:
         *,
         celery: Any,
         read_results: Callable[..., Iterator[Any]],
-        read_ahead: ReadAhead,
+        remember_header: Callable[[str, Sequence[str]], None],
         scope: StoreId,
         cas_deadline: float = 120.0,
         lease: float = 60.0,
@@ -60,7 +60,7 @@ class ChordEngine:
         self.settings = store.settings
         self.app = app
         self._celery = celery
-        self.read_ahead = read_ahead
+        self._remember = remember_header
         self.tree_from = tree_from
         self.firing = ChordFiring(lambda: store.client, store.settings, app, celery=celery, read_results=read_results)
         name = str(scope)
@@ -105,7 +105,7 @@ class ChordEngine:
             ids = [r.id for r in header_result_args[1]]
         except Exception:  # noqa: BLE001 - an unusual header is read one result at a time
             return
-        self.read_ahead.remember(str(header_result_args[0]), ids)
+        self._remember(str(header_result_args[0]), ids)
 
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Decide native counting or chord_unlock once, here, and send the decision with the chord.
