@@ -130,8 +130,9 @@ class ChordEngine:
         if native:
             header_result.save(backend=celery)
             self.counter.create(self._key(group_id), tree=tree is not None)
-            return None
-        return celery.fallback_chord_unlock(header_result, body, **kwargs)
+        else:
+            celery.fallback_chord_unlock(header_result, body, **kwargs)
+        return None
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
         """Record Celery's size of the chord (called before its last part is published).
