@@ -8,9 +8,10 @@ a forked child. Used by ``chording``.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
+
+from .s3.forks import on_fork_in_child
 
 __all__ = ("known_size", "remember_decision", "remember_size", "take_body")
 
@@ -67,4 +68,4 @@ def _after_fork_in_child() -> None:
     _chord_sizes_lock = threading.Lock()  # a fork may have copied it held
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)

@@ -15,12 +15,12 @@ is safe to inherit stays: credentials already fetched, the learnt region and clo
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from .s3.client import S3Client
+from .s3.forks import on_fork_in_child
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -40,7 +40,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # another thread may have held it at the fork
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 def shared_client(settings: Settings) -> S3Client:

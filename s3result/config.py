@@ -123,7 +123,11 @@ def build(
     except ConfigError as exc:
         raise _named_by_origin(exc, layers, env) from None
     origin = _secret_origin(layers)
-    return replace(settings, secret_origin=origin) if origin and settings.secret_key else settings
+    if origin and settings.secret_key:
+        settings = replace(settings, secret_origin=origin)
+    if settings.endpoint_url:
+        settings = replace(settings, endpoint_origin=_origin_named(layers, "endpoint_url", env))
+    return settings
 
 
 def _secret_origin(layers: list[dict[str, Any]], key: str = "secret_key") -> str | None:
@@ -144,18 +148,29 @@ def _named_by_origin(exc: ConfigError, layers: list[dict[str, Any]], env: Mappin
     A secret can be given in four places and an endpoint by two variables: "secret_key" alone
     does not say which one to fix.
     """
-    where = _secret_origin(layers, exc.setting)
-    if exc.setting not in ("access_key", "secret_key", "session_token") and where != "the environment":
+    where = _origin_named(layers, exc.setting, env)
+    if exc.setting not in ("access_key", "secret_key", "session_token") and where not in _ENV_NAMES.get(
+        exc.setting, ()
+    ):
         return exc
-    if where == "the environment":  # _from_environ: the endpoint and the region
-        names = {
-            "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
-            "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-        }
-        where = next((n for n in names.get(exc.setting, ()) if env.get(n)), where)
     if where is None:
         return exc
     return ConfigError(exc.setting, f"from {where}: {exc.detail}")
+
+
+#: The variables ``_from_environ`` reads, in the order it prefers them.
+_ENV_NAMES = {
+    "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+}
+
+
+def _origin_named(layers: list[dict[str, Any]], key: str, env: Mapping[str, str]) -> str | None:
+    """``_secret_origin``, with "the environment" narrowed to the variable that gave the value."""
+    where = _secret_origin(layers, key)
+    if where == "the environment":
+        where = next((n for n in _ENV_NAMES.get(key, ()) if env.get(n)), where)
+    return where
 
 
 def from_celery_conf(conf: Mapping[str, Any], url: str | None) -> Settings:

@@ -17,7 +17,6 @@ eventlet pools, 16 threads contend like one; prefork processes contend as before
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from typing import TypeVar, cast
 
 from .cas import Attempt, compare_and_swap
 from .s3.client import S3Client
+from .s3.forks import on_fork_in_child
 from .s3.request import PutMode
 
 __all__ = ("CasCounter", "group_commit")
@@ -67,7 +67,7 @@ def _after_fork_in_child() -> None:
     _slots.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Sequence[R]]) -> R:

@@ -57,8 +57,8 @@ from .s3.errors import (
     Throttled,
     TransportError,
     Unauthenticated,
-    _rebuild,  # noqa: F401 - named by pickles of TransportError
-    _rebuild_s3,  # noqa: F401 - named by pickles of S3Error
+    rebuild_error,
+    rebuild_s3_error,
 )
 
 __all__ = [
@@ -86,7 +86,13 @@ __all__ = [
     "TransportError",
     "Unauthenticated",
     "error_from_response",
+    "rebuild_error",
+    "rebuild_s3_error",
 ]
+
+# The names every version's pickles of these errors call (see ``s3.errors.rebuild_error``).
+_rebuild = rebuild_error
+_rebuild_s3 = rebuild_s3_error
 
 
 class ResultTooLarge(BodyTooLarge):

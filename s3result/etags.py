@@ -13,9 +13,10 @@ in a forked child: a child never acts on what its parent wrote.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
+
+from .s3.forks import on_fork_in_child
 
 __all__ = ["DEFAULT_SIZE", "EtagMemory"]
 
@@ -30,7 +31,7 @@ class EtagMemory:
         self.size = size
         self._items: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        on_fork_in_child(self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         # A fork may have copied the lock held by another thread: replace it, then forget.

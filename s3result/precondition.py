@@ -12,7 +12,6 @@ talking to the same store always reach the same verdict. The verdict is kept in 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from . import verdict
 from .config import ConditionalWrites
 from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
 from .s3.config import StoreId
+from .s3.forks import on_fork_in_child
 from .s3.request import PutMode
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # a probe in another thread may have held it at the fork
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 @dataclass(slots=True)

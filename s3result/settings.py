@@ -64,6 +64,9 @@ class Settings:
     #: Where the secret key was given ("the result_backend URL", "s3_secret_access_key", ...),
     #: so an error about a wrong secret points at the place to fix it.
     secret_origin: str | None = None
+    #: Where the endpoint was given (``AWS_ENDPOINT_URL_S3``, "the result_backend URL", ...): a store
+    #: that does not answer is looked for where the user set it, which may be their shell's environment.
+    endpoint_origin: str | None = None
     #: S3 Express One Zone: the CreateSession mode asked for (ReadWrite, ReadOnly); None lets S3 choose.
     session_mode: str | None = None
     #: The S3 client's configuration, derived from the fields above (``__post_init__``).

@@ -50,9 +50,13 @@ def fresh_pacers() -> Iterator[None]:
     """Each test starts with every store's pacer off: throttling one test saw slows no other."""
     from s3result.s3 import limiter
 
-    limiter.reset_all()
+    def reset_all() -> None:
+        for pacer in list(limiter._pacers):  # every pacer of the process (weak: the live ones)
+            pacer.reset()
+
+    reset_all()
     yield
-    limiter.reset_all()
+    reset_all()
 
 
 @pytest.fixture(scope="session")

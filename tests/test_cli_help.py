@@ -44,3 +44,47 @@ def test_one_day_is_one_day(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", "--tasks-per-day", "100"]) == 0
     out = capsys.readouterr().out
     assert "(1 day x 300 B)" in out and "1 days" not in out and "day(s)" not in out, out
+
+
+@pytest.mark.parametrize("command", ["check", "get", "forget", "lifecycle"])
+def test_a_url_given_as_a_word_is_pointed_at_url_without_echoing_it(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``s3result check s3result+http://KEY:SECRET@host/bucket`` is what a new user types first: the
+    answer names --url and the command's own help, and never repeats the URL (it may hold a secret)."""
+    argv = [command, "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket/results"]
+    if command in ("get", "forget"):
+        argv.insert(1, "some-task-id")
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and f"s3result {command}: give the result_backend URL with --url" in err, err
+    assert f"(see s3result {command} --help)" in err and "s3cr3t" not in err and "AKIAXXX" not in err, err
+
+
+def test_a_word_a_command_does_not_take_points_at_that_commands_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["conformance", "s3result://bucket/results", "extra"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (
+        "s3result conformance: unrecognized arguments: extra (see s3result conformance --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket?secret_key=s3cr3t"],
+        ["s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket"],  # the URL where the command goes
+        ["check", "--app", "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket"],
+    ],
+)
+def test_a_url_in_the_wrong_place_is_never_echoed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") <= 1, err
+    assert "s3cr3t" not in err and "AKIAXXX" not in err, err

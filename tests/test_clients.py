@@ -57,7 +57,7 @@ def test_a_forked_child_keeps_the_client_but_not_its_pool() -> None:
     """The client object is inherited (credentials, quota, verdict); its pool is made anew."""
     client = clients.shared_client(config.build(url=URL, environ={}))
     parent_slot = client._get_slot()
-    with mock.patch("s3result.s3.client.os.getpid", return_value=os.getpid() + 1):
+    with mock.patch("s3result.s3.pool.os.getpid", return_value=os.getpid() + 1):
         assert clients.shared_client(config.build(url=URL, environ={})) is client
         child_slot = client._get_slot()
     assert child_slot is not parent_slot

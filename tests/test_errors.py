@@ -125,6 +125,14 @@ def test_every_error_is_stored_under_its_public_home(cls: type[errors.S3ResultEr
     assert cls.__module__ == "s3result.errors" and getattr(errors, cls.__name__) is cls
 
 
+def test_pickles_name_the_rebuild_functions_every_version_has() -> None:
+    """Old and new workers read each other's pickles: both call ``s3result.errors._rebuild(_s3)``."""
+    s3 = pickle.dumps(_instance(errors.NotFound), protocol=0)
+    transport = pickle.dumps(_instance(errors.ConnectError), protocol=0)
+    assert b"s3result.errors\n_rebuild_s3\n" in s3 and b"s3result.errors\n_rebuild\n" in transport
+    assert errors._rebuild is errors.rebuild_error and errors._rebuild_s3 is errors.rebuild_s3_error
+
+
 @pytest.mark.parametrize("cls", [errors.NotFound, errors.ConnectError, errors.ResultTooLarge, errors.ConfigError])
 def test_a_celery_serialized_error_comes_back_by_name(cls: type[errors.S3ResultError]) -> None:
     from celery import Celery

@@ -100,7 +100,7 @@ def test_an_endpoint_override_is_addressed_as_botocore_does(rules: Any) -> None:
         s = config.build(url=f"s3result+{endpoint}/{bucket}/celery?region=us-west-2", environ={})
         theirs = rules.resolve_endpoint(Region="us-west-2", Bucket=bucket, Endpoint=endpoint).url
         client = S3Client(s.s3)
-        ours = client._base + (client._bucket_path if client._bucket_path != "/" else "")
+        ours = client.base_url + (client._bucket_path if client._bucket_path != "/" else "")
         assert ours == theirs
 
 
@@ -309,8 +309,8 @@ def test_other_threads_keep_signing_while_one_refreshes() -> None:
             release.wait(10)
         return real(request)
 
-    client._slot = None
-    client._transport_factory = lambda base: HttpxTransport(httpx.MockTransport(slow), base)
+    client.pool.slot = None
+    client.pool.factory = lambda base: HttpxTransport(httpx.MockTransport(slow), base)
     refresher = threading.Thread(target=client.get, args=("k",))
     refresher.start()
     assert started.wait(10)
@@ -417,10 +417,10 @@ def test_a_forked_child_renews_the_session_over_its_own_connections() -> None:
     zone = Zone(clock)
     client = _client(zone, URL, clock)
     client.get("k")
-    parent_slot = client._slot
+    parent_slot = client.pool.slot
     with mock.patch("os.getpid", return_value=-1):
         client.get("k")
-        assert client._slot is not parent_slot  # a new pool, never the parent's sockets
+        assert client.pool.slot is not parent_slot  # a new pool, never the parent's sockets
         assert zone.sessions == 1  # the inherited session still signs
         clock.now += 400
         client.get("k")

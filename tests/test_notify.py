@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from celery import Celery, states
 
-from s3result import notify
+from s3result import notify, notifyformat, notifylistener, notifyregistry
 from s3result.config import build
 from s3result.errors import ConfigError
 
@@ -68,25 +68,25 @@ def _listener() -> notify.Listener:
 
 
 def _note(task_id: str) -> bytes:
-    return notify._payload(task_id, states.SUCCESS, '"etag"').encode()
+    return notifyformat.payload(task_id, states.SUCCESS, '"etag"').encode()
 
 
 def test_a_notification_wakes_the_waits_on_its_id_and_only_those() -> None:
     listener = _listener()
-    listener._up(set(), set())
+    listener.up(set(), set())
     a, b = notify.Watch(listener, ["t1"]), notify.Watch(listener, ["t1", "t2"])
     for w in (a, b):
         for tid in w.ids:
             listener._watches.setdefault(tid, []).append(w)
-    listener._deliver(_note("t2"))
-    listener._deliver(_note("unknown"))  # another process's task on the same channel: ignored
-    listener._deliver(b"not json")
-    listener._deliver(b'{"state": "SUCCESS"}')
+    listener.deliver(_note("t2"))
+    listener.deliver(_note("unknown"))  # another process's task on the same channel: ignored
+    listener.deliver(b"not json")
+    listener.deliver(b'{"state": "SUCCESS"}')
     assert listener.delivered == 1
     assert a.wait(0) == (set(), False)
     assert b.wait(0) == ({"t2"}, False)
     assert b.wait(0) == (set(), False)  # taken once
-    listener._deliver(_note("t1"))
+    listener.deliver(_note("t1"))
     assert a.wait(0) == ({"t1"}, False) and b.wait(0) == ({"t1"}, False)
     a.close()
     b.close()
@@ -94,16 +94,16 @@ def test_a_notification_wakes_the_waits_on_its_id_and_only_those() -> None:
 
 
 def test_polls_slow_down_only_while_notifications_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(notify, "LATE_GRACE", 0.0)  # a notification not there when the poll found it is lost
+    monkeypatch.setattr(notifylistener, "LATE_GRACE", 0.0)  # a notification not there when the poll found it is lost
     listener = _listener()
     w = notify.Watch(listener, ["t1", "t2"])
     listener._watches = {"t1": [w], "t2": [w]}
     assert not w.reliable()  # not connected, nothing arrived yet
-    listener._up({"oid"}, set())
+    listener.up({"oid"}, set())
     listener._wanted = {"oid"}
     w.epoch = listener.epoch  # as watch() does once subscribed
     assert not w.reliable()  # connected, but no notification has woken a wait yet
-    listener._deliver(_note("t1"))
+    listener.deliver(_note("t1"))
     assert w.wait(0) == ({"t1"}, False)
     assert w.reliable()
     w.found_by_poll("t1")  # read after its notification: notifications still arrive
@@ -119,13 +119,13 @@ def test_after_a_reconnect_every_wait_reads_again() -> None:
     """Notifications sent while the connection was down are lost: once subscribed again, all waits read."""
     listener = _listener()
     w = notify.Watch(listener, ["t1"])
-    listener._up(set(), {"oid"})
+    listener.up(set(), {"oid"})
     assert w.wait(0) == (set(), False)  # not confirmed yet: no re-read before the subscription holds
     listener._down(ConnectionError("broker restarted"))
     assert listener._failed and not listener._connected
-    listener._up(set(), {"oid"})
+    listener.up(set(), {"oid"})
     with listener._cond:
-        listener._confirm({"oid"})
+        listener.confirm({"oid"})
     assert w.wait(0) == (set(), True)
     assert w.wait(0) == (set(), False)
 
@@ -139,18 +139,18 @@ def test_a_forked_child_starts_afresh() -> None:
     notify.sent_from(app, "parent-thread")
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's exit code is the assertion
-        os._exit(0 if not notify._senders and not notify._listeners else 1)
+        os._exit(0 if not notifyregistry._senders and not notifyregistry._listeners else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert notify._senders[id(app)] == {"parent-thread"}
+    assert notifyregistry._senders[id(app)] == {"parent-thread"}
 
 
 def test_sending_threads_listened_for_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     app = Celery("notify-many", set_as_current=False)
-    monkeypatch.setattr(notify, "MAX_SENDERS", 3)
+    monkeypatch.setattr(notifyregistry, "MAX_SENDERS", 3)
     for i in range(10):
         notify.sent_from(app, f"thread-{i}")
-    assert notify._senders[id(app)] == {"thread-0", "thread-1", "thread-2"}
+    assert notifyregistry._senders[id(app)] == {"thread-0", "thread-1", "thread-2"}
 
 
 def test_what_anyone_may_publish_is_dropped_unless_it_names_a_watched_id() -> None:
@@ -170,10 +170,10 @@ def test_what_anyone_may_publish_is_dropped_unless_it_names_a_watched_id() -> No
         b"[" * 100_000,
         b'{"id": "t1", "x": "' + b"y" * 3000 + b'"}',
     ):
-        listener._deliver(junk)
+        listener.deliver(junk)
     assert listener.delivered == 0 and not w.notified
-    listener._deliver(_note(long_id))
-    listener._deliver(_note("t1"))
+    listener.deliver(_note(long_id))
+    listener.deliver(_note("t1"))
     assert w.notified == {"t1", long_id}
 
 
@@ -181,7 +181,7 @@ def _trusting() -> tuple[notify.Listener, notify.Watch]:
     listener = _listener()
     w = notify.Watch(listener, ["t1", "t2"], quiet=0.2)
     listener._watches = {"t1": [w], "t2": [w]}
-    listener._up({"oid"}, set())
+    listener.up({"oid"}, set())
     listener._wanted = {"oid"}
     w.epoch = listener.epoch
     listener.trusted = True
@@ -191,11 +191,11 @@ def _trusting() -> tuple[notify.Listener, notify.Watch]:
 def test_a_notification_later_than_the_poll_keeps_the_trust(monkeypatch: pytest.MonkeyPatch) -> None:
     """A poll may read a result between the worker's PUT and its publish: the notification that
     follows within LATE_GRACE is late, not lost, and polls stay slow; one that never comes is lost."""
-    monkeypatch.setattr(notify, "LATE_GRACE", 0.2)
+    monkeypatch.setattr(notifylistener, "LATE_GRACE", 0.2)
     listener, w = _trusting()
     w.found_by_poll("t1")
     assert w.reliable()  # within the grace
-    listener._deliver(_note("t1"))  # it comes: late
+    listener.deliver(_note("t1"))  # it comes: late
     time.sleep(0.3)
     assert w.reliable() and listener.distrusted == 0
     w.found_by_poll("t2")
@@ -206,15 +206,15 @@ def test_a_notification_later_than_the_poll_keeps_the_trust(monkeypatch: pytest.
 def test_repeated_notifications_wake_a_wait_once_per_interval() -> None:
     """A flood naming one id: the first wakes the wait; the rest within ``quiet`` are held until it ends."""
     listener, w = _trusting()
-    listener._deliver(_note("t1"))
+    listener.deliver(_note("t1"))
     assert w.wait(0) == ({"t1"}, False)
     start = time.monotonic()
     for _ in range(1000):
-        listener._deliver(_note("t1"))
+        listener.deliver(_note("t1"))
     assert w.wait(0) == (set(), False)  # held: no read now
     assert w.wait(30.0) == ({"t1"}, False)  # woken once the hold (0.2 s) ends, not after 30 s
     assert 0.2 <= time.monotonic() - start < 15.0
-    listener._deliver(_note("t2"))  # another id is not held
+    listener.deliver(_note("t2"))  # another id is not held
     assert w.wait(0) == ({"t2"}, False)
 
 
@@ -222,13 +222,13 @@ def test_a_failure_notification_is_remembered_for_the_parents_check() -> None:
     """A chord's part notified as failed is read again by the check of the body's parents,
     waited on or not; other states, malformed notes and an old failure past the limit are not."""
     listener = _listener()
-    listener._deliver(json.dumps({"id": "part-1", "state": "FAILURE", "etag": None}))
-    listener._deliver(json.dumps({"id": "part-2", "state": "SUCCESS", "etag": None}))
-    listener._deliver(json.dumps(["part-3", "FAILURE"]))
+    listener.deliver(json.dumps({"id": "part-1", "state": "FAILURE", "etag": None}))
+    listener.deliver(json.dumps({"id": "part-2", "state": "SUCCESS", "etag": None}))
+    listener.deliver(json.dumps(["part-3", "FAILURE"]))
     assert listener.notified_failed("part-1")
     assert not listener.notified_failed("part-2")
     assert not listener.notified_failed("part-3")
     for i in range(notify.MAX_FAILURES):
-        listener._deliver(json.dumps({"id": f"other-{i}", "state": "REVOKED"}))
+        listener.deliver(json.dumps({"id": f"other-{i}", "state": "REVOKED"}))
     assert not listener.notified_failed("part-1")  # the oldest went first
     assert listener.notified_failed(f"other-{notify.MAX_FAILURES - 1}")

@@ -8,6 +8,7 @@ tests/e2e/test_rotation.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -19,10 +20,23 @@ import pytest
 from s3result import config
 from s3result.errors import CredentialsError
 from s3result.s3 import sigv4
-from s3result.s3.credentials import ADVISORY_REFRESH, MANDATORY_REFRESH, Credentials, CredentialSource, chain_for
-from s3result.s3.credentials.providers import ContainerProvider, IMDSProvider, WebIdentityProvider, _container_url
+from s3result.s3.credentials import (
+    ADVISORY_REFRESH,
+    MANDATORY_REFRESH,
+    Credentials,
+    CredentialSource,
+    chain_for,
+    providers,
+)
+from s3result.s3.credentials.providers import _container_url
+from s3result.s3.transport import one_shot
 from s3result.testing.store import free_port
 from tests.fakes import FakeServer, creds_json
+
+# The HTTP providers get their one-shot transport from the chain (chain_for); here, the same one.
+ContainerProvider = functools.partial(providers.ContainerProvider, request=one_shot)
+IMDSProvider = functools.partial(providers.IMDSProvider, request=one_shot)
+WebIdentityProvider = functools.partial(providers.WebIdentityProvider, request=one_shot)
 
 SECRET = "Provider/Secret+Sentinel"
 

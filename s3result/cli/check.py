@@ -98,6 +98,7 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
         found.append(Finding("credentials", False, str(exc), "configure credentials (see the README's table)"))
     resolved = {
         "endpoint": client.base_url,
+        **({"endpoint_from": settings.endpoint_origin} if _given_by(settings) else {}),
         "bucket": settings.bucket,
         "prefix": settings.prefix,
         "region": settings.region,
@@ -106,6 +107,21 @@ def _resolve(client: S3Client, settings: Settings) -> tuple[dict[str, Any], list
         "conditional_writes": str(settings.conditional_writes),
     }
     return resolved, found
+
+
+def _given_by(settings: Settings) -> str:
+    """ " (from AWS_ENDPOINT_URL_S3)": an endpoint the user's environment set is not where they look."""
+    origin = settings.endpoint_origin
+    return f" (from {origin})" if origin and origin.startswith("AWS_") else ""
+
+
+def _transport(error: TransportError, client: S3Client, settings: Settings) -> tuple[str, str]:
+    """``diagnose_transport``, its fix naming the variable that set the endpoint when one did."""
+    detail, fix = diagnose_transport(error, client)
+    given = _given_by(settings)
+    if given and "endpoint_url" in fix:
+        fix = fix.replace("endpoint_url", f"the endpoint{given}", 1)
+    return detail, fix
 
 
 def _hint(error: S3Error) -> str:
@@ -129,7 +145,7 @@ def iter_findings(
     # 1. network and authentication: one GET of a key that does not exist (S3's 404 expected).
     found, ms, error = timed(lambda: _get_missing(client, missing))
     if isinstance(error, TransportError):
-        detail, fix = diagnose_transport(error, client)
+        detail, fix = _transport(error, client, settings)
         yield Finding("network", False, detail, fix, ms=ms)
         return
     if found is not None or (isinstance(error, S3Error) and _not_s3(error)):
@@ -187,7 +203,7 @@ def iter_findings(
         if error is None:
             yield Finding(name, True, "ok", ms=ms)
         elif isinstance(error, TransportError):
-            detail, fix = diagnose_transport(error, client)
+            detail, fix = _transport(error, client, settings)
             yield Finding(name, False, detail, fix, ms=ms)
             return
         elif isinstance(error, S3Error) and error.code == "AccessDenied":
@@ -198,7 +214,7 @@ def iter_findings(
     if all_ok:
         verdict, ms, error = timed(lambda: probe(client, settings.prefix))
         if isinstance(error, TransportError):
-            detail, fix = diagnose_transport(error, client)
+            detail, fix = _transport(error, client, settings)
             yield Finding("conditional writes", False, detail, fix, ms=ms)
             return
         if error is not None:

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -81,6 +82,8 @@ def _import_app(name: str) -> Any:
     """The Celery app named as for ``celery -A``; a failure is one line that says what to check."""
     from celery.utils.imports import symbol_by_name
 
+    if "://" in name:  # a result_backend URL where the app was meant: say so, without repeating it
+        raise UsageError("--app names the Celery app (proj.celery or proj.celery:app); give a URL with --url")
     sys.path.insert(0, os.getcwd())
     try:
         app = symbol_by_name(name if ":" in name else f"{name}:app")
@@ -346,7 +349,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the command, what is wrong, and where to read more."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {_without_urls(message)} (see {self.prog} --help)\n")
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s']*")
+
+
+def _without_urls(text: str) -> str:
+    """argparse repeats the word it refused; a URL there may carry a key and its secret."""
+    from ..options import redact_url
+
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -461,10 +474,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The commands that name their store with --app or --url (``conformance`` takes the URL itself).
+_TARGETED = ("check", "get", "forget", "lifecycle")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> NoReturn:
+    """A word the command does not take: point at that command's help, and at ``--url`` for a URL.
+
+    ``s3result check s3result://bucket/prefix`` is what a new user types first (``conformance``
+    takes the URL that way); argparse alone blames the top-level command and its help.
+    """
+    prog = f"s3result {command}" if command else "s3result"
+    url = next((word for word in extra if "://" in word), None)
+    if url is not None and command in _TARGETED:
+        scheme = url.split("://", 1)[0]
+        parser.exit(
+            2, f"{prog}: give the result_backend URL with --url: {prog} --url '{scheme}://...' (see {prog} --help)\n"
+        )
+    parser.exit(2, f"{prog}: unrecognized arguments: {_without_urls(' '.join(extra))} (see {prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s3result`` console script; see the epilog of --help for exit statuses."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, args.command, extra)
     if args.command is None:
         parser.print_help()
         return 2

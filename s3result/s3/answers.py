@@ -6,25 +6,11 @@ the answer and the client's addressing, and never send anything.
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlsplit
-
 from .errordoc import error_from_response
 from .errors import NOT_S3, AccessDenied, NotFound, S3Error
-from .transport import RawResponse
+from .response import RawResponse, redirect_host
 
-__all__ = ["credentials_hint", "map_error", "redirect_host"]
-
-_ENDPOINT_ELEMENT = re.compile(rb"<Endpoint>([^<]{1,255})</Endpoint>")
-
-
-def redirect_host(resp: RawResponse) -> str:
-    """Where a 307 sends the request: the ``<Endpoint>`` element, else the Location's host."""
-    found = _ENDPOINT_ELEMENT.search(resp.body[:8192])
-    if found is not None:
-        return found.group(1).decode("utf-8", "replace").strip()
-    location = resp.headers.get("location", "")
-    return (urlsplit(location).hostname or "") if location else ""
+__all__ = ["credentials_hint", "map_error"]
 
 
 def map_error(

@@ -1,6 +1,6 @@
 """Which transport reaches the store: our own httpcore pool, or httpx through a proxy.
 
-The client asks for one transport per process and endpoint (``S3Client._get_slot``). Without a
+The client asks for one transport per process and endpoint (``pool.ProcessPool``). Without a
 proxy in the environment it is ``HttpcoreTransport`` (pre-built headers, a third of the CPU of
 ``httpx.Client``); behind ``HTTPS_PROXY``/``HTTP_PROXY`` it is httpx's own proxy transport
 (CONNECT for https, forwarding for http), with the same limits and timeouts. No TLS context is
@@ -10,9 +10,12 @@ built for an ``http://`` endpoint.
 from __future__ import annotations
 
 import logging
+import re
+import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .forks import on_fork_in_child
 from .network import environment_proxy, proxy_variable
 from .transport import HttpcoreTransport, HttpxTransport, Transport, make_ssl_context
 
@@ -21,9 +24,34 @@ if TYPE_CHECKING:
 
     from .config import S3Config
 
-__all__ = ["make_transport"]
+__all__ = ["make_transport", "warn_plain_http"]
 
 logger = logging.getLogger("s3result.s3.client")
+
+_LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
+_warned_plain_http: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # a fork may have copied it held
+
+
+on_fork_in_child(_after_fork_in_child)
+
+
+def warn_plain_http(base_url: str) -> None:
+    """Warn once per host of a plain ``http://`` endpoint that is not this machine."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not _LOOPBACK.match(host):
+        with _warned_lock:
+            if host not in _warned_plain_http:
+                _warned_plain_http.add(host)
+                logger.warning(
+                    "s3result: plain http:// to %s sends results unencrypted over the network; use https://", host
+                )
 
 
 def make_transport(config: S3Config, base_url: str) -> Transport:

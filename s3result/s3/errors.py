@@ -65,6 +65,8 @@ __all__ = [
     "TransportError",
     "Unauthenticated",
     "default_hint",
+    "rebuild_error",
+    "rebuild_s3_error",
 ]
 
 
@@ -97,7 +99,7 @@ class TransportError(S3ResultError):
         self.key = key
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), {"method": self.method, "key": self.key}))
+        return (rebuild_error, (type(self), str(self), {"method": self.method, "key": self.key}))
 
 
 class ConnectError(TransportError):
@@ -204,7 +206,7 @@ class S3Error(S3ResultError):
         return type(self)(**{**self.fields(), **changes})
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_s3, (type(self), self.fields()))
+        return (rebuild_s3_error, (type(self), self.fields()))
 
 
 class NotFound(S3Error):
@@ -269,12 +271,21 @@ def _first_sentence(message: str) -> str:
     return text
 
 
-def _rebuild(cls: type[TransportError], message: str, fields: dict[str, str]) -> TransportError:
+def rebuild_error(cls: type[TransportError], message: str, fields: dict[str, str]) -> TransportError:
+    """A transport error back from its pickle (``TransportError.__reduce__``)."""
     return cls(message, **fields)
 
 
-def _rebuild_s3(cls: type[S3Error], fields: dict[str, Any]) -> S3Error:
+def rebuild_s3_error(cls: type[S3Error], fields: dict[str, Any]) -> S3Error:
+    """A store's error back from its pickle (``S3Error.__reduce__``)."""
     return cls(**fields)
+
+
+# Pickles name these two as ``s3result.errors._rebuild`` and ``s3result.errors._rebuild_s3``, as
+# every version wrote them: a worker of any version must find what another pickled. So they
+# keep those names for pickle (their home module binds both spellings), under public ones here.
+rebuild_error.__qualname__ = "_rebuild"
+rebuild_s3_error.__qualname__ = "_rebuild_s3"
 
 
 _DEFAULT_CODES = {
@@ -299,6 +310,10 @@ def _default_code(status: int) -> str:
 
 
 # The public home of these classes, and of the functions their pickles name (see the docstring).
-for _obj in (*(globals()[_name] for _name in __all__ if isinstance(globals()[_name], type)), _rebuild, _rebuild_s3):
+for _obj in (
+    *(globals()[_name] for _name in __all__ if isinstance(globals()[_name], type)),
+    rebuild_error,
+    rebuild_s3_error,
+):
     _obj.__module__ = "s3result.errors"
 del _obj

@@ -14,7 +14,7 @@ others go on signing with the current one; in the last 1/30 every caller waits f
 request, not one per thread). For a 5-minute session these are botocore's 45 s and 10 s
 (``utils.IdentityCache``); a shorter session (the testing kit's front) scales them down. A
 session the store refuses before its expiry (``ExpiredToken``) is renewed once and the request
-sent once more, as for any session token (``client._renew_token``).
+sent once more, as for any session token (the client's recovery step, ``corrections``).
 
 After a fork the child keeps the parent's session (it is only credentials, valid until its
 expiry) and renews it over its own connections: the client's pool is per process.
@@ -30,15 +30,21 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from .credentials import Credentials, CredentialSource
+from .credentials.base import Credentials
+from .credentials.chain import CredentialSource
 from .errors import CredentialsError, S3Error, TransportError
 from .retry import Backoff, RetryConfig, is_retryable, retry_call
+
+if TYPE_CHECKING:
+    from .config import S3Config
 
 __all__ = [
     "SESSION_TOKEN_HEADER",
     "SessionProvider",
     "UnreadableSession",
+    "client_session",
     "parse_session",
     "refresh_windows",
     "session_hint",
@@ -171,3 +177,27 @@ def session_source(provider: SessionProvider, *, clock: Callable[[], float] = ti
         windows=lambda: refresh_windows(provider.lifetime),
         none_found="CreateSession answered nothing ({tried})",
     )
+
+
+def client_session(
+    config: S3Config,
+    *,
+    create_session: Callable[[list[tuple[str, str]]], bytes],
+    region: Callable[[], str],
+    retry: RetryConfig,
+    backoff: Backoff,
+    clock: Callable[[], float],
+) -> CredentialSource:
+    """A client's session cache for its directory bucket; ``create_session`` sends CreateSession over its pool."""
+    mode = config.session_mode
+    headers = [("x-amz-create-session-mode", mode)] if mode else []
+
+    def send() -> bytes:
+        try:
+            return create_session(headers)
+        except S3Error as exc:
+            hint = session_hint(config.bucket, region(), config.endpoint_url, config.is_aws, exc.code)
+            raise (exc if hint is None else exc.replace(hint=hint)) from None
+
+    provider = SessionProvider(send, bucket=config.bucket, retry=retry, backoff=backoff, clock=clock)
+    return session_source(provider, clock=clock)

@@ -28,7 +28,7 @@ import re
 import zlib
 
 from .errors import ChecksumMismatch, CorruptResponse
-from .transport import RawResponse
+from .response import RawResponse
 
 __all__ = ["CHECKSUM_HEADER", "body_mismatch", "checksum", "looks_like_html", "md5_mismatch"]
 

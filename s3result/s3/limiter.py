@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -41,8 +40,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._forksafe import renew_locks_after_fork
 from .errors import RequestTimeout, S3Error, Throttled
+from .forks import on_fork_in_child, renew_locks_after_fork
 from .retry import sleep
 
 __all__ = [
@@ -52,7 +51,6 @@ __all__ = [
     "StoreLimiter",
     "ThrottledRequest",
     "limiter_for",
-    "reset_all",
 ]
 
 logger = logging.getLogger(__name__)
@@ -143,6 +141,10 @@ class Pacer:
     def __repr__(self) -> str:
         state = f"{self.rate():.1f}/s" if self.active else "off"
         return f"Pacer({self.name}, {state}, throttles={self.throttles}, cuts={self.cuts})"
+
+    def throttled_request(self, budget: float, method: str, key: str) -> ThrottledRequest:
+        """One request's waiting on this pacer, once the store throttles it (``budget``: ``throttle_wait``)."""
+        return ThrottledRequest(self, budget, method, key)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -348,11 +350,6 @@ class StoreLimiter:
         """The pacer of requests with this method."""
         return self.reads if method in ("GET", "HEAD") else self.writes
 
-    def reset(self) -> None:
-        """Both pacers off, their history forgotten."""
-        self.reads.reset()
-        self.writes.reset()
-
 
 _limiters: dict[str, StoreLimiter] = {}
 _registry_lock = threading.Lock()
@@ -367,14 +364,7 @@ def _after_fork_in_child() -> None:
         pacer._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def reset_all() -> None:
-    """Every store's pacers off (tests: what one test taught a store's pacer must not slow the next)."""
-    with _registry_lock:
-        for limiter in _limiters.values():
-            limiter.reset()
+on_fork_in_child(_after_fork_in_child)
 
 
 def limiter_for(store: str) -> StoreLimiter:

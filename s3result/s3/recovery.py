@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .answers import redirect_host
 from .errors import S3Error
-from .transport import RawResponse
+from .response import RawResponse, redirect_host
 
 __all__ = ["EXPIRED_TOKEN_CODES", "clock_offset_to_learn", "region_to_learn", "rejected_token"]
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._forksafe import renew_locks_after_fork
 from .errors import (
     NOT_S3,
     BodyTooLarge,
@@ -35,6 +34,7 @@ from .errors import (
     S3Error,
     ServerError,
 )
+from .forks import renew_locks_after_fork
 
 __all__ = [
     "Backoff",

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import threading
 import time
 from collections.abc import Iterable
 from urllib.parse import quote
+
+from .forks import on_fork_in_child
 
 __all__ = [
     "ALGORITHM",
@@ -58,7 +59,7 @@ def _after_fork_in_child() -> None:
     _key_cache_lock = threading.Lock()  # a fork may have copied it held
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+on_fork_in_child(_after_fork_in_child)
 
 
 def uri_encode(value: str) -> str:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import ssl
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 from .bodies import DEFAULT_BODY_LIMIT, SEND_CHUNK, content_length, decode_body, read_body, send_chunks
 from .errors import BodyTooLarge, ConnectError, RequestTimeout, TransportError
 from .failures import connect_error, describe, no_answer
+from .response import RawResponse, Transport
 
 if TYPE_CHECKING:
     import httpx
@@ -32,40 +33,8 @@ __all__ = [
     "RawResponse",
     "Transport",
     "make_ssl_context",
+    "one_shot",
 ]
-
-
-@dataclass(slots=True)
-class RawResponse:
-    """Status, headers (lower-cased names) and the whole body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class Transport(Protocol):
-    """Sends one request; raises ``TransportError`` subclasses, never library exceptions."""
-
-    def request(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        *,
-        timeout: float | None = None,
-    ) -> RawResponse:
-        """Send ``method target`` to the transport's origin and read the whole response.
-
-        ``timeout`` caps every wait of this request (pool, connect, each read and write)
-        below the configured ones: a caller's deadline bounds the request.
-        """
-        ...  # pragma: no cover
-
-    def close(self) -> None:
-        """Release every pooled connection."""
-        ...  # pragma: no cover
 
 
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -315,3 +284,35 @@ class HttpxTransport:
     def close(self) -> None:
         """Close the wrapped transport."""
         self._transport.close()
+
+
+#: The largest credentials document read: they are a few KiB.
+_MAX_ANSWER = 1024 * 1024
+
+
+def one_shot(
+    method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, timeout: float
+) -> tuple[int, bytes]:
+    """One request over a one-connection transport (credentials endpoints); raises ``TransportError``."""
+    parts = urlsplit(url)
+    # AWS_CA_BUNDLE, SSL_CERT_FILE, certifi: as botocore would (STS, a FULL_URI over TLS).
+    context = make_ssl_context(None) if parts.scheme == "https" else None
+    transport = HttpcoreTransport(
+        base_url=f"{parts.scheme}://{parts.netloc}",
+        max_connections=1,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        ssl_context=context,
+        max_body=_MAX_ANSWER,
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    wire = [(b"Host", parts.netloc.encode()), (b"Accept-Encoding", b"identity")]
+    wire += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    payload = body or b""
+    if body is not None or method in ("PUT", "POST"):
+        wire.append((b"Content-Length", str(len(payload)).encode()))
+    try:
+        resp = transport.request(method.encode(), target.encode("ascii"), wire, payload)
+    finally:
+        transport.close()
+    return resp.status, resp.body

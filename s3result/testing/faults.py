@@ -134,6 +134,17 @@ def _header_value(head: bytes, name: bytes) -> bytes | None:
     return None
 
 
+def _stop_listening(listener: socket.socket) -> None:
+    """Refuse new connections now: ``close()`` alone leaves the socket listening (and the kernel
+    completing handshakes) while the accept thread is still blocked in ``accept()`` on it; a
+    shutdown wakes that thread (Linux) and takes the port out of the listen state."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected/listening any more (a platform that refuses shutdown on a listener)
+    listener.close()
+
+
 def _accepts_gzip(head: bytes) -> bool:
     """RFC 9110 12.5.3: no Accept-Encoding means any coding is acceptable."""
     accept = _header_value(head, b"accept-encoding")
@@ -314,7 +325,7 @@ class FaultProxy:
         """Refuse every connection for ``seconds`` (in a background thread), then recover."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            _stop_listening(listener)
         with self._lock:
             self.stats["outage"] += 1
 
@@ -450,8 +461,14 @@ class FaultProxy:
         lines.append(b"Connection: keep-alive")
         return b"\r\n".join(lines) + b"\r\n\r\n" + resp_body
 
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Stop accepting connections."""
+        """Stop accepting connections: a new one is refused from now on."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            _stop_listening(listener)

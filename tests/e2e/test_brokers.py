@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from celery import chord, group
+from celery.exceptions import TimeoutError as ResultTimeout
 
 from s3result import config
 from s3result.s3.client import S3Client
@@ -222,6 +223,9 @@ def test_sigkill_mid_chord_body_runs_once(
         res = chord(module.slow_part.s(i, seconds[i]) for i in range(20))(module.collect.s(marker))
         try:
             assert res.get(timeout=180, interval=0.2) == sum(range(20))
+        except ResultTimeout:
+            logs = "\n".join(w.log.read_text(errors="replace") for w in workers)
+            pytest.fail(f"the chord never completed; the workers' logs end with:\n{logs[-12000:]}")
         finally:
             logs = "\n".join(w.log.read_text(errors="replace") for w in workers)
         time.sleep(1.0)  # room for a second (wrong) firing to show up

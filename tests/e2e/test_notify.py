@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from celery import chord, group
 
-from s3result import notify, readahead
+from s3result import notify, notifyformat, notifyregistry, readahead
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
 from tests.brokers import Broker, RabbitMQServer, RedisServer
@@ -248,7 +248,7 @@ assert m.add.delay(1, 1).get(timeout=60) == 2  # listening now
 listener = notify.current_listener(m.app)
 res = group(m.add.s(i, i) for i in range(1000)).apply_async()
 with open(sys.argv[1], "w") as f:
-    json.dump({"ids": [r.id for r in res.results], "reply_to": m.app.thread_oid, "queue": listener._queue}, f)
+    json.dump({"ids": [r.id for r in res.results], "reply_to": m.app.thread_oid, "queue": listener.queue}, f)
 print("waiting", flush=True)
 res.get(timeout=300)
 """
@@ -467,7 +467,7 @@ def test_a_listener_started_before_any_subscription_connects(caller: Caller) -> 
         w.close()
     finally:
         listener.stop()
-        notify._senders.pop(id(app), None)
+        notifyregistry._senders.pop(id(app), None)
 
 
 def test_a_redis_restart_while_callers_wait(moto_server: MotoServer, tmp_path: Path) -> None:
@@ -618,7 +618,7 @@ def test_two_apps_of_one_process_on_two_brokers(
         listener = notify.current_listener(app)
         if listener is not None:
             listener.stop()
-        notify._senders.pop(id(app), None)
+        notifyregistry._senders.pop(id(app), None)
         other.stop()
 
 
@@ -715,7 +715,7 @@ def test_a_flood_of_notifications_costs_one_get_per_interval(caller: Caller) -> 
             import redis
 
             client = redis.Redis(port=caller.broker.port, db=caller.namespace % 16)
-            payload = notify._payload(res.id, "SUCCESS", '"forged"')
+            payload = notifyformat.payload(res.id, "SUCCESS", '"forged"')
             for _ in range(10_000):
                 client.publish(notify.CHANNEL_PREFIX + reply_to, payload)
         else:
@@ -763,7 +763,7 @@ def test_the_reconnect_back_off_starts_over_after_a_healthy_connection(tmp_path:
             assert notify.HEALTHY_AFTER < 1.5
         finally:
             listener.stop()
-            notify._senders.pop(id(app), None)
+            notifyregistry._senders.pop(id(app), None)
 
 
 _MANY = """

@@ -38,6 +38,25 @@ def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
     _no_iam(out)
 
 
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])
+def test_an_endpoint_from_the_environment_is_named_where_it_was_set(
+    variable: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint the shell exported is not where a user looks: the refusal's fix names the variable."""
+    port = free_port()
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKID")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    code, out = _check("s3result://bucket/p", capsys)
+    assert code == 1, out
+    assert f"endpoint_from: {variable}" in out, out
+    assert f"fix: check the host and port of the endpoint (from {variable}), and that the store is running" in out
+    code, out = _check(f"s3result+http://AKID:SECRET@127.0.0.1:{port}/bucket/p", capsys)  # the URL's wins
+    assert "endpoint_from" not in out and "check the host and port of endpoint_url" in out, out
+
+
 def test_unresolvable_host(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     real = socket.getaddrinfo
 

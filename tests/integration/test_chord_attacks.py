@@ -22,8 +22,8 @@ __all__ = ("store",)
 def refusing(app: Any, refuse: Any) -> None:
     """Make ``app``'s transport fail the requests ``refuse`` picks before they reach the store."""
     client = app.backend.client
-    assert client._slot is None, "make the transport refuse before its first use"
-    factory = client._transport_factory
+    assert client.pool.slot is None, "make the transport refuse before its first use"
+    factory = client.pool.factory
 
     class Refusing:
         def __init__(self, base: str) -> None:
@@ -37,7 +37,7 @@ def refusing(app: Any, refuse: Any) -> None:
         def close(self) -> None:
             self.inner.close()
 
-    client._transport_factory = Refusing
+    client.pool.factory = Refusing
 
 
 def finish_unpatched(chord: Chord, worker: Any, i: int) -> None:
@@ -158,7 +158,7 @@ def test_permanent_403_on_the_counter_fails_the_body_once(store: MotoServer, ref
     producer, worker = make_app(url), make_app(url)
     chord = Chord(producer, 3, f"g-a17-403-{len(refused)}")
     client = worker.backend.client
-    factory = client._transport_factory
+    factory = client.pool.factory
     denied = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>T</RequestId></Error>"
 
     class Denying:
@@ -173,7 +173,7 @@ def test_permanent_403_on_the_counter_fails_the_body_once(store: MotoServer, ref
         def close(self) -> None:
             self.inner.close()
 
-    client._transport_factory = Denying
+    client.pool.factory = Denying
     errors: list[Any] = []
     original = worker.backend.chord_error_from_stack
 

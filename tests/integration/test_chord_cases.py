@@ -112,8 +112,8 @@ def store(moto_server: MotoServer) -> MotoServer:
 def lossy(app: Celery, when: Any) -> None:
     """Make ``app``'s transport apply each request, then call ``when``; it may raise (reply lost)."""
     client = app.backend.client
-    assert client._slot is None, "make the transport lossy before its first use"
-    factory = client._transport_factory
+    assert client.pool.slot is None, "make the transport lossy before its first use"
+    factory = client.pool.factory
 
     class Lossy:
         def __init__(self, base: str) -> None:
@@ -127,7 +127,7 @@ def lossy(app: Celery, when: Any) -> None:
         def close(self) -> None:
             self.inner.close()
 
-    client._transport_factory = Lossy
+    client.pool.factory = Lossy
 
 
 @pytest.fixture

@@ -152,11 +152,11 @@ def test_a_forked_child_keeps_the_session_on_its_own_connections(front: Director
 
     client = _client(front.url("fork"))
     client.put("fork/k", b"parent")
-    parent_slot = client._slot
+    parent_slot = client.pool.slot
 
     def child() -> None:
         assert client.get("fork/k").body == b"parent"
-        assert client._slot is not parent_slot  # its own pool: the parent's sockets are never written to
+        assert client.pool.slot is not parent_slot  # its own pool: the parent's sockets are never written to
         client.put("fork/k", b"child")
 
     assert _in_child(child) == 0

@@ -60,7 +60,10 @@ def test_each_fault_alone_is_survived_on_ceph(ceph_target: Target, fault: str) -
 
 def _survive(client: S3Client, proxy: FaultProxy, fault: str) -> None:
     proxy.set_faults(**{fault: 0.3})
-    for i in range(40):
+    # A SlowDown is waited out, not failed: 30% of answers throttling drive the pacer down to a
+    # few requests a second, by design (tests/integration/test_throttling.py holds its rate).
+    # Fewer round trips prove the survival as well and keep the run short.
+    for i in range(6 if fault == "error503" else 40):
         key = f"faults/{fault}/{uuid.uuid4()}"
         body = f"value {i} ".encode() * 20
         client.put(key, body)

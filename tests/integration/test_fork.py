@@ -4,7 +4,7 @@
 nobody in the child releases it. Each case below holds one lock in a thread, forks, and has the
 child store and read a result against moto. Everything runs in a subprocess that waits for the
 child with a deadline, so a deadlock fails the test instead of hanging the suite.
-Unit side: s3result/_forksafe.py.
+Every lock is renewed by the one fork registry, s3result/s3/forks.py (tests/test_forks.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from s3result.testing.store import MotoServer
 LOCKS = {
     # The process-wide client registry's lock: the parent has not built its client yet.
     "clients._lock": "sys.modules['s3result.clients']._lock",
-    # The client's slot lock: the child makes its own pool under it.
+    # The client's lock: region switches take it.
     "S3Client._lock": "b.client._lock",
+    # The process pool's lock: the child makes its own pool under it.
+    "ProcessPool._lock": "b.client.pool._lock",
     # The retry quota: every success refunds a token under it.
     "RetryQuota._lock": "b.client._quota._lock",
     # First resolution of the credentials.
@@ -34,13 +36,23 @@ LOCKS = {
     # The signing-key cache: the child derives its first key.
     "sigv4._key_cache_lock": "sys.modules['s3result.s3.sigv4']._key_cache_lock",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
-    "client._warned_lock": "sys.modules['s3result.s3.client']._warned_lock",
+    "connect._warned_lock": "sys.modules['s3result.s3.connect']._warned_lock",
     # The write pacer, switched on by a throttling answer: the child's PUT takes a turn under it.
     "Pacer._lock": "(b.client.limits.writes.throttled(0.0), b.client.limits.writes)[1]._lock",
     # The registry of pacers: the child's first client of another store registers under it.
     "limiter._registry_lock": "sys.modules['s3result.s3.limiter']._registry_lock",
     # The parent's pool (its HttpcoreTransport): the child must never use it.
     "HttpcoreTransport._lock": "warm(b.client)._get_slot().transport._lock",
+    # The fork registry's own lock (s3/forks.py): taken by every registration.
+    "forks._lock": "sys.modules['s3result.s3.forks']._lock",
+    # The ETag memory of the states this process wrote: the child's store_result consults it.
+    "EtagMemory._lock": "sys.modules['s3result.backend']._etags._lock",
+    # The group commit of the chord counters.
+    "counter._lock": "sys.modules['s3result.counter']._lock",
+    # The chord sizes a process remembers.
+    "chordmemory._chord_sizes_lock": "sys.modules['s3result.chordmemory']._chord_sizes_lock",
+    # Who this process listens for (the notification listeners' registry).
+    "notifyregistry._lock": "sys.modules['s3result.notifyregistry']._lock",
 }
 
 SCRIPT = textwrap.dedent(
@@ -48,6 +60,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, threading, time, traceback
     from celery import Celery
     import s3result.s3.client, s3result.clients, s3result.precondition, s3result.s3.sigv4
+    import s3result.counter, s3result.chordmemory, s3result.notifyregistry, s3result.s3.forks
     from s3result.s3.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -84,6 +97,9 @@ SCRIPT = textwrap.dedent(
             S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}).s3)  # warns; no I/O
             b.store_result(tid, 42, "SUCCESS")
             assert b.get_task_meta(tid)["result"] == 42
+            relock = eval(lock_code)  # what the child finds in the lock's place: a free lock
+            assert relock.acquire(timeout=5), "the lock is still held in the child: not renewed at fork"
+            relock.release()
         except BaseException:
             traceback.print_exc()
             os._exit(1)

@@ -139,6 +139,7 @@ def test_sts_over_https_trusts_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch, tm
 
     from s3result.errors import CredentialsError
     from s3result.s3.credentials.providers import WebIdentityProvider
+    from s3result.s3.transport import one_shot
 
     answer = (
         b"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
@@ -173,9 +174,9 @@ def test_sts_over_https_trusts_aws_ca_bundle(monkeypatch: pytest.MonkeyPatch, tm
     }
     try:
         with pytest.raises(CredentialsError, match="certificate"):
-            WebIdentityProvider(env)()
+            WebIdentityProvider(env, request=one_shot)()
         monkeypatch.setenv("AWS_CA_BUNDLE", cert)
-        creds = WebIdentityProvider(env)()
+        creds = WebIdentityProvider(env, request=one_shot)()
         assert creds is not None and creds.access_key == "ASIATLS"
     finally:
         server.shutdown()

@@ -12,7 +12,7 @@ import pytest
 from celery import Celery, states
 from celery.app.task import Context
 
-from s3result import notify
+from s3result import notify, notifyformat
 from s3result.backend import S3Backend
 from s3result.config import build
 from s3result.s3.client import S3Client
@@ -52,7 +52,7 @@ def test_a_notification_holds_the_id_the_state_and_the_etag_never_the_result(
     assert (reply_to, task_id, state) == ("caller-oid", tid, states.SUCCESS)
     assert stored is not None and secret.encode() in stored  # in the store before the notification
     assert etag is not None and etag == reader.get_or_none(f"notify-order/celery-task-meta-{tid}").etag
-    payload = notify._payload(task_id, state, etag)
+    payload = notifyformat.payload(task_id, state, etag)
     assert json.loads(payload) == {"id": tid, "state": "SUCCESS", "etag": etag}
     assert secret not in payload
 

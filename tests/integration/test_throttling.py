@@ -207,3 +207,17 @@ def test_a_store_that_stops_answering_while_paced_is_bounded_by_the_timeouts(
     with pytest.raises(CeleryTimeoutError):
         app.AsyncResult("paced-silent-wait").get(timeout=2.0, interval=0.1)
     assert time.monotonic() - started < 2.0 + 1.0
+
+
+def test_the_docs_throttling_snippet_runs_and_closes_its_proxy(moto_server: MotoServer) -> None:
+    """docs/testing.md's form: the proxy as a context manager, throttling writes, then closed."""
+    import socket
+
+    with FaultProxy(moto_server.host, moto_server.port, rate=5) as proxy:
+        app = _app(moto_server, proxy, "docs-snippet")
+        for i in range(20):
+            app.backend.store_result(f"docs-{i}-{uuid.uuid4().hex[:6]}", i, states.SUCCESS)
+        assert proxy.stats["slowdown"] > 0
+        port = proxy.port
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -8,25 +8,23 @@ holds: it hands out the current credentials cheaply on every request.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .. import sigv4
-from .._forksafe import renew_locks_after_fork
 from ..errors import CredentialsError
-from .base import Credentials, EnvProvider, Provider, StaticProvider
+from ..forks import renew_locks_after_fork
+from .base import Credentials, Provider
 
 if TYPE_CHECKING:
-    from ..config import S3Config
+    pass
 
 __all__ = [
     "ADVISORY_REFRESH",
     "CredentialSource",
     "MANDATORY_REFRESH",
-    "chain_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -167,52 +165,3 @@ class CredentialSource:
 
     def __repr__(self) -> str:
         return f"CredentialSource(providers={len(self._providers)}, source={self.source!r})"
-
-
-def chain_for(config: S3Config, environ: Mapping[str, str] | None = None) -> CredentialSource:
-    """The AWS SDK provider chain for this configuration.
-
-    Settings, environment, web identity, shared files, credential_process, container, IMDS;
-    as in botocore, an explicitly configured profile skips the environment variables.
-    """
-    static = StaticProvider(config.access_key, config.secret_key, config.session_token)
-    if static():
-        # Static keys always answer first, so the rest of the chain would never be asked;
-        # not building it keeps http.client and friends out of a cold start.
-        return CredentialSource([static])
-    from .providers import (
-        ContainerProvider,
-        IMDSProvider,
-        ProcessProvider,
-        SharedFilesProvider,
-        WebIdentityProvider,
-    )
-
-    env = os.environ if environ is None else environ
-    providers: list[Provider] = [static]
-    if not config.profile:
-        providers.append(EnvProvider(env))
-    providers += [
-        WebIdentityProvider(env),
-        SharedFilesProvider(config.profile, env),
-        ProcessProvider(config.profile, env),
-        ContainerProvider(env),
-        IMDSProvider(env),
-    ]
-    if not config.profile:
-        return CredentialSource(providers)
-    from . import awsfiles
-
-    # An explicit profile skips AWS_ACCESS_KEY_ID: never advise what this chain ignores.
-    none_found = (
-        (
-            f"no S3 credentials found for profile {config.profile!r} (tried: {{tried}}): give [{config.profile}] "
-            f"aws_access_key_id and aws_secret_access_key in {awsfiles.credentials_path(env)}, or credential_process "
-            f"in {awsfiles.config_path(env)}; or drop profile= and put the keys in result_backend or "
-            "s3_access_key_id / s3_secret_access_key"
-        )
-        .replace("{", "{{")
-        .replace("}", "}}")
-        .replace("{{tried}}", "{tried}")
-    )
-    return CredentialSource(providers, none_found=none_found)

@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Mapping
+from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import CredentialsError, TransportError
@@ -27,6 +28,7 @@ from .base import Credentials
 __all__ = [
     "ContainerProvider",
     "IMDSProvider",
+    "OneShot",
     "ProcessProvider",
     "SharedFilesProvider",
     "WebIdentityProvider",
@@ -49,38 +51,21 @@ def parse_expiry(text: str) -> float:
     return parsed.timestamp()
 
 
-#: The largest credentials document read: they are a few KiB.
-_MAX_ANSWER = 1024 * 1024
+class OneShot(Protocol):
+    """One request to a credentials endpoint over a fresh connection (``transport.one_shot``).
 
+    Given by the chain (``chain_for``), not imported: the providers stay below the transports.
+    """
 
-def _request(
-    method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, timeout: float
-) -> tuple[int, bytes]:
-    """One request over a one-connection transport of the client's kind; raises ``TransportError``."""
-    from ..transport import HttpcoreTransport, make_ssl_context
-
-    parts = urlsplit(url)
-    # AWS_CA_BUNDLE, SSL_CERT_FILE, certifi: as botocore would (STS, a FULL_URI over TLS).
-    context = make_ssl_context(None) if parts.scheme == "https" else None
-    transport = HttpcoreTransport(
-        base_url=f"{parts.scheme}://{parts.netloc}",
-        max_connections=1,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        ssl_context=context,
-        max_body=_MAX_ANSWER,
-    )
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    wire = [(b"Host", parts.netloc.encode()), (b"Accept-Encoding", b"identity")]
-    wire += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    payload = body or b""
-    if body is not None or method in ("PUT", "POST"):
-        wire.append((b"Content-Length", str(len(payload)).encode()))
-    try:
-        resp = transport.request(method.encode(), target.encode("ascii"), wire, payload)
-    finally:
-        transport.close()
-    return resp.status, resp.body
+    def __call__(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float,
+    ) -> tuple[int, bytes]: ...
 
 
 class _Unanswered(Exception):
@@ -112,8 +97,9 @@ class WebIdentityProvider:
 
     name = "web-identity"
 
-    def __init__(self, environ: Mapping[str, str], *, timeout: float = 10.0) -> None:
+    def __init__(self, environ: Mapping[str, str], *, request: OneShot, timeout: float = 10.0) -> None:
         self._env = environ
+        self._request = request
         self._timeout = timeout
 
     def endpoint(self) -> str:
@@ -141,7 +127,7 @@ class WebIdentityProvider:
         }
         url = self.endpoint() + "/"
         try:
-            status, data = _request(
+            status, data = self._request(
                 "POST",
                 url,
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -270,8 +256,11 @@ class ContainerProvider:
 
     name = "container"
 
-    def __init__(self, environ: Mapping[str, str], *, timeout: float = 2.0, attempts: int = 3) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], *, request: OneShot, timeout: float = 2.0, attempts: int = 3
+    ) -> None:
         self._env = environ
+        self._request = request
         self._timeout = timeout
         self._retry = RetryConfig(max_attempts=attempts)
 
@@ -302,7 +291,7 @@ class ContainerProvider:
 
         def fetch() -> Credentials:
             try:
-                status, data = _request("GET", url, headers=headers, timeout=self._timeout)
+                status, data = self._request("GET", url, headers=headers, timeout=self._timeout)
             except TransportError as exc:
                 raise _Unanswered(f"unreachable ({exc})", transient=True) from None
             if status != 200:
@@ -325,8 +314,9 @@ class IMDSProvider:
 
     name = "imds"
 
-    def __init__(self, environ: Mapping[str, str], *, timeout: float = 1.0) -> None:
+    def __init__(self, environ: Mapping[str, str], *, request: OneShot, timeout: float = 1.0) -> None:
         self._env = environ
+        self._request = request
         self._timeout = float(environ.get("AWS_METADATA_SERVICE_TIMEOUT") or timeout)
         self._base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or _IMDS).rstrip("/")
 
@@ -344,7 +334,7 @@ class IMDSProvider:
 
     def _fetch(self) -> Credentials | None:
         headers: dict[str, str] = {}
-        status, token = _request(
+        status, token = self._request(
             "PUT",
             f"{self._base}/latest/api/token",
             headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"},
@@ -358,11 +348,11 @@ class IMDSProvider:
             logger.debug("s3result: IMDS token request answered %s; not using instance metadata", status)
             return None
         base = f"{self._base}/latest/meta-data/iam/security-credentials/"
-        status, names = _request("GET", base, headers=headers, timeout=self._timeout)
+        status, names = self._request("GET", base, headers=headers, timeout=self._timeout)
         role = names.decode(errors="replace").strip().splitlines()[0].strip() if status == 200 and names.strip() else ""
         if not role:
             return None
-        status, data = _request("GET", base + role, headers=headers, timeout=self._timeout)
+        status, data = self._request("GET", base + role, headers=headers, timeout=self._timeout)
         if status != 200:
             return None
         try:
