@@ -89,7 +89,7 @@ class S3Backend(KeyValueStoreBackend):
             celery=self,
             read_results=self.waiter.get_many,
             remember_header=read_ahead.remember,
-            scope=self.settings.s3.store_id,
+            scope=self.settings.store_id,
             cas_deadline=self.cas_deadline,
             lease=self.chord_lease,
             tree_from=self.chord_tree_from,

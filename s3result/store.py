@@ -151,7 +151,7 @@ class ResultStore:
         ``final`` (a ready state) is never remembered: whatever comes after it must read it first.
         Returns the ETag now stored (None if unknown).
         """
-        slot = f"{self.settings.s3.store_id} {key}"  # the same key in another bucket is another object
+        slot = f"{self.settings.store_id} {key}"  # the same key in another bucket is another object
         etag = self._put_state(key, body, slot)
         if etag is None or final:
             self._etags.forget(slot)
