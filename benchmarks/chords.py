@@ -192,7 +192,7 @@ def count_parts(
             if tree_from is not None:
                 producer.backend.chords.tree_from = tree_from
             if geometry:  # "S,F,K": a tree of this shape, to compare shapes (0 = count in the root)
-                from s3result.treegeometry import Geometry
+                from s3result.chords.geometry import Geometry
 
                 shape = [int(v) for v in geometry.split(",")]
                 if shape[0] and not shape[1]:  # one leaf per column
@@ -242,7 +242,9 @@ def count_parts(
             wall = time.time() - start
             after = relay.snapshot()
             body_meta = producer.backend.get_task_meta(body.id, cache=False)
-            left = producer.backend.client.get_or_none(producer.backend.store.key(producer.backend.get_key_for_chord(gid)))
+            left = producer.backend.client.get_or_none(
+                producer.backend.store.key(producer.backend.get_key_for_chord(gid))
+            )
             requests, moved = after[0] - before[0], after[1] - before[1]
             return {
                 "parts": parts,

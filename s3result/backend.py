@@ -25,14 +25,14 @@ from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
 from . import worker
-from .chording import ChordEngine
-from .config import Settings, from_celery_conf
+from .chords.engine import ChordEngine
 from .errors import ConfigError, InvalidKey, S3Error, TransportError
-from .precondition import Support
-from .readahead import ReadAhead
+from .results.config import Settings, from_celery_conf
+from .results.precondition import Support
+from .results.store import ResultStore, as_error_of, is_transient
 from .s3.client import S3Client
-from .store import ResultStore, as_error_of, is_transient
-from .waits import Waiter
+from .waits.readahead import ReadAhead
+from .waits.waiter import Waiter
 
 __all__ = ("S3Backend",)
 

@@ -23,11 +23,11 @@ from typing import Any
 from celery import signals
 from celery.utils.log import get_logger
 
-from . import notify
-from .config import ConditionalWrites, raw_slash_warning
 from .errors import ConfigError
-from .precondition import known
+from .results.config import ConditionalWrites, raw_slash_warning
+from .results.precondition import known
 from .s3.retry import Backoff, RetryConfig, is_permanent
+from .waits import notify
 
 __all__ = ("check_before_fork", "check_store_at_start", "connect", "connected", "forget_checks", "say_how_callers_wake")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from s3result import cas
 from s3result.errors import Conflict, NotImplementedByStore, PreconditionFailed, ServerError
+from s3result.results import cas
 
 
 def _refused() -> PreconditionFailed:

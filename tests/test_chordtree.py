@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from s3result import treegeometry
-from s3result.chords import CounterState
-from s3result.chordtree import TreeCounter
+from s3result.chords import geometry as treegeometry
+from s3result.chords.geometry import Geometry, PartClash, fingerprint, load_node, node_key
+from s3result.chords.rootcounter import CounterState
+from s3result.chords.tree import TreeCounter
 from s3result.errors import RequestTimeout
-from s3result.treegeometry import Geometry, PartClash, fingerprint, load_node, node_key
 
 from .test_counter import MemoryStore
 

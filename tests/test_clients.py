@@ -13,8 +13,8 @@ from unittest import mock
 
 from celery import Celery
 
-from s3result import clients, config
 from s3result.backend import S3Backend
+from s3result.results import clients, config
 
 URL = "s3result+http://AKID:SECRET@127.0.0.1:9/bucket/prefix"
 

@@ -81,9 +81,9 @@ def test_cost_polls_on_the_schedule_wait_for_uses(duration: float, first: float 
     """``cost`` and ``backend.wait_for`` share one schedule: ``polling.delays``."""
     from itertools import accumulate, islice
 
-    from s3result import config
     from s3result.cli.cost import POLL_BACKOFF, POLL_FIRST_DELAY
-    from s3result.polling import delays
+    from s3result.results import config
+    from s3result.waits.polling import delays
 
     assert POLL_FIRST_DELAY == config.build(url="s3result://bucket", environ={}).poll_initial_delay
     times = [0.0, *accumulate(islice(delays(first, 0.5), 100))]
@@ -117,7 +117,7 @@ def test_a_join_costs_what_get_many_sends_not_one_wait_per_result() -> None:
 def _chord_wait_one_by_one(body: float, parts: list[float], latency: float) -> int:
     """Celery's loop, spelled out part by part (AsyncResult.get with follow_parents, then
     backend.wait_for): check the parts in order, poll the body, check again, sleep."""
-    from s3result.polling import delays
+    from s3result.waits.polling import delays
 
     waits = delays(0.025, 0.5)
     pending, t, gets = list(parts), 0.0, 0

@@ -17,14 +17,14 @@ MODULES = [
     "s3result.s3.errors",
     "s3result.s3.sigv4",
     "s3result.errors",
-    "s3result.config",
+    "s3result.results.config",
     "s3result.s3.credentials",
     "s3result.s3.credentials.base",
     "s3result.s3.credentials.chain",
     "s3result.s3.credentials.providers",
     "s3result.s3.credentials.awsfiles",
-    "s3result.precondition",
-    "s3result.verdict",
+    "s3result.results.precondition",
+    "s3result.results.verdict",
     "s3result.s3.retry",
     "s3result.s3.limiter",
     "s3result.s3.transport",
@@ -34,13 +34,13 @@ MODULES = [
     "s3result.s3.integrity",
     "s3result.s3.express",
     "s3result.backend",
-    "s3result.store",
-    "s3result.waits",
-    "s3result.chording",
-    "s3result.chordfire",
+    "s3result.results.store",
+    "s3result.waits.waiter",
+    "s3result.chords.engine",
+    "s3result.chords.firing",
     "s3result.worker",
-    "s3result.etags",
-    "s3result.cas",
+    "s3result.results.etags",
+    "s3result.results.cas",
     "s3result.cli.check",
     "s3result.cli.conformance",
     "s3result.cli.expiry_check",
@@ -182,7 +182,7 @@ c = S3Client(S3Config(bucket='bucket', endpoint_url='http://127.0.0.1:9', access
 """
     loaded = _modules_after(code)
     assert "s3result.s3.client" in loaded
-    assert not {"celery", "kombu", "s3result.backend", "s3result.config", "s3result.settings"} & loaded
+    assert not {"celery", "kombu", "s3result.backend", "s3result.results.config", "s3result.results.settings"} & loaded
 
 
 def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:

@@ -17,7 +17,7 @@ from tests import layering
 DEPTH_REACHED = 10
 #: Other libraries' private attributes we use, each because there is no public way (the comment
 #: at the use says why; the tests below fail if the library drops it).
-OTHERS_PRIVATE = {"s3result.chordfire: ._retry_publish", "s3result.notifyredis: ._sock"}
+OTHERS_PRIVATE = {"s3result.chords.firing: ._retry_publish", "s3result.waits.notifyredis: ._sock"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_no_private_attributes_of_other_objects(modules: dict[str, layering.Modu
 
 def test_only_the_retry_policy_and_the_poll_schedule_sleep(modules: dict[str, layering.Module]) -> None:
     sleepy = {n for n, m in layering.runtime(modules).items() if layering.sleepers(m)}
-    assert sleepy <= {"s3result.s3.retry", "s3result.polling"}, f"wait through s3result.s3.retry.sleep: {sleepy}"
+    assert sleepy <= {"s3result.s3.retry", "s3result.waits.polling"}, f"wait through s3result.s3.retry.sleep: {sleepy}"
 
 
 def test_s3backend_inherits_nothing_of_ours() -> None:

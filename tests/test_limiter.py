@@ -15,8 +15,8 @@ import time
 import httpx
 import pytest
 
-from s3result import config
 from s3result.errors import RequestTimeout, S3Error, ServerError, Throttled
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.config import StoreId
 from s3result.s3.limiter import Pacer, ThrottledRequest, limiter_for

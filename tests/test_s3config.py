@@ -9,8 +9,8 @@ import dataclasses
 
 import pytest
 
-from s3result import config
 from s3result.errors import ConfigError
+from s3result.results import config
 from s3result.s3.config import Addressing, S3Config
 
 

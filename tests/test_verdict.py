@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from s3result import config, verdict
+from s3result.results import config, verdict
 from s3result.s3.client import S3Client
 
 

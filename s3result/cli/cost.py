@@ -223,7 +223,7 @@ def chord_wait_batched(
     latency: float = 0.0,
 ) -> tuple[int, float]:
     """``chord_wait`` for the process that sent the chord: its checks read the header together."""
-    from ..readahead import FRESH, PATIENCE, RATE, WINDOW
+    from ..waits.readahead import FRESH, PATIENCE, RATE, WINDOW
 
     poll_times(body, interval, first_delay, backoff, latency)  # validates the inputs
     delay = min(interval if first_delay is None else first_delay, interval)

@@ -274,7 +274,7 @@ if os.environ.get("E2E_CHORD_LEASE"):
     S3Backend.chord_lease = float(os.environ["E2E_CHORD_LEASE"])
 
 if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "climb"):
-    from s3result.chordfire import ChordFiring
+    from s3result.chords.firing import ChordFiring
 
     def _kill_worker_once() -> None:
         """SIGKILL the whole worker (its own session), once among all the workers."""
@@ -288,7 +288,7 @@ if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "cl
         os.kill(os.getpid(), signal.SIGKILL)
 
     if os.environ["E2E_KILL_FIRING"] == "climb":
-        from s3result import chordtree as _chordtree
+        from s3result.chords import tree as _chordtree
 
         _add = _chordtree.TreeCounter.add_and_read
 
@@ -322,7 +322,7 @@ if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "cl
 # -- notifications lost on the way (tests/e2e/test_notify.py) --
 
 if os.environ.get("E2E_DROP_NOTIFY"):
-    from s3result import notify as _notify
+    from s3result.waits import notify as _notify
 
     _publish = _notify.publish
 

@@ -1,4 +1,4 @@
-"""Waking the caller over the broker (s3result.notify), on real Redis and RabbitMQ brokers and workers.
+"""Waking the caller over the broker (s3result.waits.notify), on real Redis and RabbitMQ brokers and workers.
 
 The caller reaches the store through a ``CountingProxy``, so GETs per ``get()`` are counted at the
 wire. Faults: a notification lost on the way (the worker drops it: ``E2E_DROP_NOTIFY``), the caller's
@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from celery import chord, group
 
-from s3result import notify, notifyformat, notifyregistry, readahead
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
+from s3result.waits import notify, notifyformat, notifyregistry, readahead
 from tests.brokers import Broker, RabbitMQServer, RedisServer
 
 from .conftest import ROOT, Worker, point_app_at, queue_for
@@ -40,7 +40,7 @@ _NAMESPACES = {"redis": 11, "rabbitmq": 111}  # apart from test_brokers' namespa
 
 
 def _adaptive_gets(seconds: float, first: float = 0.025, interval: float = 0.5) -> int:
-    """GETs adaptive polling alone spends waiting ``seconds`` (s3result.polling's formula)."""
+    """GETs adaptive polling alone spends waiting ``seconds`` (s3result.waits.polling's formula)."""
     k = math.ceil(math.log2(interval / first))
     ramp = first * (2**k - 1)
     if seconds <= ramp:

@@ -230,7 +230,7 @@ def test_frozen_chord_applied_again_midway_fires_once(store: MotoServer) -> None
 
 def test_chord_from_an_older_producer_without_the_mark_fires_once(store: MotoServer) -> None:
     """An older producer: no s3result_chord mark in the body, no counter created up front."""
-    from s3result.chords import MARK
+    from s3result.chords.rootcounter import MARK
 
     url = store.url("a17-old")
     producer, worker = make_app(url), make_app(url)

@@ -269,9 +269,9 @@ def test_probe_verdict_survives_lost_replies(store: MotoServer) -> None:
     """Half the conditional PUTs' replies lost: the probe recognises its own writes, so a worker
     behind a lossy network reaches the producer's verdict instead of failing native chords.
     (When every retry's reply is lost too, the probe raises: never a verdict from a guess.)"""
-    from s3result.config import build
     from s3result.errors import TransportError
-    from s3result.precondition import probe
+    from s3result.results.config import build
+    from s3result.results.precondition import probe
     from s3result.s3.client import S3Client
     from s3result.testing.faults import FaultProxy
 

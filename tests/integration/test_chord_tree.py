@@ -17,8 +17,9 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 
-from s3result import chordtree, treegeometry
-from s3result.chords import MARK
+from s3result.chords import geometry as treegeometry
+from s3result.chords import tree as chordtree
+from s3result.chords.rootcounter import MARK
 from s3result.errors import RequestTimeout
 from s3result.testing.store import MotoServer
 

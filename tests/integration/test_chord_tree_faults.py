@@ -16,7 +16,7 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 
-from s3result import treegeometry
+from s3result.chords import geometry as treegeometry
 from s3result.errors import RequestTimeout
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
@@ -38,7 +38,7 @@ def _level_of(target: bytes, gid: str) -> str | None:
 
 
 def objects_under(boto3_client: Any, bucket: str, prefix: str) -> list[str]:
-    """The keys under ``prefix``, but the conditional-write verdict kept there (s3result.verdict)."""
+    """The keys under ``prefix``, but the conditional-write verdict kept there (s3result.results.verdict)."""
     pages = boto3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [o["Key"] for page in pages for o in page.get("Contents", []) if "/s3result-probe/verdict-" not in o["Key"]]
 

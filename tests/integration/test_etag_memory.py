@@ -17,7 +17,7 @@ from celery import Celery, states
 
 from s3result import backend as backend_module
 from s3result.errors import TransportError
-from s3result.etags import EtagMemory
+from s3result.results.etags import EtagMemory
 from s3result.testing.faults import FaultProxy
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from celery import Celery, states
 
-from s3result import config
 from s3result.errors import AccessDenied, ConnectError, NotFound, ResultTooLarge, S3Error, S3ResultError
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer, free_port
 

@@ -22,8 +22,8 @@ from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult
 
-from s3result import config
 from s3result.errors import AccessDenied, BodyTooLarge, EndpointError, NotFound
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy

@@ -43,12 +43,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .cas import Attempt, compare_and_swap, may_retry
+from ..errors import S3Error, TransportError
+from ..results.cas import Attempt, compare_and_swap, may_retry
+from ..s3.client import S3Client
+from ..s3.request import PutMode
+from ..s3.retry import Backoff, RetryConfig, sleep
 from .counter import group_commit
-from .errors import S3Error, TransportError
-from .s3.client import S3Client
-from .s3.request import PutMode
-from .s3.retry import Backoff, RetryConfig, sleep
 
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .s3.forks import on_fork_in_child
+from ..s3.forks import on_fork_in_child
 
 __all__ = ("known_size", "remember_decision", "remember_size", "take_body")
 

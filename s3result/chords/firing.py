@@ -23,9 +23,10 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chords, treegeometry
-from .config import Settings
-from .s3.client import S3Client
+from ..results.config import Settings
+from ..s3.client import S3Client
+from . import geometry as treegeometry
+from . import rootcounter as chords
 
 __all__ = ("ChordFiring",)
 

@@ -21,15 +21,15 @@ from celery import states
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from ..errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, ResultTooLarge, S3Error, TransportError
+from ..s3.client import S3Client
+from ..s3.request import PutMode
+from ..s3.retry import is_permanent, is_retryable
 from .cas import Attempt, compare_and_swap
 from .clients import shared_client
 from .config import ConditionalWrites, Settings
-from .errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, ResultTooLarge, S3Error, TransportError
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
-from .s3.client import S3Client
-from .s3.request import PutMode
-from .s3.retry import is_permanent, is_retryable
 
 __all__ = ("ResultStore", "as_error_of", "is_transient")
 

@@ -25,10 +25,10 @@ from celery.result import ResultSet
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from ..results.store import ResultStore, is_transient
 from . import notify
 from .polling import Deadline, delays
 from .readahead import ReadAhead
-from .store import ResultStore, is_transient
 
 __all__ = ["Waiter"]
 

@@ -20,11 +20,14 @@ from celery.exceptions import ChordError
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chordmemory, chords, chordtree, treegeometry
-from .chordfire import ChordFiring
+from ..results.store import ResultStore
+from ..s3.config import StoreId
+from . import geometry as treegeometry
+from . import memory as chordmemory
+from . import rootcounter as chords
+from . import tree as chordtree
 from .counter import CasCounter
-from .s3.config import StoreId
-from .store import ResultStore
+from .firing import ChordFiring
 
 __all__ = ("ChordEngine",)
 

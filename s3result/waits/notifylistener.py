@@ -19,11 +19,11 @@ from typing import Any
 
 from celery.utils.log import get_logger
 
+from ..s3.retry import Backoff, RetryConfig
 from . import notifyregistry
 from .notifyamqp import run_amqp
 from .notifyformat import EXCHANGE, parse
 from .notifyredis import run_redis
-from .s3.retry import Backoff, RetryConfig
 
 __all__ = [
     "BIND_WAIT",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .s3.config import Addressing, S3Config, StoreId, is_aws_endpoint
+from ..s3.config import Addressing, S3Config, StoreId, is_aws_endpoint
 
 __all__ = ["SCHEME", "Addressing", "ConditionalWrites", "Settings", "is_aws_endpoint"]
 

@@ -71,13 +71,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from .cas import Attempt, compare_and_swap
-from .chords import CounterState
+from ..results.cas import Attempt, compare_and_swap
+from ..s3.client import S3Client
+from ..s3.request import PutMode
+from ..s3.retry import sleep
 from .counter import group_commit
-from .s3.client import S3Client
-from .s3.request import PutMode
-from .s3.retry import sleep
-from .treegeometry import FP_LEN, Geometry, PartClash, dump_node, load_node, node_key
+from .geometry import FP_LEN, Geometry, PartClash, dump_node, load_node, node_key
+from .rootcounter import CounterState
 
 __all__ = (
     "Step",

@@ -18,15 +18,15 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
+from ..s3.config import StoreId
+from ..s3.forks import on_fork_in_child
+from ..s3.request import PutMode
 from . import verdict
 from .config import ConditionalWrites
-from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
-from .s3.config import StoreId
-from .s3.forks import on_fork_in_child
-from .s3.request import PutMode
 
 if TYPE_CHECKING:
-    from .s3.client import GetResult, S3Client
+    from ..s3.client import GetResult, S3Client
 
 __all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 

@@ -36,11 +36,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AlreadyExists, BodyTooLarge, CorruptResponse, NotImplementedByStore, S3ResultError
-from .s3.request import PutMode
+from ..errors import AlreadyExists, BodyTooLarge, CorruptResponse, NotImplementedByStore, S3ResultError
+from ..s3.request import PutMode
 
 if TYPE_CHECKING:
-    from .s3.client import S3Client
+    from ..s3.client import S3Client
 
 __all__ = ["FORMAT", "MAX_AGE", "StoredVerdict", "confirm", "decode", "encode", "read", "verdict_key", "write"]
 
