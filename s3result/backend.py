@@ -3,11 +3,11 @@
 ``S3Backend`` is Celery's interface and nothing more: the methods Celery calls, each a short
 delegation to one of three objects it builds in ``__init__``, each given what it needs there:
 
-- ``store`` (``store.ResultStore``): keys, reads, race-free writes, the conditional-write
+- ``store`` (``results.store.ResultStore``): keys, reads, race-free writes, the conditional-write
   verdict, ETag memory. A read is one GET (a 404 is "pending"); ``mget`` runs concurrently.
-- ``waiter`` (``waits.Waiter``): ``wait_for``, ``get_many``, ``iter_native``, notifications and
+- ``waiter`` (``waits.waiter.Waiter``): ``wait_for``, ``get_many``, ``iter_native``, notifications and
   the read-ahead of a chord's header.
-- ``chords`` (``chording.ChordEngine``): apply, size, each part's count, the join, firing and
+- ``chords`` (``chords.engine.ChordEngine``): apply, size, each part's count, the join, firing and
   clean-up; ``chord_unlock`` where the store cannot count.
 
 Settings are read once, in ``__init__``, through ``config.from_celery_conf``; a bad one becomes
@@ -49,16 +49,16 @@ class S3Backend(KeyValueStoreBackend):
     #: S3 cannot expire single objects; use a lifecycle rule on the prefix instead.
     supports_autoexpire = False
     #: False, although ``incr`` is provided (a compare-and-swap counter object): with True,
-    #: Celery's chord code would count through it; chords count in ``chording`` instead, natively
+    #: Celery's chord code would count through it; chords count in ``chords.engine`` instead, natively
     #: where the store passed the conditional-write probe, else with chord_unlock.
     implements_incr = False
 
     #: How long a compare-and-swap may keep losing to other writers before giving up.
     cas_deadline = 120.0
     #: How long the run of a chord part that completed the count owns the body's publishing;
-    #: a redelivery of that same part takes over only after this (see ``chords``).
+    #: a redelivery of that same part takes over only after this (see ``chords.rootcounter``).
     chord_lease = 60.0
-    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``)
+    #: Chords with at least this many parts (all plain tasks) count in a tree (``chords.tree``)
     #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
     #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
     #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4

@@ -1,4 +1,4 @@
-"""The compare-and-swap loop (s3result/cas.py) without a network: back-off, deadline, refusals.
+"""The compare-and-swap loop (s3result/results/cas.py) without a network: back-off, deadline, refusals.
 
 On real stores: tests/integration/test_cas.py (Ceph refusing If-Match), the counters' tests.
 """

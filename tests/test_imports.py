@@ -129,7 +129,7 @@ import ssl
 calls = []
 orig = ssl.create_default_context
 ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
-from s3result import config
+from s3result.results import config
 from s3result.s3.client import S3Client
 c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket').s3)
 c._get_slot()

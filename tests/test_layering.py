@@ -29,6 +29,17 @@ def test_no_import_cycles(modules: dict[str, layering.Module]) -> None:
     assert layering.cycles(modules) == []
 
 
+def test_layers_import_one_way(modules: dict[str, layering.Module]) -> None:
+    """s3/ <- errors <- results/ <- waits/, chords/ <- backend, worker <- cli/, testing/, conformance/."""
+    assert layering.against_layers(modules) == []
+
+
+def test_every_runtime_module_lives_in_a_layer_folder_or_is_the_top(modules: dict[str, layering.Module]) -> None:
+    """No flat module beside the folders but the backend, the worker and the public errors."""
+    flat = {n for n in layering.runtime(modules) if n.count(".") == 1 and not modules[n].is_package}
+    assert flat == {"s3result.backend", "s3result.errors", "s3result.worker"}
+
+
 def test_import_depth_does_not_grow(modules: dict[str, layering.Module]) -> None:
     depth, chain = layering.depth(modules)
     assert depth <= DEPTH_REACHED, f"import depth {depth} (reached {DEPTH_REACHED}, target 8): {' -> '.join(chain)}"

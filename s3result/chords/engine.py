@@ -1,11 +1,11 @@
 """The chord engine: Celery's chord interface, counted natively where the store allows.
 
 ``S3Backend`` hands it what Celery calls on the backend (``apply_chord``, ``set_chord_size``,
-``on_chord_part_return``, ``incr``); the counting itself is in ``chords`` (the chord's root
-counter: exactly once, the lease, failures) and ``chordtree`` (the tree of small counters a
-large chord counts in), the firing part's join, publish and clean-up in ``chordfire``. This
+``on_chord_part_return``, ``incr``); the counting itself is in ``rootcounter`` (the chord's root
+counter: exactly once, the lease, failures) and ``tree`` (the tree of small counters a
+large chord counts in), the firing part's join, publish and clean-up in ``firing``. This
 module holds the producer's one decision (native or chord_unlock, root or tree:
-``chords.MARK``) and each part's count, with its small result carried along.
+``rootcounter.MARK``) and each part's count, with its small result carried along.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class ChordEngine:
     ``remember_header``: where the producer leaves a header's ids for its caller's waits (the
     read-ahead's ``remember``). ``cas_deadline``: how long a
     compare-and-swap may keep losing to other writers; ``lease``: how long the run of the part
-    that completed the count owns the body's publishing (see ``chords``); ``tree_from``: chords
-    with at least this many parts (all plain tasks) count in a tree (``chordtree``).
+    that completed the count owns the body's publishing (see ``rootcounter``); ``tree_from``: chords
+    with at least this many parts (all plain tasks) count in a tree (``tree``).
     """
 
     def __init__(
@@ -113,7 +113,7 @@ class ChordEngine:
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Decide native counting or chord_unlock once, here, and send the decision with the chord.
 
-        The decision goes into the body signature (``chords.MARK``), which every header task
+        The decision goes into the body signature (``rootcounter.MARK``), which every header task
         receives as ``request.chord``, with the tree's geometry for a large chord. Native: save
         the group and create the counter before any part is published; the part that completes
         the count fires the body.

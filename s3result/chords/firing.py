@@ -1,7 +1,7 @@
 """The chord's firing part: join the header, publish the body, clean up (``ChordFiring``).
 
 The join reads what the counter carries: each part's small encoded result travels with its
-count (in the root for a small chord, in its leaf for a large one, see ``chordtree``), so
+count (in the root for a small chord, in its leaf for a large one, see ``tree``), so
 the firing part reads the counter (or the leaves) instead of every result; only a part whose
 result is too big, not JSON text, or not a success is read on its own. The whole join is
 bounded by ``result_chord_join_timeout``: waiting for results that are not in the counter

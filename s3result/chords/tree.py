@@ -5,7 +5,7 @@ whole (bytes per part grow with the chord) and every process of the fleet queues
 key (~20 parts/s at 20 ms per request, whatever the fleet). A large chord therefore counts
 its parts in a tree: each part adds itself to a leaf chosen by its ``group_index``; the part
 that completes a leaf adds the leaf to its parent, and so on; the root is the chord's
-counter object of ``chords`` (``ChordCounter``), whose completing write fires the body.
+counter object of ``rootcounter`` (``ChordCounter``), whose completing write fires the body.
 
 DESIGN notes (why it is built this way):
 

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # The poll schedule of ``result.get()`` with default settings: wait_for polls at once, then
-# after ``poll_initial_delay`` (0.025 s), each wait doubling up to ``interval`` (s3result.polling).
+# after ``poll_initial_delay`` (0.025 s), each wait doubling up to ``interval`` (s3result.waits.polling).
 # A test checks these against ``polling.delays``; ``poll_initial_delay=off`` is first delay None.
 POLL_FIRST_DELAY: float | None = 0.025
 POLL_BACKOFF = 2.0

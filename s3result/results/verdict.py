@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT", "MAX_AGE", "StoredVerdict", "confirm", "decode", "encode", "read", "verdict_key", "write"]
 
-logger = logging.getLogger("s3result.precondition")
+logger = logging.getLogger("s3result.results.precondition")  # the probe's own logger
 
 #: Seconds a stored verdict is trusted by a process that starts: one probe an hour per store,
 #: bucket and prefix, and a store replaced behind the same endpoint by software that answers

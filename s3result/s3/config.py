@@ -3,7 +3,7 @@
 Plain, frozen data: the bucket and where it is (endpoint, region, addressing), how to sign
 (credentials given, or a profile for the AWS chain), how to reach it (timeouts, pool size,
 CA bundle, attempts, the body cap) and how to write (server-side encryption, storage class).
-``s3result.config`` builds one from a backend's settings; a script builds one directly:
+``s3result.results.config`` builds one from a backend's settings; a script builds one directly:
 ``S3Config(bucket="b", endpoint_url="http://127.0.0.1:9000", region="us-east-1")``.
 
 The directory-bucket (S3 Express One Zone) naming rules live here too, because addressing

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # The notify module's logger: these lines are the notifications', whatever module says them.
-logger = get_logger("s3result.notify")
+logger = get_logger("s3result.waits.notify")
 
 #: How long a wait gives the listener to connect and subscribe before it polls without it.
 SUBSCRIBE_TIMEOUT = 2.0

@@ -29,7 +29,7 @@ _apps = itertools.count()
 def make_app(url: str, conditional_writes: str = "probe", **options: Any) -> Celery:
     """An app standing for one process (a producer, a worker) of a test run in one process.
 
-    Clients are one per process and settings (s3result/clients.py): each app gets settings of
+    Clients are one per process and settings (s3result/results/clients.py): each app gets settings of
     its own (its pool size) and so a client of its own, as separate processes would have.
     """
     app = Celery("cases", broker="memory://", set_as_current=False)

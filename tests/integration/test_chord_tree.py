@@ -1,4 +1,4 @@
-"""Large native chords counted in a tree of small counters (s3result/chordtree.py), on moto.
+"""Large native chords counted in a tree of small counters (s3result/chords/tree.py), on moto.
 
 Parts finish through ``mark_as_done`` as Celery's trace does (the ``Chord`` helper of
 test_chord_cases); the producer's ``chord_tree_from`` is lowered where a small chord stands in

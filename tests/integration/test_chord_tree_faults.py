@@ -1,4 +1,4 @@
-"""Review of the chord tree (s3result/chordtree.py) under faults, on moto, level by level.
+"""Review of the chord tree (s3result/chords/tree.py) under faults, on moto, level by level.
 
 The chord of 130 parts below has a tree of height 3: leaves (level 0), inner nodes of levels 1
 and 2, and the root (the chord's counter). Each fault is injected at one level at a time.

@@ -1,4 +1,4 @@
-"""Later states of a task cost one PUT: the ETag this process wrote is remembered (s3result/etags.py).
+"""Later states of a task cost one PUT: the ETag this process wrote is remembered (s3result/results/etags.py).
 
 Counted at the wire with a proxy in front of moto. The lost-reply case uses the fault proxy:
 the ``If-Match`` PUT is applied by the store but its answer never arrives. The end-to-end

@@ -92,7 +92,7 @@ SCRIPT = textwrap.dedent(
     pid = os.fork()
     if pid == 0:
         try:
-            from s3result import config
+            from s3result.results import config
             from s3result.s3.client import S3Client
             S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}).s3)  # warns; no I/O
             b.store_result(tid, 42, "SUCCESS")
