@@ -46,7 +46,7 @@ LOCKS = {
     # The fork registry's own lock (s3/forks.py): taken by every registration.
     "forks._lock": "sys.modules['s3result.s3.forks']._lock",
     # The ETag memory of the states this process wrote: the child's store_result consults it.
-    "EtagMemory._lock": "sys.modules['s3result.backend']._etags._lock",
+    "EtagMemory._lock": "sys.modules['s3result.results.store']._etags._lock",
     # The group commit of the chord counters.
     "counter._lock": "sys.modules['s3result.chords.counter']._lock",
     # The chord sizes a process remembers.
