@@ -146,12 +146,12 @@ def _counting_process(
     _ = backend.conditional_support  # probed long before a chord, in a real worker: not counted
     q.put(0)
     fired: list[float] = []
-    backend_fire = backend._fire_chord
-    backend_join = backend._join_header
+    backend_fire = backend.chords.firing.fire
+    backend_join = backend.chords.firing.join_header
 
-    def fire(*args: Any) -> Any:
+    def fire(*args: Any, **kwargs: Any) -> Any:
         fired.append(time.time())
-        return backend_fire(*args)
+        return backend_fire(*args, **kwargs)
 
     def join(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -159,8 +159,8 @@ def _counting_process(
         finally:
             fired.append(time.time())
 
-    backend._fire_chord = fire
-    backend._join_header = join
+    backend.chords.firing.fire = fire  # type: ignore[method-assign]
+    backend.chords.firing.join_header = join  # type: ignore[method-assign]
     go.wait()
     last = 0.0
     for i in mine:
@@ -194,15 +194,15 @@ def count_parts(
             url = direct.replace(f":{moto.port}/", f":{relay.port}/")
             producer = _app(direct)
             if tree_from is not None:
-                producer.backend.chord_tree_from = tree_from
+                producer.backend.chords.tree_from = tree_from
             if geometry:  # "S,F,K": a tree of this shape, to compare shapes (0 = count in the root)
-                from s3result.treegeometry import Geometry
+                from s3result.chords.geometry import Geometry
 
                 shape = [int(v) for v in geometry.split(",")]
                 if shape[0] and not shape[1]:  # one leaf per column
                     shape[1] = shape[0] * -(-parts // shape[0])
                 fixed = Geometry(parts, *shape) if shape[0] else None
-                producer.backend._tree_for = lambda _args: fixed
+                producer.backend.chords.tree_for = lambda _args: fixed
 
             @producer.task(name="part", shared=False)
             def part(i: int) -> int:  # pragma: no cover - never run, only signed
@@ -246,7 +246,9 @@ def count_parts(
             wall = time.time() - start
             after = relay.snapshot()
             body_meta = producer.backend.get_task_meta(body.id, cache=False)
-            left = producer.backend.client.get_or_none(producer.backend._key(producer.backend.get_key_for_chord(gid)))
+            left = producer.backend.client.get_or_none(
+                producer.backend.store.key(producer.backend.get_key_for_chord(gid))
+            )
             requests, moved = after[0] - before[0], after[1] - before[1]
             return {
                 "parts": parts,
@@ -288,7 +290,7 @@ def _done_at(backend: Any, task_id: str) -> float:
 
 
 def _last_part_done(backend: Any, part_ids: list[str]) -> float:
-    keys = [backend._key(backend.get_key_for_task(pid)) for pid in part_ids]
+    keys = [backend.store.key(backend.get_key_for_task(pid)) for pid in part_ids]
     last = 0.0
     for found in backend.client.get_many(keys):
         done = backend.decode_result(found.body)["date_done"]
@@ -370,7 +372,7 @@ def run(
                 try:
                     module = point_app_at(client_url, tmp / "broker", broker=redis)
                     if tree_from is not None:
-                        module.app.backend.chord_tree_from = tree_from
+                        module.app.backend.chords.tree_from = tree_from
                     # Every pool process has stored a result (and probed the store) before the
                     # first chord, as in a fleet that has been up for a while.
                     warm = group(module.add.si(i, i) for i in range(workers * concurrency * 4)).apply_async()

@@ -321,7 +321,7 @@ walls = []
 for start, res in sent:
     assert res.get(timeout=600) == float(duration)
     walls.append(time.monotonic() - start)
-from s3result import notify
+from s3result.waits import notify
 listener = notify.current_listener(app)
 lost = listener.distrusted if listener is not None else 0
 print(json.dumps({"walls": walls, "cpu": time.process_time() - ready, "lost": lost}), flush=True)

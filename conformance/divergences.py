@@ -2,7 +2,7 @@
 
 Each entry is (store, check) -> (what the store answers, why). The conformance test asserts
 *that* answer, so a change in the store's behaviour is noticed either way. The backend's
-conditional-write probe (s3result/precondition.py) detects the ones that matter at run time.
+conditional-write probe (s3result/results/precondition.py) detects the ones that matter at run time.
 """
 
 from __future__ import annotations

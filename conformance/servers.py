@@ -328,8 +328,8 @@ user_s3result_tester = swift-secret .admin
 
 def _wait_writable(target: Target, deadline: float) -> None:
     """Until an object PUT succeeds: a cluster answers 503 while its servers start."""
-    from s3result import config
     from s3result.errors import S3ResultError
+    from s3result.results import config
     from s3result.s3.client import S3Client
 
     client = S3Client(config.build(url=target.url(), environ={}).s3)

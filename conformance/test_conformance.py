@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from s3result import config
 from s3result.conformance.checks import CHECKS, EXPECTED, Ctx
 from s3result.conformance.verdicts import MEANINGS
+from s3result.results import config
 from s3result.s3.client import S3Client
 
 from .divergences import DIVERGENCES

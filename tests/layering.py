@@ -20,6 +20,47 @@ PACKAGE = "s3result"
 ON_TOP = ("s3result.cli", "s3result.testing", "s3result.conformance")
 
 
+#: The runtime's layers, bottom up: (rank, name, the modules or folders in it). A module may import
+#: its own layer and any of a lower rank; layers of one rank (waits, chords) import neither the other.
+LAYERS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (0, "the S3 client", ("s3result.s3",)),
+    (1, "errors", ("s3result.errors", "s3result")),
+    (2, "results", ("s3result.results",)),
+    (3, "waits", ("s3result.waits",)),
+    (3, "chords", ("s3result.chords",)),
+    (4, "the backend", ("s3result.backend", "s3result.worker")),
+    (5, "on top", ON_TOP),
+)
+
+
+def layer_of(name: str) -> tuple[int, str] | None:
+    """The rank and name of the layer ``name`` belongs to (the most specific match), or None."""
+    best: tuple[int, int, str] | None = None
+    for rank, layer, members in LAYERS:
+        for member in members:
+            if name == member or name.startswith(member + "."):
+                if best is None or len(member) > best[0]:
+                    best = (len(member), rank, layer)
+    return None if best is None else (best[1], best[2])
+
+
+def against_layers(modules: dict[str, Module]) -> list[str]:
+    """Imports that go the wrong way: up a layer, or across to a sibling layer of the same rank."""
+    wrong = []
+    for name, module in sorted(modules.items()):
+        here = layer_of(name)
+        if here is None:
+            wrong.append(f"{name}: in no layer")
+            continue
+        for target in sorted(module.imports):
+            there = layer_of(target)
+            if there is None or there == here or target == "s3result":
+                continue
+            if there[0] > here[0] or (there[0] == here[0] and there[1] != here[1]):
+                wrong.append(f"{name} ({here[1]}) -> {target} ({there[1]})")
+    return wrong
+
+
 @dataclass
 class Module:
     """One module of the package, as read from its file."""
@@ -242,6 +283,7 @@ def report(modules: dict[str, Module]) -> str:
     lines = [
         f"modules: {len(modules)} ({len(rt)} runtime, {sum(m.lines for m in rt.values())} runtime lines)",
         f"cycles: {len(cycles(modules))} {cycles(modules)}",
+        f"imports against the layers: {len(against_layers(modules))} {against_layers(modules)}",
         f"import depth: {d} ({' -> '.join(chain_)})",
         f"runtime modules over 400 lines: {len(big)} {big}",
         f"runtime functions over 60 lines: {len(long)} {long}",

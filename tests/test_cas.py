@@ -1,4 +1,4 @@
-"""The compare-and-swap loop (s3result/cas.py) without a network: back-off, deadline, refusals.
+"""The compare-and-swap loop (s3result/results/cas.py) without a network: back-off, deadline, refusals.
 
 On real stores: tests/integration/test_cas.py (Ceph refusing If-Match), the counters' tests.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from s3result import cas
 from s3result.errors import Conflict, NotImplementedByStore, PreconditionFailed, ServerError
+from s3result.results import cas
 
 
 def _refused() -> PreconditionFailed:

@@ -10,7 +10,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from s3result.chords import ChordCounter, CounterState
+from s3result.chords.rootcounter import ChordCounter, CounterState
 from s3result.errors import RequestTimeout
 
 from .test_counter import MemoryStore

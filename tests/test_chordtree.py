@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from s3result import treegeometry
-from s3result.chords import CounterState
-from s3result.chordtree import TreeCounter
+from s3result.chords import geometry as treegeometry
+from s3result.chords.geometry import Geometry, PartClash, fingerprint, load_node, node_key
+from s3result.chords.rootcounter import CounterState
+from s3result.chords.tree import TreeCounter
 from s3result.errors import RequestTimeout
-from s3result.treegeometry import Geometry, PartClash, fingerprint, load_node, node_key
 
 from .test_counter import MemoryStore
 
@@ -184,7 +184,7 @@ def test_a_small_root_carries_its_children_s_slots_within_the_budget() -> None:
     root's other members); ``root_slots`` gives them back only when every member carries."""
     import json
 
-    from s3result.treegeometry import ROOT_CARRY_BUDGET, Geometry
+    from s3result.chords.geometry import ROOT_CARRY_BUDGET, Geometry
 
     tree = Geometry.fit(10)
     members = tree.expected(tree.height, 0)

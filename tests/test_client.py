@@ -14,7 +14,6 @@ from unittest import mock
 import httpx
 import pytest
 
-from s3result import config
 from s3result.errors import (
     AccessDenied,
     AlreadyExists,
@@ -27,6 +26,7 @@ from s3result.errors import (
     S3Error,
     ServerError,
 )
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.request import PutMode
 from s3result.s3.retry import RetryConfig

@@ -13,8 +13,8 @@ import pytest
 from celery import Celery
 from celery.exceptions import ImproperlyConfigured
 
-from s3result import config
 from s3result.errors import AccessDenied
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.retry import RetryConfig
 from s3result.s3.transport import HttpxTransport

@@ -1,4 +1,4 @@
-"""One client per process and settings (s3result/clients.py), shared by every backend instance.
+"""One client per process and settings (s3result/results/clients.py), shared by every backend instance.
 
 Integration side: tests/e2e/test_pools.py counts connections and credential fetches of real
 gevent, eventlet and threads workers; tests/integration/test_fork.py forks with the registry's
@@ -13,8 +13,8 @@ from unittest import mock
 
 from celery import Celery
 
-from s3result import clients, config
 from s3result.backend import S3Backend
+from s3result.results import clients, config
 
 URL = "s3result+http://AKID:SECRET@127.0.0.1:9/bucket/prefix"
 

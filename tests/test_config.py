@@ -9,8 +9,8 @@ import pickle
 
 import pytest
 
-from s3result.config import Addressing, ConditionalWrites, build, from_celery_conf, parse_url, redact_url
 from s3result.errors import ConfigError
+from s3result.results.config import Addressing, ConditionalWrites, build, from_celery_conf, parse_url, redact_url
 
 SECRET = "SeCrEt/with+slash"
 
@@ -295,7 +295,7 @@ def test_raw_secret_with_slash_plus_and_at_is_accepted_and_never_shown() -> None
 def test_less_travelled_values_parse_or_fail_in_one_line() -> None:
     """Booleans given as bools, options given as None, path_style as a bool, an endpoint with a
     bad port, and the redacted URL of an AWS bucket without an endpoint."""
-    from s3result.config import ConditionalWrites, ConfigError, build, redact_url
+    from s3result.results.config import ConditionalWrites, ConfigError, build, redact_url
 
     assert str(ConditionalWrites.ETAG) == "etag"
     s = build(url="s3result://bucket/p", legacy={"reduced_redundancy": True, "encrypt_key": None}, environ={})

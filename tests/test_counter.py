@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from s3result.counter import CasCounter
+from s3result.chords.counter import CasCounter
 from s3result.errors import AlreadyExists, PreconditionFailed, ServerError
 from s3result.s3.client import GetResult
 

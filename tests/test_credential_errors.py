@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from s3result import config
 from s3result.errors import CredentialsError
+from s3result.results import config
 from s3result.s3.answers import credentials_hint
 from s3result.s3.client import S3Client
 from s3result.s3.credentials import chain_for

@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from s3result import config
 from s3result.errors import ConfigError, CredentialsError
+from s3result.results import config
 from s3result.s3.credentials import Credentials, CredentialSource, EnvProvider, StaticProvider, chain_for
 
 

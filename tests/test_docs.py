@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from s3result.cli.main import _parser
-from s3result.options import ALIASES
+from s3result.results.options import ALIASES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -83,9 +83,9 @@ def test_cost_polls_on_the_schedule_wait_for_uses(duration: float, first: float 
     """``cost`` and ``backend.wait_for`` share one schedule: ``polling.delays``."""
     from itertools import accumulate, islice
 
-    from s3result import config
     from s3result.cli.cost import POLL_BACKOFF, POLL_FIRST_DELAY
-    from s3result.polling import delays
+    from s3result.results import config
+    from s3result.waits.polling import delays
 
     assert POLL_FIRST_DELAY == config.build(url="s3result://bucket", environ={}).poll_initial_delay
     times = [0.0, *accumulate(islice(delays(first, 0.5), 100))]
@@ -119,7 +119,7 @@ def test_a_join_costs_what_get_many_sends_not_one_wait_per_result() -> None:
 def _chord_wait_one_by_one(body: float, parts: list[float], latency: float) -> int:
     """Celery's loop, spelled out part by part (AsyncResult.get with follow_parents, then
     backend.wait_for): check the parts in order, poll the body, check again, sleep."""
-    from s3result.polling import delays
+    from s3result.waits.polling import delays
 
     waits = delays(0.025, 0.5)
     pending, t, gets = list(parts), 0.0, 0
@@ -266,11 +266,11 @@ def test_a_chord_in_waves_counts_as_celery_reads_part_by_part(parts: int, concur
 def test_cost_counts_the_tree_the_producer_fits() -> None:
     """``cost``'s chord is the runtime's: a tree from ``chord_tree_from`` parts, of the shape
     ``Geometry.fit`` gives, its join from the root's state where the nodes' slots travel there."""
-    from s3result.chording import ChordMethods
+    from s3result.backend import S3Backend
+    from s3result.chords.geometry import Geometry
     from s3result.cli.cost import CHORD_TREE_FROM, chord_requests
-    from s3result.treegeometry import Geometry
 
-    assert CHORD_TREE_FROM == ChordMethods.chord_tree_from
+    assert CHORD_TREE_FROM == S3Backend.chord_tree_from
     # 10 parts: 3 leaves under the root. With no race lost: the producer's 2 counter PUTs, a PUT per
     # part in its leaf and one per leaf in the root (15); a GET before each but the counter's
     # creation and the 3 leaves' (their first parts create them), the group's; 5 DELETEs.
@@ -293,8 +293,8 @@ def _chord_wait_sent_here(body: float, parts: list[float], latency: float) -> in
     import math
 
     from s3result.cli.cost import READ_CONCURRENCY
-    from s3result.polling import delays
-    from s3result.readahead import ReadAhead
+    from s3result.waits.polling import delays
+    from s3result.waits.readahead import ReadAhead
 
     now = {"t": 0.0, "gets": 0}
     ahead = ReadAhead(clock=lambda: now["t"])

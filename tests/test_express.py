@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3result import config
 from s3result.errors import AccessDenied, ConfigError, CredentialsError
+from s3result.results import config
 from s3result.s3 import config as s3config
 from s3result.s3 import express
 from s3result.s3.client import S3Client

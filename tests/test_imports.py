@@ -17,14 +17,14 @@ MODULES = [
     "s3result.s3.errors",
     "s3result.s3.sigv4",
     "s3result.errors",
-    "s3result.config",
+    "s3result.results.config",
     "s3result.s3.credentials",
     "s3result.s3.credentials.base",
     "s3result.s3.credentials.chain",
     "s3result.s3.credentials.providers",
     "s3result.s3.credentials.awsfiles",
-    "s3result.precondition",
-    "s3result.verdict",
+    "s3result.results.precondition",
+    "s3result.results.verdict",
     "s3result.s3.retry",
     "s3result.s3.limiter",
     "s3result.s3.transport",
@@ -34,8 +34,13 @@ MODULES = [
     "s3result.s3.integrity",
     "s3result.s3.express",
     "s3result.backend",
-    "s3result.etags",
-    "s3result.cas",
+    "s3result.results.store",
+    "s3result.waits.waiter",
+    "s3result.chords.engine",
+    "s3result.chords.firing",
+    "s3result.worker",
+    "s3result.results.etags",
+    "s3result.results.cas",
     "s3result.cli.check",
     "s3result.cli.conformance",
     "s3result.cli.expiry_check",
@@ -94,13 +99,37 @@ except Exception:
     assert not {m for m in loaded if m.split(".")[0] in ("boto3", "botocore", "s3transfer", "aiobotocore")}
 
 
+def test_importing_the_backend_connects_no_celery_signal() -> None:
+    """The worker's start check is connected by the first S3Backend built (``s3result.worker``),
+    never as a side effect of an import: an app that only imports s3result gets no handler."""
+    code = """
+from celery import signals
+import s3result.backend, s3result.worker
+def ours(signal):
+    return [r for r in signal.receivers if 's3result' in repr(r[0])]
+found = {n: ours(getattr(signals, n)) for n in ('worker_init', 'worker_ready', 'worker_before_create_process')}
+assert not any(found.values()), found
+assert not s3result.worker.connected()
+from celery import Celery
+app = Celery(set_as_current=False)
+app.conf.result_backend = 's3result+http://AKID:SECRET@127.0.0.1:9/bucket/prefix'
+app.backend
+found = {n: ours(getattr(signals, n)) for n in ('worker_init', 'worker_ready', 'worker_before_create_process')}
+assert {n: len(v) for n, v in found.items()} == {'worker_init': 1, 'worker_ready': 2, 'worker_before_create_process': 1}, found
+app.backend.__class__(app=app, url=app.conf.result_backend)  # a second backend connects nothing more
+again = {n: ours(getattr(signals, n)) for n in ('worker_init', 'worker_ready', 'worker_before_create_process')}
+assert again == found, again
+"""
+    _modules_after(code)
+
+
 def test_plain_http_endpoint_builds_no_tls_context() -> None:
     code = """
 import ssl
 calls = []
 orig = ssl.create_default_context
 ssl.create_default_context = lambda *a, **k: calls.append(1) or orig(*a, **k)
-from s3result import config
+from s3result.results import config
 from s3result.s3.client import S3Client
 c = S3Client(config.build(url='s3result+http://A:S@127.0.0.1:9/bucket').s3)
 c._get_slot()
@@ -153,7 +182,7 @@ c = S3Client(S3Config(bucket='bucket', endpoint_url='http://127.0.0.1:9', access
 """
     loaded = _modules_after(code)
     assert "s3result.s3.client" in loaded
-    assert not {"celery", "kombu", "s3result.backend", "s3result.config", "s3result.settings"} & loaded
+    assert not {"celery", "kombu", "s3result.backend", "s3result.results.config", "s3result.results.settings"} & loaded
 
 
 def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:

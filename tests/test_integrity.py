@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3result import config
 from s3result.errors import ChecksumMismatch, CorruptResponse
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.integrity import CHECKSUM_HEADER, body_mismatch, checksum
 from s3result.s3.retry import RetryConfig, is_permanent, is_retryable

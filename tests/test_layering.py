@@ -17,7 +17,7 @@ from tests import layering
 DEPTH_REACHED = 10
 #: Other libraries' private attributes we use, each because there is no public way (the comment
 #: at the use says why; the tests below fail if the library drops it).
-OTHERS_PRIVATE = {"s3result.chordfire: ._retry_publish", "s3result.notifyredis: ._sock"}
+OTHERS_PRIVATE = {"s3result.chords.firing: ._retry_publish", "s3result.waits.notifyredis: ._sock"}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,17 @@ def modules() -> dict[str, layering.Module]:
 
 def test_no_import_cycles(modules: dict[str, layering.Module]) -> None:
     assert layering.cycles(modules) == []
+
+
+def test_layers_import_one_way(modules: dict[str, layering.Module]) -> None:
+    """s3/ <- errors <- results/ <- waits/, chords/ <- backend, worker <- cli/, testing/, conformance/."""
+    assert layering.against_layers(modules) == []
+
+
+def test_every_runtime_module_lives_in_a_layer_folder_or_is_the_top(modules: dict[str, layering.Module]) -> None:
+    """No flat module beside the folders but the backend, the worker and the public errors."""
+    flat = {n for n in layering.runtime(modules) if n.count(".") == 1 and not modules[n].is_package}
+    assert flat == {"s3result.backend", "s3result.errors", "s3result.worker"}
 
 
 def test_import_depth_does_not_grow(modules: dict[str, layering.Module]) -> None:
@@ -58,15 +69,33 @@ def test_no_private_attributes_of_other_objects(modules: dict[str, layering.Modu
 
 def test_only_the_retry_policy_and_the_poll_schedule_sleep(modules: dict[str, layering.Module]) -> None:
     sleepy = {n for n, m in layering.runtime(modules).items() if layering.sleepers(m)}
-    assert sleepy <= {"s3result.s3.retry", "s3result.polling"}, f"wait through s3result.s3.retry.sleep: {sleepy}"
+    assert sleepy <= {"s3result.s3.retry", "s3result.waits.polling"}, f"wait through s3result.s3.retry.sleep: {sleepy}"
 
 
-@pytest.mark.xfail(strict=True, reason="S3Backend still inherits its mixins; composition is the next step")
 def test_s3backend_inherits_nothing_of_ours() -> None:
+    """S3Backend composes a result store, a waiter and a chord engine; only Celery's classes are its bases."""
     from s3result.backend import S3Backend
 
     ours = [c.__qualname__ for c in S3Backend.__mro__[1:] if c.__module__.startswith("s3result")]
     assert ours == []
+
+
+CELERY_BACKENDS = {"Backend", "BaseBackend", "KeyValueStoreBackend", "BaseKeyValueStoreBackend", "AsyncBackendMixin"}
+
+
+def test_no_class_of_ours_is_a_celery_backend_but_s3backend(modules: dict[str, layering.Module]) -> None:
+    """No mixin: no other class of the runtime subclasses one of Celery's backend classes."""
+    import ast
+
+    found = [
+        f"{m.name}.{node.name}"
+        for m in layering.runtime(modules).values()
+        for node in ast.walk(m.tree)
+        if isinstance(node, ast.ClassDef)
+        and any(ast.unparse(base).split(".")[-1] in CELERY_BACKENDS for base in node.bases)
+        and node.name != "S3Backend"
+    ]
+    assert found == []
 
 
 def test_celery_still_has_the_retrying_publish_chords_use() -> None:

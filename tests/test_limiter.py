@@ -15,9 +15,10 @@ import time
 import httpx
 import pytest
 
-from s3result import config
 from s3result.errors import RequestTimeout, S3Error, ServerError, Throttled
+from s3result.results import config
 from s3result.s3.client import S3Client
+from s3result.s3.config import StoreId
 from s3result.s3.limiter import Pacer, ThrottledRequest, limiter_for
 from s3result.s3.retry import RetryConfig
 from s3result.s3.throttling import is_throttling, retry_after
@@ -209,9 +210,9 @@ def test_a_callers_deadline_comes_first() -> None:
 
 
 def test_the_pacers_are_per_store_and_shared_by_its_clients() -> None:
-    a = limiter_for("http://127.0.0.1:1 one")
-    assert limiter_for("http://127.0.0.1:1 one") is a
-    assert limiter_for("http://127.0.0.1:1 two") is not a
+    a = limiter_for(StoreId("http://127.0.0.1:1", "one"))
+    assert limiter_for(StoreId("http://127.0.0.1:1", "one")) is a
+    assert limiter_for(StoreId("http://127.0.0.1:1", "two")) is not a
     assert a.pacer("GET") is a.pacer("HEAD") is a.reads
     assert a.pacer("PUT") is a.pacer("DELETE") is a.writes
 

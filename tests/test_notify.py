@@ -1,4 +1,4 @@
-"""Notifications (s3result.notify): the setting, a broker that fails, a broker that carries none.
+"""Notifications (s3result.waits.notify): the setting, a broker that fails, a broker that carries none.
 
 Integration (moto): tests/integration/test_notify.py, the result stored before its notification goes.
 End to end, on real Redis and RabbitMQ brokers and workers: tests/e2e/test_notify.py.
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from celery import Celery, states
 
-from s3result import notify, notifyformat, notifylistener, notifyregistry
-from s3result.config import build
 from s3result.errors import ConfigError
+from s3result.results.config import build
+from s3result.waits import notify, notifyformat, notifylistener, notifyregistry
 
 
 def test_notify_is_on_by_default_and_can_be_turned_off() -> None:
@@ -38,7 +38,7 @@ def test_a_failing_broker_never_fails_the_task(caplog: pytest.LogCaptureFixture)
             raise ConnectionError("broker down")
 
     notify._said.discard("publish")
-    with caplog.at_level(logging.WARNING, logger="s3result.notify"):
+    with caplog.at_level(logging.WARNING, logger="s3result.waits.notify"):
         assert notify.publish(Broken(), "oid", "tid", states.SUCCESS, None) is False
         assert notify.publish(Broken(), "oid", "tid", states.SUCCESS, None) is False
     lines = [r for r in caplog.records if "could not notify" in r.getMessage()]
@@ -52,7 +52,7 @@ def test_no_listener_where_the_broker_carries_no_notifications(caplog: pytest.Lo
     assert notify.listener_for(app) is None  # this process sent nothing: nobody would notify it
     notify.sent_from(app, app.thread_oid)
     notify._said.discard("memory")
-    with caplog.at_level(logging.INFO, logger="s3result.notify"):
+    with caplog.at_level(logging.INFO, logger="s3result.waits.notify"):
         assert notify.listener_for(app) is None
         assert notify.listener_for(app) is None
     lines = [r for r in caplog.records if "poll the store" in r.getMessage()]

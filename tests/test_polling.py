@@ -8,7 +8,6 @@ import ssl
 
 import pytest
 
-from s3result import config
 from s3result.errors import (
     AccessDenied,
     BodyTooLarge,
@@ -22,9 +21,10 @@ from s3result.errors import (
     ServerError,
     Unauthenticated,
 )
-from s3result.polling import delays
+from s3result.results import config
 from s3result.s3.failures import connect_error
 from s3result.s3.retry import is_permanent, is_retryable
+from s3result.waits.polling import delays
 
 
 def test_delays_double_from_the_first_up_to_the_interval() -> None:

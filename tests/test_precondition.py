@@ -11,7 +11,7 @@ import hashlib
 import httpx
 import pytest
 
-from s3result import config, precondition
+from s3result.results import config, precondition
 from s3result.s3.client import S3Client
 from s3result.s3.retry import RetryConfig
 from s3result.s3.transport import HttpxTransport

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from s3result import config
 from s3result.errors import CredentialsError
+from s3result.results import config
 from s3result.s3 import sigv4
 from s3result.s3.credentials import (
     ADVISORY_REFRESH,

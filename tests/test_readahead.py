@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from s3result import readahead
-from s3result.readahead import ReadAhead
+from s3result.waits import readahead
+from s3result.waits.readahead import ReadAhead
 
 
 class Clock:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from s3result import config, verdict
+from s3result.results import config, verdict
 from s3result.s3.client import S3Client
 
 
@@ -83,3 +83,16 @@ def test_the_age_uses_the_clock_learnt_from_the_store() -> None:
     body = _body(client)
     client.clock_offset = 0.0
     assert "older than" in str(verdict.decode(client, body, "MinIO"))
+
+
+def test_the_verdict_key_is_the_one_older_processes_read() -> None:
+    """The key digests the store's identity spelt as before (``<base url> <bucket>``): a process of
+    this release finds the verdict an older one kept, and the other way round."""
+    import hashlib
+
+    from s3result.s3.client import S3Client
+    from s3result.s3.config import S3Config
+
+    client = S3Client(S3Config(bucket="bkt", endpoint_url="http://127.0.0.1:9000", access_key="A", secret_key="S"))
+    digest = hashlib.sha256(b"http://127.0.0.1:9000 bkt").hexdigest()[:16]
+    assert verdict.verdict_key(client, "pre") == f"pre/s3result-probe/verdict-{digest}"

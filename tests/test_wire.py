@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from s3result import config
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.credentials import CredentialSource, StaticProvider
 from s3result.s3.request import PutMode

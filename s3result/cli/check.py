@@ -29,14 +29,14 @@ from ..errors import (
     S3ResultError,
     TransportError,
 )
-from ..precondition import probe
+from ..results.precondition import probe
 from ..s3.client import S3Client
 from ..s3.errors import default_hint
 from .expiry_check import expiry_findings
 from .findings import PROBE_CONNECT_TIMEOUT, Finding, arn, diagnose_transport, host_port, timed
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..results.config import Settings
 
 __all__ = [
     "Finding",
@@ -317,7 +317,7 @@ def security_findings(settings: Settings, app: Any) -> Iterator[Finding]:
     conf = getattr(app, "conf", None)
     if conf is None:
         return
-    from ..config import raw_slash_warning
+    from ..results.config import raw_slash_warning
 
     slash = raw_slash_warning(conf.get("result_backend"))
     if slash:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ..conformance.run import Outcome
-    from ..settings import Settings
+    from ..results.settings import Settings
 
 __all__ = ["add_conformance_arguments", "conformance", "markdown_table"]
 

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # The poll schedule of ``result.get()`` with default settings: wait_for polls at once, then
-# after ``poll_initial_delay`` (0.025 s), each wait doubling up to ``interval`` (s3result.polling).
+# after ``poll_initial_delay`` (0.025 s), each wait doubling up to ``interval`` (s3result.waits.polling).
 # A test checks these against ``polling.delays``; ``poll_initial_delay=off`` is first delay None.
 POLL_FIRST_DELAY: float | None = 0.025
 POLL_BACKOFF = 2.0
@@ -230,7 +230,7 @@ def chord_wait_batched(
     Those read every pending part in one batch, whose pending answers stand a while again (a
     header of more than ``WINDOW`` parts is read in windows: counted here as one batch).
     """
-    from ..readahead import AHEAD, FRESH, PATIENCE, RATE, WINDOW
+    from ..waits.readahead import AHEAD, FRESH, PATIENCE, RATE, WINDOW
 
     pending: list[float] = []
     stands_until = -math.inf
@@ -431,7 +431,7 @@ EXACT_TREE_MAX = 100_000
 
 def _tree_nodes(parts: int) -> tuple[int, int, int]:
     """The fitted tree's leaves, its nodes below the root, and the nodes the join reads."""
-    from ..treegeometry import FILL, STRIPES, Geometry
+    from ..chords.geometry import FILL, STRIPES, Geometry
 
     if parts > EXACT_TREE_MAX:  # the staggered geometry: a leaf per FILL rows of a stripe, plus one per
         leaves = -(-parts // FILL) + STRIPES  # stripe for its first, shorter leaf; fan-in 4 above them

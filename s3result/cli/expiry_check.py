@@ -13,8 +13,8 @@ from ..errors import S3Error
 from .findings import Finding, arn, timed
 
 if TYPE_CHECKING:
+    from ..results.settings import Settings
     from ..s3.client import S3Client
-    from ..settings import Settings
 
 __all__ = ["expiry_findings"]
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from ..errors import ConnectError, RequestTimeout, S3ResultError, TransportError
 
 if TYPE_CHECKING:
+    from ..results.settings import Settings
     from ..s3.client import S3Client
-    from ..settings import Settings
 
 __all__ = ["Finding", "PROBE_CONNECT_TIMEOUT", "arn", "diagnose_transport", "host_port", "timed"]
 

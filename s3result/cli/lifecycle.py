@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .expiry import days_text, rule_id
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..results.config import Settings
 
 __all__ = ["lifecycle_rule", "lifecycle_text"]
 

@@ -37,13 +37,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
     """The same configuration a worker would read: from ``--app`` or ``--url``."""
-    from ..config import from_celery_conf
+    from ..results.config import from_celery_conf
 
     if getattr(args, "app", None):
         app = _import_app(args.app)
         backend = app.conf.result_backend
         if not isinstance(backend, str) or not backend.startswith("s3result"):
-            from ..config import redact_url
+            from ..results.config import redact_url
 
             shown = redact_url(backend) if isinstance(backend, str) else repr(backend)
             if isinstance(backend, str) and backend.startswith("s3:"):
@@ -148,7 +148,7 @@ def _conformance(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"no check named {', '.join(unknown)}; known: {', '.join(CHECKS)}")
     settings, app = _settings_and_app(args)
-    from ..config import raw_slash_warning
+    from ..results.config import raw_slash_warning
 
     slash = raw_slash_warning(app.conf.result_backend)
     if slash:
@@ -357,7 +357,7 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s']*")
 
 def _without_urls(text: str) -> str:
     """argparse repeats the word it refused; a URL there may carry a key and its secret."""
-    from ..options import redact_url
+    from ..results.options import redact_url
 
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
 

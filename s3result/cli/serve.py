@@ -92,8 +92,8 @@ def serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
             f"--data {args.data}: this store cannot persist (moto keeps everything in memory and loses it when it "
             "stops); run without --data, or point result_backend at a store that keeps its data"
         )
-    from ..config import build
     from ..errors import ConfigError
+    from ..results.config import build
 
     try:
         build(url=f"s3result+http://127.0.0.1:{args.port}/{args.bucket}/{PREFIX}", environ={})

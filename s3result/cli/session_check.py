@@ -15,7 +15,7 @@ from ..errors import S3Error, TransportError
 from .findings import Finding, diagnose_transport
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..results.config import Settings
     from ..s3.client import S3Client
 
 __all__ = ["session_findings"]

@@ -18,7 +18,7 @@ from .checks import CHECKS, EXPECTED, Ctx
 from .verdicts import MEANINGS
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from ..results.settings import Settings
 
 __all__ = ["Outcome", "PreflightError", "run_checks"]
 

@@ -64,7 +64,7 @@ class S3Client:
         self._backoff = Backoff(self._retry, sleep=sleep)
         self._quota = RetryQuota(self._retry)
         #: This store's pacers, shared by every client of the process (back-pressure: limiter.py).
-        self.limits = limiter_for(f"{config.base_url} {config.bucket}")
+        self.limits = limiter_for(config.store_id)
         self._clock = clock
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")

@@ -3,7 +3,7 @@
 Plain, frozen data: the bucket and where it is (endpoint, region, addressing), how to sign
 (credentials given, or a profile for the AWS chain), how to reach it (timeouts, pool size,
 CA bundle, attempts, the body cap) and how to write (server-side encryption, storage class).
-``s3result.config`` builds one from a backend's settings; a script builds one directly:
+``s3result.results.config`` builds one from a backend's settings; a script builds one directly:
 ``S3Config(bucket="b", endpoint_url="http://127.0.0.1:9000", region="us-east-1")``.
 
 The directory-bucket (S3 Express One Zone) naming rules live here too, because addressing
@@ -24,6 +24,7 @@ __all__ = [
     "Addressing",
     "DIRECTORY_SUFFIX",
     "S3Config",
+    "StoreId",
     "is_aws_endpoint",
     "is_directory_bucket",
     "zonal_endpoint",
@@ -49,6 +50,23 @@ class Addressing(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class StoreId:
+    """Which bucket of which store: the one name every per-store table of a process uses.
+
+    ``endpoint`` is where the requests go (``S3Config.base_url``: the endpoint, or the region's
+    AWS endpoint, with the addressing applied), so two configurations that reach one bucket the
+    same way share an identity, and credentials or timeouts play no part. ``str()`` is the
+    spelling kept in the bucket (the conditional-write verdict's key digest), which stays as it was.
+    """
+
+    endpoint: str
+    bucket: str
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.bucket}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +183,11 @@ class S3Config:
             scheme, _, host = base.partition("://")
             base = f"{scheme}://{self.bucket}.{host}"
         return base
+
+    @property
+    def store_id(self) -> StoreId:
+        """This bucket's identity on its store (``StoreId``)."""
+        return StoreId(self.base_url, self.bucket)
 
 
 def is_aws_endpoint(endpoint: str | None) -> bool:

@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .config import StoreId
 from .errors import RequestTimeout, S3Error, Throttled
 from .forks import on_fork_in_child, renew_locks_after_fork
 from .retry import sleep
@@ -351,7 +352,7 @@ class StoreLimiter:
         return self.reads if method in ("GET", "HEAD") else self.writes
 
 
-_limiters: dict[str, StoreLimiter] = {}
+_limiters: dict[StoreId, StoreLimiter] = {}
 _registry_lock = threading.Lock()
 
 
@@ -367,8 +368,8 @@ def _after_fork_in_child() -> None:
 on_fork_in_child(_after_fork_in_child)
 
 
-def limiter_for(store: str) -> StoreLimiter:
-    """The process's limiter for ``store`` (endpoint and bucket): every client of it shares one."""
+def limiter_for(store: StoreId) -> StoreLimiter:
+    """The process's limiter for ``store`` (``S3Config.store_id``): every client of it shares one."""
     limiter = _limiters.get(store)
     if limiter is None:
         with _registry_lock:

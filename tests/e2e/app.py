@@ -274,7 +274,7 @@ if os.environ.get("E2E_CHORD_LEASE"):
     S3Backend.chord_lease = float(os.environ["E2E_CHORD_LEASE"])
 
 if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "climb"):
-    from s3result.backend import S3Backend
+    from s3result.chords.firing import ChordFiring
 
     def _kill_worker_once() -> None:
         """SIGKILL the whole worker (its own session), once among all the workers."""
@@ -288,7 +288,7 @@ if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "cl
         os.kill(os.getpid(), signal.SIGKILL)
 
     if os.environ["E2E_KILL_FIRING"] == "climb":
-        from s3result import chordtree as _chordtree
+        from s3result.chords import tree as _chordtree
 
         _add = _chordtree.TreeCounter.add_and_read
 
@@ -300,29 +300,29 @@ if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "cl
 
         _chordtree.TreeCounter.add_and_read = _kill_above_the_leaf  # type: ignore[method-assign]
     elif os.environ["E2E_KILL_FIRING"] == "before":
-        _fire = S3Backend._fire_chord
+        _fire = ChordFiring.fire
 
-        def _fire_after_kill(self: Any, *args: Any) -> Any:
+        def _fire_after_kill(self: Any, *args: Any, **kwargs: Any) -> Any:
             """Killed after the completing write, before publishing the body."""
             _kill_worker_once()
-            return _fire(self, *args)
+            return _fire(self, *args, **kwargs)
 
-        S3Backend._fire_chord = _fire_after_kill  # type: ignore[method-assign]
+        ChordFiring.fire = _fire_after_kill  # type: ignore[method-assign]
     else:
-        _clean = S3Backend._clean_up_chord
+        _clean = ChordFiring.clean_up
 
         def _kill_before_clean_up(self: Any, *args: Any) -> None:
             """Killed after publishing the body, before deleting the counter."""
             _kill_worker_once()
             _clean(self, *args)
 
-        S3Backend._clean_up_chord = _kill_before_clean_up  # type: ignore[method-assign]
+        ChordFiring.clean_up = _kill_before_clean_up  # type: ignore[method-assign]
 
 
 # -- notifications lost on the way (tests/e2e/test_notify.py) --
 
 if os.environ.get("E2E_DROP_NOTIFY"):
-    from s3result import notify as _notify
+    from s3result.waits import notify as _notify
 
     _publish = _notify.publish
 

@@ -23,7 +23,7 @@ import pytest
 from celery import chord, group
 from celery.exceptions import TimeoutError as ResultTimeout
 
-from s3result import config
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 from tests.brokers import Broker, SqsStack, Tuned

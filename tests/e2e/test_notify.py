@@ -1,4 +1,4 @@
-"""Waking the caller over the broker (s3result.notify), on real Redis and RabbitMQ brokers and workers.
+"""Waking the caller over the broker (s3result.waits.notify), on real Redis and RabbitMQ brokers and workers.
 
 The caller reaches the store through a ``CountingProxy``, so GETs per ``get()`` are counted at the
 wire. Faults: a notification lost on the way (the worker drops it: ``E2E_DROP_NOTIFY``), the caller's
@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from celery import chord, group
 
-from s3result import notify, notifyformat, notifyregistry, readahead
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
+from s3result.waits import notify, notifyformat, notifyregistry, readahead
 from tests.brokers import Broker, RabbitMQServer, RedisServer
 
 from .conftest import ROOT, Worker, point_app_at, queue_for
@@ -40,7 +40,7 @@ _NAMESPACES = {"redis": 11, "rabbitmq": 111}  # apart from test_brokers' namespa
 
 
 def _adaptive_gets(seconds: float, first: float = 0.025, interval: float = 0.5) -> int:
-    """GETs adaptive polling alone spends waiting ``seconds`` (s3result.polling's formula)."""
+    """GETs adaptive polling alone spends waiting ``seconds`` (s3result.waits.polling's formula)."""
     k = math.ceil(math.log2(interval / first))
     ramp = first * (2**k - 1)
     if seconds <= ramp:
@@ -242,7 +242,7 @@ def test_two_processes_wait_for_one_result(caller: Caller) -> None:
 _DOOMED = """
 import json, sys
 from celery import group
-from s3result import notify
+from s3result.waits import notify
 from tests.e2e import app as m
 assert m.add.delay(1, 1).get(timeout=60) == 2  # listening now
 listener = notify.current_listener(m.app)
@@ -348,7 +348,7 @@ from gevent import monkey
 
 monkey.patch_all()
 import gevent
-from s3result import notify
+from s3result.waits import notify
 from tests.e2e import app as m
 
 jobs = [gevent.spawn(lambda: m.sleepy.delay(0.3).get(timeout=60)) for _ in range(20)]
@@ -360,7 +360,7 @@ print(values.count(0.3), notify.current_listener(m.app).delivered, flush=True)
 import eventlet
 
 eventlet.monkey_patch()
-from s3result import notify
+from s3result.waits import notify
 from tests.e2e import app as m
 
 values = list(eventlet.GreenPool().imap(lambda _: m.sleepy.delay(0.3).get(timeout=60), range(20)))
@@ -651,7 +651,7 @@ def test_notified_while_the_store_is_down_with_always_retry(caller: Caller, moto
 
 _POOL_OF_ONE = """
 import json, threading, time
-from s3result import notify
+from s3result.waits import notify
 from tests.e2e import app as m
 m.app.conf.broker_pool_limit = 1
 # A wait that blocks on the subscribe timeout would take 30 s: the bound below is a third of that.
@@ -768,7 +768,7 @@ def test_the_reconnect_back_off_starts_over_after_a_healthy_connection(tmp_path:
 
 _MANY = """
 import sys
-from s3result import notify
+from s3result.waits import notify
 from tests.e2e import app as m
 for _ in range(2):  # connect, subscribe, learn that notifications arrive
     assert m.sleepy.delay(0.01).get(timeout=60) == 0.01

@@ -2,7 +2,7 @@
 
 Celery's ``app.backend`` is thread-local, and greenlet-local once gevent or eventlet patch the
 thread module, so each thread or greenlet of a worker builds its own backend. The client (pool,
-credentials, retry quota, probe verdict) must still be one per process (s3result/clients.py):
+credentials, retry quota, probe verdict) must still be one per process (s3result/results/clients.py):
 a worker of 100 greenlets running thousands of tasks opens at most ``max_connections`` TCP
 connections to the store and fetches its credentials once. The store is reached through a
 counting proxy (connections and requests), the credentials come from a local container

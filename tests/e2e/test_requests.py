@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from s3result.precondition import PROBE_PREFIX
+from s3result.results.precondition import PROBE_PREFIX
 from s3result.testing.faults import FaultProxy
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from celery import group
 
-from s3result import config
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer

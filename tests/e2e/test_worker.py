@@ -61,7 +61,7 @@ def test_forget_removes_the_object(app: Any, boto3_client: Any, moto_server: Mot
 
 # A task delivered twice (same id) to two worker processes: SUCCESS, once stored, stays. The
 # prefork worker's two children each remember the ETags of the states they wrote
-# (s3result/etags.py); the other child's memory is stale or empty. A duplicate's STARTED, its
+# (s3result/results/etags.py); the other child's memory is stale or empty. A duplicate's STARTED, its
 # FAILURE, or a racing twin's states must never replace a SUCCESS already there.
 
 

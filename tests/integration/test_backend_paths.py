@@ -74,7 +74,7 @@ def test_joins_and_waits_are_served_from_the_cache(moto_server: MotoServer) -> N
 
 @pytest.mark.parametrize("table", ["_decisions", "_chord_sizes"])
 def test_per_process_chord_tables_stay_bounded(table: str) -> None:
-    from s3result import chordmemory as chord_module  # the chord methods' process-wide tables
+    from s3result.chords import memory as chord_module  # the chord methods' process-wide tables
 
     kept = chord_module._CHORD_SIZES_KEPT
     entries: dict[str, Any] = getattr(chord_module, table)
@@ -99,8 +99,8 @@ def test_a_host_name_under_a_deadline_tries_each_address_then_fails() -> None:
     """``localhost`` resolves to more than one address here; nothing listens on any of them."""
     import time
 
-    from s3result import config
     from s3result.errors import ConnectError
+    from s3result.results import config
     from s3result.s3.client import S3Client
     from s3result.testing.store import free_port
 

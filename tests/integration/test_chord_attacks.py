@@ -134,7 +134,7 @@ def test_failed_cleanup_after_publishing_does_not_fire_twice(store: MotoServer) 
     mark_as_failure, count again and take the completion over a second time."""
     url = store.url("a17-delfail")
     producer, worker = make_app(url), make_app(url, max_attempts=1)
-    worker.backend._chords.lease_s = 0.2  # type: ignore[attr-defined]
+    worker.backend.chords.counter.lease_s = 0.2
     chord = Chord(producer, 3, "g-a17-delfail")
 
     refusing(worker, lambda method, target: method == b"DELETE")
@@ -230,7 +230,7 @@ def test_frozen_chord_applied_again_midway_fires_once(store: MotoServer) -> None
 
 def test_chord_from_an_older_producer_without_the_mark_fires_once(store: MotoServer) -> None:
     """An older producer: no s3result_chord mark in the body, no counter created up front."""
-    from s3result.chords import MARK
+    from s3result.chords.rootcounter import MARK
 
     url = store.url("a17-old")
     producer, worker = make_app(url), make_app(url)
@@ -350,9 +350,9 @@ def test_take_over_whose_write_never_landed_tries_again(store: MotoServer, lande
     producer, worker, again = make_app(url), make_app(url), make_app(url, max_attempts=1)
     chord = Chord(producer, 2, f"g-a17-takeover-{landed}")
     chord.finish(worker, 0)
-    with mock.patch.object(type(worker.backend), "_fire_chord", lambda *a: None):
+    with mock.patch.object(worker.backend.chords.firing, "fire", lambda *a, **k: None):
         chord.finish(worker, 1)  # counted and completed, then "killed" before publishing
-    again.backend._chords.lease_s = 0.3  # type: ignore[attr-defined]
+    again.backend.chords.counter.lease_s = 0.3
     refused = {"n": 0}
 
     def refuse(method: bytes, target: bytes) -> bool:
@@ -384,8 +384,8 @@ def test_completing_write_landed_then_store_gone_past_the_deadline(store: MotoSe
 
     url = store.url("a17-gone")
     producer, worker = make_app(url), make_app(url, max_attempts=1)
-    worker.backend._chords.deadline_s = 0.3  # type: ignore[attr-defined]
-    worker.backend._chords.lease_s = 0.2  # type: ignore[attr-defined]
+    worker.backend.chords.counter.deadline_s = 0.3
+    worker.backend.chords.counter.lease_s = 0.2
     chord = Chord(producer, 2, "g-a17-gone")
     state: dict[str, Any] = {"armed": False, "until": 0.0}
 
@@ -412,7 +412,7 @@ def test_counting_past_the_deadline_names_the_store_error(store: MotoServer) -> 
     not "still losing to concurrent writers", which would send the reader after contention."""
     url = store.url("a17-cause")
     producer, worker = make_app(url), make_app(url, max_attempts=1)
-    worker.backend._chords.deadline_s = 0.3  # type: ignore[attr-defined]
+    worker.backend.chords.counter.deadline_s = 0.3
     chord = Chord(producer, 2, "g-a17-cause")
     armed = {"on": False}
     refusing(worker, lambda method, target: armed["on"] and b"chord-unlock" in target and method != b"DELETE")

@@ -29,7 +29,7 @@ _apps = itertools.count()
 def make_app(url: str, conditional_writes: str = "probe", **options: Any) -> Celery:
     """An app standing for one process (a producer, a worker) of a test run in one process.
 
-    Clients are one per process and settings (s3result/clients.py): each app gets settings of
+    Clients are one per process and settings (s3result/results/clients.py): each app gets settings of
     its own (its pool size) and so a client of its own, as separate processes would have.
     """
     app = Celery("cases", broker="memory://", set_as_current=False)
@@ -54,7 +54,7 @@ class Chord:
     def __init__(self, producer: Celery, size: int, gid: str, tree_from: int = 10**9) -> None:
         """``tree_from``: the producer's ``chord_tree_from``; by default these small chords count in
         the root counter (a header with a nested group, or an older producer, counts there)."""
-        producer.backend.chord_tree_from = tree_from
+        producer.backend.chords.tree_from = tree_from
         self.fired: list[Any] = []
         self.unlocks: list[Any] = []
         self.body = producer.tasks["tsum"].s()
@@ -218,8 +218,8 @@ def test_case4_failure_to_count_fails_the_body_loudly(store: MotoServer) -> None
     url = store.url("case4")
     producer, worker = make_app(url), make_app(url, max_attempts=1)
     chord = Chord(producer, 2, "g-case4")
-    worker.backend.cas_deadline = 0.5
-    worker.backend._chords.deadline_s = 0.5  # type: ignore[attr-defined]
+    worker.backend.store.cas_deadline = 0.5
+    worker.backend.chords.counter.deadline_s = 0.5
     armed = {"on": False}
 
     def when(method: bytes, target: bytes, headers: Any) -> None:
@@ -255,10 +255,10 @@ def test_redelivered_completing_part_fires_after_lease_when_first_run_died(store
     producer, worker, again = make_app(url), make_app(url), make_app(url)
     chord = Chord(producer, 2, "g-lease")
     chord.finish(worker, 0)
-    with mock.patch.object(type(worker.backend), "_fire_chord", lambda *a: None):
+    with mock.patch.object(worker.backend.chords.firing, "fire", lambda *a, **k: None):
         chord.finish(worker, 1)  # counted and completed, then "killed" before publishing
     assert chord.fired == []
-    again.backend._chords.lease_s = 0.5  # type: ignore[attr-defined]
+    again.backend.chords.counter.lease_s = 0.5
     chord.finish(again, 1)
     assert chord.fired == [([0, 2],)]
     chord.finish(again, 1)
@@ -269,9 +269,9 @@ def test_probe_verdict_survives_lost_replies(store: MotoServer) -> None:
     """Half the conditional PUTs' replies lost: the probe recognises its own writes, so a worker
     behind a lossy network reaches the producer's verdict instead of failing native chords.
     (When every retry's reply is lost too, the probe raises: never a verdict from a guess.)"""
-    from s3result.config import build
     from s3result.errors import TransportError
-    from s3result.precondition import probe
+    from s3result.results.config import build
+    from s3result.results.precondition import probe
     from s3result.s3.client import S3Client
     from s3result.testing.faults import FaultProxy
 

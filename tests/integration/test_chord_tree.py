@@ -1,4 +1,4 @@
-"""Large native chords counted in a tree of small counters (s3result/chordtree.py), on moto.
+"""Large native chords counted in a tree of small counters (s3result/chords/tree.py), on moto.
 
 Parts finish through ``mark_as_done`` as Celery's trace does (the ``Chord`` helper of
 test_chord_cases); the producer's ``chord_tree_from`` is lowered where a small chord stands in
@@ -17,8 +17,9 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 
-from s3result import chordtree, treegeometry
-from s3result.chords import MARK
+from s3result.chords import geometry as treegeometry
+from s3result.chords import tree as chordtree
+from s3result.chords.rootcounter import MARK
 from s3result.errors import RequestTimeout
 from s3result.testing.store import MotoServer
 
@@ -32,7 +33,7 @@ def tree_chord(producer: Any, size: int, gid: str, tree_from: int = 8, fitted: b
     """A chord counted in a tree: the staggered geometry of large chords (every level a test of a
     small chord needs), or with ``fitted`` the one the producer fits to ``size``."""
     if not fitted:
-        producer.backend._tree_for = lambda args: treegeometry.Geometry(len(list(args[1])))
+        producer.backend.chords.tree_for = lambda args: treegeometry.Geometry(len(list(args[1])))
     chord = Chord(producer, size, gid, tree_from=tree_from)
     assert "tree" in chord.requests[0].chord[MARK], "the producer should have chosen a tree"
     return chord
@@ -41,7 +42,7 @@ def tree_chord(producer: Any, size: int, gid: str, tree_from: int = 8, fitted: b
 def nodes_of(chord: Chord, worker: Any) -> list[str]:
     tree = treegeometry.Geometry.from_mark(chord.requests[0].chord[MARK])
     assert tree is not None
-    root = worker.backend._key(worker.backend.get_key_for_chord(chord.gid))
+    root = worker.backend.store.key(worker.backend.get_key_for_chord(chord.gid))
     return [root] + [treegeometry.node_key(root, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
 
 
@@ -54,8 +55,9 @@ def test_tree_chord_fires_once_with_every_value_and_cleans_up(store: MotoServer)
     order = list(range(300)) + random.Random(3).sample(range(300), 100)
     random.Random(4).shuffle(order)
     reads: list[str] = []
-    real_get_many = worker.backend.get_many
-    worker.backend.get_many = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)  # type: ignore[method-assign]
+    firing = worker.backend.chords.firing
+    real_get_many = firing.read_results
+    firing.read_results = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)
     for i in order:
         chord.finish(worker, i)
     assert chord.fired == [([2 * i for i in range(300)],)]
@@ -131,7 +133,7 @@ def test_part_with_a_bad_group_index_fails_the_body_loudly(store: MotoServer, an
 def test_size_that_differs_from_the_numbered_tasks_fails_before_the_last_part(store: MotoServer) -> None:
     url = store.url("tree-size")
     producer = make_app(url)
-    producer.backend.chord_tree_from = 8
+    producer.backend.chords.tree_from = 8
     chord = Chord.__new__(Chord)
     body = producer.tasks["tsum"].s()
     body.freeze()
@@ -249,10 +251,10 @@ def test_a_small_chord_joins_from_the_root_state_it_wrote(store: MotoServer, siz
     url = store.url(f"tree-rootcarry-{size}")
     producer, worker = make_app(url), make_app(url)
     chord = tree_chord(producer, size, f"g-tree-rootcarry-{size}", tree_from=2, fitted=True)
-    root = worker.backend._key(worker.backend.get_key_for_chord(chord.gid))
+    root = worker.backend.store.key(worker.backend.get_key_for_chord(chord.gid))
     firing: list[bool] = []
     node_gets: list[str] = []
-    real_get, real_fire = worker.backend.client.get_or_none, worker.backend._fire_chord
+    real_get, real_fire = worker.backend.client.get_or_none, worker.backend.chords.firing.fire
 
     def get_or_none(key: str, **kwargs: Any) -> Any:
         if firing and key.startswith(root + "."):
@@ -267,7 +269,7 @@ def test_a_small_chord_joins_from_the_root_state_it_wrote(store: MotoServer, siz
             firing.clear()
 
     worker.backend.client.get_or_none = get_or_none  # type: ignore[method-assign]
-    worker.backend._fire_chord = fire  # type: ignore[method-assign]
+    worker.backend.chords.firing.fire = fire  # type: ignore[method-assign]
     for i in range(size):
         chord.finish(worker, i)
     assert chord.fired == [([2 * i for i in range(size)],)]

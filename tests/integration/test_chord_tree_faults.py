@@ -1,4 +1,4 @@
-"""Review of the chord tree (s3result/chordtree.py) under faults, on moto, level by level.
+"""Review of the chord tree (s3result/chords/tree.py) under faults, on moto, level by level.
 
 The chord of 130 parts below has a tree of height 3: leaves (level 0), inner nodes of levels 1
 and 2, and the root (the chord's counter). Each fault is injected at one level at a time.
@@ -16,7 +16,7 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 
-from s3result import treegeometry
+from s3result.chords import geometry as treegeometry
 from s3result.errors import RequestTimeout
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer
@@ -38,7 +38,7 @@ def _level_of(target: bytes, gid: str) -> str | None:
 
 
 def objects_under(boto3_client: Any, bucket: str, prefix: str) -> list[str]:
-    """The keys under ``prefix``, but the conditional-write verdict kept there (s3result.verdict)."""
+    """The keys under ``prefix``, but the conditional-write verdict kept there (s3result.results.verdict)."""
     pages = boto3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [o["Key"] for page in pages for o in page.get("Contents", []) if "/s3result-probe/verdict-" not in o["Key"]]
 
@@ -110,8 +110,9 @@ def test_results_at_the_limit_not_json_and_failed(store: MotoServer) -> None:
     values: list[Any] = [2 * i for i in range(100)]
     values[3], values[4], values[5] = at_limit, over, {"k": [1, 2.5, None, "é\u2028"]}
     reads: list[str] = []
-    real_get_many = worker.backend.get_many
-    worker.backend.get_many = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)  # type: ignore[method-assign]
+    firing = worker.backend.chords.firing
+    real_get_many = firing.read_results
+    firing.read_results = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)
     with chord.recording():
         for i, req in enumerate(chord.requests):
             worker.backend.mark_as_done(req.id, values[i], request=req)
@@ -134,7 +135,7 @@ def test_results_at_the_limit_not_json_and_failed(store: MotoServer) -> None:
 def test_chord_size_that_differs_from_the_header_fails_loudly(store: MotoServer, size: int) -> None:
     url = store.url(f"tree-size-{size}")
     producer = make_app(url)
-    producer.backend.chord_tree_from = 8
+    producer.backend.chords.tree_from = 8
     from celery import group
 
     body = producer.tasks["tsum"].s()
@@ -204,8 +205,8 @@ def test_store_that_never_answers_mid_climb_fails_the_body_in_bounded_time(store
         gid = f"g-tree-hang-{level}"
         chord = tree_chord(producer, N, gid)
         # Each thread gets its own backend (Celery): the part below runs in this one.
-        worker.backend._tree.deadline_s = 2.0
-        worker.backend._chords.deadline_s = 2.0
+        worker.backend.chords.tree.deadline_s = 2.0
+        worker.backend.chords.counter.deadline_s = 2.0
         # Fill every leaf but one part's: then the last part climbs alone through every level.
         for i in range(N - 1):
             chord.finish(worker, i)
@@ -235,7 +236,7 @@ def test_late_climb_through_a_half_cleaned_tree_leaves_nothing(store: MotoServer
     chord = tree_chord(producer, N, "g-tree-lateclimb")
     tree = treegeometry.Geometry.from_mark(chord.requests[0].chord["s3result_chord"])
     assert tree is not None
-    real_clean = worker.backend._clean_up_chord
+    real_clean = worker.backend.chords.firing.clean_up
     kept: list[str] = []
 
     def clean_up_but_the_leaves(group_id: str, key: str, deps: Any, nodes: Any = None) -> None:
@@ -243,7 +244,7 @@ def test_late_climb_through_a_half_cleaned_tree_leaves_nothing(store: MotoServer
         kept.extend(leaves)
         real_clean(group_id, key, deps, [n for n in nodes or [] if n not in leaves])
 
-    worker.backend._clean_up_chord = clean_up_but_the_leaves  # type: ignore[method-assign]
+    worker.backend.chords.firing.clean_up = clean_up_but_the_leaves  # type: ignore[method-assign]
     for i in range(N):
         chord.finish(worker, i)
     assert len(chord.fired) == 1
@@ -285,8 +286,9 @@ def test_pickled_results_do_not_travel_and_are_read_at_join_time(store: MotoServ
         app.conf.result_accept_content = ["pickle", "json"]
     chord = tree_chord(producer, 100, "g-tree-pickle")
     reads: list[str] = []
-    real_get_many = worker.backend.get_many
-    worker.backend.get_many = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)  # type: ignore[method-assign]
+    firing = worker.backend.chords.firing
+    real_get_many = firing.read_results
+    firing.read_results = lambda ids, **kw: reads.extend(ids) or real_get_many(ids, **kw)
     for i in range(100):
         chord.finish(worker, i)
     assert chord.fired == [([2 * i for i in range(100)],)], chord.body_meta(producer)

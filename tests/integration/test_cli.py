@@ -294,7 +294,7 @@ def test_check_warns_about_pickle_and_only_a_result_expires_the_user_set(
     moto_server: MotoServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from s3result.cli.check import findings_for
-    from s3result.config import from_celery_conf
+    from s3result.results.config import from_celery_conf
 
     app = Celery("pickle", set_as_current=False)
     app.conf.result_backend = moto_server.url("cli")

@@ -15,9 +15,9 @@ import pytest
 from celery import Celery, states
 
 from conformance.servers import Target
-from s3result import config, precondition
 from s3result.backend import S3Backend
 from s3result.errors import AccessDenied
+from s3result.results import config, precondition
 from s3result.s3.client import S3Client
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer

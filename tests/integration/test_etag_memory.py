@@ -1,4 +1,4 @@
-"""Later states of a task cost one PUT: the ETag this process wrote is remembered (s3result/etags.py).
+"""Later states of a task cost one PUT: the ETag this process wrote is remembered (s3result/results/etags.py).
 
 Counted at the wire with a proxy in front of moto. The lost-reply case uses the fault proxy:
 the ``If-Match`` PUT is applied by the store but its answer never arrives. The end-to-end
@@ -17,7 +17,7 @@ from celery import Celery, states
 
 from s3result import backend as backend_module
 from s3result.errors import TransportError
-from s3result.etags import EtagMemory
+from s3result.results.etags import EtagMemory
 from s3result.testing.faults import FaultProxy
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
@@ -93,11 +93,11 @@ def test_lost_reply_to_the_if_match_put_neither_loses_nor_duplicates(moto_server
             b.store_result(tid, 5, states.SUCCESS)  # applied by the store, answer lost
         proxy.set_faults()
         assert proxy.stats["reset_response"] == 1
-        stored = direct.client.get(direct._key(direct.get_key_for_task(tid)))
+        stored = direct.client.get(direct.store.key(direct.get_key_for_task(tid)))
         assert direct.decode_result(stored.body)["status"] == states.SUCCESS
         b.store_result(tid, 5, states.SUCCESS)  # Celery's retry: 412 on the old ETag, read, same body
         b.store_result(tid, None, states.STARTED)  # a late duplicate: never replaces SUCCESS
-        again = direct.client.get(direct._key(direct.get_key_for_task(tid)))
+        again = direct.client.get(direct.store.key(direct.get_key_for_task(tid)))
         assert again.body == stored.body and again.etag == stored.etag
     finally:
         proxy.close()

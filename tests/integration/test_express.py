@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from s3result import config
 from s3result.errors import AccessDenied, S3Error
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.request import PutMode
 from s3result.testing.express import DirectoryBucketFront

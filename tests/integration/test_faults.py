@@ -15,9 +15,9 @@ import pytest
 from celery import Celery, states
 
 from conformance.servers import Target
-from s3result import config
 from s3result.backend import S3Backend
 from s3result.errors import ConnectError
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.faults import FaultProxy
 from s3result.testing.store import MotoServer

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from s3result import config
 from s3result.errors import ConfigError, NotFound
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 

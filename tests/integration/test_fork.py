@@ -20,7 +20,7 @@ from s3result.testing.store import MotoServer
 # Which lock to hold, as code run in the parent: it returns the lock. ``b`` is the backend.
 LOCKS = {
     # The process-wide client registry's lock: the parent has not built its client yet.
-    "clients._lock": "sys.modules['s3result.clients']._lock",
+    "clients._lock": "sys.modules['s3result.results.clients']._lock",
     # The client's lock: region switches take it.
     "S3Client._lock": "b.client._lock",
     # The process pool's lock: the child makes its own pool under it.
@@ -32,7 +32,7 @@ LOCKS = {
     # Refresh of credentials in their mandatory window (they expire in 5 minutes).
     "CredentialSource._refresh_lock": "expiring(b.client)._refresh_lock",
     # The conditional-write probe runs once per process: the child probes again.
-    "precondition._lock": "sys.modules['s3result.precondition']._lock",
+    "precondition._lock": "sys.modules['s3result.results.precondition']._lock",
     # The signing-key cache: the child derives its first key.
     "sigv4._key_cache_lock": "sys.modules['s3result.s3.sigv4']._key_cache_lock",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
@@ -46,21 +46,21 @@ LOCKS = {
     # The fork registry's own lock (s3/forks.py): taken by every registration.
     "forks._lock": "sys.modules['s3result.s3.forks']._lock",
     # The ETag memory of the states this process wrote: the child's store_result consults it.
-    "EtagMemory._lock": "sys.modules['s3result.backend']._etags._lock",
+    "EtagMemory._lock": "sys.modules['s3result.results.store']._etags._lock",
     # The group commit of the chord counters.
-    "counter._lock": "sys.modules['s3result.counter']._lock",
+    "counter._lock": "sys.modules['s3result.chords.counter']._lock",
     # The chord sizes a process remembers.
-    "chordmemory._chord_sizes_lock": "sys.modules['s3result.chordmemory']._chord_sizes_lock",
+    "chordmemory._chord_sizes_lock": "sys.modules['s3result.chords.memory']._chord_sizes_lock",
     # Who this process listens for (the notification listeners' registry).
-    "notifyregistry._lock": "sys.modules['s3result.notifyregistry']._lock",
+    "notifyregistry._lock": "sys.modules['s3result.waits.notifyregistry']._lock",
 }
 
 SCRIPT = textwrap.dedent(
     """
     import os, sys, threading, time, traceback
     from celery import Celery
-    import s3result.s3.client, s3result.clients, s3result.precondition, s3result.s3.sigv4
-    import s3result.counter, s3result.chordmemory, s3result.notifyregistry, s3result.s3.forks
+    import s3result.s3.client, s3result.results.clients, s3result.results.precondition, s3result.s3.sigv4
+    import s3result.chords.counter, s3result.chords.memory, s3result.waits.notifyregistry, s3result.s3.forks
     from s3result.s3.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -92,7 +92,7 @@ SCRIPT = textwrap.dedent(
     pid = os.fork()
     if pid == 0:
         try:
-            from s3result import config
+            from s3result.results import config
             from s3result.s3.client import S3Client
             S3Client(config.build(url="s3result+http://A:S@10.0.0.1:9/bucket", environ={}).s3)  # warns; no I/O
             b.store_result(tid, 42, "SUCCESS")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from conformance.servers import Target
-from s3result import config
 from s3result.cli import main
 from s3result.cli.expiry import coverage, read_rules
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 
@@ -108,13 +108,13 @@ def test_everything_s3result_writes_lives_under_the_prefix() -> None:
     """One rule on the prefix expires results, group metas, chord counters and probe keys."""
     from celery import Celery
 
-    from s3result.precondition import PROBE_PREFIX
+    from s3result.results.precondition import PROBE_PREFIX
 
     app = Celery("keys", set_as_current=False)
     app.conf.result_backend = "s3result+http://A:S@127.0.0.1:9/bucket/pre"
     b = app.backend
     for name in (b.get_key_for_task("t"), b.get_key_for_group("g"), b.get_key_for_chord("g")):
-        assert b._key(name).startswith("pre/")
+        assert b.store.key(name).startswith("pre/")
     assert PROBE_PREFIX == "s3result-probe"  # precondition.probe writes <prefix>/s3result-probe/<uuid>
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from celery import Celery, states
 
-from s3result import config
 from s3result.errors import AccessDenied, ConnectError, NotFound, ResultTooLarge, S3Error, S3ResultError
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer, free_port
 
@@ -242,7 +242,7 @@ def test_no_access_key_id_either_in_logs_reprs_urls_or_errors(
     from celery.exceptions import ChordError
     from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-    from s3result import backend as backend_module
+    from s3result import worker as worker_module
     from s3result.s3.credentials import chain_for
     from s3result.testing.faults import FaultProxy
 
@@ -285,16 +285,16 @@ def test_no_access_key_id_either_in_logs_reprs_urls_or_errors(
             app = app_for(url_for(moto_server.port, *good, "keys-ok"), *good)
             app.backend.store_result("keys-1", 1, states.SUCCESS)
             assert app.AsyncResult("keys-1").get(timeout=5) == 1
-            backend_module._store_checked.discard(backend_module.os.getpid())
-            backend_module._check_store_at_start(sender=SimpleNamespace(app=app))
+            worker_module.forget_checks()
+            worker_module.check_store_at_start(sender=SimpleNamespace(app=app))
 
             down = app_for(url_for(free_port(), *good, "keys-down"), *good)
             with pytest.raises(CeleryTimeoutError):
                 down.AsyncResult("keys-2").get(timeout=0.3)
             attempt(lambda: down.AsyncResult("keys-2").get(timeout=0.3))
-            backend_module._store_checked.discard(backend_module.os.getpid())
-            backend_module._check_store_at_start(sender=SimpleNamespace(app=down))
-            backend_module._store_checked.discard(backend_module.os.getpid())  # as found: other tests check again
+            worker_module.forget_checks()
+            worker_module.check_store_at_start(sender=SimpleNamespace(app=down))
+            worker_module.forget_checks()  # as found: other tests check again
 
             producer = app_for(url_for(proxy.port, *good, "keys-chord"), *good)
             body = producer.tasks["add"].s(1)

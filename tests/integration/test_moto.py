@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from s3result import config
 from s3result.backend import S3Backend
 from s3result.errors import AccessDenied, AlreadyExists, InvalidKey, NotFound, PreconditionFailed
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.request import PutMode
 from s3result.testing.store import MotoServer

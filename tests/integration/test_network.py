@@ -16,8 +16,8 @@ import certifi
 import pytest
 from celery import Celery
 
-from s3result import config
 from s3result.errors import ConnectError
+from s3result.results import config
 from s3result.s3 import network
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer

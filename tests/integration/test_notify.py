@@ -12,11 +12,11 @@ import pytest
 from celery import Celery, states
 from celery.app.task import Context
 
-from s3result import notify, notifyformat
 from s3result.backend import S3Backend
-from s3result.config import build
+from s3result.results.config import build
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
+from s3result.waits import notify, notifyformat
 
 
 def _backend(url: str) -> S3Backend:

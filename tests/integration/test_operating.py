@@ -27,8 +27,8 @@ def test_wrong_secret_names_the_write_the_user_asked_for(moto_server: MotoServer
 
 def test_probe_clean_up_failure_is_logged_not_raised(moto_server: MotoServer) -> None:
     """Credentials that may write but not delete: the verdict stands, the key is left to the lifecycle rule."""
-    from s3result import config
-    from s3result.precondition import probe
+    from s3result.results import config
+    from s3result.results.precondition import probe
     from s3result.s3.client import S3Client
 
     client = S3Client(config.build(url=moto_server.url("nodelete"), environ={}).s3)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from s3result import config
 from s3result.errors import ConnectError, RequestTimeout
+from s3result.results import config
 from s3result.s3.client import S3Client
 
 

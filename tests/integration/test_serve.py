@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from s3result import config
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.testing.store import free_port
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from s3result.config import build
 from s3result.errors import S3Error
+from s3result.results.config import build
 from s3result.s3.client import S3Client
 from s3result.s3.request import PutMode
 from s3result.testing.faults import FaultProxy

@@ -17,9 +17,9 @@ import pytest
 from celery import Celery
 
 from conformance.servers import Target
-from s3result import config, precondition, verdict
 from s3result.backend import S3Backend
 from s3result.errors import AccessDenied
+from s3result.results import config, precondition, verdict
 from s3result.s3.client import S3Client
 from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy

@@ -39,7 +39,7 @@ def test_result_stored_and_read(app):
 
     sent = add.delay(2, 3)
     assert app.AsyncResult(sent.id).get(timeout=10) == 5
-    assert app.backend.client.get(app.backend._key(app.backend.get_key_for_task(sent.id))).etag
+    assert app.backend.client.get(app.backend.store.key(app.backend.get_key_for_task(sent.id))).etag
 
 
 def test_each_test_has_its_own_prefix(s3result_backend_url, s3result_store):

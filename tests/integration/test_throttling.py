@@ -68,7 +68,7 @@ def test_ten_thousand_stores_through_slowdown_lose_nothing(moto_server: MotoServ
     backend = app.backend
     for start in range(0, STORES, 500):
         batch = ids[start : start + 500]
-        found = backend.client.get_many([backend._key(backend.get_key_for_task(t)) for t in batch])
+        found = backend.client.get_many([backend.store.key(backend.get_key_for_task(t)) for t in batch])
         for task_id, item in zip(batch, found, strict=True):
             assert item is not None, task_id
             assert backend.decode_result(item.body)["result"] == {"id": task_id, "pad": "x" * 64}

@@ -22,8 +22,8 @@ from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult
 
-from s3result import config
 from s3result.errors import AccessDenied, BodyTooLarge, EndpointError, NotFound
+from s3result.results import config
 from s3result.s3.client import S3Client
 from s3result.s3.retry import is_permanent
 from s3result.testing.proxy import CountingProxy
@@ -361,29 +361,29 @@ def test_start_check_is_one_read_and_the_probe_and_lets_a_transient_failure_pass
     has a later process's check, on a verdict already stored."""
     from types import SimpleNamespace
 
-    from s3result import backend as backend_module
+    from s3result import worker as worker_module
 
-    backend_module._store_checked.clear()  # whatever an earlier test left: this process checks afresh
+    worker_module.forget_checks()  # whatever an earlier test left: this process checks afresh
     proxy = CountingProxy(moto_server.host, moto_server.port)
     try:
         healthy = _counted_app(moto_server, proxy)
-        backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
+        worker_module.check_store_at_start(sender=SimpleNamespace(app=healthy))
         assert proxy.snapshot() == {"GET": 1 + 2, "PUT": 4 + 1, "DELETE": 1}
-        backend_module._store_checked.clear()
-        backend_module._check_store_at_start(sender=SimpleNamespace(app=healthy))
+        worker_module.forget_checks()
+        worker_module.check_store_at_start(sender=SimpleNamespace(app=healthy))
         assert proxy.snapshot() == {"GET": 2 + 2, "PUT": 4 + 1, "DELETE": 1}  # the verdict is kept
     finally:
         proxy.close()
-        backend_module._store_checked.clear()
+        worker_module.forget_checks()
     down = _app(f"s3result+http://AK:SK@127.0.0.1:{free_port()}/bucket/p")
-    with caplog.at_level("WARNING", logger="s3result.backend"):
-        backend_module._check_store_at_start(sender=SimpleNamespace(app=down))  # refused: may heal
-    backend_module._store_checked.clear()
+    with caplog.at_level("WARNING", logger="s3result.worker"):
+        worker_module.check_store_at_start(sender=SimpleNamespace(app=down))  # refused: may heal
+    worker_module.forget_checks()
     assert "starting anyway" in caplog.text and "Connection refused" in caplog.text
     missing = _app(_missing_bucket_url(moto_server.url("w"), moto_server.bucket))
     with pytest.raises(SystemExit):
-        backend_module._check_store_at_start(sender=SimpleNamespace(app=missing))
-    backend_module._store_checked.clear()
+        worker_module.check_store_at_start(sender=SimpleNamespace(app=missing))
+    worker_module.forget_checks()
 
 
 @pytest.mark.parametrize("how", ["get", "group", "join_native"])

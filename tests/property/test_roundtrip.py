@@ -232,7 +232,7 @@ def test_every_state_with_traceback_children_and_request(
 @given(task_id=_task_ids)
 def test_task_ids_round_trip_or_fail_clearly(moto_server: MotoServer, task_id: str) -> None:
     s3, _ = _pair(moto_server, "json", None, False)
-    key = s3._key(s3.get_key_for_task(task_id))
+    key = s3.store.key(s3.get_key_for_task(task_id))
     if len(key.encode()) > 1024:
         with pytest.raises(InvalidKey, match="1024"):
             s3.store_result(task_id, "x", states.SUCCESS)
@@ -253,7 +253,7 @@ def test_distinct_task_ids_never_share_a_key(moto_server: MotoServer, a: str, b:
     # common prefix keeps each example's pair new without changing how the two differ.
     nonce = uuid.uuid4().hex[:8]
     a, b = nonce + a, nonce + b
-    key_a, key_b = (s3._key(s3.get_key_for_task(t)) for t in (a, b))
+    key_a, key_b = (s3.store.key(s3.get_key_for_task(t)) for t in (a, b))
     assert key_a != key_b
     if max(len(key_a.encode()), len(key_b.encode())) > 1024:
         return

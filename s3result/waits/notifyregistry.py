@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from .s3.forks import on_fork_in_child
+from ..s3.forks import on_fork_in_child
 
 __all__ = ["MAX_SENDERS", "Stoppable", "forget", "listener", "replace_listener", "sent_from", "senders"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from .s3.forks import on_fork_in_child
+from ..s3.forks import on_fork_in_child
 
 __all__ = ["DEFAULT_SIZE", "EtagMemory"]
 

@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
-from .cas import Attempt, compare_and_swap
-from .s3.client import S3Client
-from .s3.forks import on_fork_in_child
-from .s3.request import PutMode
+from ..results.cas import Attempt, compare_and_swap
+from ..s3.client import S3Client
+from ..s3.forks import on_fork_in_child
+from ..s3.request import PutMode
 
 __all__ = ("CasCounter", "group_commit")
 

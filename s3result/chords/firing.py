@@ -1,7 +1,7 @@
-"""The chord's firing part: join the header, publish the body, clean up (``S3Backend`` inherits it).
+"""The chord's firing part: join the header, publish the body, clean up (``ChordFiring``).
 
 The join reads what the counter carries: each part's small encoded result travels with its
-count (in the root for a small chord, in its leaf for a large one, see ``chordtree``), so
+count (in the root for a small chord, in its leaf for a large one, see ``tree``), so
 the firing part reads the counter (or the leaves) instead of every result; only a part whose
 result is too big, not JSON text, or not a success is read on its own. The whole join is
 bounded by ``result_chord_join_timeout``: waiting for results that are not in the counter
@@ -13,104 +13,158 @@ a nested group, which can block a pool process for good; this join never does.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import states
-from celery.backends.base import KeyValueStoreBackend
 from celery.canvas import maybe_signature
 from celery.exceptions import ChordError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chords, treegeometry
-from .config import Settings
-from .s3.client import S3Client
+from ..results.config import Settings
+from ..s3.client import S3Client
+from . import geometry as treegeometry
+from . import rootcounter as chords
 
-__all__ = ("FiringMethods",)
+__all__ = ("ChordFiring",)
 
 logger = get_logger(__name__)
 
 _MISSING = object()
 
 
-class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
-    """Join, publish and clean up a native chord (``S3Backend`` provides the store side)."""
+class ChordFiring:
+    """Join, publish and clean up a native chord.
 
-    settings: Settings
+    ``client``: the process's client for the store; ``celery``: the Celery backend served (its public API only: ``restore_group``, ``decode``,
+    ``chord_error_from_stack``); ``read_results``: the waiter's ``get_many``, which reads the results
+    the counter does not carry.
+    """
+
+    def __init__(
+        self,
+        client: Callable[[], S3Client],
+        settings: Settings,
+        app: Any,
+        *,
+        celery: Any,
+        read_results: Callable[..., Iterator[Any]],
+    ) -> None:
+        self._client = client
+        self.settings = settings
+        self.app = app
+        self._celery = celery
+        self.read_results = read_results
 
     @property
-    def client(self) -> S3Client:  # pragma: no cover - S3Backend's
-        raise NotImplementedError
+    def client(self) -> S3Client:
+        """This process's client for the store (``clients``)."""
+        return self._client()
 
-    def _chord_error(self, callback: Any, error: ChordError) -> Any:
+    def chord_error(self, callback: Any, error: ChordError) -> Any:
         """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
         try:
             raise error
         except ChordError:
-            return self.chord_error_from_stack(callback, error)
+            return self._celery.chord_error_from_stack(callback, error)
 
     # -- the firing part -----------------------------------------------------------------------
 
-    def _fire_chord(self, request: Any, group_id: str, key: str, counted: chords.CounterState | None = None) -> Any:
+    def fire(
+        self,
+        request: Any,
+        group_id: str,
+        key: str,
+        counted: chords.CounterState | None = None,
+        *,
+        carried: bool = True,
+    ) -> Any:
         """Join the header, publish the body, then delete the counter and the saved group.
 
         ``counted``: the root counter's complete state as this part's count left it (a small
         chord's): the join takes the values it carries from there instead of reading it again.
+        ``carried`` False: the counter carries no values (an older producer's chord, counted by
+        ``incr``), so every header result is read.
         """
-        app = self.app
-        callback = maybe_signature(request.chord, app=app)
-        deps = None
-        nodes: list[str] = []
-        timeout = app.conf.result_chord_join_timeout
+        callback = maybe_signature(request.chord, app=self.app)
+        timeout = self.app.conf.result_chord_join_timeout
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         try:
             tree = treegeometry.Geometry.from_mark(chords.marking(request.chord))
         except treegeometry.PartClash as exc:
-            return self._chord_error(callback, ChordError(str(exc)))
-        pool: Any = None
-        leaf_reads: list[Any] | None = None
-        if tree is not None:
-            nodes = [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
-        if tree is not None and (counted is None or tree.root_slots(counted.values) is None):
-            # The carrying nodes are read while the group is restored, 32 at a time (unless the
-            # root state this part wrote carries them all: a small chord's).
-            from concurrent.futures import ThreadPoolExecutor  # only large chords need it
-
-            pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
-            reads = self._reads_deadline(deadline)
-            leaf_reads = [
-                pool.submit(self.client.get_or_none, treegeometry.node_key(key, tree.join_level, n), deadline=reads)
-                for n in tree.levels[tree.join_level]
-            ]
+            return self.chord_error(callback, ChordError(str(exc)))
+        nodes = (
+            []
+            if tree is None
+            else [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+        )
+        pool, leaf_reads = self._read_leaves(key, tree, deadline, counted)
+        deps = None
         try:
             try:
-                deps = self.restore_group(group_id)
+                deps = self._celery.restore_group(group_id)
             except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self._chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
+                return self.chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
             if deps is None:
-                return self._chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
+                return self.chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
             try:
-                values = self._join_header(
-                    deps, timeout, key=key, tree=tree, deadline=deadline, leaf_reads=leaf_reads, counted=counted
+                values = self.join_header(
+                    deps,
+                    timeout,
+                    key=key if carried else None,
+                    tree=tree,
+                    deadline=deadline,
+                    leaf_reads=leaf_reads,
+                    counted=counted,
                 )
             except ChordError as exc:
-                return self._chord_error(callback, exc)
+                return self.chord_error(callback, exc)
             except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self._chord_error(callback, ChordError(f"Join error: {exc!r}"))
-            try:
-                # Celery's private name, used as its own chord backends do (base.py, redis.py, gcs.py):
-                # there is no public call that publishes under broker_connection_retry's policy and keeps
-                # a callback's publish from being retried twice. tests/test_layering.py fails if it goes.
-                app.amqp._retry_publish(callback.delay, values)
-            except Exception as exc:  # noqa: BLE001 - reported on the body
-                logger.exception("Chord %r raised: %r", group_id, exc)
-                return self._chord_error(callback, ChordError(f"Callback error: {exc!r}"))
-            return None
+                return self.chord_error(callback, ChordError(f"Join error: {exc!r}"))
+            return self._publish(callback, group_id, values)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-            self._clean_up_chord(group_id, key, deps, nodes)
+            self.clean_up(group_id, key, deps, nodes)
+
+    def _read_leaves(
+        self,
+        key: str,
+        tree: treegeometry.Geometry | None,
+        deadline: float | None,
+        counted: chords.CounterState | None,
+    ) -> tuple[Any, list[Any] | None]:
+        """A tree's carrying nodes, read while the group is restored, 32 at a time: (pool, futures).
+
+        None when there is no tree, or when the root state this part wrote carries every slot
+        (a small chord's): the join then reads no node.
+        """
+        if tree is None or (counted is not None and tree.root_slots(counted.values) is not None):
+            return None, None
+        from concurrent.futures import ThreadPoolExecutor  # only large chords need it
+
+        pool = ThreadPoolExecutor(max_workers=min(32, self.settings.max_connections))
+        reads = self._reads_deadline(deadline)
+        client = self.client
+        leaf_reads = [
+            pool.submit(client.get_or_none, treegeometry.node_key(key, tree.join_level, n), deadline=reads)
+            for n in tree.levels[tree.join_level]
+        ]
+        return pool, leaf_reads
+
+    def _publish(self, callback: Any, group_id: str, values: list[Any]) -> Any:
+        """Send the body with the header's values; a failure is the body's ChordError."""
+        try:
+            # Celery's private name, used as its own chord backends do (base.py, redis.py, gcs.py):
+            # there is no public call that publishes under broker_connection_retry's policy and keeps
+            # a callback's publish from being retried twice. tests/test_layering.py fails if it goes.
+            self.app.amqp._retry_publish(callback.delay, values)
+        except Exception as exc:  # noqa: BLE001 - reported on the body
+            logger.exception("Chord %r raised: %r", group_id, exc)
+            return self.chord_error(callback, ChordError(f"Callback error: {exc!r}"))
+        return None
 
     def _reads_deadline(self, deadline: float | None) -> float | None:
         """The counter's reads may end one request's time past the join's deadline: they are
@@ -119,7 +173,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             return None
         return max(deadline, time.monotonic() + self.settings.connect_timeout + self.settings.read_timeout)
 
-    def _clean_up_chord(self, group_id: str, key: str, deps: Any, nodes: list[str] | None = None) -> None:
+    def clean_up(self, group_id: str, key: str, deps: Any, nodes: list[str] | None = None) -> None:
         """Delete the counter (root first: late parts then stop), its tree and the saved group.
 
         A failure is logged, never raised: raised, it would make Celery's trace fail the
@@ -136,7 +190,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the body is published; what is left is logged
             logger.warning("s3result: could not clean up chord %s after publishing its body: %r", group_id, exc)
 
-    def _delete_each(self, keys: list[str]) -> list[str]:
+    def delete_each(self, keys: list[str]) -> list[str]:
         """DELETE every key (the first alone, then the others concurrently); the keys that failed."""
         failed: list[str] = []
 
@@ -165,7 +219,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             for _ in pool.map(self.client.delete, keys):
                 pass
 
-    def _join_header(
+    def join_header(
         self,
         deps: Any,
         timeout: float | None,
@@ -201,7 +255,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
         if missing:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                metas = dict(self.get_many(missing, timeout=left, interval=0.1))
+                metas = dict(self.read_results(missing, timeout=left, interval=0.1))
             except CeleryTimeout as exc:
                 raise ChordError(
                     f"the chord's join did not finish within result_chord_join_timeout={timeout}s: "
@@ -227,7 +281,7 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
     def _decoded(self, state: chords.CounterState, ids: list[str]) -> dict[str, Any]:
         """The values a root counter carries, by task id."""
         encoded = {m.rpartition(":")[0]: v for m, v in state.values.items()}
-        return {i: self.decode(encoded[i]) for i in ids if i in encoded}
+        return {i: self._celery.decode(encoded[i]) for i in ids if i in encoded}
 
     def _carried_values(
         self,
@@ -291,5 +345,5 @@ class FiringMethods(KeyValueStoreBackend):  # type: ignore[misc]
             if not isinstance(slot, str) or slot[:fp_len] != treegeometry.fingerprint(task_id):
                 raise ChordError(f"part index {index} was counted for another task than {task_id}")
             if len(slot) > fp_len:
-                values[task_id] = self.decode(slot[fp_len:])
+                values[task_id] = self._celery.decode(slot[fp_len:])
         return values

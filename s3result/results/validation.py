@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .options import redact_url
 from .settings import Addressing, ConditionalWrites, Settings
 from .settings import is_aws_endpoint as _is_aws_endpoint
@@ -282,7 +282,7 @@ def _parse_session_mode(raw: Mapping[str, Any]) -> str | None:
 
 def _check_directory_bucket(bucket: str, addressing: Addressing) -> None:
     """A directory bucket on AWS: a name S3 can route to a zone, and virtual-hosted addressing."""
-    from .s3.config import zone_id
+    from ..s3.config import zone_id
 
     if zone_id(bucket) is None:
         raise ConfigError(

@@ -30,7 +30,7 @@ Threads of one process that count on the same counter commit together, as ``coun
 
 Each part's small encoded result travels with its count (``values``), so the firing part's
 join reads the counter instead of every result. A large chord counts its parts in a tree of
-small objects (``chordtree``) whose root is this counter, holding the tree's top nodes as its
+small objects (``tree``) whose root is this counter, holding the tree's top nodes as its
 members; such a root is written as version 3, which workers that know no trees refuse.
 """
 
@@ -43,12 +43,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .cas import Attempt, compare_and_swap, may_retry
+from ..errors import S3Error, TransportError
+from ..results.cas import Attempt, compare_and_swap, may_retry
+from ..s3.client import S3Client
+from ..s3.request import PutMode
+from ..s3.retry import Backoff, RetryConfig, sleep
 from .counter import group_commit
-from .errors import S3Error, TransportError
-from .s3.client import S3Client
-from .s3.request import PutMode
-from .s3.retry import Backoff, RetryConfig, sleep
 
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
@@ -77,7 +77,7 @@ class CounterState:
     failed: str | None = None
     #: The token of the write that set ``failed``: a retry whose reply was lost knows it is its own.
     failed_token: str | None = None
-    #: Each counted part's encoded result when small (see ``chordtree``): the join reads no more.
+    #: Each counted part's encoded result when small (see ``tree``): the join reads no more.
     values: dict[str, str] = field(default_factory=dict)
     #: The root of a tree (its members are nodes, not parts). Written as version 3, which
     #: workers that know no trees refuse (their parts fail) instead of counting parts in it.

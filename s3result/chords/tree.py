@@ -5,7 +5,7 @@ whole (bytes per part grow with the chord) and every process of the fleet queues
 key (~20 parts/s at 20 ms per request, whatever the fleet). A large chord therefore counts
 its parts in a tree: each part adds itself to a leaf chosen by its ``group_index``; the part
 that completes a leaf adds the leaf to its parent, and so on; the root is the chord's
-counter object of ``chords`` (``ChordCounter``), whose completing write fires the body.
+counter object of ``rootcounter`` (``ChordCounter``), whose completing write fires the body.
 
 DESIGN notes (why it is built this way):
 
@@ -71,13 +71,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from .cas import Attempt, compare_and_swap
-from .chords import CounterState
+from ..results.cas import Attempt, compare_and_swap
+from ..s3.client import S3Client
+from ..s3.request import PutMode
+from ..s3.retry import sleep
 from .counter import group_commit
-from .s3.client import S3Client
-from .s3.request import PutMode
-from .s3.retry import sleep
-from .treegeometry import FP_LEN, Geometry, PartClash, dump_node, load_node, node_key
+from .geometry import FP_LEN, Geometry, PartClash, dump_node, load_node, node_key
+from .rootcounter import CounterState
 
 __all__ = (
     "Step",

@@ -36,15 +36,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AlreadyExists, BodyTooLarge, CorruptResponse, NotImplementedByStore, S3ResultError
-from .s3.request import PutMode
+from ..errors import AlreadyExists, BodyTooLarge, CorruptResponse, NotImplementedByStore, S3ResultError
+from ..s3.request import PutMode
 
 if TYPE_CHECKING:
-    from .s3.client import S3Client
+    from ..s3.client import S3Client
 
 __all__ = ["FORMAT", "MAX_AGE", "StoredVerdict", "confirm", "decode", "encode", "read", "verdict_key", "write"]
 
-logger = logging.getLogger("s3result.precondition")
+logger = logging.getLogger("s3result.results.precondition")  # the probe's own logger
 
 #: Seconds a stored verdict is trusted by a process that starts: one probe an hour per store,
 #: bucket and prefix, and a store replaced behind the same endpoint by software that answers
@@ -75,7 +75,7 @@ def verdict_key(client: S3Client, prefix: str) -> str:
     permission (``s3result-probe/*``) serves both.
     """
     s = client.config
-    digest = hashlib.sha256(f"{s.base_url} {s.bucket}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(str(s.store_id).encode()).hexdigest()[:16]  # the spelling kept in buckets
     name = f"s3result-probe/verdict-{digest}"
     return f"{prefix}/{name}" if prefix else name
 
@@ -125,8 +125,8 @@ def decode(client: S3Client, body: bytes, server: str) -> StoredVerdict | str:
         return "not a verdict"
     if data["s3result_verdict"] != FORMAT:
         return f"format {data['s3result_verdict']}, not {FORMAT}"
-    s = client.config
-    if data["endpoint"] != s.base_url or data["bucket"] != s.bucket:
+    store = client.config.store_id
+    if data["endpoint"] != store.endpoint or data["bucket"] != store.bucket:
         return "taken on another endpoint or bucket"
     # A working store's verdict always read the Server header back; a failing one's may not have.
     if stored_server != server and (ok or stored_server is not None):

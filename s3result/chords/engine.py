@@ -1,78 +1,86 @@
-"""The chord side of S3Backend: Celery's chord interface, counted natively where the store allows.
+"""The chord engine: Celery's chord interface, counted natively where the store allows.
 
-``S3Backend`` inherits these methods (Celery calls them on the backend: ``apply_chord``,
-``set_chord_size``, ``on_chord_part_return``); the counting itself is in ``chords`` (the
-chord's root counter: exactly once, the lease, failures) and ``chordtree`` (the tree of
-small counters a large chord counts in), the firing part's join, publish and clean-up in
-``chordfire``. This module holds the producer's one decision (native or chord_unlock, root or
-tree: ``chords.MARK``) and each part's count, with its small result carried along.
+``S3Backend`` hands it what Celery calls on the backend (``apply_chord``, ``set_chord_size``,
+``on_chord_part_return``, ``incr``); the counting itself is in ``rootcounter`` (the chord's root
+counter: exactly once, the lease, failures) and ``tree`` (the tree of small counters a
+large chord counts in), the firing part's join, publish and clean-up in ``firing``. This
+module holds the producer's one decision (native or chord_unlock, root or tree:
+``rootcounter.MARK``) and each part's count, with its small result carried along.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from celery import states
-from celery.backends.base import Backend
 from celery.canvas import maybe_signature
 from celery.exceptions import ChordError
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from . import chordmemory, chords, chordtree, treegeometry
-from .chordfire import FiringMethods
+from ..results.store import ResultStore
+from ..s3.config import StoreId
+from . import geometry as treegeometry
+from . import memory as chordmemory
+from . import rootcounter as chords
+from . import tree as chordtree
 from .counter import CasCounter
-from .precondition import Support
-from .readahead import ReadAhead
+from .firing import ChordFiring
 
-__all__ = ("ChordMethods",)
+__all__ = ("ChordEngine",)
 
 logger = get_logger(__name__)
 
 
-class ChordMethods(FiringMethods):
-    """Celery's chord interface for ``S3Backend`` (which provides the store side)."""
+class ChordEngine:
+    """Native chords on one store for one Celery app (``chord_unlock`` where the store cannot count).
 
-    #: How long a compare-and-swap may keep losing to other writers before giving up.
-    cas_deadline = 120.0
-    #: How long the run of a chord part that completed the count owns the body's publishing;
-    #: a redelivery of that same part takes over only after this (see ``chords``).
-    chord_lease = 60.0
-    #: Chords with at least this many parts (all plain tasks) count in a tree (``chordtree``)
-    #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
-    #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
-    #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
-    #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
-    chord_tree_from = 2
+    ``celery``: the Celery backend served (its public API only: keys, codec, group save and
+    restore, ``fallback_chord_unlock``); ``read_results``: the waiter's ``get_many``;
+    ``remember_header``: where the producer leaves a header's ids for its caller's waits (the
+    read-ahead's ``remember``). ``cas_deadline``: how long a
+    compare-and-swap may keep losing to other writers; ``lease``: how long the run of the part
+    that completed the count owns the body's publishing (see ``rootcounter``); ``tree_from``: chords
+    with at least this many parts (all plain tasks) count in a tree (``tree``).
+    """
 
-    @property
-    def conditional_support(self) -> Support:  # pragma: no cover - S3Backend's
-        raise NotImplementedError
-
-    @property
-    def native_chords(self) -> bool:  # pragma: no cover - S3Backend's
-        raise NotImplementedError
-
-    def _key(self, key: bytes | str) -> str:  # pragma: no cover - S3Backend's
-        raise NotImplementedError
-
-    def _init_chords(self, scope: str) -> None:
-        """The counters, made once per backend (Celery gives each thread its own backend)."""
-        # The count a chord's last part already took, handed to Celery's completion code.
-        self._counted = threading.local()
+    def __init__(
+        self,
+        store: ResultStore,
+        app: Any,
+        *,
+        celery: Any,
+        read_results: Callable[..., Iterator[Any]],
+        remember_header: Callable[[str, Sequence[str]], None],
+        scope: StoreId,
+        cas_deadline: float = 120.0,
+        lease: float = 60.0,
+        tree_from: int = 2,
+    ) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.app = app
+        self._celery = celery
+        self._remember = remember_header
+        self.tree_from = tree_from
+        self.firing = ChordFiring(lambda: store.client, store.settings, app, celery=celery, read_results=read_results)
+        name = str(scope)
+        self.counter = chords.ChordCounter(lambda: store.client, name, deadline_s=cas_deadline, lease_s=lease)
+        self.tree = chordtree.TreeCounter(lambda: store.client, name, deadline_s=cas_deadline)
+        self._incr = CasCounter(lambda: store.client, name, deadline_s=cas_deadline)
         # Whether this thread's last final state was stored by this run (see ``_stored_first``).
         self._final_write = threading.local()
-        self._counter = CasCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
-        self._chords = chords.ChordCounter(
-            lambda: self.client, scope, deadline_s=self.cas_deadline, lease_s=self.chord_lease
-        )
-        self._tree = chordtree.TreeCounter(lambda: self.client, scope, deadline_s=self.cas_deadline)
-        #: The header ids this backend sent (``readahead``): a body's parents are read together.
-        self.read_ahead = ReadAhead()
-        # Celery binds apply_chord to the incr flavour when implements_incr is set; ours
-        # decides per store (native_chords), so drop that binding and use the method.
-        self.__dict__.pop("apply_chord", None)
+
+    @property
+    def native(self) -> bool:
+        """True when chords count parts with compare-and-swap instead of chord_unlock."""
+        return self.store.support.ok
+
+    def _key(self, group_id: str) -> str:
+        """The object key of a chord's counter (its root, in a tree)."""
+        return self.store.key(self._celery.get_key_for_chord(group_id))
 
     def incr(self, key: bytes | str) -> int:
         """Add one to a counter object by compare-and-swap and return the new value.
@@ -80,21 +88,17 @@ class ChordMethods(FiringMethods):
         See ``counter``: the threads of a process commit together, and each increment gets
         its own value, so exactly one chord part sees the chord's size.
         """
-        counted = getattr(self._counted, "value", None)
-        if counted is not None:  # on_chord_part_return counted this part already
-            self._counted.value = None
-            return int(counted)
-        return self._counter.incr(self._key(key))
+        return self._incr.incr(self.store.key(key))
 
     # -- producer ------------------------------------------------------------------------------
 
-    def _tree_for(self, header_result_args: Any) -> treegeometry.Geometry | None:
+    def tree_for(self, header_result_args: Any) -> treegeometry.Geometry | None:
         """A tree for a large header of plain tasks (numbered 0..n-1 by Celery), else None."""
         try:
             results = list(header_result_args[1])
         except Exception:  # noqa: BLE001 - an unusual header counts in the root
             return None
-        if len(results) < max(2, self.chord_tree_from) or any(isinstance(r, ResultSet) for r in results):
+        if len(results) < max(2, self.tree_from) or any(isinstance(r, ResultSet) for r in results):
             return None
         return treegeometry.Geometry.fit(len(results))
 
@@ -104,30 +108,34 @@ class ChordMethods(FiringMethods):
             ids = [r.id for r in header_result_args[1]]
         except Exception:  # noqa: BLE001 - an unusual header is read one result at a time
             return
-        self.read_ahead.remember(str(header_result_args[0]), ids)
+        self._remember(str(header_result_args[0]), ids)
 
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Decide native counting or chord_unlock once, here, and send the decision with the chord.
 
-        The decision goes into the body signature (``chords.MARK``), which every header task
+        The decision goes into the body signature (``rootcounter.MARK``), which every header task
         receives as ``request.chord``, with the tree's geometry for a large chord. Native: save
         the group and create the counter before any part is published; the part that completes
         the count fires the body.
         """
-        native = self.native_chords
+        native = self.native
         group_id = header_result_args[0]
         self._remember_header(header_result_args)
         mark: dict[str, Any] = {"native": native, "gid": group_id}
-        tree = self._tree_for(header_result_args) if native else None
+        tree = self.tree_for(header_result_args) if native else None
         if tree is not None:
             mark["tree"] = tree.to_mark()
         body[chords.MARK] = mark
         chordmemory.remember_decision(group_id, native, body)
+        celery = self._celery
+        celery.ensure_chords_allowed()
+        header_result = self.app.GroupResult(*header_result_args)
         if native:
-            result = self._apply_chord_incr(header_result_args, body, **kwargs)
-            self._chords.create(self._key(self.get_key_for_chord(group_id)), tree=tree is not None)
-            return result
-        return Backend.apply_chord(self, header_result_args, body, **kwargs)
+            header_result.save(backend=celery)
+            self.counter.create(self._key(group_id), tree=tree is not None)
+        else:
+            celery.fallback_chord_unlock(header_result, body, **kwargs)
+        return None
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
         """Record Celery's size of the chord (called before its last part is published).
@@ -145,7 +153,7 @@ class ChordMethods(FiringMethods):
         decision = chordmemory.remember_decision(group_id)
         if decision is False:
             return  # this process applied it with chord_unlock
-        key = self._key(self.get_key_for_chord(group_id))
+        key = self._key(group_id)
         body = chordmemory.take_body(group_id)
         tree = treegeometry.Geometry.from_mark(body.get(chords.MARK)) if isinstance(body, dict) else None
         size = int(chord_size)
@@ -156,7 +164,7 @@ class ChordMethods(FiringMethods):
                 raise ChordError(f"s3result: chord {group_id}: {reason}")
             size = len(tree.expected(tree.height, 0))
         try:
-            recorded = self._chords.set_size(key, size)
+            recorded = self.counter.set_size(key, size)
         except Exception as exc:
             if body is not None:
                 self._fail_unsized_chord(body, group_id, key, f"recording the chord's size failed: {exc!r}")
@@ -176,53 +184,60 @@ class ChordMethods(FiringMethods):
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
         callback = maybe_signature(body, app=self.app)
-        marked = self._chords.fail(key, message)
+        marked = self.counter.fail(key, message)
         if marked is not True and self._body_ended(callback):
             return  # a part reported this chord already
         try:
-            self._chord_error(callback, ChordError(message))
+            self.firing.chord_error(callback, ChordError(message))
         except Exception as exc:  # noqa: BLE001 - the producer's own error is raised next
             logger.error("s3result: could not store the ChordError of chord %s on its body: %r", group_id, exc)
             return
         try:
-            self.client.delete(key)  # a part that comes after finds no counter and does nothing
+            self.store.client.delete(key)  # a part that comes after finds no counter and does nothing
         except Exception:  # noqa: BLE001 - marked failed or not, the body holds the error
             logger.warning("s3result: could not delete the counter of failed chord %s", group_id)
 
     # -- parts ---------------------------------------------------------------------------------
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
-        """Count this part (native chords only); the part that completes the count fires.
-
-        Celery's version reads and decodes the whole group in every part to learn the chord's
-        size: one more GET per part and O(parts) decoding each, O(parts^2) per chord. The size
-        never changes, so each process learns it once per chord (``_chord_size``); a part that
-        does not complete the count is then one CAS, and the part that does hands its count
-        to Celery's completion code (restore, join, publish, clean up) through ``incr``.
-        """
+        """Count this part (native chords only); the part that completes the count fires."""
         mark = chords.marking(getattr(request, "chord", None))
         if mark is not None:
             return self._chord_part_native(request, mark, state, result) if mark["native"] else None
-        if not self.native_chords:
+        if not self.native:
             return None
+        return self._chord_part_unmarked(request)
+
+    def _chord_part_unmarked(self, request: Any) -> Any:
+        """A chord from an older producer (no mark, no counter made up front): counted with ``incr``.
+
+        Celery's own version reads and decodes the whole group in every part to learn the chord's
+        size: one more GET per part and O(parts) decoding each, O(parts^2) per chord. The size
+        never changes, so each process learns it once per chord (``_chord_size``); a part that
+        does not complete the count is then one CAS, and the part whose count is the size fires
+        (every header result read: this counter carries none).
+        """
         group_id = getattr(request, "group", None)
-        size = self._chord_size(request, group_id) if group_id else None
-        if size is not None:
-            count = self.incr(self.get_key_for_chord(group_id))
-            if count < size:
-                return None
-            self._counted.value = count
-        try:
-            return super().on_chord_part_return(request, state, result, **kwargs)
-        finally:
-            self._counted.value = None
+        if not group_id:
+            return None
+        size = self._chord_size(request, group_id)
+        if isinstance(size, str):  # the group cannot be restored: Celery's errors, on the body
+            callback = maybe_signature(request.chord, app=self.app)
+            logger.error("Chord %r raised: %s", group_id, size)
+            return self.firing.chord_error(callback, ChordError(size))
+        count = self.incr(self._celery.get_key_for_chord(group_id))
+        if count > size:
+            logger.warning("Chord counter incremented too many times for %r", group_id)
+        if count != size:
+            return None
+        return self.firing.fire(request, group_id, self._key(group_id), carried=False)
 
     def _carried(self, state: str, result: Any) -> str | None:
         """The part's encoded result when it can travel with its count (small JSON text), else None."""
         if state != states.SUCCESS:
             return None
         try:
-            encoded = self.encode(self.prepare_value(result))
+            encoded = self._celery.encode(self._celery.prepare_value(result))
         except Exception:  # noqa: BLE001 - then the join reads the stored result
             return None
         if not isinstance(encoded, str) or len(encoded) > treegeometry.VALUE_MAX:
@@ -234,9 +249,9 @@ class ChordMethods(FiringMethods):
         group_id = getattr(request, "group", None)
         if not group_id:
             return None
-        key = self._key(self.get_key_for_chord(group_id))
+        key = self._key(group_id)
         try:
-            support = self.conditional_support
+            support = self.store.support
         except Exception as exc:  # noqa: BLE001 - a failed probe fails the chord, loudly
             return self._fail_chord(request, group_id, key, f"the conditional-write probe failed: {exc!r}")
         if not support.ok:
@@ -256,16 +271,16 @@ class ChordMethods(FiringMethods):
             tree = treegeometry.Geometry.from_mark(mark)
             if tree is None:
                 precreated = mark.get("gid") == group_id
-                outcome, written = self._chords.count_and_state(key, member[0], precreated=precreated, value=value)
+                outcome, written = self.counter.count_and_state(key, member[0], precreated=precreated, value=value)
             else:
                 outcome, written = self._count_in_tree(key, tree, request.id, index, value, member)
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
-            if self._chords.recover(key, member[0]):  # our write completed the set after all
-                return self._fire_chord(request, group_id, key)
+            if self.counter.recover(key, member[0]):  # our write completed the set after all
+                return self.firing.fire(request, group_id, key)
             return self._fail_chord(request, group_id, key, f"counting part {request.id} failed: {exc!r}", member[0])
         if outcome != "fire":
             return None
-        return self._fire_chord(request, group_id, key, written)
+        return self.firing.fire(request, group_id, key, written)
 
     def _count_in_tree(
         self, key: str, tree: treegeometry.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
@@ -283,7 +298,7 @@ class ChordMethods(FiringMethods):
         again = False
         first = self._stored_first(task_id)
         while level < tree.height:
-            step, slots, again = self._tree.add_and_read(key, tree, level, node, name, entry, again, first)
+            step, slots, again = self.tree.add_and_read(key, tree, level, node, name, entry, again, first)
             if step == "wait":
                 return "wait", None
             if step != "up":
@@ -292,9 +307,9 @@ class ChordMethods(FiringMethods):
             name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
-        return self._chords.count_and_state(key, name, precreated=True, value=tree.root_value(entry))
+        return self.counter.count_and_state(key, name, precreated=True, value=tree.root_value(entry))
 
-    def _note_final_write(self, task_id: str, stored: bool) -> None:
+    def note_final_write(self, task_id: str, stored: bool) -> None:
         """The backend stored a final state for ``task_id`` (``stored``: this write put it there,
         a run before did not): that part's count then needs no proof that its chord is still on."""
         self._final_write.value = (task_id, stored)
@@ -314,16 +329,16 @@ class ChordMethods(FiringMethods):
         """
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
-        marked = self._chords.fail(key, message)
+        marked = self.counter.fail(key, message)
         if marked is False:
-            if member is not None and self._chords.recover(key, member):
-                return self._fire_chord(request, group_id, key)
+            if member is not None and self.counter.recover(key, member):
+                return self.firing.fire(request, group_id, key)
             return None  # the chord already ended: completed, or failed and reported once
         callback = maybe_signature(request.chord, app=self.app)
         if marked is None and self._body_ended(callback):
             return None  # unmarkable counter (a 403): another part reported it already
         try:
-            return self._chord_error(callback, ChordError(message))
+            return self.firing.chord_error(callback, ChordError(message))
         finally:
             self._clean_up_failed(request, group_id, key)
 
@@ -342,8 +357,8 @@ class ChordMethods(FiringMethods):
             tree = None
         if tree is not None:
             keys += [treegeometry.node_key(key, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
-        keys.append(self._key(self.get_key_for_group(group_id)))
-        failed = self._delete_each(keys)
+        keys.append(self.store.key(self._celery.get_key_for_group(group_id)))
+        failed = self.firing.delete_each(keys)
         if failed:
             logger.warning(
                 "s3result: failed chord %s: could not delete %d of its %d objects (%s%s); the lifecycle rule on "
@@ -358,12 +373,12 @@ class ChordMethods(FiringMethods):
     def _body_ended(self, callback: Any) -> bool:
         """Whether the chord body already holds a final state (read once; False when unknown)."""
         try:
-            return self._get_task_meta_for(callback.id)["status"] in states.READY_STATES
+            return self.store.meta(callback.id)["status"] in states.READY_STATES
         except Exception:  # noqa: BLE001 - unknown: report (loud beats silent)
             return False
 
-    def _chord_size(self, request: Any, group_id: str) -> int | None:
-        """The chord's size as Celery reckons it, or None to let Celery's code decide."""
+    def _chord_size(self, request: Any, group_id: str) -> int | str:
+        """The chord's size as Celery reckons it, or why its group cannot tell (Celery's words)."""
         chord = getattr(request, "chord", None)
         size = chord.get("chord_size") if isinstance(chord, dict) else None
         if isinstance(size, int):
@@ -371,11 +386,11 @@ class ChordMethods(FiringMethods):
         size = chordmemory.known_size(group_id)
         if size is None:
             try:
-                group = self.restore_group(group_id)
-            except Exception:  # noqa: BLE001 - Celery's own path reports a failed restore
-                return None
+                group = self._celery.restore_group(group_id)
+            except Exception as exc:  # noqa: BLE001 - reported on the body
+                return f"Cannot restore group: {exc!r}"
             if group is None:
-                return None
+                return f"GroupResult {group_id} no longer exists"
             size = len(group)
             chordmemory.remember_size(group_id, size)
         return size

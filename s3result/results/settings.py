@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .s3.config import Addressing, S3Config, is_aws_endpoint
+from ..s3.config import Addressing, S3Config, StoreId, is_aws_endpoint
 
 __all__ = ["SCHEME", "Addressing", "ConditionalWrites", "Settings", "is_aws_endpoint"]
 
@@ -126,6 +126,11 @@ class Settings:
     def base_url(self) -> str:
         """Scheme and authority the requests go to, without the bucket in the path."""
         return self.s3.base_url
+
+    @property
+    def store_id(self) -> StoreId:
+        """This bucket's identity on its store (``S3Config.store_id``)."""
+        return self.s3.store_id
 
     def object_key(self, name: str) -> str:
         """Base path joined with ``/``, then Celery's key, with no leading slash."""

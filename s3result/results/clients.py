@@ -19,8 +19,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from .s3.client import S3Client
-from .s3.forks import on_fork_in_child
+from ..s3.client import S3Client
+from ..s3.forks import on_fork_in_child
 
 if TYPE_CHECKING:
     from .config import Settings

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import signals
 from celery.utils.log import get_logger
 
 from . import notifyregistry
@@ -85,21 +84,6 @@ def say_once(kind: str) -> None:
         logger.info("s3result: waiting callers are woken over the broker (%s); the store stays the result", kind)
     else:
         logger.info("s3result: no notifications over a %r broker: waiting callers poll the store", kind or "unknown")
-
-
-def _say_at_worker_start(sender: Any = None, **_: Any) -> None:
-    app = getattr(sender, "app", None)
-    backend = getattr(app, "backend", None) if app is not None else None
-    settings = getattr(backend, "settings", None)
-    if settings is None or not getattr(settings, "notify", False):
-        return
-    try:
-        say_once(broker_kind(app))
-    except Exception as exc:  # noqa: BLE001 - a log line must not stop a worker
-        logger.debug("s3result: broker kind unknown: %r", exc)
-
-
-signals.worker_ready.connect(_say_at_worker_start, weak=False, dispatch_uid="s3result-notify-at-ready")
 
 
 def publish(app: Any, reply_to: str, task_id: str, state: str, etag: str | None) -> bool:

@@ -3,7 +3,7 @@
 The producer's decision for each group (native or chord_unlock), the body of a native chord
 until its size is recorded, and chord sizes learnt from saved groups. Process-wide, because
 Celery gives each thread its own backend instance; bounded, oldest first; the lock renewed in
-a forked child. Used by ``chording``.
+a forked child. Used by ``engine``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .s3.forks import on_fork_in_child
+from ..s3.forks import on_fork_in_child
 
 __all__ = ("known_size", "remember_decision", "remember_size", "take_body")
 

@@ -18,14 +18,15 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
+from ..s3.config import StoreId
+from ..s3.forks import on_fork_in_child
+from ..s3.request import PutMode
 from . import verdict
 from .config import ConditionalWrites
-from .errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
-from .s3.forks import on_fork_in_child
-from .s3.request import PutMode
 
 if TYPE_CHECKING:
-    from .s3.client import GetResult, S3Client
+    from ..s3.client import GetResult, S3Client
 
 __all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 
@@ -43,9 +44,9 @@ class Support:
     forced: bool = False
 
 
-_cache: dict[tuple[str, str], Support] = {}
+_cache: dict[StoreId, Support] = {}
 # The last probe that failed per store and bucket: when it ended, and its error.
-_failed: dict[tuple[str, str], tuple[float, S3ResultError]] = {}
+_failed: dict[StoreId, tuple[float, S3ResultError]] = {}
 _lock = threading.Lock()
 
 
@@ -170,7 +171,7 @@ def _landed(client: S3Client, run: _Run, body: bytes) -> str | None:
 
 def known(client: S3Client) -> Support | None:
     """The verdict already taken for this client's store and bucket, or None; sends nothing."""
-    return _cache.get((client.config.base_url, client.config.bucket))
+    return _cache.get(client.config.store_id)
 
 
 def support_for(
@@ -195,7 +196,7 @@ def support_for(
     # Not keyed by process: the verdict is a property of the store. A prefork worker takes it
     # once, before forking (the start check), and its children inherit it; a child made for
     # each task (worker_max_tasks_per_child=1) then costs no request for it.
-    cache_key = (client.config.base_url, client.config.bucket)
+    cache_key = client.config.store_id
     found = _cache.get(cache_key)
     if found is not None:
         return found

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .options import EMPTY_ALLOWED, canonical, no_blank, parse_url, raw_slash_warning, redact_url
 from .settings import Addressing, ConditionalWrites, Settings
 from .validation import parse_bool, validate
@@ -112,7 +112,7 @@ def build(
         raw.update({k: v for k, v in layer.items() if v is not None})
     if "region" not in raw:
         # Last before the default, as in the SDKs: the profile's region in ~/.aws/config.
-        from .s3.credentials import awsfiles
+        from ..s3.credentials import awsfiles
 
         profile = awsfiles.profile_name(str(raw["profile"]) if raw.get("profile") else None, env)
         region = awsfiles.profile_section(profile, env, config_file=True).get("region")

@@ -19,11 +19,11 @@ from typing import Any
 
 from celery.utils.log import get_logger
 
+from ..s3.retry import Backoff, RetryConfig
 from . import notifyregistry
 from .notifyamqp import run_amqp
 from .notifyformat import EXCHANGE, parse
 from .notifyredis import run_redis
-from .s3.retry import Backoff, RetryConfig
 
 __all__ = [
     "BIND_WAIT",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # The notify module's logger: these lines are the notifications', whatever module says them.
-logger = get_logger("s3result.notify")
+logger = get_logger("s3result.waits.notify")
 
 #: How long a wait gives the listener to connect and subscribe before it polls without it.
 SUBSCRIBE_TIMEOUT = 2.0

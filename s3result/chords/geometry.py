@@ -1,7 +1,7 @@
 """Where each part of a large native chord is counted: the tree's shape (pure arithmetic, no I/O).
 
 The counting itself, and the design notes behind this shape (budget, contention, which
-parts, late parts), are in ``chordtree``. Here: the constants, a slot's fingerprint, the
+parts, late parts), are in ``tree``. Here: the constants, a slot's fingerprint, the
 node keys, ``Geometry`` (stripes, fill, stagger, fan-in) and a node's wire format, which
 stays byte-identical across versions (a rolling upgrade counts with old and new workers).
 """

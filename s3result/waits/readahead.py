@@ -5,7 +5,7 @@ every poll (``_maybe_reraise_parent_error``), so that a failed part's own error 
 caller: Celery reads each header result in turn, one GET after another. Against Redis that is
 a millisecond; against a store 20 ms away, 500 parts are 10 s a pass, and a failed part reaches
 the caller that late. The producer knows the header's task ids (``apply_chord`` runs in its
-process), so in the checks made while it waits (``waits``) the first read of one of them
+process), so in the checks made while it waits (``waiter``) the first read of one of them
 fetches the next ``WINDOW`` concurrently, and the reads that follow in the same check are
 answered from that batch. A result read as ready is used once (Celery caches a success itself); one still pending answers for ``FRESH`` seconds, or
 for longer in a large batch (a second per ``RATE`` ids, at most ``PATIENCE`` s), so a caller

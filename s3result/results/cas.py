@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import Conflict, NotImplementedByStore, PreconditionFailed, TransportError
-from .s3.retry import Backoff, RetryConfig, is_retryable, sleep
+from ..errors import Conflict, NotImplementedByStore, PreconditionFailed, TransportError
+from ..s3.retry import Backoff, RetryConfig, is_retryable, sleep
 
 __all__ = ("Attempt", "MAX_PAUSE_S", "MIN_BASE_S", "REFUSALS", "compare_and_swap", "lost_race", "may_retry")
 

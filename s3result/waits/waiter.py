@@ -1,45 +1,38 @@
 """Waiting for results: ``get()``, joins and ``iter_native`` are woken, and poll the store behind.
 
-``Waits`` is mixed into ``S3Backend`` ahead of Celery's ``KeyValueStoreBackend``, whose own
-``wait_for`` / ``get_many`` / ``iter_native`` it replaces. Where the broker carries notifications
-(``notify``), a wait listens before its first read, then reads what a notification says is ready.
-Polling goes on behind, as the safety net: every poll is one GET of one attempt, bounded by the
-time left before the caller's timeout, every ``interval`` while notifications arrive, else on the
-schedule of ``polling``. Celery's ``AsyncBackendMixin`` delivers the result carried by a message;
-here the message carries no result, and the store is read once it comes, so the wait loop stays
-this one, for every broker.
+``Waiter`` does the waiting ``S3Backend`` hands it (in place of Celery's own ``wait_for`` /
+``get_many`` / ``iter_native``). Where the broker carries notifications (``notify``), a wait
+listens before its first read, then reads what a notification says is ready. Polling goes on
+behind, as the safety net: every poll is one GET of one attempt, bounded by the time left before
+the caller's timeout, every ``interval`` while notifications arrive, else on the schedule of
+``polling``. Celery's ``AsyncBackendMixin`` delivers the result carried by a message; here the
+message carries no result, and the store is read once it comes, so the wait loop stays this one,
+for every broker.
 
-The worker's half is here too: ``on_task_call`` records the sending thread's ``reply_to`` and
-``_notify_caller`` publishes after the store write (see ``notify``).
+The worker's half is here too: ``sent_from`` records the sending thread's ``reply_to`` and
+``notify_caller`` publishes after the store write (see ``notify``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 from celery import states
+from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 from kombu.utils.encoding import bytes_to_str
 
+from ..results.store import ResultStore, is_transient
 from . import notify
 from .polling import Deadline, delays
 from .readahead import ReadAhead
 
-if TYPE_CHECKING:
-    from .config import Settings
-    from .s3.client import S3Client
-
-__all__ = ["Waits"]
+__all__ = ["Waiter"]
 
 logger = get_logger(__name__)
-
-# Set while this thread runs Celery's check of a waited result's parents (``on_interval`` in
-# ``wait_for``): only those reads are answered by the read-ahead. Any other read of a header
-# result (``AsyncResult.state``, ``ready()``) is one GET of the store, as always.
-_checking = threading.local()
 
 
 def _timed_out(text: str, failing: BaseException | None) -> str:
@@ -54,24 +47,33 @@ def _timed_out(text: str, failing: BaseException | None) -> str:
     return f"{text} The store was failing: {' '.join(str(failing).split())}"
 
 
-class Waits:
-    """The waiting half of ``S3Backend``: ``wait_for``, ``get_many`` and ``iter_native``."""
+class Waiter:
+    """Waits on one store for one Celery app: ``wait_for``, ``get_many`` and ``iter_native``.
 
-    if TYPE_CHECKING:  # provided by S3Backend and Celery's backend classes
-        settings: Settings
-        app: Any
-        _cache: Any
-        TimeoutError: type[Exception]
-        read_ahead: ReadAhead
+    ``cache``: Celery's cache of ready results (the backend's); ``to_results``: Celery's decoding
+    of a round of reads into ready metas (``_mget_to_results``); ``read_ahead``: the header ids
+    the producer sent, read together in the check of a body's parents (``readahead``).
+    """
 
-        @property
-        def client(self) -> S3Client: ...
-        def _ensure_not_eager(self) -> None: ...
-        def _key(self, key: bytes | str) -> str: ...
-        def get_key_for_task(self, task_id: Any, key: Any = "") -> Any: ...
-        def decode_result(self, payload: Any) -> Any: ...
-        def exception_safe_to_retry(self, exc: BaseException) -> bool: ...
-        def _mget_to_results(self, values: Any, keys: Any, READY_STATES: Any = ...) -> Any: ...  # noqa: N803
+    def __init__(
+        self,
+        store: ResultStore,
+        app: Any,
+        *,
+        cache: MutableMapping[Any, Any],
+        to_results: Callable[[list[bytes | None], list[str], frozenset[str]], dict[str, Any]],
+        read_ahead: ReadAhead,
+    ) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.app = app
+        self._cache = cache
+        self._to_results = to_results
+        self.read_ahead = read_ahead
+        # Set while this thread runs Celery's check of a waited result's parents (``on_interval`` in
+        # ``wait_for``): only those reads are answered by the read-ahead. Any other read of a header
+        # result (``AsyncResult.state``, ``ready()``) is one GET of the store, as always.
+        self._checking = threading.local()
 
     def wait_for(
         self,
@@ -97,7 +99,6 @@ class Waits:
         parents there, so a failed parent's own error wins over a chord body's
         ``ChordError``, as with Celery's other backends.
         """
-        self._ensure_not_eager()
         deadline = Deadline(timeout)
         interval = 0.5 if interval is None else interval
         fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
@@ -109,7 +110,7 @@ class Waits:
                 try:
                     meta = self._get_meta_once(task_id, deadline.at)
                 except Exception as exc:
-                    if not self.exception_safe_to_retry(exc):
+                    if not is_transient(exc):
                         raise
                     if failing is None:
                         logger.warning("s3result: store unavailable while waiting for %s: %s", task_id, exc)
@@ -126,7 +127,7 @@ class Waits:
                 if on_interval:
                     self._check_parents(on_interval)
                 if deadline.passed():
-                    raise self.TimeoutError(_timed_out("The operation timed out.", failing)) from failing
+                    raise CeleryTimeout(_timed_out("The operation timed out.", failing)) from failing
                 polls += 1
                 self._pause(watch, deadline, next(slow) if watch is not None and watch.reliable() else next(fast))
         finally:
@@ -181,7 +182,7 @@ class Waits:
                 if sentinel not in ids:
                     sentinel = next(reversed(ids))
                 if deadline.passed():
-                    raise self.TimeoutError(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
+                    raise CeleryTimeout(_timed_out(f"Operation timed out ({timeout})", failing)) from failing
                 if on_interval:
                     on_interval()
                 wait = next(slow) if watch is not None and watch.reliable() else next(fast)
@@ -239,7 +240,6 @@ class Waits:
         on_interval: Any = None,
     ) -> Iterator[tuple[str, Any]]:
         """Celery's ``iter_native``, handing ``get_many`` the group's ids in the group's order."""
-        self._ensure_not_eager()
         results = result.results
         if not results:
             return
@@ -261,13 +261,11 @@ class Waits:
         A transient failure leaves its result for the next round and is handed back as the
         last failure (the cause of a later timeout); a permanent one is raised.
         """
-        found = self.client.get_each(
-            [self._key(self.get_key_for_task(k)) for k in keys], deadline=deadline.at, attempts=1
-        )
+        found = self.store.client.get_each([self.store.task_key(k) for k in keys], deadline=deadline.at, attempts=1)
         values: list[bytes | None] = []
         for item in found:
             if isinstance(item, Exception):
-                if not self.exception_safe_to_retry(item):
+                if not is_transient(item):
                     raise item
                 if failing is None:
                     logger.warning("s3result: store unavailable while joining %d results: %s", len(keys), item)
@@ -275,43 +273,44 @@ class Waits:
                 values.append(None)
             else:
                 values.append(None if item is None else item.body)
-        ready: dict[str, Any] = self._mget_to_results(values, keys, ready_states)
+        ready: dict[str, Any] = self._to_results(values, keys, ready_states)
         return ready, failing
 
-    @staticmethod
-    def _check_parents(on_interval: Callable[[], Any]) -> None:
+    def _check_parents(self, on_interval: Callable[[], Any]) -> None:
         """Celery's check of the waited result's parents, its header reads answered by the read-ahead."""
-        _checking.on = True
+        self._checking.on = True
         try:
             on_interval()
         finally:
-            _checking.on = False
+            self._checking.on = False
 
-    def _get_task_meta_for(self, task_id: Any) -> Any:
-        """One result's meta; a chord header's is read with the next ones of its header
-        (``readahead``): in a check of a body's parents, or in a pass over the header."""
+    def task_meta(self, task_id: Any) -> Any:
+        """One result's meta (Celery's ``_get_task_meta_for``); a chord header's is read with the
+        next ones of its header (``readahead``): in a check of a body's parents, or in a pass over
+        the header."""
         task_id = bytes_to_str(task_id)
-        if not getattr(_checking, "on", False):
-            read = super()._get_task_meta_for  # type: ignore[misc]
-            return self.read_ahead.in_pass(task_id, read, self._read_header, lambda other: other in self._cache)
+        if not getattr(self._checking, "on", False):
+            return self.read_ahead.in_pass(
+                task_id, self.store.meta, self._read_header, lambda other: other in self._cache
+            )
         meta = self.read_ahead.take(task_id)
         if meta is not None:
             if meta["status"] != states.PENDING or not self._notified_failed(task_id):
                 return meta
-            return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+            return self.store.meta(task_id)
         ids = self.read_ahead.window(task_id, skip=lambda other: other in self._cache)
         if len(ids) > 1:
             self.read_ahead.keep(self._read_header(ids))
             meta = self.read_ahead.take(task_id)
             if meta is not None:
                 return meta
-        return super()._get_task_meta_for(task_id)  # type: ignore[misc]
+        return self.store.meta(task_id)
 
     def _read_header(self, ids: list[str]) -> dict[str, Any]:
         """Header results read concurrently: meta by task id, less those whose read failed."""
-        found = self.client.get_each([self._key(self.get_key_for_task(i)) for i in ids])
+        found = self.store.client.get_each([self.store.task_key(i) for i in ids])
         return {
-            i: {"status": states.PENDING, "result": None} if item is None else self.decode_result(item.body)
+            i: {"status": states.PENDING, "result": None} if item is None else self.store.decode(item.body)
             for i, item in zip(ids, found, strict=True)
             if not isinstance(item, Exception) and (item is None or item.body)
         }
@@ -330,10 +329,10 @@ class Waits:
         cached = self._cache.get(task_id)
         if cached is not None:
             return cached
-        found = self.client.get_or_none(self._key(self.get_key_for_task(task_id)), deadline=deadline, attempts=1)
+        found = self.store.client.get_or_none(self.store.task_key(task_id), deadline=deadline, attempts=1)
         if found is None or not found.body:
             return {"status": states.PENDING, "result": None}
-        meta = self.decode_result(found.body)
+        meta = self.store.decode(found.body)
         if meta.get("status") == states.SUCCESS:
             self._cache[task_id] = meta
         return meta
@@ -366,13 +365,12 @@ class Waits:
         left = deadline.remaining()
         return watch.wait(wait if left is None else max(0.0, min(wait, left)))
 
-    def on_task_call(self, producer: Any, task_id: Any) -> dict[str, Any]:
+    def sent_from(self) -> None:
         """A task is about to be sent from this thread: its ``reply_to`` is worth listening to."""
         if self.settings.notify:
             notify.sent_from(self.app, self.app.thread_oid)
-        return {}
 
-    def _notify_caller(self, task_id: Any, state: str, etag: str | None, request: Any) -> None:
+    def notify_caller(self, task_id: Any, state: str, etag: str | None, request: Any) -> None:
         """After a ready state is stored: wake the process that sent the task (see ``notify``)."""
         if not self.settings.notify or state not in states.READY_STATES:
             return

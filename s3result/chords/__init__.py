@@ -1,0 +1,1 @@
+"""Native chords: the engine, the root counter, the tree, its geometry, the firing part."""

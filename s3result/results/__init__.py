@@ -1,0 +1,1 @@
+"""The result store and what it stands on: settings, keys, race-free writes, the conditional-write verdict."""
