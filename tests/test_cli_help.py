@@ -63,6 +63,27 @@ def test_a_url_given_as_a_word_is_pointed_at_url_without_echoing_it(
     assert f"(see s3result {command} --help)" in err and "s3cr3t" not in err and "AKIAXXX" not in err, err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "--urll=s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket/results"],
+        ["check", "--url", "s3result://bucket/a", "s3result+http://AKIAXXX:s3cr3t@127.0.0.1:9000/bucket/b"],
+    ],
+)
+def test_a_mistyped_option_or_a_second_url_is_not_pointed_at_url(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--urll=URL`` is a typo of the option, and a second URL after ``--url`` is one too many:
+    telling either to "give the URL with --url" is a wrong fix (it suggested ``--url '--urll=...'``)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("s3result check: unrecognized arguments: "), err
+    assert "give the result_backend URL with --url" not in err, err
+    assert "s3cr3t" not in err and "AKIAXXX" not in err and "(see s3result check --help)" in err, err
+
+
 def test_a_word_a_command_does_not_take_points_at_that_commands_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["conformance", "s3result://bucket/results", "extra"])

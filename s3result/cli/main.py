@@ -478,15 +478,19 @@ def _parser() -> argparse.ArgumentParser:
 _TARGETED = ("check", "get", "forget", "lifecycle")
 
 
-def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> NoReturn:
+def _unrecognized(
+    parser: argparse.ArgumentParser, command: str | None, extra: list[str], *, url_given: bool = False
+) -> NoReturn:
     """A word the command does not take: point at that command's help, and at ``--url`` for a URL.
 
     ``s3result check s3result://bucket/prefix`` is what a new user types first (``conformance``
-    takes the URL that way); argparse alone blames the top-level command and its help.
+    takes the URL that way); argparse alone blames the top-level command and its help. Only a
+    bare URL is pointed at ``--url``: a mistyped option (``--urll=URL``) or a second URL after
+    ``--url`` is an unrecognized argument, named with its URL masked.
     """
     prog = f"s3result {command}" if command else "s3result"
-    url = next((word for word in extra if "://" in word), None)
-    if url is not None and command in _TARGETED:
+    url = next((word for word in extra if "://" in word and not word.startswith("-")), None)
+    if url is not None and command in _TARGETED and not url_given:
         scheme = url.split("://", 1)[0]
         parser.exit(
             2, f"{prog}: give the result_backend URL with --url: {prog} --url '{scheme}://...' (see {prog} --help)\n"
@@ -499,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        _unrecognized(parser, args.command, extra)
+        _unrecognized(parser, args.command, extra, url_given=getattr(args, "url", None) is not None)
     if args.command is None:
         parser.print_help()
         return 2
