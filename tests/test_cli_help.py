@@ -109,3 +109,13 @@ def test_a_url_in_the_wrong_place_is_never_echoed(argv: list[str], capsys: pytes
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") <= 1, err
     assert "s3cr3t" not in err and "AKIAXXX" not in err, err
+
+
+def test_conformance_takes_its_url_either_way(capsys: pytest.CaptureFixture[str]) -> None:
+    """``s3result check --url URL`` is the form a user learns first; conformance takes it too, once."""
+    from s3result.cli.main import _parser
+
+    args = _parser().parse_args(["conformance", "--url", "s3result://bucket/p"])
+    assert args.url_option == "s3result://bucket/p" and args.url is None
+    code = main(["conformance", "s3result://bucket/p", "--url", "s3result://bucket/q"])
+    assert code == 2 and "give the URL once" in capsys.readouterr().err

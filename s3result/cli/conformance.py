@@ -28,6 +28,12 @@ def add_conformance_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help="the result_backend URL of the store to check (default: $S3RESULT_URL); credentials as for a worker",
     )
+    parser.add_argument(
+        "--url",
+        dest="url_option",
+        metavar="URL",
+        help="the same URL given as the other commands take it (s3result check --url ...)",
+    )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     fmt.add_argument("--markdown", action="store_true", help="print the outcomes as a Markdown table")

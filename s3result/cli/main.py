@@ -56,7 +56,9 @@ def _settings_and_app(args: argparse.Namespace) -> tuple[Any, Any]:
                 "set result_backend, or give --url"
             )
         return from_celery_conf(app.conf, backend), app
-    url = getattr(args, "url", None) or os.environ.get("S3RESULT_URL")
+    if getattr(args, "url", None) and getattr(args, "url_option", None):
+        raise UsageError("give the URL once: as the argument or with --url")
+    url = getattr(args, "url", None) or getattr(args, "url_option", None) or os.environ.get("S3RESULT_URL")
     if not url and args.command == "conformance":
         raise UsageError(
             "give the store's URL: s3result conformance s3result+https://HOST/BUCKET/PREFIX (or set S3RESULT_URL)"
