@@ -16,6 +16,7 @@ Settings are read once, in ``__init__``, through ``config.from_celery_conf``; a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import states
@@ -39,6 +40,21 @@ __all__ = ("S3Backend",)
 logger = get_logger(__name__)
 
 
+class _Knob:
+    """A chord or write knob: a class-wide default (``S3Backend.chord_lease = 5`` before the backend
+    is built, as the docs show), and on a built backend the value of the part that uses it, so
+    ``backend.cas_deadline = 0.5`` takes effect instead of being dropped on an unused attribute."""
+
+    def __init__(self, default: Any, read: Callable[[Any], Any], write: Callable[[Any, Any], None]) -> None:
+        self.default, self._read, self._write = default, read, write
+
+    def __get__(self, backend: Any, owner: Any = None) -> Any:
+        return self.default if backend is None else self._read(backend)
+
+    def __set__(self, backend: Any, value: Any) -> None:
+        self._write(backend, value)
+
+
 class S3Backend(KeyValueStoreBackend):
     """Celery results as S3 objects: ``<prefix>/celery-task-meta-<task id>``."""
 
@@ -54,16 +70,16 @@ class S3Backend(KeyValueStoreBackend):
     implements_incr = False
 
     #: How long a compare-and-swap may keep losing to other writers before giving up.
-    cas_deadline = 120.0
+    cas_deadline = _Knob(120.0, lambda b: b.store.cas_deadline, lambda b, v: b._set_cas_deadline(v))
     #: How long the run of a chord part that completed the count owns the body's publishing;
     #: a redelivery of that same part takes over only after this (see ``chords.rootcounter``).
-    chord_lease = 60.0
+    chord_lease = _Knob(60.0, lambda b: b.chords.counter.lease_s, lambda b, v: setattr(b.chords.counter, "lease_s", v))
     #: Chords with at least this many parts (all plain tasks) count in a tree (``chords.tree``)
     #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
     #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
     #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
     #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
-    chord_tree_from = 2
+    chord_tree_from = _Knob(2, lambda b: b.chords.tree_from, lambda b, v: setattr(b.chords, "tree_from", v))
 
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
@@ -77,7 +93,7 @@ class S3Backend(KeyValueStoreBackend):
             task_key=self.get_key_for_task,
             decode=self.decode_result,
             content_type=content_type,
-            cas_deadline=self.cas_deadline,
+            cas_deadline=type(self).cas_deadline,
         )
         read_ahead = ReadAhead()
         self.waiter = Waiter(
@@ -90,11 +106,15 @@ class S3Backend(KeyValueStoreBackend):
             read_results=self.waiter.get_many,
             remember_header=read_ahead.remember,
             scope=self.settings.store_id,
-            cas_deadline=self.cas_deadline,
-            lease=self.chord_lease,
-            tree_from=self.chord_tree_from,
+            cas_deadline=type(self).cas_deadline,
+            lease=type(self).chord_lease,
+            tree_from=type(self).chord_tree_from,
         )
         worker.connect(self.app, S3Backend)
+
+    def _set_cas_deadline(self, seconds: float) -> None:
+        self.store.cas_deadline = seconds
+        self.chords.set_cas_deadline(seconds)
 
     @property
     def client(self) -> S3Client:

@@ -103,3 +103,22 @@ def test_redelivery_of_the_completing_part_takes_over_after_the_lease() -> None:
     assert again.count("k", "a:0", precreated=True) == "fire"
     store.objects.pop("k")  # published and deleted
     assert again.count("k", "a:0", precreated=True) == "late"
+
+
+def test_the_chord_knobs_set_on_a_built_backend_reach_the_parts_that_use_them() -> None:
+    """``backend.cas_deadline = 0.5`` on a built backend takes effect (it was dropped when the
+    knobs moved into the result store and the chord engine); the class keeps its defaults."""
+    from celery import Celery
+
+    from s3result.backend import S3Backend
+
+    app = Celery("knobs", set_as_current=False)
+    app.conf.result_backend = "s3result+http://AKID:SECRET@127.0.0.1:9/bucket/knobs"
+    backend = app.backend
+    assert (backend.cas_deadline, backend.chord_lease, backend.chord_tree_from) == (120.0, 60.0, 2)
+    backend.cas_deadline, backend.chord_lease, backend.chord_tree_from = 0.5, 3.0, 10**9
+    assert backend.store.cas_deadline == 0.5 and backend.chords.counter.deadline_s == 0.5
+    assert backend.chords.tree.deadline_s == 0.5 and backend.chords._incr.deadline_s == 0.5
+    assert backend.chords.counter.lease_s == 3.0 and backend.chords.tree_from == 10**9
+    assert (backend.cas_deadline, backend.chord_lease, backend.chord_tree_from) == (0.5, 3.0, 10**9)
+    assert (S3Backend.cas_deadline, S3Backend.chord_lease, S3Backend.chord_tree_from) == (120.0, 60.0, 2)

@@ -126,7 +126,7 @@ class CasCounter:
     def __init__(self, client: Callable[[], S3Client], scope: str, *, deadline_s: float = 120.0) -> None:
         self._client = client
         self._scope = scope
-        self._deadline_s = deadline_s
+        self.deadline_s = deadline_s
 
     def incr(self, key: str) -> int:
         """Add one to the counter at ``key`` and return the count this increment made."""
@@ -158,4 +158,4 @@ class CasCounter:
                 client.put(key, new, mode=PutMode.update(current.etag), content_type="text/plain")
             return count + n
 
-        return compare_and_swap(key, attempt, deadline_s=self._deadline_s, store_errors=False)
+        return compare_and_swap(key, attempt, deadline_s=self.deadline_s, store_errors=False)

@@ -73,6 +73,10 @@ class ChordEngine:
         # Whether this thread's last final state was stored by this run (see ``_stored_first``).
         self._final_write = threading.local()
 
+    def set_cas_deadline(self, seconds: float) -> None:
+        """How long each of the engine's compare-and-swaps may keep losing to other writers."""
+        self.counter.deadline_s = self.tree.deadline_s = self._incr.deadline_s = seconds
+
     @property
     def native(self) -> bool:
         """True when chords count parts with compare-and-swap instead of chord_unlock."""
