@@ -94,6 +94,7 @@ class Settings:
             ca_bundle=self.ca_bundle,
             session_mode=self.session_mode,
             secret_origin=self.secret_origin,
+            endpoint_origin=self.endpoint_origin if (self.endpoint_origin or "").startswith("AWS_") else None,
         )
         object.__setattr__(self, "s3", s3)
 

@@ -29,9 +29,18 @@ logger = logging.getLogger("s3result.s3.client")
 
 
 def transmit(
-    transport: Transport, request: Request, target: bytes, wire: list[tuple[bytes, bytes]], *, base: str
+    transport: Transport,
+    request: Request,
+    target: bytes,
+    wire: list[tuple[bytes, bytes]],
+    *,
+    base: str,
+    endpoint_setting: str = "endpoint_url",
 ) -> RawResponse | Exception:
-    """One attempt on ``transport``; a transport failure is returned, named, for the retry step."""
+    """One attempt on ``transport``; a transport failure is returned, named, for the retry step.
+
+    ``endpoint_setting``: what the fix calls the endpoint (the variable that set it, if one did).
+    """
     method = request.method
     try:
         if request.deadline is None:
@@ -42,7 +51,8 @@ def transmit(
     except BodyTooLarge as exc:
         raise BodyTooLarge(f"S3 {method} {request.label}: {exc}") from None
     except TransportError as exc:
-        error = type(exc)(f"S3 {method} {request.label} to {base}: {exc}", method=method, key=request.name)
+        text = str(exc) if endpoint_setting == "endpoint_url" else str(exc).replace("endpoint_url", endpoint_setting)
+        error = type(exc)(f"S3 {method} {request.label} to {base}: {text}", method=method, key=request.name)
         error.__cause__ = exc
         return error
 

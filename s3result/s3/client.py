@@ -346,7 +346,14 @@ class S3Client:
                 progress.sent = progress.throttled.turn(request.deadline)
             extra = list(request.headers)
             wire = self._signed_headers(request.method, path, extra, request.body, body_sha, query, request.session)
-            outcome = transmit(self._get_slot().transport, request, target, wire, base=self.pool.base)
+            outcome = transmit(
+                self._get_slot().transport,
+                request,
+                target,
+                wire,
+                base=self.pool.base,
+                endpoint_setting=self.config.endpoint_origin or "endpoint_url",
+            )
             if isinstance(outcome, RawResponse):
                 if request.raw:
                     return outcome

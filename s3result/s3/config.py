@@ -102,6 +102,9 @@ class S3Config:
     session_mode: str | None = None
     #: Where the secret key was given ("the result_backend URL", ...), named by a wrong-secret error.
     secret_origin: str | None = None
+    #: The environment variable that gave ``endpoint_url`` (``AWS_ENDPOINT_URL_S3``), if one did:
+    #: an error's fix then names that variable, which is what the user set.
+    endpoint_origin: str | None = None
 
     def __post_init__(self) -> None:
         if not self.bucket:

@@ -210,3 +210,24 @@ def test_trickling_server_never_hangs_check() -> None:
     assert proc.returncode == 1, out
     assert f"network: 127.0.0.1:{port} answers too slowly" in out, out
     _no_iam(out)
+
+
+def test_a_worker_s_refused_request_names_the_variable_that_set_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only ``check``: the client's own error, as a worker logs it, names AWS_ENDPOINT_URL_S3
+    when that set the endpoint, and endpoint_url when the URL or a setting did."""
+    from s3result.results import config
+    from s3result.errors import ConnectError
+    from s3result.s3.client import S3Client
+
+    port = free_port()
+    env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "S"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for url, named in (
+        ("s3result://bucket/p?max_attempts=1", "check AWS_ENDPOINT_URL_S3 and"),
+        (f"s3result+http://AKID:S@127.0.0.1:{port}/bucket/p?max_attempts=1", "check endpoint_url and"),
+    ):
+        client = S3Client(config.build(url=url, environ=env).s3)
+        with pytest.raises(ConnectError) as exc:
+            client.get("p/x")
+        assert named in str(exc.value), exc.value
