@@ -215,8 +215,8 @@ def test_trickling_server_never_hangs_check() -> None:
 def test_a_worker_s_refused_request_names_the_variable_that_set_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not only ``check``: the client's own error, as a worker logs it, names AWS_ENDPOINT_URL_S3
     when that set the endpoint, and endpoint_url when the URL or a setting did."""
-    from s3result.results import config
     from s3result.errors import ConnectError
+    from s3result.results import config
     from s3result.s3.client import S3Client
 
     port = free_port()
