@@ -203,3 +203,24 @@ def test_ids_of_no_header_sent_here_are_read_alone() -> None:
     store = Store()
     _pass(ahead, store, ["x", "y", "z"])
     assert store.alone == ["x", "y", "z"] and store.batches == []
+
+
+def test_a_steady_pass_keeps_its_batch_until_its_oldest_answer_is_stalest() -> None:
+    """On a loaded machine Celery's check may take more than ``FRESH`` over a batch: a pass that
+    goes on steadily (each read within ``FRESH`` of the one before) uses what it read ahead, up to
+    ``STALEST`` after reading it (it read each batch twice under load, as the first expired)."""
+    clock = Clock()
+    ahead = ReadAhead(clock=clock)
+    ids = [f"t{i}" for i in range(16)]
+    ahead.remember("g", ids)
+    store = Store()
+    for task_id in ids[:8]:  # t0 alone, then batches of 1, 2, 4: t1..t7
+        _pass(ahead, store, [task_id])
+    step = readahead.FRESH * 0.8
+    for task_id in ids[8:15]:  # t8 reads t8..t15; each next read within FRESH, the batch < STALEST
+        clock.now += step
+        _pass(ahead, store, [task_id])
+    assert [i for b in store.batches for i in b] == ids[1:16], store.batches  # each read once
+    clock.now += readahead.STALEST  # the batch's last answer is too old: read again
+    _pass(ahead, store, ["t15"])
+    assert store.batches[-1][0] == "t15"

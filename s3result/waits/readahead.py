@@ -19,7 +19,8 @@ header id right after the one before it, by the same thread, continues a pass: i
 concurrently as many ids as the pass has read so far (up to ``AHEAD``), so a pass over 500
 parts is a dozen round trips, not 500, and a pass cut short reads at most twice what it used.
 Those answers serve that pass only: each once, to the read of the id that comes next, within
-``FRESH`` seconds. A read out of order (a loop on one part's ``ready()``, a later look at another
+``FRESH`` seconds of the pass's previous read and ``STALEST`` of being read (a pass that goes on
+steadily on a loaded machine keeps its batch). A read out of order (a loop on one part's ``ready()``, a later look at another
 part) starts a new pass with a read of its own, as does a failed answer (Celery's check raises
 there and reads nothing more). So a read outside a wait never gets an answer older than the pass
 it belongs to, and a loop on one part reads that part alone. The pass's pending answers also
@@ -49,6 +50,10 @@ RATE = 50
 PATIENCE = 5.0
 #: Headers remembered per backend (the producer's latest chords).
 HEADERS = 64
+#: The oldest answer a pass may use: each answer read ahead serves within ``FRESH`` of the pass's
+#: previous read (a pass that goes on steadily keeps its batch), and never past this age. Celery's
+#: own one-by-one pass over 100 parts of a store 20 ms away reads its last part 2 s after its first.
+STALEST = 2.0
 #: The most a pass outside a wait reads ahead at once: it goes on when its next answer is in,
 #: so a part that failed a moment ago is not kept behind hundreds of reads.
 AHEAD = 64
@@ -65,6 +70,7 @@ class _Pass:
         self.position = position
         self.ahead: Metas = {}
         self.until = 0.0
+        self.read_at = 0.0
         self.reads = 1
 
 
@@ -152,15 +158,17 @@ class ReadAhead:
             return meta
         current.position = position
         meta = current.ahead.pop(task_id, None)
-        if meta is None or self._clock() > current.until:
+        now = self._clock()
+        if meta is None or now > current.until:
             later = (i for i in itertools.islice(ids, position + 1, None) if not skip(i))
             wanted = [task_id, *itertools.islice(later, min(current.reads, AHEAD) - 1)]
             current.ahead = many(wanted)
-            current.until = self._clock() + FRESH
+            current.read_at = now = self._clock()
             self._stand(current.ahead, len(ids))
             meta = current.ahead.pop(task_id, None)
             if meta is None:  # its read failed: the store's own answer (or error), with retries
                 meta = one(task_id)
+        current.until = min(now + FRESH, current.read_at + STALEST)  # a steady pass keeps its batch
         current.reads += 1
         if meta.get("status") in states.PROPAGATE_STATES:
             current.ahead.clear()  # Celery's check raises here: nothing read ahead outlives it

@@ -188,12 +188,29 @@ def test_a_chord_of_100_is_woken(caller: Caller) -> None:
     """The body (1 s, after a header of 100) wakes the caller that applied the chord."""
     delivered = caller.listener().delivered
     res = chord(caller.module.part.s(i) for i in range(100))(caller.module.slow_part.s(1.0))
+    # The header stored before the caller looks (read straight from the store, not through the
+    # caller): a part still pending at the caller's check is read again at the next one, which on a
+    # loaded machine made the count depend on the worker's pace, not on what the caller reads.
+    _until_stored(caller, [r.id for r in res.parent.results])
     value, gets, wall = caller.gets(lambda: res.get(timeout=120))
     assert value == list(range(100)), caller.worker.tail()
     assert caller.listener().delivered == delivered + 1, "the chord's body did not wake its caller"
     # Celery's get() first checks the body's parents: the header's 100 results, each read once
     # (once ready, they are cached). Then the body: read, woken, read; a poll every interval behind.
     assert gets <= 100 + 2 + math.ceil(wall / 0.5), gets
+
+
+def _until_stored(caller: Caller, ids: list[str], timeout: float = 120.0) -> None:
+    """Wait until every id's result is in the store, reading it directly (the worker's own URL)."""
+    from celery import Celery
+
+    app = Celery("header-check", set_as_current=False)
+    app.conf.result_backend = caller.worker.url
+    backend = app.backend
+    deadline = time.monotonic() + timeout
+    while any(item is None for item in backend.client.get_many([backend.store.task_key(i) for i in ids])):
+        assert time.monotonic() < deadline, "the header was never stored"
+        time.sleep(0.1)
 
 
 def test_the_subscription_killed_mid_wait(caller: Caller) -> None:
