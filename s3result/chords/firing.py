@@ -23,10 +23,10 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 from celery.utils.log import get_logger
 
-from ..results.config import Settings
+from ..results.settings import Settings
 from ..s3.client import S3Client
 from . import geometry as treegeometry
-from . import rootcounter as chords
+from . import state as chords
 
 __all__ = ("ChordFiring",)
 

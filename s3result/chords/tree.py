@@ -75,9 +75,9 @@ from ..results.cas import Attempt, compare_and_swap
 from ..s3.client import S3Client
 from ..s3.request import PutMode
 from ..s3.retry import sleep
-from .counter import group_commit
+from .commit import group_commit
 from .geometry import FP_LEN, Geometry, PartClash, dump_node, load_node, node_key
-from .rootcounter import CounterState
+from .state import CounterState
 
 __all__ = (
     "Step",

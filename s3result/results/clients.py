@@ -23,7 +23,7 @@ from ..s3.client import S3Client
 from ..s3.forks import on_fork_in_child
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .settings import Settings
 
 __all__ = ["MAX_CLIENTS", "shared_client"]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ConfigError
+from ..s3.errors import ConfigError
 from .options import EMPTY_ALLOWED, canonical, no_blank, parse_url, raw_slash_warning, redact_url
 from .settings import Addressing, ConditionalWrites, Settings
 from .validation import parse_bool, validate

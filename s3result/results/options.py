@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
-from ..errors import ConfigError
+from ..s3.errors import ConfigError
 from .settings import SCHEME
 
 __all__ = [

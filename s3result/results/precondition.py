@@ -23,7 +23,7 @@ from ..s3.config import StoreId
 from ..s3.forks import on_fork_in_child
 from ..s3.request import PutMode
 from . import verdict
-from .config import ConditionalWrites
+from .settings import ConditionalWrites
 
 if TYPE_CHECKING:
     from ..s3.client import GetResult, S3Client

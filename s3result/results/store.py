@@ -27,9 +27,9 @@ from ..s3.request import PutMode
 from ..s3.retry import is_permanent, is_retryable
 from .cas import Attempt, compare_and_swap
 from .clients import shared_client
-from .config import ConditionalWrites, Settings
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
+from .settings import ConditionalWrites, Settings
 
 __all__ = ("ResultStore", "as_error_of", "is_transient")
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..s3.errors import ConfigError
 from .options import redact_url
 from .settings import Addressing, ConditionalWrites, Settings
 from .settings import is_aws_endpoint as _is_aws_endpoint

@@ -48,7 +48,7 @@ LOCKS = {
     # The ETag memory of the states this process wrote: the child's store_result consults it.
     "EtagMemory._lock": "sys.modules['s3result.results.store']._etags._lock",
     # The group commit of the chord counters.
-    "counter._lock": "sys.modules['s3result.chords.counter']._lock",
+    "commit._lock": "sys.modules['s3result.chords.commit']._lock",
     # The chord sizes a process remembers.
     "chordmemory._chord_sizes_lock": "sys.modules['s3result.chords.memory']._chord_sizes_lock",
     # Who this process listens for (the notification listeners' registry).
@@ -60,7 +60,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, threading, time, traceback
     from celery import Celery
     import s3result.s3.client, s3result.results.clients, s3result.results.precondition, s3result.s3.sigv4
-    import s3result.chords.counter, s3result.chords.memory, s3result.waits.notifyregistry, s3result.s3.forks
+    import s3result.chords.commit, s3result.chords.memory, s3result.waits.notifyregistry, s3result.s3.forks
     from s3result.s3.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
