@@ -279,12 +279,14 @@ def report(modules: dict[str, Module]) -> str:
     long = sorted(((n, f) for m in rt.values() for f, n in functions(m) if n > 60), reverse=True)
     private = sorted({u for m in modules.values() for u in m.private_uses if not u.startswith(m.name + ".")})
     sleepy = {n: sleepers(m) for n, m in rt.items() if sleepers(m)}
-    d, chain_ = depth(modules)
+    d, chain_ = depth(rt)
+    whole, whole_chain = depth(modules)
     lines = [
         f"modules: {len(modules)} ({len(rt)} runtime, {sum(m.lines for m in rt.values())} runtime lines)",
         f"cycles: {len(cycles(modules))} {cycles(modules)}",
         f"imports against the layers: {len(against_layers(modules))} {against_layers(modules)}",
         f"import depth: {d} ({' -> '.join(chain_)})",
+        f"import depth with the CLI, testing kit and conformance on top: {whole} ({' -> '.join(whole_chain)})",
         f"runtime modules over 400 lines: {len(big)} {big}",
         f"runtime functions over 60 lines: {len(long)} {long}",
         f"private names used across modules: {len(private)} {private}",
