@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import layering
+from tests import layering, process_state
 
 #: The runtime's longest import chain, at most: the S3 client is 5 deep (client -> connect ->
 #: transport -> bodies -> errors), and three layers stand on it (backend -> chords.engine ->
@@ -140,3 +140,14 @@ def test_one_runtime_module_registers_fork_hooks(modules: dict[str, layering.Mod
         if isinstance(node, ast.Attribute) and node.attr == "register_at_fork"
     )
     assert calling == ["s3result.s3.forks"], f"register with s3result.s3.forks.on_fork_in_child instead: {calling}"
+
+
+def test_every_mutable_module_global_is_accounted_for(modules: dict[str, layering.Module]) -> None:
+    """Process-wide state lives where tests/process_state.py says, with its fate in a forked child."""
+    found = {s for m in layering.runtime(modules).values() for s in layering.module_state(m)}
+    table = set(process_state.STATE)
+    assert found - table == set(), (
+        "new mutable module global: keep it on an object its owner builds, or add it to "
+        f"tests/process_state.py with its fate in a forked child (and a fork hook): {sorted(found - table)}"
+    )
+    assert table - found == set(), f"gone from the source: drop from tests/process_state.py: {sorted(table - found)}"
