@@ -108,20 +108,25 @@ def test_no_class_of_ours_is_a_celery_backend_but_s3backend(modules: dict[str, l
 
 
 def test_celery_still_has_the_retrying_publish_chords_use() -> None:
-    """chordfire publishes a chord's body through ``app.amqp._retry_publish``, as Celery's own
-    chord backends do (celery/backends/base.py, redis.py): there is no public equivalent."""
+    """chords.firing publishes a chord's body through ``app.amqp._retry_publish(publish, *args)``,
+    as Celery's own chord backends do (celery/backends/base.py, redis.py): there is no public
+    equivalent. It must still call ``publish`` with the arguments and return its answer."""
     import inspect
 
     from celery import Celery
 
     publish = Celery(set_as_current=False).amqp._retry_publish
-    assert callable(publish)
+    assert callable(publish), "Celery dropped app.amqp._retry_publish: update s3result/chords/firing.py"
     params = list(inspect.signature(publish).parameters)
-    assert params[0] == "publish", f"Celery changed _retry_publish({params}): update chordfire"
+    assert params[0] == "publish", f"Celery changed _retry_publish({params}): update s3result/chords/firing.py"
+    calls: list[tuple[object, ...]] = []
+    assert publish(lambda *a: calls.append(a) or "sent", [1, 2]) == "sent"
+    assert calls == [([1, 2],)], f"_retry_publish no longer calls publish(*args): {calls}"
 
 
 def test_redis_py_connections_still_keep_their_socket_as_sock() -> None:
-    """notifyredis's loop selects on ``pubsub.connection._sock``: redis-py has no public accessor."""
+    """notifyredis's loop selects on ``pubsub.connection._sock``: redis-py has no public accessor
+    (tests/integration/test_redis_socket.py selects on it against a real server)."""
     from redis.connection import Connection
 
     connection = Connection()

@@ -45,6 +45,8 @@ class Support:
     forced: bool = False
 
 
+# The verdict per store and bucket (StoreId), process-wide: every backend instance of every
+# thread asks once. A forked child keeps it (still true of the store); the lock is renewed.
 _cache: dict[StoreId, Support] = {}
 # The last probe that failed per store and bucket: when it ended, and its error.
 _failed: dict[StoreId, tuple[float, S3ResultError]] = {}
