@@ -28,6 +28,7 @@ from kombu.utils.encoding import bytes_to_str
 from . import worker
 from .chords.engine import ChordEngine
 from .errors import ConfigError, InvalidKey, S3Error, TransportError
+from .results.clients import shared_client
 from .results.config import Settings, from_celery_conf
 from .results.precondition import Support
 from .results.store import ResultStore, as_error_of, is_transient
@@ -93,6 +94,7 @@ class S3Backend(KeyValueStoreBackend):
             task_key=self.get_key_for_task,
             decode=self.decode_result,
             content_type=content_type,
+            clients=shared_client,
             cas_deadline=type(self).cas_deadline,
         )
         read_ahead = ReadAhead()

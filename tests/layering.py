@@ -272,6 +272,102 @@ def foreign_private_attributes(module: Module) -> list[str]:
     return sorted(found)
 
 
+#: Calls whose result is a value nobody changes: a module may bind them freely.
+_IMMUTABLE_CALLS = {"compile", "getLogger", "get_logger", "TypeVar", "frozenset", "tuple", "object", "hexdigest"}
+#: Methods that change a container or take a lock in place.
+_MUTATORS = {
+    "add",
+    "append",
+    "extend",
+    "insert",
+    "update",
+    "setdefault",
+    "pop",
+    "popitem",
+    "clear",
+    "remove",
+    "discard",
+    "move_to_end",
+    "acquire",
+}
+
+
+def _top_bindings(module: Module) -> dict[str, ast.expr | None]:
+    """Every name bound at the top of a module, with the value bound (None: ``global`` rebinding)."""
+    bound: dict[str, ast.expr | None] = {}
+    for node in module.tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bound[target.id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            bound[node.target.id] = node.value
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Global):
+            for name in node.names:
+                bound[name] = None
+    return bound
+
+
+def _mutated_in(module: Module) -> set[str]:
+    """Top-level names the module changes in place: ``x[k] = v``, ``del x[k]``, ``x += ...``, ``x.add(...)``."""
+    found: set[str] = set()
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            if isinstance(node.value, ast.Name):
+                found.add(node.value.id)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            found.add(node.target.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MUTATORS
+            and isinstance(node.func.value, ast.Name)
+        ):
+            found.add(node.func.value.id)
+        elif isinstance(node, ast.With):
+            for item in node.items:  # ``with _lock:`` takes a module's lock
+                if isinstance(item.context_expr, ast.Name):
+                    found.add(item.context_expr.id)
+    return found
+
+
+def _plainly_constant(value: ast.expr) -> bool:
+    """A literal, an alias of another name, a type expression, or a call known to build a value nobody changes."""
+    if isinstance(value, (ast.Constant, ast.Name, ast.Attribute, ast.Subscript, ast.BinOp, ast.JoinedStr)):
+        return True
+    if isinstance(value, ast.Tuple):
+        return all(_plainly_constant(e) for e in value.elts)
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        return name in _IMMUTABLE_CALLS
+    return False
+
+
+def module_state(module: Module) -> list[str]:
+    """The module's mutable process-wide state: ``module:name`` for each global it may change.
+
+    A name counts when a function rebinds it (``global``), when the module changes it in place
+    (an item set or deleted, ``+=``, a mutating method, ``with name:``), when it is a container
+    not named in capitals (a table of constants is), or when its value is not plainly a constant
+    (a lock, a thread-local, an object built by a call).
+    """
+    mutated = _mutated_in(module)
+    found = []
+    for name, value in _top_bindings(module).items():
+        if name in ("__all__", "logger"):
+            continue
+        if value is None or name in mutated:
+            found.append(name)
+        elif isinstance(value, (ast.Dict, ast.Set, ast.List, ast.DictComp, ast.SetComp, ast.ListComp)):
+            if name.lstrip("_") != name.lstrip("_").upper():
+                found.append(name)  # a table of constants is named in capitals (and changed by nobody)
+        elif not _plainly_constant(value):
+            found.append(name)
+    return sorted(f"{module.name}:{n}" for n in found)
+
+
 def report(modules: dict[str, Module]) -> str:
     """The figures issue 30 names, one per line."""
     rt = runtime(modules)
@@ -279,18 +375,22 @@ def report(modules: dict[str, Module]) -> str:
     long = sorted(((n, f) for m in rt.values() for f, n in functions(m) if n > 60), reverse=True)
     private = sorted({u for m in modules.values() for u in m.private_uses if not u.startswith(m.name + ".")})
     sleepy = {n: sleepers(m) for n, m in rt.items() if sleepers(m)}
-    d, chain_ = depth(modules)
+    d, chain_ = depth(rt)
+    whole, whole_chain = depth(modules)
+    state = [s for m in rt.values() for s in module_state(m)]
     lines = [
         f"modules: {len(modules)} ({len(rt)} runtime, {sum(m.lines for m in rt.values())} runtime lines)",
         f"cycles: {len(cycles(modules))} {cycles(modules)}",
         f"imports against the layers: {len(against_layers(modules))} {against_layers(modules)}",
         f"import depth: {d} ({' -> '.join(chain_)})",
+        f"import depth with the CLI, testing kit and conformance on top: {whole} ({' -> '.join(whole_chain)})",
         f"runtime modules over 400 lines: {len(big)} {big}",
         f"runtime functions over 60 lines: {len(long)} {long}",
         f"private names used across modules: {len(private)} {private}",
         f"private attributes of other objects: {sum(len(foreign_private_attributes(m)) for m in modules.values())} "
         f"{[u for m in modules.values() for u in foreign_private_attributes(m)]}",
         f"runtime modules that sleep or draw jitter: {len(sleepy)} {sleepy}",
+        f"mutable module globals of the runtime: {len(state)} {state}",
     ]
     return "\n".join(lines)
 

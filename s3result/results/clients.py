@@ -31,6 +31,7 @@ __all__ = ["MAX_CLIENTS", "shared_client"]
 #: whoever holds them; the next backend with those settings gets a new one.
 MAX_CLIENTS = 64
 
+# The process's clients, the one registry of them (see above); a forked child keeps them.
 _clients: OrderedDict[Settings, S3Client] = OrderedDict()
 _lock = threading.Lock()
 

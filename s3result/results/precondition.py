@@ -26,7 +26,8 @@ from . import verdict
 from .settings import ConditionalWrites
 
 if TYPE_CHECKING:
-    from ..s3.client import GetResult, S3Client
+    from ..s3.api import ObjectStore
+    from ..s3.replies import GetResult
 
 __all__ = ["PROBE_PREFIX", "Support", "known", "probe", "support_for"]
 
@@ -44,6 +45,8 @@ class Support:
     forced: bool = False
 
 
+# The verdict per store and bucket (StoreId), process-wide: every backend instance of every
+# thread asks once. A forked child keeps it (still true of the store); the lock is renewed.
 _cache: dict[StoreId, Support] = {}
 # The last probe that failed per store and bucket: when it ended, and its error.
 _failed: dict[StoreId, tuple[float, S3ResultError]] = {}
@@ -69,14 +72,14 @@ class _Run:
     #: The ``Server`` header of the probe's reads, for the stored verdict; None before any.
     server: str | None = None
 
-    def get(self, client: S3Client) -> GetResult | None:
+    def get(self, client: ObjectStore) -> GetResult | None:
         found = client.get_or_none(self.key, deadline=self.deadline)
         if found is not None:
             self.server = found.server
         return found
 
 
-def probe(client: S3Client, prefix: str, deadline: float | None = None) -> Support:
+def probe(client: ObjectStore, prefix: str, deadline: float | None = None) -> Support:
     """Run the three checks on a fresh key under ``prefix`` and delete it afterwards.
 
     ``deadline`` (``time.monotonic()``) bounds every request: the worker's start check takes
@@ -85,7 +88,7 @@ def probe(client: S3Client, prefix: str, deadline: float | None = None) -> Suppo
     return _probe_run(client, prefix, deadline)[0]
 
 
-def _probe_run(client: S3Client, prefix: str, deadline: float | None) -> tuple[Support, _Run]:
+def _probe_run(client: ObjectStore, prefix: str, deadline: float | None) -> tuple[Support, _Run]:
     run = _Run(f"{prefix}/{PROBE_PREFIX}/{uuid.uuid4()}" if prefix else f"{PROBE_PREFIX}/{uuid.uuid4()}", deadline)
     try:
         verdict = _probe(client, run)
@@ -102,7 +105,7 @@ def _probe_run(client: S3Client, prefix: str, deadline: float | None) -> tuple[S
     return verdict, run
 
 
-def _clean_up(client: S3Client, run: _Run) -> None:
+def _clean_up(client: ObjectStore, run: _Run) -> None:
     """Delete the probe key; a failure is logged, never raised (a lifecycle rule on the prefix
     expires a key left behind, and the error that matters is the probe's own)."""
     try:
@@ -113,7 +116,7 @@ def _clean_up(client: S3Client, run: _Run) -> None:
         )
 
 
-def _probe(client: S3Client, run: _Run) -> Support:
+def _probe(client: ObjectStore, run: _Run) -> Support:
     """The three checks; a 501 at any step is handled once, in ``probe``."""
     key, deadline = run.key, run.deadline
     try:
@@ -149,7 +152,7 @@ def _probe(client: S3Client, run: _Run) -> Support:
     return _probe_stale(client, run, first, second)
 
 
-def _probe_stale(client: S3Client, run: _Run, first: str, second: str) -> Support:
+def _probe_stale(client: ObjectStore, run: _Run, first: str, second: str) -> Support:
     """The last check: a stale ETag in If-Match must be refused, and change nothing."""
     try:
         client.put(run.key, b"probe-4", mode=PutMode.update(first), deadline=run.deadline)
@@ -163,19 +166,19 @@ def _probe_stale(client: S3Client, run: _Run, first: str, second: str) -> Suppor
     return Support(True, "If-None-Match and If-Match honoured")
 
 
-def _landed(client: S3Client, run: _Run, body: bytes) -> str | None:
+def _landed(client: ObjectStore, run: _Run, body: bytes) -> str | None:
     """The ETag when the key holds ``body``: our write landed and only its reply was lost."""
     found = run.get(client)
     return found.etag if found is not None and found.body == body else None
 
 
-def known(client: S3Client) -> Support | None:
+def known(client: ObjectStore) -> Support | None:
     """The verdict already taken for this client's store and bucket, or None; sends nothing."""
     return _cache.get(client.config.store_id)
 
 
 def support_for(
-    client: S3Client,
+    client: ObjectStore,
     mode: ConditionalWrites,
     prefix: str,
     deadline: float | None = None,
@@ -220,7 +223,7 @@ def support_for(
     return found
 
 
-def _take(client: S3Client, prefix: str, deadline: float | None, confirm: bool) -> tuple[Support, str]:
+def _take(client: ObjectStore, prefix: str, deadline: float | None, confirm: bool) -> tuple[Support, str]:
     """The stored verdict if it may be trusted, else a probe whose verdict is stored; and which."""
     key = verdict.verdict_key(client, prefix)
     stored = verdict.read(client, key, deadline)
@@ -231,7 +234,7 @@ def _take(client: S3Client, prefix: str, deadline: float | None, confirm: bool) 
     return found, "probed"
 
 
-def _log(client: S3Client, found: Support, how: str) -> None:
+def _log(client: ObjectStore, found: Support, how: str) -> None:
     if found.ok:
         logger.info(
             "s3result: conditional writes work on bucket %r (%s): race-free writes, native chords",

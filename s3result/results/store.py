@@ -1,8 +1,9 @@
 """The result store: keys, reads, race-free writes, the conditional-write verdict, ETag memory.
 
 ``S3Backend`` builds one per backend instance and hands it to the waiter and the chord
-engine; it knows the settings, the process's client for them (``clients``) and Celery's key
-scheme and decoder (given in the constructor), and nothing of waiting or chords.
+engine; it knows the settings, where the process's client for them comes from (the backend
+hands it ``clients.shared_client``), Celery's key scheme and decoder (all given in the
+constructor), and nothing of waiting or chords.
 
 Where the store honours conditional writes (probed once per store and bucket, the verdict kept
 in the bucket for the next process, see ``precondition``), a state write is one
@@ -26,7 +27,6 @@ from ..s3.client import S3Client
 from ..s3.request import PutMode
 from ..s3.retry import is_permanent, is_retryable
 from .cas import Attempt, compare_and_swap
-from .clients import shared_client
 from .etags import EtagMemory
 from .precondition import Support, known, support_for
 from .settings import ConditionalWrites, Settings
@@ -66,8 +66,10 @@ class ResultStore:
     """Result objects of one bucket and prefix: ``<prefix>/<Celery's key>``.
 
     ``task_key``: Celery's key of a task's result (``get_key_for_task``); ``decode``: Celery's
-    decoder of a stored meta; ``content_type``: what a result is stored as; ``cas_deadline``:
-    how long a state write may keep losing to other writers.
+    decoder of a stored meta; ``content_type``: what a result is stored as; ``clients``: the
+    process's client for a ``Settings`` (``clients.shared_client``: the store does not import
+    the registry, so that it stays a layer above the client alone); ``cas_deadline``: how long
+    a state write may keep losing to other writers.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class ResultStore:
         task_key: Callable[[Any], Any],
         decode: Callable[[Any], Any],
         content_type: str,
+        clients: Callable[[Settings], S3Client],
         cas_deadline: float = 120.0,
         etags: EtagMemory = _etags,
     ) -> None:
@@ -84,13 +87,14 @@ class ResultStore:
         self._task_key = task_key
         self.decode = decode
         self.content_type = content_type
+        self._clients = clients
         self.cas_deadline = cas_deadline
         self._etags = etags
 
     @property
     def client(self) -> S3Client:
         """This process's client for these settings, shared by every backend instance (``clients``)."""
-        return shared_client(self.settings)
+        return self._clients(self.settings)
 
     # -- keys and plain reads ----------------------------------------------------------------
 

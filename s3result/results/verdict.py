@@ -40,7 +40,7 @@ from ..errors import AlreadyExists, BodyTooLarge, CorruptResponse, NotImplemente
 from ..s3.request import PutMode
 
 if TYPE_CHECKING:
-    from ..s3.client import S3Client
+    from ..s3.api import ObjectStore
 
 __all__ = ["FORMAT", "MAX_AGE", "StoredVerdict", "confirm", "decode", "encode", "read", "verdict_key", "write"]
 
@@ -68,7 +68,7 @@ class StoredVerdict:
     body: bytes
 
 
-def verdict_key(client: S3Client, prefix: str) -> str:
+def verdict_key(client: ObjectStore, prefix: str) -> str:
     """``<prefix>/s3result-probe/verdict-<16 hex>``: one per endpoint and bucket, under the prefix.
 
     Under the probe's own folder, so the lifecycle rule on the prefix covers it and one
@@ -80,11 +80,11 @@ def verdict_key(client: S3Client, prefix: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _now(client: S3Client) -> float:
+def _now(client: ObjectStore) -> float:
     return time.time() + client.clock_offset
 
 
-def encode(client: S3Client, ok: bool, reason: str, server: str | None) -> bytes:
+def encode(client: ObjectStore, ok: bool, reason: str, server: str | None) -> bytes:
     """The object's body; ``server`` None when the probe read nothing back (so never learnt it)."""
     s = client.config
     return json.dumps(
@@ -101,7 +101,7 @@ def encode(client: S3Client, ok: bool, reason: str, server: str | None) -> bytes
     ).encode()
 
 
-def decode(client: S3Client, body: bytes, server: str) -> StoredVerdict | str:
+def decode(client: ObjectStore, body: bytes, server: str) -> StoredVerdict | str:
     """The verdict in ``body`` if this store may trust it now, else why not (for the log).
 
     ``server`` is the ``Server`` header of the answer that carried ``body``.
@@ -139,7 +139,7 @@ def decode(client: S3Client, body: bytes, server: str) -> StoredVerdict | str:
     return StoredVerdict(ok, reason, max(age, 0.0), body)
 
 
-def read(client: S3Client, key: str, deadline: float | None) -> StoredVerdict | None:
+def read(client: ObjectStore, key: str, deadline: float | None) -> StoredVerdict | None:
     """One GET; the verdict if it may be trusted, None to probe again.
 
     A store error (missing bucket, 403, the store down) is raised: the probe would meet it too,
@@ -159,7 +159,7 @@ def read(client: S3Client, key: str, deadline: float | None) -> StoredVerdict | 
     return decoded
 
 
-def write(client: S3Client, key: str, body: bytes, deadline: float | None) -> None:
+def write(client: ObjectStore, key: str, body: bytes, deadline: float | None) -> None:
     """Store a verdict just probed; a failure is logged, never raised (the next process probes)."""
     try:
         client.put(key, body, content_type="application/json", deadline=deadline)
@@ -167,7 +167,7 @@ def write(client: S3Client, key: str, body: bytes, deadline: float | None) -> No
         logger.info("s3result: could not store the conditional-write verdict at %r (%s)", key, exc)
 
 
-def confirm(client: S3Client, key: str, stored: StoredVerdict, deadline: float | None) -> bool:
+def confirm(client: ObjectStore, key: str, stored: StoredVerdict, deadline: float | None) -> bool:
     """The start check's second request: False when the verdict must be probed again.
 
     ``PUT If-None-Match: *`` of the bytes just read, on the key just read: refused with 412

@@ -15,8 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import GetResult, HeadResult, S3Client
+    from .client import S3Client
     from .config import Addressing, S3Config
+    from .replies import GetResult, HeadResult
     from .request import PutMode, Request
     from .retry import Backoff, RetryConfig
 
@@ -35,8 +36,8 @@ __all__ = [
 _HOMES = {
     "Addressing": "config",
     "Backoff": "retry",
-    "GetResult": "client",
-    "HeadResult": "client",
+    "GetResult": "replies",
+    "HeadResult": "replies",
     "PutMode": "request",
     "Request": "request",
     "RetryConfig": "retry",

@@ -29,6 +29,7 @@ __all__ = ["make_transport", "warn_plain_http"]
 logger = logging.getLogger("s3result.s3.client")
 
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
+# Process-wide: a log line once per host, whichever client sends there (a forked child keeps it).
 _warned_plain_http: set[str] = set()
 _warned_lock = threading.Lock()
 

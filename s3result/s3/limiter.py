@@ -352,6 +352,8 @@ class StoreLimiter:
         return self.reads if method in ("GET", "HEAD") else self.writes
 
 
+# The process's one limiter per store (StoreId): back-pressure is the store's, so every client
+# of it shares one. A forked child keeps them; the hook below drops their queued turns.
 _limiters: dict[StoreId, StoreLimiter] = {}
 _registry_lock = threading.Lock()
 

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 _TRUE = ("1", "true", "on", "yes", "y")
 _FALSE = ("0", "false", "off", "no", "n")
+# Process-wide: turning verification off is logged once per process, not once per client.
 _warned_unverified = False
 
 

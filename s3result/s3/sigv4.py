@@ -50,6 +50,8 @@ _ALWAYS_SIGNED = frozenset({"host", "content-md5", "content-type", "if-match", "
 # is part of the key, so the entry rolls over at midnight UTC without a timer. The secret is
 # held only as a digest: a rotated secret must not linger in memory as a cache key.
 _KEY_CACHE_SIZE = 8
+# Process-wide: a signing key depends on the secret, date, region and service alone, so every
+# client of the process reuses it (kept by a forked child: still valid; the lock is renewed).
 _key_cache: dict[tuple[bytes, str, str, str], bytes] = {}
 _key_cache_lock = threading.Lock()
 

@@ -26,6 +26,7 @@ import httpcore
 
 __all__ = ["DeadlineBackend", "request_deadline"]
 
+# Per thread, by nature: the deadline of the request this thread is sending (none between requests).
 _local = threading.local()
 
 

@@ -12,6 +12,7 @@ credentials endpoint that counts its fetches. Unit side: tests/test_clients.py.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,14 @@ def test_one_pool_and_one_credential_fetch_per_worker_process(
         module = point_app_at(ceph_target.url(prefix), Path(worker.broker_dir), redis_broker, namespace)
         started = time.monotonic()
         results = [module.add.delay(i, 1) for i in range(TASKS)]
-        values = ResultSet(results).get(timeout=600)
+        try:
+            # Well inside pytest's own timeout, so a stuck run shows the worker's log, not only our stack.
+            values = ResultSet(results).get(timeout=300)
+        except Exception as exc:
+            if worker.proc is not None and worker.proc.poll() is None:
+                os.kill(worker.proc.pid, signal.SIGUSR1)  # Celery's handler logs every thread's stack
+                time.sleep(2)
+            pytest.fail(f"{exc!r}; at the wire {dict(proxy.counts)}\n{worker.tail(30000)}")
         elapsed = time.monotonic() - started
     finally:
         worker.stop()
