@@ -199,3 +199,28 @@ def test_a_small_root_carries_its_children_s_slots_within_the_budget() -> None:
     del values[members[-1]]
     assert tree.root_slots(values) is None  # an older worker counted that node: read the nodes
     assert tree.root_slots({m: "not json" for m in members}) is None
+
+
+def test_every_part_of_a_chord_shares_one_geometry_whose_leaves_make_no_row_past_the_end() -> None:
+    """Each part works out its tree from the mark: one ``Geometry`` per shape and process (its
+    levels computed once, not per part), and a leaf makes only the rows that hold parts (a small
+    chord's fill is its whole column: filtering made each part pay milliseconds of CPU at 500)."""
+    for n in (10, 64, 500, 1023, 1024, 5000):
+        fitted = Geometry.fit(n)
+        mark = {"native": True, "tree": fitted.to_mark()}
+        shared = Geometry.from_mark(mark)
+        assert shared == fitted
+        assert Geometry.from_mark({"tree": dict(fitted.to_mark())}) is shared
+        column_rows = [-(-(n - c) // fitted.stripes) for c in range(fitted.stripes)]
+        last = (max(column_rows) // fitted.fill + 2) * fitted.stripes
+        for leaf in range(last):
+            band, column = divmod(leaf, fitted.stripes)
+            start = (band - 1) * fitted.fill + fitted._phase(column)
+            by_definition = [
+                r * fitted.stripes + column
+                for r in range(max(0, start), start + fitted.fill)
+                if r * fitted.stripes + column < n
+            ]
+            rows = fitted._leaf_rows(leaf)
+            assert fitted.leaf_indexes(leaf) == by_definition, (n, leaf)
+            assert len(rows) == len(by_definition) and rows.start >= 0, (n, leaf)

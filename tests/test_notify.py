@@ -232,3 +232,33 @@ def test_a_failure_notification_is_remembered_for_the_parents_check() -> None:
         listener.deliver(json.dumps({"id": f"other-{i}", "state": "REVOKED"}))
     assert not listener.notified_failed("part-1")  # the oldest went first
     assert listener.notified_failed(f"other-{notify.MAX_FAILURES - 1}")
+
+
+def test_a_failure_of_any_task_wakes_the_waits_that_check_parents_once_per_interval() -> None:
+    """A chord body's wait (``failures``) is woken by a part's FAILURE notification, whatever the
+    part's id, so its check of the parents reads the part at once, not at the next poll; a wait
+    without parents to check is not; a flood of failures naming other ids wakes it once per
+    ``quiet``; a wait that ended is forgotten."""
+    listener, plain = _trusting()
+    body = notify.Watch(listener, ["body"], quiet=0.2, failures=True)
+    body.epoch = listener.epoch
+    listener._watches["body"] = [body]
+    listener._failure_watches.append(body)
+    listener.deliver(json.dumps({"id": "part-7", "state": "SUCCESS", "etag": None}))
+    listener.deliver(json.dumps({"id": "part-8", "state": "FAILURE", "etag": None}))
+    start = time.monotonic()
+    assert body.wait(30.0) == (set(), False)  # woken now, not after 30 s
+    woke = time.monotonic()
+    assert woke - start < 15.0
+    start = time.monotonic()
+    assert plain.wait(0.1) == (set(), False)
+    assert time.monotonic() - start >= 0.09  # not woken: it has no parents to check
+    for i in range(1000):
+        listener.deliver(json.dumps({"id": f"forged-{i}", "state": "FAILURE", "etag": None}))
+    assert body.wait(30.0) == (set(), False)  # held until a quiet (0.2 s) after the last wake-up
+    assert 0.19 <= time.monotonic() - woke < 15.0
+    assert body.wait(0.05) == (set(), False) and not body.failed  # the flood woke it once
+    listener.deliver(json.dumps({"id": "body", "state": "FAILURE", "etag": None}))
+    assert body.wait(0) == ({"body"}, False)  # its own id, as always
+    body.close()
+    assert listener._failure_watches == []

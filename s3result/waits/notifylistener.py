@@ -24,6 +24,7 @@ from . import notifyregistry
 from .notifyamqp import run_amqp
 from .notifyformat import EXCHANGE, parse
 from .notifyredis import run_redis
+from .notifywatch import Watch
 
 __all__ = [
     "BIND_WAIT",
@@ -59,58 +60,6 @@ MAX_LATE = 1024
 MAX_FAILURES = 4096
 
 
-class Watch:
-    """One wait's interest in some task ids: notified ids collect here until taken.
-
-    A notification for an id that woke this wait less than ``quiet`` seconds ago (the caller's
-    poll interval) is held until then: a flood of repeated (or forged) notifications for one
-    task costs at most one read per interval, never one read each.
-    """
-
-    __slots__ = ("epoch", "held", "ids", "listener", "notified", "quiet", "seen")
-
-    def __init__(self, listener: Listener, ids: Iterable[str], quiet: float = 0.0) -> None:
-        self.listener = listener
-        self.ids = list(ids)
-        self.notified: set[str] = set()
-        self.seen: set[str] = set()
-        self.held: dict[str, float] = {}
-        self.quiet = max(float(quiet), 0.0)
-        self.epoch = listener.epoch
-
-    def reliable(self) -> bool:
-        """True when polling may slow down: connected, subscribed, and notifications arrive."""
-        return self.listener.reliable()
-
-    def wait(self, timeout: float) -> tuple[set[str], bool]:
-        """Block up to ``timeout``: (the ids notified since the last call, whether to read all again)."""
-        return self.listener.wait(self, timeout)
-
-    def found_by_poll(self, task_id: str) -> None:
-        """A poll found ``task_id`` ready with no notification yet: unless it comes soon, stop
-        trusting them (a late one is no lost one: polling fast again would only race it)."""
-        if task_id not in self.seen and task_id not in self.notified:
-            self.listener.late(task_id)
-
-    def close(self) -> None:
-        """The wait is over: its ids are no longer listened for."""
-        self.listener.unwatch(self)
-
-    def _take(self, now: float) -> set[str]:
-        """The notified ids not held (listener's lock held); each is then held for ``quiet``."""
-        due = {i for i in self.notified if self.held.get(i, 0.0) <= now}
-        if due:
-            self.notified -= due
-            self.seen |= due
-            for task_id in due:
-                self.held[task_id] = now + self.quiet
-        return due
-
-    def _next_release(self, default: float) -> float:
-        """When the first held notification may wake this wait (listener's lock held)."""
-        return min((self.held.get(i, 0.0) for i in self.notified), default=default)
-
-
 class Listener:
     """One broker connection per process and app that turns notifications into wake-ups."""
 
@@ -122,6 +71,7 @@ class Listener:
         self.trusted = False
         self._cond = threading.Condition()
         self._watches: dict[str, list[Watch]] = {}
+        self._failure_watches: list[Watch] = []  # woken by any failure (``Watch.failures``)
         self._wanted: set[str] = set()
         self._confirmed: set[str] = set()
         #: RabbitMQ binds a wait could not make (no pooled connection): the listening thread
@@ -167,19 +117,23 @@ class Listener:
 
     # -- the waiting side -------------------------------------------------------------------
 
-    def watch(self, ids: Iterable[str], timeout: float = SUBSCRIBE_TIMEOUT, quiet: float = 0.0) -> Watch:
+    def watch(
+        self, ids: Iterable[str], timeout: float = SUBSCRIBE_TIMEOUT, quiet: float = 0.0, failures: bool = False
+    ) -> Watch:
         """Register a wait on ``ids`` and make sure every sender of this process is listened to.
 
         Returns once subscribed, or after ``timeout`` (the wait then polls as without notifications):
         the caller reads the store only after this, so a result stored in between is not missed.
         A subscription that failed (the listener is down, or a bind is being retried) is not
-        waited for: the wait polls until it is confirmed. ``quiet``: see ``Watch``.
+        waited for: the wait polls until it is confirmed. ``quiet``, ``failures``: see ``Watch``.
         """
         self.start()
-        w = Watch(self, ids, quiet)
+        w = Watch(self, ids, quiet, failures)
         with self._cond:
             for task_id in w.ids:
                 self._watches.setdefault(task_id, []).append(w)
+            if failures:
+                self._failure_watches.append(w)
         senders = notifyregistry.senders(self.app)
         new = set(senders) - self._wanted if len(senders) > len(self._wanted) else set()
         if new:
@@ -211,6 +165,8 @@ class Listener:
     def unwatch(self, w: Watch) -> None:
         """Forget a wait that ended."""
         with self._cond:
+            if w in self._failure_watches:
+                self._failure_watches.remove(w)
             for task_id in w.ids:
                 watches = self._watches.get(task_id)
                 if watches is not None:
@@ -251,15 +207,15 @@ class Listener:
         with self._cond:
             while True:
                 now = time.monotonic()
-                notified = w._take(now)
+                notified = w.take(now)
                 if notified or w.epoch != self.epoch or now >= end:
                     break
-                self._cond.wait(max(0.0, min(end, w._next_release(end)) - now))
+                self._cond.wait(max(0.0, min(end, w.next_release(end)) - now))
             again = w.epoch != self.epoch
             w.epoch = self.epoch
-        if notified:
+        if notified - {""}:
             self.trusted = True
-        return notified, again
+        return notified - {""}, again
 
     def _bind(self, reply_tos: set[str], deadline: float) -> None:
         """RabbitMQ: bind this process's queue to each new ``reply_to`` (a pooled connection)."""
@@ -297,6 +253,10 @@ class Listener:
                 self._failures[task_id] = None
                 if len(self._failures) > MAX_FAILURES:
                     self._failures.popitem(last=False)
+                for w in self._failure_watches:
+                    if w.failed is None:
+                        w.failed = w.held.get("", 0.0)
+                        self._cond.notify_all()
             if self._late:
                 self._late.pop(task_id, None)  # late, not lost
             watches = self._watches.get(task_id)

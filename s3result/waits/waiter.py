@@ -47,6 +47,14 @@ def _timed_out(text: str, failing: BaseException | None) -> str:
     return f"{text} The store was failing: {' '.join(str(failing).split())}"
 
 
+def _checks_parents(on_interval: Any) -> bool:
+    """Whether a wait's ``on_interval`` does something: ``AsyncResult.get`` always passes a vine
+    ``promise``, empty (no ``fun``) unless the result has parents to check (a chord's body, a
+    chain's last task) or the caller gave its own. Only such a wait is woken by a failure of
+    another task (the failed part is read at once): an empty check has nothing to find."""
+    return on_interval is not None and getattr(on_interval, "fun", on_interval) is not None
+
+
 class Waiter:
     """Waits on one store for one Celery app: ``wait_for``, ``get_many`` and ``iter_native``.
 
@@ -102,7 +110,7 @@ class Waiter:
         deadline = Deadline(timeout)
         interval = 0.5 if interval is None else interval
         fast, slow = delays(self.settings.poll_initial_delay, interval), delays(None, interval)
-        watch = self._watch([task_id], deadline, interval)
+        watch = self._watch([task_id], deadline, interval, failures=_checks_parents(on_interval))
         failing: BaseException | None = None
         polls = 0
         try:
@@ -337,10 +345,13 @@ class Waiter:
             self._cache[task_id] = meta
         return meta
 
-    def _watch(self, ids: list[str], deadline: Deadline, interval: float) -> notify.Watch | None:
+    def _watch(
+        self, ids: list[str], deadline: Deadline, interval: float, failures: bool = False
+    ) -> notify.Watch | None:
         """Listen for the notifications of ``ids`` before the first read; None without them.
 
-        A task's repeated notifications wake the wait at most once per ``interval``.
+        A task's repeated notifications wake the wait at most once per ``interval``; so does a
+        failure of any task of this process, with ``failures`` (see ``notify.Watch``).
         """
         if not self.settings.notify or self.app.current_worker_task is not None:
             return None  # a wait inside a task (e.g. a chord's join, all ready) polls: no listener in workers
@@ -350,7 +361,10 @@ class Waiter:
                 return None
             left = deadline.remaining()
             return listener.watch(
-                ids, notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT), interval
+                ids,
+                notify.SUBSCRIBE_TIMEOUT if left is None else min(left, notify.SUBSCRIBE_TIMEOUT),
+                interval,
+                failures,
             )
         except Exception as exc:  # noqa: BLE001 - waits poll without notifications
             logger.debug("s3result: waiting without notifications: %r", exc)

@@ -185,9 +185,11 @@ def test_a_group_of_100_is_woken(caller: Caller) -> None:
 
 
 def test_a_chord_of_100_is_woken(caller: Caller) -> None:
-    """The body (1 s, after a header of 100) wakes the caller that applied the chord."""
+    """The body (2 s, after a header of 100) wakes the caller that applied the chord."""
     delivered = caller.listener().delivered
-    res = chord(caller.module.part.s(i) for i in range(100))(caller.module.slow_part.s(1.0))
+    # 2 s: the body's notification must come once the wait listens, after Celery's check of the
+    # header (100 GETs before ``get()`` waits: up to a second on a loaded machine).
+    res = chord(caller.module.part.s(i) for i in range(100))(caller.module.slow_part.s(2.0))
     # The header stored before the caller looks (read straight from the store, not through the
     # caller): a part still pending at the caller's check is read again at the next one, which on a
     # loaded machine made the count depend on the worker's pace, not on what the caller reads.
@@ -868,6 +870,25 @@ def test_a_rabbitmq_restart_while_a_caller_waits(caller: Caller) -> None:
         assert caller.module.sleepy.delay(0.05).get(timeout=60) == 0.05, caller.worker.tail()
     assert caller.listener().delivered > delivered, "the listener never came back after the restart"
     assert tries <= 20, f"{tries} waits before one was woken again"
+
+
+def test_a_failed_part_wakes_the_caller_s_wait_for_the_body(caller: Caller) -> None:
+    """A part fails once the caller waits on the body, polling every 120 s behind notifications:
+    the part's FAILURE notification wakes the wait, whose check of the body's parents reads the
+    part and raises its own error at once, not at the next look (the chord's end or the timeout)."""
+    caller.warm()  # trusts notifications: polls every interval behind them
+    header = [caller.module.part.s(i) for i in range(5)]
+    header += [caller.module.sleepy.s(30), caller.module.slow_fail.s(2.0, "part broke while the caller waited")]
+    res = chord(header)(caller.module.collect.s("failed-part-wakes"))
+    woken = caller.listener().delivered
+    start = time.monotonic()
+    with pytest.raises(Exception, match="part broke while the caller waited") as raised:
+        res.get(timeout=60, interval=120)
+    took = time.monotonic() - start
+    assert type(raised.value).__name__ == "Boom", caller.worker.tail()
+    # Unwoken, the wait looks again only when the chord ends (its 30 s part) or at its timeout.
+    assert took < 20.0, f"the part's error came after {took:.1f} s, not when the part failed (2 s)"
+    assert caller.listener().delivered == woken  # no wait was on the part's own id
 
 
 def test_a_failed_part_is_read_at_once_while_the_header_stands_pending(

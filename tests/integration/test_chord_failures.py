@@ -9,6 +9,7 @@ Real workers: tests/e2e/test_chord_shapes.py.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -72,3 +73,33 @@ def test_a_part_that_cannot_be_counted_fails_the_chord_and_the_clean_up_deletes_
     for i in range(size // 2, size):  # the parts still running when it failed end quietly
         chord.finish(worker, i)
     assert chord.fired == []
+
+
+def test_a_failed_chord_whose_clean_up_is_refused_names_what_it_left(
+    store: MotoServer, boto3_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store refuses the clean-up's DELETE of the saved group (a policy without
+    s3:DeleteObject there): the chord still fails with its ChordError, the counter and the tree
+    are deleted, and one warning names the object left and what expires it."""
+    from s3result.testing.faults import FaultProxy
+
+    prefix = "fail-left"
+    with FaultProxy(store.host, store.port, latency=0.0) as proxy:
+        proxy.answer("DELETE", "taskset-meta", 403, code="AccessDenied")
+        url = store.url(prefix).replace(f":{store.port}/", f":{proxy.port}/")
+        producer, worker = make_app(store.url(prefix)), make_app(url)
+        chord = Chord(producer, 130, f"g-{prefix}", tree_from=2)
+        for i in range(10):
+            chord.finish(worker, i)
+        impostor = chord.requests[1]
+        impostor.id = "another-task"
+        with chord.recording(), caplog.at_level(logging.WARNING, logger="s3result"):
+            worker.backend.mark_as_done(impostor.id, 0, request=impostor)
+    meta = chord.body_meta(producer)
+    assert meta["status"] == states.FAILURE, meta
+    name = producer.backend.get_key_for_group(f"g-{prefix}")
+    group_key = f"{prefix}/{name.decode() if isinstance(name, bytes) else name}"
+    assert _left(boto3_client, store, prefix) == [group_key]
+    warnings = [r.getMessage() for r in caplog.records if "could not delete" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert group_key in warnings[0] and "lifecycle rule" in warnings[0], warnings[0]
