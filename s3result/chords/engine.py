@@ -311,7 +311,8 @@ class ChordEngine:
             name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
-        return self.counter.count_and_state(key, name, precreated=True, value=tree.root_value(entry))
+        order = tree.expected(tree.height, 0)
+        return self.counter.count_and_state(key, name, precreated=True, value=tree.root_value(entry), order=order)
 
     def note_final_write(self, task_id: str, stored: bool) -> None:
         """The backend stored a final state for ``task_id`` (``stored``: this write put it there,

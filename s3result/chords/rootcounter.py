@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..errors import S3Error, TransportError
@@ -113,14 +113,22 @@ class ChordCounter:
         """
         return self.count_and_state(key, member, precreated=precreated, value=value)[0]
 
-    def count_and_state(self, key: str, member: str, *, precreated: bool, value: str | None = None) -> Counted:
+    def count_and_state(
+        self, key: str, member: str, *, precreated: bool, value: str | None = None, order: Sequence[str] = ()
+    ) -> Counted:
         """``count``, with the complete counter state when this part fires (the state its write
-        left, or the one it read finding that write landed): the join reads no counter then."""
+        left, or the one it read finding that write landed): the join reads no counter then.
+
+        ``order``: every member the counter will hold, in the order they are expected to come
+        (a tree's top nodes): a write that loses a race waits for those before it (``cas``).
+        """
         return group_commit(
-            ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated)
+            ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated, order)
         )
 
-    def _swap(self, key: str, items: list[tuple[str, str | None]], precreated: bool) -> list[Counted]:
+    def _swap(
+        self, key: str, items: list[tuple[str, str | None]], precreated: bool, order: Sequence[str] = ()
+    ) -> list[Counted]:
         """Add the members of ``items`` in one compare-and-swap; one outcome per member."""
         members = [m for m, _ in items]
         client = self._client()
@@ -141,6 +149,8 @@ class ChordCounter:
             token = uuid.uuid4().hex
             tokens.add(token)
             fresh = [m for m in dict.fromkeys(members) if m not in counted]
+            if fresh[0] in order:
+                cas.ahead = sum(1 for m in order[: list(order).index(fresh[0])] if m not in counted)
             state.parts.extend(fresh)
             state.values.update((m, v) for m, v in items if v is not None and m in fresh)
             if state.complete and state.done is None:

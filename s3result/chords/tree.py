@@ -209,6 +209,8 @@ class TreeCounter:
                     f"ours {str(entry)[:FP_LEN]}): a duplicated group_index"
                 )
         if fresh:
+            # Lost, this add waits for the parts before it that are not counted yet (``cas``).
+            cas.ahead = sum(1 for held in slots[: where[fresh[0]]] if not held)
             if node.get("by") is None and all(slots):
                 node["by"] = fresh[-1]
             body = dump_node(node)
