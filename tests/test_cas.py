@@ -131,3 +131,21 @@ def test_a_store_error_is_retried_with_jitter_even_when_the_turn_is_known(monkey
     pauses: list[float] = []
     cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append)
     assert len(pauses) == 1 and pauses[0] <= 0.04 + 1e-9
+
+
+def test_a_turn_lasts_at_most_the_longest_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a store that answers in seconds, waiting for 8 writers ahead must not take 8 answers' time."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+
+    def attempt(state: cas.Attempt) -> int:
+        clock[0] += 3.0
+        state.read(f'"v{state.number}"')
+        state.ahead = 8
+        if state.number < 2:
+            raise _refused()
+        return 0
+
+    pauses: list[float] = []
+    cas.compare_and_swap("k", attempt, deadline_s=600, sleep=pauses.append)
+    assert len(pauses) == 1 and pauses[0] <= cas.MAX_PAUSE_S * (cas.MAX_AHEAD + 0.5) + 1e-9, pauses

@@ -55,7 +55,8 @@ REFUSALS = 3
 #: The longest wait between two attempts (the wait of the old fixed loop): longer ones spread
 #: a fleet's writers more but hold the last part of a chord, and its body, back.
 MAX_PAUSE_S = 0.25
-#: The most writers ahead an attempt waits for in turn (a longer queue than this races again).
+#: The most writers ahead an attempt waits for in turn (a longer queue than this races again);
+#: each turn lasts the lost attempt's time, at most ``MAX_PAUSE_S``.
 MAX_AHEAD = 8
 #: The shortest base for the back-off (a local store answers in far less).
 MIN_BASE_S = 0.002
@@ -154,7 +155,8 @@ def compare_and_swap(
         backoff = Backoff(policy, sleep=sleep)
         if state.ahead is not None and lost_race(last):
             # In turn: one lost attempt's time per writer ahead, plus up to half of one.
-            pause = max(took, MIN_BASE_S) * min(state.ahead, MAX_AHEAD) + 0.5 * backoff.delay(1)
+            turns = min(state.ahead, MAX_AHEAD)
+            pause = min(max(took, MIN_BASE_S), MAX_PAUSE_S) * turns + 0.5 * backoff.delay(1)
         else:
             pause = backoff.delay(min(state.number, 30))  # the cap is reached long before: no overflow
         backoff.sleep(min(pause, max(0.0, deadline - time.monotonic())))
