@@ -70,9 +70,11 @@ DESIGN notes (why it is built this way):
   losers drawing random waits race again. A node's slots say who is still to come: a loser waits
   one lost attempt's time per empty slot before its own (``cas``, ``Attempt.ahead``), the root's
   writers per top node not counted yet, so the losers of one race come back one after another.
-  Measured on a chord of 64 parts counted by 24 processes at 20 ms per request (``python -m
-  benchmarks.chords --counting 64 --procs 24 --value-bytes 48``): 4.1 requests per part against
-  4.4 with random waits.
+  At most ``cas.MAX_AHEAD`` (3) turns: a slot before ours may belong to a part still queued
+  behind a busy process, and waiting for it holds the chord back (with 8, chords of 63-64 parts
+  on 2 x prefork 12 took 2.6-3.8 s instead of 1.7-2.0). Measured there (``python -m
+  benchmarks.chords --sizes 63,64,63,64 --modes native --workers 2 --concurrency 12``, 20 ms a
+  request): 4.03-4.19 requests per part against 4.16-4.46 with random waits, in the same time.
 - Threads. The threads of one process that count on the same node commit together
   (``counter.group_commit``), as on the root.
 """

@@ -57,7 +57,7 @@ REFUSALS = 3
 MAX_PAUSE_S = 0.25
 #: The most writers ahead an attempt waits for in turn (a longer queue than this races again);
 #: each turn lasts the lost attempt's time, at most ``MAX_PAUSE_S``.
-MAX_AHEAD = 8
+MAX_AHEAD = 3
 #: The shortest base for the back-off (a local store answers in far less).
 MIN_BASE_S = 0.002
 
