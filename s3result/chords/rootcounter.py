@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..errors import S3Error, TransportError
-from ..results.cas import Attempt, compare_and_swap, may_retry
+from ..results.cas import MAX_AHEAD, Attempt, compare_and_swap, may_retry
 from ..s3.client import S3Client
 from ..s3.request import PutMode
 from ..s3.retry import Backoff, RetryConfig, sleep
@@ -52,6 +52,9 @@ from .state import MARK, Counted, CounterState, Outcome, marking
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
 T = TypeVar("T")
+
+#: The most top nodes ahead a root's loser waits for (``cas``; a leaf's part waits for 3).
+ROOT_TURNS = 8
 
 
 class ChordCounter:
@@ -97,9 +100,13 @@ class ChordCounter:
 
         return self._cas(key, attempt)
 
-    def _cas(self, key: str, attempt: Callable[[Attempt], T], deadline_s: float | None = None) -> T:
+    def _cas(self, key: str, attempt: Callable[[Attempt], T], deadline_s: float | None = None, turns: int = 0) -> T:
         return compare_and_swap(
-            key, attempt, deadline_s=self.deadline_s if deadline_s is None else deadline_s, sleep=self._sleep
+            key,
+            attempt,
+            deadline_s=self.deadline_s if deadline_s is None else deadline_s,
+            sleep=self._sleep,
+            turns=turns or MAX_AHEAD,
         )
 
     # -- parts -----------------------------------------------------------------------------
@@ -162,7 +169,9 @@ class ChordCounter:
                 client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
             return self._outcomes(state, members, tokens)
 
-        return self._cas(key, attempt)
+        # A tree's top nodes complete in the order of their numbers, the last row of leaves all
+        # at the end of the chord: their writers wait for more turns than a leaf's.
+        return self._cas(key, attempt, turns=ROOT_TURNS)
 
     @staticmethod
     def _outcomes(state: CounterState, members: list[str], tokens: set[str]) -> list[Counted]:

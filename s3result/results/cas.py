@@ -127,6 +127,7 @@ def compare_and_swap(
     deadline_s: float,
     store_errors: bool = True,
     sleep: Callable[[float], None] = sleep,
+    turns: int = MAX_AHEAD,
 ) -> T:
     """Run ``attempt`` (one read and one conditional write) until it returns.
 
@@ -134,6 +135,7 @@ def compare_and_swap(
     ``store_errors``, since an attempt reads again first and so resolves what its last write
     did. Anything else is raised at once. ``attempt`` gets an ``Attempt``: it calls
     ``read(etag)`` after each read, so a store that refuses every If-Match is named.
+    ``turns``: the most writers ahead a loser waits for (``Attempt.ahead``).
     """
     state = Attempt(key)
     deadline = time.monotonic() + deadline_s
@@ -155,8 +157,7 @@ def compare_and_swap(
         backoff = Backoff(policy, sleep=sleep)
         if state.ahead is not None and lost_race(last):
             # In turn: one lost attempt's time per writer ahead, plus up to half of one.
-            turns = min(state.ahead, MAX_AHEAD)
-            pause = min(max(took, MIN_BASE_S), MAX_PAUSE_S) * turns + 0.5 * backoff.delay(1)
+            pause = min(max(took, MIN_BASE_S), MAX_PAUSE_S) * min(state.ahead, turns) + 0.5 * backoff.delay(1)
         else:
             pause = backoff.delay(min(state.number, 30))  # the cap is reached long before: no overflow
         backoff.sleep(min(pause, max(0.0, deadline - time.monotonic())))
