@@ -140,7 +140,7 @@ def _app(url: str) -> Any:
 
 
 def _counting_process(
-    url: str, gid: str, body: dict[str, Any], ids: list[str], mine: list[int], go: Any, q: Any
+    url: str, gid: str, body: dict[str, Any], ids: list[str], mine: list[int], go: Any, q: Any, value_bytes: int = 0
 ) -> None:
     backend = _app(url).backend
     _ = backend.conditional_support  # probed long before a chord, in a real worker: not counted
@@ -169,12 +169,17 @@ def _counting_process(
             id=ids[i], group=gid, group_index=i, chord=body, task="part", delivery_info={},
             ignore_result=False, hostname="w", correlation_id=ids[i], errbacks=None, chain=None, children=[],
         )  # fmt: skip
-        backend.mark_as_done(ids[i], i, request=req)
+        backend.mark_as_done(ids[i], str(i).ljust(value_bytes - 2, "x") if value_bytes else i, request=req)
     q.put((last, fired))
 
 
 def count_parts(
-    parts: int, procs: int, latency: float = 0.0, tree_from: int | None = None, geometry: str = ""
+    parts: int,
+    procs: int,
+    latency: float = 0.0,
+    tree_from: int | None = None,
+    geometry: str = "",
+    value_bytes: int = 0,
 ) -> dict[str, float]:
     """One native chord of ``parts`` counted by ``procs`` processes: requests and bytes per part.
 
@@ -226,7 +231,8 @@ def count_parts(
             go = ctx.Event()
             workers = [
                 ctx.Process(
-                    target=_counting_process, args=(url, gid, dict(body), ids, list(range(p, parts, procs)), go, queue)
+                    target=_counting_process,
+                    args=(url, gid, dict(body), ids, list(range(p, parts, procs)), go, queue, value_bytes),
                 )
                 for p in range(procs)
             ]
@@ -542,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         print(section)
         return 0
     if args.counting:
-        print(count_parts(args.counting, args.procs, args.latency, args.tree_from, args.geometry))
+        print(count_parts(args.counting, args.procs, args.latency, args.tree_from, args.geometry, args.value_bytes))
         return 0
     modes = tuple(m for m in args.modes.split(",") if m)
     section = run(

@@ -89,3 +89,63 @@ def test_the_back_off_base_is_the_lost_attempts_time(monkeypatch: pytest.MonkeyP
     pauses: list[float] = []
     cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append)
     assert len(pauses) == 3 and all(p <= 0.04 * 2**i + 1e-9 for i, p in enumerate(pauses)), pauses
+
+
+def test_losers_that_know_their_turn_wait_for_the_writers_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Attempt.ahead``: a loser with k writers ahead of it waits k lost attempts' time (plus up
+    to half of one), so the losers of one race come back in turn instead of racing again."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+
+    def losing_with(ahead: int | None) -> list[float]:
+        def attempt(state: cas.Attempt) -> int:
+            clock[0] += 0.04  # a read and a write 20 ms away
+            state.read(f'"v{state.number}"')
+            state.ahead = ahead
+            if state.number < 3:
+                raise _refused()
+            return 0
+
+        pauses: list[float] = []
+        cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append)
+        return pauses
+
+    for ahead in (0, 1, 3, cas.MAX_AHEAD + 5):
+        turns = min(ahead, cas.MAX_AHEAD)
+        assert all(0.04 * turns <= p <= 0.04 * (turns + 0.5) + 1e-9 for p in losing_with(ahead)), ahead
+    assert all(p <= 0.04 * 2**i + 1e-9 for i, p in enumerate(losing_with(None)))  # unknown: full jitter
+
+
+def test_a_store_error_is_retried_with_jitter_even_when_the_turn_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost reply is no race: the turn does not apply, the loop reads again after the jitter."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+
+    def attempt(state: cas.Attempt) -> int:
+        clock[0] += 0.04
+        state.ahead = 8
+        if state.number < 2:
+            raise ServerError(status=503, code="SlowDown", key="k", method="PUT")
+        return 0
+
+    pauses: list[float] = []
+    cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append)
+    assert len(pauses) == 1 and pauses[0] <= 0.04 + 1e-9
+
+
+def test_a_turn_lasts_at_most_the_longest_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a store that answers in seconds, waiting for 8 writers ahead must not take 8 answers' time."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+
+    def attempt(state: cas.Attempt) -> int:
+        clock[0] += 3.0
+        state.read(f'"v{state.number}"')
+        state.ahead = 8
+        if state.number < 2:
+            raise _refused()
+        return 0
+
+    pauses: list[float] = []
+    cas.compare_and_swap("k", attempt, deadline_s=600, sleep=pauses.append)
+    assert len(pauses) == 1 and pauses[0] <= cas.MAX_PAUSE_S * (cas.MAX_AHEAD + 0.5) + 1e-9, pauses

@@ -291,7 +291,6 @@ class ChordEngine:
     ) -> chords.Counted:
         """Climb from this part's leaf while our add completes each node; count at the root last,
         with the node's slots in a small chord (``Geometry.root_value``: the join reads no node).
-
         ``member[0]`` is set to the node counted in the root before that count (for ``recover``).
         """
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < tree.n:
@@ -311,7 +310,8 @@ class ChordEngine:
             name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
-        return self.counter.count_and_state(key, name, precreated=True, value=tree.root_value(entry))
+        order, value = tree.expected(tree.height, 0), tree.root_value(entry)
+        return self.counter.count_and_state(key, name, precreated=True, value=value, order=order)
 
     def note_final_write(self, task_id: str, stored: bool) -> None:
         """The backend stored a final state for ``task_id`` (``stored``: this write put it there,

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..errors import S3Error, TransportError
-from ..results.cas import Attempt, compare_and_swap, may_retry
+from ..results.cas import MAX_AHEAD, Attempt, compare_and_swap, may_retry
 from ..s3.client import S3Client
 from ..s3.request import PutMode
 from ..s3.retry import Backoff, RetryConfig, sleep
@@ -52,6 +52,9 @@ from .state import MARK, Counted, CounterState, Outcome, marking
 __all__ = ("MARK", "ChordCounter", "Counted", "CounterState", "Outcome", "marking")
 
 T = TypeVar("T")
+
+#: The most top nodes ahead a root's loser waits for (``cas``; a leaf's part waits for 3).
+ROOT_TURNS = 8
 
 
 class ChordCounter:
@@ -97,9 +100,13 @@ class ChordCounter:
 
         return self._cas(key, attempt)
 
-    def _cas(self, key: str, attempt: Callable[[Attempt], T], deadline_s: float | None = None) -> T:
+    def _cas(self, key: str, attempt: Callable[[Attempt], T], deadline_s: float | None = None, turns: int = 0) -> T:
         return compare_and_swap(
-            key, attempt, deadline_s=self.deadline_s if deadline_s is None else deadline_s, sleep=self._sleep
+            key,
+            attempt,
+            deadline_s=self.deadline_s if deadline_s is None else deadline_s,
+            sleep=self._sleep,
+            turns=turns or MAX_AHEAD,
         )
 
     # -- parts -----------------------------------------------------------------------------
@@ -113,14 +120,22 @@ class ChordCounter:
         """
         return self.count_and_state(key, member, precreated=precreated, value=value)[0]
 
-    def count_and_state(self, key: str, member: str, *, precreated: bool, value: str | None = None) -> Counted:
+    def count_and_state(
+        self, key: str, member: str, *, precreated: bool, value: str | None = None, order: Sequence[str] = ()
+    ) -> Counted:
         """``count``, with the complete counter state when this part fires (the state its write
-        left, or the one it read finding that write landed): the join reads no counter then."""
+        left, or the one it read finding that write landed): the join reads no counter then.
+
+        ``order``: every member the counter will hold, in the order they are expected to come
+        (a tree's top nodes): a write that loses a race waits for those before it (``cas``).
+        """
         return group_commit(
-            ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated)
+            ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated, order)
         )
 
-    def _swap(self, key: str, items: list[tuple[str, str | None]], precreated: bool) -> list[Counted]:
+    def _swap(
+        self, key: str, items: list[tuple[str, str | None]], precreated: bool, order: Sequence[str] = ()
+    ) -> list[Counted]:
         """Add the members of ``items`` in one compare-and-swap; one outcome per member."""
         members = [m for m, _ in items]
         client = self._client()
@@ -141,6 +156,8 @@ class ChordCounter:
             token = uuid.uuid4().hex
             tokens.add(token)
             fresh = [m for m in dict.fromkeys(members) if m not in counted]
+            if fresh[0] in order:
+                cas.ahead = sum(1 for m in order[: list(order).index(fresh[0])] if m not in counted)
             state.parts.extend(fresh)
             state.values.update((m, v) for m, v in items if v is not None and m in fresh)
             if state.complete and state.done is None:
@@ -152,7 +169,9 @@ class ChordCounter:
                 client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
             return self._outcomes(state, members, tokens)
 
-        return self._cas(key, attempt)
+        # A tree's top nodes complete in the order of their numbers, the last row of leaves all
+        # at the end of the chord: their writers wait for more turns than a leaf's.
+        return self._cas(key, attempt, turns=ROOT_TURNS)
 
     @staticmethod
     def _outcomes(state: CounterState, members: list[str], tokens: set[str]) -> list[Counted]:

@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 #: The release the fleet upgrades from (main before small chords were fitted to their size).
 OLD = "d689a74"
 #: Sizes that count in the root (10: an old producer's), in a tree the old and new producers shape
-#: differently (64, 200) and the staggered tree both use (1,100).
-SIZES = (10, 64, 200, 1100)
+#: differently (64: fan-in 4; 200; 500: the staggered stripes, flat) and the staggered tree both use (1,100).
+SIZES = (10, 64, 200, 500, 1100)
 
 _PRODUCER = """
 import json, sys
