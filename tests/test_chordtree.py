@@ -164,21 +164,15 @@ def test_a_tree_root_is_version_3_which_older_workers_refuse() -> None:
 
 
 def test_fitted_geometries_count_every_part_once_with_the_staggered_arithmetic() -> None:
-    """Below MID_FROM a geometry has one leaf per column and no inner node with a single child;
-    from MID_FROM to STAGGER_FROM the staggered stripes with short leaves, all under the root.
-    It is the same ``Geometry`` arithmetic with other numbers (what the mark carries)."""
-    mid = treegeometry.MID_FROM
-    for n in [*range(1, 300), mid - 1, mid, 500, 777, 1000, treegeometry.STAGGER_FROM - 1]:
+    """Below STAGGER_FROM a geometry has one leaf per column and no inner node with a single
+    child. It is the same ``Geometry`` arithmetic with other numbers (what the mark carries)."""
+    for n in [*range(1, 300), 399, 400, 500, 777, 1000, treegeometry.STAGGER_FROM - 1]:
         g = treegeometry.Geometry.fit(n)
         assert treegeometry.Geometry.from_mark({"tree": g.to_mark()}) == g
         leaves = g.levels[0]
         assert sorted(i for leaf in leaves for i in g.leaf_indexes(leaf)) == list(range(n)), n
         assert all(g.leaf_of(i) in leaves for i in range(n))
-        if n < mid:
-            assert len(leaves) == min(g.stripes, n), n
-        else:  # flat: the join reads the leaves, no node carries another's slots
-            assert g.height == 1 and g.join_level == 0, n
-            assert max(len(g.leaf_indexes(leaf)) for leaf in leaves) <= treegeometry.MID_FILL, n
+        assert len(leaves) == min(g.stripes, n), n
         for level in range(1, g.height):
             assert all(len(g.expected(level, node)) > 1 for node in g.levels[level]), (n, level)
         assert len(g.expected(g.height, 0)) > 1 or n <= treegeometry.SMALL_LEAF, n

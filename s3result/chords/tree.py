@@ -35,10 +35,7 @@ DESIGN notes (why it is built this way):
   numbers the flattened tasks 0..n-1) and there are at least ``S3Backend.chord_tree_from``
   of them (2); other chords count in the root alone. The geometry travels in the producer's
   mark with the chord, and the producer fits it to the chord's size (``Geometry.fit``): the
-  striping and stagger above from ``STAGGER_FROM`` parts; from ``MID_FROM`` the same with leaves
-  of 16 rows, all counted by the root (no node carries another's slots: they are rewritten whole
-  at each add, which costs bytes per part with 48-byte results); one leaf per stripe below
-  ``MID_FROM``. A part whose index is missing or out of range, or whose
+  striping and stagger above from ``STAGGER_FROM`` parts; one leaf per stripe below it. A part whose index is missing or out of range, or whose
   slot another task holds (a duplicated index), fails the chord with a ChordError naming it:
   counting it anywhere would complete some leaf early or leave one open for good. A size
   that differs from ``n`` fails the chord at ``set_chord_size``, before the last part is out.

@@ -9,6 +9,7 @@ workers, so that workers of other tests on the same broker never take its tasks)
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -17,6 +18,10 @@ import time
 from typing import Any
 
 from celery import Celery
+
+# SIGUSR2 writes every thread's Python stack to the worker's log from the signal itself, even when
+# the thread that would run a Python handler is blocked (a stuck test sends it before it fails).
+faulthandler.register(signal.SIGUSR2, all_threads=True)
 
 app = Celery("e2e")
 _broker_dir = os.environ.get("E2E_BROKER_DIR", "/tmp/s3result-e2e-broker")

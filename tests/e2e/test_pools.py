@@ -90,7 +90,7 @@ def test_one_pool_and_one_credential_fetch_per_worker_process(
             values = ResultSet(results).get(timeout=300)
         except Exception as exc:
             if worker.proc is not None and worker.proc.poll() is None:
-                os.kill(worker.proc.pid, signal.SIGUSR1)  # Celery's handler logs every thread's stack
+                os.kill(worker.proc.pid, signal.SIGUSR2)  # every thread's stack to its log (tests/e2e/app.py)
                 time.sleep(2)
             pytest.fail(f"{exc!r}; at the wire {dict(proxy.counts)}\n{worker.tail(30000)}")
         elapsed = time.monotonic() - started
