@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from s3result.testing.store import MotoServer
+from tests.forking import reap_child
 
 # Which lock to hold, as code run in the parent: it returns the lock. ``b`` is the backend.
 LOCKS = {
@@ -104,19 +105,8 @@ SCRIPT = textwrap.dedent(
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        got, status = os.waitpid(pid, os.WNOHANG)
-        if got:
-            done.set()
-            sys.exit(os.waitstatus_to_exitcode(status))
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("child hung: deadlocked on the held lock", file=sys.stderr)
-    sys.exit(3)
     """
-)
+) + reap_child(20, "child hung: deadlocked on the held lock")
 
 
 @pytest.mark.parametrize("name", sorted(LOCKS))

@@ -19,6 +19,7 @@ import textwrap
 import pytest
 
 from s3result.testing.store import MotoServer
+from tests.forking import reap_child
 from tests.process_state import STATE
 
 SCRIPT = textwrap.dedent(
@@ -96,19 +97,8 @@ SCRIPT = textwrap.dedent(
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        got, status = os.waitpid(pid, os.WNOHANG)
-        if got:
-            done.set()
-            sys.exit(os.waitstatus_to_exitcode(status))
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("child hung: deadlocked on a lock held at the fork", file=sys.stderr)
-    sys.exit(3)
     """
-)
+) + reap_child(30, "child hung: deadlocked on a lock held at the fork")
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork")
