@@ -149,3 +149,28 @@ def test_a_turn_lasts_at_most_the_longest_pause(monkeypatch: pytest.MonkeyPatch)
     pauses: list[float] = []
     cas.compare_and_swap("k", attempt, deadline_s=600, sleep=pauses.append)
     assert len(pauses) == 1 and pauses[0] <= cas.MAX_PAUSE_S * (cas.MAX_AHEAD + 0.5) + 1e-9, pauses
+
+
+def test_an_attempt_that_yields_writes_nothing_and_waits_a_read_and_a_write_per_writer_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Yielded``: the attempt read (20 ms) and saw writers due before it; each of their turns is
+    a read and a write, twice its own time."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+    writes: list[int] = []
+
+    def attempt(state: cas.Attempt) -> int:
+        clock[0] += 0.02
+        state.read(None)
+        if state.number == 1:
+            state.ahead, state.turn = 2, 2.0
+            raise cas.Yielded("k")
+        writes.append(state.number)
+        return state.number
+
+    pauses: list[float] = []
+    assert cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append) == 2
+    assert writes == [2]
+    assert len(pauses) == 1 and 0.08 <= pauses[0] <= 0.08 + 0.5 * 0.02 * 2 + 1e-9, pauses
+    assert cas.lost_race(cas.Yielded("k"))

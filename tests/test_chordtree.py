@@ -224,3 +224,49 @@ def test_every_part_of_a_chord_shares_one_geometry_whose_leaves_make_no_row_past
             rows = fitted._leaf_rows(leaf)
             assert fitted.leaf_indexes(leaf) == by_definition, (n, leaf)
             assert len(rows) == len(by_definition) and rows.start >= 0, (n, leaf)
+
+
+def test_a_first_run_finding_its_leaf_missing_waits_for_the_leaf_s_first_part_instead_of_racing() -> None:
+    """Parts of a small chord end together: the leaf's first part creates the leaf without reading
+    it, and a later row that reads it missing waits its turn (no create that would lose)."""
+    store = MemoryStore()
+    _root(store)
+    tree = Geometry.fit(10)
+    leaf = tree.leaf_of(0)
+    first, second = tree.leaf_indexes(leaf)[:2]
+    creates: list[str] = []
+    real_put = store.put
+
+    def put(key: str, body: bytes, **kw: Any) -> str:
+        creates.append(key)
+        return real_put(key, body, **kw)
+
+    store.put = put  # type: ignore[method-assign]
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:  # meanwhile, the leaf's first part counts itself (another process)
+            other = TreeCounter(lambda: store, "another process")  # type: ignore[arg-type,return-value]
+            assert other.add_and_read("root", tree, 0, leaf, str(first), fingerprint("a"), first=True)[0] == "wait"
+
+    step = _tree(store, sleep=sleep).add_and_read("root", tree, 0, leaf, str(second), fingerprint("b"), first=True)
+    assert step[0] == "wait"
+    assert len(pauses) == 1 and pauses[0] > 0
+    key = node_key("root", 0, leaf)
+    assert creates == [key, key], "one create by the first part, one If-Match by the second: no lost create"
+    assert load_node(store.objects[key][0])["m"][:2] == [fingerprint("a"), fingerprint("b")]
+
+
+def test_a_first_run_still_creates_its_leaf_when_the_first_part_never_comes() -> None:
+    store = MemoryStore()
+    _root(store)
+    tree = Geometry.fit(10)
+    leaf = tree.leaf_of(0)
+    second = tree.leaf_indexes(leaf)[1]
+    pauses: list[float] = []
+    step = _tree(store, sleep=pauses.append).add_and_read(
+        "root", tree, 0, leaf, str(second), fingerprint("b"), first=True
+    )
+    assert step[0] == "wait" and len(pauses) == 1
+    assert load_node(store.objects[node_key("root", 0, leaf)][0])["m"][1] == fingerprint("b")

@@ -72,6 +72,10 @@ DESIGN notes (why it is built this way):
   on 2 x prefork 12 took 2.6-3.8 s instead of 1.7-2.0). Measured there (``python -m
   benchmarks.chords --sizes 63,64,63,64 --modes native --workers 2 --concurrency 12``, 20 ms a
   request): 4.03-4.19 requests per part against 4.16-4.46 with random waits, in the same time.
+  A first run that reads its leaf missing while a part before it in the leaf is uncounted does
+  not create it (that create loses to the leaf's first part, which creates it without reading):
+  it waits its turn, a read and a write per part ahead (``cas.Yielded``). Counting a chord of 10
+  on 24 processes at 20 ms a request: 4.4-4.8 requests per part against 4.9-5.3.
 - Threads. The threads of one process that count on the same node commit together
   (``counter.group_commit``), as on the root.
 """
@@ -81,7 +85,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from ..results.cas import Attempt, compare_and_swap
+from ..results.cas import Attempt, Yielded, compare_and_swap
 from ..s3.client import S3Client
 from ..s3.request import PutMode
 from ..s3.retry import sleep
@@ -192,6 +196,15 @@ class TreeCounter:
         client = self._client()
         current = None if create else client.get_or_none(key)
         cas.read(None if current is None else current.etag)
+        where = {m: k for k, m in enumerate(expected)}
+        if current is None and cas.number == 1 and level == 0 and not any(c for _m, _e, c in batch):
+            ahead = min(where.get(member, 0) for member, _e, _c in batch)
+            if ahead:
+                # A first run that finds its leaf missing: the leaf's first part is most likely
+                # creating it now (a fleet takes parts in order). Its create would lose (a PUT and
+                # a GET for nothing): wait our turn instead, a read and a write per part ahead.
+                cas.ahead, cas.turn = ahead, 2.0
+                raise Yielded(key)
         if current is None:
             if any(check for _m, _e, check in batch):
                 ended = self._root_state(root_key)
@@ -203,7 +216,6 @@ class TreeCounter:
         slots: list[Any] = node["m"]
         if len(slots) != len(expected):
             raise ValueError(f"tree node {key!r} holds {len(slots)} slots, the chord's geometry says {len(expected)}")
-        where = {m: k for k, m in enumerate(expected)}
         fresh: list[str] = []
         for member, entry, _check in batch:
             slot = where.get(member)

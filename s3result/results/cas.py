@@ -16,7 +16,10 @@ with three things every loop needs and none should write again:
   writers are ahead of it (``Attempt.ahead``: a tree node's empty slots before its own, whose
   parts run at the same moment) waits that many times the lost attempt's duration, plus a
   jitter of half of one: the losers of one race then come back one after another instead of
-  racing again (measured in ``chords.tree``'s notes). A store error is no race: full jitter.
+  racing again (measured in ``chords.tree``'s notes). An attempt that sees, before writing,
+  that it would lose (a tree leaf not created yet by the part due first) raises ``Yielded``
+  and waits in turn without the write; its turns count a read and a write each
+  (``Attempt.turn``). A store error is no race: full jitter.
 - **One deadline.** Past ``deadline_s`` the loop stops: with the store's own error when the
   last attempt failed on one (the store is down, say), since "losing to concurrent writers"
   would then name the wrong cause; with a ``Conflict`` saying so when it kept losing races.
@@ -43,6 +46,7 @@ __all__ = (
     "MAX_PAUSE_S",
     "MIN_BASE_S",
     "REFUSALS",
+    "Yielded",
     "compare_and_swap",
     "lost_race",
     "may_retry",
@@ -62,9 +66,15 @@ MAX_AHEAD = 3
 MIN_BASE_S = 0.002
 
 
+class Yielded(Exception):
+    """An attempt that found another writer due first (``Attempt.ahead``) and wrote nothing: it
+    waits its turn as a loser does, without the write that would have lost."""
+
+
 def lost_race(exc: BaseException) -> bool:
-    """A conditional write another writer beat (412, or AWS's 409 for a concurrent one)."""
-    return isinstance(exc, (PreconditionFailed, Conflict))
+    """A conditional write another writer beat (412, or AWS's 409 for a concurrent one), or an
+    attempt that yielded to one (``Yielded``)."""
+    return isinstance(exc, (PreconditionFailed, Conflict, Yielded))
 
 
 def _store_error(exc: BaseException) -> bool:
@@ -80,7 +90,7 @@ def may_retry(exc: BaseException) -> bool:
 class Attempt:
     """What one call of ``compare_and_swap`` saw: tell it each ETag read (``read``)."""
 
-    __slots__ = ("_key", "_read", "_refused", "_strikes", "ahead", "number")
+    __slots__ = ("_key", "_read", "_refused", "_strikes", "ahead", "number", "turn")
 
     def __init__(self, key: str) -> None:
         self._key = key
@@ -90,6 +100,8 @@ class Attempt:
         self._strikes = 0
         #: Writers likely ahead of this one at the object (set by the attempt), or None: unknown.
         self.ahead: int | None = None
+        #: A writer's turn in lost attempts' times: 1 after a read and a write, 2 after a read alone.
+        self.turn = 1.0
 
     def read(self, etag: str | None) -> None:
         """The attempt read the object (None: missing); raises when the store refuses If-Match."""
@@ -157,7 +169,8 @@ def compare_and_swap(
         backoff = Backoff(policy, sleep=sleep)
         if state.ahead is not None and lost_race(last):
             # In turn: one lost attempt's time per writer ahead, plus up to half of one.
-            pause = min(max(took, MIN_BASE_S), MAX_PAUSE_S) * min(state.ahead, turns) + 0.5 * backoff.delay(1)
+            turn = min(max(took, MIN_BASE_S) * state.turn, MAX_PAUSE_S)
+            pause = turn * min(state.ahead, turns) + 0.5 * backoff.delay(1)
         else:
             pause = backoff.delay(min(state.number, 30))  # the cap is reached long before: no overflow
         backoff.sleep(min(pause, max(0.0, deadline - time.monotonic())))
