@@ -108,6 +108,7 @@ class S3Backend(KeyValueStoreBackend):
             read_results=self.waiter.get_many,
             remember_header=read_ahead.remember,
             scope=self.settings.store_id,
+            notify=self.waiter.notify_caller,
             cas_deadline=type(self).cas_deadline,
             lease=type(self).chord_lease,
             tree_from=type(self).chord_tree_from,

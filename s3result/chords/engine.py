@@ -2,10 +2,10 @@
 
 ``S3Backend`` hands it what Celery calls on the backend (``apply_chord``, ``set_chord_size``,
 ``on_chord_part_return``, ``incr``); the counting itself is in ``rootcounter`` (the chord's root
-counter: exactly once, the lease, failures) and ``tree`` (the tree of small counters a
-large chord counts in), the firing part's join, publish and clean-up in ``firing``. This
-module holds the producer's one decision (native or chord_unlock, root or tree:
-``rootcounter.MARK``) and each part's count, with its small result carried along.
+counter: exactly once, the lease, failures) and ``tree`` (the tree of small counters a large chord
+counts in), the firing part's join, publish and clean-up in ``firing``. This module holds the
+producer's one decision (native or chord_unlock, root or tree: ``rootcounter.MARK``) and each
+part's count, with its small result carried along.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ logger = get_logger(__name__)
 class ChordEngine:
     """Native chords on one store for one Celery app (``chord_unlock`` where the store cannot count).
 
-    ``celery``: the Celery backend served (its public API only: keys, codec, group save and
-    restore, ``fallback_chord_unlock``); ``read_results``: the waiter's ``get_many``;
-    ``remember_header``: where the producer leaves a header's ids for its caller's waits (the
-    read-ahead's ``remember``). ``cas_deadline``: how long a
-    compare-and-swap may keep losing to other writers; ``lease``: how long the run of the part
-    that completed the count owns the body's publishing (see ``rootcounter``); ``tree_from``: chords
-    with at least this many parts (all plain tasks) count in a tree (``tree``).
+    ``celery``: the Celery backend served (its public API only: keys, codec, group save and restore,
+    ``fallback_chord_unlock``); ``read_results``: the waiter's ``get_many``; ``remember_header``: where
+    the producer leaves a header's ids for its caller's waits (the read-ahead's ``remember``);
+    ``notify``: the waiter's ``notify_caller``, which wakes the producer of a chord whose body a part
+    failed. ``cas_deadline``: how long a compare-and-swap may keep losing to other writers; ``lease``:
+    how long the run of the part that completed the count owns the body's publishing (see
+    ``rootcounter``); ``tree_from``: chords with at least this many parts (all plain tasks) count in
+    a tree (``tree``).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class ChordEngine:
         read_results: Callable[..., Iterator[Any]],
         remember_header: Callable[[str, Sequence[str]], None],
         scope: StoreId,
+        notify: Callable[[str, str, str | None, Any], None] | None = None,
         cas_deadline: float = 120.0,
         lease: float = 60.0,
         tree_from: int = 2,
@@ -65,11 +67,11 @@ class ChordEngine:
         self._celery = celery
         self._remember = remember_header
         self.tree_from = tree_from
-        self.firing = ChordFiring(lambda: store.client, store.settings, app, celery=celery, read_results=read_results)
-        name = str(scope)
-        self.counter = chords.ChordCounter(lambda: store.client, name, deadline_s=cas_deadline, lease_s=lease)
-        self.tree = chordtree.TreeCounter(lambda: store.client, name, deadline_s=cas_deadline)
-        self._incr = CasCounter(lambda: store.client, name, deadline_s=cas_deadline)
+        client, name = (lambda: store.client), str(scope)
+        self.firing = ChordFiring(client, store.settings, app, celery=celery, read_results=read_results, notify=notify)
+        self.counter = chords.ChordCounter(client, name, deadline_s=cas_deadline, lease_s=lease)
+        self.tree = chordtree.TreeCounter(client, name, deadline_s=cas_deadline)
+        self._incr = CasCounter(client, name, deadline_s=cas_deadline)
         # Whether this thread's last final state was stored by this run (see ``_stored_first``).
         self._final_write = threading.local()
 
@@ -228,7 +230,7 @@ class ChordEngine:
         if isinstance(size, str):  # the group cannot be restored: Celery's errors, on the body
             callback = maybe_signature(request.chord, app=self.app)
             logger.error("Chord %r raised: %s", group_id, size)
-            return self.firing.chord_error(callback, ChordError(size))
+            return self.firing.chord_error(callback, ChordError(size), request)
         count = self.incr(self._celery.get_key_for_chord(group_id))
         if count > size:
             logger.warning("Chord counter incremented too many times for %r", group_id)
@@ -326,10 +328,9 @@ class ChordEngine:
     def _fail_chord(self, request: Any, group_id: str, key: str, reason: str, member: str | None = None) -> Any:
         """End the chord with a ChordError on its body, unless it already completed.
 
-        ``member``: what this part counted in the root. If the chord completed, it may be this
-        part's own write that completed it (it landed, then the store stopped answering for
-        longer than ``recover`` waited): then this part owns the body, as ``recover`` would
-        have found once the store answered again.
+        ``member``: what this part counted in the root. If the chord completed, it may be this part's
+        own write that completed it (it landed, then the store stopped answering for longer than
+        ``recover`` waited): then this part owns the body, as ``recover`` would have found later.
         """
         message = f"s3result: chord {group_id} on {self.settings.redacted_url()}: {reason}"
         logger.error("%s", message)
@@ -342,7 +343,7 @@ class ChordEngine:
         if marked is None and self._body_ended(callback):
             return None  # unmarkable counter (a 403): another part reported it already
         try:
-            return self.firing.chord_error(callback, ChordError(message))
+            return self.firing.chord_error(callback, ChordError(message), request)
         finally:
             self._clean_up_failed(request, group_id, key)
 
@@ -350,9 +351,8 @@ class ChordEngine:
         """Delete what a failed chord leaves: its counter first (parts that come later then stop),
         its tree's nodes and its saved group; log what could not be deleted.
 
-        A part still running when its chord failed may create its leaf again afterwards (a first
-        run creates a missing leaf without reading the counter): the lifecycle rule on the prefix
-        expires such a leaf.
+        A part still running when its chord failed may create its leaf again afterwards (a first run
+        creates a missing leaf without reading the counter): the prefix's lifecycle rule expires it.
         """
         keys = [key]
         try:

@@ -40,7 +40,7 @@ class ChordFiring:
 
     ``client``: the process's client for the store; ``celery``: the Celery backend served (its public API only: ``restore_group``, ``decode``,
     ``chord_error_from_stack``); ``read_results``: the waiter's ``get_many``, which reads the results
-    the counter does not carry.
+    the counter does not carry; ``notify``: the waiter's ``notify_caller`` (see ``chord_error``).
     """
 
     def __init__(
@@ -51,24 +51,34 @@ class ChordFiring:
         *,
         celery: Any,
         read_results: Callable[..., Iterator[Any]],
+        notify: Callable[[str, str, str | None, Any], None] | None = None,
     ) -> None:
         self._client = client
         self.settings = settings
         self.app = app
         self._celery = celery
         self.read_results = read_results
+        self._notify = notify
 
     @property
     def client(self) -> S3Client:
         """This process's client for the store (``clients``)."""
         return self._client()
 
-    def chord_error(self, callback: Any, error: ChordError) -> Any:
-        """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback)."""
+    def chord_error(self, callback: Any, error: ChordError, request: Any = None) -> Any:
+        """Celery's ``chord_error_from_stack``, which needs the error on the stack (its traceback).
+
+        It stores the body's failure without a request, so nothing would wake the process waiting
+        for the body: with the part's ``request``, its sender (the chord's producer) is notified
+        as for any stored result, instead of finding the failure at its next poll.
+        """
         try:
             raise error
         except ChordError:
-            return self._celery.chord_error_from_stack(callback, error)
+            stored = self._celery.chord_error_from_stack(callback, error)
+        if request is not None and self._notify is not None and getattr(callback, "id", None):
+            self._notify(str(callback.id), states.FAILURE, None, request)
+        return stored
 
     # -- the firing part -----------------------------------------------------------------------
 
@@ -94,7 +104,7 @@ class ChordFiring:
         try:
             tree = treegeometry.Geometry.from_mark(chords.marking(request.chord))
         except treegeometry.PartClash as exc:
-            return self.chord_error(callback, ChordError(str(exc)))
+            return self.chord_error(callback, ChordError(str(exc)), request)
         nodes = (
             []
             if tree is None
@@ -106,9 +116,9 @@ class ChordFiring:
             try:
                 deps = self._celery.restore_group(group_id)
             except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self.chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"))
+                return self.chord_error(callback, ChordError(f"Cannot restore group: {exc!r}"), request)
             if deps is None:
-                return self.chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"))
+                return self.chord_error(callback, ChordError(f"GroupResult {group_id} no longer exists"), request)
             try:
                 values = self.join_header(
                     deps,
@@ -120,10 +130,10 @@ class ChordFiring:
                     counted=counted,
                 )
             except ChordError as exc:
-                return self.chord_error(callback, exc)
+                return self.chord_error(callback, exc, request)
             except Exception as exc:  # noqa: BLE001 - reported on the body
-                return self.chord_error(callback, ChordError(f"Join error: {exc!r}"))
-            return self._publish(callback, group_id, values)
+                return self.chord_error(callback, ChordError(f"Join error: {exc!r}"), request)
+            return self._publish(callback, group_id, values, request)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -154,7 +164,7 @@ class ChordFiring:
         ]
         return pool, leaf_reads
 
-    def _publish(self, callback: Any, group_id: str, values: list[Any]) -> Any:
+    def _publish(self, callback: Any, group_id: str, values: list[Any], request: Any = None) -> Any:
         """Send the body with the header's values; a failure is the body's ChordError."""
         try:
             # Celery's private name, used as its own chord backends do (base.py, redis.py, gcs.py):
@@ -163,7 +173,7 @@ class ChordFiring:
             self.app.amqp._retry_publish(callback.delay, values)
         except Exception as exc:  # noqa: BLE001 - reported on the body
             logger.exception("Chord %r raised: %r", group_id, exc)
-            return self.chord_error(callback, ChordError(f"Callback error: {exc!r}"))
+            return self.chord_error(callback, ChordError(f"Callback error: {exc!r}"), request)
         return None
 
     def _reads_deadline(self, deadline: float | None) -> float | None:

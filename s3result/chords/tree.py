@@ -197,14 +197,8 @@ class TreeCounter:
         current = None if create else client.get_or_none(key)
         cas.read(None if current is None else current.etag)
         where = {m: k for k, m in enumerate(expected)}
-        if current is None and cas.number == 1 and level == 0 and not any(c for _m, _e, c in batch):
-            ahead = min(where.get(member, 0) for member, _e, _c in batch)
-            if ahead:
-                # A first run that finds its leaf missing: the leaf's first part is most likely
-                # creating it now (a fleet takes parts in order). Its create would lose (a PUT and
-                # a GET for nothing): wait our turn instead, a read and a write per part ahead.
-                cas.ahead, cas.turn = ahead, 2.0
-                raise Yielded(key)
+        if current is None and cas.number == 1 and level == 0:
+            self._yield_to_the_creator(cas, key, where, batch)
         if current is None:
             if any(check for _m, _e, check in batch):
                 ended = self._root_state(root_key)
@@ -241,6 +235,18 @@ class TreeCounter:
             else:
                 client.put(key, body, mode=PutMode.update(current.etag), content_type="application/json")
         return self._steps(node.get("by"), batch, slots, fresh)
+
+    @staticmethod
+    def _yield_to_the_creator(cas: Attempt, key: str, where: dict[str, int], batch: list[Item]) -> None:
+        """A first run that reads its leaf missing: the leaf's first part is most likely creating it
+        now (a fleet takes parts in order), and our create would lose (a PUT and a GET for
+        nothing). Raise ``Yielded``: wait in turn instead, a read and a write per part ahead."""
+        if any(check for _m, _e, check in batch):
+            return  # a redelivery, or a climb counted below already: it reads the root instead
+        ahead = min(where.get(member, 0) for member, _e, _c in batch)
+        if ahead:
+            cas.ahead, cas.turn = ahead, 2.0
+            raise Yielded(key)
 
     @staticmethod
     def _steps(by: str | None, batch: list[Item], slots: list[Any], fresh: Sequence[str] = ()) -> list[Done]:

@@ -895,6 +895,22 @@ def test_a_failed_part_wakes_the_caller_s_wait_for_the_body(caller: Caller) -> N
     assert caller.listener().delivered == woken  # no wait was on the part's own id
 
 
+def test_a_body_failed_by_its_chord_wakes_a_wait_on_the_body_alone(caller: Caller) -> None:
+    """The part that fails a chord's body (its join finds a failed part) stores the body's
+    ChordError and notifies the chord's producer: a wait on the body id alone, with no check of
+    parents and polling every 120 s behind notifications, gets the failure, not a timeout."""
+    caller.warm()  # trusts notifications: polls every interval behind them
+    header = [caller.module.part.s(i) for i in range(5)] + [caller.module.slow_fail.s(1.0, "part broke")]
+    res = chord(header)(caller.module.collect.s("failed-body-notified"))
+    start = time.monotonic()
+    meta = caller.app.backend.wait_for(res.id, timeout=60, interval=120)
+    took = time.monotonic() - start
+    assert meta["status"] == "FAILURE", caller.worker.tail()
+    assert "part broke" in repr(meta["result"]), meta
+    # Unwoken, the wait looks again only at its timeout (its polls are 120 s apart).
+    assert took < 20.0, f"the body's failure came after {took:.1f} s, not when the chord failed (1 s)"
+
+
 def test_a_failed_part_is_read_at_once_while_the_header_stands_pending(
     caller: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
