@@ -44,7 +44,7 @@ class _Slot:
 # Queues are per process, not per counter object: Celery gives every thread its own backend
 # (``app.backend`` is thread-local), so only a process-wide table lets the threads meet.
 _LOCK = PROCESS.slot("chords.commit.lock", threading.Lock, fork="renewed", why="guards the group commits")
-_SLOTS = PROCESS.slot(
+_QUEUES = PROCESS.slot(
     "chords.commit.queues",
     dict[tuple[str, ...], _Slot],
     fork="emptied",
@@ -61,11 +61,11 @@ def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Seq
     """
     me = _Waiter(item)
     lock = _LOCK.get()
-    slots = _SLOTS.get()
+    queues = _QUEUES.get()
     with lock:
-        slot = slots.get(name)
+        slot = queues.get(name)
         if slot is None:
-            slot = slots[name] = _Slot(lock)
+            slot = queues[name] = _Slot(lock)
         slot.pending.append(me)
         while slot.busy and not me.done:
             slot.cond.wait()
@@ -92,8 +92,8 @@ def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Seq
             # Wake the batch (their results are set) and anyone queued since: one of those
             # leads the next commit. A slot nobody waits on is dropped.
             slot.cond.notify_all()
-            if not slot.pending and slots.get(name) is slot:
-                del slots[name]
+            if not slot.pending and queues.get(name) is slot:
+                del queues[name]
     if me.error is not None:
         raise me.error
     return cast(R, me.result)

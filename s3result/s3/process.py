@@ -154,8 +154,19 @@ class StoreSlot(_Slot[K, T]):
 
     __slots__ = ("key",)
 
-    def __init__(self, owner: ProcessState, name: str, make: Callable[[], T], key: type[K], **how: Any) -> None:
-        super().__init__(owner, name, make, **how)
+    def __init__(
+        self,
+        owner: ProcessState,
+        name: str,
+        make: Callable[[], T],
+        key: type[K],
+        *,
+        fork: Fate,
+        why: str,
+        after_fork: Callable[[T], None] | None,
+        hold: bool,
+    ) -> None:
+        super().__init__(owner, name, make, fork=fork, why=why, after_fork=after_fork, hold=hold)
         #: The type of a store's identity: a value made for anything else is refused.
         self.key = key
 
@@ -211,8 +222,7 @@ class ProcessState:
         hold: bool = False,
     ) -> StoreSlot[K, T]:
         """Declare a per-store slot: one value per store identity (``key``: ``StoreId``)."""
-        how = {"fork": fork, "why": why, "after_fork": after_fork, "hold": hold}
-        return self._declare(StoreSlot(self, name, make, key, **how))
+        return self._declare(StoreSlot(self, name, make, key, fork=fork, why=why, after_fork=after_fork, hold=hold))
 
     def _declare(self, slot: _SlotT) -> _SlotT:
         with self.lock:

@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
             pass
 
     listener = Listener()
-    commit._SLOTS.get()[("in-flight",)] = object()  # stands for a commit whose threads stay in the parent
+    commit._QUEUES.get()[("in-flight",)] = object()  # stands for a commit whose threads stay in the parent
     notifyregistry.sent_from(app, "reply-queue")
     notifyregistry._LISTENERS.get()[(id(app), "redis")] = listener
 
