@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +27,7 @@ from celery.utils.log import get_logger
 from .errors import ConfigError
 from .results.config import ConditionalWrites, raw_slash_warning
 from .results.precondition import known
+from .s3.process import PROCESS
 from .s3.retry import Backoff, RetryConfig, is_permanent
 from .waits import notify
 
@@ -33,20 +35,38 @@ __all__ = ("check_before_fork", "check_store_at_start", "connect", "connected", 
 
 logger = get_logger(__name__)
 
-# The backend class the handlers act for (None until ``connect``), and the processes checked.
-_backend_class: type | None = None
-_store_checked: set[int] = set()
-# The apps this process built an S3Backend for: a prefork parent checks them before it forks.
-_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+
+@dataclass(slots=True)
+class _Start:
+    """What this process knows of its worker's start; a forked child keeps it all."""
+
+    #: The backend class the handlers act for (None until ``connect``): connected once.
+    backend_class: type | None = None
+    #: The processes whose store was checked (a child checks for itself: its PID is not here).
+    checked: set[int] = field(default_factory=set)
+    #: The apps this process built an S3Backend for, weakly: a prefork parent checks them before it forks.
+    apps: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    #: When the main process may next try a verdict the start check could not take, and how many
+    #: tries failed: the pause after the n-th doubles from 1 s to a minute (the retry policy's ceiling).
+    retake_at: float | None = None
+    retake_failures: int = 0
+
+
+_START = PROCESS.slot(
+    "worker.start",
+    _Start,
+    fork="kept",
+    why="the signals connected, the apps watched, the stores checked (by PID) and the verdict's retry: still so",
+)
 
 
 def connect(app: Any, backend_class: type) -> None:
     """Connect the worker's signal handlers (once per process) and watch ``app``'s backend."""
-    global _backend_class
-    _apps.add(app)
-    if _backend_class is not None:
+    start = _START.get()
+    start.apps.add(app)
+    if start.backend_class is not None:
         return
-    _backend_class = backend_class
+    start.backend_class = backend_class
     # dispatch_uid: a second connect (two threads building their first backend at once) is a no-op.
     signals.worker_init.connect(check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-init")
     signals.worker_before_create_process.connect(
@@ -58,16 +78,17 @@ def connect(app: Any, backend_class: type) -> None:
 
 def connected() -> bool:
     """Whether ``connect`` has run in this process."""
-    return _backend_class is not None
+    return _START.get().backend_class is not None
 
 
 def _ours(backend: Any) -> bool:
-    return _backend_class is not None and isinstance(backend, _backend_class)
+    backend_class = _START.get().backend_class
+    return backend_class is not None and isinstance(backend, backend_class)
 
 
 def forget_checks() -> None:
     """Run the start check again in this process (tests: each one starts a worker anew)."""
-    _store_checked.clear()
+    _START.get().checked.clear()
 
 
 def check_store_at_start(sender: Any = None, **_: Any) -> None:
@@ -85,12 +106,13 @@ def check_store_at_start(sender: Any = None, **_: Any) -> None:
     may be back by the first result, and the client retries.
     """
     app = getattr(sender, "app", None)
-    if app is None or os.getpid() in _store_checked:
+    checked = _START.get().checked
+    if app is None or os.getpid() in checked:
         return
     backend = app.backend
     if not _ours(backend):
         return
-    _store_checked.add(os.getpid())
+    checked.add(os.getpid())
     slash = raw_slash_warning(backend.url)
     if slash:
         logger.warning("s3result: %s", slash)
@@ -123,7 +145,7 @@ def check_before_fork(sender: Any = None, **_: Any) -> None:
     would take the conditional-write verdict again (and with ``worker_max_tasks_per_child=1``,
     once per task). Checked here, once, every child inherits it.
     """
-    for app in list(_apps):
+    for app in list(_START.get().apps):
         check_store_at_start(sender=SimpleNamespace(app=app))
         _retake_verdict(app)
         _renew_credentials(app)
@@ -145,10 +167,6 @@ def _renew_credentials(app: Any) -> None:
         logger.info("s3result: could not renew the credentials before forking a child: %s", exc)
 
 
-# When the main process may next try a verdict the start check could not take, and how many
-# tries failed: the pause after the n-th doubles from 1 s to a minute (the retry policy's ceiling).
-_retake_at: float | None = None
-_retake_failures = 0
 _RETAKE_BACKOFF = Backoff(RetryConfig(base_delay=1.0, max_delay=60.0))
 
 
@@ -162,23 +180,23 @@ def _retake_verdict(app: Any) -> None:
     Tried again before a later fork, one bounded GET first; the pause between tries doubles
     from 1 s to a minute, so a store that stays down costs the main process little.
     """
-    global _retake_at, _retake_failures
+    start = _START.get()
     backend = app.backend
     if not _ours(backend) or backend.settings.conditional_writes is not ConditionalWrites.PROBE:
         return
     now = time.monotonic()
     if known(backend.client) is not None:
         return
-    if _retake_at is None:  # the start check has just failed: not again at once
-        _retake_at = now + _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
-    if now < _retake_at:
+    if start.retake_at is None:  # the start check has just failed: not again at once
+        start.retake_at = now + _RETAKE_BACKOFF.ceiling(start.retake_failures + 1)
+    if now < start.retake_at:
         return
     error = backend.check_store(min(backend.settings.connect_timeout, 2.0))
     if error is None:
         return
-    _retake_failures += 1
-    pause = _RETAKE_BACKOFF.ceiling(_retake_failures + 1)
-    _retake_at = time.monotonic() + pause
+    start.retake_failures += 1
+    pause = _RETAKE_BACKOFF.ceiling(start.retake_failures + 1)
+    start.retake_at = time.monotonic() + pause
     logger.info(
         "s3result: conditional-write verdict still not taken (%s); children probe for themselves until "
         "it is, tried again before a fork in %gs",

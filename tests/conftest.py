@@ -51,8 +51,9 @@ def fresh_pacers() -> Iterator[None]:
     from s3result.s3 import limiter
 
     def reset_all() -> None:
-        for pacer in list(limiter._pacers):  # every pacer of the process (weak: the live ones)
-            pacer.reset()
+        for store in limiter.LIMITERS.values().values():  # every store's pacers in this process
+            store.reads.reset()
+            store.writes.reset()
 
     reset_all()
     yield

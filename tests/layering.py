@@ -345,18 +345,49 @@ def _plainly_constant(value: ast.expr) -> bool:
     return False
 
 
+#: How a module declares a slot of the process state (``s3result.s3.process``).
+_SLOT_DECLARATIONS = ("slot", "store_slot")
+
+
+def _slot_declaration(value: ast.expr | None) -> ast.Call | None:
+    """``PROCESS.slot(...)`` or ``PROCESS.store_slot(...)``: the call, else None."""
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr in _SLOT_DECLARATIONS
+        and isinstance(value.func.value, ast.Name)
+        and value.func.value.id == "PROCESS"
+    ):
+        return value
+    return None
+
+
+def slots(module: Module) -> dict[str, str]:
+    """The slots of the process state a module declares: name -> fate (``fork=``), as written."""
+    found: dict[str, str] = {}
+    for value in _top_bindings(module).values():
+        call = _slot_declaration(value)
+        if call is None:
+            continue
+        name = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else "?"
+        fate = next((k.value for k in call.keywords if k.arg == "fork"), None)
+        found[str(name)] = fate.value if isinstance(fate, ast.Constant) else "?"
+    return found
+
+
 def module_state(module: Module) -> list[str]:
-    """The module's mutable process-wide state: ``module:name`` for each global it may change.
+    """The module's mutable process-wide state kept outside the owner: ``module:name`` for each global.
 
     A name counts when a function rebinds it (``global``), when the module changes it in place
     (an item set or deleted, ``+=``, a mutating method, ``with name:``), when it is a container
     not named in capitals (a table of constants is), or when its value is not plainly a constant
-    (a lock, a thread-local, an object built by a call).
+    (a lock, a thread-local, an object built by a call). A slot of the process state
+    (``PROCESS.slot(...)``, see ``slots``) is the owner's, not the module's: it does not count.
     """
     mutated = _mutated_in(module)
     found = []
     for name, value in _top_bindings(module).items():
-        if name in ("__all__", "logger"):
+        if name in ("__all__", "logger") or _slot_declaration(value) is not None:
             continue
         if value is None or name in mutated:
             found.append(name)
@@ -378,6 +409,7 @@ def report(modules: dict[str, Module]) -> str:
     d, chain_ = depth(rt)
     whole, whole_chain = depth(modules)
     state = [s for m in rt.values() for s in module_state(m)]
+    declared = {n: f for m in rt.values() for n, f in slots(m).items()}
     lines = [
         f"modules: {len(modules)} ({len(rt)} runtime, {sum(m.lines for m in rt.values())} runtime lines)",
         f"cycles: {len(cycles(modules))} {cycles(modules)}",
@@ -390,7 +422,8 @@ def report(modules: dict[str, Module]) -> str:
         f"private attributes of other objects: {sum(len(foreign_private_attributes(m)) for m in modules.values())} "
         f"{[u for m in modules.values() for u in foreign_private_attributes(m)]}",
         f"runtime modules that sleep or draw jitter: {len(sleepy)} {sleepy}",
-        f"mutable module globals of the runtime: {len(state)} {state}",
+        f"mutable module globals of the runtime outside the process state: {len(state)} {state}",
+        f"slots of the process state (s3/process.py): {len(declared)} {declared}",
     ]
     return "\n".join(lines)
 

@@ -66,6 +66,6 @@ def test_a_forked_child_keeps_the_client_but_not_its_pool() -> None:
 
 def test_the_registry_is_bounded() -> None:
     made = [clients.shared_client(config.build(url=f"{URL}?max_connections={n}", environ={})) for n in range(1, 80)]
-    assert len(clients._clients) <= clients.MAX_CLIENTS
+    assert len(clients.CLIENTS.get()) <= clients.MAX_CLIENTS
     # The newest are kept; an evicted client still works for whoever holds it.
     assert clients.shared_client(config.build(url=f"{URL}?max_connections=79", environ={})) is made[-1]

@@ -1,4 +1,4 @@
-"""The one fork registry (s3result/s3/forks.py): order, weak owners, a real fork.
+"""The one fork registry (s3result/s3/process.py): order, weak owners, a real fork.
 
 Integration: tests/integration/test_fork.py holds each of s3result's locks in a thread, forks,
 and has the child store and read a result. tests/test_layering.py checks that no other module
@@ -15,7 +15,7 @@ import weakref
 
 import pytest
 
-from s3result.s3 import forks
+from s3result.s3 import process as forks
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
 
@@ -48,7 +48,7 @@ class _Owner:
         forks.on_fork_in_child(self.renewed)
 
     def renewed(self) -> None:
-        # Step 3 runs after step 2: the lock this object held at the fork is free already.
+        # Step 4 runs after step 2: the lock this object held at the fork is free already.
         self.seen.append("free" if self._lock.acquire(blocking=False) else "held")
 
 
@@ -76,7 +76,7 @@ def test_a_fork_while_another_thread_registers_leaves_the_child_a_free_registry(
     held, done = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with forks._lock:
+        with forks.PROCESS.lock:
             held.set()
             done.wait(30)
 
@@ -95,4 +95,4 @@ def test_registering_keeps_no_owner_alive() -> None:
     gc.collect()
     assert alive() is None, "the fork registry keeps its owners alive"
     forks.on_fork_in_child(lambda: None)  # prunes the dead method
-    assert all(not (isinstance(c, weakref.WeakMethod) and c() is None) for c in forks._callbacks)
+    assert all(not (isinstance(c, weakref.WeakMethod) and c() is None) for c in forks.PROCESS._callbacks)

@@ -135,7 +135,7 @@ def test_redis_py_connections_still_keep_their_socket_as_sock() -> None:
 
 
 def test_one_runtime_module_registers_fork_hooks(modules: dict[str, layering.Module]) -> None:
-    """Every fork hook goes through ``s3result.s3.forks``: one registry, one documented order."""
+    """Every fork hook goes through ``s3result.s3.process``: one registry, one documented order."""
     import ast
 
     calling = sorted(
@@ -144,15 +144,31 @@ def test_one_runtime_module_registers_fork_hooks(modules: dict[str, layering.Mod
         for node in ast.walk(module.tree)
         if isinstance(node, ast.Attribute) and node.attr == "register_at_fork"
     )
-    assert calling == ["s3result.s3.forks"], f"register with s3result.s3.forks.on_fork_in_child instead: {calling}"
+    assert calling == ["s3result.s3.process"], f"declare a slot of s3result.s3.process.PROCESS instead: {calling}"
 
 
-def test_every_mutable_module_global_is_accounted_for(modules: dict[str, layering.Module]) -> None:
-    """Process-wide state lives where tests/process_state.py says, with its fate in a forked child."""
+def test_no_mutable_module_global_outside_the_process_state(modules: dict[str, layering.Module]) -> None:
+    """Process-wide state is a slot of s3result.s3.process.PROCESS; the few globals left say why."""
     found = {s for m in layering.runtime(modules).values() for s in layering.module_state(m)}
-    table = set(process_state.STATE)
+    table = set(process_state.GLOBALS)
     assert found - table == set(), (
-        "new mutable module global: keep it on an object its owner builds, or add it to "
-        f"tests/process_state.py with its fate in a forked child (and a fork hook): {sorted(found - table)}"
+        "new mutable module global: declare it as a slot of s3result.s3.process.PROCESS (with its fate in a "
+        f"forked child) and list it in tests/process_state.py SLOTS, or keep it on an object: {sorted(found - table)}"
     )
     assert table - found == set(), f"gone from the source: drop from tests/process_state.py: {sorted(table - found)}"
+
+
+def test_every_slot_of_the_process_state_is_listed_with_its_fate(modules: dict[str, layering.Module]) -> None:
+    """tests/process_state.py SLOTS is what the runtime declares: the same names, the same fates."""
+    declared = {n: f for m in layering.runtime(modules).values() for n, f in layering.slots(m).items()}
+    listed = {name: fate for name, (fate, _why) in process_state.SLOTS.items()}
+    assert declared == listed, (
+        f"declared in the source but not listed (or with another fate): {sorted(set(declared.items()) - set(listed.items()))}; "
+        f"listed but not declared: {sorted(set(listed.items()) - set(declared.items()))}"
+    )
+
+
+def test_every_module_that_declares_a_slot_is_in_the_runtime_layers(modules: dict[str, layering.Module]) -> None:
+    """Slots are the runtime's: the command, the testing kit and conformance keep their state on objects."""
+    on_top = {n for n, m in modules.items() if n.startswith(layering.ON_TOP) and layering.slots(m)}
+    assert on_top == set()

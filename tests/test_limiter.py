@@ -311,8 +311,9 @@ def test_a_cut_with_nothing_to_measure_finds_the_rate_by_doubling() -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
 def test_a_child_forked_while_threads_queue_for_turns_does_not_inherit_their_queue() -> None:
     """Threads of the parent hold turns far ahead (the store throttled hard): they are not in the
-    child, so the child's first request must not wait behind their reservations."""
-    pacer = Pacer("writes")
+    child, so the child's first request must not wait behind their reservations (the process
+    state's limiters slot: kept, each pacer's queued turns dropped)."""
+    pacer = limiter_for(StoreId("http://fork-queue.test", "bucket")).writes
     pacer.throttled(0.0)  # nothing measured: 2 requests/s
     now = time.monotonic()
     for _ in range(40):  # 40 requests of the parent's threads queued: the last turn ~20 s away

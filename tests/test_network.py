@@ -11,7 +11,7 @@ from pathlib import Path
 import certifi
 import pytest
 
-from s3result.s3 import network
+from s3result.s3 import connect, network
 
 
 def test_ca_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,10 +39,13 @@ def test_ca_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unverified_context_warns_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(network, "_warned_unverified", False)
+    connect._WARNED.get().discard("ca_bundle=false")
     for value in ("false", "0", "off"):
+        connect.warn_unverified(value)
         ctx = network.ssl_context(value, {"AWS_CA_BUNDLE": "ignored.pem"})
         assert ctx.verify_mode is ssl.CERT_NONE and not ctx.check_hostname
+    connect.warn_unverified("true")
+    connect.warn_unverified(None)
     assert sum("NOT verified" in r.getMessage() for r in caplog.records) == 1
 
 

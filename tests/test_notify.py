@@ -37,7 +37,7 @@ def test_a_failing_broker_never_fails_the_task(caplog: pytest.LogCaptureFixture)
         def connection_for_write(self) -> Any:
             raise ConnectionError("broker down")
 
-    notify._said.discard("publish")
+    notify._SAID.get().discard("publish")
     with caplog.at_level(logging.WARNING, logger="s3result.waits.notify"):
         assert notify.publish(Broken(), "oid", "tid", states.SUCCESS, None) is False
         assert notify.publish(Broken(), "oid", "tid", states.SUCCESS, None) is False
@@ -51,7 +51,7 @@ def test_no_listener_where_the_broker_carries_no_notifications(caplog: pytest.Lo
     app.conf.broker_url = "memory://"
     assert notify.listener_for(app) is None  # this process sent nothing: nobody would notify it
     notify.sent_from(app, app.thread_oid)
-    notify._said.discard("memory")
+    notify._SAID.get().discard("memory")
     with caplog.at_level(logging.INFO, logger="s3result.waits.notify"):
         assert notify.listener_for(app) is None
         assert notify.listener_for(app) is None
@@ -139,10 +139,10 @@ def test_a_forked_child_starts_afresh() -> None:
     notify.sent_from(app, "parent-thread")
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's exit code is the assertion
-        os._exit(0 if not notifyregistry._senders and not notifyregistry._listeners else 1)
+        os._exit(0 if not notifyregistry._SENDERS.get() and not notifyregistry._LISTENERS.get() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert notifyregistry._senders[id(app)] == {"parent-thread"}
+    assert notifyregistry._SENDERS.get()[id(app)] == {"parent-thread"}
 
 
 def test_sending_threads_listened_for_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,7 +150,7 @@ def test_sending_threads_listened_for_are_bounded(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(notifyregistry, "MAX_SENDERS", 3)
     for i in range(10):
         notify.sent_from(app, f"thread-{i}")
-    assert notifyregistry._senders[id(app)] == {"thread-0", "thread-1", "thread-2"}
+    assert notifyregistry._SENDERS.get()[id(app)] == {"thread-0", "thread-1", "thread-2"}
 
 
 def test_what_anyone_may_publish_is_dropped_unless_it_names_a_watched_id() -> None:

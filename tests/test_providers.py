@@ -357,9 +357,9 @@ def test_signing_keys_dropped_when_the_secret_changes() -> None:
     source = CredentialSource([RotatingProvider(clock, lifetime=60)], clock=clock)
     creds = source.get()
     sigv4.signing_key(secret_key=creds.secret_key, date="20260101", region="r", service="s3")
-    assert sigv4._key_cache
+    assert sigv4._KEYS.get()
     source.get()  # within the mandatory window at once: refreshed, new secret
-    assert not any(k[0] == creds.secret_key for k in sigv4._key_cache)
+    assert not any(k[0] == creds.secret_key for k in sigv4._KEYS.get())
 
 
 def test_no_secret_in_debug_logs_of_any_provider(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

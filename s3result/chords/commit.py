@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
-from ..s3.forks import on_fork_in_child
+from ..s3.process import PROCESS
 
 __all__ = ("group_commit",)
 
@@ -43,18 +43,13 @@ class _Slot:
 
 # Queues are per process, not per counter object: Celery gives every thread its own backend
 # (``app.backend`` is thread-local), so only a process-wide table lets the threads meet.
-_lock = threading.Lock()
-_slots: dict[tuple[str, ...], _Slot] = {}
-
-
-def _after_fork_in_child() -> None:
-    # A fork may copy the lock held, or a commit in flight whose threads did not come along.
-    global _lock
-    _lock = threading.Lock()
-    _slots.clear()
-
-
-on_fork_in_child(_after_fork_in_child)
+_LOCK = PROCESS.slot("chords.commit.lock", threading.Lock, fork="renewed", why="guards the group commits")
+_QUEUES = PROCESS.slot(
+    "chords.commit.queues",
+    dict[tuple[str, ...], _Slot],
+    fork="emptied",
+    why="commits in flight and their queues: their threads stayed in the parent",
+)
 
 
 def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Sequence[R]]) -> R:
@@ -65,11 +60,12 @@ def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Seq
     order and returns one result per item; what it raises goes to every caller of the batch.
     """
     me = _Waiter(item)
-    lock = _lock
+    lock = _LOCK.get()
+    queues = _QUEUES.get()
     with lock:
-        slot = _slots.get(name)
+        slot = queues.get(name)
         if slot is None:
-            slot = _slots[name] = _Slot(lock)
+            slot = queues[name] = _Slot(lock)
         slot.pending.append(me)
         while slot.busy and not me.done:
             slot.cond.wait()
@@ -96,8 +92,8 @@ def group_commit(name: tuple[str, ...], item: T, commit: Callable[[list[T]], Seq
             # Wake the batch (their results are set) and anyone queued since: one of those
             # leads the next commit. A slot nobody waits on is dropped.
             slot.cond.notify_all()
-            if not slot.pending and _slots.get(name) is slot:
-                del _slots[name]
+            if not slot.pending and queues.get(name) is slot:
+                del queues[name]
     if me.error is not None:
         raise me.error
     return cast(R, me.result)

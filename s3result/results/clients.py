@@ -20,39 +20,42 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ..s3.client import S3Client
-from ..s3.forks import on_fork_in_child
+from ..s3.process import PROCESS
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["MAX_CLIENTS", "shared_client"]
+__all__ = ["CLIENTS", "MAX_CLIENTS", "shared_client"]
 
 #: Distinct settings kept per process; a worker has one or two. Evicted clients stay usable by
 #: whoever holds them; the next backend with those settings gets a new one.
 MAX_CLIENTS = 64
 
-# The process's clients, the one registry of them (see above); a forked child keeps them.
-_clients: OrderedDict[Settings, S3Client] = OrderedDict()
-_lock = threading.Lock()
+
+def _no_clients() -> OrderedDict[Settings, S3Client]:
+    return OrderedDict()
 
 
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
-
-
-on_fork_in_child(_after_fork_in_child)
+# The process's clients, the one registry of them (see above), oldest first.
+CLIENTS = PROCESS.slot(
+    "results.clients",
+    _no_clients,
+    fork="kept",
+    why="one client per settings; its pool is keyed by PID and made anew in a child, its credentials still hold",
+)
+_CLIENTS_LOCK = PROCESS.slot("results.clients-lock", threading.Lock, fork="renewed", why="guards the clients")
 
 
 def shared_client(settings: Settings) -> S3Client:
     """The process's client for ``settings``, made on first use."""
-    client = _clients.get(settings)
+    clients = CLIENTS.get()
+    client = clients.get(settings)
     if client is not None:
         return client
-    with _lock:
-        client = _clients.get(settings)
+    with _CLIENTS_LOCK.get():
+        client = clients.get(settings)
         if client is None:
-            client = _clients[settings] = S3Client(settings.s3)
-            while len(_clients) > MAX_CLIENTS:
-                _clients.popitem(last=False)
+            client = clients[settings] = S3Client(settings.s3)
+            while len(clients) > MAX_CLIENTS:
+                clients.popitem(last=False)
         return client

@@ -7,16 +7,15 @@ process that wrote the earlier state already holds that ETag, so it goes straigh
 back to the read. Only ETags of states that may still change are kept: after a SUCCESS the
 entry is dropped, so a late duplicate is always read first and never replaces it.
 
-Bounded (least recently used first out), one lock for the threads of a process, and emptied
-in a forked child: a child never acts on what its parent wrote.
+Bounded (least recently used first out), one lock for the threads of a process. The process's
+memories, one per store, are a slot of the process state (``results.store.ETAGS``) that a forked
+child gets empty: a child never acts on what its parent wrote.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-
-from ..s3.forks import on_fork_in_child
 
 __all__ = ["DEFAULT_SIZE", "EtagMemory"]
 
@@ -31,12 +30,6 @@ class EtagMemory:
         self.size = size
         self._items: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
-        on_fork_in_child(self._after_fork_in_child)
-
-    def _after_fork_in_child(self) -> None:
-        # A fork may have copied the lock held by another thread: replace it, then forget.
-        self._lock = threading.Lock()
-        self._items = OrderedDict()
 
     def get(self, key: str) -> str | None:
         """The ETag remembered for ``key``, or None."""

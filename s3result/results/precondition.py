@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExists, NotImplementedByStore, PreconditionFailed, S3Error, S3ResultError
 from ..s3.config import StoreId
-from ..s3.forks import on_fork_in_child
+from ..s3.process import PROCESS
 from ..s3.request import PutMode
 from . import verdict
 from .settings import ConditionalWrites
@@ -45,20 +45,26 @@ class Support:
     forced: bool = False
 
 
-# The verdict per store and bucket (StoreId), process-wide: every backend instance of every
-# thread asks once. A forked child keeps it (still true of the store); the lock is renewed.
-_cache: dict[StoreId, Support] = {}
-# The last probe that failed per store and bucket: when it ended, and its error.
-_failed: dict[StoreId, tuple[float, S3ResultError]] = {}
-_lock = threading.Lock()
+@dataclass(slots=True)
+class _Verdict:
+    """What this process knows of one store's conditional writes."""
+
+    #: The verdict, once taken: every backend instance of every thread asks once.
+    support: Support | None = None
+    #: The last probe that failed: when it ended, and its error.
+    failed: tuple[float, S3ResultError] | None = None
 
 
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # a probe in another thread may have held it at the fork
-
-
-on_fork_in_child(_after_fork_in_child)
+_VERDICTS = PROCESS.store_slot(
+    "results.precondition.verdicts",
+    _Verdict,
+    key=StoreId,
+    fork="kept",
+    why="the store's conditional-write verdict and a failed probe's backoff: still true of the same store",
+)
+_PROBE_LOCK = PROCESS.slot(
+    "results.precondition.probe-lock", threading.Lock, fork="renewed", why="one probe at a time per process"
+)
 
 
 @dataclass(slots=True)
@@ -174,7 +180,7 @@ def _landed(client: ObjectStore, run: _Run, body: bytes) -> str | None:
 
 def known(client: ObjectStore) -> Support | None:
     """The verdict already taken for this client's store and bucket, or None; sends nothing."""
-    return _cache.get(client.config.store_id)
+    return _VERDICTS.get(client.config.store_id).support
 
 
 def support_for(
@@ -199,15 +205,15 @@ def support_for(
     # Not keyed by process: the verdict is a property of the store. A prefork worker takes it
     # once, before forking (the start check), and its children inherit it; a child made for
     # each task (worker_max_tasks_per_child=1) then costs no request for it.
-    cache_key = client.config.store_id
-    found = _cache.get(cache_key)
+    taken = _VERDICTS.get(client.config.store_id)
+    found = taken.support
     if found is not None:
         return found
     asked = time.monotonic()
-    with _lock:
-        found = _cache.get(cache_key)
+    with _PROBE_LOCK.get():
+        found = taken.support
         if found is None:
-            failed = _failed.get(cache_key)
+            failed = taken.failed
             if failed is not None and failed[0] >= asked:
                 # A probe that ended while this caller waited for the lock failed: its error, not a
                 # probe more each in turn (a pool of 20 behind a silent store waited 20 timeouts).
@@ -215,10 +221,10 @@ def support_for(
             try:
                 found, how = _take(client, prefix, deadline, confirm)
             except S3ResultError as exc:  # not a time limit or an interrupt of the caller that probed
-                _failed[cache_key] = (time.monotonic(), exc)
+                taken.failed = (time.monotonic(), exc)
                 raise
-            _failed.pop(cache_key, None)
-            _cache[cache_key] = found
+            taken.failed = None
+            taken.support = found
             _log(client, found, how)
     return found
 

@@ -24,6 +24,8 @@ from kombu.utils.encoding import bytes_to_str
 
 from ..errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, ResultTooLarge, S3Error, TransportError
 from ..s3.client import S3Client
+from ..s3.config import StoreId
+from ..s3.process import PROCESS
 from ..s3.request import PutMode
 from ..s3.retry import is_permanent, is_retryable
 from .cas import Attempt, compare_and_swap
@@ -31,12 +33,18 @@ from .etags import EtagMemory
 from .precondition import Support, known, support_for
 from .settings import ConditionalWrites, Settings
 
-__all__ = ("ResultStore", "as_error_of", "is_transient")
+__all__ = ("ETAGS", "ResultStore", "as_error_of", "is_transient")
 
 logger = get_logger(__name__)
 
-# The ETag of each state this process wrote, for the next state of the same task (see etags).
-_etags = EtagMemory()
+# The ETag of each state this process wrote to each store, for the next state of the same task (see etags).
+ETAGS = PROCESS.store_slot(
+    "results.store.etags",
+    EtagMemory,
+    key=StoreId,
+    fork="emptied",
+    why="the ETags this process wrote: a child never acts on what its parent wrote",
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -81,7 +89,6 @@ class ResultStore:
         content_type: str,
         clients: Callable[[Settings], S3Client],
         cas_deadline: float = 120.0,
-        etags: EtagMemory = _etags,
     ) -> None:
         self.settings = settings
         self._task_key = task_key
@@ -89,7 +96,6 @@ class ResultStore:
         self.content_type = content_type
         self._clients = clients
         self.cas_deadline = cas_deadline
-        self._etags = etags
 
     @property
     def client(self) -> S3Client:
@@ -155,19 +161,19 @@ class ResultStore:
         ``final`` (a ready state) is never remembered: whatever comes after it must read it first.
         Returns the ETag now stored (None if unknown).
         """
-        slot = f"{self.settings.store_id} {key}"  # the same key in another bucket is another object
-        etag = self._put_state(key, body, slot)
+        etags = ETAGS.get(self.settings.store_id)  # the same key in another bucket is another object
+        etag = self._put_state(key, body, etags)
         if etag is None or final:
-            self._etags.forget(slot)
+            etags.forget(key)
         else:
-            self._etags.put(slot, etag)
+            etags.put(key, etag)
         return etag
 
-    def _put_state(self, key: str, body: bytes, slot: str) -> str | None:
+    def _put_state(self, key: str, body: bytes, etags: EtagMemory) -> str | None:
         """Store ``body`` at ``key`` as the race-free rules say; the ETag now there, None if unknown."""
         client = self.client
         content_type = self.content_type
-        known_etag = self._etags.get(slot)
+        known_etag = etags.get(key)
         if known_etag is not None:
             try:
                 return client.put(key, body, mode=PutMode.update(known_etag), content_type=content_type)

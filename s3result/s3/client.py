@@ -24,9 +24,9 @@ from .connect import make_transport, warn_plain_http
 from .corrections import correct
 from .credentials import CredentialSource, chain_for
 from .errors import S3Error
-from .forks import renew_locks_after_fork
 from .limiter import limiter_for
 from .pool import ProcessPool, Slot
+from .process import renew_locks_after_fork
 from .progress import Again, Progress
 from .reads import read_each
 from .replies import GetResult, HeadResult

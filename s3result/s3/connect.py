@@ -15,8 +15,8 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .forks import on_fork_in_child
-from .network import environment_proxy, proxy_variable
+from .network import environment_proxy, proxy_variable, unverified
+from .process import PROCESS
 from .transport import HttpcoreTransport, HttpxTransport, Transport, make_ssl_context
 
 if TYPE_CHECKING:
@@ -24,40 +24,54 @@ if TYPE_CHECKING:
 
     from .config import S3Config
 
-__all__ = ["make_transport", "warn_plain_http"]
+__all__ = ["make_transport", "warn_plain_http", "warn_unverified"]
 
 logger = logging.getLogger("s3result.s3.client")
 
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$")
-# Process-wide: a log line once per host, whichever client sends there (a forked child keeps it).
-_warned_plain_http: set[str] = set()
-_warned_lock = threading.Lock()
+# Process-wide: a log line once per process (per host for plain http), whichever client sends there.
+_WARNED = PROCESS.slot(
+    "s3.connect.warned",
+    set[str],
+    fork="kept",
+    why="what was warned of once per process (a host's plain http, verification off): a log, not a store's state",
+)
+_WARNED_LOCK = PROCESS.slot("s3.connect.warned-lock", threading.Lock, fork="renewed", why="guards what was warned of")
 
 
-def _after_fork_in_child() -> None:
-    global _warned_lock
-    _warned_lock = threading.Lock()  # a fork may have copied it held
-
-
-on_fork_in_child(_after_fork_in_child)
+def _first_time(what: str) -> bool:
+    """True the first time this process asks about ``what``."""
+    warned = _WARNED.get()
+    with _WARNED_LOCK.get():
+        if what in warned:
+            return False
+        warned.add(what)
+        return True
 
 
 def warn_plain_http(base_url: str) -> None:
     """Warn once per host of a plain ``http://`` endpoint that is not this machine."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
-    if parts.scheme == "http" and not _LOOPBACK.match(host):
-        with _warned_lock:
-            if host not in _warned_plain_http:
-                _warned_plain_http.add(host)
-                logger.warning(
-                    "s3result: plain http:// to %s sends results unencrypted over the network; use https://", host
-                )
+    if parts.scheme == "http" and not _LOOPBACK.match(host) and _first_time(host):
+        logger.warning("s3result: plain http:// to %s sends results unencrypted over the network; use https://", host)
+
+
+def warn_unverified(ca_bundle: str | None) -> None:
+    """Warn once per process that ``ca_bundle=false`` turns TLS verification off."""
+    if unverified(ca_bundle) and _first_time("ca_bundle=false"):
+        logger.warning(
+            "s3result: ca_bundle=false: TLS certificates are NOT verified, so anyone on the network path can "
+            "read and change results; give ca_bundle=/path/to/ca.pem for a private CA instead"
+        )
 
 
 def make_transport(config: S3Config, base_url: str) -> Transport:
     """A pool of connections to ``base_url``, bounded by ``max_connections``."""
-    context = make_ssl_context(config.ca_bundle) if base_url.startswith("https:") else None
+    context = None
+    if base_url.startswith("https:"):
+        warn_unverified(config.ca_bundle)
+        context = make_ssl_context(config.ca_bundle)
     proxy = environment_proxy(base_url)
     if proxy is not None:
         return _proxied(config, base_url, proxy, context)

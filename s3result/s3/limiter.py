@@ -35,18 +35,18 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import StoreId
 from .errors import RequestTimeout, S3Error, Throttled
-from .forks import on_fork_in_child, renew_locks_after_fork
+from .process import PROCESS, renew_locks_after_fork
 from .retry import sleep
 
 __all__ = [
     "DEFAULT_PACING",
+    "LIMITERS",
     "Pacer",
     "PacingConfig",
     "StoreLimiter",
@@ -90,10 +90,6 @@ class PacingConfig:
 DEFAULT_PACING = PacingConfig()
 
 
-#: Every pacer of the process, for the fork hook below (weak: it keeps none alive).
-_pacers: weakref.WeakSet[Pacer] = weakref.WeakSet()
-
-
 class Pacer:
     """One class of requests (reads or writes) to one store: their shared send rate."""
 
@@ -111,7 +107,6 @@ class Pacer:
         self._sleep = sleep  # None: retry.sleep, which looks time.sleep up at call time (gevent patches it late)
         self._lock = threading.Lock()
         renew_locks_after_fork(self, "_lock")
-        _pacers.add(self)
         self.reset()
 
     def reset(self) -> None:
@@ -134,8 +129,12 @@ class Pacer:
         self.throttles = 0
         self.cuts = 0
 
-    def _after_fork_in_child(self) -> None:
-        """The turns reserved by the parent's threads are not the child's: drop them, keep the rate."""
+    def after_fork_in_child(self) -> None:
+        """The turns reserved by the parent's threads are not the child's: drop them, keep the rate.
+
+        Threads that queued for turns (the last one maybe far ahead) exist only in the parent: a
+        child behind their reservations would wait for requests nobody will send.
+        """
         self._next = -math.inf
         self._waited = False
 
@@ -351,29 +350,23 @@ class StoreLimiter:
         """The pacer of requests with this method."""
         return self.reads if method in ("GET", "HEAD") else self.writes
 
-
-# The process's one limiter per store (StoreId): back-pressure is the store's, so every client
-# of it shares one. A forked child keeps them; the hook below drops their queued turns.
-_limiters: dict[StoreId, StoreLimiter] = {}
-_registry_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()  # another thread may have held it at the fork
-    for pacer in list(_pacers):
-        # Threads that queued for turns (the last one maybe far ahead) exist only in the parent:
-        # a child behind their reservations would wait for requests nobody will send.
-        pacer._after_fork_in_child()
+    def after_fork_in_child(self) -> None:
+        """In a forked child: both pacers drop the turns the parent's threads reserved."""
+        self.reads.after_fork_in_child()
+        self.writes.after_fork_in_child()
 
 
-on_fork_in_child(_after_fork_in_child)
+# The process's one limiter per store: back-pressure is the store's, so every client of it shares one.
+LIMITERS = PROCESS.store_slot(
+    "s3.limiter.limiters",
+    StoreLimiter,
+    key=StoreId,
+    fork="kept",
+    why="the pacers of each store, shared by every client of it: the rate learnt still holds, queued turns dropped",
+    after_fork=StoreLimiter.after_fork_in_child,
+)
 
 
 def limiter_for(store: StoreId) -> StoreLimiter:
     """The process's limiter for ``store`` (``S3Config.store_id``): every client of it shares one."""
-    limiter = _limiters.get(store)
-    if limiter is None:
-        with _registry_lock:
-            limiter = _limiters.setdefault(store, StoreLimiter())
-    return limiter
+    return LIMITERS.get(store)

@@ -18,7 +18,6 @@ to pick the one for an endpoint, so the rules are exactly those of ``httpx.Clien
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,28 +25,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["environment_proxy", "proxy_variable", "ssl_context"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["environment_proxy", "proxy_variable", "ssl_context", "unverified"]
 
 _TRUE = ("1", "true", "on", "yes", "y")
 _FALSE = ("0", "false", "off", "no", "n")
-# Process-wide: turning verification off is logged once per process, not once per client.
-_warned_unverified = False
+
+
+def unverified(ca_bundle: str | None) -> bool:
+    """Whether ``ca_bundle`` turns verification off (``false``, ``0``, ``off``...): ``connect`` warns of it."""
+    return ca_bundle is not None and ca_bundle.lower() in _FALSE
 
 
 def ssl_context(ca_bundle: str | None, environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
     """A verifying TLS context built from the first source of trust in the order above."""
     import ssl  # only https endpoints pay for it
 
-    global _warned_unverified
-    if ca_bundle is not None and ca_bundle.lower() in _FALSE:
-        if not _warned_unverified:
-            _warned_unverified = True
-            logger.warning(
-                "s3result: ca_bundle=false: TLS certificates are NOT verified, so anyone on the network path can "
-                "read and change results; give ca_bundle=/path/to/ca.pem for a private CA instead"
-            )
+    if unverified(ca_bundle):
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .forks import renew_locks_after_fork
+from .process import renew_locks_after_fork
 from .reads import new_executor
 from .response import Transport
 

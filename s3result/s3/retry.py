@@ -34,7 +34,7 @@ from .errors import (
     S3Error,
     ServerError,
 )
-from .forks import renew_locks_after_fork
+from .process import renew_locks_after_fork
 
 __all__ = [
     "Backoff",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from .forks import on_fork_in_child
+from .process import PROCESS
 
 __all__ = [
     "ALGORITHM",
@@ -51,17 +51,14 @@ _ALWAYS_SIGNED = frozenset({"host", "content-md5", "content-type", "if-match", "
 # held only as a digest: a rotated secret must not linger in memory as a cache key.
 _KEY_CACHE_SIZE = 8
 # Process-wide: a signing key depends on the secret, date, region and service alone, so every
-# client of the process reuses it (kept by a forked child: still valid; the lock is renewed).
-_key_cache: dict[tuple[bytes, str, str, str], bytes] = {}
-_key_cache_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _key_cache_lock
-    _key_cache_lock = threading.Lock()  # a fork may have copied it held
-
-
-on_fork_in_child(_after_fork_in_child)
+# client of the process reuses it.
+_KEYS = PROCESS.slot(
+    "s3.sigv4.keys",
+    dict[tuple[bytes, str, str, str], bytes],
+    fork="kept",
+    why="signing keys derived from a secret and a date: still valid in a child, any client may reuse them",
+)
+_KEYS_LOCK = PROCESS.slot("s3.sigv4.keys-lock", threading.Lock, fork="renewed", why="guards the signing-key cache")
 
 
 def uri_encode(value: str) -> str:
@@ -125,13 +122,14 @@ def _hmac(key: bytes, msg: str) -> bytes:
 def signing_key(*, secret_key: str, date: str, region: str, service: str) -> bytes:
     """Derive (and cache) the day's signing key; four HMACs saved on every request."""
     cache_key = (_secret_digest(secret_key), date, region, service)
-    key = _key_cache.get(cache_key)  # a dict read is atomic: the hot path takes no lock
+    cache = _KEYS.get()
+    key = cache.get(cache_key)  # a dict read is atomic: the hot path takes no lock
     if key is None:
         key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret_key).encode("utf-8"), date), region), service), "aws4_request")
-        with _key_cache_lock:
-            while len(_key_cache) >= _KEY_CACHE_SIZE:
-                _key_cache.pop(next(iter(_key_cache)))  # oldest first
-            _key_cache[cache_key] = key
+        with _KEYS_LOCK.get():
+            while len(cache) >= _KEY_CACHE_SIZE:
+                cache.pop(next(iter(cache)))  # oldest first
+            cache[cache_key] = key
     return key
 
 
@@ -142,8 +140,8 @@ def _secret_digest(secret_key: str) -> bytes:
 
 def clear_signing_key_cache() -> None:
     """Forget every derived key, for example after credentials rotate."""
-    with _key_cache_lock:
-        _key_cache.clear()
+    with _KEYS_LOCK.get():
+        _KEYS.get().clear()
 
 
 def signature(*, key: bytes, string_to_sign: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 from celery.utils.log import get_logger
 
+from ..s3.process import PROCESS
 from . import notifyregistry
 from .notifyformat import CHANNEL_PREFIX, EXCHANGE, MESSAGE_TTL_MS, payload
 from .notifylistener import HEALTHY_AFTER, LATE_GRACE, MAX_FAILURES, SUBSCRIBE_TIMEOUT, Listener, Watch
@@ -51,8 +52,13 @@ __all__ = [
 logger = get_logger(__name__)
 
 _SUPPORTED = ("redis", "amqp")
-_kinds: dict[tuple[int, str], str] = {}
-_said: set[str] = set()
+_KINDS = PROCESS.slot(
+    "waits.notify.kinds",
+    dict[tuple[int, str], str],
+    fork="kept",
+    why="which broker an app's connection is, by app and broker URL: it does not change",
+)
+_SAID = PROCESS.slot("waits.notify.said", set[str], fork="kept", why="what was logged once per process")
 
 
 def _app_key(app: Any) -> tuple[int, str]:
@@ -64,22 +70,24 @@ def _app_key(app: Any) -> tuple[int, str]:
 def broker_kind(app: Any) -> str:
     """The broker's driver type (``redis``, ``amqp``, ``sqs``...), found once per app and broker."""
     key = _app_key(app)
-    kind = _kinds.get(key)
+    kinds = _KINDS.get()
+    kind = kinds.get(key)
     if kind is None:
         conn = app.connection_for_write()
         try:
             kind = str(getattr(conn.transport, "driver_type", "") or "")
         finally:
             conn.release()
-        _kinds[key] = kind
+        kinds[key] = kind
     return kind
 
 
 def say_once(kind: str) -> None:
     """One INFO line per process and broker kind: woken over the broker, or polling."""
-    if kind in _said:
+    said = _SAID.get()
+    if kind in said:
         return
-    _said.add(kind)
+    said.add(kind)
     if kind in _SUPPORTED:
         logger.info("s3result: waiting callers are woken over the broker (%s); the store stays the result", kind)
     else:
@@ -113,8 +121,9 @@ def publish(app: Any, reply_to: str, task_id: str, state: str, etag: str | None)
                 )
             return True
     except Exception as exc:  # noqa: BLE001 - the caller polls; say why once per process
-        if "publish" not in _said:
-            _said.add("publish")
+        said = _SAID.get()
+        if "publish" not in said:
+            said.add("publish")
             logger.warning("s3result: could not notify the caller (it polls instead): %r", exc)
     return False
 

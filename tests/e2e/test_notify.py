@@ -490,7 +490,7 @@ def test_a_listener_started_before_any_subscription_connects(caller: Caller) -> 
         w.close()
     finally:
         listener.stop()
-        notifyregistry._senders.pop(id(app), None)
+        notifyregistry._SENDERS.get().pop(id(app), None)
 
 
 def test_a_redis_restart_while_callers_wait(moto_server: MotoServer, tmp_path: Path) -> None:
@@ -641,7 +641,7 @@ def test_two_apps_of_one_process_on_two_brokers(
         listener = notify.current_listener(app)
         if listener is not None:
             listener.stop()
-        notifyregistry._senders.pop(id(app), None)
+        notifyregistry._SENDERS.get().pop(id(app), None)
         other.stop()
 
 
@@ -786,7 +786,7 @@ def test_the_reconnect_back_off_starts_over_after_a_healthy_connection(tmp_path:
             assert notify.HEALTHY_AFTER < 1.5
         finally:
             listener.stop()
-            notifyregistry._senders.pop(id(app), None)
+            notifyregistry._SENDERS.get().pop(id(app), None)
 
 
 _MANY = """

@@ -72,22 +72,19 @@ def test_joins_and_waits_are_served_from_the_cache(moto_server: MotoServer) -> N
         assert app.backend.wait_for(ids[0], timeout=1)["result"] == 0
 
 
-@pytest.mark.parametrize("table", ["_decisions", "_chord_sizes"])
+@pytest.mark.parametrize("table", ["_DECISIONS", "_SIZES"])
 def test_per_process_chord_tables_stay_bounded(table: str) -> None:
     from s3result.chords import memory as chord_module  # the chord methods' process-wide tables
 
     kept = chord_module._CHORD_SIZES_KEPT
-    entries: dict[str, Any] = getattr(chord_module, table)
+    entries: dict[str, Any] = getattr(chord_module, table).get()
     saved = dict(entries)
     try:
         for i in range(kept + 5):
-            if table == "_decisions":
+            if table == "_DECISIONS":
                 chord_module.remember_decision(f"bounded-{i}", True)
             else:
-                entries[f"bounded-{i}"] = 1
-                with chord_module._chord_sizes_lock:
-                    while len(entries) > kept:
-                        entries.pop(next(iter(entries)))
+                chord_module.remember_size(f"bounded-{i}", 1)
         assert len(entries) == kept
         assert "bounded-0" not in entries and f"bounded-{kept + 4}" in entries
     finally:

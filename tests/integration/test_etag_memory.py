@@ -18,6 +18,8 @@ from celery import Celery, states
 from s3result import backend as backend_module
 from s3result.errors import TransportError
 from s3result.results.etags import EtagMemory
+from s3result.results.store import ETAGS
+from s3result.s3.config import StoreId
 from s3result.testing.faults import FaultProxy
 from s3result.testing.proxy import CountingProxy
 from s3result.testing.store import MotoServer
@@ -134,6 +136,7 @@ def _rolls(rng: object, n: int) -> list[float]:
 
 def test_memory_is_bounded_thread_safe_and_empty_after_fork() -> None:
     memory = EtagMemory(size=100)
+    store = StoreId("http://etags-fork.test", "bucket")
 
     def fill(n: int) -> None:
         for i in range(500):
@@ -149,11 +152,14 @@ def test_memory_is_bounded_thread_safe_and_empty_after_fork() -> None:
     memory.put("kept", '"e"')
     memory.put("empty", "")
     assert memory.get("kept") == '"e"' and memory.get("empty") is None
-    memory._lock.acquire()  # another thread holds it at the moment of the fork
+    # The process's memory of a store (the slot results.store.ETAGS): emptied in a forked child.
+    ETAGS.get(store).put("kept", '"e"')
+    ETAGS.get(store)._lock.acquire()  # another thread holds it at the moment of the fork
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit code
-        os._exit(0 if memory.get("kept") is None and len(memory) == 0 else 1)
-    memory._lock.release()
+        child = ETAGS.get(store)
+        os._exit(0 if child.get("kept") is None and len(child) == 0 else 1)
+    ETAGS.get(store)._lock.release()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert memory.get("kept") == '"e"'
+    assert ETAGS.get(store).get("kept") == '"e"'

@@ -4,7 +4,8 @@
 nobody in the child releases it. Each case below holds one lock in a thread, forks, and has the
 child store and read a result against moto. Everything runs in a subprocess that waits for the
 child with a deadline, so a deadlock fails the test instead of hanging the suite.
-Every lock is renewed by the one fork registry, s3result/s3/forks.py (tests/test_forks.py).
+Every lock is renewed by the one fork registry, s3result/s3/process.py (tests/test_forks.py): a
+module's lock is a slot of the process state (``PROCESS``), an object's lock is registered there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.forking import reap_child
 # Which lock to hold, as code run in the parent: it returns the lock. ``b`` is the backend.
 LOCKS = {
     # The process-wide client registry's lock: the parent has not built its client yet.
-    "clients._lock": "sys.modules['s3result.results.clients']._lock",
+    "clients lock": "slot('results.clients-lock')",
     # The client's lock: region switches take it.
     "S3Client._lock": "b.client._lock",
     # The process pool's lock: the child makes its own pool under it.
@@ -33,27 +34,26 @@ LOCKS = {
     # Refresh of credentials in their mandatory window (they expire in 5 minutes).
     "CredentialSource._refresh_lock": "expiring(b.client)._refresh_lock",
     # The conditional-write probe runs once per process: the child probes again.
-    "precondition._lock": "sys.modules['s3result.results.precondition']._lock",
+    "precondition lock": "slot('results.precondition.probe-lock')",
     # The signing-key cache: the child derives its first key.
-    "sigv4._key_cache_lock": "sys.modules['s3result.s3.sigv4']._key_cache_lock",
+    "sigv4 keys lock": "slot('s3.sigv4.keys-lock')",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
-    "connect._warned_lock": "sys.modules['s3result.s3.connect']._warned_lock",
+    "connect warned lock": "slot('s3.connect.warned-lock')",
     # The write pacer, switched on by a throttling answer: the child's PUT takes a turn under it.
     "Pacer._lock": "(b.client.limits.writes.throttled(0.0), b.client.limits.writes)[1]._lock",
-    # The registry of pacers: the child's first client of another store registers under it.
-    "limiter._registry_lock": "sys.modules['s3result.s3.limiter']._registry_lock",
+    # The process state's own lock (s3/process.py): the child's first client of another store makes
+    # its pacers under it, and every registration with the fork registry takes it.
+    "PROCESS.lock": "sys.modules['s3result.s3.process'].PROCESS.lock",
     # The parent's pool (its HttpcoreTransport): the child must never use it.
     "HttpcoreTransport._lock": "warm(b.client)._get_slot().transport._lock",
-    # The fork registry's own lock (s3/forks.py): taken by every registration.
-    "forks._lock": "sys.modules['s3result.s3.forks']._lock",
     # The ETag memory of the states this process wrote: the child's store_result consults it.
-    "EtagMemory._lock": "sys.modules['s3result.results.store']._etags._lock",
+    "EtagMemory._lock": "sys.modules['s3result.results.store'].ETAGS.get(b.settings.store_id)._lock",
     # The group commit of the chord counters.
-    "commit._lock": "sys.modules['s3result.chords.commit']._lock",
+    "commit lock": "slot('chords.commit.lock')",
     # The chord sizes a process remembers.
-    "chordmemory._chord_sizes_lock": "sys.modules['s3result.chords.memory']._chord_sizes_lock",
+    "chordmemory lock": "slot('chords.memory.lock')",
     # Who this process listens for (the notification listeners' registry).
-    "notifyregistry._lock": "sys.modules['s3result.waits.notifyregistry']._lock",
+    "notifyregistry lock": "slot('waits.registry.lock')",
 }
 
 SCRIPT = textwrap.dedent(
@@ -61,7 +61,7 @@ SCRIPT = textwrap.dedent(
     import os, sys, threading, time, traceback
     from celery import Celery
     import s3result.s3.client, s3result.results.clients, s3result.results.precondition, s3result.s3.sigv4
-    import s3result.chords.commit, s3result.chords.memory, s3result.waits.notifyregistry, s3result.s3.forks
+    import s3result.chords.commit, s3result.chords.memory, s3result.waits.notifyregistry, s3result.s3.process
     from s3result.s3.credentials import Credentials, CredentialSource
 
     url, lock_code, tid = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -75,6 +75,9 @@ SCRIPT = textwrap.dedent(
         client._credentials = source
         source.get()
         return source
+
+    def slot(name):  # a slot of the process state (s3/process.py), by name: its value now
+        return next(s for s in s3result.s3.process.PROCESS.slots() if s.name == name).get()
 
     def warm(client):
         client._get_slot()

@@ -18,7 +18,7 @@ from celery import Celery
 
 from s3result.errors import ConnectError
 from s3result.results import config
-from s3result.s3 import network
+from s3result.s3 import connect, network
 from s3result.s3.client import S3Client
 from s3result.testing.store import MotoServer
 from tests.integration.test_misconfig import _make_cert
@@ -123,7 +123,7 @@ def test_verification_off_is_logged_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tls_store: tuple[MotoServer, str]
 ) -> None:
     server, _ = tls_store
-    monkeypatch.setattr(network, "_warned_unverified", False)
+    connect._WARNED.get().discard("ca_bundle=false")
     with caplog.at_level(logging.WARNING, logger="s3result"):
         for _ in range(3):
             assert _client(server.url("unverified") + "?ca_bundle=false").get_or_none("unverified/k") is None

@@ -29,10 +29,9 @@ PROBE = config.ConditionalWrites.PROBE
 
 
 @pytest.fixture(autouse=True)
-def _new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def _new_process() -> None:
     """Nothing taken yet in this "process"."""
-    monkeypatch.setattr(precondition, "_cache", {})
-    monkeypatch.setattr(precondition, "_failed", {})
+    precondition._VERDICTS.forget()
 
 
 @pytest.fixture
@@ -54,8 +53,7 @@ def _client(url: str) -> S3Client:
 
 
 def _forget_in_process() -> None:
-    precondition._cache.clear()
-    precondition._failed.clear()
+    precondition._VERDICTS.forget()
 
 
 def test_a_later_process_reads_the_verdict_with_one_get(moto_server: MotoServer, counted: CountingProxy) -> None:

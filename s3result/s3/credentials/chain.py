@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import sigv4
 from ..errors import CredentialsError
-from ..forks import renew_locks_after_fork
+from ..process import renew_locks_after_fork
 from .base import Credentials, Provider
 
 if TYPE_CHECKING:
