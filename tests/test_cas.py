@@ -174,3 +174,48 @@ def test_an_attempt_that_yields_writes_nothing_and_waits_a_read_and_a_write_per_
     assert writes == [2]
     assert len(pauses) == 1 and 0.08 <= pauses[0] <= 0.08 + 0.5 * 0.02 * 2 + 1e-9, pauses
     assert cas.lost_race(cas.Yielded("k"))
+
+
+def test_an_attempt_that_yielded_past_the_deadline_still_gets_its_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A yield wrote nothing, so it lost no race: when its read outlived the deadline (a store that
+    hung, then answered 404), the write it yielded is owed, not a Conflict blaming concurrent writers."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+    writes: list[int] = []
+
+    def attempt(state: cas.Attempt) -> int:
+        if state.number == 1:
+            clock[0] += 130.0  # the read: the client's retries against a store that did not answer
+            state.read(None)
+            state.ahead, state.turn = 2, 2.0
+            raise cas.Yielded("k")
+        clock[0] += 0.02
+        state.read(None)
+        writes.append(state.number)
+        return state.number
+
+    assert cas.compare_and_swap("k", attempt, deadline_s=120, sleep=lambda s: None) == 2
+    assert writes == [2]
+
+
+def test_a_yield_s_double_turn_does_not_outlive_the_attempt_that_yielded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Attempt.turn`` is 2 after a read alone; the next attempt reads and writes: a loss of it
+    waits one attempt's time per writer ahead, as any loser does, not twice that."""
+    clock = [0.0]
+    monkeypatch.setattr(cas.time, "monotonic", lambda: clock[0])
+
+    def attempt(state: cas.Attempt) -> int:
+        clock[0] += 0.02
+        state.read(None if state.number == 1 else f'"{state.number}"')
+        state.ahead = 2
+        if state.number == 1:
+            state.turn = 2.0
+            raise cas.Yielded("k")
+        if state.number == 2:
+            raise _refused()  # a read and a write, lost
+        return state.number
+
+    pauses: list[float] = []
+    assert cas.compare_and_swap("k", attempt, deadline_s=60, sleep=pauses.append) == 3
+    assert len(pauses) == 2
+    assert 0.04 <= pauses[1] <= 0.04 + 0.5 * 0.02 * 2 + 1e-9, pauses

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from celery import Celery
 
 from s3result.errors import ConfigError
 from s3result.results.config import Addressing, ConditionalWrites, build, from_celery_conf, parse_url, redact_url
@@ -308,3 +309,16 @@ def test_less_travelled_values_parse_or_fail_in_one_line() -> None:
     with pytest.raises(ConfigError, match="invalid port"):
         build(url="s3result://bucket", options={"endpoint_url": "http://127.0.0.1:99999"}, environ={})
     assert redact_url("not a url") == "not a url"
+
+
+@pytest.mark.parametrize("typo", ["s3result_option", "s3result_max_attempts", "s3result_opts"])
+def test_a_mistyped_s3result_setting_is_named_not_ignored(typo: str) -> None:
+    """Celery takes any setting name: ``s3result_option = {...}`` would leave every option out silently."""
+    app = Celery("t", broker="memory://", set_as_current=False)
+    app.conf.result_backend = "s3result://bucket/prefix"
+    app.conf[typo] = {"read_timeout": 5}
+    with pytest.raises(ConfigError, match=f"^{typo}: not a setting s3result reads; did you mean s3result_options"):
+        from_celery_conf(app.conf, app.conf.result_backend)
+    app.conf.s3result_options = {"read_timeout": 5}
+    del app.conf[typo]
+    assert from_celery_conf(app.conf, app.conf.result_backend).read_timeout == 5

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import states
-from celery.canvas import maybe_signature
+from celery.canvas import group, maybe_signature
 from celery.exceptions import ChordError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
@@ -33,6 +33,20 @@ __all__ = ("ChordFiring",)
 logger = get_logger(__name__)
 
 _MISSING = object()
+
+
+def _failed_ids(callback: Any) -> list[str]:
+    """The ids ``chord_error_from_stack`` may store the failure at: the body's own id and, for a
+    group body, each member's (recent Celery fails each of them, where the producer waits; older
+    versions the group's id alone). A wake-up for an id not stored costs the waiter one read."""
+    ids = [str(callback.id)] if getattr(callback, "id", None) else []
+    if isinstance(callback, group):
+        try:
+            results = callback.freeze().results  # the ids Celery froze it with moments ago
+        except Exception:  # noqa: BLE001 - a wake-up is a courtesy: the caller's polls find the failure
+            return ids
+        ids += [str(result.id) for result in results if getattr(result, "id", None)]
+    return ids
 
 
 class ChordFiring:
@@ -76,8 +90,9 @@ class ChordFiring:
             raise error
         except ChordError:
             stored = self._celery.chord_error_from_stack(callback, error)
-        if request is not None and self._notify is not None and getattr(callback, "id", None):
-            self._notify(str(callback.id), states.FAILURE, None, request)
+        if request is not None and self._notify is not None:
+            for body_id in _failed_ids(callback):
+                self._notify(body_id, states.FAILURE, None, request)
         return stored
 
     # -- the firing part -----------------------------------------------------------------------

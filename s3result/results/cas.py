@@ -22,7 +22,9 @@ with three things every loop needs and none should write again:
   (``Attempt.turn``). A store error is no race: full jitter.
 - **One deadline.** Past ``deadline_s`` the loop stops: with the store's own error when the
   last attempt failed on one (the store is down, say), since "losing to concurrent writers"
-  would then name the wrong cause; with a ``Conflict`` saying so when it kept losing races.
+  would then name the wrong cause; with a ``Conflict`` saying so when it kept losing races. An
+  attempt that yielded wrote nothing, so it lost nothing: past the deadline it still gets its
+  write, once, at once (its read may have outlived the deadline against a store that hung).
 - **A store that refuses every If-Match.** If an attempt reads the very ETag its previous
   write was refused for (nobody wrote in between), the refusal was the store's, not a race.
   ``REFUSALS`` of those in a row (well under a second) raise ``NotImplementedByStore`` naming
@@ -152,8 +154,10 @@ def compare_and_swap(
     state = Attempt(key)
     deadline = time.monotonic() + deadline_s
     last: BaseException | None = None
+    owed = True  # a yield past the deadline still gets its write, once: it wrote nothing, so lost nothing
     while True:
         state.number += 1
+        state.turn = 1.0  # an attempt that yields says so; a read and a write otherwise
         began = time.monotonic()
         try:
             return attempt(state)
@@ -164,6 +168,9 @@ def compare_and_swap(
             last = exc
         took = time.monotonic() - began
         if time.monotonic() > deadline:
+            if isinstance(last, Yielded) and owed:
+                owed = False
+                continue
             break
         policy = RetryConfig(base_delay=max(took, MIN_BASE_S), max_delay=MAX_PAUSE_S)
         backoff = Backoff(policy, sleep=sleep)

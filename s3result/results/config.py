@@ -174,7 +174,16 @@ def _origin_named(layers: list[dict[str, Any]], key: str, env: Mapping[str, str]
 
 
 def from_celery_conf(conf: Mapping[str, Any], url: str | None) -> Settings:
-    """Build settings from a Celery app's configuration and its result-backend URL."""
+    """Build settings from a Celery app's configuration and its result-backend URL.
+
+    A setting named ``s3result_...`` that is not ``s3result_options`` is a typo of it (Celery
+    accepts any name and nobody would read it): an error, not options silently left out.
+    """
+    for name in conf:
+        if isinstance(name, str) and name.startswith("s3result_") and name != "s3result_options":
+            raise ConfigError(
+                name, "not a setting s3result reads; did you mean s3result_options (a dict of the options)?"
+            )
     return build(
         url=url,
         options=conf.get("s3result_options"),

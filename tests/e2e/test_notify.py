@@ -911,6 +911,34 @@ def test_a_body_failed_by_its_chord_wakes_a_wait_on_the_body_alone(caller: Calle
     assert took < 20.0, f"the body's failure came after {took:.1f} s, not when the chord failed (1 s)"
 
 
+def test_a_group_body_failed_by_its_chord_wakes_a_wait_on_a_member_of_it(caller: Caller) -> None:
+    """A chord's body may be a group: Celery stores the ChordError on each of its members (the
+    group's own id holds nothing), so those are the ids the producer waits on and must be woken for."""
+    caller.warm()
+    header = [caller.module.part.s(i) for i in range(5)] + [caller.module.slow_fail.s(1.0, "part broke")]
+    body = group(caller.module.collect.s("group-body-a"), caller.module.collect.s("group-body-b"))
+    res = chord(header)(body)
+    member = res.results[0].id
+    start = time.monotonic()
+    meta = caller.app.backend.wait_for(member, timeout=60, interval=120)
+    took = time.monotonic() - start
+    assert meta["status"] == "FAILURE", caller.worker.tail()
+    assert took < 20.0, f"the member's failure came after {took:.1f} s, not when the chord failed (1 s)"
+
+
+def test_a_task_chained_after_a_failed_chord_wakes_a_wait_on_it(caller: Caller) -> None:
+    """``chord(header, body) | after``: the producer's result is ``after``'s, which Celery fails
+    with the body (``_fail_chain``); that failure is the one the producer waits on."""
+    caller.warm()
+    header = [caller.module.part.s(i) for i in range(5)] + [caller.module.slow_fail.s(1.0, "part broke")]
+    res = (chord(header, caller.module.collect.s("chained-body")) | caller.module.part.s()).apply_async()
+    start = time.monotonic()
+    meta = caller.app.backend.wait_for(res.id, timeout=60, interval=120)
+    took = time.monotonic() - start
+    assert meta["status"] == "FAILURE", caller.worker.tail()
+    assert took < 20.0, f"the chain's failure came after {took:.1f} s, not when the chord failed (1 s)"
+
+
 def test_a_failed_part_is_read_at_once_while_the_header_stands_pending(
     caller: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
