@@ -192,7 +192,13 @@ def _kill_once(task: Any, args: Any) -> None:
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     if os.environ.get("E2E_KILL_WHAT") == "worker" and os.getpgrp() != int(os.environ["E2E_TEST_PGRP"]):
-        # The whole worker (started in a session of its own): parent and every pool process.
+        # The whole worker (started in a session of its own): parent and every pool process. Not at
+        # the instant this part ends: the worker's other process ends its part then too (the parts
+        # take 0.5 s each, taken in pairs), and its main process is fetching the next message. On
+        # Redis, kombu pops a message (BRPOP), then records it as unacknowledged: SIGKILL between the
+        # two loses it for good (kombu#305, #1836), and no backend completes a chord whose part was
+        # never delivered (seen in CI: part 4 reached no worker). Half a part later, nothing is in flight.
+        time.sleep(0.25)
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)  # this pool process only: the parent sees WorkerLostError
 

@@ -169,6 +169,28 @@ def test_chord_unlock_chords(
         w.stop()
 
 
+def _chord_objects(module: Any, res: Any) -> str:
+    """What the store holds of a chord: its counter, its tree's nodes and each part's state (for a
+    failure's message: where the count stopped, or that it fired and the body never ran)."""
+    from s3result.chords import geometry
+
+    backend = module.app.backend
+    parts = res.parent.results
+    root = backend.store.key(backend.get_key_for_chord(res.parent.id))
+    lines = []
+    try:
+        tree = geometry.Geometry.fit(len(parts))
+        keys = [root] + [geometry.node_key(root, lv, n) for lv, ns in enumerate(tree.levels[:-1]) for n in ns]
+        for key in keys:
+            found = backend.client.get_or_none(key)
+            lines.append(f"{key}: {None if found is None else found.body[:600]!r}")
+        states = [backend.get_task_meta(p.id, cache=False)["status"] for p in parts]
+        lines.append(f"parts: {states}; body {backend.get_task_meta(res.id, cache=False)['status']}")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        lines.append(f"(could not read: {exc!r})")
+    return "\n".join(lines)
+
+
 KILLS = [
     ("redis", "child"),
     ("rabbitmq", "child"),
@@ -225,7 +247,10 @@ def test_sigkill_mid_chord_body_runs_once(
             assert res.get(timeout=180, interval=0.2) == sum(range(20))
         except ResultTimeout:
             logs = "\n".join(w.log.read_text(errors="replace") for w in workers)
-            pytest.fail(f"the chord never completed; the workers' logs end with:\n{logs[-12000:]}")
+            pytest.fail(
+                f"the chord never completed; its objects in the store:\n{_chord_objects(module, res)}\n"
+                f"the workers' logs end with:\n{logs[-12000:]}"
+            )
         finally:
             logs = "\n".join(w.log.read_text(errors="replace") for w in workers)
         time.sleep(1.0)  # room for a second (wrong) firing to show up
