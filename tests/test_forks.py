@@ -96,3 +96,16 @@ def test_registering_keeps_no_owner_alive() -> None:
     assert alive() is None, "the fork registry keeps its owners alive"
     forks.on_fork_in_child(lambda: None)  # prunes the dead method
     assert all(not (isinstance(c, weakref.WeakMethod) and c() is None) for c in forks.PROCESS._callbacks)
+
+
+def test_a_fork_callback_that_raises_does_not_stop_the_ones_after_it() -> None:
+    """A broken callback is logged in the child; the later callbacks (and their locks) still run."""
+    order: list[str] = []
+
+    def broken() -> None:
+        order.append("broken")
+        raise RuntimeError("a fork callback that fails")
+
+    forks.on_fork_in_child(broken)
+    forks.on_fork_in_child(lambda: order.append("after"))
+    assert _in_child(lambda: order[-2:] == ["broken", "after"]) == 0

@@ -40,12 +40,15 @@ with ``on_fork_in_child``. In the child, in this order:
    then ``waits/`` and ``chords/``, then the worker);
 4. every callback registered with ``on_fork_in_child`` runs, in the order registered.
 
+A slot or callback that raises is logged, and the steps after it still run.
+
 Owners and bound methods are held weakly: registering keeps nothing alive. Stdlib only, so that
 a module reading a slot or registering a lock is no deeper in the import chain for it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -250,17 +253,30 @@ class ProcessState:
             self._callbacks.append(entry)
 
     def after_fork_in_child(self) -> None:
-        """In a forked child, the four steps of the module docstring, in their order."""
+        """In a forked child, the four steps of the module docstring, in their order.
+
+        A step that raises is logged and the others still run: one broken slot or callback must
+        not leave the next one's lock held by a thread the child does not have (its first request
+        would wait forever), and ``os.register_at_fork`` would only print the error and go on.
+        """
         self.lock = threading.RLock()  # another thread may have held it at the fork
         for owner, names in list(self._owners.items()):
             for name in names:
                 setattr(owner, name, threading.Lock())
         for slot in list(self._slots.values()):
-            slot.after_fork_in_child()
+            _guarded(slot.after_fork_in_child, f"slot {slot.name!r}")
         for entry in list(self._callbacks):
             callback = entry() if isinstance(entry, weakref.WeakMethod) else entry
             if callback is not None:
-                callback()
+                _guarded(callback, f"fork callback {callback!r}")
+
+
+def _guarded(step: Callable[[], None], what: str) -> None:
+    """Run one step of a child's fork handling; log what it raised instead of stopping the rest."""
+    try:
+        step()
+    except Exception:
+        logging.getLogger("s3result").exception("s3result: %s failed in a forked child (pid %d)", what, os.getpid())
 
 
 #: The process's one owner of shared state and fork registry (the only such module global of the runtime).
