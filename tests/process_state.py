@@ -32,7 +32,7 @@ SLOTS: dict[str, tuple[str, str]] = {
     "results.clients": ("kept", "one client per settings; its pool is keyed by PID, made anew in a child"),
     "results.clients-lock": ("renewed", "guards the clients by settings"),
     "results.precondition.verdicts": ("kept", "each store's conditional-write verdict and failed-probe backoff"),
-    "results.precondition.probe-lock": ("renewed", "one probe at a time per process"),
+    "results.precondition.probe-lock": ("renewed", "one probe at a time per store"),
     "results.store.etags": ("emptied", "the ETags this process wrote, per store: a child's writes are its own"),
     # -- waits/ --
     "waits.notify.kinds": ("kept", "which broker an app's connection is (it does not change)"),

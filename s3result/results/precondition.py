@@ -62,8 +62,12 @@ _VERDICTS = PROCESS.store_slot(
     fork="kept",
     why="the store's conditional-write verdict and a failed probe's backoff: still true of the same store",
 )
-_PROBE_LOCK = PROCESS.slot(
-    "results.precondition.probe-lock", threading.Lock, fork="renewed", why="one probe at a time per process"
+_PROBE_LOCK = PROCESS.store_slot(
+    "results.precondition.probe-lock",
+    threading.Lock,
+    key=StoreId,
+    fork="renewed",
+    why="one probe at a time per store: a store that never answers holds back no other store's first write",
 )
 
 
@@ -210,7 +214,7 @@ def support_for(
     if found is not None:
         return found
     asked = time.monotonic()
-    with _PROBE_LOCK.get():
+    with _PROBE_LOCK.get(client.config.store_id):
         found = taken.support
         if found is None:
             failed = taken.failed

@@ -33,8 +33,8 @@ LOCKS = {
     "CredentialSource._lock": "b.client._credentials._lock",
     # Refresh of credentials in their mandatory window (they expire in 5 minutes).
     "CredentialSource._refresh_lock": "expiring(b.client)._refresh_lock",
-    # The conditional-write probe runs once per process: the child probes again.
-    "precondition lock": "slot('results.precondition.probe-lock')",
+    # The conditional-write probe runs once per process and store: the child probes again.
+    "precondition lock": "slot('results.precondition.probe-lock', b.settings.store_id)",
     # The signing-key cache: the child derives its first key.
     "sigv4 keys lock": "slot('s3.sigv4.keys-lock')",
     # The once-per-host plain-http warning: the child builds a client to a non-loopback host.
@@ -76,8 +76,8 @@ SCRIPT = textwrap.dedent(
         source.get()
         return source
 
-    def slot(name):  # a slot of the process state (s3/process.py), by name: its value now
-        return next(s for s in s3result.s3.process.PROCESS.slots() if s.name == name).get()
+    def slot(name, *store):  # a slot of the process state (s3/process.py), by name: its value now
+        return next(s for s in s3result.s3.process.PROCESS.slots() if s.name == name).get(*store)
 
     def warm(client):
         client._get_slot()
