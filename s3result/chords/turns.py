@@ -8,39 +8,40 @@ part measured it.
 
 DESIGN notes (why it is built this way):
 
-- Where. A chord of up to ``ONE_LEAF_MAX`` parts ends within one wave of the fleet (10 instant
-  parts on 24 processes end within milliseconds): it counts in one leaf (``Geometry.fit``),
-  where each part waits for the parts before it. Above that, a tree fitted to a chord below
+- Where. A chord of up to ``TURNS_MAX`` parts ends within a wave or two of the fleet (10
+  instant parts on 24 processes end within milliseconds): it counts in leaves of up to
+  ``ONE_LEAF_MAX`` rows, one per column (one leaf up to ``ONE_LEAF_MAX`` parts; ``Geometry.fit``),
+  where each part waits for the rows before its own. Above that, a tree fitted to a chord below
   ``STAGGER_FROM`` parts has one leaf per column, and its leaves all complete with the chord's
-  last row: the parts that complete them wait at the inner nodes, each for the children before
-  its own. A leaf's rows in a larger tree, and every node of a staggered one, are reached
-  along the chord, not together: a wait there would be latency for nothing (``cas``'s turns
-  after a lost race are enough).
+  last row: the parts that complete them wait at the inner nodes and the root, each for the
+  children before its own, where the fan-in is at most ``MAX_FAN_IN``. A leaf's rows in a larger
+  tree, and every node of a staggered one, are reached along the chord, not together: a wait
+  there would be latency for nothing (``cas``'s turns after a lost race are enough).
 - Which order. Prefork processes take a chord's parts in ``group_index`` order, so a part's row
-  in a one-leaf chord, and a leaf's place among its parent's children, is the order they come
-  in. The wait is blind: a writer whose predecessors are done already waits for nothing it
-  needed, but reading first to know would cost the GET the turn saves. It is bounded: at most
-  ``ONE_LEAF_MAX - 1`` turns in a leaf, a fan-in less one at an inner node.
+  in its leaf, and a leaf's place among its parent's children, is the order they come in. The
+  wait is blind: a writer whose predecessors are done already waits for nothing it needed, but
+  reading first to know would cost the GET the turn saves. It is bounded: at most
+  ``ONE_LEAF_MAX - 1`` turns in a leaf, ``MAX_FAN_IN - 1`` at a node above. And it is a
+  schedule, not a delay: a leaf's turns start when the thread's first part of the chord ended,
+  so a thread that runs the chord's parts one after another (a solo pool, a worker of a few
+  processes) finds the turns of its later parts passed, and waits for nothing (a blind delay per
+  row made a 48-part chord on one worker of 4 processes take 6.7 s against ``chord_unlock``'s 2.5).
 - How long. One turn is ``TURN_FACTOR`` times the part's own result PUT, just made on the same
   store under the same load (behind a relay 20 ms away on a busy 2-CPU box: 28-51 ms, median
-  39), so a GET and a PUT fit in one turn, with room for parts that ended a little apart (1.5
-  left 1 race in 10 parts in about half the runs); at most ``MAX_TURN_S`` (a PUT that was
-  retried measures the retries, not the store).
-- Measured (2 workers x prefork 12, Redis broker, 20 ms a request, int results; ``python -m
-  benchmarks.chords --sizes 10,63,64,200``): 10 parts in one leaf in turn cost 3.4-3.6 requests
-  per part against 4.7-5.2 on 3 leaves without turns (``chord_unlock``: 4.2), the body 0.85 s
-  after the last part against 0.5; 63-64 parts 3.83-3.84 against 4.05-4.11 (``chord_unlock``:
-  4.03), the body 0.7-0.8 s after the last part against 1.1-1.2; 200 parts 3.41 against 3.65-3.69.
-- Mixed versions. Nothing on the wire changes: the one-leaf tree is a geometry every worker
-  counts with the same arithmetic (older producers made it for chords of up to 4 parts), and a
-  worker that knows no turns counts the same chords without waiting (more races, the same result).
+  39), so a GET and a PUT fit in one turn, with room for parts that ended a little apart (at
+  1.5 and 2 times, 1-2 races in 10 parts were left in some runs); at most ``MAX_TURN_S`` (a PUT
+  that was retried measures the retries, not the store). The figures are in
+  ``benchmarks/RESULTS.md`` (small chords in turn).
+- Mixed versions. Nothing on the wire changes: a small chord's tree is a geometry every worker
+  counts with the same arithmetic (the mark carries its numbers), and a worker that knows no
+  turns counts the same chords without waiting (more races, the same result).
 """
 
 from __future__ import annotations
 
 import threading
 
-from .geometry import ONE_LEAF_MAX, STAGGER_FROM, Geometry
+from .geometry import ONE_LEAF_MAX, STAGGER_FROM, TURNS_MAX, Geometry
 
 __all__ = (
     "MAX_FAN_IN",
@@ -61,7 +62,7 @@ MIN_TURN_S, MAX_TURN_S = 0.002, 0.12
 #: Nodes above the leaves are written in turn up to this fan-in: the last of 8 children would
 #: wait 7 turns, longer than the races it saves cost (at 1,000 parts the body started 1.04 s
 #: after the last part against 0.75, for 3.08 requests per part against 3.14).
-MAX_FAN_IN = 4
+MAX_FAN_IN = 5
 
 
 def turn_s(took: float) -> float:
@@ -76,18 +77,19 @@ Took = tuple[float, float] | None
 
 
 def leaf_wait_s(tree: Geometry, index: int, took: Took, now: float) -> float:
-    """How long a part of a one-leaf chord waits before its first read: until its turn.
+    """How long a part of a small chord waits before its first read of its leaf: until its turn.
 
-    Turn ``index`` of the schedule that starts when its thread's first part of the chord ended:
-    in a fleet of more processes than parts, that is this part's own end, and it waits for the
-    ``index`` parts before it. A thread that runs several of the chord's parts (a worker of a few
+    The turn of its row, in the schedule that starts when its thread's first part of the chord
+    ended: in a fleet of more processes than parts, that is this part's own end, and it waits for
+    the rows before its own. A thread that runs several of the chord's parts (a worker of a few
     processes; a solo pool) keeps its first part's start: a later part whose turn has passed
     while it ran, as its predecessors' did, waits for nothing.
     """
-    if took is None or tree.stripes != 1 or tree.n > ONE_LEAF_MAX:
-        return 0.0
+    rows = -(-tree.n // tree.stripes)
+    if took is None or tree.n > TURNS_MAX or rows > ONE_LEAF_MAX or tree.fill != tree.stripes * rows:
+        return 0.0  # a late run; a larger chord, whose leaves' rows are reached along it
     seconds, began = took
-    return max(0.0, began + index * turn_s(seconds) - now)
+    return max(0.0, began + index // tree.stripes * turn_s(seconds) - now)
 
 
 def turn_at(tree: Geometry, level: int, took: Took) -> float:
