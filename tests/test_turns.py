@@ -14,9 +14,15 @@ from s3result.chords.geometry import ONE_LEAF_MAX, STAGGER_FROM, TURNS_MAX, Geom
 
 
 def test_a_turn_is_a_few_of_the_parts_own_puts_within_bounds() -> None:
-    assert turns.turn_s(0.02) == pytest.approx(turns.TURN_FACTOR * 0.02)
-    assert turns.turn_s(0.0) == turns.MIN_TURN_S  # a local store
+    assert turns.turn_s(0.01) == 2**-5  # 3 x 10 ms, rounded up to a power of two: 31.25 ms
+    assert turns.turn_s(0.0) == turns.MIN_TURN_S  # a local store: 2 ms
     assert turns.turn_s(5.0) == turns.MAX_TURN_S  # a PUT that was retried measures the retries
+
+
+def test_the_parts_of_one_chord_agree_on_their_turn() -> None:
+    """Their result PUTs took 23-48 ms on one busy store: one turn for all."""
+    assert {turns.turn_s(took / 1000) for took in range(23, 49)} == {turns.MAX_TURN_S}
+    assert {turns.turn_s(took / 1000) for took in range(11, 21)} == {2**-4}
 
 
 def test_small_chords_count_in_a_few_leaves_of_at_most_one_leaf_max_rows() -> None:

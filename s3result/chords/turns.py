@@ -39,6 +39,7 @@ DESIGN notes (why it is built this way):
 
 from __future__ import annotations
 
+import math
 import threading
 
 from .geometry import ONE_LEAF_MAX, STAGGER_FROM, TURNS_MAX, Geometry
@@ -58,7 +59,7 @@ __all__ = (
 #: One turn, in the part's own result PUTs: a GET and a PUT, with a little to spare.
 TURN_FACTOR = 3.0
 #: The shortest and longest turn (a local store; a PUT that was retried).
-MIN_TURN_S, MAX_TURN_S = 0.002, 0.12
+MIN_TURN_S, MAX_TURN_S = 2.0**-9, 0.12
 #: Nodes above the leaves are written in turn up to this fan-in: the last of 8 children would
 #: wait 7 turns, longer than the races it saves cost (at 1,000 parts the body started 1.04 s
 #: after the last part against 0.75, for 3.08 requests per part against 3.14).
@@ -66,8 +67,14 @@ MAX_FAN_IN = 5
 
 
 def turn_s(took: float) -> float:
-    """One turn on a store where this part's result PUT took ``took`` seconds."""
-    return min(max(TURN_FACTOR * took, MIN_TURN_S), MAX_TURN_S)
+    """One turn on a store where this part's result PUT took ``took`` seconds.
+
+    Rounded up to a power of two: every part computes its turns from its own PUT, and the parts
+    of one chord must agree on them (with each part's own figure, 25 and 48 ms PUTs put turn 8
+    of one part on turn 5 of another, and they raced).
+    """
+    wanted = max(TURN_FACTOR * took, MIN_TURN_S)
+    return min(2.0 ** math.ceil(math.log2(wanted)), MAX_TURN_S)
 
 
 #: A first run's result PUT time, and when its thread's first part of the chord ended (its
