@@ -411,8 +411,8 @@ def run(
         relay.close()
     lines = [
         "",
-        f"## Chords at fleet scale, {workers} workers x prefork {concurrency}, Redis broker, {store} behind a "
-        f"{latency * 1000:.0f} ms relay (python -m benchmarks.chords){title}",
+        f"## Chords at fleet scale, {workers} worker{'s' if workers != 1 else ''} x prefork {concurrency}, Redis broker, {store} behind a "
+        f"{latency * 1000:.0f} ms relay (python -m benchmarks.chords){', ' + title if title else ''}",
         "",
         "Whole time: apply to the body's result. Gap: the last part's end (latest `date_done`) to the",
         "body's start (`received` in the workers' logs). Requests and bytes: the workers' only, at the",
