@@ -303,7 +303,8 @@ class ChordEngine:
             raise treegeometry.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
         level, node = 0, tree.leaf_of(index)
         name, again, first = str(index), False, took is not None
-        self.tree.sleep(turns.leaf_wait_s(tree, index, took, time.monotonic()))
+        if wait := turns.leaf_wait_s(tree, index, took, time.monotonic()):
+            self.tree.sleep(wait)  # a small chord's part waits for its row's turn (``turns``)
         while level < tree.height:
             turn = turns.turn_at(tree, level, took)
             step, slots, again = self.tree.add_and_read(key, tree, level, node, name, entry, again, first, turn)

@@ -44,7 +44,7 @@ STAGGER_FROM = STRIPES * FILL
 #: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
 SMALL_LEAF = 4
 #: Chords of up to this many parts count in one leaf, each part in its turn (``turns``): the last
-#: waits ``ONE_LEAF_MAX - 1`` turns (1.2 s at 20 ms a request, on a busy box).
+#: waits ``ONE_LEAF_MAX - 1`` turns (1.3 s at 20 ms a request, on a busy box).
 ONE_LEAF_MAX = 12
 #: Chords of up to this many parts count in leaves of up to ``ONE_LEAF_MAX`` rows, one per column,
 #: each part in its row's turn; the root counts the leaves, in turn too.

@@ -36,7 +36,8 @@ DESIGN notes (why it is built this way):
   of them (2); other chords count in the root alone. The geometry travels in the producer's
   mark with the chord, and the producer fits it to the chord's size (``Geometry.fit``): the
   striping and stagger above from ``STAGGER_FROM`` parts; one leaf per stripe below it, and
-  one leaf in all up to ``ONE_LEAF_MAX`` parts. A part whose index is missing or out of range, or whose
+  up to ``TURNS_MAX`` parts leaves of up to ``ONE_LEAF_MAX`` rows (one leaf up to
+  ``ONE_LEAF_MAX`` parts). A part whose index is missing or out of range, or whose
   slot another task holds (a duplicated index), fails the chord with a ChordError naming it:
   counting it anywhere would complete some leaf early or leave one open for good. A size
   that differs from ``n`` fails the chord at ``set_chord_size``, before the last part is out.
@@ -77,11 +78,12 @@ DESIGN notes (why it is built this way):
   not create it (that create loses to the leaf's first part, which creates it without reading):
   it waits its turn, a read and a write per part ahead (``cas.Yielded``). Counting a chord of 10
   on 24 processes at 20 ms a request: 4.4-4.8 requests per part against 4.9-5.3.
-- Turns before the first read. Where the writers of a node are known to come together (a
-  chord of up to ``ONE_LEAF_MAX`` parts, counted in one leaf; the inner nodes and root of a
-  tree fitted below ``STAGGER_FROM``, whose leaves all complete with the last row), each waits,
-  before its first read, for the writers due before it (``turns``): no race to lose at all.
-  The first such writer creates the node without reading it, as a leaf's first part does.
+- Turns before the first read. Where the writers of a node are known to come together (the
+  leaves of a chord of up to ``TURNS_MAX`` parts, whose parts the engine holds until their
+  row's turn; the inner nodes and root of a tree fitted below ``STAGGER_FROM``, whose leaves all
+  complete with the last row, where ``turn`` says how long a turn is), each waits, before its
+  first read, for the writers due before it (``turns``): no race to lose at all. The first
+  child of such a node creates it without reading it, as a leaf's first part does.
 - Threads. The threads of one process that count on the same node commit together
   (``counter.group_commit``), as on the root.
 """
