@@ -16,7 +16,6 @@ Settings are read once, in ``__init__``, through ``config.from_celery_conf``; a 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -79,8 +78,8 @@ class S3Backend(KeyValueStoreBackend):
     #: Chords with at least this many parts (all plain tasks) count in a tree (``chords.tree``)
     #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
     #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
-    #: 3.4-3.6 requests per part (one leaf, its parts in turn) against 6.4-7.2 in the root
-    #: (``python -m benchmarks.chords --sizes 10 --modes native --tree-from T``).
+    #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
+    #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
     chord_tree_from = _Knob(2, lambda b: b.chords.tree_from, lambda b, v: setattr(b.chords, "tree_from", v))
 
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:
@@ -186,10 +185,9 @@ class S3Backend(KeyValueStoreBackend):
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         self.store.check_size(key, body)
-        began = time.monotonic()
         etag = self.store.write_state(key, body, final=state in states.READY_STATES)
         if state in states.READY_STATES:
-            self.chords.note_final_write(bytes_to_str(task_id), etag is not None, time.monotonic() - began)
+            self.chords.note_final_write(bytes_to_str(task_id), etag is not None)
         self.waiter.notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result
 

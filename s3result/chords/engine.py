@@ -10,7 +10,7 @@ part's count, with its small result carried along.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,7 +26,6 @@ from . import geometry as treegeometry
 from . import memory as chordmemory
 from . import rootcounter as chords
 from . import tree as chordtree
-from . import turns
 from .counter import CasCounter
 from .firing import ChordFiring
 
@@ -73,7 +72,8 @@ class ChordEngine:
         self.counter = chords.ChordCounter(client, name, deadline_s=cas_deadline, lease_s=lease)
         self.tree = chordtree.TreeCounter(client, name, deadline_s=cas_deadline)
         self._incr = CasCounter(client, name, deadline_s=cas_deadline)
-        self._first_runs = turns.FirstRuns()
+        # Whether this thread's last final state was stored by this run (see ``_stored_first``).
+        self._final_write = threading.local()
 
     def set_cas_deadline(self, seconds: float) -> None:
         """How long each of the engine's compare-and-swaps may keep losing to other writers."""
@@ -275,14 +275,11 @@ class ChordEngine:
         written: chords.CounterState | None = None  # the counter's state this part's count left
         try:
             tree = treegeometry.Geometry.from_mark(mark)
-            took = self._first_runs.take(request.id)  # this run's result PUT; None: a late run
             if tree is None:
                 precreated = mark.get("gid") == group_id
                 outcome, written = self.counter.count_and_state(key, member[0], precreated=precreated, value=value)
             else:
-                entry = treegeometry.fingerprint(request.id) + (value or "")
-                timing = None if took is None else (took, self._first_runs.began(group_id, time.monotonic()))
-                outcome, written = self._count_in_tree(key, tree, index, entry, member, timing)
+                outcome, written = self._count_in_tree(key, tree, request.id, index, value, member)
         except Exception as exc:  # noqa: BLE001 - any failure to count fails the chord, loudly
             if self.counter.recover(key, member[0]):  # our write completed the set after all
                 return self.firing.fire(request, group_id, key)
@@ -292,22 +289,21 @@ class ChordEngine:
         return self.firing.fire(request, group_id, key, written)
 
     def _count_in_tree(
-        self, key: str, tree: treegeometry.Geometry, index: Any, entry: Any, member: list[str], took: turns.Took
+        self, key: str, tree: treegeometry.Geometry, task_id: str, index: Any, value: str | None, member: list[str]
     ) -> chords.Counted:
         """Climb from this part's leaf while our add completes each node; count at the root last,
         with the node's slots in a small chord (``Geometry.root_value``: the join reads no node).
         ``member[0]`` is set to the node counted in the root before that count (for ``recover``).
-        ``entry``: the leaf slot; ``took``: a first run's result PUT, for its turns (``turns.Took``).
         """
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < tree.n:
             raise treegeometry.PartClash(f"its group_index {index!r} is not one of the chord's 0..{tree.n - 1}")
         level, node = 0, tree.leaf_of(index)
-        name, again, first = str(index), False, took is not None
-        if wait := turns.leaf_wait_s(tree, index, took, time.monotonic()):
-            self.tree.sleep(wait)  # a small chord's part waits for its row's turn (``turns``)
+        name = str(index)
+        entry: Any = treegeometry.fingerprint(task_id) + (value or "")
+        again = False
+        first = self._stored_first(task_id)
         while level < tree.height:
-            turn = turns.turn_at(tree, level, took)
-            step, slots, again = self.tree.add_and_read(key, tree, level, node, name, entry, again, first, turn)
+            step, slots, again = self.tree.add_and_read(key, tree, level, node, name, entry, again, first)
             if step == "wait":
                 return "wait", None
             if step != "up":
@@ -316,12 +312,18 @@ class ChordEngine:
             name, entry = str(node), (slots if level + 1 <= treegeometry.CARRY_LEVEL else 1)
             level, node = level + 1, tree.parent(node)
         member[0] = name
-        order, value, turn = tree.expected(tree.height, 0), tree.root_value(entry), turns.turn_at(tree, level, took)
-        return self.counter.count_and_state(key, name, precreated=True, value=value, order=order, turn=turn)
+        order, value = tree.expected(tree.height, 0), tree.root_value(entry)
+        return self.counter.count_and_state(key, name, precreated=True, value=value, order=order)
 
-    def note_final_write(self, task_id: str, stored: bool, took: float = 0.0) -> None:
-        """The backend stored a final state for ``task_id`` in ``took`` seconds (``turns.FirstRuns``)."""
-        self._first_runs.note(task_id, stored, took)
+    def note_final_write(self, task_id: str, stored: bool) -> None:
+        """The backend stored a final state for ``task_id`` (``stored``: this write put it there,
+        a run before did not): that part's count then needs no proof that its chord is still on."""
+        self._final_write.value = (task_id, stored)
+
+    def _stored_first(self, task_id: str) -> bool:
+        """Whether this run stored the part's final state itself (a first run, never a late one)."""
+        noted, self._final_write.value = getattr(self._final_write, "value", None), None
+        return noted == (task_id, True)
 
     def _fail_chord(self, request: Any, group_id: str, key: str, reason: str, member: str | None = None) -> Any:
         """End the chord with a ChordError on its body, unless it already completed.

@@ -121,27 +121,14 @@ class ChordCounter:
         return self.count_and_state(key, member, precreated=precreated, value=value)[0]
 
     def count_and_state(
-        self,
-        key: str,
-        member: str,
-        *,
-        precreated: bool,
-        value: str | None = None,
-        order: Sequence[str] = (),
-        turn: float = 0.0,
+        self, key: str, member: str, *, precreated: bool, value: str | None = None, order: Sequence[str] = ()
     ) -> Counted:
         """``count``, with the complete counter state when this part fires (the state its write
         left, or the one it read finding that write landed): the join reads no counter then.
 
         ``order``: every member the counter will hold, in the order they are expected to come
         (a tree's top nodes): a write that loses a race waits for those before it (``cas``).
-        ``turn``: those members come together (``turns``): wait that long per member before ours
-        before the first read.
         """
-        if turn and member in order:
-            ahead = list(order).index(member)
-            if ahead:
-                self._sleep(turn * ahead)
         return group_commit(
             ("chord", self._scope, key), (member, value), lambda batch: self._swap(key, batch, precreated, order)
         )

@@ -35,9 +35,7 @@ DESIGN notes (why it is built this way):
   numbers the flattened tasks 0..n-1) and there are at least ``S3Backend.chord_tree_from``
   of them (2); other chords count in the root alone. The geometry travels in the producer's
   mark with the chord, and the producer fits it to the chord's size (``Geometry.fit``): the
-  striping and stagger above from ``STAGGER_FROM`` parts; one leaf per stripe below it, and
-  up to ``TURNS_MAX`` parts leaves of up to ``ONE_LEAF_MAX`` rows (one leaf up to
-  ``ONE_LEAF_MAX`` parts). A part whose index is missing or out of range, or whose
+  striping and stagger above from ``STAGGER_FROM`` parts; one leaf per stripe below it. A part whose index is missing or out of range, or whose
   slot another task holds (a duplicated index), fails the chord with a ChordError naming it:
   counting it anywhere would complete some leaf early or leave one open for good. A size
   that differs from ``n`` fails the chord at ``set_chord_size``, before the last part is out.
@@ -78,12 +76,6 @@ DESIGN notes (why it is built this way):
   not create it (that create loses to the leaf's first part, which creates it without reading):
   it waits its turn, a read and a write per part ahead (``cas.Yielded``). Counting a chord of 10
   on 24 processes at 20 ms a request: 4.4-4.8 requests per part against 4.9-5.3.
-- Turns before the first read. Where the writers of a node are known to come together (the
-  leaves of a chord of up to ``TURNS_MAX`` parts, whose parts the engine holds until their
-  row's turn; the inner nodes and root of a tree fitted below ``STAGGER_FROM``, whose leaves all
-  complete with the last row, where ``turn`` says how long a turn is), each waits, before its
-  first read, for the writers due before it (``turns``): no race to lose at all. The first
-  child of such a node creates it without reading it, as a leaf's first part does.
 - Threads. The threads of one process that count on the same node commit together
   (``counter.group_commit``), as on the root.
 """
@@ -129,8 +121,7 @@ class TreeCounter:
         self._client = client
         self._scope = scope
         self.deadline_s = deadline_s
-        #: How the counter waits (a turn, a back-off); the engine waits a small chord's turns with it.
-        self.sleep = sleep
+        self._sleep = sleep
 
     def add(self, root_key: str, geometry: Geometry, level: int, node: int, member: str, entry: Any) -> Step:
         """Add ``member`` (with ``entry``) to a node; "up" for the member whose add completed it.
@@ -149,7 +140,6 @@ class TreeCounter:
         entry: Any,
         again: bool = False,
         first: bool = False,
-        turn: float = 0.0,
     ) -> Done:
         """``add``, the completed node's slots with "up" (the parent may carry them), and whether
         ``member`` was counted in the node already (a redelivery, or our reply lost).
@@ -159,19 +149,16 @@ class TreeCounter:
         before creating it, as for a leaf, so a late climb leaves nothing behind. ``first``:
         this is a leaf and this run of the part is the one that stored its final state, so the
         chord cannot have ended without it: a missing leaf is created without reading the root.
-        ``turn``: wait that long per member before ours before the first read (``turns``: where
-        the members reach the node together).
         """
         key = node_key(root_key, level, node)
         expected = geometry.expected(level, node)
         # The leaf's first part, in a first run, is usually the first to reach it (a fleet takes
-        # parts in order): it creates the leaf without reading it first, one request less. So
-        # does the first child of a node whose children come in turn (the others wait for it).
-        create = (level == 0 or bool(turn)) and first and not again and member == expected[0]
+        # parts in order): it creates the leaf without reading it first, one request less.
+        create = level == 0 and first and member == expected[0]
         return group_commit(
             ("node", self._scope, key),
             (member, entry, (level == 0 and not first) or again),
-            lambda batch: self._swap(root_key, key, level, expected, batch, create and len(batch) == 1, turn),
+            lambda batch: self._swap(root_key, key, level, expected, batch, create and len(batch) == 1),
         )
 
     def _root_state(self, root_key: str) -> Step | None:
@@ -181,26 +168,14 @@ class TreeCounter:
         return "failed" if CounterState.load(found.body).failed is not None else None
 
     def _swap(
-        self,
-        root_key: str,
-        key: str,
-        level: int,
-        expected: Sequence[str],
-        batch: list[Item],
-        create: bool = False,
-        turn: float = 0.0,
+        self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item], create: bool = False
     ) -> list[Done]:
         """Add ``batch`` to the node; ``create``: try creating it before reading it (once)."""
-        if turn and not any(check for _m, _e, check in batch):
-            where = {m: k for k, m in enumerate(expected)}
-            ahead = min(where.get(member, 0) for member, _e, _c in batch)
-            if ahead:
-                self.sleep(turn * ahead)
         return compare_and_swap(
             key,
             lambda cas: self._swap_once(cas, root_key, key, level, expected, batch, create and cas.number == 1),
             deadline_s=self.deadline_s,
-            sleep=self.sleep,
+            sleep=self._sleep,
         )
 
     def _swap_once(

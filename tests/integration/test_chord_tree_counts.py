@@ -25,13 +25,3 @@ def test_two_thousand_parts_cost_at_most_3_5_requests_and_4_kib_per_part() -> No
     # The floor is 3 (the result PUT, the leaf's GET and PUT): a count well under it means the
     # relay missed traffic, and the bounds above would hold for the wrong reason.
     assert got["requests_per_part"] >= 3.0, got
-
-
-def test_a_small_chord_whose_parts_end_together_loses_no_more_than_a_few_races() -> None:
-    """10 processes store and count a 10-part chord at once, 20 ms a request: its parts write
-    its one leaf in turn. Without turns (3 leaves) the same count cost 4.5-5.3 requests per part;
-    chord_unlock spends 4.2 there. The floor is 3.5 (3 per part, the leaf's creation and climb,
-    the group's read, 3 DELETEs, the body's PUT not counted here)."""
-    got = count_parts(10, 10, latency=0.02)
-    assert got["fired"] == 1 and got["body_failed"] == 0 and got["counter_left"] == 0, got
-    assert 3.5 <= got["requests_per_part"] <= 4.0, got
