@@ -122,3 +122,24 @@ def silent_port() -> Iterator[int]:
     server.close()
     for conn in held:
         conn.close()
+
+
+@pytest.fixture
+def silent_counted() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A store that accepts and never answers, with the connections it accepted."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(server.getsockname()[1]), held
+    server.close()
+    for conn in held:
+        conn.close()

@@ -12,10 +12,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from celery import Celery
 
 from s3result.testing.store import MotoServer
@@ -25,27 +23,6 @@ def _app(url: str) -> Celery:
     app = Celery(set_as_current=False)
     app.conf.result_backend = url
     return app
-
-
-@pytest.fixture
-def silent_counted() -> Iterator[tuple[int, list[socket.socket]]]:
-    """A store that accepts and never answers, with the connections it accepted."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield int(server.getsockname()[1]), held
-    server.close()
-    for conn in held:
-        conn.close()
 
 
 def test_a_silent_stores_probe_does_not_hold_back_another_store(

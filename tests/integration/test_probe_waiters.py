@@ -11,33 +11,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 from celery import Celery
 
 from s3result.errors import RequestTimeout
-
-
-@pytest.fixture
-def silent_counted() -> Iterator[tuple[int, list[socket.socket]]]:
-    """A store that accepts and never answers, with the connections it accepted."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield int(server.getsockname()[1]), held
-    server.close()
-    for conn in held:
-        conn.close()
 
 
 def test_threads_waiting_on_a_failing_probe_share_its_error(silent_counted: tuple[int, list[socket.socket]]) -> None:
