@@ -16,6 +16,7 @@ Settings are read once, in ``__init__``, through ``config.from_celery_conf``; a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -185,9 +186,12 @@ class S3Backend(KeyValueStoreBackend):
         value = self.encode(meta)
         body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         self.store.check_size(key, body)
+        if state == states.SUCCESS:
+            self.chords.before_final_write(request)
+        began = time.monotonic()
         etag = self.store.write_state(key, body, final=state in states.READY_STATES)
         if state in states.READY_STATES:
-            self.chords.note_final_write(bytes_to_str(task_id), etag is not None)
+            self.chords.note_final_write(bytes_to_str(task_id), etag is not None, time.monotonic() - began)
         self.waiter.notify_caller(task_id, state, etag, request)  # stored first: the store stays the truth
         return result
 

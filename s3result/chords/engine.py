@@ -10,7 +10,6 @@ part's count, with its small result carried along.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from . import geometry as treegeometry
 from . import memory as chordmemory
 from . import rootcounter as chords
 from . import tree as chordtree
+from . import turns
 from .counter import CasCounter
 from .firing import ChordFiring
 
@@ -72,8 +72,7 @@ class ChordEngine:
         self.counter = chords.ChordCounter(client, name, deadline_s=cas_deadline, lease_s=lease)
         self.tree = chordtree.TreeCounter(client, name, deadline_s=cas_deadline)
         self._incr = CasCounter(client, name, deadline_s=cas_deadline)
-        # Whether this thread's last final state was stored by this run (see ``_stored_first``).
-        self._final_write = threading.local()
+        self._turns = turns.Turns()  # the last final write of each thread, and the parts' turns
 
     def set_cas_deadline(self, seconds: float) -> None:
         """How long each of the engine's compare-and-swaps may keep losing to other writers."""
@@ -301,7 +300,7 @@ class ChordEngine:
         name = str(index)
         entry: Any = treegeometry.fingerprint(task_id) + (value or "")
         again = False
-        first = self._stored_first(task_id)
+        first = self._turns.stored_first(task_id)
         while level < tree.height:
             step, slots, again = self.tree.add_and_read(key, tree, level, node, name, entry, again, first)
             if step == "wait":
@@ -315,15 +314,15 @@ class ChordEngine:
         order, value = tree.expected(tree.height, 0), tree.root_value(entry)
         return self.counter.count_and_state(key, name, precreated=True, value=value, order=order)
 
-    def note_final_write(self, task_id: str, stored: bool) -> None:
-        """The backend stored a final state for ``task_id`` (``stored``: this write put it there,
-        a run before did not): that part's count then needs no proof that its chord is still on."""
-        self._final_write.value = (task_id, stored)
+    def before_final_write(self, request: Any) -> None:
+        """A small chord's part waits its turn before its result's PUT (``turns``)."""
+        self._turns.before_store(request)
 
-    def _stored_first(self, task_id: str) -> bool:
-        """Whether this run stored the part's final state itself (a first run, never a late one)."""
-        noted, self._final_write.value = getattr(self._final_write, "value", None), None
-        return noted == (task_id, True)
+    def note_final_write(self, task_id: str, stored: bool, took: float) -> None:
+        """The backend stored a final state for ``task_id`` in ``took`` seconds (``stored``: this
+        write put it there, a run before did not): that part's count then needs no proof that its
+        chord is still on, and the time sets the next turns (``turns``)."""
+        self._turns.note_write(task_id, stored, took)
 
     def _fail_chord(self, request: Any, group_id: str, key: str, reason: str, member: str | None = None) -> Any:
         """End the chord with a ChordError on its body, unless it already completed.
