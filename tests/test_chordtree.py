@@ -175,7 +175,7 @@ def test_fitted_geometries_count_every_part_once_with_the_staggered_arithmetic()
         assert len(leaves) == min(g.stripes, n), n
         for level in range(1, g.height):
             assert all(len(g.expected(level, node)) > 1 for node in g.levels[level]), (n, level)
-        assert len(g.expected(g.height, 0)) > 1 or n <= treegeometry.ONE_LEAF_MAX, n
+        assert len(g.expected(g.height, 0)) > 1 or n <= treegeometry.SMALL_LEAF, n
     assert treegeometry.Geometry.fit(treegeometry.STAGGER_FROM) == treegeometry.Geometry(treegeometry.STAGGER_FROM)
 
 
@@ -186,7 +186,7 @@ def test_a_small_root_carries_its_children_s_slots_within_the_budget() -> None:
 
     from s3result.chords.geometry import ROOT_CARRY_BUDGET, Geometry
 
-    tree = Geometry(10, 3, 12, 4)  # 3 leaves under the root
+    tree = Geometry.fit(10)
     members = tree.expected(tree.height, 0)
     assert len(members) == 3
     small = ["abcdef1", "abcdef2"]

@@ -271,12 +271,11 @@ def test_cost_counts_the_tree_the_producer_fits() -> None:
     from s3result.cli.cost import CHORD_TREE_FROM, chord_requests
 
     assert CHORD_TREE_FROM == S3Backend.chord_tree_from
-    # 10 parts: one leaf under the root (its parts write it in turn). With no race lost: the
-    # producer's 2 counter PUTs, a PUT per part in the leaf and the leaf's in the root (13); a GET
-    # before each but the counter's creation and the leaf's (its first part creates it), the
-    # group's; 3 DELETEs.
-    assert [len(level) for level in Geometry.fit(10).levels] == [1, 1]
-    assert chord_requests(10, cas_rounds=13 / 10) == Requests(puts=1 + 13, gets=13 - 1 - 1 + 1, deletes=2 + 1)
+    # 10 parts: 3 leaves under the root. With no race lost: the producer's 2 counter PUTs, a PUT per
+    # part in its leaf and one per leaf in the root (15); a GET before each but the counter's
+    # creation and the 3 leaves' (their first parts create them), the group's; 5 DELETEs.
+    assert [len(level) for level in Geometry.fit(10).levels] == [3, 1]
+    assert chord_requests(10, cas_rounds=15 / 10) == Requests(puts=1 + 15, gets=15 - 1 - 3 + 1, deletes=2 + 3)
     # 200 parts: 31 leaves, 4 inner nodes; the root's children are too big to travel into it, so
     # the join reads the 4 inner nodes.
     assert [len(level) for level in Geometry.fit(200).levels] == [31, 4, 1]

@@ -43,10 +43,8 @@ STRIPES, FILL, FAN_IN = 32, 32, 4
 STAGGER_FROM = STRIPES * FILL
 #: Parts per leaf aimed at below ``STAGGER_FROM`` (while the columns are fewer than ``STRIPES``).
 SMALL_LEAF = 4
-#: Chords of up to ``TURNS_MAX`` parts count in leaves of up to this many rows, one per column,
-#: their parts storing their results in turn (``turns``): the last row waits 11 turns.
-ONE_LEAF_MAX = 12
-TURNS_MAX = 48
+#: Chords of up to this many parts store their results in turn (``turns``).
+TURNS_MAX = 64
 #: A node completing into the root carries its slots there too (the root's ``values``, by node)
 #: while its slots times the root's other members take at most this many bytes: the part that
 #: completes the root then joins from the state it wrote, with no read of a node. Each count
@@ -118,16 +116,9 @@ class Geometry:
         saved ~1 KB per part with 48-byte results at 1,000 parts, but its last leaves all queued on
         the root: the body started 1.7-2.0 s after the last part against 0.7 s, at 3.45 requests
         per part against 3.13, on 2 x prefork 12 at 20 ms a request.)
-        Up to ``TURNS_MAX`` parts, which a fleet runs all at once or nearly, the columns are leaves
-        of up to ``ONE_LEAF_MAX`` rows (one leaf up to ``ONE_LEAF_MAX`` parts) whose parts reach
-        them in turn (``turns``): fewer objects to create, read and delete than leaves of
-        ``SMALL_LEAF``, and no race.
         """
         if n >= STAGGER_FROM:
             return cls(n)
-        if n <= TURNS_MAX:  # its parts end together: a few long leaves, reached in turn (``turns``)
-            stripes = -(-n // ONE_LEAF_MAX)
-            return cls(n, stripes, stripes * -(-n // stripes), stripes + 1)
         stripes = max(1, min(STRIPES - 1, -(-n // SMALL_LEAF)))
         fan_in = stripes + 1
         if stripes > FLAT_MAX:

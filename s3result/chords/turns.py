@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ..s3.retry import sleep
-from .geometry import ONE_LEAF_MAX, TURNS_MAX, Geometry, PartClash
+from .geometry import TURNS_MAX, Geometry, PartClash
 from .state import marking
 
 __all__ = ("CHORDS_KEPT", "MAX_TURN_S", "MIN_TURN_S", "TURN_FACTOR", "Turns", "turn_s", "turns_ahead", "wait")
@@ -65,17 +66,31 @@ def turn_s(took: float) -> float:
 
 
 def turns_ahead(tree: Geometry, index: int) -> int:
-    """The turns part ``index`` waits for: its row in its leaf; 0 outside a small chord's leaves.
+    """The turns after the chord's start that part ``index`` stores its result in: its row in
+    its leaf; 0 outside a small chord (``TURNS_MAX``) of one leaf per column (``Geometry.fit``).
 
-    A column's last row completes its leaf and counts it in the root next, so the last rows take
-    one turn per column, after the longest column's last row: the leaves reach the root in turn.
+    A column's last row completes its leaf and counts it in the node above, so the last rows take
+    one turn each after the longest column's last row: their place among the node's children,
+    plus, under an inner node, the inner node's place among the root's (its last child then
+    reaches the root in a turn of its own).
     """
     rows = -(-tree.n // tree.stripes)
-    if tree.n > TURNS_MAX or rows > ONE_LEAF_MAX or tree.fill != tree.stripes * rows or not 0 <= index < tree.n:
+    if tree.n > TURNS_MAX or tree.height > 2 or tree.fill != tree.stripes * rows or not 0 <= index < tree.n:
         return 0  # a larger chord: its leaves' rows are reached along it, not together
     row, column = divmod(index, tree.stripes)
-    last = (tree.n - 1 - column) // tree.stripes
-    return row if row < last else rows - 1 + column
+    if row < (tree.n - 1 - column) // tree.stripes:
+        return row
+    if tree.height == 1:  # the last rows in index order, each a turn after the one before
+        turn = -1
+        for last in range(max(0, tree.n - tree.stripes), index + 1):
+            turn = max(last // tree.stripes, turn + 1)
+        return turn
+    leaf = tree.leaf_of(index)
+    parent = tree.parent(leaf)
+    place = tree.expected(1, parent).index(str(leaf))
+    if tree.height == 2:
+        place += tree.expected(2, 0).index(str(parent))
+    return rows - 1 + place
 
 
 def wait(sleep: Callable[[float], None], seconds: float) -> None:
@@ -110,27 +125,28 @@ class Turns:
         noted, self._local.final = getattr(self._local, "final", None), None
         return noted == (task_id, True)
 
-    def first_in_thread(self, group_id: str) -> bool:
-        """Whether this is the calling thread's first part of chord ``group_id`` (it remembers
-        the last ``CHORDS_KEPT``: a thread that takes two chords' parts in turn, A0 B0 A1 B1,
-        still knows each)."""
-        kept: OrderedDict[str, None] | None = getattr(self._local, "kept", None)
+    def began(self, group_id: str, now: float) -> float:
+        """When this thread's first part of chord ``group_id`` came to be stored (``now`` if this
+        is it). It remembers the last ``CHORDS_KEPT`` chords: a thread that takes two chords'
+        parts in turn (A0 B0 A1 B1) keeps each chord's start."""
+        kept: OrderedDict[str, float] | None = getattr(self._local, "kept", None)
         if kept is None:
             kept = self._local.kept = OrderedDict()
-        if group_id in kept:
-            return False
-        kept[group_id] = None
+        first = kept.pop(group_id, now)
+        kept[group_id] = first  # the newest last: the oldest goes first
         if len(kept) > CHORDS_KEPT:
             kept.popitem(last=False)
-        return True
+        return first
 
-    def wait_s(self, tree: Geometry, index: int, group_id: str) -> float:
-        """How long this part waits before its result's PUT (0: a later part of the chord in
-        this thread, a part outside a small chord's leaves, or no PUT measured yet)."""
+    def wait_s(self, tree: Geometry, index: int, group_id: str, now: float) -> float:
+        """How long this part waits before its result's PUT: until its turn, counted from its
+        thread's first part of the chord (0: its turn has passed, the part is outside a small
+        chord's leaves, or the process measured no PUT yet)."""
+        began = self.began(group_id, now)
         ahead = turns_ahead(tree, index)
-        if not self.first_in_thread(group_id) or ahead == 0 or self.put_s is None:
+        if ahead == 0 or self.put_s is None:
             return 0.0
-        return ahead * turn_s(self.put_s)
+        return max(0.0, began + ahead * turn_s(self.put_s) - now)
 
     def before_store(self, request: Any) -> None:
         """Wait for this part's turn, if it is a first run of a native small chord's part: a
@@ -147,4 +163,4 @@ class Turns:
         except PartClash:
             return  # the count says so, on the body
         if tree is not None:
-            wait(self._sleep, self.wait_s(tree, index, str(group_id)))
+            wait(self._sleep, self.wait_s(tree, index, str(group_id), time.monotonic()))
