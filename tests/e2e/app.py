@@ -231,6 +231,24 @@ if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "child":
         _kill_once(task, args)
 
 
+@app.task
+def part_lost_later(i: int, kill_index: int, after: float) -> int:
+    """A chord part; the run of part ``kill_index`` has its pool process SIGKILLed ``after`` seconds
+    after it returns (once among all workers: E2E_KILL_MARKER), while the backend stores its result
+    and counts it (tests/e2e/test_chord_turns.py: a part killed while it waits its turn)."""
+    if i == kill_index and _kill_marker:
+        import threading
+
+        try:
+            fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return i
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        threading.Timer(after, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    return i
+
+
 # -- chords: canvas shapes and duplicate deliveries (tests/e2e/test_chord_shapes.py, test_chords.py) --
 
 
