@@ -78,7 +78,23 @@ class _Clock:
 
 def _request(index: int, group: str = "g1", native: bool = True, **extra: Any) -> SimpleNamespace:
     mark = {"native": native, "gid": group, "tree": Geometry.fit(10).to_mark()}
-    return SimpleNamespace(chord={"task": "body", MARK: mark}, group=group, group_index=index, **extra)
+    fields = {"id": f"{group}-{index}", "task": "part", "chord": {"task": "body", MARK: mark}, **extra}
+    return SimpleNamespace(group=group, group_index=index, **fields)
+
+
+def _app(hard: float | None = None, soft: float | None = None, tasks: Any = None) -> SimpleNamespace:
+    return SimpleNamespace(conf=SimpleNamespace(task_time_limit=hard, task_soft_time_limit=soft), tasks=tasks or {})
+
+
+APP = _app()
+
+
+def _turns(clock: _Clock, put_s: float = 0.03) -> turns.Turns:
+    """Turns whose thread stored a result in ``put_s`` and lost a race just now."""
+    t = turns.Turns(sleep=clock.sleep)
+    t.note_write("x", True, put_s)
+    t.contended()
+    return t
 
 
 def test_a_part_waits_until_its_turn_from_its_thread_s_first_part_of_the_chord(
@@ -88,19 +104,36 @@ def test_a_part_waits_until_its_turn_from_its_thread_s_first_part_of_the_chord(
     monkeypatch.setattr(turns.time, "monotonic", lambda: clock.now)
     t = turns.Turns(sleep=clock.sleep)
     turn = turns.turn_s(0.03)
-    t.before_store(_request(9))
-    assert clock.slept == []  # no PUT measured yet in this process: no wait
+    t.contended()
+    t.before_store(_request(9), APP)
+    assert clock.slept == []  # no PUT measured yet in this thread: no wait
     t.note_write("x", True, 0.03)
-    t.before_store(_request(9, group="g2"))  # a thread's first part of g2: its 4 turns
+    t.before_store(_request(9, group="g2"), APP)  # a thread's first part of g2: its 4 turns
     assert clock.slept == pytest.approx([4 * turn])
     clock.slept.clear()
-    t.before_store(_request(3, group="g3"))  # row 1: 1 turn
+    t.before_store(_request(3, group="g3"), APP)  # row 1: 1 turn
     clock.now += 0.5 * turn  # it stored and counted; the thread takes part 6 (row 2) of g3
-    t.before_store(_request(6, group="g3"))
+    t.before_store(_request(6, group="g3"), APP)
     assert clock.slept == pytest.approx([turn, 0.5 * turn])  # to its turn, 2 after g3's start
     clock.slept.clear()
     clock.now += 10.0  # a later part whose turn passed while the thread ran the others
-    t.before_store(_request(9, group="g3"))
+    t.before_store(_request(9, group="g3"), APP)
+    assert clock.slept == []
+    t.before_store(_request(9, group="g4"), APP)
+    assert clock.slept == pytest.approx([4 * turn])  # within CONTENDED_S of the lost race
+    clock.slept.clear()
+    clock.now += turns.CONTENDED_S
+    t.before_store(_request(9, group="g5"), APP)
+    assert clock.slept == []  # no race lost for CONTENDED_S: the fleet's parts end apart
+
+
+def test_a_thread_whose_counts_never_lost_a_race_never_waits() -> None:
+    """A solo pool, a worker whose parts come one at a time, a fleet whose parts end apart."""
+    clock = _Clock()
+    t = turns.Turns(sleep=clock.sleep)
+    t.note_write("x", True, 0.03)
+    for i in range(10):
+        t.before_store(_request(i), APP)
     assert clock.slept == []
 
 
@@ -111,12 +144,11 @@ def test_a_thread_that_runs_parts_of_two_chords_in_turn_keeps_each_chord_s_start
     part's turn has passed when it comes, and none waits."""
     clock = _Clock()
     monkeypatch.setattr(turns.time, "monotonic", lambda: clock.now)
-    t = turns.Turns(sleep=clock.sleep)
-    t.note_write("x", True, 0.04)
+    t = _turns(clock, 0.04)
     turn = turns.turn_s(0.04)
     for k in range(10):
         for chord in ("A", "B"):
-            t.before_store(_request(k, group=chord))
+            t.before_store(_request(k, group=chord), APP)
             clock.now += turn  # its PUT, its read and write of the leaf
     assert clock.slept == []
     for i in range(100):  # bounded: the newest chords are kept, not every chord it ran
@@ -126,15 +158,49 @@ def test_a_thread_that_runs_parts_of_two_chords_in_turn_keeps_each_chord_s_start
 
 def test_late_eager_and_unmarked_parts_and_chord_unlock_store_at_once() -> None:
     clock = _Clock()
-    t = turns.Turns(sleep=clock.sleep)
-    t.note_write("x", True, 0.03)
-    t.before_store(_request(9, delivery_info={"redelivered": True}))
-    t.before_store(_request(9, group="g2", is_eager=True))
-    t.before_store(_request(9, group="g3", native=False))  # the producer chose chord_unlock
-    t.before_store(SimpleNamespace(chord=None, group="g4", group_index=9))  # an older producer
-    t.before_store(_request(True, group="g5"))  # type: ignore[arg-type]  # not an index
-    t.before_store(None)
+    t = _turns(clock)
+    t.before_store(_request(9, delivery_info={"redelivered": True}), APP)
+    t.before_store(_request(9, group="g2", is_eager=True), APP)
+    t.before_store(_request(9, group="g3", native=False), APP)  # the producer chose chord_unlock
+    t.before_store(SimpleNamespace(id="x", chord=None, group="g4", group_index=9), APP)  # an older producer
+    t.before_store(_request(True, group="g5"), APP)  # type: ignore[arg-type]  # not an index
+    t.before_store(None, APP)
     assert clock.slept == []
+    t.before_store(_request(9, group="g6"), APP)
+    t.before_store(_request(9, group="g6"), APP)  # Celery stores the same task again (a lost reply)
+    assert len(clock.slept) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_limits", "app"),
+    [
+        ((None, 5.0), APP),  # apply_async(soft_time_limit=5)
+        ((7.0, None), APP),
+        (None, _app(hard=60.0)),  # task_time_limit
+        (None, _app(soft=30.0)),
+        (None, _app(tasks={"part": SimpleNamespace(time_limit=None, soft_time_limit=10.0)})),  # the task's own
+    ],
+)
+def test_a_part_with_a_time_limit_does_not_wait(request_limits: Any, app: Any) -> None:
+    """The wait would count in its run time: a limit striking in it, or in the count after it,
+    would fail a part whose work was done in time."""
+    clock = _Clock()
+    t = _turns(clock)
+    t.before_store(_request(9, timelimit=request_limits), app)
+    assert clock.slept == []
+    t.before_store(_request(9, group="g2", timelimit=(None, None)), APP)
+    assert len(clock.slept) == 1
+
+
+def test_a_failure_in_the_turn_is_logged_and_the_result_stored(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(seconds: float) -> None:
+        raise RuntimeError("boom")
+
+    t = turns.Turns(sleep=broken)
+    t.note_write("x", True, 0.03)
+    t.contended()
+    t.before_store(_request(9), APP)  # does not raise
+    assert "turn failed" in caplog.text
 
 
 def test_a_soft_time_limit_in_the_wait_ends_it_and_the_part_is_stored(caplog: pytest.LogCaptureFixture) -> None:
@@ -143,7 +209,8 @@ def test_a_soft_time_limit_in_the_wait_ends_it_and_the_part_is_stored(caplog: py
 
     t = turns.Turns(sleep=struck)
     t.note_write("x", True, 0.03)
-    t.before_store(_request(9))  # does not raise
+    t.contended()
+    t.before_store(_request(9), APP)  # does not raise
     assert "soft time limit" in caplog.text
 
 

@@ -68,11 +68,12 @@ class ChordEngine:
         self._remember = remember_header
         self.tree_from = tree_from
         client, name = (lambda: store.client), str(scope)
+        self._turns = turns.Turns()  # the last final write of each thread, and the parts' turns
         self.firing = ChordFiring(client, store.settings, app, celery=celery, read_results=read_results, notify=notify)
         self.counter = chords.ChordCounter(client, name, deadline_s=cas_deadline, lease_s=lease)
         self.tree = chordtree.TreeCounter(client, name, deadline_s=cas_deadline)
+        self.tree.on_race = self._turns.contended  # the fleet's parts end together: take turns
         self._incr = CasCounter(client, name, deadline_s=cas_deadline)
-        self._turns = turns.Turns()  # the last final write of each thread, and the parts' turns
 
     def set_cas_deadline(self, seconds: float) -> None:
         """How long each of the engine's compare-and-swaps may keep losing to other writers."""
@@ -316,7 +317,7 @@ class ChordEngine:
 
     def before_final_write(self, request: Any) -> None:
         """A small chord's part waits its turn before its result's PUT (``turns``)."""
-        self._turns.before_store(request)
+        self._turns.before_store(request, self.app)
 
     def note_final_write(self, task_id: str, stored: bool, took: float) -> None:
         """The backend stored a final state for ``task_id`` in ``took`` seconds (``stored``: this

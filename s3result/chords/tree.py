@@ -122,6 +122,8 @@ class TreeCounter:
         self._scope = scope
         self.deadline_s = deadline_s
         self._sleep = sleep
+        #: Called when an add lost a race and tries again (``turns``: the fleet's parts end together).
+        self.on_race: Callable[[], None] | None = None
 
     def add(self, root_key: str, geometry: Geometry, level: int, node: int, member: str, entry: Any) -> Step:
         """Add ``member`` (with ``entry``) to a node; "up" for the member whose add completed it.
@@ -194,6 +196,8 @@ class TreeCounter:
         the precondition and the next attempt reads it.
         """
         client = self._client()
+        if cas.number > 1 and self.on_race is not None:
+            self.on_race()
         current = None if create else client.get_or_none(key)
         cas.read(None if current is None else current.etag)
         where = {m: k for k, m in enumerate(expected)}

@@ -2,33 +2,41 @@
 
 A compare-and-swap lost to another writer costs a GET and a PUT for nothing, and its losers race
 again. A small chord's parts all end within milliseconds on a fleet of more processes than parts
-(10 instant parts on 24 processes), and they all count in the same one to four leaves: without
-turns, 10 parts cost 4.7-5.2 requests each against ``chord_unlock``'s 4.2.
+(10 instant parts on 24 processes), and they count in the same few leaves: without turns, 10
+parts cost 4.6-5.2 requests each against ``chord_unlock``'s 4.2 on 2 x prefork 12 at 20 ms a
+request; in turn, 4.0 (``benchmarks/RESULTS.md``).
 
 DESIGN notes (why it is built this way):
 
 - Before the result is stored, never after. A part waits its turn *before* its result's PUT.
   A pool process killed in that wait dies as one killed while the task ran: Celery reports the
-  part failed (or redelivers it, with ``acks_late``) and the chord ends. A wait after the PUT
-  left the chord PENDING for good, because Celery acknowledges a part whose SUCCESS was stored
-  before its process was lost, and nobody counted it. Nothing waits above the leaves: the
-  columns' last rows take separate turns instead (``turns_ahead``), so the leaves' completers
-  reach the root one after another.
-- Only a thread's first part of a chord waits. The first parts a fleet takes are the ones that
-  end together; a thread's later parts come after its own earlier ones, already spaced by their
-  turns. So a worker of a few processes waits a few turns per chord, not its whole leaf, and a
-  solo pool waits for none (a schedule per thread over every part made 20 chords of 12 parts on
-  one worker of 4 processes take 28.5-29.3 s against 10.1-12.3 s).
-- Which order. Prefork processes take a chord's parts in ``group_index`` order, so a part's row
-  is the order its leaf's parts come in. The wait is blind (reading first to know would cost the
-  GET the turn saves) and bounded: ``ONE_LEAF_MAX - 1`` rows plus three columns.
-- How long. One turn is ``TURN_FACTOR`` times this process's last result PUT on the store (a
-  GET and a PUT fit in it, with room for parts that ended a little apart), rounded up to a power
-  of two so that the parts of one chord agree on it (with each part's own figure, 25 and 48 ms
-  PUTs put turn 8 of one part on turn 5 of another), at most ``MAX_TURN_S``. A process that has
-  stored no result yet does not wait.
+  part lost (or delivers it again) and the chord ends. A wait after the PUT left the chord
+  PENDING for good: Celery acknowledges a part whose SUCCESS was stored before its process was
+  lost, and nobody counted it. A thread waits once per task (a store that Celery retries after a
+  lost reply may have stored the result already). Nothing waits above the leaves: the columns'
+  last rows take turns of their own instead (``turns_ahead``), so the parts that complete the
+  leaves reach the node above one after another.
+- Only where races were seen. The wait is blind (reading first to know would cost the GET the
+  turn saves), so a thread waits only when one of its counts in a chord tree lost a race in the
+  last ``CONTENDED_S`` seconds: a fleet whose parts end together. A solo pool, a worker whose
+  parts come one at a time, and a fleet whose parts end apart never wait.
+- A schedule per thread. A part's turn counts from its thread's first part of the chord: the
+  first parts a fleet takes end together, and a thread's later parts, already spaced by its
+  earlier ones, wait only for what is left of their turn. The wait is bounded: the rows of a
+  leaf (about ``SMALL_LEAF``) plus a turn per leaf for the last rows, at most 10 turns (1.2 s).
+- Never against a time limit. A part with a time limit (its own, its task's or the worker's)
+  does not wait: the wait would count in its run time, and a limit striking in the wait or in
+  the count after it would fail a part whose work was done in time.
+- How long. One turn is ``TURN_FACTOR`` times the thread's last result PUT on the store (a GET
+  and a PUT fit in it, with room for parts that ended a little apart), rounded up to a power of
+  two so that the parts of one chord agree on it (with each part's own figure, 25 and 48 ms PUTs
+  put turn 8 of one part on turn 5 of another), at most ``MAX_TURN_S``. A thread that has stored
+  no result yet does not wait.
 - Mixed versions. Nothing on the wire changes: a worker that knows no turns counts the same
   chords without waiting (more races, the same result).
+- The cost. In turn, a stream of small chords on a few processes runs slower: 20 chords of 12
+  parts on 1 x prefork 4 took 12.1-12.6 s against 8.5-9.0 s without turns (and 8.6 s with
+  ``chord_unlock``), for fewer requests.
 """
 
 from __future__ import annotations
@@ -47,7 +55,17 @@ from ..s3.retry import sleep
 from .geometry import TURNS_MAX, Geometry, PartClash
 from .state import marking
 
-__all__ = ("CHORDS_KEPT", "MAX_TURN_S", "MIN_TURN_S", "TURN_FACTOR", "Turns", "turn_s", "turns_ahead", "wait")
+__all__ = (
+    "CHORDS_KEPT",
+    "CONTENDED_S",
+    "MAX_TURN_S",
+    "MIN_TURN_S",
+    "TURN_FACTOR",
+    "Turns",
+    "turn_s",
+    "turns_ahead",
+    "wait",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +75,8 @@ TURN_FACTOR = 3.0
 MIN_TURN_S, MAX_TURN_S = 2.0**-9, 0.12
 #: The chords each thread remembers having run a part of (the newest ones).
 CHORDS_KEPT = 16
+#: A thread waits its turns for this long after one of its counts lost a race.
+CONTENDED_S = 600.0
 
 
 def turn_s(took: float) -> float:
@@ -105,14 +125,21 @@ def wait(sleep: Callable[[float], None], seconds: float) -> None:
 
 
 class Turns:
-    """The turns of a process: its last result PUT's time, and the chords each thread ran parts of;
-    and each thread's last final write (whether the run stored it: ``stored_first``)."""
+    """The turns of a backend (Celery keeps one per thread): its last result PUT's time, when
+    its counts last lost a race, the chords each thread ran parts of; and each thread's last
+    final write (whether the run stored it: ``stored_first``)."""
 
     def __init__(self, sleep: Callable[[float], None] = sleep) -> None:
         self._sleep = sleep
         self._local = threading.local()
-        #: Seconds the process's last final-state PUT took (None: it stored none yet).
+        #: Seconds the last final-state PUT took (None: none stored yet).
         self.put_s: float | None = None
+        #: When a count in a chord tree last lost a race (``time.monotonic()``).
+        self.contended_at = -math.inf
+
+    def contended(self) -> None:
+        """A count in a chord tree lost a race: the parts of this fleet's chords end together."""
+        self.contended_at = time.monotonic()
 
     def note_write(self, task_id: str, stored: bool, took: float) -> None:
         """This thread stored a final state for ``task_id`` in ``took`` seconds (``stored``: this
@@ -141,16 +168,28 @@ class Turns:
     def wait_s(self, tree: Geometry, index: int, group_id: str, now: float) -> float:
         """How long this part waits before its result's PUT: until its turn, counted from its
         thread's first part of the chord (0: its turn has passed, the part is outside a small
-        chord's leaves, or the process measured no PUT yet)."""
+        chord's leaves, no race was lost lately, or no PUT was measured yet)."""
         began = self.began(group_id, now)
         ahead = turns_ahead(tree, index)
-        if ahead == 0 or self.put_s is None:
+        if ahead == 0 or self.put_s is None or now - self.contended_at > CONTENDED_S:
             return 0.0
         return max(0.0, began + ahead * turn_s(self.put_s) - now)
 
-    def before_store(self, request: Any) -> None:
+    def before_store(self, request: Any, app: Any) -> None:
+        """Wait for this part's turn (``_turn``), unless it has a time limit (in its request, its
+        task or ``app``'s configuration); a failure here is logged, and the result stored."""
+        try:
+            conf, task = app.conf, app.tasks.get(getattr(request, "task", None) or "")
+            limits = (*(getattr(request, "timelimit", None) or ()), conf.task_time_limit, conf.task_soft_time_limit)
+            if not any(limits) and not (task is not None and (task.time_limit or task.soft_time_limit)):
+                self._turn(request)
+        except Exception:  # noqa: BLE001 - the turn saves requests; the result must be stored
+            logger.warning("s3result: a chord part's turn failed; its result is stored now", exc_info=True)
+
+    def _turn(self, request: Any) -> None:
         """Wait for this part's turn, if it is a first run of a native small chord's part: a
-        redelivery or an eager call (no fleet with it) stores at once."""
+        redelivery, an eager call (no fleet with it) or a second store of the same task (Celery
+        retrying a lost reply) stores at once."""
         mark = marking(getattr(request, "chord", None))
         group_id, index = getattr(request, "group", None), getattr(request, "group_index", None)
         if mark is None or not mark["native"] or not group_id or type(index) is not int:
@@ -158,6 +197,10 @@ class Turns:
         delivery = getattr(request, "delivery_info", None)
         if getattr(request, "is_eager", False) or (isinstance(delivery, dict) and delivery.get("redelivered")):
             return
+        task_id = getattr(request, "id", None)
+        if task_id is not None and getattr(self._local, "waited", None) == task_id:
+            return
+        self._local.waited = task_id
         try:
             tree = Geometry.from_mark(mark)
         except PartClash:

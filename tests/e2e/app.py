@@ -231,22 +231,32 @@ if _kill_marker and os.environ.get("E2E_KILL_WHAT") == "child":
         _kill_once(task, args)
 
 
-@app.task
-def part_lost_later(i: int, kill_index: int, after: float) -> int:
-    """A chord part; the run of part ``kill_index`` has its pool process SIGKILLed ``after`` seconds
-    after it returns (once among all workers: E2E_KILL_MARKER), while the backend stores its result
-    and counts it (tests/e2e/test_chord_turns.py: a part killed while it waits its turn)."""
-    if i == kill_index and _kill_marker:
-        import threading
+if os.environ.get("E2E_KILL_IN_TURN"):
+    # tests/e2e/test_chord_turns.py: every thread takes turns as if its counts had lost a race,
+    # and the pool process running part E2E_KILL_IN_TURN is SIGKILLed as it starts to wait its
+    # turn (once among all workers: E2E_KILL_MARKER), before its result is stored.
+    import math
 
-        try:
-            fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return i
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        threading.Timer(after, os.kill, (os.getpid(), signal.SIGKILL)).start()
-    return i
+    from s3result.chords import turns as _turns
+
+    _turns.CONTENDED_S = math.inf
+    _wait_s = _turns.Turns.wait_s
+
+    def _kill_in_turn(self: Any, tree: Any, index: int, group_id: str, now: float) -> float:
+        if self.put_s is None:
+            self.put_s = 0.04  # as if this process had stored results before
+        seconds = _wait_s(self, tree, index, group_id, now)
+        if seconds > 0 and index == int(os.environ["E2E_KILL_IN_TURN"]):
+            try:
+                fd = os.open(_kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return seconds
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return seconds
+
+    _turns.Turns.wait_s = _kill_in_turn  # type: ignore[method-assign]
 
 
 # -- chords: canvas shapes and duplicate deliveries (tests/e2e/test_chord_shapes.py, test_chords.py) --
