@@ -5,6 +5,7 @@
     python -m benchmarks.chords --counting 2000 --procs 16        # counting only, forked processes
     python -m benchmarks.chords --failing 500 --concurrency 12    # a failed part at the caller, vs redis://
     python -m benchmarks.chords --failing 500 --store memstore    # the same on a store that keeps up
+    python -m benchmarks.chords --sizes 12 --stream 20 --workers 1 --concurrency 4  # 20 chords at once
 
 Real workers (``--workers`` x prefork ``--concurrency``, Redis broker) run chords of each size,
 natively and with chord_unlock (``conditional_writes=disabled``) in the same run, against moto
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import multiprocessing as mp
 import re
 import socket
@@ -340,8 +342,13 @@ def run(
     tree_from: int | None = None,
     value_bytes: int = 0,
     store: str = "moto",
+    stream: int = 0,
 ) -> str:
     """Chords of each size on a real fleet, native and chord_unlock; a RESULTS.md section.
+
+    ``stream``: apply that many chords of each size at once, and time them all (a fleet's
+    throughput on a burst of chords, where each part's wait for its turn is time taken from
+    other chords' parts); the gap is then not measured.
 
     ``value_bytes``: each part returns a string whose encoded form is that long (48: the most
     that travels with a part's count), and the body returns them all; else small ints, summed.
@@ -379,15 +386,37 @@ def run(
                     module = point_app_at(client_url, tmp / "broker", broker=redis)
                     if tree_from is not None:
                         module.app.backend.chords.tree_from = tree_from
-                    # Every pool process has stored a result (and probed the store) before the
-                    # first chord, as in a fleet that has been up for a while.
+                    # Every pool process has stored a result (and probed the store) and counted
+                    # parts of chords before the first chord, as in a fleet that has been up for a
+                    # while running chords (a process takes turns once it has seen parts end with
+                    # its own: s3result/chords/turns.py).
                     warm = group(module.add.si(i, i) for i in range(workers * concurrency * 4)).apply_async()
                     warm.get(timeout=600, interval=0.2)
+                    for _ in range(4):
+                        warm = chord(module.part.s(i) for i in range(workers * concurrency))(module.collect.s("warm"))
+                        warm.get(timeout=600, interval=0.2)
+                    time.sleep(2.0)  # the last warm chord's clean-up
                     for size in sizes:
                         for _ in range(repeats):
                             before = relay.snapshot()
                             kinds = dict(relay.kinds)
                             started = time.time()
+                            if stream:
+                                burst = [
+                                    chord(module.part.s(i) for i in range(size))(module.collect.s("bench"))
+                                    for _ in range(stream)
+                                ]
+                                assert [r.get(timeout=3600, interval=0.1) for r in burst] == [sum(range(size))] * stream
+                                whole = time.time() - started
+                                time.sleep(2.0)
+                                after = relay.snapshot()
+                                req, moved = after[0] - before[0], after[1] - before[1]
+                                parts = size * stream
+                                rows.append(
+                                    (f"{name}, {stream} at once", size, whole, math.nan, req / parts, moved / parts)
+                                )
+                                print(rows[-1], flush=True)
+                                continue
                             if value_bytes:  # results of that encoded size: "<i>xxx...", JSON-quoted
                                 values = [str(i).ljust(value_bytes - 2, "x") for i in range(size)]
                                 res = chord(module.echo.si(v) for v in values)(module.echo.s())
@@ -422,7 +451,8 @@ def run(
         "|---|---|---|---|---|---|",
     ]
     for name, size, whole, gap, req, moved in rows:
-        lines.append(f"| {name} | {size} | {whole:.1f} | {gap:.2f} | {req:.2f} | {moved:.0f} |")
+        shown = "" if math.isnan(gap) else f"{gap:.2f}"
+        lines.append(f"| {name} | {size} | {whole:.1f} | {shown} | {req:.2f} | {moved:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -534,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--geometry", default="", help="S,F,K: the tree's stripes, fill, fan-in for --counting (0: root)"
     )
+    parser.add_argument("--stream", type=int, default=0, help="apply that many chords of each size at once")
     parser.add_argument("--title", default="", help="appended to the section's heading (e.g. the commit)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -562,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         tree_from=args.tree_from,
         value_bytes=args.value_bytes,
         store=args.store,
+        stream=args.stream,
     )
     if not args.no_write:
         with open(args.output, "a") as f:

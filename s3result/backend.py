@@ -171,7 +171,8 @@ class S3Backend(KeyValueStoreBackend):
     def _store_result(
         self, task_id: Any, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
     ) -> Any:
-        """One PUT in the common case, first state or later one; never replaces a SUCCESS."""
+        """One PUT in the common case, first state or later one; never replaces a SUCCESS. A
+        small chord's part may first wait its turn (``chords.turns``), before anything is stored."""
         key = self.store.task_key(task_id)
         try:
             support = self.store.support
