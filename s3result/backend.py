@@ -82,6 +82,10 @@ class S3Backend(KeyValueStoreBackend):
     #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
     #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
     chord_tree_from = _Knob(2, lambda b: b.chords.tree_from, lambda b, v: setattr(b.chords, "tree_from", v))
+    #: Whether the parts of a small chord take turns before storing their results, where the
+    #: worker's counts lost races lately (``chords.turns``): fewer requests per part, and less
+    #: throughput on a burst of small chords over a few processes. False: no part ever waits.
+    chord_turns = _Knob(True, lambda b: b.chords.turns.enabled, lambda b, v: setattr(b.chords.turns, "enabled", v))
 
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
@@ -114,6 +118,7 @@ class S3Backend(KeyValueStoreBackend):
             lease=type(self).chord_lease,
             tree_from=type(self).chord_tree_from,
         )
+        self.chords.turns.enabled, self.chords.turns.pooled = bool(type(self).chord_turns), worker.pooled
         worker.connect(self.app, S3Backend)
 
     def _set_cas_deadline(self, seconds: float) -> None:

@@ -31,7 +31,15 @@ from .s3.process import PROCESS
 from .s3.retry import Backoff, RetryConfig, is_permanent
 from .waits import notify
 
-__all__ = ("check_before_fork", "check_store_at_start", "connect", "connected", "forget_checks", "say_how_callers_wake")
+__all__ = (
+    "check_before_fork",
+    "check_store_at_start",
+    "connect",
+    "connected",
+    "forget_checks",
+    "pooled",
+    "say_how_callers_wake",
+)
 
 logger = get_logger(__name__)
 
@@ -50,13 +58,16 @@ class _Start:
     #: tries failed: the pause after the n-th doubles from 1 s to a minute (the retry policy's ceiling).
     retake_at: float | None = None
     retake_failures: int = 0
+    #: A prefork pool forks this process's children (and a child keeps it): its pool processes
+    #: run a chord's parts side by side (``pooled``).
+    prefork: bool = False
 
 
 _START = PROCESS.slot(
     "worker.start",
     _Start,
     fork="kept",
-    why="the signals connected, the apps watched, the stores checked (by PID) and the verdict's retry: still so",
+    why="the signals connected, the apps watched, the stores checked (by PID), the verdict's retry, a prefork pool: still so",
 )
 
 
@@ -89,6 +100,12 @@ def _ours(backend: Any) -> bool:
 def forget_checks() -> None:
     """Run the start check again in this process (tests: each one starts a worker anew)."""
     _START.get().checked.clear()
+
+
+def pooled() -> bool:
+    """Whether this process is a prefork pool's child: the parts of a chord run side by side in
+    its pool (``chords.turns`` takes turns from the first chord there, not after a lost race)."""
+    return _START.get().prefork
 
 
 def check_store_at_start(sender: Any = None, **_: Any) -> None:
@@ -145,6 +162,7 @@ def check_before_fork(sender: Any = None, **_: Any) -> None:
     would take the conditional-write verdict again (and with ``worker_max_tasks_per_child=1``,
     once per task). Checked here, once, every child inherits it.
     """
+    _START.get().prefork = True
     for app in list(_START.get().apps):
         check_store_at_start(sender=SimpleNamespace(app=app))
         _retake_verdict(app)

@@ -48,7 +48,10 @@ SLOTS: dict[str, tuple[str, str]] = {
     "chords.memory.bodies": ("kept", "the body to fail if a chord's size cannot be recorded"),
     "chords.memory.lock": ("renewed", "guards what the process remembers of chords"),
     # -- the worker's signals --
-    "worker.start": ("kept", "signals connected, apps watched, stores checked (by PID), the verdict's retry"),
+    "worker.start": (
+        "kept",
+        "signals connected, apps watched, stores checked (by PID), the verdict's retry, a prefork pool",
+    ),
 }
 
 #: "module:name" -> why it stays a module global (outside the owner). Nothing else may.

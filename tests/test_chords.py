@@ -122,3 +122,6 @@ def test_the_chord_knobs_set_on_a_built_backend_reach_the_parts_that_use_them() 
     assert backend.chords.counter.lease_s == 3.0 and backend.chords.tree_from == 10**9
     assert (backend.cas_deadline, backend.chord_lease, backend.chord_tree_from) == (0.5, 3.0, 10**9)
     assert (S3Backend.cas_deadline, S3Backend.chord_lease, S3Backend.chord_tree_from) == (120.0, 60.0, 2)
+    assert backend.chord_turns is True and backend.chords.turns.enabled
+    backend.chord_turns = False
+    assert backend.chords.turns.enabled is False and S3Backend.chord_turns is True

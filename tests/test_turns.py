@@ -192,6 +192,15 @@ def test_a_part_with_a_time_limit_does_not_wait(request_limits: Any, app: Any) -
     assert len(clock.slept) == 1
 
 
+def test_no_part_waits_with_turns_off() -> None:
+    """``S3Backend.chord_turns = False``: a burst of small chords on a few processes keeps its pace."""
+    clock = _Clock()
+    t = _turns(clock)
+    t.enabled = False
+    t.before_store(_request(9), APP)
+    assert clock.slept == []
+
+
 def test_a_failure_in_the_turn_is_logged_and_the_result_stored(caplog: pytest.LogCaptureFixture) -> None:
     def broken(seconds: float) -> None:
         raise RuntimeError("boom")
@@ -229,3 +238,28 @@ def test_each_thread_knows_its_own_last_final_write_once() -> None:
     thread.start()
     thread.join()
     assert seen == [False] and t.stored_first("t3")  # per thread
+
+
+def test_a_prefork_pool_s_process_takes_turns_from_its_first_chord() -> None:
+    """Its siblings run the chord's other parts beside it: no race need be lost first."""
+    clock = _Clock()
+    t = turns.Turns(sleep=clock.sleep)
+    t.note_write("x", True, 0.03)
+    t.before_store(_request(9), APP)
+    assert clock.slept == []  # one process on its own, no race seen
+    t.pooled = lambda: True
+    t.before_store(_request(9, group="g2"), APP)
+    assert clock.slept == pytest.approx([4 * turns.turn_s(0.03)])
+
+
+def test_the_worker_says_its_pool_forks_before_its_first_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    import weakref
+
+    from s3result import worker
+
+    start = worker._START.get()
+    monkeypatch.setattr(start, "prefork", False)
+    monkeypatch.setattr(start, "apps", weakref.WeakSet())
+    assert not worker.pooled()
+    worker.check_before_fork()  # worker_before_create_process, in the main process
+    assert worker.pooled()  # and every child forked next keeps it (a "kept" slot)

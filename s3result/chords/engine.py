@@ -68,11 +68,11 @@ class ChordEngine:
         self._remember = remember_header
         self.tree_from = tree_from
         client, name = (lambda: store.client), str(scope)
-        self._turns = turns.Turns()  # the last final write of each thread, and the parts' turns
+        self.turns = turns.Turns()  # the last final write of each thread, and the parts' turns
         self.firing = ChordFiring(client, store.settings, app, celery=celery, read_results=read_results, notify=notify)
         self.counter = chords.ChordCounter(client, name, deadline_s=cas_deadline, lease_s=lease)
         self.tree = chordtree.TreeCounter(client, name, deadline_s=cas_deadline)
-        self.tree.on_race = self._turns.contended  # the fleet's parts end together: take turns
+        self.tree.on_race = self.turns.contended  # the fleet's parts end together: take turns
         self._incr = CasCounter(client, name, deadline_s=cas_deadline)
 
     def set_cas_deadline(self, seconds: float) -> None:
@@ -301,7 +301,7 @@ class ChordEngine:
         name = str(index)
         entry: Any = treegeometry.fingerprint(task_id) + (value or "")
         again = False
-        first = self._turns.stored_first(task_id)
+        first = self.turns.stored_first(task_id)
         while level < tree.height:
             step, slots, again = self.tree.add_and_read(key, tree, level, node, name, entry, again, first)
             if step == "wait":
@@ -317,13 +317,13 @@ class ChordEngine:
 
     def before_final_write(self, request: Any) -> None:
         """A small chord's part waits its turn before its result's PUT (``turns``)."""
-        self._turns.before_store(request, self.app)
+        self.turns.before_store(request, self.app)
 
     def note_final_write(self, task_id: str, stored: bool, took: float) -> None:
         """The backend stored a final state for ``task_id`` in ``took`` seconds (``stored``: this
         write put it there, a run before did not): that part's count then needs no proof that its
         chord is still on, and the time sets the next turns (``turns``)."""
-        self._turns.note_write(task_id, stored, took)
+        self.turns.note_write(task_id, stored, took)
 
     def _fail_chord(self, request: Any, group_id: str, key: str, reason: str, member: str | None = None) -> Any:
         """End the chord with a ChordError on its body, unless it already completed.

@@ -176,12 +176,13 @@ class TreeCounter:
         self, root_key: str, key: str, level: int, expected: Sequence[str], batch: list[Item], create: bool = False
     ) -> list[Done]:
         """Add ``batch`` to the node; ``create``: try creating it before reading it (once)."""
-        return compare_and_swap(
-            key,
-            lambda cas: self._swap_once(cas, root_key, key, level, expected, batch, create and cas.number == 1),
-            deadline_s=self.deadline_s,
-            sleep=self._sleep,
-        )
+
+        def once(cas: Attempt) -> list[Done]:
+            if cas.number > 1 and self.on_race is not None:
+                self.on_race()  # the attempt before lost a race (or yielded to a writer due first)
+            return self._swap_once(cas, root_key, key, level, expected, batch, create and cas.number == 1)
+
+        return compare_and_swap(key, once, deadline_s=self.deadline_s, sleep=self._sleep)
 
     def _swap_once(
         self,
@@ -199,8 +200,6 @@ class TreeCounter:
         the precondition and the next attempt reads it.
         """
         client = self._client()
-        if cas.number > 1 and self.on_race is not None:
-            self.on_race()
         current = None if create else client.get_or_none(key)
         cas.read(None if current is None else current.etag)
         where = {m: k for k, m in enumerate(expected)}

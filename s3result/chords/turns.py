@@ -16,10 +16,12 @@ DESIGN notes (why it is built this way):
   lost reply may have stored the result already). Nothing waits above the leaves: the columns'
   last rows take turns of their own instead (``turns_ahead``), so the parts that complete the
   leaves reach the node above one after another.
-- Only where races were seen. The wait is blind (reading first to know would cost the GET the
-  turn saves), so a thread waits only when one of its counts in a chord tree lost a race in the
-  last ``CONTENDED_S`` seconds: a fleet whose parts end together. A solo pool, a worker whose
-  parts come one at a time, and a fleet whose parts end apart never wait.
+- Only where parts run side by side. The wait is blind (reading first to know would cost the
+  GET the turn saves), so a thread waits only in a prefork pool's process (its siblings run the
+  chord's other parts with it) or when one of its counts in a chord tree lost a race, or found
+  parts before its own still to count, in the last ``CONTENDED_S`` seconds. A solo pool, a
+  threads pool (its threads count together: ``counter.group_commit``) and workers of one
+  process wait only once they have seen their parts race.
 - A schedule per thread. A part's turn counts from its thread's first part of the chord: the
   first parts a fleet takes end together, and a thread's later parts, already spaced by its
   earlier ones, wait only for what is left of their turn. The wait is bounded: the rows of a
@@ -136,6 +138,10 @@ class Turns:
         self.put_s: float | None = None
         #: When a count in a chord tree last lost a race (``time.monotonic()``).
         self.contended_at = -math.inf
+        #: False: no part waits (``S3Backend.chord_turns``).
+        self.enabled = True
+        #: Whether this process is one of a prefork pool's: turns from the first chord on.
+        self.pooled: Callable[[], bool] = lambda: False
 
     def contended(self) -> None:
         """A count in a chord tree lost a race: the parts of this fleet's chords end together."""
@@ -168,16 +174,18 @@ class Turns:
     def wait_s(self, tree: Geometry, index: int, group_id: str, now: float) -> float:
         """How long this part waits before its result's PUT: until its turn, counted from its
         thread's first part of the chord (0: its turn has passed, the part is outside a small
-        chord's leaves, no race was lost lately, or no PUT was measured yet)."""
+        chord's leaves, no race was lost lately outside a prefork pool, or no PUT measured yet)."""
         began = self.began(group_id, now)
         ahead = turns_ahead(tree, index)
-        if ahead == 0 or self.put_s is None or now - self.contended_at > CONTENDED_S:
+        if ahead == 0 or self.put_s is None or (now - self.contended_at > CONTENDED_S and not self.pooled()):
             return 0.0
         return max(0.0, began + ahead * turn_s(self.put_s) - now)
 
     def before_store(self, request: Any, app: Any) -> None:
         """Wait for this part's turn (``_turn``), unless it has a time limit (in its request, its
         task or ``app``'s configuration); a failure here is logged, and the result stored."""
+        if not self.enabled:
+            return
         try:
             conf, task = app.conf, app.tasks.get(getattr(request, "task", None) or "")
             limits = (*(getattr(request, "timelimit", None) or ()), conf.task_time_limit, conf.task_soft_time_limit)

@@ -40,7 +40,7 @@ def test_a_lost_race_in_a_leaf_makes_the_worker_take_turns_before_storing(store:
             racer.backend.client.put(leaf, found.body + b" ", content_type="application/json")  # a new ETag
 
     lossy(worker, when)
-    turns = worker.backend.chords._turns
+    turns = worker.backend.chords.turns
     assert turns.contended_at == -math.inf
     chord.finish(worker, 3)
     assert raced and turns.contended_at > -math.inf, "the lost race was not noted"
