@@ -307,7 +307,13 @@ def _last_part_done(backend: Any, part_ids: list[str]) -> float:
     return last
 
 
-MODES = {"native": ("native", ""), "unlock": ("chord_unlock", "?conditional_writes=disabled")}
+MODES = {
+    "native": ("native", ""),
+    "unlock": ("chord_unlock", "?conditional_writes=disabled"),
+    "plain": ("native, no turns", ""),
+}
+#: The workers' environment per mode (tests/e2e/app.py): "plain" sets ``S3Backend.chord_turns = False``.
+MODE_ENV = {"plain": {"E2E_CHORD_TURNS": "0"}}
 
 
 @contextmanager
@@ -376,7 +382,7 @@ def run(
                         concurrency=concurrency,
                         name=f"w{i}",
                         broker=redis,
-                        extra_env={"E2E_CHORD_JOIN_TIMEOUT": str(join_timeout)},
+                        extra_env={"E2E_CHORD_JOIN_TIMEOUT": str(join_timeout), **MODE_ENV.get(mode, {})},
                     )
                     for i in range(workers)
                 ]
@@ -551,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--modes", default="native,unlock", help="native, unlock or both")
+    parser.add_argument("--modes", default="native,unlock", help="native, unlock, plain (native without turns)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="prefork processes per worker")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the relay adds to each request")

@@ -312,6 +312,11 @@ if os.environ.get("E2E_CHORD_LEASE"):
 
     S3Backend.chord_lease = float(os.environ["E2E_CHORD_LEASE"])
 
+if os.environ.get("E2E_CHORD_TURNS") == "0":  # benchmarks/chords.py --modes plain
+    from s3result.backend import S3Backend
+
+    S3Backend.chord_turns = False
+
 if _kill_marker and os.environ.get("E2E_KILL_FIRING") in ("before", "after", "climb"):
     from s3result.chords.firing import ChordFiring
 
