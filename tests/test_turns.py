@@ -3,6 +3,7 @@ PUT (pure logic). The waits are held with real workers by tests/e2e/test_chord_t
 
 from __future__ import annotations
 
+import math
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +14,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from s3result.chords import turns
 from s3result.chords.geometry import STAGGER_FROM, TURNS_MAX, Geometry
 from s3result.chords.state import MARK
+
+
+@pytest.fixture(autouse=True)
+def _came_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's thread comes to its chords idle (``IDLE_TURNS``), but where a test says not."""
+    monkeypatch.setattr(turns, "IDLE_TURNS", -math.inf)
 
 
 def test_a_turn_is_a_few_result_puts_within_bounds() -> None:
@@ -153,7 +160,7 @@ def test_a_thread_that_runs_parts_of_two_chords_in_turn_keeps_each_chord_s_start
     assert clock.slept == []
     for i in range(100):  # bounded: the newest chords are kept, not every chord it ran
         t.began(f"x{i}", float(i))
-    assert t.began("A", 500.0) == 500.0
+    assert t.began("A", 500.0) == (500.0, True)
 
 
 def test_late_eager_and_unmarked_parts_and_chord_unlock_store_at_once() -> None:
@@ -263,3 +270,24 @@ def test_the_worker_says_its_pool_forks_before_its_first_child(monkeypatch: pyte
     assert not worker.pooled()
     worker.check_before_fork()  # worker_before_create_process, in the main process
     assert worker.pooled()  # and every child forked next keeps it (a "kept" slot)
+
+
+def test_a_thread_that_comes_to_a_chord_busy_takes_no_turns_in_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks back to back (a burst of small chords on a few processes): its waits would be time
+    taken from the next part, for few races saved (20 chords of 12 on 1 x prefork 4: 11.5 s in
+    turn, 7.0 s without, 3.99 requests per part against 4.06)."""
+    monkeypatch.setattr(turns, "IDLE_TURNS", 2)
+    clock = _Clock()
+    monkeypatch.setattr(turns.time, "monotonic", lambda: clock.now)
+    t = turns.Turns(sleep=clock.sleep)
+    t.contended()
+    turn = turns.turn_s(0.03)
+    t.note_write("x", True, 0.03)  # its last task's result, stored just now
+    clock.now += 1.5 * turn
+    t.before_store(_request(9, group="busy"), APP)
+    t.before_store(_request(6, group="busy"), APP)  # a later part of the same chord: no turn either
+    assert clock.slept == []
+    t.note_write("y", True, 0.03)
+    clock.now += 2.5 * turn  # idle for more than 2 turns
+    t.before_store(_request(9, group="idle"), APP)
+    assert clock.slept == pytest.approx([4 * turn])
