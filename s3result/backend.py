@@ -119,6 +119,7 @@ class S3Backend(KeyValueStoreBackend):
             tree_from=type(self).chord_tree_from,
         )
         self.chords.turns.enabled, self.chords.turns.pooled = bool(type(self).chord_turns), worker.pooled
+        self.chords.turns.idle_before, self.chords.turns.time_limited = worker.idle_before, worker.time_limited
         worker.connect(self.app, S3Backend)
 
     def _set_cas_deadline(self, seconds: float) -> None:

@@ -15,6 +15,7 @@ the handlers use only what every ``S3Backend`` has: ``check_store``, ``settings`
 from __future__ import annotations
 
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -37,8 +38,10 @@ __all__ = (
     "connect",
     "connected",
     "forget_checks",
+    "idle_before",
     "pooled",
     "say_how_callers_wake",
+    "time_limited",
 )
 
 logger = get_logger(__name__)
@@ -61,13 +64,30 @@ class _Start:
     #: A prefork pool forks this process's children (and a child keeps it): its pool processes
     #: run a chord's parts side by side (``pooled``).
     prefork: bool = False
+    #: The pool's time limits (``celery worker --time-limit``, ``--soft-time-limit``): Celery
+    #: hands them to the pool, not to ``app.conf`` (``time_limited``).
+    limited: bool = False
 
+
+class _Runs(threading.local):
+    """The calling thread's last task end and current task start (``time.monotonic()``)."""
+
+    ended: float | None = None
+    gap: float | None = None
+
+
+_RUNS = PROCESS.slot(
+    "worker.runs",
+    _Runs,
+    fork="renewed",
+    why="each thread's last task end and the gap before its current task (chords.turns): a child's own",
+)
 
 _START = PROCESS.slot(
     "worker.start",
     _Start,
     fork="kept",
-    why="the signals connected, the apps watched, the stores checked (by PID), the verdict's retry, a prefork pool: still so",
+    why="the signals connected, the apps watched, the stores checked (by PID), the verdict's retry, a prefork pool, its time limits: still so",
 )
 
 
@@ -85,6 +105,8 @@ def connect(app: Any, backend_class: type) -> None:
     )
     signals.worker_ready.connect(check_store_at_start, weak=False, dispatch_uid="s3result-check-store-at-ready")
     signals.worker_ready.connect(say_how_callers_wake, weak=False, dispatch_uid="s3result-notify-at-ready")
+    signals.task_prerun.connect(_task_started, weak=False, dispatch_uid="s3result-task-started")
+    signals.task_postrun.connect(_task_ended, weak=False, dispatch_uid="s3result-task-ended")
 
 
 def connected() -> bool:
@@ -100,6 +122,28 @@ def _ours(backend: Any) -> bool:
 def forget_checks() -> None:
     """Run the start check again in this process (tests: each one starts a worker anew)."""
     _START.get().checked.clear()
+
+
+def _task_started(**_: Any) -> None:
+    runs = _RUNS.get()
+    runs.gap = None if runs.ended is None else time.monotonic() - runs.ended
+
+
+def _task_ended(**_: Any) -> None:
+    _RUNS.get().ended = time.monotonic()
+
+
+def idle_before() -> float | None:
+    """How long the calling thread was idle before its current task: from its last task's end
+    (after its result was stored) to this one's start; None before its first task, or outside a
+    worker (``chords.turns``: a thread that runs tasks back to back takes no turns)."""
+    return _RUNS.get().gap
+
+
+def time_limited() -> bool:
+    """Whether this process's pool enforces time limits (``celery worker --time-limit`` or
+    ``--soft-time-limit``, which Celery hands to the pool and not to ``app.conf``)."""
+    return _START.get().limited
 
 
 def pooled() -> bool:
@@ -162,7 +206,9 @@ def check_before_fork(sender: Any = None, **_: Any) -> None:
     would take the conditional-write verdict again (and with ``worker_max_tasks_per_child=1``,
     once per task). Checked here, once, every child inherits it.
     """
-    _START.get().prefork = True
+    start = _START.get()
+    start.prefork = True
+    start.limited = bool(getattr(sender, "timeout", None) or getattr(sender, "soft_timeout", None))
     for app in list(_START.get().apps):
         check_store_at_start(sender=SimpleNamespace(app=app))
         _retake_verdict(app)

@@ -123,5 +123,13 @@ def test_the_chord_knobs_set_on_a_built_backend_reach_the_parts_that_use_them() 
     assert (backend.cas_deadline, backend.chord_lease, backend.chord_tree_from) == (0.5, 3.0, 10**9)
     assert (S3Backend.cas_deadline, S3Backend.chord_lease, S3Backend.chord_tree_from) == (120.0, 60.0, 2)
     assert backend.chord_turns is True and backend.chords.turns.enabled
+    from s3result import worker
+
+    turns = backend.chords.turns
+    assert (turns.pooled, turns.idle_before, turns.time_limited) == (
+        worker.pooled,
+        worker.idle_before,
+        worker.time_limited,
+    )
     backend.chord_turns = False
     assert backend.chords.turns.enabled is False and S3Backend.chord_turns is True

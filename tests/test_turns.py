@@ -267,9 +267,52 @@ def test_the_worker_says_its_pool_forks_before_its_first_child(monkeypatch: pyte
     start = worker._START.get()
     monkeypatch.setattr(start, "prefork", False)
     monkeypatch.setattr(start, "apps", weakref.WeakSet())
+    monkeypatch.setattr(start, "limited", False)
     assert not worker.pooled()
-    worker.check_before_fork()  # worker_before_create_process, in the main process
-    assert worker.pooled()  # and every child forked next keeps it (a "kept" slot)
+    worker.check_before_fork(sender=SimpleNamespace(timeout=None, soft_timeout=None))  # the pool, in the main process
+    assert worker.pooled() and not worker.time_limited()  # every child forked next keeps it (a "kept" slot)
+    worker.check_before_fork(sender=SimpleNamespace(timeout=None, soft_timeout=30.0))  # --soft-time-limit=30
+    assert worker.time_limited()
+
+
+def test_the_worker_says_how_long_a_thread_was_idle_before_its_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3result import worker
+
+    clock = _Clock()
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock.now)
+    runs = worker._RUNS.get()
+    monkeypatch.setattr(runs, "ended", None)
+    monkeypatch.setattr(runs, "gap", None)
+    worker._task_started()
+    assert worker.idle_before() is None  # its first task
+    clock.now = 10.0
+    worker._task_ended()  # task_postrun: after its result was stored
+    clock.now = 10.05
+    worker._task_started()  # task_prerun of the next
+    assert worker.idle_before() == pytest.approx(0.05)
+
+
+def test_a_worker_thread_idle_for_two_turns_or_less_before_the_chord_takes_no_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(turns, "IDLE_TURNS", 2)
+    clock = _Clock()
+    t = _turns(clock)
+    gaps = iter([1.5 * turns.turn_s(0.03), 2.5 * turns.turn_s(0.03)])
+    t.idle_before = lambda: next(gaps)
+    t.before_store(_request(9, group="busy"), APP)
+    assert clock.slept == []
+    t.before_store(_request(9, group="idle"), APP)
+    assert clock.slept == pytest.approx([4 * turns.turn_s(0.03)])
+
+
+def test_a_part_under_the_pool_s_time_limits_does_not_wait() -> None:
+    """``celery worker --time-limit``: Celery hands it to the pool, not to ``app.conf``."""
+    clock = _Clock()
+    t = _turns(clock)
+    t.time_limited = lambda: True
+    t.before_store(_request(9), APP)
+    assert clock.slept == []
 
 
 def test_a_thread_that_comes_to_a_chord_busy_takes_no_turns_in_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -178,7 +178,7 @@ class TreeCounter:
         """Add ``batch`` to the node; ``create``: try creating it before reading it (once)."""
 
         def once(cas: Attempt) -> list[Done]:
-            if cas.number > 1 and self.on_race is not None:
+            if cas.lost and self.on_race is not None:
                 self.on_race()  # the attempt before lost a race (or yielded to a writer due first)
             return self._swap_once(cas, root_key, key, level, expected, batch, create and cas.number == 1)
 

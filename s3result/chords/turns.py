@@ -25,11 +25,12 @@ DESIGN notes (why it is built this way):
 - A schedule per thread. A part's turn counts from its thread's first part of the chord: the
   first parts a fleet takes end together, and a thread's later parts, already spaced by its
   earlier ones, wait only for what is left of their turn. A thread that came to the chord busy
-  (its last result stored within ``IDLE_TURNS`` turns: tasks back to back) takes no turns in
-  it: in a burst of small chords on a few processes the waits cost more time than the races
+  (idle for ``IDLE_TURNS`` turns or less before its first part: tasks back to back) takes no
+  turns in it: in a burst of small chords on a few processes the waits cost more time than the races
   they save cost requests. The wait is bounded: the rows of a
   leaf (about ``SMALL_LEAF``) plus a turn per leaf for the last rows, at most 10 turns (1.2 s).
-- Never against a time limit. A part with a time limit (its own, its task's or the worker's)
+- Never against a time limit. A part with a time limit (its own, its task's, the worker's
+  configuration or its pool's ``--time-limit`` / ``--soft-time-limit``)
   does not wait: the wait would count in its run time, and a limit striking in the wait or in
   the count after it would fail a part whose work was done in time.
 - How long. One turn is ``TURN_FACTOR`` times the thread's last result PUT on the store (a GET
@@ -146,6 +147,10 @@ class Turns:
         self.enabled = True
         #: Whether this process is one of a prefork pool's: turns from the first chord on.
         self.pooled: Callable[[], bool] = lambda: False
+        #: The calling thread's idle time before its current task (None: unknown).
+        self.idle_before: Callable[[], float | None] = lambda: None
+        #: Whether the worker's pool enforces time limits of its own (``--time-limit``).
+        self.time_limited: Callable[[], bool] = lambda: False
 
     def contended(self) -> None:
         """A count in a chord tree lost a race: the parts of this fleet's chords end together."""
@@ -165,8 +170,7 @@ class Turns:
 
     def began(self, group_id: str, now: float) -> tuple[float, bool]:
         """When this thread's first part of chord ``group_id`` came to be stored (``now`` if this
-        is it), and whether the thread came to it idle: its last result stored more than
-        ``IDLE_TURNS`` turns before. A thread that runs tasks back to back (a burst of chords on a
+        is it), and whether the thread came to it idle (``_came_idle``). A thread that runs tasks back to back (a burst of chords on a
         few processes) takes no turns: each wait would be time taken from the next part, and its
         parts race little (20 chords of 12 on 1 x prefork 4: 11.5 s in turn against 7.0 s, for
         3.99 requests per part against 4.06). It remembers the last ``CHORDS_KEPT`` chords: a
@@ -176,13 +180,23 @@ class Turns:
             kept = self._local.kept = OrderedDict()
         first = kept.pop(group_id, None)
         if first is None:
-            stored_at = getattr(self._local, "stored_at", None)
-            idle = stored_at is None or self.put_s is None or now - stored_at > IDLE_TURNS * turn_s(self.put_s)
-            first = (now, idle)
+            first = (now, self._came_idle(now))
         kept[group_id] = first  # the newest last: the oldest goes first
         if len(kept) > CHORDS_KEPT:
             kept.popitem(last=False)
         return first
+
+    def _came_idle(self, now: float) -> bool:
+        """Whether the thread was idle for more than ``IDLE_TURNS`` turns before its current task
+        (in a worker: from its last task's end to this one's start; elsewhere: since its last
+        result was stored)."""
+        if self.put_s is None:
+            return True
+        gap = self.idle_before()
+        if gap is None:
+            stored_at = getattr(self._local, "stored_at", None)
+            gap = math.inf if stored_at is None else now - stored_at
+        return gap > IDLE_TURNS * turn_s(self.put_s)
 
     def wait_s(self, tree: Geometry, index: int, group_id: str, now: float) -> float:
         """How long this part waits before its result's PUT: until its turn, counted from its
@@ -205,7 +219,8 @@ class Turns:
         try:
             conf, task = app.conf, app.tasks.get(getattr(request, "task", None) or "")
             limits = (*(getattr(request, "timelimit", None) or ()), conf.task_time_limit, conf.task_soft_time_limit)
-            if not any(limits) and not (task is not None and (task.time_limit or task.soft_time_limit)):
+            limited = any(limits) or self.time_limited()
+            if not limited and not (task is not None and (task.time_limit or task.soft_time_limit)):
                 self._turn(request)
         except Exception:  # noqa: BLE001 - the turn saves requests; the result must be stored
             logger.warning("s3result: a chord part's turn failed; its result is stored now", exc_info=True)

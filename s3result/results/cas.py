@@ -92,7 +92,7 @@ def may_retry(exc: BaseException) -> bool:
 class Attempt:
     """What one call of ``compare_and_swap`` saw: tell it each ETag read (``read``)."""
 
-    __slots__ = ("_key", "_read", "_refused", "_strikes", "ahead", "number", "turn")
+    __slots__ = ("_key", "_read", "_refused", "_strikes", "ahead", "lost", "number", "turn")
 
     def __init__(self, key: str) -> None:
         self._key = key
@@ -104,6 +104,8 @@ class Attempt:
         self.ahead: int | None = None
         #: A writer's turn in lost attempts' times: 1 after a read and a write, 2 after a read alone.
         self.turn = 1.0
+        #: Whether the attempt before this one lost a race (or yielded), not a store error.
+        self.lost = False
 
     def read(self, etag: str | None) -> None:
         """The attempt read the object (None: missing); raises when the store refuses If-Match."""
@@ -130,6 +132,7 @@ class Attempt:
         self._read = etag
 
     def _failed(self, exc: BaseException) -> None:
+        self.lost = lost_race(exc)
         refused = isinstance(exc, PreconditionFailed) and self._read is not None
         self._refused = self._read if refused else None
 

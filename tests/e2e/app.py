@@ -243,8 +243,10 @@ if os.environ.get("E2E_KILL_IN_TURN"):
     _wait_s = _turns.Turns.wait_s
 
     def _kill_in_turn(self: Any, tree: Any, index: int, group_id: str, now: float) -> float:
-        if self.put_s is None:
-            self.put_s = 0.04  # as if this process had stored results before
+        self.put_s = 0.04  # a turn of 0.12 s, as if this process had stored results 40 ms away
+        self.idle_before = lambda: math.inf  # and came to the chord idle
+        if index == int(os.environ["E2E_KILL_IN_TURN"]):
+            getattr(self._local, "kept", {}).pop(group_id, None)  # its own start: a wait of 4 turns
         seconds = _wait_s(self, tree, index, group_id, now)
         if seconds > 0 and index == int(os.environ["E2E_KILL_IN_TURN"]):
             try:
