@@ -82,9 +82,9 @@ class S3Backend(KeyValueStoreBackend):
     #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
     #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
     chord_tree_from = _Knob(2, lambda b: b.chords.tree_from, lambda b, v: setattr(b.chords, "tree_from", v))
-    #: Whether the parts of a small chord take turns before storing their results, where the
-    #: worker's counts lost races lately (``chords.turns``): fewer requests per part, and less
-    #: throughput on a burst of small chords over a few processes. False: no part ever waits.
+    #: Whether the parts of a small chord take turns before storing their results, in a prefork
+    #: pool or where the worker's counts saw races lately (``chords.turns``): fewer requests per
+    #: part, for a wait of up to 1.2 s before a part's result is stored. False: no part waits.
     chord_turns = _Knob(True, lambda b: b.chords.turns.enabled, lambda b, v: setattr(b.chords.turns, "enabled", v))
 
     def __init__(self, url: str | None = None, *args: Any, **kwargs: Any) -> None:

@@ -75,9 +75,9 @@ DESIGN notes (why it is built this way):
   A first run that reads its leaf missing while a part before it in the leaf is uncounted does
   not create it (that create loses to the leaf's first part, which creates it without reading):
   it waits its turn, a read and a write per part ahead (``cas.Yielded``). Counting a chord of 10
-  on 24 processes at 20 ms a request: 4.4-4.8 requests per part against 4.9-5.3. Where races
-  were lost lately, the parts of a chord of up to 64 take turns before they store their results
-  (``turns``, ``on_race``), and race no more: 4.0 requests per part at 10.
+  on 24 processes at 20 ms a request: 4.4-4.8 requests per part against 4.9-5.3. In a prefork
+  pool, or where races were seen lately (``on_race``), the parts of a chord of up to 64 take
+  turns before they store their results (``turns``), and race little: 4.0 requests per part at 10.
 - Threads. The threads of one process that count on the same node commit together
   (``counter.group_commit``), as on the root.
 """
