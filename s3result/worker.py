@@ -79,8 +79,8 @@ class _Runs(threading.local):
 _RUNS = PROCESS.slot(
     "worker.runs",
     _Runs,
-    fork="renewed",
-    why="each thread's last task end and the gap before its current task (chords.turns): a child's own",
+    fork="kept",
+    why="each thread's last task end and the gap before its current task (chords.turns): a pool's parent runs none",
 )
 
 _START = PROCESS.slot(

@@ -48,7 +48,7 @@ SLOTS: dict[str, tuple[str, str]] = {
     "chords.memory.bodies": ("kept", "the body to fail if a chord's size cannot be recorded"),
     "chords.memory.lock": ("renewed", "guards what the process remembers of chords"),
     # -- the worker's signals --
-    "worker.runs": ("renewed", "each thread's last task end and the gap before its current task"),
+    "worker.runs": ("kept", "each thread's last task end and the gap before its current task"),
     "worker.start": (
         "kept",
         "signals connected, apps watched, stores checked (by PID), the verdict's retry, a prefork pool",
