@@ -102,26 +102,9 @@ def ceph_target() -> Iterator[Any]:
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
+def silent_port(silent_counted: tuple[int, list[socket.socket]]) -> int:
     """A store that accepts connections and never answers a byte (the port it listens on)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield int(server.getsockname()[1])
-    stop.set()
-    server.close()
-    for conn in held:
-        conn.close()
+    return silent_counted[0]
 
 
 @pytest.fixture
