@@ -81,8 +81,8 @@ MIN_TURN_S, MAX_TURN_S = 2.0**-9, 0.12
 CHORDS_KEPT = 16
 #: A thread waits its turns for this long after one of its counts lost a race.
 CONTENDED_S = 600.0
-#: A thread takes turns in a chord only if its last result was stored more than this many turns
-#: before its first part of the chord: it was idle, as a fleet waiting for a chord's parts is.
+#: A thread takes turns in a chord only if it was idle for more than this many turns before its
+#: first part of the chord (``Turns._came_idle``), as a fleet waiting for a chord's parts is.
 IDLE_TURNS = 2
 
 
