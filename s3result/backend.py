@@ -79,8 +79,8 @@ class S3Backend(KeyValueStoreBackend):
     #: Chords with at least this many parts (all plain tasks) count in a tree (``chords.tree``)
     #: shaped by ``Geometry.fit``; others (a header with a nested group) count in the root. A
     #: tree fitted to the size beats one counter at every size: at 10 parts on 24 processes,
-    #: 5.6 requests per part against 6.8-7.2 in the root; at 32, 5.4-5.7 against 12.4
-    #: (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
+    #: 5.6 requests per part against 6.8-7.2 in the root (without turns); at 32, 5.4-5.7 against
+    #: 12.4 (``python -m benchmarks.chords --sizes 10,32 --modes native --tree-from T``).
     chord_tree_from = _Knob(2, lambda b: b.chords.tree_from, lambda b, v: setattr(b.chords, "tree_from", v))
     #: Whether the parts of a small chord take turns before storing their results, in a prefork
     #: pool or where the worker's counts saw races lately (``chords.turns``): fewer requests per

@@ -112,12 +112,9 @@ def turns_ahead(tree: Geometry, index: int) -> int:
         for last in range(max(0, tree.n - tree.stripes), index + 1):
             turn = max(last // tree.stripes, turn + 1)
         return turn
-    leaf = tree.leaf_of(index)
+    leaf = tree.leaf_of(index)  # height 2: its place under its inner node, plus the node's under the root
     parent = tree.parent(leaf)
-    place = tree.expected(1, parent).index(str(leaf))
-    if tree.height == 2:
-        place += tree.expected(2, 0).index(str(parent))
-    return rows - 1 + place
+    return rows - 1 + tree.expected(1, parent).index(str(leaf)) + tree.expected(2, 0).index(str(parent))
 
 
 def wait(sleep: Callable[[float], None], seconds: float) -> None:
